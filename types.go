@@ -1,0 +1,133 @@
+package rugwatch
+
+import (
+	"encoding/json"
+	"strings"
+	"time"
+)
+
+// Digest is "sha256:<64 lowercase hex>" of the RFC 8785 canonical form of a
+// JSON value.
+type Digest string
+
+// Valid reports whether d has the sha256:<64 hex> form.
+func (d Digest) Valid() bool {
+	s, ok := strings.CutPrefix(string(d), "sha256:")
+	if !ok || len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Short is the first 12 hex digits, for humans.
+func (d Digest) Short() string {
+	s := strings.TrimPrefix(string(d), "sha256:")
+	if len(s) > 12 {
+		s = s[:12]
+	}
+	return s
+}
+
+// State is where one tool of one server stands.
+type State string
+
+// The tool states of DESIGN.md.
+const (
+	StateApproved State = "approved" // observed digest equals a valid approval's digest
+	StatePending  State = "pending"  // seen, never approved
+	StateDrifted  State = "drifted"  // had an approval, observed digest differs; approval revoked
+	StateRevoked  State = "revoked"  // approval withdrawn by a human
+	StateRemoved  State = "removed"  // approved before, absent from the latest listing
+)
+
+// Clean reports whether the state needs no human attention.
+func (s State) Clean() bool { return s == StateApproved }
+
+// Severity grades events and findings.
+type Severity string
+
+// Severities, lowest first.
+const (
+	SeverityInfo     Severity = "info"
+	SeverityWarning  Severity = "warning"
+	SeverityCritical Severity = "critical"
+)
+
+// Rank orders severities: info 1, warning 2, critical 3, unknown 0.
+func (s Severity) Rank() int {
+	switch s {
+	case SeverityInfo:
+		return 1
+	case SeverityWarning:
+		return 2
+	case SeverityCritical:
+		return 3
+	}
+	return 0
+}
+
+// Max returns the higher of two severities.
+func (s Severity) Max(o Severity) Severity {
+	if o.Rank() > s.Rank() {
+		return o
+	}
+	return s
+}
+
+// EventType names what happened.
+type EventType string
+
+// Event types of DESIGN.md.
+const (
+	EventToolNew             EventType = "tool.new"
+	EventToolDrifted         EventType = "tool.drifted"
+	EventToolRemoved         EventType = "tool.removed"
+	EventToolApproved        EventType = "tool.approved"
+	EventToolRevoked         EventType = "tool.revoked"
+	EventInstructionsDrifted EventType = "instructions.drifted"
+	EventServerUnreachable   EventType = "server.unreachable"
+	EventServerRecovered     EventType = "server.recovered"
+	EventApprovalInvalid     EventType = "approval.invalid"
+)
+
+// Change is one field-level difference between two JSON documents, addressed
+// by an RFC 6901 JSON pointer.
+type Change struct {
+	Path string          `json:"path"`
+	Op   string          `json:"op"` // add | remove | replace
+	Old  json.RawMessage `json:"old,omitempty"`
+	New  json.RawMessage `json:"new,omitempty"`
+}
+
+// Finding is one suspicious property of a tool definition.
+type Finding struct {
+	Rule     string   `json:"rule"`
+	Severity Severity `json:"severity"`
+	Path     string   `json:"path"`
+	Message  string   `json:"message"`
+}
+
+// Event is one record of the append-only, hash-chained event log.
+type Event struct {
+	ID             string    `json:"id"`
+	Seq            uint64    `json:"seq"`
+	Type           EventType `json:"type"`
+	Severity       Severity  `json:"severity"`
+	Server         string    `json:"server"`
+	Tool           string    `json:"tool,omitempty"`
+	ApprovedDigest Digest    `json:"approved_digest,omitempty"`
+	ObservedDigest Digest    `json:"observed_digest,omitempty"`
+	Changes        []Change  `json:"changes,omitempty"`
+	Findings       []Finding `json:"findings,omitempty"`
+	Message        string    `json:"message,omitempty"`
+	KeyID          string    `json:"key_id,omitempty"`
+	OccurredAt     time.Time `json:"occurred_at"`
+	// Prev is the digest of the previous event record as stored; the first
+	// event's Prev is empty. Editing any stored record breaks the chain.
+	Prev Digest `json:"prev,omitempty"`
+}
