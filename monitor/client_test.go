@@ -1,0 +1,259 @@
+package monitor
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestPollEveryTransportSeesTheSameTools(t *testing.T) {
+	streamable, sse := httpTargets(t, fixtureServer(5, 0))
+	targets := []Target{selfTarget(t, "sdk", map[string]string{"TOOLS": "5"}), streamable, sse}
+	var want []Tool
+	for _, tg := range targets {
+		t.Run(tg.Transport, func(t *testing.T) {
+			l, err := Poll(pollCtx(t, 20*time.Second), tg, DialOptions{})
+			if err != nil {
+				t.Fatalf("poll: %v", err)
+			}
+			if len(l.Tools) != 5 {
+				t.Fatalf("got %d tools, want 5", len(l.Tools))
+			}
+			if l.Instructions == nil || *l.Instructions != "Use these tools for arithmetic." || !l.InstructionsDigest.Valid() {
+				t.Errorf("instructions = %v, digest %q", l.Instructions, l.InstructionsDigest)
+			}
+			for _, tool := range l.Tools {
+				if !tool.Digest.Valid() {
+					t.Errorf("tool %s: bad digest %q", tool.Name, tool.Digest)
+				}
+			}
+			if want == nil {
+				want = l.Tools
+				return
+			}
+			for i := range want {
+				if want[i].Name != l.Tools[i].Name || want[i].Digest != l.Tools[i].Digest {
+					t.Errorf("tool %d: %s %s over %s, %s %s over stdio", i, l.Tools[i].Name, l.Tools[i].Digest, tg.Transport, want[i].Name, want[i].Digest)
+				}
+			}
+		})
+	}
+}
+
+func TestPollFollowsPages(t *testing.T) {
+	streamable, _ := httpTargets(t, fixtureServer(250, 40))
+	l, err := Poll(pollCtx(t, 20*time.Second), streamable, DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Tools) != 250 || l.Pages != 7 {
+		t.Fatalf("got %d tools in %d pages, want 250 in 7", len(l.Tools), l.Pages)
+	}
+	_, err = Poll(pollCtx(t, 20*time.Second), streamable, DialOptions{Limits: Limits{MaxPages: 3}})
+	var le *LimitError
+	if !errors.As(err, &le) || le.Limit != "max_pages" {
+		t.Fatalf("with max_pages 3: err = %v, want max_pages limit", err)
+	}
+}
+
+func TestPollRefusesHostileResponses(t *testing.T) {
+	cases := []struct {
+		scenario string
+		limits   Limits
+		hostile  bool   // want *HostileError
+		limit    string // want *LimitError with this limit
+	}{
+		{scenario: "dup-keys", hostile: true},
+		{scenario: "dup-tools-key", hostile: true},
+		{scenario: "dup-names", hostile: true},
+		{scenario: "bad-utf8", hostile: true},
+		{scenario: "deep", hostile: true},
+		{scenario: "no-tools", hostile: true},
+		{scenario: "huge", limits: Limits{MaxResponseBytes: 1 << 20}, limit: "max_response_bytes"},
+		{scenario: "100k", limit: "max_tools"},
+	}
+	for _, c := range cases {
+		t.Run(c.scenario, func(t *testing.T) {
+			_, err := Poll(pollCtx(t, 30*time.Second), selfTarget(t, "raw:"+c.scenario, nil), DialOptions{Limits: c.limits})
+			if err == nil {
+				t.Fatal("poll succeeded, want it refused")
+			}
+			var he *HostileError
+			var le *LimitError
+			switch {
+			case c.hostile && !errors.As(err, &he):
+				t.Fatalf("err = %v, want a hostile response error", err)
+			case c.limit != "" && !strings.Contains(err.Error(), c.limit):
+				t.Fatalf("err = %v, want it to name %s", err, c.limit)
+			case c.limit == "max_tools" && !errors.As(err, &le):
+				t.Fatalf("err = %v (%T), want *LimitError", err, err)
+			}
+		})
+	}
+}
+
+func TestPollHugeHTTPBodyIsRefused(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(200)
+		_, _ = w.Write([]byte(`{"jsonrpc":"2.0","id":1,"result":{"x":"`))
+		chunk := []byte(strings.Repeat("A", 64<<10))
+		for range 64 {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}))
+	defer srv.Close()
+	_, err := Poll(pollCtx(t, 10*time.Second), Target{Transport: TransportHTTP, URL: srv.URL}, DialOptions{Limits: Limits{MaxResponseBytes: 1 << 20}})
+	if err == nil || !strings.Contains(err.Error(), "max_response_bytes") {
+		t.Fatalf("err = %v, want max_response_bytes", err)
+	}
+}
+
+func TestPollStopsOnRepeatedCursor(t *testing.T) {
+	l, err := Poll(pollCtx(t, 10*time.Second), selfTarget(t, "raw:repeat-cursor", nil), DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Pages != 2 || len(l.Warnings) != 1 {
+		t.Fatalf("pages %d, warnings %q; want 2 pages and a warning", l.Pages, l.Warnings)
+	}
+}
+
+func TestPollEndsAtItsTimeout(t *testing.T) {
+	for _, scenario := range []string{"silent", "silent-init"} {
+		t.Run(scenario, func(t *testing.T) {
+			start := time.Now()
+			_, err := Poll(pollCtx(t, time.Second), selfTarget(t, "raw:"+scenario, nil), DialOptions{})
+			if err == nil {
+				t.Fatal("poll of a silent server succeeded")
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Fatalf("poll took %v, want its 1s timeout plus at most a second", d)
+			}
+		})
+	}
+	t.Run("http", func(t *testing.T) {
+		hang := make(chan struct{})
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-hang:
+			case <-r.Context().Done():
+			}
+		}))
+		defer srv.Close()
+		defer close(hang)
+		start := time.Now()
+		_, err := Poll(pollCtx(t, time.Second), Target{Transport: TransportHTTP, URL: srv.URL}, DialOptions{})
+		if err == nil {
+			t.Fatal("poll of a hung server succeeded")
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("poll took %v", d)
+		}
+	})
+}
+
+func TestPoll100kTools(t *testing.T) {
+	if testing.Short() {
+		t.Skip("large listing")
+	}
+	l, err := Poll(pollCtx(t, 60*time.Second), selfTarget(t, "raw:100k", nil), DialOptions{Limits: Limits{MaxTools: 200_000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Tools) != 100_000 {
+		t.Fatalf("got %d tools", len(l.Tools))
+	}
+}
+
+func TestStdioLeavesNothingBehind(t *testing.T) {
+	pidfile := filepath.Join(t.TempDir(), "pid")
+	l, err := Poll(pollCtx(t, 20*time.Second), selfTarget(t, "grandchild", map[string]string{"PIDFILE": pidfile}), DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Tools) != 2 {
+		t.Fatalf("got %d tools", len(l.Tools))
+	}
+	b, err := os.ReadFile(pidfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(string(b))
+	// The grandchild was reparented; it must be dead (a zombie reaped by
+	// init at worst, never running).
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if !alive(pid) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("grandchild %d still running after the poll", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// alive reports whether pid runs and is not a zombie.
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i < 0 || !strings.HasPrefix(string(b[i+1:]), " Z")
+}
+
+func TestStdioChildSeesOnlyItsEnvironment(t *testing.T) {
+	t.Setenv("RUGWATCH_WEBHOOK_SECRET", "whsec_topsecret")
+	t.Setenv("SMTP_PASSWORD", "hunter2")
+	dump := filepath.Join(t.TempDir(), "env")
+	_, err := Poll(pollCtx(t, 20*time.Second), selfTarget(t, "dumpenv", map[string]string{"DUMPFILE": dump, "API_KEY": "for-the-child"}), DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(dump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]bool{}
+	for _, kv := range strings.Split(string(b), "\n") {
+		k, _, _ := strings.Cut(kv, "=")
+		env[k] = true
+	}
+	for _, leak := range []string{"whsec_topsecret", "hunter2"} {
+		if strings.Contains(string(b), leak) {
+			t.Errorf("child environment holds %q", leak)
+		}
+	}
+	for k := range env {
+		switch k {
+		case "PATH", "HOME", "API_KEY", "DUMPFILE", "RUGWATCH_TEST_SERVER":
+		default:
+			t.Errorf("child got variable %s", k)
+		}
+	}
+	if !env["API_KEY"] {
+		t.Error("child did not get its configured API_KEY")
+	}
+}
+
+func TestStdioStderrIsShownInErrors(t *testing.T) {
+	tg := Target{Transport: TransportStdio, Command: "sh", Args: []string{"-c", "echo boom: missing token >&2; exit 3"}}
+	_, err := Poll(pollCtx(t, 10*time.Second), tg, DialOptions{})
+	if err == nil || !strings.Contains(err.Error(), "boom: missing token") {
+		t.Fatalf("err = %v, want the server's stderr in it", err)
+	}
+}

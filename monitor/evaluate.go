@@ -1,0 +1,279 @@
+package monitor
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/store"
+)
+
+// Approved is a tool's approval after its signature was checked.
+type Approved struct {
+	Digest     rugwatch.Digest
+	Definition json.RawMessage // canonical, as signed
+	Valid      bool            // signature verifies with a trusted key and names this tool
+	Problem    string          // why not, when !Valid
+}
+
+// Input is everything one evaluation of one server looks at.
+type Input struct {
+	Server    string
+	Transport string
+	Prev      *store.ServerRecord // nil the first time
+	// Approvals holds the current approval per tool name; Revoked holds,
+	// for drifted tools, the approval drift revoked, for diffs.
+	Approvals map[string]Approved
+	Revoked   map[string]Approved
+	Listing   *Listing // nil when the poll failed
+	PollErr   error
+	Now       time.Time
+	// UnreachableAfter is how many failed polls in a row raise
+	// server.unreachable.
+	UnreachableAfter int
+	// FirstSight approves tools never seen before (approve_first_seen).
+	FirstSight bool
+}
+
+// Outcome is what an evaluation decided; the caller writes all of it in
+// one transaction.
+type Outcome struct {
+	Server  store.ServerRecord
+	Events  []rugwatch.Event
+	Revoke  []string // tools whose approval drift withdrew
+	Approve []Tool   // tools to approve on first sight
+}
+
+// Evaluate compares a listing with the approvals and the previous record.
+// It is a pure function: every rule of the state machine lives here and
+// is tested without a store or a server.
+func Evaluate(in Input) Outcome {
+	var out Outcome
+	prev := store.ServerRecord{Name: in.Server, Tools: map[string]store.ToolRecord{}}
+	firstPoll := in.Prev == nil
+	if in.Prev != nil {
+		prev = *in.Prev
+	}
+	next := prev
+	next.Name = in.Server
+	next.Transport = in.Transport
+	next.LastPolledAt = in.Now
+	next.Tools = make(map[string]store.ToolRecord, len(prev.Tools))
+	for k, v := range prev.Tools {
+		next.Tools[k] = v
+	}
+	ev := func(e rugwatch.Event) {
+		e.Server = in.Server
+		e.OccurredAt = in.Now
+		out.Events = append(out.Events, e)
+	}
+
+	if in.Listing == nil {
+		// An unreachable server keeps its tools' last states: a network
+		// outage must never read as every tool removed.
+		next.Reachable = false
+		next.Error = errorText(in.PollErr)
+		next.ConsecutiveFailures++
+		after := max(in.UnreachableAfter, 1)
+		if next.ConsecutiveFailures >= after && !next.Unreachable {
+			next.Unreachable = true
+			ev(rugwatch.Event{Type: rugwatch.EventServerUnreachable, Severity: rugwatch.SeverityWarning,
+				Message: fmt.Sprintf("%d polls in a row failed: %s", next.ConsecutiveFailures, next.Error)})
+		}
+		out.Server = next
+		return out
+	}
+
+	next.Reachable = true
+	next.Error = ""
+	next.ConsecutiveFailures = 0
+	if next.Unreachable {
+		next.Unreachable = false
+		ev(rugwatch.Event{Type: rugwatch.EventServerRecovered, Severity: rugwatch.SeverityInfo, Message: "server answers again"})
+	}
+	if in.Listing.Instructions != nil {
+		next.Instructions = *in.Listing.Instructions
+	} else {
+		next.Instructions = ""
+	}
+	next.InstructionsDigest = in.Listing.InstructionsDigest
+
+	seen := make(map[string]bool, len(in.Listing.Tools))
+	for _, t := range in.Listing.Tools {
+		seen[t.Name] = true
+		old, known := prev.Tools[t.Name]
+		rec := old
+		rec.Name = t.Name
+		rec.ObservedDigest = t.Digest
+		rec.Definition = t.Canonical
+		if !known {
+			rec.FirstSeen = in.Now
+			rec.LastChanged = in.Now
+		} else if old.ObservedDigest != t.Digest {
+			rec.LastChanged = in.Now
+		}
+		a, hasApproval := in.Approvals[t.Name]
+		switch {
+		case hasApproval && a.Valid && a.Digest == t.Digest:
+			rec.State = rugwatch.StateApproved
+			rec.ApprovedDigest = a.Digest
+			rec.Severity = rugwatch.SeverityInfo
+			rec.Changes = nil
+		case hasApproval && a.Valid:
+			// The rug pull: withdraw the approval at once, so nothing
+			// downstream can treat the new definition as trusted.
+			changes := Diff(a.Definition, t.Canonical)
+			sev := DriftSeverity(changes)
+			rec.State = rugwatch.StateDrifted
+			rec.ApprovedDigest = a.Digest
+			rec.Severity = sev
+			rec.Changes = changes
+			out.Revoke = append(out.Revoke, t.Name)
+			ev(rugwatch.Event{Type: rugwatch.EventToolDrifted, Severity: sev, Tool: t.Name,
+				ApprovedDigest: a.Digest, ObservedDigest: t.Digest, Changes: changes,
+				Message: summarize(changes)})
+		case known && old.State == rugwatch.StateDrifted:
+			// A drifted tool stays drifted until a human approves it, even
+			// if the server changes back.
+			rec.State = rugwatch.StateDrifted
+			if old.ObservedDigest != t.Digest {
+				var changes []rugwatch.Change
+				if r, ok := in.Revoked[t.Name]; ok {
+					changes = Diff(r.Definition, t.Canonical)
+				}
+				sev := DriftSeverity(changes)
+				msg := summarize(changes)
+				if rec.ApprovedDigest == t.Digest {
+					sev = rugwatch.SeverityWarning
+					msg = "changed back to the approved definition; stays drifted until approved again"
+				}
+				rec.Severity = sev
+				rec.Changes = changes
+				ev(rugwatch.Event{Type: rugwatch.EventToolDrifted, Severity: sev, Tool: t.Name,
+					ApprovedDigest: rec.ApprovedDigest, ObservedDigest: t.Digest, Changes: changes, Message: msg})
+			}
+		case known && old.State == rugwatch.StateRevoked:
+			rec.State = rugwatch.StateRevoked
+		default:
+			if hasApproval && !a.Valid && (!known || old.State == rugwatch.StateApproved) {
+				ev(rugwatch.Event{Type: rugwatch.EventApprovalInvalid, Severity: rugwatch.SeverityCritical, Tool: t.Name,
+					ApprovedDigest: a.Digest, ObservedDigest: t.Digest,
+					Message: "approval does not verify and counts as none: " + a.Problem})
+			}
+			rec.State = rugwatch.StatePending
+			rec.ApprovedDigest = ""
+			rec.Severity = rugwatch.SeverityInfo
+			if !known || old.State == rugwatch.StateRemoved || old.State == rugwatch.StateApproved {
+				if in.FirstSight && !known && !hasApproval {
+					out.Approve = append(out.Approve, t)
+				}
+				if !known || old.State == rugwatch.StateRemoved {
+					ev(rugwatch.Event{Type: rugwatch.EventToolNew, Severity: rugwatch.SeverityInfo, Tool: t.Name,
+						ObservedDigest: t.Digest, Message: newMessage(firstPoll)})
+				}
+			}
+		}
+		next.Tools[t.Name] = rec
+	}
+	for name, old := range prev.Tools {
+		if seen[name] {
+			continue
+		}
+		if old.State == rugwatch.StatePending {
+			// Never approved, now gone: nothing to keep.
+			delete(next.Tools, name)
+			continue
+		}
+		if old.State == rugwatch.StateRemoved {
+			continue
+		}
+		rec := old
+		rec.State = rugwatch.StateRemoved
+		rec.Severity = rugwatch.SeverityInfo
+		rec.LastChanged = in.Now
+		next.Tools[name] = rec
+		ev(rugwatch.Event{Type: rugwatch.EventToolRemoved, Severity: rugwatch.SeverityInfo, Tool: name,
+			ApprovedDigest: old.ApprovedDigest, Message: "no longer listed by the server"})
+	}
+	out.Server = next
+	return out
+}
+
+func newMessage(firstPoll bool) string {
+	if firstPoll {
+		return "first seen"
+	}
+	return "new tool listed by the server"
+}
+
+// DriftSeverity grades a drift by what changed: critical where the model is
+// handed new power or new words (a parameter added, a safety hint flipped,
+// a description rewritten), warning for any other change.
+func DriftSeverity(changes []rugwatch.Change) rugwatch.Severity {
+	sev := rugwatch.SeverityWarning
+	for _, c := range changes {
+		p := c.Path
+		switch {
+		case strings.HasPrefix(p, "/inputSchema/") && c.Op == "add" && isPropertyPath(p):
+			return rugwatch.SeverityCritical
+		case p == "/annotations/readOnlyHint" && !isTrue(c.New):
+			return rugwatch.SeverityCritical
+		case p == "/annotations/destructiveHint" && isTrue(c.New):
+			return rugwatch.SeverityCritical
+		case p == "/annotations" && (c.Op == "remove" || c.Op == "replace"):
+			return rugwatch.SeverityCritical
+		case strings.HasSuffix(p, "/description") && c.Op != "remove":
+			return rugwatch.SeverityCritical
+		case strings.HasPrefix(p, "/inputSchema/") && strings.Contains(p, "/enum"):
+			return rugwatch.SeverityCritical
+		}
+	}
+	if len(changes) == 0 {
+		return rugwatch.SeverityInfo
+	}
+	return sev
+}
+
+// isPropertyPath reports whether p names a schema property itself
+// (…/properties/<name>), the shape of a newly added parameter.
+func isPropertyPath(p string) bool {
+	i := strings.LastIndex(p, "/properties/")
+	return i >= 0 && !strings.Contains(p[i+len("/properties/"):], "/")
+}
+
+func isTrue(raw json.RawMessage) bool { return string(raw) == "true" }
+
+// summarize names the changed paths for a one-line message.
+func summarize(changes []rugwatch.Change) string {
+	if len(changes) == 0 {
+		return "definition changed"
+	}
+	parts := make([]string, 0, 4)
+	for i, c := range changes {
+		if i == 3 {
+			parts = append(parts, fmt.Sprintf("and %d more", len(changes)-3))
+			break
+		}
+		path := c.Path
+		if path == "" {
+			path = "/"
+		}
+		parts = append(parts, c.Op+" "+path)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// errorText is the stored form of a poll error: one line, bounded, since a
+// hostile server chooses much of its text.
+func errorText(err error) string {
+	if err == nil {
+		return "unknown error"
+	}
+	s := strings.ToValidUTF8(err.Error(), "\uFFFD")
+	if len(s) > 2048 {
+		s = s[:2048] + "…"
+	}
+	return s
+}

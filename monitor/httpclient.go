@@ -1,0 +1,90 @@
+package monitor
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+)
+
+// newHTTPClient returns the client for one HTTP or SSE target. It never
+// follows redirects, adds the configured headers only to requests for the
+// target's own origin (an SSE server may name any endpoint URL), and caps
+// every response body at max bytes.
+func newHTTPClient(t Target, max int64) (*http.Client, error) {
+	u, err := url.Parse(t.URL)
+	if err != nil {
+		return nil, fmt.Errorf("parsing url: %w", err)
+	}
+	return &http.Client{
+		Transport: &boundedTransport{
+			base:    http.DefaultTransport.(*http.Transport).Clone(),
+			origin:  origin(u),
+			headers: t.Headers,
+			max:     max,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return errRedirect
+		},
+	}, nil
+}
+
+var errRedirect = errors.New("server answered with a redirect; rugwatch does not follow redirects")
+
+func origin(u *url.URL) string { return u.Scheme + "://" + u.Host }
+
+type boundedTransport struct {
+	base    *http.Transport
+	origin  string
+	headers map[string]string
+	max     int64
+}
+
+func (b *boundedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if origin(req.URL) == b.origin && len(b.headers) > 0 {
+		req = req.Clone(req.Context())
+		for k, v := range b.headers {
+			req.Header.Set(k, v)
+		}
+	}
+	resp, err := b.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.ContentLength > b.max {
+		resp.Body.Close()
+		return nil, &LimitError{Limit: "max_response_bytes", Value: b.max}
+	}
+	resp.Body = &limitedBody{rc: resp.Body, left: b.max, max: b.max}
+	return resp, nil
+}
+
+// limitedBody fails reads past max bytes instead of truncating silently, so
+// a truncated listing can never pass for a complete one.
+type limitedBody struct {
+	rc   io.ReadCloser
+	left int64
+	max  int64
+}
+
+func (l *limitedBody) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		return 0, &LimitError{Limit: "max_response_bytes", Value: l.max}
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.rc.Read(p)
+	l.left -= int64(n)
+	return n, err
+}
+
+func (l *limitedBody) Close() error { return l.rc.Close() }
+
+// CloseIdle releases idle connections of the client.
+func closeIdle(c *http.Client) {
+	if c != nil {
+		c.CloseIdleConnections()
+	}
+}

@@ -1,0 +1,183 @@
+package monitor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/signatures"
+)
+
+// Tool is one tool definition as the server sent it.
+type Tool struct {
+	Name      string
+	Raw       json.RawMessage // exactly the bytes the server sent
+	Canonical json.RawMessage // RFC 8785 form of Raw
+	Digest    rugwatch.Digest
+}
+
+// Listing is one complete, validated answer to tools/list.
+type Listing struct {
+	ProtocolVersion    string
+	ServerInfo         json.RawMessage
+	Instructions       *string
+	InstructionsDigest rugwatch.Digest // empty when the server sent none
+	Tools              []Tool          // sorted by name
+	Pages              int
+	Warnings           []string
+	Elapsed            time.Duration
+}
+
+// Tool returns the tool called name.
+func (l *Listing) Tool(name string) (Tool, bool) {
+	i := sort.Search(len(l.Tools), func(i int) bool { return l.Tools[i].Name >= name })
+	if i < len(l.Tools) && l.Tools[i].Name == name {
+		return l.Tools[i], true
+	}
+	return Tool{}, false
+}
+
+// HostileError marks a response rugwatch refuses to interpret.
+type HostileError struct{ Reason string }
+
+func (e *HostileError) Error() string { return "hostile server response: " + e.Reason }
+
+// Poll connects to a target, lists every tool and disconnects. ctx bounds
+// the whole poll, connect to last page; a stdio server's process group is
+// gone when Poll returns.
+func Poll(ctx context.Context, t Target, opts DialOptions) (*Listing, error) {
+	start := time.Now()
+	s, err := Dial(ctx, t, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	l, err := s.ListTools(ctx)
+	if err != nil {
+		return nil, err
+	}
+	l.Elapsed = time.Since(start)
+	return l, nil
+}
+
+// ListTools fetches every page of tools/list over an open session.
+func (s *Session) ListTools(ctx context.Context) (*Listing, error) {
+	lim := s.opts.Limits
+	slim := signatures.Limits{MaxDepth: lim.MaxDepth, MaxStringBytes: lim.MaxStringBytes, MaxBytes: int(lim.MaxResponseBytes)}
+	l := &Listing{
+		ProtocolVersion: s.Init.ProtocolVersion,
+		ServerInfo:      s.Init.ServerInfo,
+		Instructions:    s.Init.Instructions,
+	}
+	if l.Instructions != nil {
+		raw, _ := json.Marshal(*l.Instructions)
+		d, _, err := signatures.Digest(raw, slim)
+		if err != nil {
+			return nil, s.wrapErr("digesting instructions", err)
+		}
+		l.InstructionsDigest = d
+	}
+	seenCursor := map[string]bool{}
+	pageOf := map[string]int{}
+	names := map[string]rugwatch.Digest{}
+	cursor := ""
+	for {
+		if l.Pages >= lim.MaxPages {
+			return nil, &LimitError{Limit: "max_pages", Value: int64(lim.MaxPages)}
+		}
+		params := map[string]any{}
+		if cursor != "" {
+			params["cursor"] = cursor
+		}
+		raw, err := s.call(ctx, "tools/list", params)
+		if err != nil {
+			return nil, s.wrapErr(fmt.Sprintf("listing tools (page %d)", l.Pages+1), s.limitErr(err))
+		}
+		l.Pages++
+		// Validate the whole page strictly first: a duplicate "tools" key or
+		// invalid UTF-8 anywhere is refused, not interpreted one way when
+		// the model's client may read it another.
+		if _, err := signatures.Canonical(raw, slim); err != nil {
+			return nil, classify(fmt.Sprintf("listing tools (page %d)", l.Pages), err)
+		}
+		var page struct {
+			Tools      *[]json.RawMessage `json:"tools"`
+			NextCursor *string            `json:"nextCursor"`
+		}
+		if err := json.Unmarshal(raw, &page); err != nil {
+			return nil, &HostileError{Reason: fmt.Sprintf("page %d: result is not a tools/list result: %v", l.Pages, err)}
+		}
+		if page.Tools == nil {
+			return nil, &HostileError{Reason: fmt.Sprintf("page %d: result has no tools array", l.Pages)}
+		}
+		for i, tr := range *page.Tools {
+			if len(l.Tools) >= lim.MaxTools {
+				return nil, &LimitError{Limit: "max_tools", Value: int64(lim.MaxTools)}
+			}
+			var head struct {
+				Name *string `json:"name"`
+			}
+			if err := json.Unmarshal(tr, &head); err != nil || head.Name == nil {
+				return nil, &HostileError{Reason: fmt.Sprintf("page %d, tool %d: not an object with a string name", l.Pages, i)}
+			}
+			name := *head.Name
+			switch {
+			case name == "":
+				return nil, &HostileError{Reason: fmt.Sprintf("page %d, tool %d: empty name", l.Pages, i)}
+			case len(name) > lim.MaxNameBytes:
+				return nil, &LimitError{Limit: "max_name_bytes", Value: int64(lim.MaxNameBytes)}
+			}
+			d, canon, err := signatures.Digest(tr, slim)
+			if err != nil {
+				return nil, classify(fmt.Sprintf("tool %q", name), err)
+			}
+			if prev, dup := names[name]; dup {
+				// A server looping on its cursor hands the same page again;
+				// that ends at the repeated cursor below. Two different
+				// definitions under one name are another matter: which one
+				// a client keeps is up to the client, so rugwatch cannot pin
+				// either honestly.
+				if prev != d || pageOf[name] == l.Pages {
+					return nil, &HostileError{Reason: fmt.Sprintf("tool %q listed twice", name)}
+				}
+				continue
+			}
+			names[name] = d
+			pageOf[name] = l.Pages
+			l.Tools = append(l.Tools, Tool{Name: name, Raw: append(json.RawMessage(nil), tr...), Canonical: canon, Digest: d})
+		}
+		if page.NextCursor == nil || *page.NextCursor == "" {
+			break
+		}
+		if seenCursor[*page.NextCursor] {
+			l.Warnings = append(l.Warnings, fmt.Sprintf("server repeated cursor after page %d; listing ended there", l.Pages))
+			break
+		}
+		seenCursor[*page.NextCursor] = true
+		cursor = *page.NextCursor
+	}
+	sort.Slice(l.Tools, func(i, j int) bool { return l.Tools[i].Name < l.Tools[j].Name })
+	return l, nil
+}
+
+func classify(what string, err error) error {
+	var he *signatures.HostileError
+	if errors.As(err, &he) {
+		return &HostileError{Reason: what + ": " + he.Error()}
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// limitErr turns the SDK's frame-size error into a *LimitError naming the
+// setting, so an operator knows which knob a large server needs.
+func (s *Session) limitErr(err error) error {
+	if err != nil && strings.Contains(err.Error(), "exceeded the configured maximum line length") {
+		return fmt.Errorf("%w: %v", &LimitError{Limit: "max_response_bytes", Value: s.opts.Limits.MaxResponseBytes}, err)
+	}
+	return err
+}

@@ -1,0 +1,234 @@
+package monitor
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// childEnv builds the whole environment of a stdio server: PATH and HOME
+// from ours, then the server's configured variables. Nothing else of ours
+// crosses, so the monitor's own secrets (webhook secrets, SMTP passwords,
+// tokens of other servers) never reach a server it does not trust.
+func childEnv(configured map[string]string) []string {
+	env := make([]string, 0, len(configured)+2)
+	for _, k := range []string{"PATH", "HOME"} {
+		if _, set := configured[k]; set {
+			continue
+		}
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	for k, v := range configured {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
+// process is one stdio server child, started in its own process group so
+// that everything it starts can be ended with it.
+type process struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	stdout io.ReadCloser
+	stderr *capBuffer
+	waited chan struct{}
+	waitMu sync.Mutex
+	err    error
+
+	stopOnce sync.Once
+}
+
+func startProcess(t Target, maxStderr int) (*process, error) {
+	if t.Command == "" {
+		return nil, errors.New("no command")
+	}
+	path, err := lookPath(t.Command, t.Env)
+	if err != nil {
+		return nil, fmt.Errorf("finding command %q: %w", t.Command, err)
+	}
+	cmd := exec.Command(path, t.Args...)
+	cmd.Args[0] = t.Command
+	cmd.Env = childEnv(t.Env)
+	cmd.Dir = t.Cwd
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setpgid: true,
+		// If rugwatch dies, its children die with it rather than linger.
+		Pdeathsig: syscall.SIGKILL,
+	}
+	p := &process{cmd: cmd, stderr: &capBuffer{max: maxStderr}, waited: make(chan struct{})}
+	cmd.Stderr = p.stderr
+	if p.stdin, err = cmd.StdinPipe(); err != nil {
+		return nil, fmt.Errorf("opening stdin of %q: %w", t.Command, err)
+	}
+	if p.stdout, err = cmd.StdoutPipe(); err != nil {
+		return nil, fmt.Errorf("opening stdout of %q: %w", t.Command, err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %q: %w", t.Command, err)
+	}
+	go func() {
+		err := cmd.Wait()
+		p.waitMu.Lock()
+		p.err = err
+		p.waitMu.Unlock()
+		close(p.waited)
+	}()
+	return p, nil
+}
+
+// lookPath resolves cmd against the PATH the child will have, not ours, so
+// a configured PATH decides which executable runs.
+func lookPath(cmd string, env map[string]string) (string, error) {
+	if strings.Contains(cmd, "/") {
+		return exec.LookPath(cmd)
+	}
+	pathEnv, ok := env["PATH"]
+	if !ok {
+		pathEnv = os.Getenv("PATH")
+	}
+	for _, dir := range strings.Split(pathEnv, ":") {
+		if dir == "" {
+			dir = "."
+		}
+		p := dir + "/" + cmd
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", exec.ErrNotFound
+}
+
+// exited reports the exit error once the process has ended.
+func (p *process) exited() (bool, error) {
+	select {
+	case <-p.waited:
+		p.waitMu.Lock()
+		defer p.waitMu.Unlock()
+		return true, p.err
+	default:
+		return false, nil
+	}
+}
+
+// stop ends the server and everything it started: stdin is closed so a
+// well-behaved server can exit, then after grace the whole process group
+// and any descendant that left the group get SIGKILL. It returns once the
+// child has been reaped.
+func (p *process) stop(grace time.Duration) {
+	p.stopOnce.Do(func() {
+		pid := p.cmd.Process.Pid
+		// Collect descendants first: once the leader dies they are reparented
+		// and can no longer be found by walking down from it.
+		desc := descendants(pid)
+		_ = p.stdin.Close()
+		select {
+		case <-p.waited:
+		case <-time.After(grace):
+		}
+		desc = append(desc, descendants(pid)...)
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		for _, d := range desc {
+			_ = syscall.Kill(d, syscall.SIGKILL)
+		}
+		<-p.waited
+	})
+}
+
+// descendants walks /proc for every process whose ancestry leads to pid.
+// It is best effort: a process that double-forks and calls setsid between
+// two walks can escape, which Pdeathsig and the process group cover for
+// the common cases.
+func descendants(pid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	parent := make(map[int]int, len(entries))
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// The command name may hold spaces and parens; fields resume after
+		// the last ')'.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 2 {
+			continue
+		}
+		pp, _ := strconv.Atoi(f[1])
+		parent[n] = pp
+	}
+	var out []int
+	for n := range parent {
+		for a, hops := parent[n], 0; a > 1 && hops < 64; a, hops = parent[a], hops+1 {
+			if a == pid {
+				out = append(out, n)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// capBuffer keeps the first max bytes written to it, so that a chatty or
+// hostile server's stderr cannot grow without bound, and notes how much was
+// dropped.
+type capBuffer struct {
+	mu      sync.Mutex
+	max     int
+	buf     bytes.Buffer
+	dropped int64
+}
+
+func (c *capBuffer) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	room := c.max - c.buf.Len()
+	if room > 0 {
+		n := min(room, len(p))
+		c.buf.Write(p[:n])
+		c.dropped += int64(len(p) - n)
+	} else {
+		c.dropped += int64(len(p))
+	}
+	return len(p), nil
+}
+
+func (c *capBuffer) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := strings.TrimSpace(c.buf.String())
+	if c.dropped > 0 {
+		s += fmt.Sprintf(" … (%d more bytes dropped)", c.dropped)
+	}
+	return s
+}
+
+// waitCtx is a small helper so callers can wait for the child or a context.
+func (p *process) waitCtx(ctx context.Context) error {
+	select {
+	case <-p.waited:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,332 @@
+package monitor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// ProtocolVersion is the MCP revision rugwatch speaks. It is pinned rather
+// than negotiated through the SDK's discovery request, which has no timeout
+// of its own and would let a silent server hold a poll open.
+const ProtocolVersion = "2025-11-25"
+
+// Session is one open connection to an MCP server, after the initialize
+// handshake. rugwatch drives the JSON-RPC exchange itself over the SDK's
+// transports so that it keeps every result exactly as the server sent it:
+// the SDK's typed ListTools drops tools and re-marshalling loses fields,
+// and a digest of anything but the raw bytes would miss a rug pull hiding
+// in a field no SDK knows.
+type Session struct {
+	target Target
+	opts   DialOptions
+	conn   mcp.Connection
+	proc   *process     // stdio only
+	http   *http.Client // http and sse only
+
+	nextID  atomic.Int64
+	mu      sync.Mutex
+	pending map[string]chan *jsonrpc.Response
+	readErr error
+
+	changed chan struct{} // notifications/tools/list_changed, coalesced
+	done    chan struct{} // closed when the read loop ends
+	cancel  context.CancelFunc
+
+	closeOnce sync.Once
+
+	// Filled by initialize.
+	Init InitializeInfo
+}
+
+// InitializeInfo is what the server said about itself.
+type InitializeInfo struct {
+	ProtocolVersion string
+	ServerInfo      json.RawMessage
+	Instructions    *string
+	ListChanged     bool // the server declared tools.listChanged
+	Raw             json.RawMessage
+}
+
+// Dial connects to a target and completes the initialize handshake. The
+// context bounds the handshake; the session itself lives until Close.
+func Dial(ctx context.Context, t Target, opts DialOptions) (*Session, error) {
+	opts.Limits = opts.Limits.withDefaults()
+	if opts.StopGrace <= 0 {
+		opts.StopGrace = 200 * time.Millisecond
+	}
+	if opts.ClientInfo.Name == "" {
+		opts.ClientInfo = ClientInfo{Name: "rugwatch", Version: "dev"}
+	}
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s := &Session{
+		target:  t,
+		opts:    opts,
+		pending: make(map[string]chan *jsonrpc.Response),
+		changed: make(chan struct{}, 1),
+		done:    make(chan struct{}),
+		cancel:  cancel,
+	}
+	var tr mcp.Transport
+	switch t.Transport {
+	case TransportStdio, "":
+		p, err := startProcess(t, opts.Limits.MaxStderrBytes)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		s.proc = p
+		tr = &mcp.IOTransport{Reader: p.stdout, Writer: p.stdin, MaxLineLength: int(opts.Limits.MaxResponseBytes)}
+	case TransportHTTP, TransportSSE:
+		hc, err := newHTTPClient(t, opts.Limits.MaxResponseBytes)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		s.http = hc
+		if t.Transport == TransportHTTP {
+			tr = &mcp.StreamableClientTransport{
+				Endpoint: t.URL, HTTPClient: hc, MaxRetries: -1,
+				MaxEventSize: int(opts.Limits.MaxResponseBytes),
+				// rugwatch has no session hook into the SDK's connection, so
+				// the standalone stream would never start; watch mode opens
+				// its own (see watch.go).
+				DisableStandaloneSSE: true,
+			}
+		} else {
+			tr = &mcp.SSEClientTransport{Endpoint: t.URL, HTTPClient: hc, MaxEventSize: int(opts.Limits.MaxResponseBytes)}
+		}
+	default:
+		cancel()
+		return nil, fmt.Errorf("unknown transport %q", t.Transport)
+	}
+
+	// The SSE transport ties its event stream to the context given to
+	// Connect, so it gets the session's, bounded here by the caller's.
+	connectDone := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			cancel()
+		case <-connectDone:
+		}
+	}()
+	conn, err := tr.Connect(sctx)
+	close(connectDone)
+	if err != nil {
+		s.teardown()
+		return nil, s.wrapErr("connecting", err)
+	}
+	s.conn = conn
+	go s.readLoop(sctx)
+
+	if err := s.initialize(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Session) initialize(ctx context.Context) error {
+	params := map[string]any{
+		"protocolVersion": ProtocolVersion,
+		"capabilities":    map[string]any{},
+		"clientInfo":      map[string]any{"name": s.opts.ClientInfo.Name, "version": s.opts.ClientInfo.Version},
+	}
+	raw, err := s.call(ctx, "initialize", params)
+	if err != nil {
+		return s.wrapErr("initializing", err)
+	}
+	var res struct {
+		ProtocolVersion string          `json:"protocolVersion"`
+		ServerInfo      json.RawMessage `json:"serverInfo"`
+		Instructions    *string         `json:"instructions"`
+		Capabilities    struct {
+			Tools *struct {
+				ListChanged bool `json:"listChanged"`
+			} `json:"tools"`
+		} `json:"capabilities"`
+	}
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return s.wrapErr("initializing", fmt.Errorf("decoding initialize result: %w", err))
+	}
+	if res.Instructions != nil && len(*res.Instructions) > s.opts.Limits.MaxStringBytes {
+		return &LimitError{Limit: "max_string_bytes", Value: int64(s.opts.Limits.MaxStringBytes)}
+	}
+	s.Init = InitializeInfo{
+		ProtocolVersion: res.ProtocolVersion,
+		ServerInfo:      res.ServerInfo,
+		Instructions:    res.Instructions,
+		ListChanged:     res.Capabilities.Tools != nil && res.Capabilities.Tools.ListChanged,
+		Raw:             raw,
+	}
+	if err := s.notify(ctx, "notifications/initialized", map[string]any{}); err != nil {
+		return s.wrapErr("initializing", err)
+	}
+	return nil
+}
+
+// call sends one request and waits for its response or ctx.
+func (s *Session) call(ctx context.Context, method string, params any) (json.RawMessage, error) {
+	id, _ := jsonrpc.MakeID(float64(s.nextID.Add(1)))
+	p, err := json.Marshal(params)
+	if err != nil {
+		return nil, err
+	}
+	ch := make(chan *jsonrpc.Response, 1)
+	key := fmt.Sprint(id.Raw())
+	s.mu.Lock()
+	if s.readErr != nil {
+		err := s.readErr
+		s.mu.Unlock()
+		return nil, err
+	}
+	s.pending[key] = ch
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.pending, key)
+		s.mu.Unlock()
+	}()
+	if err := s.conn.Write(ctx, &jsonrpc.Request{ID: id, Method: method, Params: p}); err != nil {
+		return nil, fmt.Errorf("sending %s: %w", method, err)
+	}
+	select {
+	case resp := <-ch:
+		if resp.Error != nil {
+			return nil, fmt.Errorf("%s: server error: %w", method, resp.Error)
+		}
+		return resp.Result, nil
+	case <-s.done:
+		s.mu.Lock()
+		err := s.readErr
+		s.mu.Unlock()
+		return nil, fmt.Errorf("waiting for %s: %w", method, err)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for %s: %w", method, ctx.Err())
+	}
+}
+
+func (s *Session) notify(ctx context.Context, method string, params any) error {
+	p, err := json.Marshal(params)
+	if err != nil {
+		return err
+	}
+	return s.conn.Write(ctx, &jsonrpc.Request{Method: method, Params: p})
+}
+
+// readLoop routes responses to their callers, answers the few server
+// requests a monitor can answer, and turns list_changed into a signal.
+func (s *Session) readLoop(ctx context.Context) {
+	defer close(s.done)
+	for {
+		msg, err := s.conn.Read(ctx)
+		if err != nil {
+			s.mu.Lock()
+			s.readErr = err
+			s.mu.Unlock()
+			return
+		}
+		switch m := msg.(type) {
+		case *jsonrpc.Response:
+			key := fmt.Sprint(m.ID.Raw())
+			s.mu.Lock()
+			ch := s.pending[key]
+			s.mu.Unlock()
+			if ch != nil {
+				select {
+				case ch <- m:
+				default:
+				}
+			}
+		case *jsonrpc.Request:
+			if !m.IsCall() {
+				if m.Method == "notifications/tools/list_changed" {
+					select {
+					case s.changed <- struct{}{}:
+					default:
+					}
+				}
+				continue
+			}
+			s.answer(ctx, m)
+		}
+	}
+}
+
+// answer replies to a request from the server: ping is answered, anything
+// else (sampling, elicitation, roots) is refused, since a monitor must
+// never act on a server's behalf.
+func (s *Session) answer(ctx context.Context, req *jsonrpc.Request) {
+	resp := &jsonrpc.Response{ID: req.ID}
+	if req.Method == "ping" {
+		resp.Result = json.RawMessage("{}")
+	} else {
+		resp.Error = &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "rugwatch is a monitor and does not serve " + req.Method}
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_ = s.conn.Write(wctx, resp)
+}
+
+// Changed delivers a value after the server sent
+// notifications/tools/list_changed; several notifications between two reads
+// coalesce into one.
+func (s *Session) Changed() <-chan struct{} { return s.changed }
+
+// Done is closed when the connection has ended.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Err is why the connection ended, once Done is closed.
+func (s *Session) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.readErr
+}
+
+// Close ends the session: the connection is closed and a stdio server's
+// whole process group is killed and reaped. It is safe to call twice.
+func (s *Session) Close() error {
+	s.closeOnce.Do(s.teardown)
+	return nil
+}
+
+func (s *Session) teardown() {
+	if s.conn != nil {
+		_ = s.conn.Close()
+	}
+	s.cancel()
+	if s.proc != nil {
+		s.proc.stop(s.opts.StopGrace)
+	}
+	closeIdle(s.http)
+	if s.conn != nil {
+		<-s.done
+	}
+}
+
+// wrapErr adds what the server wrote to stderr, capped, to an error; that
+// is usually the only clue why a stdio server failed.
+func (s *Session) wrapErr(step string, err error) error {
+	var le *LimitError
+	if errors.As(err, &le) {
+		return fmt.Errorf("%s: %w", step, err)
+	}
+	if s.proc != nil {
+		if exited, werr := s.proc.exited(); exited {
+			err = fmt.Errorf("%w (server exited: %v)", err, werr)
+		}
+		if se := s.proc.stderr.String(); se != "" {
+			return fmt.Errorf("%s: %w; stderr: %s", step, err, se)
+		}
+	}
+	return fmt.Errorf("%s: %w", step, err)
+}

@@ -1,0 +1,82 @@
+package monitor
+
+import (
+	"fmt"
+	"time"
+)
+
+// Transport names how rugwatch reaches a server.
+const (
+	TransportStdio = "stdio"
+	TransportHTTP  = "http" // Streamable HTTP
+	TransportSSE   = "sse"  // legacy HTTP+SSE
+)
+
+// Target is one server to reach, with every secret reference already
+// resolved. It lives only as long as one poll or one watch session and is
+// never stored or logged.
+type Target struct {
+	Name      string
+	Transport string
+	Command   string
+	Args      []string
+	Env       map[string]string
+	Cwd       string
+	URL       string
+	Headers   map[string]string
+}
+
+// Limits bound what a server may send. Every field has a default (see
+// withDefaults); a response over a limit fails the poll with *LimitError.
+type Limits struct {
+	MaxResponseBytes int64 // one JSON-RPC message
+	MaxDepth         int   // JSON nesting
+	MaxTools         int   // tools in one listing, all pages together
+	MaxPages         int   // tools/list pages
+	MaxStringBytes   int   // one JSON string
+	MaxStderrBytes   int   // stderr of a stdio server kept for errors
+	MaxNameBytes     int   // one tool name
+}
+
+func (l Limits) withDefaults() Limits {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if l.MaxResponseBytes <= 0 {
+		l.MaxResponseBytes = 16 << 20
+	}
+	def(&l.MaxDepth, 64)
+	def(&l.MaxTools, 10000)
+	def(&l.MaxPages, 100)
+	def(&l.MaxStringBytes, 1<<20)
+	def(&l.MaxStderrBytes, 64<<10)
+	def(&l.MaxNameBytes, 256)
+	return l
+}
+
+// ClientInfo is what rugwatch says it is in initialize.
+type ClientInfo struct {
+	Name    string
+	Version string
+}
+
+// DialOptions configure one connection.
+type DialOptions struct {
+	ClientInfo ClientInfo
+	Limits     Limits
+	// StopGrace is how long a stdio server gets to exit after its stdin is
+	// closed before its process group is killed. Default 200ms.
+	StopGrace time.Duration
+}
+
+// LimitError says which limit a server response broke.
+type LimitError struct {
+	Limit string // e.g. "max_tools"
+	Value int64
+}
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("server response exceeds %s (%d)", e.Limit, e.Value)
+}
