@@ -1,0 +1,261 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/rugwatch/rugwatch"
+)
+
+// Approval kinds.
+const (
+	KindTool         = "tool"
+	KindInstructions = "instructions"
+)
+
+// ApprovalRecord is one signed approval as stored. The store never checks
+// the envelope; callers verify it against trusted keys before relying on
+// Digest.
+type ApprovalRecord struct {
+	Kind   string // KindTool or KindInstructions
+	Server string
+	Tool   string // "" for KindInstructions
+	Digest rugwatch.Digest
+	KeyID  string
+	// ApprovedAt is the approver's claimed time, kept as given.
+	ApprovedAt time.Time
+	// Envelope is the DSSE JSON exactly as signed.
+	Envelope []byte
+	Note     string
+	// RevokedAt, RevokedReason and Superseded are set only on history
+	// records: withdrawn by RevokeApproval, or replaced by a later
+	// PutApproval.
+	RevokedAt     time.Time
+	RevokedReason string
+	Superseded    bool
+}
+
+// approvalKey is kind NUL tool: kinds hold no NUL, so the split is
+// unambiguous, and instructions approvals (tool "") still get a non-empty
+// key.
+func approvalKey(kind, tool string) []byte {
+	k := make([]byte, 0, len(kind)+1+len(tool))
+	k = append(k, kind...)
+	k = append(k, 0)
+	return append(k, tool...)
+}
+
+func checkApprovalKey(server, kind, tool string) error {
+	if server == "" {
+		return errors.New("approval: empty server")
+	}
+	switch kind {
+	case KindTool:
+		if tool == "" {
+			return errors.New("approval: tool approval without a tool name")
+		}
+	case KindInstructions:
+		if tool != "" {
+			return fmt.Errorf("approval: instructions approval names tool %q", tool)
+		}
+	default:
+		return fmt.Errorf("approval: unknown kind %q", kind)
+	}
+	return nil
+}
+
+func decodeApproval(v []byte) (ApprovalRecord, error) {
+	var a ApprovalRecord
+	err := json.Unmarshal(v, &a)
+	return a, err
+}
+
+// Approval returns the current approval for (server, kind, tool); false if
+// there is none.
+func (t *Tx) Approval(server, kind, tool string) (ApprovalRecord, bool, error) {
+	b, err := t.bucket(bucketApprovals)
+	if err != nil {
+		return ApprovalRecord{}, false, err
+	}
+	if err := checkApprovalKey(server, kind, tool); err != nil {
+		return ApprovalRecord{}, false, err
+	}
+	sb := b.Bucket([]byte(server))
+	if sb == nil {
+		return ApprovalRecord{}, false, nil
+	}
+	v := sb.Get(approvalKey(kind, tool))
+	if v == nil {
+		return ApprovalRecord{}, false, nil
+	}
+	a, err := decodeApproval(v)
+	if err != nil {
+		return ApprovalRecord{}, false, fmt.Errorf("decode approval %s/%s %q: %w", server, kind, tool, err)
+	}
+	return a, true, nil
+}
+
+// Approvals returns the current approvals of server, or of every server if
+// server is "", sorted by server, kind, tool.
+func (t *Tx) Approvals(server string) ([]ApprovalRecord, error) {
+	b, err := t.bucket(bucketApprovals)
+	if err != nil {
+		return nil, err
+	}
+	var out []ApprovalRecord
+	collect := func(name []byte, sb *bolt.Bucket) error {
+		return sb.ForEach(func(k, v []byte) error {
+			a, err := decodeApproval(v)
+			if err != nil {
+				return fmt.Errorf("decode approval %s %q: %w", name, bytes.ReplaceAll(k, []byte{0}, []byte("/")), err)
+			}
+			out = append(out, a)
+			return nil
+		})
+	}
+	if server != "" {
+		if sb := b.Bucket([]byte(server)); sb != nil {
+			err = collect([]byte(server), sb)
+		}
+		return out, err
+	}
+	err = b.ForEachBucket(func(name []byte) error { return collect(name, b.Bucket(name)) })
+	return out, err
+}
+
+// PutApproval makes a the current approval for its key. A previous current
+// approval moves to the history, marked Superseded.
+func (t *Tx) PutApproval(a ApprovalRecord) error {
+	b, err := t.bucket(bucketApprovals)
+	if err != nil {
+		return err
+	}
+	if err := checkApprovalKey(a.Server, a.Kind, a.Tool); err != nil {
+		return err
+	}
+	if !a.Digest.Valid() {
+		return fmt.Errorf("approval %s/%s %q: invalid digest %q", a.Server, a.Kind, a.Tool, a.Digest)
+	}
+	sb, err := b.CreateBucketIfNotExists([]byte(a.Server))
+	if err != nil {
+		return fmt.Errorf("create approvals bucket %q: %w", a.Server, err)
+	}
+	key := approvalKey(a.Kind, a.Tool)
+	if old := sb.Get(key); old != nil {
+		prev, err := decodeApproval(old)
+		if err != nil {
+			return fmt.Errorf("decode approval %s/%s %q: %w", a.Server, a.Kind, a.Tool, err)
+		}
+		prev.Superseded = true
+		if err := t.appendHistory(prev); err != nil {
+			return err
+		}
+	}
+	v, err := encode(a)
+	if err != nil {
+		return fmt.Errorf("encode approval %s/%s %q: %w", a.Server, a.Kind, a.Tool, err)
+	}
+	if err := sb.Put(key, v); err != nil {
+		return fmt.Errorf("put approval %s/%s %q: %w", a.Server, a.Kind, a.Tool, err)
+	}
+	return nil
+}
+
+// RevokeApproval withdraws the current approval for (server, kind, tool),
+// moving it to the history with RevokedAt (at, or now if zero) and reason.
+// It returns the revoked record; false if there was no current approval.
+func (t *Tx) RevokeApproval(server, kind, tool, reason string, at time.Time) (ApprovalRecord, bool, error) {
+	b, err := t.bucket(bucketApprovals)
+	if err != nil {
+		return ApprovalRecord{}, false, err
+	}
+	if err := checkApprovalKey(server, kind, tool); err != nil {
+		return ApprovalRecord{}, false, err
+	}
+	sb := b.Bucket([]byte(server))
+	if sb == nil {
+		return ApprovalRecord{}, false, nil
+	}
+	key := approvalKey(kind, tool)
+	v := sb.Get(key)
+	if v == nil {
+		return ApprovalRecord{}, false, nil
+	}
+	a, err := decodeApproval(v)
+	if err != nil {
+		return ApprovalRecord{}, false, fmt.Errorf("decode approval %s/%s %q: %w", server, kind, tool, err)
+	}
+	if at.IsZero() {
+		at = t.db.now().UTC()
+	}
+	a.RevokedAt = at
+	a.RevokedReason = reason
+	if err := t.appendHistory(a); err != nil {
+		return ApprovalRecord{}, false, err
+	}
+	if err := sb.Delete(key); err != nil {
+		return ApprovalRecord{}, false, fmt.Errorf("delete approval %s/%s %q: %w", server, kind, tool, err)
+	}
+	return a, true, nil
+}
+
+func (t *Tx) appendHistory(a ApprovalRecord) error {
+	hb, err := t.bucket(bucketApprovalHistory)
+	if err != nil {
+		return err
+	}
+	sb, err := hb.CreateBucketIfNotExists([]byte(a.Server))
+	if err != nil {
+		return fmt.Errorf("create approval history bucket %q: %w", a.Server, err)
+	}
+	n, err := sb.NextSequence()
+	if err != nil {
+		return fmt.Errorf("approval history %q: next sequence: %w", a.Server, err)
+	}
+	v, err := encode(a)
+	if err != nil {
+		return fmt.Errorf("encode approval %s/%s %q: %w", a.Server, a.Kind, a.Tool, err)
+	}
+	if err := sb.Put(u64(n), v); err != nil {
+		return fmt.Errorf("put approval history %s/%s %q: %w", a.Server, a.Kind, a.Tool, err)
+	}
+	return nil
+}
+
+// ApprovalHistory returns the superseded and revoked approvals of server
+// (every server if ""), for one tool or, with tool "", for every tool and
+// the instructions. Records come per server in name order, oldest first.
+// Instructions history is the records with Kind KindInstructions.
+func (t *Tx) ApprovalHistory(server, tool string) ([]ApprovalRecord, error) {
+	hb, err := t.bucket(bucketApprovalHistory)
+	if err != nil {
+		return nil, err
+	}
+	var out []ApprovalRecord
+	collect := func(name []byte) error {
+		sb := hb.Bucket(name)
+		if sb == nil {
+			return nil
+		}
+		return sb.ForEach(func(_, v []byte) error {
+			a, err := decodeApproval(v)
+			if err != nil {
+				return fmt.Errorf("decode approval history of %q: %w", name, err)
+			}
+			if tool == "" || a.Tool == tool {
+				out = append(out, a)
+			}
+			return nil
+		})
+	}
+	if server != "" {
+		return out, collect([]byte(server))
+	}
+	err = hb.ForEachBucket(collect)
+	return out, err
+}

@@ -1,0 +1,42 @@
+// Package store owns rugwatch's one bbolt file: what was observed on every
+// server, the current and past approvals, the hash-chained event log and the
+// schema migrations that shape the file.
+//
+// The bucket tree (every value is JSON unless noted):
+//
+//	/
+//	├── meta
+//	│   ├── "schema"            → uint64, big endian: the applied migration version
+//	│   └── "head"              → "sha256:<hex>" of the last event record's stored bytes
+//	├── servers
+//	│   └── <server>            → ServerRecord, its tools inline
+//	├── approvals               (current approvals; at most one per key)
+//	│   └── <server>/           bucket
+//	│       └── <kind>\x00<tool> → ApprovalRecord  (instructions: "instructions\x00")
+//	├── approval_history        (superseded and revoked approvals, append only)
+//	│   └── <server>/           bucket, its sequence numbers the keys
+//	│       └── <uint64 BE>     → ApprovalRecord
+//	├── events                  (the append-only log; bucket sequence = last seq)
+//	│   └── <seq uint64 BE>     → rugwatch.Event, exactly the bytes that were hashed
+//	└── outbox                  (schema v2; reserved for the notify dispatcher's deliveries)
+//
+// Each event record carries in Prev the sha256 of the previous record's
+// stored bytes, and meta "head" holds the sha256 of the last one, so editing,
+// dropping or reordering a record breaks the chain that VerifyChain
+// recomputes. The digest is always taken over the bytes as stored; nothing is
+// re-marshalled to check it.
+//
+// Migrations are an ordered list applied in one write transaction when the
+// file is opened read-write. A file whose schema is newer than this binary
+// knows is refused; a read-only open of a file that still needs migrating is
+// refused too, rather than read with the wrong shape.
+//
+// Every byte slice and json.RawMessage handed out is copied out of the
+// transaction, so callers may keep and modify what they get after View or
+// Update returns. A Tx is valid only inside the function it was passed to.
+//
+// What store must not do: speak MCP, read config, send alerts, hold or check
+// keys or signatures. The only cryptography here is sha256 for the event
+// chain. Approval envelopes are stored verbatim and returned verbatim; callers
+// verify them against trusted keys before they believe a stored approval.
+package store

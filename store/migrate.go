@@ -1,0 +1,158 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Top-level bucket names and meta keys; see the tree in doc.go.
+var (
+	bucketMeta            = []byte("meta")
+	bucketServers         = []byte("servers")
+	bucketApprovals       = []byte("approvals")
+	bucketApprovalHistory = []byte("approval_history")
+	bucketEvents          = []byte("events")
+	bucketOutbox          = []byte("outbox")
+
+	keySchema = []byte("schema")
+	keyHead   = []byte("head")
+)
+
+// migration moves the file from version-1 to version. apply runs inside the
+// one write transaction that applies every pending migration, so a failure
+// leaves the file as it was.
+type migration struct {
+	version uint64
+	name    string
+	apply   func(*bolt.Tx) error
+}
+
+// migrations is append only: never edit or reorder a released entry, add a
+// new version instead.
+var migrations = []migration{
+	{version: 1, name: "create buckets", apply: func(tx *bolt.Tx) error {
+		return createBuckets(tx, bucketMeta, bucketServers, bucketApprovals, bucketApprovalHistory, bucketEvents)
+	}},
+	{version: 2, name: "create outbox", apply: func(tx *bolt.Tx) error {
+		return createBuckets(tx, bucketOutbox)
+	}},
+}
+
+// SchemaVersion is the schema this binary writes and reads.
+func SchemaVersion() uint64 { return latestVersion(migrations) }
+
+func latestVersion(ms []migration) uint64 {
+	if len(ms) == 0 {
+		return 0
+	}
+	return ms[len(ms)-1].version
+}
+
+func createBuckets(tx *bolt.Tx, names ...[]byte) error {
+	for _, n := range names {
+		if _, err := tx.CreateBucketIfNotExists(n); err != nil {
+			return fmt.Errorf("create bucket %q: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// schemaVersion reads meta "schema"; a file without a meta bucket is at 0.
+func schemaVersion(tx *bolt.Tx) (uint64, error) {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		return 0, nil
+	}
+	v := meta.Get(keySchema)
+	if v == nil {
+		return 0, nil
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("meta schema version is %d bytes, want 8", len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+func putSchemaVersion(tx *bolt.Tx, v uint64) error {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		return fmt.Errorf("bucket %q missing", bucketMeta)
+	}
+	return meta.Put(keySchema, u64(v))
+}
+
+// checkVersion refuses files this binary cannot read and files that are not
+// rugwatch stores at all.
+func checkVersion(tx *bolt.Tx, cur uint64, ms []migration) error {
+	latest := latestVersion(ms)
+	if cur > latest {
+		return fmt.Errorf("store schema is v%d but this rugwatch knows only up to v%d; upgrade rugwatch", cur, latest)
+	}
+	if cur == 0 {
+		var foreign []byte
+		_ = tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+			foreign = name
+			return nil
+		})
+		if foreign != nil {
+			return fmt.Errorf("file has bucket %q but no rugwatch schema version; not a rugwatch store", foreign)
+		}
+	}
+	return nil
+}
+
+// migrate applies every migration newer than the file's version, in order,
+// in tx.
+func migrate(tx *bolt.Tx, ms []migration) error {
+	cur, err := schemaVersion(tx)
+	if err != nil {
+		return err
+	}
+	if err := checkVersion(tx, cur, ms); err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if m.version <= cur {
+			continue
+		}
+		if m.version != cur+1 {
+			return fmt.Errorf("migration v%d (%s) follows v%d; migrations must be contiguous", m.version, m.name, cur)
+		}
+		if err := m.apply(tx); err != nil {
+			return fmt.Errorf("migrate to v%d (%s): %w", m.version, m.name, err)
+		}
+		if err := putSchemaVersion(tx, m.version); err != nil {
+			return fmt.Errorf("migrate to v%d (%s): record version: %w", m.version, m.name, err)
+		}
+		cur = m.version
+	}
+	return nil
+}
+
+// checkSchema is the read-only counterpart of migrate: the file must already
+// be exactly at the latest version.
+func checkSchema(tx *bolt.Tx, ms []migration) error {
+	cur, err := schemaVersion(tx)
+	if err != nil {
+		return err
+	}
+	if err := checkVersion(tx, cur, ms); err != nil {
+		return err
+	}
+	if latest := latestVersion(ms); cur < latest {
+		if cur == 0 {
+			return fmt.Errorf("store is not initialised (schema v0, need v%d); open it read-write once (rugwatch init)", latest)
+		}
+		return fmt.Errorf("store schema is v%d, this rugwatch needs v%d; open it read-write once to migrate (rugwatch check or serve)", cur, latest)
+	}
+	return nil
+}
+
+// u64 encodes v big endian so keys sort numerically.
+func u64(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}

@@ -1,0 +1,205 @@
+package store
+
+import (
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// buildAt makes a raw bbolt file migrated with only the first n migrations,
+// after running seed (if any) in the same kind of transaction.
+func buildAt(t *testing.T, n int, seed func(*bolt.Tx) error) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "rugwatch.db")
+	bdb, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bdb.Close()
+	if err := bdb.Update(func(tx *bolt.Tx) error {
+		if err := migrate(tx, migrations[:n]); err != nil {
+			return err
+		}
+		if seed != nil {
+			return seed(tx)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func fileVersion(t *testing.T, db *DB) uint64 {
+	t.Helper()
+	var v uint64
+	if err := db.bolt.View(func(tx *bolt.Tx) error {
+		var err error
+		v, err = schemaVersion(tx)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func hasBuckets(t *testing.T, db *DB, names ...[]byte) {
+	t.Helper()
+	_ = db.bolt.View(func(tx *bolt.Tx) error {
+		for _, n := range names {
+			if tx.Bucket(n) == nil {
+				t.Errorf("bucket %q missing", n)
+			}
+		}
+		return nil
+	})
+}
+
+func TestMigrationsAreContiguous(t *testing.T) {
+	for i, m := range migrations {
+		if m.version != uint64(i+1) {
+			t.Errorf("migrations[%d] is v%d (%s), want v%d", i, m.version, m.name, i+1)
+		}
+		if m.name == "" || m.apply == nil {
+			t.Errorf("migration v%d incomplete", m.version)
+		}
+	}
+	if SchemaVersion() != uint64(len(migrations)) {
+		t.Errorf("SchemaVersion() = %d", SchemaVersion())
+	}
+}
+
+// v1 from an empty file: the core buckets and the version.
+func TestMigration1CreateBuckets(t *testing.T) {
+	path := buildAt(t, 0, nil)
+	bdb, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bdb.Update(func(tx *bolt.Tx) error { return migrate(tx, migrations[:1]) }); err != nil {
+		t.Fatal(err)
+	}
+	db := &DB{bolt: bdb, path: path}
+	defer db.Close()
+	if v := fileVersion(t, db); v != 1 {
+		t.Fatalf("version %d, want 1", v)
+	}
+	hasBuckets(t, db, bucketMeta, bucketServers, bucketApprovals, bucketApprovalHistory, bucketEvents)
+	_ = bdb.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketOutbox) != nil {
+			t.Error("v1 created the v2 outbox")
+		}
+		return nil
+	})
+}
+
+// v1 → v2 through Open: the outbox appears, v1 data survives.
+func TestMigration2Outbox(t *testing.T) {
+	path := buildAt(t, 1, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketServers).Put([]byte("s"), []byte(`{"Name":"s","Transport":"stdio"}`))
+	})
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if v := fileVersion(t, db); v != 2 {
+		t.Fatalf("version %d, want 2", v)
+	}
+	hasBuckets(t, db, bucketOutbox)
+	if err := db.View(func(tx *Tx) error {
+		r, ok, err := tx.Server("s")
+		if !ok || r.Transport != "stdio" {
+			t.Errorf("v1 server lost: %+v ok=%v", r, ok)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOpenMigratesFreshFileToLatest(t *testing.T) {
+	db := openTest(t)
+	if v := fileVersion(t, db); v != SchemaVersion() {
+		t.Fatalf("version %d, want %d", v, SchemaVersion())
+	}
+	// Reopening is a no-op.
+	path := db.Path()
+	db.Close()
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if v := fileVersion(t, db); v != SchemaVersion() {
+		t.Fatalf("version after reopen %d", v)
+	}
+}
+
+// A failing migration leaves the file exactly at its old version.
+func TestFailedMigrationRollsBack(t *testing.T) {
+	path := buildAt(t, 1, nil)
+	bdb, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bdb.Close()
+	boom := errors.New("boom")
+	ms := append(append([]migration(nil), migrations...), migration{version: 3, name: "explode", apply: func(*bolt.Tx) error { return boom }})
+	err = bdb.Update(func(tx *bolt.Tx) error { return migrate(tx, ms) })
+	if !errors.Is(err, boom) || !strings.Contains(err.Error(), "v3 (explode)") {
+		t.Fatalf("migrate = %v", err)
+	}
+	_ = bdb.View(func(tx *bolt.Tx) error {
+		if v, _ := schemaVersion(tx); v != 1 {
+			t.Errorf("version %d after failed migration, want 1", v)
+		}
+		if tx.Bucket(bucketOutbox) != nil {
+			t.Error("v2 applied despite the failure later in the same transaction")
+		}
+		return nil
+	})
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	path := buildAt(t, len(migrations), func(tx *bolt.Tx) error {
+		return putSchemaVersion(tx, SchemaVersion()+1)
+	})
+	for _, ro := range []bool{false, true} {
+		_, err := Open(path, Options{ReadOnly: ro})
+		if err == nil || !strings.Contains(err.Error(), "upgrade rugwatch") {
+			t.Errorf("ReadOnly=%v: Open of a newer file: %v", ro, err)
+		}
+	}
+}
+
+func TestReadOnlyRefusesOlderSchema(t *testing.T) {
+	path := buildAt(t, 1, nil)
+	_, err := Open(path, Options{ReadOnly: true})
+	if err == nil || !strings.Contains(err.Error(), "schema is v1") || !strings.Contains(err.Error(), "needs v2") {
+		t.Fatalf("read-only Open of a v1 file: %v", err)
+	}
+	// And it did not migrate behind our back.
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bdb.Close()
+	_ = bdb.View(func(tx *bolt.Tx) error {
+		if v, _ := schemaVersion(tx); v != 1 {
+			t.Errorf("version %d", v)
+		}
+		return nil
+	})
+}
+
+func TestReadOnlyRefusesUninitialised(t *testing.T) {
+	path := buildAt(t, 0, nil)
+	_, err := Open(path, Options{ReadOnly: true})
+	if err == nil || !strings.Contains(err.Error(), "not initialised") {
+		t.Fatalf("read-only Open of an empty file: %v", err)
+	}
+}

@@ -1,0 +1,135 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rugwatch/rugwatch"
+)
+
+// ServerRecord is the last known picture of one server. Tools are kept
+// inline because they are always read and written together with the poll
+// that produced them.
+type ServerRecord struct {
+	Name         string
+	Transport    string
+	Reachable    bool
+	LastPolledAt time.Time
+	Error        string
+	// ConsecutiveFailures counts failed polls since the last success.
+	ConsecutiveFailures int
+	// Unreachable is true while a server.unreachable event has been raised
+	// and no server.recovered has followed it.
+	Unreachable        bool
+	InstructionsDigest rugwatch.Digest
+	Instructions       string
+	// Launch is reserved for the launch identity (command, args, URL) the
+	// observations were made with.
+	Launch json.RawMessage `json:",omitempty"`
+	Tools  map[string]ToolRecord
+}
+
+// ToolRecord is where one tool of one server stands.
+type ToolRecord struct {
+	Name           string
+	State          rugwatch.State
+	Severity       rugwatch.Severity
+	ObservedDigest rugwatch.Digest
+	// Definition is the canonical observed definition, stored and returned
+	// byte for byte.
+	Definition     json.RawMessage
+	ApprovedDigest rugwatch.Digest    `json:",omitempty"`
+	Findings       []rugwatch.Finding `json:",omitempty"`
+	Changes        []rugwatch.Change  `json:",omitempty"`
+	FirstSeen      time.Time
+	LastChanged    time.Time
+}
+
+// Server returns the record of one server; false if none is stored.
+func (t *Tx) Server(name string) (ServerRecord, bool, error) {
+	b, err := t.bucket(bucketServers)
+	if err != nil {
+		return ServerRecord{}, false, err
+	}
+	if name == "" {
+		return ServerRecord{}, false, nil
+	}
+	v := b.Get([]byte(name))
+	if v == nil {
+		return ServerRecord{}, false, nil
+	}
+	var r ServerRecord
+	if err := json.Unmarshal(v, &r); err != nil {
+		return ServerRecord{}, false, fmt.Errorf("decode server %q: %w", name, err)
+	}
+	return r, true, nil
+}
+
+// Servers returns every stored server, sorted by name.
+func (t *Tx) Servers() ([]ServerRecord, error) {
+	b, err := t.bucket(bucketServers)
+	if err != nil {
+		return nil, err
+	}
+	var out []ServerRecord
+	err = b.ForEach(func(k, v []byte) error {
+		var r ServerRecord
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("decode server %q: %w", k, err)
+		}
+		out = append(out, r)
+		return nil
+	})
+	return out, err
+}
+
+// PutServer stores r, replacing any record with the same name. A tool's map
+// key and Name must agree; an empty Name takes the key.
+func (t *Tx) PutServer(r ServerRecord) error {
+	b, err := t.bucket(bucketServers)
+	if err != nil {
+		return err
+	}
+	if r.Name == "" {
+		return errors.New("put server: empty name")
+	}
+	if len(r.Tools) > 0 {
+		tools := make(map[string]ToolRecord, len(r.Tools))
+		for k, tr := range r.Tools {
+			if tr.Name == "" {
+				tr.Name = k
+			}
+			if tr.Name != k {
+				return fmt.Errorf("put server %q: tool keyed %q is named %q", r.Name, k, tr.Name)
+			}
+			tools[k] = tr
+		}
+		r.Tools = tools
+	}
+	v, err := encode(r)
+	if err != nil {
+		return fmt.Errorf("encode server %q: %w", r.Name, err)
+	}
+	if err := b.Put([]byte(r.Name), v); err != nil {
+		return fmt.Errorf("put server %q: %w", r.Name, err)
+	}
+	return nil
+}
+
+// DeleteServer removes a server's record (not its approvals or events);
+// false if there was none.
+func (t *Tx) DeleteServer(name string) (bool, error) {
+	b, err := t.bucket(bucketServers)
+	if err != nil {
+		return false, err
+	}
+	if name == "" || b.Get([]byte(name)) == nil {
+		return false, nil
+	}
+	if err := b.Delete([]byte(name)); err != nil {
+		return false, fmt.Errorf("delete server %q: %w", name, err)
+	}
+	return true, nil
+}

@@ -1,0 +1,141 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// ErrLocked is returned, wrapped with the path, when another handle (this
+// process or another one) holds the store file.
+var ErrLocked = errors.New("store is locked (is `rugwatch serve` running?)")
+
+// ErrTxClosed is returned by a Tx method called after its View or Update has
+// returned.
+var ErrTxClosed = errors.New("store transaction used after it ended")
+
+// DefaultTimeout bounds how long Open waits for the file lock.
+const DefaultTimeout = time.Second
+
+// Options tune Open. The zero value is a read-write open that waits
+// DefaultTimeout for the lock and reads the wall clock.
+type Options struct {
+	// Timeout bounds the wait for the file lock; zero or negative means
+	// DefaultTimeout. bbolt's own zero (wait forever) is never used.
+	Timeout time.Duration
+	// ReadOnly takes a shared lock and never writes; the file must exist
+	// and already be at this binary's schema version.
+	ReadOnly bool
+	// Now stamps events and revocations that come without a time; nil means
+	// time.Now.
+	Now func() time.Time
+}
+
+// DB is an open store file.
+type DB struct {
+	bolt *bolt.DB
+	path string
+	now  func() time.Time
+	ids  idSource
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens or creates the store at path and brings its schema up to date.
+func Open(path string, opts Options) (*DB, error) {
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if !opts.ReadOnly {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("create store directory: %w", err)
+		}
+	}
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout, ReadOnly: opts.ReadOnly})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("open store %s: %w", path, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	db := &DB{bolt: bdb, path: path, now: opts.Now}
+	if opts.ReadOnly {
+		err = bdb.View(func(tx *bolt.Tx) error { return checkSchema(tx, migrations) })
+	} else {
+		err = bdb.Update(func(tx *bolt.Tx) error { return migrate(tx, migrations) })
+	}
+	if err != nil {
+		_ = bdb.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// Close releases the file and its lock. Calling it again returns the first
+// call's result.
+func (db *DB) Close() error {
+	db.closeOnce.Do(func() {
+		if err := db.bolt.Close(); err != nil {
+			db.closeErr = fmt.Errorf("close store %s: %w", db.path, err)
+		}
+	})
+	return db.closeErr
+}
+
+// Path is the file the store was opened from.
+func (db *DB) Path() string { return db.path }
+
+// View runs fn in a read-only transaction.
+func (db *DB) View(fn func(*Tx) error) error {
+	return db.bolt.View(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, db: db}) })
+}
+
+// Update runs fn in a read-write transaction, committed if fn returns nil
+// and rolled back otherwise. Writers are serialised.
+func (db *DB) Update(fn func(*Tx) error) error {
+	return db.bolt.Update(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, db: db}) })
+}
+
+// Tx is one transaction. Everything it returns is copied out of the file, so
+// it stays valid after the transaction ends; the Tx itself does not.
+type Tx struct {
+	tx *bolt.Tx
+	db *DB
+}
+
+// bucket returns a top-level bucket, failing if the Tx has ended or the
+// schema lacks it.
+func (t *Tx) bucket(name []byte) (*bolt.Bucket, error) {
+	if t.tx.DB() == nil {
+		return nil, ErrTxClosed
+	}
+	b := t.tx.Bucket(name)
+	if b == nil {
+		return nil, fmt.Errorf("bucket %q missing (store not migrated?)", name)
+	}
+	return b, nil
+}
+
+// encode marshals v without HTML escaping, so json.RawMessage fields (the
+// canonical definitions whose digests are pinned) keep their exact bytes.
+func encode(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
