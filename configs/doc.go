@@ -1,0 +1,12 @@
+// Package configs owns rugwatch's YAML configuration: its types, loading,
+// strict decoding (an unknown key is an error naming its line), defaults,
+// validation, and the ${env:NAME} / ${file:PATH} secret references.
+//
+// Secrets stay references until the moment of use: loading and validating a
+// config never resolves one, Secret.Resolve returns the value to the caller
+// without keeping it, and every way of printing a Secret (fmt, JSON, YAML,
+// slog) prints "<secret>". Errors name the reference, never its value.
+//
+// The package imports only the standard library, yaml and robfig/cron (to
+// check schedules the way the scheduler will parse them).
+package configs
