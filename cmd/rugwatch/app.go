@@ -1,0 +1,298 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/rugwatch/rugwatch/configs"
+	"github.com/rugwatch/rugwatch/monitor"
+	"github.com/rugwatch/rugwatch/signatures"
+	"github.com/rugwatch/rugwatch/store"
+)
+
+// Exit codes of DESIGN.md.
+const (
+	exitClean    = 0 // everything observed is approved, every server reached
+	exitFindings = 1 // pending, drifted, revoked, removed, unreachable, tampered
+	exitError    = 2 // usage or operational error
+)
+
+// App is the whole CLI; tests run it in-process.
+type App struct {
+	Stdin     io.Reader
+	Stdout    io.Writer
+	Stderr    io.Writer
+	LookupEnv func(string) (string, bool)
+
+	configPath string
+	logLevel   string
+	logFormat  string
+	log        *slog.Logger
+}
+
+// usageError is a mistake in how rugwatch was called.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// findingsError makes a command exit 1 after printing its result.
+var errFindings = errors.New("findings")
+
+const usage = `rugwatch catches MCP tool definitions that change after approval.
+
+Usage: rugwatch [--config FILE] COMMAND [ARGS]
+
+Commands:
+  init                        create the data dir, store and an approver key pair
+  check [SERVER…]             poll now, record, print states
+  status [SERVER…]            last known states, no polling
+  diff SERVER [TOOL]          field-level diff, approved vs observed
+  approve SERVER [TOOL…]      review and sign tools (--all, --digest D, --yes, --key FILE)
+  revoke SERVER [TOOL…]       withdraw approvals (--reason R)
+  history [SERVER]            events, newest first (--limit N)
+  verify                      check every approval signature and the event chain
+  scan URL | scan -- CMD…     one-shot listing of one server, no config or store
+  keys generate|list|export   approver keys
+  demo-server                 a stdio MCP server whose tools turn malicious
+
+Global flags:
+  --config FILE     config file (default $RUGWATCH_CONFIG, else ./rugwatch.yaml)
+  --log-level L     debug, info, warn, error (default info)
+  --log-format F    auto, text, json (default auto)
+
+Exit codes: 0 clean, 1 findings, 2 usage or operational error.
+`
+
+// Run runs one command line and returns the exit code.
+func (a *App) Run(ctx context.Context, args []string) int {
+	if a.LookupEnv == nil {
+		a.LookupEnv = os.LookupEnv
+	}
+	fs := flag.NewFlagSet("rugwatch", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&a.configPath, "config", "", "")
+	fs.StringVar(&a.logLevel, "log-level", "info", "")
+	fs.StringVar(&a.logFormat, "log-format", "auto", "")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(a.Stdout, usage)
+			return exitClean
+		}
+		fmt.Fprintf(a.Stderr, "rugwatch: %v\n\n%s", err, usage)
+		return exitError
+	}
+	log, err := newLogger(a.Stderr, a.logFormat, a.logLevel, a.LookupEnv)
+	if err != nil {
+		fmt.Fprintf(a.Stderr, "rugwatch: %v\n", err)
+		return exitError
+	}
+	a.log = log
+	rest := fs.Args()
+	if len(rest) == 0 {
+		fmt.Fprint(a.Stderr, usage)
+		return exitError
+	}
+	cmd, cargs := rest[0], rest[1:]
+	var run func(context.Context, []string) error
+	switch cmd {
+	case "init":
+		run = a.runInit
+	case "check":
+		run = a.runCheck
+	case "status":
+		run = a.runStatus
+	case "diff":
+		run = a.runDiff
+	case "approve":
+		run = a.runApprove
+	case "revoke":
+		run = a.runRevoke
+	case "history":
+		run = a.runHistory
+	case "verify":
+		run = a.runVerify
+	case "scan":
+		run = a.runScan
+	case "keys":
+		run = a.runKeys
+	case "demo-server":
+		return runDemoServer(ctx, cargs, a.Stdin, a.Stdout, a.Stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(a.Stdout, usage)
+		return exitClean
+	default:
+		fmt.Fprintf(a.Stderr, "rugwatch: unknown command %q; run `rugwatch help` for the list\n", cmd)
+		return exitError
+	}
+	err = run(ctx, cargs)
+	var ue usageError
+	switch {
+	case err == nil:
+		return exitClean
+	case errors.Is(err, errFindings):
+		return exitFindings
+	case errors.As(err, &ue):
+		fmt.Fprintf(a.Stderr, "rugwatch %s: %v\n", cmd, err)
+		return exitError
+	default:
+		fmt.Fprintf(a.Stderr, "rugwatch %s: %v\n", cmd, err)
+		return exitError
+	}
+}
+
+// newFlags returns a flag set for one subcommand whose errors are usage
+// errors that say what to type.
+func (a *App) newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+// parse parses flags anywhere on the line: `approve srv tool --yes` works
+// as well as `approve --yes srv tool`. Arguments after "--" stay as they are.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, usagef("%v (see `rugwatch help`)", err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// config loads the config from --config, $RUGWATCH_CONFIG or ./rugwatch.yaml.
+func (a *App) config() (*configs.Config, error) {
+	path := a.configPath
+	if path == "" {
+		if v, ok := a.LookupEnv("RUGWATCH_CONFIG"); ok && v != "" {
+			path = v
+		} else {
+			path = "rugwatch.yaml"
+		}
+	}
+	cfg, err := configs.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func storePath(cfg *configs.Config) string { return filepath.Join(cfg.DataDir, "rugwatch.db") }
+
+// openStore opens the store of cfg; a store held by `serve` fails at once
+// with ErrLocked rather than hang.
+func (a *App) openStore(cfg *configs.Config) (*store.DB, error) {
+	db, err := store.Open(storePath(cfg), store.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("opening store: %w", err)
+	}
+	return db, nil
+}
+
+// verifier loads the trusted public keys of cfg. The daemon and the read
+// commands never need a private key.
+func (a *App) verifier(cfg *configs.Config) (*signatures.Verifier, error) {
+	keys, err := signatures.LoadPublicKeys(cfg.TrustedKeys)
+	if err != nil {
+		return nil, fmt.Errorf("loading trusted keys (run `rugwatch init` to create one): %w", err)
+	}
+	return signatures.NewVerifier(keys), nil
+}
+
+// resolver resolves secret references against the App's environment.
+func (a *App) resolver() configs.Resolver {
+	return configs.Resolver{LookupEnv: a.LookupEnv, ReadFile: os.ReadFile}
+}
+
+// target resolves one configured server into something to dial. Secrets
+// exist only in the returned value, for the length of one poll.
+func (a *App) target(s configs.Server) (monitor.Target, error) {
+	t := monitor.Target{Name: s.Name, Transport: s.Transport, Command: s.Command, Args: s.Args, Cwd: s.Cwd, URL: s.URL}
+	r := a.resolver()
+	if len(s.Env) > 0 {
+		t.Env = make(map[string]string, len(s.Env))
+		for k, v := range s.Env {
+			val, err := v.Resolve(r)
+			if err != nil {
+				return t, fmt.Errorf("server %s: env.%s: %w", s.Name, k, err)
+			}
+			t.Env[k] = val
+		}
+	}
+	if len(s.Headers) > 0 {
+		t.Headers = make(map[string]string, len(s.Headers))
+		for k, v := range s.Headers {
+			val, err := v.Resolve(r)
+			if err != nil {
+				return t, fmt.Errorf("server %s: headers.%s: %w", s.Name, k, err)
+			}
+			t.Headers[k] = val
+		}
+	}
+	return t, nil
+}
+
+func dialOptions(cfg *configs.Config) monitor.DialOptions {
+	l := cfg.Limits
+	return monitor.DialOptions{
+		ClientInfo: monitor.ClientInfo{Name: cfg.ClientInfo.Name, Version: cfg.ClientInfo.Version},
+		Limits: monitor.Limits{
+			MaxResponseBytes: l.MaxResponseBytes, MaxDepth: l.MaxDepth, MaxTools: l.MaxTools,
+			MaxPages: l.MaxPages, MaxStringBytes: l.MaxStringBytes, MaxStderrBytes: l.MaxStderrBytes,
+		},
+	}
+}
+
+// selectServers returns the configured servers named, or all of them.
+func selectServers(cfg *configs.Config, names []string) ([]configs.Server, error) {
+	if len(names) == 0 {
+		return cfg.Servers, nil
+	}
+	var out []configs.Server
+	for _, n := range names {
+		s, ok := cfg.Server(n)
+		if !ok {
+			return nil, usagef("no server %q in %s (configured: %s)", n, cfg.Path, serverNames(cfg))
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func serverNames(cfg *configs.Config) string {
+	var n []string
+	for _, s := range cfg.Servers {
+		n = append(n, s.Name)
+	}
+	sort.Strings(n)
+	if len(n) == 0 {
+		return "none"
+	}
+	return strings.Join(n, ", ")
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}

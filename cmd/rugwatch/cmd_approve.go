@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/monitor"
+	"github.com/rugwatch/rugwatch/signatures"
+	"github.com/rugwatch/rugwatch/store"
+	"github.com/rugwatch/rugwatch/visible"
+)
+
+// runApprove shows tools exactly as last observed, asks, signs and stores
+// their approvals.
+func (a *App) runApprove(ctx context.Context, args []string) error {
+	fs := a.newFlags("approve")
+	all := fs.Bool("all", false, "approve every tool that is not approved")
+	digest := fs.String("digest", "", "approve only if the observed digest is still this")
+	yes := fs.Bool("yes", false, "do not ask")
+	key := fs.String("key", "", "approver private key")
+	note := fs.String("note", "", "note stored with the approval")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usagef("name a server: rugwatch approve SERVER [TOOL…] [--all]")
+	}
+	server, tools := pos[0], pos[1:]
+	if len(tools) == 0 && !*all {
+		return usagef("name the tools to approve, or pass --all: rugwatch approve %s TOOL… | --all", server)
+	}
+	if *digest != "" && len(tools) != 1 {
+		return usagef("--digest checks one tool: rugwatch approve %s TOOL --digest sha256:…", server)
+	}
+	cfg, err := a.config()
+	if err != nil {
+		return err
+	}
+	if _, ok := cfg.Server(server); !ok {
+		return usagef("no server %q in %s (configured: %s)", server, cfg.Path, serverNames(cfg))
+	}
+	signer, err := a.loadApprover(cfg, *key)
+	if err != nil {
+		return err
+	}
+	db, err := a.openStore(cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	var rec store.ServerRecord
+	err = db.View(func(tx *store.Tx) error {
+		r, ok, err := tx.Server(server)
+		if !ok && err == nil {
+			err = fmt.Errorf("server %s has not been checked yet; run `rugwatch check %s` first", server, server)
+		}
+		rec = r
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	picked, err := pickTools(rec, tools, *all)
+	if err != nil {
+		return err
+	}
+	if len(picked) == 0 {
+		fmt.Fprintf(a.Stdout, "nothing to approve on %s: every observed tool is approved\n", server)
+		return nil
+	}
+	if *digest != "" && picked[0].ObservedDigest != rugwatch.Digest(*digest) {
+		fmt.Fprintf(a.Stderr, "rugwatch approve: %s/%s is now %s, not %s; review it again\n",
+			server, visible.Line(picked[0].Name), picked[0].ObservedDigest, *digest)
+		return errFindings
+	}
+	for _, t := range picked {
+		fmt.Fprintf(a.Stdout, "── %s/%s  %s  %s\n", server, visible.Line(t.Name), strings.ToUpper(string(t.State)), t.ObservedDigest)
+		if len(t.Changes) > 0 {
+			fmt.Fprintf(a.Stdout, "  changed since the approval of %s:\n", t.ApprovedDigest.Short())
+			printChanges(a.Stdout, t.Changes, "    ")
+		}
+		printDefinition(a.Stdout, t.Definition, "  ")
+		fmt.Fprintln(a.Stdout)
+	}
+	if !*yes {
+		fmt.Fprintf(a.Stdout, "Approve %d tool(s) of %s exactly as shown, signed by %s? [y/N] ", len(picked), server, signer.KeyID())
+		line, _ := bufio.NewReader(a.Stdin).ReadString('\n')
+		if ans := strings.ToLower(strings.TrimSpace(line)); ans != "y" && ans != "yes" {
+			fmt.Fprintln(a.Stdout, "not approved")
+			return errFindings
+		}
+	}
+	now := time.Now().UTC()
+	n, err := approveTools(db, signer, server, picked, *note, now)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.Stdout, "approved %d tool(s) of %s with key %s\n", n, server, signer.KeyID())
+	return nil
+}
+
+// pickTools chooses the tools to approve from the last observation.
+func pickTools(rec store.ServerRecord, names []string, all bool) ([]store.ToolRecord, error) {
+	var out []store.ToolRecord
+	if all {
+		for _, t := range rec.Tools {
+			if t.State != rugwatch.StateApproved && t.State != rugwatch.StateRemoved {
+				out = append(out, t)
+			}
+		}
+	}
+	for _, n := range names {
+		t, ok := rec.Tools[n]
+		if !ok {
+			return nil, usagef("server %s has no tool %q in its last listing", rec.Name, n)
+		}
+		if t.State == rugwatch.StateRemoved {
+			return nil, fmt.Errorf("%s/%s is no longer listed by the server; nothing to approve", rec.Name, n)
+		}
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// approveTools signs and stores approvals in one transaction, and only for
+// tools whose observed digest is still the one shown: a poll that landed
+// while the human read must not slip a new definition in.
+func approveTools(db *store.DB, signer *signatures.Signer, server string, tools []store.ToolRecord, note string, now time.Time) (int, error) {
+	n := 0
+	err := db.Update(func(tx *store.Tx) error {
+		rec, ok, err := tx.Server(server)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("server %s vanished from the store", server)
+		}
+		for _, shown := range tools {
+			cur, ok := rec.Tools[shown.Name]
+			if !ok || cur.ObservedDigest != shown.ObservedDigest {
+				return fmt.Errorf("%s/%s changed while you were reviewing; run approve again", server, shown.Name)
+			}
+			env, err := signer.SignApproval(signatures.Statement{
+				Kind: store.KindTool, Server: server, Tool: cur.Name, Digest: cur.ObservedDigest,
+				Definition: cur.Definition, ApprovedAt: now, Note: note,
+			})
+			if err != nil {
+				return fmt.Errorf("signing %s/%s: %w", server, cur.Name, err)
+			}
+			if err := tx.PutApproval(store.ApprovalRecord{
+				Kind: store.KindTool, Server: server, Tool: cur.Name, Digest: cur.ObservedDigest,
+				KeyID: signer.KeyID(), ApprovedAt: now, Envelope: env, Note: note,
+			}); err != nil {
+				return err
+			}
+			cur.State = rugwatch.StateApproved
+			cur.ApprovedDigest = cur.ObservedDigest
+			cur.Severity = rugwatch.SeverityInfo
+			cur.Changes = nil
+			cur.LastChanged = now
+			rec.Tools[cur.Name] = cur
+			if err := tx.AppendEvent(&rugwatch.Event{
+				Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityInfo, Server: server, Tool: cur.Name,
+				ApprovedDigest: cur.ObservedDigest, ObservedDigest: cur.ObservedDigest, KeyID: signer.KeyID(),
+				OccurredAt: now, Message: note,
+			}); err != nil {
+				return err
+			}
+			n++
+		}
+		return tx.PutServer(rec)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// errNoApproval is what revoke says of a tool that has none.
+var errNoApproval = errors.New("no current approval")
+
+// verifyApproval is CheckApproval for the CLI.
+var verifyApproval = monitor.CheckApproval

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/monitor"
+	"github.com/rugwatch/rugwatch/visible"
+)
+
+// ScanReport is `scan --json`.
+type ScanReport struct {
+	SchemaVersion      int             `json:"schema_version"`
+	Target             string          `json:"target"`
+	Transport          string          `json:"transport"`
+	ProtocolVersion    string          `json:"protocol_version"`
+	InstructionsDigest rugwatch.Digest `json:"instructions_digest"`
+	Pages              int             `json:"pages"`
+	ElapsedMS          int64           `json:"elapsed_ms"`
+	Warnings           []string        `json:"warnings"`
+	Tools              []ScanTool      `json:"tools"`
+}
+
+// ScanTool is one tool in a ScanReport.
+type ScanTool struct {
+	Name   string          `json:"name"`
+	Digest rugwatch.Digest `json:"digest"`
+}
+
+// runScan lists one server's tools with their digests, with no config and
+// no store: `scan URL` or `scan -- CMD ARGS…`.
+func (a *App) runScan(ctx context.Context, args []string) error {
+	fs := a.newFlags("scan")
+	asJSON := fs.Bool("json", false, "print JSON")
+	sse := fs.Bool("sse", false, "the URL speaks legacy HTTP+SSE")
+	timeout := fs.Duration("timeout", 60*time.Second, "bound for the whole poll")
+	verbose := fs.Bool("v", false, "print every definition")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usagef("rugwatch scan URL | rugwatch scan -- CMD ARGS…")
+	}
+	var t monitor.Target
+	if len(pos) == 1 && (strings.HasPrefix(pos[0], "http://") || strings.HasPrefix(pos[0], "https://")) {
+		t = monitor.Target{Name: "scan", Transport: monitor.TransportHTTP, URL: pos[0]}
+		if *sse {
+			t.Transport = monitor.TransportSSE
+		}
+	} else {
+		t = monitor.Target{Name: "scan", Transport: monitor.TransportStdio, Command: pos[0], Args: pos[1:]}
+	}
+	pctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	l, err := monitor.Poll(pctx, t, monitor.DialOptions{})
+	if err != nil {
+		return fmt.Errorf("scanning %s: %w", strings.Join(pos, " "), err)
+	}
+	rep := ScanReport{SchemaVersion: 1, Target: strings.Join(pos, " "), Transport: t.Transport,
+		ProtocolVersion: l.ProtocolVersion, InstructionsDigest: l.InstructionsDigest, Pages: l.Pages,
+		ElapsedMS: l.Elapsed.Milliseconds(), Warnings: append([]string{}, l.Warnings...), Tools: []ScanTool{}}
+	for _, tool := range l.Tools {
+		rep.Tools = append(rep.Tools, ScanTool{Name: tool.Name, Digest: tool.Digest})
+	}
+	if *asJSON {
+		return writeJSON(a.Stdout, rep)
+	}
+	fmt.Fprintf(a.Stdout, "%s (%s, protocol %s): %d tools in %d page(s), %v\n", visible.Line(rep.Target), t.Transport,
+		visible.Line(l.ProtocolVersion), len(l.Tools), l.Pages, l.Elapsed.Round(time.Millisecond))
+	if l.Instructions != nil {
+		fmt.Fprintf(a.Stdout, "instructions %s\n", l.InstructionsDigest)
+	}
+	for _, w := range l.Warnings {
+		fmt.Fprintf(a.Stdout, "warning: %s\n", visible.Line(w))
+	}
+	tw := tabwriter.NewWriter(a.Stdout, 2, 8, 2, ' ', 0)
+	for _, tool := range l.Tools {
+		fmt.Fprintf(tw, "  %s\t%s\n", visible.Line(tool.Name), tool.Digest)
+		if *verbose {
+			tw.Flush()
+			printDefinition(a.Stdout, tool.Canonical, "    ")
+		}
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/rugwatch/rugwatch/store"
+	"github.com/rugwatch/rugwatch/visible"
+)
+
+// VerifyReport is `verify --json`.
+type VerifyReport struct {
+	SchemaVersion     int           `json:"schema_version"`
+	EventsChecked     int           `json:"events_checked"`
+	ChainError        string        `json:"chain_error,omitempty"`
+	ApprovalsChecked  int           `json:"approvals_checked"`
+	InvalidApprovals  []BadApproval `json:"invalid_approvals"`
+	OK                bool          `json:"ok"`
+}
+
+// BadApproval is one approval whose signature does not hold.
+type BadApproval struct {
+	Server  string `json:"server"`
+	Kind    string `json:"kind"`
+	Tool    string `json:"tool,omitempty"`
+	Problem string `json:"problem"`
+}
+
+// runVerify checks every current approval's signature and the event chain.
+func (a *App) runVerify(ctx context.Context, args []string) error {
+	fs := a.newFlags("verify")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := a.config()
+	if err != nil {
+		return err
+	}
+	ver, err := a.verifier(cfg)
+	if err != nil {
+		return err
+	}
+	db, err := a.openStore(cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	rep := VerifyReport{SchemaVersion: 1, InvalidApprovals: []BadApproval{}}
+	n, chainErr := db.VerifyChain()
+	rep.EventsChecked = n
+	if chainErr != nil {
+		rep.ChainError = chainErr.Error()
+	}
+	err = db.View(func(tx *store.Tx) error {
+		all, err := tx.Approvals("")
+		if err != nil {
+			return err
+		}
+		for _, ap := range all {
+			rep.ApprovalsChecked++
+			if v := verifyApproval(ver, ap); !v.Valid {
+				rep.InvalidApprovals = append(rep.InvalidApprovals, BadApproval{Server: ap.Server, Kind: ap.Kind, Tool: ap.Tool, Problem: v.Problem})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	rep.OK = chainErr == nil && len(rep.InvalidApprovals) == 0
+	if *asJSON {
+		if err := writeJSON(a.Stdout, rep); err != nil {
+			return err
+		}
+	} else {
+		if chainErr != nil {
+			fmt.Fprintf(a.Stdout, "event chain: BROKEN after checking %d events: %s\n", n, chainErr)
+		} else {
+			fmt.Fprintf(a.Stdout, "event chain: ok (%d events)\n", n)
+		}
+		fmt.Fprintf(a.Stdout, "approvals: %d checked, %d invalid\n", rep.ApprovalsChecked, len(rep.InvalidApprovals))
+		for _, b := range rep.InvalidApprovals {
+			fmt.Fprintf(a.Stdout, "  INVALID %s/%s: %s\n", b.Server, visible.Line(b.Tool), visible.Line(b.Problem))
+		}
+	}
+	if !rep.OK {
+		return errFindings
+	}
+	return nil
+}
