@@ -10,12 +10,12 @@ import (
 
 // VerifyReport is `verify --json`.
 type VerifyReport struct {
-	SchemaVersion     int           `json:"schema_version"`
-	EventsChecked     int           `json:"events_checked"`
-	ChainError        string        `json:"chain_error,omitempty"`
-	ApprovalsChecked  int           `json:"approvals_checked"`
-	InvalidApprovals  []BadApproval `json:"invalid_approvals"`
-	OK                bool          `json:"ok"`
+	SchemaVersion    int           `json:"schema_version"`
+	EventsChecked    int           `json:"events_checked"`
+	ChainError       string        `json:"chain_error,omitempty"`
+	ApprovalsChecked int           `json:"approvals_checked"`
+	InvalidApprovals []BadApproval `json:"invalid_approvals"`
+	OK               bool          `json:"ok"`
 }
 
 // BadApproval is one approval whose signature does not hold.
