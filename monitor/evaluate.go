@@ -181,7 +181,7 @@ func Evaluate(in Input) Outcome {
 		if seen[name] {
 			continue
 		}
-		if old.State == rugwatch.StatePending {
+		if _, approved := in.Approvals[name]; old.State == rugwatch.StatePending && !approved {
 			// Never approved, now gone: nothing to keep.
 			delete(next.Tools, name)
 			continue

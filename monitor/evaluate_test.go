@@ -1,0 +1,299 @@
+package monitor
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/signatures"
+	"github.com/rugwatch/rugwatch/store"
+)
+
+type toolCases struct {
+	Baseline json.RawMessage `json:"baseline"`
+	Cases    []struct {
+		ID       string          `json:"id"`
+		Kind     string          `json:"kind"`
+		Expect   string          `json:"expect"`
+		Severity *string         `json:"severity"`
+		Tool     json.RawMessage `json:"tool"`
+	} `json:"cases"`
+}
+
+func loadCases(t *testing.T) toolCases {
+	t.Helper()
+	b, err := os.ReadFile("../signatures/testdata/tool-cases.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c toolCases
+	if err := json.Unmarshal(b, &c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// harness is a Recorder over a real bbolt file with a real approver key.
+type harness struct {
+	t      *testing.T
+	db     *store.DB
+	signer *signatures.Signer
+	rec    *Recorder
+	now    time.Time
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	if _, err := signatures.GenerateKeyPair(dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	signer, err := signatures.LoadPrivateKey(filepath.Join(dir, "approver.key"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(filepath.Join(dir, "rugwatch.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	h := &harness{t: t, db: db, signer: signer, now: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)}
+	h.rec = &Recorder{DB: db, Verifier: signatures.NewVerifier([]signatures.PublicKey{signer.PublicKey()}), UnreachableAfter: 3,
+		Now: func() time.Time { h.now = h.now.Add(time.Minute); return h.now }}
+	return h
+}
+
+func listingOf(t *testing.T, raws ...json.RawMessage) *Listing {
+	t.Helper()
+	l := &Listing{}
+	for _, raw := range raws {
+		d, canon, err := signatures.Digest(raw, signatures.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var head struct{ Name string }
+		_ = json.Unmarshal(raw, &head)
+		l.Tools = append(l.Tools, Tool{Name: head.Name, Raw: raw, Canonical: canon, Digest: d})
+	}
+	return l
+}
+
+func (h *harness) record(l *Listing, err error) (store.ServerRecord, []rugwatch.Event) {
+	h.t.Helper()
+	r, ev, rerr := h.rec.Record("srv", TransportStdio, l, err)
+	if rerr != nil {
+		h.t.Fatal(rerr)
+	}
+	return r, ev
+}
+
+// approve signs what is observed, as `rugwatch approve` does.
+func (h *harness) approve(tool string) {
+	h.t.Helper()
+	err := h.db.Update(func(tx *store.Tx) error {
+		rec, _, err := tx.Server("srv")
+		if err != nil {
+			return err
+		}
+		t := rec.Tools[tool]
+		env, err := h.signer.SignApproval(signatures.Statement{Kind: store.KindTool, Server: "srv", Tool: tool,
+			Digest: t.ObservedDigest, Definition: t.Definition, ApprovedAt: h.now})
+		if err != nil {
+			return err
+		}
+		return tx.PutApproval(store.ApprovalRecord{Kind: store.KindTool, Server: "srv", Tool: tool, Digest: t.ObservedDigest,
+			KeyID: h.signer.KeyID(), ApprovedAt: h.now, Envelope: env})
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func eventTypes(ev []rugwatch.Event) []rugwatch.EventType {
+	var out []rugwatch.EventType
+	for _, e := range ev {
+		out = append(out, e.Type)
+	}
+	return out
+}
+
+func TestFixtureCasesGiveTheExpectedState(t *testing.T) {
+	cases := loadCases(t)
+	for _, c := range cases.Cases {
+		if c.Kind == "finding-free" {
+			continue // its own baseline; findings are checked elsewhere
+		}
+		t.Run(c.ID, func(t *testing.T) {
+			h := newHarness(t)
+			h.record(listingOf(t, cases.Baseline), nil)
+			h.approve("add")
+			r, _ := h.record(listingOf(t, cases.Baseline), nil)
+			if r.Tools["add"].State != rugwatch.StateApproved {
+				t.Fatalf("baseline is %s after approval", r.Tools["add"].State)
+			}
+			r, ev := h.record(listingOf(t, c.Tool), nil)
+			switch c.Expect {
+			case "approved":
+				if r.Tools["add"].State != rugwatch.StateApproved || len(ev) != 0 {
+					t.Fatalf("state %s, events %v; want approved and quiet", r.Tools["add"].State, eventTypes(ev))
+				}
+			case "drifted":
+				if r.Tools["add"].State != rugwatch.StateDrifted {
+					t.Fatalf("state %s, want drifted", r.Tools["add"].State)
+				}
+				if len(ev) != 1 || ev[0].Type != rugwatch.EventToolDrifted || len(ev[0].Changes) == 0 {
+					t.Fatalf("events %+v, want one tool.drifted with changes", ev)
+				}
+				// The approval was withdrawn in the same transaction.
+				_ = h.db.View(func(tx *store.Tx) error {
+					if _, ok, _ := tx.Approval("srv", store.KindTool, "add"); ok {
+						t.Error("approval still current after drift")
+					}
+					return nil
+				})
+				// Changing back does not earn the approval back.
+				r, ev = h.record(listingOf(t, cases.Baseline), nil)
+				if r.Tools["add"].State != rugwatch.StateDrifted {
+					t.Errorf("after changing back: %s, want still drifted", r.Tools["add"].State)
+				}
+				if len(ev) != 1 || ev[0].Type != rugwatch.EventToolDrifted {
+					t.Errorf("after changing back: events %v", eventTypes(ev))
+				}
+			case "renamed":
+				var name struct{ Name string }
+				_ = json.Unmarshal(c.Tool, &name)
+				if r.Tools["add"].State != rugwatch.StateRemoved || r.Tools[name.Name].State != rugwatch.StatePending {
+					t.Fatalf("old %s, new %q %s; want removed and pending", r.Tools["add"].State, name.Name, r.Tools[name.Name].State)
+				}
+			default:
+				t.Fatalf("unknown expectation %q", c.Expect)
+			}
+		})
+	}
+}
+
+func TestUnreachableKeepsStates(t *testing.T) {
+	h := newHarness(t)
+	base := loadCases(t).Baseline
+	h.record(listingOf(t, base), nil)
+	h.approve("add")
+	h.record(listingOf(t, base), nil)
+	var all []rugwatch.EventType
+	for range 4 {
+		r, ev := h.record(nil, errors.New("connection refused"))
+		all = append(all, eventTypes(ev)...)
+		if r.Reachable || r.Tools["add"].State != rugwatch.StateApproved {
+			t.Fatalf("unreachable poll: reachable %v, add %s", r.Reachable, r.Tools["add"].State)
+		}
+	}
+	if len(all) != 1 || all[0] != rugwatch.EventServerUnreachable {
+		t.Fatalf("events over 4 failed polls: %v, want one server.unreachable", all)
+	}
+	r, ev := h.record(listingOf(t, base), nil)
+	if !r.Reachable || len(ev) != 1 || ev[0].Type != rugwatch.EventServerRecovered {
+		t.Fatalf("recovery: reachable %v, events %v", r.Reachable, eventTypes(ev))
+	}
+}
+
+func TestTamperedApprovalCountsAsNone(t *testing.T) {
+	h := newHarness(t)
+	base := loadCases(t).Baseline
+	h.record(listingOf(t, base), nil)
+	h.approve("add")
+	h.record(listingOf(t, base), nil)
+	// Flip one byte of the stored envelope's signature.
+	err := h.db.Update(func(tx *store.Tx) error {
+		a, _, err := tx.Approval("srv", store.KindTool, "add")
+		if err != nil {
+			return err
+		}
+		var env map[string]any
+		_ = json.Unmarshal(a.Envelope, &env)
+		sig := env["signatures"].([]any)[0].(map[string]any)
+		s := []byte(sig["sig"].(string))
+		if s[5] == 'A' {
+			s[5] = 'B'
+		} else {
+			s[5] = 'A'
+		}
+		sig["sig"] = string(s)
+		a.Envelope, _ = json.Marshal(env)
+		return tx.PutApproval(a)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, ev := h.record(listingOf(t, base), nil)
+	if r.Tools["add"].State != rugwatch.StatePending {
+		t.Fatalf("state %s with a tampered approval, want pending", r.Tools["add"].State)
+	}
+	if len(ev) != 1 || ev[0].Type != rugwatch.EventApprovalInvalid {
+		t.Fatalf("events %v, want approval.invalid", eventTypes(ev))
+	}
+	if _, ev = h.record(listingOf(t, base), nil); len(ev) != 0 {
+		t.Fatalf("approval.invalid raised again: %v", eventTypes(ev))
+	}
+}
+
+func TestNewAndRemovedTools(t *testing.T) {
+	h := newHarness(t)
+	a := json.RawMessage(`{"name":"a","inputSchema":{"type":"object"}}`)
+	b := json.RawMessage(`{"name":"b","inputSchema":{"type":"object"}}`)
+	_, ev := h.record(listingOf(t, a, b), nil)
+	if len(ev) != 2 || ev[0].Type != rugwatch.EventToolNew {
+		t.Fatalf("first poll events %v", eventTypes(ev))
+	}
+	h.approve("a")
+	r, ev := h.record(listingOf(t), nil)
+	if r.Tools["a"].State != rugwatch.StateRemoved || len(ev) != 1 || ev[0].Type != rugwatch.EventToolRemoved {
+		t.Fatalf("a %s, events %v; want removed", r.Tools["a"].State, eventTypes(ev))
+	}
+	if _, ok := r.Tools["b"]; ok {
+		t.Error("never-approved b kept after it vanished")
+	}
+	r, _ = h.record(listingOf(t, a), nil)
+	if r.Tools["a"].State != rugwatch.StateApproved {
+		t.Fatalf("a back with the approved digest: %s", r.Tools["a"].State)
+	}
+}
+
+func TestFirstSightApproval(t *testing.T) {
+	h := newHarness(t)
+	h.rec.Signer = h.signer
+	a := json.RawMessage(`{"name":"a","inputSchema":{"type":"object"}}`)
+	r, ev := h.record(listingOf(t, a), nil)
+	if r.Tools["a"].State != rugwatch.StateApproved {
+		t.Fatalf("first sight: %s", r.Tools["a"].State)
+	}
+	if got := eventTypes(ev); len(got) != 2 || got[1] != rugwatch.EventToolApproved {
+		t.Fatalf("events %v", got)
+	}
+	// A changed definition is never approved on sight.
+	a2 := json.RawMessage(`{"name":"a","description":"now evil","inputSchema":{"type":"object"}}`)
+	if r, _ = h.record(listingOf(t, a2), nil); r.Tools["a"].State != rugwatch.StateDrifted {
+		t.Fatalf("drift under approve_first_seen: %s", r.Tools["a"].State)
+	}
+}
+
+func TestDiff(t *testing.T) {
+	a := json.RawMessage(`{"d":"x","p":{"a":1},"r":[1,2]}`)
+	b := json.RawMessage(`{"d":"y","p":{"a":1,"b/c":2},"r":[1]}`)
+	got := Diff(a, b)
+	want := []rugwatch.Change{
+		{Path: "/d", Op: "replace", Old: json.RawMessage(`"x"`), New: json.RawMessage(`"y"`)},
+		{Path: "/p/b~1c", Op: "add", New: json.RawMessage(`2`)},
+		{Path: "/r/1", Op: "remove", Old: json.RawMessage(`2`)},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %v", got)
+	}
+	for i := range want {
+		if got[i].Path != want[i].Path || got[i].Op != want[i].Op || string(got[i].Old) != string(want[i].Old) || string(got[i].New) != string(want[i].New) {
+			t.Errorf("change %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}

@@ -1,0 +1,152 @@
+package monitor
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/signatures"
+	"github.com/rugwatch/rugwatch/store"
+)
+
+// Verifier checks a signed approval envelope.
+type Verifier interface {
+	Verify(envelope []byte) (signatures.Statement, error)
+}
+
+// Signer signs approvals; only approve_first_seen gives the monitor one.
+type Signer interface {
+	SignApproval(st signatures.Statement) ([]byte, error)
+	KeyID() string
+}
+
+// Recorder writes polls into the store: one transaction per server holds
+// the new record, every approval drift withdrew and every event.
+type Recorder struct {
+	DB               *store.DB
+	Verifier         Verifier
+	Signer           Signer // nil unless approve_first_seen
+	UnreachableAfter int
+	Now              func() time.Time
+}
+
+// Record evaluates one poll of one server and stores the outcome. It
+// returns the stored record and the events, with their ids and sequence
+// numbers.
+func (r *Recorder) Record(server, transport string, l *Listing, pollErr error) (store.ServerRecord, []rugwatch.Event, error) {
+	now := time.Now().UTC()
+	if r.Now != nil {
+		now = r.Now().UTC()
+	}
+	var out Outcome
+	err := r.DB.Update(func(tx *store.Tx) error {
+		prev, found, err := tx.Server(server)
+		if err != nil {
+			return err
+		}
+		in := Input{
+			Server: server, Transport: transport, Listing: l, PollErr: pollErr, Now: now,
+			UnreachableAfter: r.UnreachableAfter, FirstSight: r.Signer != nil,
+			Approvals: map[string]Approved{}, Revoked: map[string]Approved{},
+		}
+		if found {
+			in.Prev = &prev
+		}
+		current, err := tx.Approvals(server)
+		if err != nil {
+			return err
+		}
+		for _, a := range current {
+			if a.Kind != store.KindTool {
+				continue
+			}
+			in.Approvals[a.Tool] = CheckApproval(r.Verifier, a)
+		}
+		// Drifted tools are diffed against the approval drift withdrew.
+		for name, t := range prev.Tools {
+			if t.State != rugwatch.StateDrifted || t.ApprovedDigest == "" {
+				continue
+			}
+			hist, err := tx.ApprovalHistory(server, name)
+			if err != nil {
+				return err
+			}
+			for i := len(hist) - 1; i >= 0; i-- {
+				if hist[i].Digest == t.ApprovedDigest {
+					if a := CheckApproval(r.Verifier, hist[i]); a.Valid {
+						in.Revoked[name] = a
+					}
+					break
+				}
+			}
+		}
+		out = Evaluate(in)
+		for _, name := range out.Revoke {
+			obs := out.Server.Tools[name].ObservedDigest
+			if _, _, err := tx.RevokeApproval(server, store.KindTool, name, "drift: observed "+string(obs), now); err != nil {
+				return fmt.Errorf("revoking approval of %s/%s: %w", server, name, err)
+			}
+		}
+		for _, t := range out.Approve {
+			env, err := r.Signer.SignApproval(signatures.Statement{
+				Kind: store.KindTool, Server: server, Tool: t.Name, Digest: t.Digest,
+				Definition: t.Canonical, ApprovedAt: now, Note: "approved on first sight (approve_first_seen)",
+			})
+			if err != nil {
+				return fmt.Errorf("signing first-sight approval of %s/%s: %w", server, t.Name, err)
+			}
+			if err := tx.PutApproval(store.ApprovalRecord{
+				Kind: store.KindTool, Server: server, Tool: t.Name, Digest: t.Digest, KeyID: r.Signer.KeyID(),
+				ApprovedAt: now, Envelope: env, Note: "approved on first sight",
+			}); err != nil {
+				return err
+			}
+			rec := out.Server.Tools[t.Name]
+			rec.State = rugwatch.StateApproved
+			rec.ApprovedDigest = t.Digest
+			out.Server.Tools[t.Name] = rec
+			out.Events = append(out.Events, rugwatch.Event{
+				Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityInfo, Server: server, Tool: t.Name,
+				ApprovedDigest: t.Digest, ObservedDigest: t.Digest, KeyID: r.Signer.KeyID(), OccurredAt: now,
+				Message: "approved on first sight (approve_first_seen)",
+			})
+		}
+		if err := tx.PutServer(out.Server); err != nil {
+			return err
+		}
+		for i := range out.Events {
+			if err := tx.AppendEvent(&out.Events[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return store.ServerRecord{}, nil, fmt.Errorf("recording poll of %s: %w", server, err)
+	}
+	return out.Server, out.Events, nil
+}
+
+// CheckApproval verifies an approval record: the envelope must verify with
+// a trusted key and its statement must name exactly this record's server,
+// tool and digest, so an envelope copied onto another tool counts as none.
+func CheckApproval(v Verifier, a store.ApprovalRecord) Approved {
+	out := Approved{Digest: a.Digest}
+	if v == nil {
+		out.Problem = "no trusted keys configured"
+		return out
+	}
+	st, err := v.Verify(a.Envelope)
+	if err != nil {
+		out.Problem = err.Error()
+		return out
+	}
+	if st.Server != a.Server || st.Tool != a.Tool || st.Kind != a.Kind || st.Digest != a.Digest {
+		out.Problem = fmt.Sprintf("signed statement names %s %s/%s %s, record says %s %s/%s %s",
+			st.Kind, st.Server, st.Tool, st.Digest, a.Kind, a.Server, a.Tool, a.Digest)
+		return out
+	}
+	out.Definition = st.Definition
+	out.Valid = true
+	return out
+}
