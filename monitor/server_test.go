@@ -43,6 +43,30 @@ func runTestServer(mode string) {
 	case mode == "dumpenv":
 		_ = os.WriteFile(os.Getenv("DUMPFILE"), []byte(strings.Join(os.Environ(), "\n")), 0o600)
 		_ = fixtureServer(1, 0).Run(context.Background(), &mcp.StdioTransport{})
+	case mode == "changing":
+		// Adds a tool once the client has listed: the SDK then sends
+		// notifications/tools/list_changed over the open session.
+		s := fixtureServer(2, 0)
+		listed := make(chan struct{}, 1)
+		s.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
+			return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+				if method == "tools/list" {
+					select {
+					case listed <- struct{}{}:
+					default:
+					}
+				}
+				return next(ctx, method, req)
+			}
+		})
+		go func() {
+			<-listed
+			time.Sleep(300 * time.Millisecond)
+			s.AddTool(fixtureTool(99), func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+				return &mcp.CallToolResult{}, nil
+			})
+		}()
+		_ = s.Run(context.Background(), &mcp.StdioTransport{})
 	case strings.HasPrefix(mode, "raw:"):
 		rawServer(strings.TrimPrefix(mode, "raw:"))
 	}

@@ -1,0 +1,173 @@
+package monitor
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// Watcher keeps a session open to one server and reacts at once to
+// notifications/tools/list_changed. Over stdio and SSE the re-check lists
+// tools on the watched session itself (for stdio, the very child an agent
+// would talk to); over Streamable HTTP it asks for a fresh poll, because
+// only the SDK's own session opens the standalone event stream that
+// carries the notification.
+type Watcher struct {
+	Target Target
+	Opts   DialOptions
+	Log    *slog.Logger
+	// ConnectTimeout bounds one dial and one listing.
+	ConnectTimeout time.Duration
+	// OnListing receives a listing taken over the watched session (stdio,
+	// SSE), or nil when the caller should poll anew (Streamable HTTP).
+	OnListing func(ctx context.Context, l *Listing, err error)
+	// MinBackoff and MaxBackoff bound reconnect delays; defaults 1s, 1m.
+	MinBackoff, MaxBackoff time.Duration
+	// Changes counts notifications seen, for tests and benchmarks.
+	Changes func()
+}
+
+// Run watches until ctx ends, reconnecting with capped, jittered backoff.
+func (w *Watcher) Run(ctx context.Context) {
+	minB, maxB := w.MinBackoff, w.MaxBackoff
+	if minB <= 0 {
+		minB = time.Second
+	}
+	if maxB <= 0 {
+		maxB = time.Minute
+	}
+	if w.ConnectTimeout <= 0 {
+		w.ConnectTimeout = 30 * time.Second
+	}
+	backoff := minB
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := w.session(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > 30*time.Second {
+			backoff = minB
+		}
+		w.Log.Warn("watch session ended; reconnecting", "server", w.Target.Name, "error", errText(err), "in", backoff)
+		d := backoff/2 + rand.N(backoff/2+1)
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(backoff*2, maxB)
+	}
+}
+
+func errText(err error) string {
+	if err == nil {
+		return "closed"
+	}
+	return err.Error()
+}
+
+func (w *Watcher) session(ctx context.Context) error {
+	if w.Target.Transport == TransportHTTP {
+		return w.httpSession(ctx)
+	}
+	dctx, cancel := context.WithTimeout(ctx, w.ConnectTimeout)
+	s, err := Dial(dctx, w.Target, w.Opts)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	w.Log.Info("watching", "server", w.Target.Name, "transport", w.Target.Transport, "list_changed", s.Init.ListChanged)
+	// What changed while no session was open is caught by listing now.
+	w.list(ctx, s)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.Done():
+			return s.Err()
+		case <-s.Changed():
+			if w.Changes != nil {
+				w.Changes()
+			}
+			w.list(ctx, s)
+		}
+	}
+}
+
+func (w *Watcher) list(ctx context.Context, s *Session) {
+	lctx, cancel := context.WithTimeout(ctx, w.ConnectTimeout)
+	start := time.Now()
+	l, err := s.ListTools(lctx)
+	cancel()
+	if l != nil {
+		l.Elapsed = time.Since(start)
+	}
+	if ctx.Err() == nil {
+		w.OnListing(ctx, l, err)
+	}
+}
+
+// httpSession holds an SDK client session open for its standalone event
+// stream and turns list_changed into a poll request.
+func (w *Watcher) httpSession(ctx context.Context) error {
+	hc, err := newHTTPClient(w.Target, w.Opts.Limits.withDefaults().MaxResponseBytes)
+	if err != nil {
+		return err
+	}
+	defer closeIdle(hc)
+	changed := make(chan struct{}, 1)
+	info := w.Opts.ClientInfo
+	if info.Name == "" {
+		info = ClientInfo{Name: "rugwatch", Version: "dev"}
+	}
+	client := mcp.NewClient(&mcp.Implementation{Name: info.Name, Version: info.Version}, &mcp.ClientOptions{
+		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		},
+		Logger: w.Log,
+		// Pings find a server that died without closing the stream.
+		KeepAlive: 30 * time.Second,
+	})
+	tr := &mcp.StreamableClientTransport{Endpoint: w.Target.URL, HTTPClient: hc, MaxRetries: -1,
+		MaxEventSize: int(w.Opts.Limits.withDefaults().MaxResponseBytes)}
+	dctx, cancel := context.WithTimeout(ctx, w.ConnectTimeout)
+	cs, err := client.Connect(dctx, tr, &mcp.ClientSessionOptions{ProtocolVersion: ProtocolVersion})
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer cs.Close()
+	w.Log.Info("watching", "server", w.Target.Name, "transport", w.Target.Transport)
+	w.OnListing(ctx, nil, nil)
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- cs.Wait() }()
+	for {
+		select {
+		case <-ctx.Done():
+			cs.Close()
+			<-waitErr
+			return nil
+		case err := <-waitErr:
+			if err == nil {
+				err = errors.New("session closed by server")
+			}
+			return err
+		case <-changed:
+			if w.Changes != nil {
+				w.Changes()
+			}
+			w.OnListing(ctx, nil, nil)
+		}
+	}
+}
