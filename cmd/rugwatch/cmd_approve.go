@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -43,28 +42,16 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, ok := cfg.Server(server); !ok {
-		return usagef("no server %q in %s (configured: %s)", server, cfg.Path, serverNames(cfg))
-	}
 	signer, err := a.loadApprover(cfg, *key)
 	if err != nil {
 		return err
 	}
-	db, err := a.openStore(cfg)
+	b, err := a.backend(ctx, false)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-
-	var rec store.ServerRecord
-	err = db.View(func(tx *store.Tx) error {
-		r, ok, err := tx.Server(server)
-		if !ok && err == nil {
-			err = fmt.Errorf("server %s has not been checked yet; run `rugwatch check %s` first", server, server)
-		}
-		rec = r
-		return err
-	})
+	defer b.Close()
+	rec, err := b.Server(ctx, server)
 	if err != nil {
 		return err
 	}
@@ -99,7 +86,18 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 		}
 	}
 	now := time.Now().UTC()
-	n, err := approveTools(db, signer, server, picked, *note, now)
+	signed := make([]SignedApproval, 0, len(picked))
+	for _, t := range picked {
+		env, err := signer.SignApproval(signatures.Statement{
+			Kind: store.KindTool, Server: server, Tool: t.Name, Digest: t.ObservedDigest,
+			Definition: t.Definition, ApprovedAt: now, Note: *note,
+		})
+		if err != nil {
+			return fmt.Errorf("signing %s/%s: %w", server, t.Name, err)
+		}
+		signed = append(signed, SignedApproval{Tool: t.Name, Digest: t.ObservedDigest, Envelope: env, Note: *note})
+	}
+	n, err := b.Approve(ctx, server, signed)
 	if err != nil {
 		return err
 	}
@@ -130,63 +128,6 @@ func pickTools(rec store.ServerRecord, names []string, all bool) ([]store.ToolRe
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
 }
-
-// approveTools signs and stores approvals in one transaction, and only for
-// tools whose observed digest is still the one shown: a poll that landed
-// while the human read must not slip a new definition in.
-func approveTools(db *store.DB, signer *signatures.Signer, server string, tools []store.ToolRecord, note string, now time.Time) (int, error) {
-	n := 0
-	err := db.Update(func(tx *store.Tx) error {
-		rec, ok, err := tx.Server(server)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fmt.Errorf("server %s vanished from the store", server)
-		}
-		for _, shown := range tools {
-			cur, ok := rec.Tools[shown.Name]
-			if !ok || cur.ObservedDigest != shown.ObservedDigest {
-				return fmt.Errorf("%s/%s changed while you were reviewing; run approve again", server, shown.Name)
-			}
-			env, err := signer.SignApproval(signatures.Statement{
-				Kind: store.KindTool, Server: server, Tool: cur.Name, Digest: cur.ObservedDigest,
-				Definition: cur.Definition, ApprovedAt: now, Note: note,
-			})
-			if err != nil {
-				return fmt.Errorf("signing %s/%s: %w", server, cur.Name, err)
-			}
-			if err := tx.PutApproval(store.ApprovalRecord{
-				Kind: store.KindTool, Server: server, Tool: cur.Name, Digest: cur.ObservedDigest,
-				KeyID: signer.KeyID(), ApprovedAt: now, Envelope: env, Note: note,
-			}); err != nil {
-				return err
-			}
-			cur.State = rugwatch.StateApproved
-			cur.ApprovedDigest = cur.ObservedDigest
-			cur.Severity = rugwatch.SeverityInfo
-			cur.Changes = nil
-			cur.LastChanged = now
-			rec.Tools[cur.Name] = cur
-			if err := tx.AppendEvent(&rugwatch.Event{
-				Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityInfo, Server: server, Tool: cur.Name,
-				ApprovedDigest: cur.ObservedDigest, ObservedDigest: cur.ObservedDigest, KeyID: signer.KeyID(),
-				OccurredAt: now, Message: note,
-			}); err != nil {
-				return err
-			}
-			n++
-		}
-		return tx.PutServer(rec)
-	})
-	if err != nil {
-		return 0, err
-	}
-	return n, nil
-}
-
-// errNoApproval is what revoke says of a tool that has none.
-var errNoApproval = errors.New("no current approval")
 
 // verifyApproval is CheckApproval for the CLI.
 var verifyApproval = monitor.CheckApproval

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"sort"
-
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/monitor"
 	"github.com/rugwatch/rugwatch/store"
@@ -34,63 +32,20 @@ func (a *App) runDiff(ctx context.Context, args []string) error {
 	if len(pos) < 1 || len(pos) > 2 {
 		return usagef("rugwatch diff SERVER [TOOL]")
 	}
-	server := pos[0]
-	cfg, err := a.config()
+	server, tool := pos[0], ""
+	if len(pos) == 2 {
+		tool = pos[1]
+	}
+	b, err := a.backend(ctx, false)
 	if err != nil {
 		return err
 	}
-	ver, err := a.verifier(cfg)
+	defer b.Close()
+	res, err := b.Diff(ctx, server, tool)
 	if err != nil {
 		return err
 	}
-	db, err := a.openStore(cfg)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-
-	var diffs []ToolDiff
-	defs := map[string]store.ToolRecord{}
-	err = db.View(func(tx *store.Tx) error {
-		rec, ok, err := tx.Server(server)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fmt.Errorf("server %s has not been checked yet", server)
-		}
-		var names []string
-		if len(pos) == 2 {
-			if _, ok := rec.Tools[pos[1]]; !ok {
-				return usagef("server %s has no tool %q", server, pos[1])
-			}
-			names = []string{pos[1]}
-		} else {
-			for n := range rec.Tools {
-				names = append(names, n)
-			}
-			sort.Strings(names)
-		}
-		for _, n := range names {
-			t := rec.Tools[n]
-			d := ToolDiff{Server: server, Tool: n, State: t.State, Severity: t.Severity,
-				ApprovedDigest: t.ApprovedDigest, ObservedDigest: t.ObservedDigest, Changes: []rugwatch.Change{}}
-			if t.State == rugwatch.StateApproved && len(pos) == 1 {
-				continue
-			}
-			if t.ApprovedDigest != "" && t.ApprovedDigest != t.ObservedDigest {
-				if def, ok := approvedDefinition(tx, ver, server, n, t.ApprovedDigest); ok {
-					d.Changes = monitor.Diff(def, t.Definition)
-				}
-			}
-			defs[n] = t
-			diffs = append(diffs, d)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
+	diffs := res.Tools
 	if *asJSON {
 		if err := writeJSON(a.Stdout, map[string]any{"schema_version": 1, "tools": diffs}); err != nil {
 			return err
@@ -107,7 +62,7 @@ func (a *App) runDiff(ctx context.Context, args []string) error {
 				printChanges(a.Stdout, d.Changes, "  ")
 			case d.ApprovedDigest == "":
 				fmt.Fprintf(a.Stdout, "  never approved; the whole definition (%s):\n", d.ObservedDigest)
-				printDefinition(a.Stdout, defs[d.Tool].Definition, "  ")
+				printDefinition(a.Stdout, res.Definitions[d.Tool], "  ")
 			case d.ApprovedDigest == d.ObservedDigest:
 				fmt.Fprintf(a.Stdout, "  observed definition equals the approved one (%s)\n", d.ObservedDigest)
 			default:

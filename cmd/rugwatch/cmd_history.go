@@ -6,8 +6,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/rugwatch/rugwatch"
-	"github.com/rugwatch/rugwatch/store"
 	"github.com/rugwatch/rugwatch/visible"
 )
 
@@ -27,26 +25,16 @@ func (a *App) runHistory(ctx context.Context, args []string) error {
 	if len(pos) == 1 {
 		server = pos[0]
 	}
-	cfg, err := a.config()
+	b, err := a.backend(ctx, false)
 	if err != nil {
 		return err
 	}
-	db, err := a.openStore(cfg)
+	defer b.Close()
+	events, err := b.History(ctx, server, *limit)
 	if err != nil {
-		return err
-	}
-	defer db.Close()
-	var events []rugwatch.Event
-	if err := db.View(func(tx *store.Tx) error {
-		events, err = tx.Events(server, *limit)
-		return err
-	}); err != nil {
 		return err
 	}
 	if *asJSON {
-		if events == nil {
-			events = []rugwatch.Event{}
-		}
 		return writeJSON(a.Stdout, map[string]any{"schema_version": 1, "events": events})
 	}
 	tw := tabwriter.NewWriter(a.Stdout, 2, 8, 2, ' ', 0)

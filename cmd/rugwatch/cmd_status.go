@@ -10,33 +10,14 @@ func (a *App) runStatus(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := a.config()
+	b, err := a.backend(ctx, false)
 	if err != nil {
 		return err
 	}
-	servers, err := selectServers(cfg, names)
+	defer b.Close()
+	rep, err := b.Status(ctx, names)
 	if err != nil {
 		return err
 	}
-	db, err := a.openStore(cfg)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	rep, err := storeRecords(db, servers)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		err = writeJSON(a.Stdout, rep)
-	} else {
-		printReport(a.Stdout, rep)
-	}
-	if err != nil {
-		return err
-	}
-	if !rep.clean() {
-		return errFindings
-	}
-	return nil
+	return a.printReport(rep, *asJSON)
 }

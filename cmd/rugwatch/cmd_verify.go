@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/rugwatch/rugwatch/store"
 	"github.com/rugwatch/rugwatch/visible"
 )
 
@@ -33,51 +32,24 @@ func (a *App) runVerify(ctx context.Context, args []string) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	cfg, err := a.config()
+	b, err := a.backend(ctx, false)
 	if err != nil {
 		return err
 	}
-	ver, err := a.verifier(cfg)
+	defer b.Close()
+	rep, err := b.Verify(ctx)
 	if err != nil {
 		return err
 	}
-	db, err := a.openStore(cfg)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	rep := VerifyReport{SchemaVersion: 1, InvalidApprovals: []BadApproval{}}
-	n, chainErr := db.VerifyChain()
-	rep.EventsChecked = n
-	if chainErr != nil {
-		rep.ChainError = chainErr.Error()
-	}
-	err = db.View(func(tx *store.Tx) error {
-		all, err := tx.Approvals("")
-		if err != nil {
-			return err
-		}
-		for _, ap := range all {
-			rep.ApprovalsChecked++
-			if v := verifyApproval(ver, ap); !v.Valid {
-				rep.InvalidApprovals = append(rep.InvalidApprovals, BadApproval{Server: ap.Server, Kind: ap.Kind, Tool: ap.Tool, Problem: v.Problem})
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	rep.OK = chainErr == nil && len(rep.InvalidApprovals) == 0
 	if *asJSON {
 		if err := writeJSON(a.Stdout, rep); err != nil {
 			return err
 		}
 	} else {
-		if chainErr != nil {
-			fmt.Fprintf(a.Stdout, "event chain: BROKEN after checking %d events: %s\n", n, chainErr)
+		if rep.ChainError != "" {
+			fmt.Fprintf(a.Stdout, "event chain: BROKEN after checking %d events: %s\n", rep.EventsChecked, rep.ChainError)
 		} else {
-			fmt.Fprintf(a.Stdout, "event chain: ok (%d events)\n", n)
+			fmt.Fprintf(a.Stdout, "event chain: ok (%d events)\n", rep.EventsChecked)
 		}
 		fmt.Fprintf(a.Stdout, "approvals: %d checked, %d invalid\n", rep.ApprovalsChecked, len(rep.InvalidApprovals))
 		for _, b := range rep.InvalidApprovals {

@@ -48,3 +48,12 @@ func (a *App) loadApprover(cfg *configs.Config, flagKey string) (*signatures.Sig
 	}
 	return nil, fmt.Errorf("approver key %s (%s) is not among trusted_keys in %s; its approvals would not count", s.KeyID(), path, cfg.Path)
 }
+
+// loadSigner loads the daemon's signing_key for approve_first_seen.
+func loadSigner(path string, password func() ([]byte, error)) (*signatures.Signer, error) {
+	s, err := signatures.LoadPrivateKey(path, password)
+	if err != nil {
+		return nil, fmt.Errorf("loading signing_key for approve_first_seen: %w", err)
+	}
+	return s, nil
+}
