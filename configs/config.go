@@ -22,6 +22,7 @@ type Config struct {
 	DataDir          string     `yaml:"data_dir"`           // default "./data"
 	TrustedKeys      []string   `yaml:"trusted_keys"`       // default [<data_dir>/approver.pub]
 	ApproveFirstSeen bool       `yaml:"approve_first_seen"` // trust on first sight
+	Ephemeral        bool       `yaml:"ephemeral"`          // serve: fresh temp data dir and keys per run (demos)
 	SigningKey       string     `yaml:"signing_key"`        // only with approve_first_seen
 	HTTPListen       string     `yaml:"http_listen"`        // optional loopback host:port
 	Concurrency      int        `yaml:"concurrency"`        // default 16

@@ -56,11 +56,11 @@ func TestLoadExample(t *testing.T) {
 		ReadFile:  func(string) ([]byte, error) { return nil, os.ErrNotExist },
 	})
 	for _, want := range []string{
-		`rugwatch.example.yaml:58: servers[0] "everything": env.API_KEY: ${env:EVERYTHING_KEY}: not set`,
-		`rugwatch.example.yaml:64: servers[1] "remote": headers.Authorization: ${file:/run/secrets/remote_token}: no such file`,
-		`rugwatch.example.yaml:72: notify.webhooks[0] "ops": secret: ${env:RUGWATCH_WEBHOOK_SECRET}: not set`,
-		`rugwatch.example.yaml:73: notify.webhooks[0] "ops": secrets[0]: ${file:./old_webhook_secret}: no such file`,
-		`rugwatch.example.yaml:82: notify.email[0] "security": password: ${env:SMTP_PASSWORD}: not set`,
+		`rugwatch.example.yaml:64: servers[0] "everything": env.API_KEY: ${env:EVERYTHING_KEY}: not set`,
+		`rugwatch.example.yaml:70: servers[1] "remote": headers.Authorization: ${file:/run/secrets/remote_token}: no such file`,
+		`rugwatch.example.yaml:78: notify.webhooks[0] "ops": secret: ${env:RUGWATCH_WEBHOOK_SECRET}: not set`,
+		`rugwatch.example.yaml:79: notify.webhooks[0] "ops": secrets[0]: ${file:./old_webhook_secret}: no such file`,
+		`rugwatch.example.yaml:88: notify.email[0] "security": password: ${env:SMTP_PASSWORD}: not set`,
 	} {
 		if err == nil || !containsLine(err.Error(), want) {
 			t.Errorf("CheckReferences error lacks line\n%s\ngot:\n%v", want, err)

@@ -72,6 +72,13 @@ func (c *Config) validate() []fieldError {
 			v.fail(fmt.Sprintf("trusted_keys[%d]", i), "must not be empty")
 		}
 	}
+	if c.Ephemeral {
+		for _, k := range []string{"data_dir", "trusted_keys", "signing_key"} {
+			if c.has(k) {
+				v.fail(k, "not allowed with ephemeral: true, which makes a fresh data dir and key pair for each run")
+			}
+		}
+	}
 	if c.SigningKey != "" && !c.ApproveFirstSeen {
 		v.fail("signing_key", "only allowed with approve_first_seen: true (the daemon holds no private key otherwise)")
 	}

@@ -13,6 +13,8 @@ func TestValidationErrors(t *testing.T) {
 		yml  string
 		want string // one whole line of the error
 	}{
+		{"ephemeral with data_dir", "ephemeral: true\ndata_dir: /var/lib/rugwatch\n",
+			`rugwatch.yaml:2: data_dir: not allowed with ephemeral: true, which makes a fresh data dir and key pair for each run`},
 		{"bad name", "servers:\n  - name: Bad_Name\n    command: x\n",
 			`rugwatch.yaml:2: servers[0] "Bad_Name": name: must match [a-z0-9][a-z0-9._-]*`},
 		{"missing name", "servers:\n  - command: x\n",

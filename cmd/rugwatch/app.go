@@ -37,6 +37,9 @@ type App struct {
 	logLevel   string
 	logFormat  string
 	log        *slog.Logger
+
+	// ready, when set, is called once serve is serving (tests).
+	ready func(*daemon)
 }
 
 // usageError is a mistake in how rugwatch was called.
@@ -55,6 +58,7 @@ Usage: rugwatch [--config FILE] COMMAND [ARGS]
 
 Commands:
   init                        create the data dir, store and an approver key pair
+  serve                       the daemon: schedules, watch sessions, control socket
   check [SERVER…]             poll now, record, print states
   status [SERVER…]            last known states, no polling
   diff SERVER [TOOL]          field-level diff, approved vs observed
@@ -108,6 +112,8 @@ func (a *App) Run(ctx context.Context, args []string) int {
 	switch cmd {
 	case "init":
 		run = a.runInit
+	case "serve":
+		run = a.runServe
 	case "check":
 		run = a.runCheck
 	case "status":
@@ -156,6 +162,9 @@ func (a *App) Run(ctx context.Context, args []string) int {
 func (a *App) newFlags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
+	// The global flags work after the command too: `rugwatch serve
+	// --config FILE` reads as naturally as `rugwatch --config FILE serve`.
+	fs.StringVar(&a.configPath, "config", a.configPath, "config file")
 	return fs
 }
 
@@ -227,6 +236,15 @@ func (a *App) resolver() configs.Resolver {
 // exist only in the returned value, for the length of one poll.
 func (a *App) target(s configs.Server) (monitor.Target, error) {
 	t := monitor.Target{Name: s.Name, Transport: s.Transport, Command: s.Command, Args: s.Args, Cwd: s.Cwd, URL: s.URL}
+	if t.Command == "@self" {
+		// The bundled demo runs this very executable, so it works from
+		// `go run` without anything installed.
+		exe, err := os.Executable()
+		if err != nil {
+			return t, fmt.Errorf("server %s: finding this executable for @self: %w", s.Name, err)
+		}
+		t.Command = exe
+	}
 	r := a.resolver()
 	if len(s.Env) > 0 {
 		t.Env = make(map[string]string, len(s.Env))
