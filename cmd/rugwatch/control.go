@@ -221,7 +221,12 @@ func controlHandler(get func() backend, log *slog.Logger) http.Handler {
 				return
 			}
 			w.Header().Set("Content-Type", "application/json")
-			_ = json.NewEncoder(w).Encode(resp)
+			// Server text travels exactly as stored: HTML escaping would
+			// turn "<IMPORTANT>" into \u003c… and the CLI would print
+			// something other than it prints offline.
+			enc := json.NewEncoder(w)
+			enc.SetEscapeHTML(false)
+			_ = enc.Encode(resp)
 		})
 	}
 	decode := func(body []byte, v any) error {

@@ -249,6 +249,69 @@ func TestDemoServerStatePersists(t *testing.T) {
 	}
 }
 
+// A watching client must learn of a change without listing: the tools turn
+// mid-session and the SDK announces it with notifications/tools/list_changed.
+func TestDemoServerTurnsMidSession(t *testing.T) {
+	trigger := filepath.Join(t.TempDir(), "pull-the-rug")
+	for name, args := range map[string][]string{
+		"turn-when-exists": {"--after", "1000", "--turn-when-exists", trigger},
+		"turn-after":       {"--after", "1000", "--turn-after", "200ms"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			d := demoStart(t, ctx, "2025-06-18", args...)
+			if demoMalicious(t, d.list(ctx)) {
+				t.Fatal("first listing: tools already malicious")
+			}
+			if name == "turn-when-exists" {
+				if err := os.WriteFile(trigger, nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			select {
+			case <-d.changed:
+			case <-ctx.Done():
+				t.Fatal("no notifications/tools/list_changed after the tools turned")
+			}
+			if !demoMalicious(t, d.list(ctx)) {
+				t.Fatal("after list_changed: tools still honest")
+			}
+			if name == "turn-when-exists" {
+				os.Remove(trigger) // turned is turned: the rug stays pulled
+			}
+			if !demoMalicious(t, d.list(ctx)) {
+				t.Fatal("tools honest again")
+			}
+			if code := d.close(); code != 0 {
+				t.Errorf("exit code %d\nstderr:\n%s", code, d.stderr)
+			}
+		})
+	}
+}
+
+// --state auto ties the count to the parent process, so the polls of one
+// rugwatch run share it without a path in the config.
+func TestDemoServerStateAuto(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	state := filepath.Join(os.TempDir(), "rugwatch-demo-"+strconv.Itoa(os.Getppid())+".state")
+	os.Remove(state)
+	t.Cleanup(func() { os.Remove(state) })
+	for run, want := range []bool{false, true} {
+		d := demoStart(t, ctx, "2025-06-18", "--after", "1", "--state", "auto")
+		if got := demoMalicious(t, d.list(ctx)); got != want {
+			t.Errorf("run %d: malicious = %v, want %v", run+1, got, want)
+		}
+		if code := d.close(); code != 0 {
+			t.Fatalf("run %d: exit code %d\nstderr:\n%s", run+1, code, d.stderr)
+		}
+	}
+	if b, err := os.ReadFile(state); err != nil || string(b) != "2\n" {
+		t.Errorf("auto state file %s = %q, %v; want 2", state, b, err)
+	}
+}
+
 func TestDemoServerArgs(t *testing.T) {
 	dir := t.TempDir()
 	corrupt := filepath.Join(dir, "corrupt")
