@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -99,11 +100,12 @@ func (s *Session) ListTools(ctx context.Context) (*Listing, error) {
 			return nil, s.wrapErr(fmt.Sprintf("listing tools (page %d)", l.Pages+1), s.limitErr(err))
 		}
 		l.Pages++
-		// Validate the whole page strictly first: a duplicate "tools" key or
-		// invalid UTF-8 anywhere is refused, not interpreted one way when
-		// the model's client may read it another.
-		if _, err := signatures.Canonical(raw, slim); err != nil {
-			return nil, classify(fmt.Sprintf("listing tools (page %d)", l.Pages), err)
+		// A duplicate "tools" or "nextCursor" key is refused, not read one
+		// way when the model's client may read it another. Each tool is
+		// then checked strictly on its own by signatures.Digest; hashing
+		// the whole page first as well would double the cost of a poll.
+		if err := checkPageKeys(raw, lim.MaxDepth); err != nil {
+			return nil, &HostileError{Reason: fmt.Sprintf("page %d: %v", l.Pages, err)}
 		}
 		var page struct {
 			Tools      *[]json.RawMessage `json:"tools"`
@@ -180,4 +182,61 @@ func (s *Session) limitErr(err error) error {
 		return fmt.Errorf("%w: %v", &LimitError{Limit: "max_response_bytes", Value: s.opts.Limits.MaxResponseBytes}, err)
 	}
 	return err
+}
+
+// checkPageKeys checks the top level of a tools/list result: an object
+// with no key twice and no deeper nesting than maxDepth. The tools
+// themselves are checked one by one when they are digested.
+func checkPageKeys(raw []byte, maxDepth int) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	tok, err := dec.Token()
+	if err != nil {
+		return fmt.Errorf("result is not JSON: %v", err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return errors.New("result is not an object")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return fmt.Errorf("result is not JSON: %v", err)
+		}
+		key, _ := tok.(string)
+		if seen[key] {
+			return fmt.Errorf("result has key %q twice", key)
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return fmt.Errorf("result is not JSON: %v", err)
+		}
+		if key != "tools" && !withinDepth(skip, maxDepth-1) {
+			return fmt.Errorf("result field %q nests deeper than %d", key, maxDepth)
+		}
+	}
+	return nil
+}
+
+// withinDepth reports whether raw nests at most max levels, by a byte scan
+// that skips strings.
+func withinDepth(raw []byte, max int) bool {
+	depth := 0
+	for i := 0; i < len(raw); i++ {
+		switch raw[i] {
+		case '"':
+			for i++; i < len(raw) && raw[i] != '"'; i++ {
+				if raw[i] == '\\' {
+					i++
+				}
+			}
+		case '{', '[':
+			if depth++; depth > max {
+				return false
+			}
+		case '}', ']':
+			depth--
+		}
+	}
+	return true
 }

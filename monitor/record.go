@@ -28,6 +28,10 @@ type Recorder struct {
 	Signer           Signer // nil unless approve_first_seen
 	UnreachableAfter int
 	Now              func() time.Time
+	// InTx, when set, runs for every event right after it is appended,
+	// inside the same transaction: the alert outbox queues its deliveries
+	// there, so a crash can never record a drift and lose its alerts.
+	InTx func(tx *store.Tx, e rugwatch.Event) error
 }
 
 // Record evaluates one poll of one server and stores the outcome. It
@@ -117,6 +121,11 @@ func (r *Recorder) Record(server, transport string, l *Listing, pollErr error) (
 		for i := range out.Events {
 			if err := tx.AppendEvent(&out.Events[i]); err != nil {
 				return err
+			}
+			if r.InTx != nil {
+				if err := r.InTx(tx, out.Events[i]); err != nil {
+					return err
+				}
 			}
 		}
 		return nil

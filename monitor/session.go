@@ -321,6 +321,13 @@ func (s *Session) wrapErr(step string, err error) error {
 		return fmt.Errorf("%s: %w", step, err)
 	}
 	if s.proc != nil {
+		// A server that failed usually exits on its own; give it a moment,
+		// so its last words on stderr are copied before they are read.
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+			wctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			_ = s.proc.waitCtx(wctx)
+			cancel()
+		}
 		if exited, werr := s.proc.exited(); exited {
 			err = fmt.Errorf("%w (server exited: %v)", err, werr)
 		}

@@ -54,6 +54,19 @@ type local struct {
 	poll func(ctx context.Context, servers []configs.Server) error
 	// closeDB is set when the backend opened the store itself.
 	closeDB bool
+	// inTx sees every event this backend appends, in its transaction.
+	inTx func(tx *store.Tx, e rugwatch.Event) error
+}
+
+// appendEvent appends e and hands it to inTx in the same transaction.
+func (l *local) appendEvent(tx *store.Tx, e *rugwatch.Event) error {
+	if err := tx.AppendEvent(e); err != nil {
+		return err
+	}
+	if l.inTx != nil {
+		return l.inTx(tx, *e)
+	}
+	return nil
 }
 
 func (l *local) Close() error {
@@ -181,7 +194,7 @@ func (l *local) Approve(ctx context.Context, server string, approvals []SignedAp
 			cur.Changes = nil
 			cur.LastChanged = now
 			rec.Tools[sa.Tool] = cur
-			if err := tx.AppendEvent(&rugwatch.Event{
+			if err := l.appendEvent(tx, &rugwatch.Event{
 				Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityInfo, Server: server, Tool: sa.Tool,
 				ApprovedDigest: sa.Digest, ObservedDigest: sa.Digest, KeyID: st.KeyID, OccurredAt: now, Message: st.Note,
 			}); err != nil {
@@ -227,7 +240,7 @@ func (l *local) Revoke(ctx context.Context, server string, tools []string, all b
 				t.LastChanged = now
 				rec.Tools[name] = t
 			}
-			if err := tx.AppendEvent(&rugwatch.Event{
+			if err := l.appendEvent(tx, &rugwatch.Event{
 				Type: rugwatch.EventToolRevoked, Severity: rugwatch.SeverityWarning, Server: server, Tool: name,
 				ApprovedDigest: ap.Digest, OccurredAt: now, Message: reason,
 			}); err != nil {

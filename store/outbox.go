@@ -1,0 +1,320 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/rugwatch/rugwatch"
+)
+
+// Delivery states.
+const (
+	DeliveryPending   = "pending"   // waiting for its next attempt
+	DeliveryDelivered = "delivered" // the receiver acknowledged it
+	DeliveryDead      = "dead"      // given up: permanent error, endpoint gone or out of time
+)
+
+// Delivery is one event queued for one alert channel.
+type Delivery struct {
+	// ID is "dlv_" + event id + "_" + channel (see DeliveryID): one per
+	// (event, channel), so queueing the same pair twice is a no-op.
+	ID       string `json:"id"`
+	EventID  string `json:"event_id"`
+	EventSeq uint64 `json:"event_seq"`
+	// Channel names the notifier: "log", "webhook:ops", "email:security".
+	Channel     string    `json:"channel"`
+	State       string    `json:"state"`
+	Attempts    int       `json:"attempts"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	// LastError is the latest failure, sanitised by the caller; never a
+	// secret.
+	LastError   string    `json:"last_error,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+	DeliveredAt time.Time `json:"delivered_at,omitzero"`
+}
+
+// Sub-buckets of outbox; see the tree in doc.go. They are created by the
+// first write that needs them, so a store migrated to v2 that never queued
+// anything reads as an empty outbox.
+var (
+	bucketDeliveries = []byte("deliveries")
+	bucketDue        = []byte("due")
+	bucketOrder      = []byte("order")
+)
+
+// DeliveryID is the ID of the delivery of event eventID to channel.
+func DeliveryID(eventID, channel string) string {
+	return "dlv_" + eventID + "_" + channel
+}
+
+// outbox returns the outbox sub-buckets; with create false (read
+// transactions) a missing one comes back nil, meaning empty.
+func (t *Tx) outbox(create bool) (deliveries, due, order *bolt.Bucket, err error) {
+	root, err := t.bucket(bucketOutbox)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	get := func(name []byte) (*bolt.Bucket, error) {
+		if !create {
+			return root.Bucket(name), nil
+		}
+		b, err := root.CreateBucketIfNotExists(name)
+		if err != nil {
+			return nil, fmt.Errorf("create outbox bucket %q: %w", name, err)
+		}
+		return b, nil
+	}
+	if deliveries, err = get(bucketDeliveries); err != nil {
+		return nil, nil, nil, err
+	}
+	if due, err = get(bucketDue); err != nil {
+		return nil, nil, nil, err
+	}
+	if order, err = get(bucketOrder); err != nil {
+		return nil, nil, nil, err
+	}
+	return deliveries, due, order, nil
+}
+
+// dueKey orders pending deliveries by next attempt, then ID. Times before
+// the Unix epoch (including the zero time: "at once") sort first.
+func dueKey(next time.Time, id string) []byte {
+	var ns uint64
+	if next.After(time.Unix(0, 0)) {
+		ns = uint64(next.UnixNano())
+	}
+	k := make([]byte, 8, 8+len(id))
+	binary.BigEndian.PutUint64(k, ns)
+	return append(k, id...)
+}
+
+// orderKey orders deliveries by event seq, then ID, for newest-first lists.
+func orderKey(seq uint64, id string) []byte {
+	return append(u64(seq), id...)
+}
+
+// EnqueueDelivery queues d. It is meant to run in the transaction that
+// appends d's event, so that recording and queueing commit together. If a
+// delivery with d.ID exists already, nothing changes. An empty State means
+// pending; a zero CreatedAt means now; a zero NextAttempt means at once.
+func (t *Tx) EnqueueDelivery(d Delivery) error {
+	switch {
+	case d.ID == "":
+		return errors.New("enqueue delivery: empty id")
+	case d.EventID == "" || d.Channel == "":
+		return fmt.Errorf("enqueue delivery %s: event id and channel are required", d.ID)
+	}
+	if d.State == "" {
+		d.State = DeliveryPending
+	}
+	if err := checkDeliveryState(d.State); err != nil {
+		return fmt.Errorf("enqueue delivery %s: %w", d.ID, err)
+	}
+	if d.CreatedAt.IsZero() {
+		d.CreatedAt = t.db.now().UTC()
+	}
+	deliveries, due, order, err := t.outbox(true)
+	if err != nil {
+		return err
+	}
+	if deliveries.Get([]byte(d.ID)) != nil {
+		return nil
+	}
+	if err := putDelivery(deliveries, d); err != nil {
+		return err
+	}
+	if err := order.Put(orderKey(d.EventSeq, d.ID), nil); err != nil {
+		return fmt.Errorf("index delivery %s: %w", d.ID, err)
+	}
+	if d.State == DeliveryPending {
+		if err := due.Put(dueKey(d.NextAttempt, d.ID), nil); err != nil {
+			return fmt.Errorf("index delivery %s: %w", d.ID, err)
+		}
+	}
+	return nil
+}
+
+// UpdateDelivery replaces the stored delivery with d.ID by d and keeps the
+// due index in step: only pending deliveries are in it. The event and
+// channel of a delivery never change.
+func (t *Tx) UpdateDelivery(d Delivery) error {
+	if err := checkDeliveryState(d.State); err != nil {
+		return fmt.Errorf("update delivery %s: %w", d.ID, err)
+	}
+	deliveries, due, _, err := t.outbox(true)
+	if err != nil {
+		return err
+	}
+	old, ok, err := getDelivery(deliveries, d.ID)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("update delivery %s: no such delivery", d.ID)
+	}
+	if old.EventID != d.EventID || old.EventSeq != d.EventSeq || old.Channel != d.Channel {
+		return fmt.Errorf("update delivery %s: event and channel cannot change", d.ID)
+	}
+	if old.State == DeliveryPending {
+		if err := due.Delete(dueKey(old.NextAttempt, old.ID)); err != nil {
+			return fmt.Errorf("unindex delivery %s: %w", d.ID, err)
+		}
+	}
+	if err := putDelivery(deliveries, d); err != nil {
+		return err
+	}
+	if d.State == DeliveryPending {
+		if err := due.Put(dueKey(d.NextAttempt, d.ID), nil); err != nil {
+			return fmt.Errorf("index delivery %s: %w", d.ID, err)
+		}
+	}
+	return nil
+}
+
+// Delivery returns the delivery with id.
+func (t *Tx) Delivery(id string) (Delivery, bool, error) {
+	deliveries, _, _, err := t.outbox(false)
+	if err != nil || deliveries == nil {
+		return Delivery{}, false, err
+	}
+	return getDelivery(deliveries, id)
+}
+
+// DueDeliveries returns up to limit (all if limit <= 0) pending deliveries
+// whose NextAttempt is not after now, the earliest first. It reads only the
+// due index, not the whole outbox.
+func (t *Tx) DueDeliveries(now time.Time, limit int) ([]Delivery, error) {
+	deliveries, due, _, err := t.outbox(false)
+	if err != nil || due == nil {
+		return nil, err
+	}
+	end := dueKey(now, "")
+	var out []Delivery
+	c := due.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if limit > 0 && len(out) >= limit {
+			break
+		}
+		if len(k) < 8 || bytes.Compare(k[:8], end) > 0 {
+			break
+		}
+		id := string(k[8:])
+		d, ok, err := getDelivery(deliveries, id)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("outbox due index names missing delivery %s", id)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// NextDue is the earliest NextAttempt among pending deliveries; false if
+// none is pending.
+func (t *Tx) NextDue() (time.Time, bool, error) {
+	deliveries, due, _, err := t.outbox(false)
+	if err != nil || due == nil {
+		return time.Time{}, false, err
+	}
+	k, _ := due.Cursor().First()
+	if k == nil {
+		return time.Time{}, false, nil
+	}
+	d, ok, err := getDelivery(deliveries, string(k[8:]))
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	if !ok {
+		return time.Time{}, false, fmt.Errorf("outbox due index names missing delivery %s", k[8:])
+	}
+	return d.NextAttempt, true, nil
+}
+
+// ListDeliveries returns up to limit (all if limit <= 0) deliveries in state
+// ("" for every state), newest event first.
+func (t *Tx) ListDeliveries(state string, limit int) ([]Delivery, error) {
+	if state != "" {
+		if err := checkDeliveryState(state); err != nil {
+			return nil, fmt.Errorf("list deliveries: %w", err)
+		}
+	}
+	deliveries, _, order, err := t.outbox(false)
+	if err != nil || order == nil {
+		return nil, err
+	}
+	var out []Delivery
+	c := order.Cursor()
+	for k, _ := c.Last(); k != nil; k, _ = c.Prev() {
+		if limit > 0 && len(out) >= limit {
+			break
+		}
+		id := string(k[8:])
+		d, ok, err := getDelivery(deliveries, id)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("outbox order index names missing delivery %s", id)
+		}
+		if state == "" || d.State == state {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// Event returns the event with seq.
+func (t *Tx) Event(seq uint64) (rugwatch.Event, bool, error) {
+	b, err := t.bucket(bucketEvents)
+	if err != nil {
+		return rugwatch.Event{}, false, err
+	}
+	v := b.Get(u64(seq))
+	if v == nil {
+		return rugwatch.Event{}, false, nil
+	}
+	var e rugwatch.Event
+	if err := json.Unmarshal(v, &e); err != nil {
+		return rugwatch.Event{}, false, fmt.Errorf("decode event %d: %w", seq, err)
+	}
+	return e, true, nil
+}
+
+func checkDeliveryState(s string) error {
+	switch s {
+	case DeliveryPending, DeliveryDelivered, DeliveryDead:
+		return nil
+	}
+	return fmt.Errorf("unknown delivery state %q", s)
+}
+
+func putDelivery(b *bolt.Bucket, d Delivery) error {
+	v, err := encode(d)
+	if err != nil {
+		return fmt.Errorf("encode delivery %s: %w", d.ID, err)
+	}
+	if err := b.Put([]byte(d.ID), v); err != nil {
+		return fmt.Errorf("put delivery %s: %w", d.ID, err)
+	}
+	return nil
+}
+
+func getDelivery(b *bolt.Bucket, id string) (Delivery, bool, error) {
+	v := b.Get([]byte(id))
+	if v == nil {
+		return Delivery{}, false, nil
+	}
+	var d Delivery
+	if err := json.Unmarshal(v, &d); err != nil {
+		return Delivery{}, false, fmt.Errorf("decode delivery %s: %w", id, err)
+	}
+	return d, true, nil
+}
