@@ -34,6 +34,11 @@ func FuzzCanonical(f *testing.F) {
 			}
 			return
 		}
+		// The fast path (a limits scan, then jcs) must never accept what
+		// the strict walk refuses.
+		if ve := validate(raw, lim); ve != nil {
+			t.Fatalf("fast path accepted %q, validate refuses: %v", raw, ve)
+		}
 		c2, err := Canonical(c, lim)
 		if err != nil {
 			t.Fatalf("canonical output %q refused: %v", c, err)

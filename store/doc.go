@@ -18,7 +18,13 @@
 //	│       └── <uint64 BE>     → ApprovalRecord
 //	├── events                  (the append-only log; bucket sequence = last seq)
 //	│   └── <seq uint64 BE>     → rugwatch.Event, exactly the bytes that were hashed
-//	└── outbox                  (schema v2; reserved for the notify dispatcher's deliveries)
+//	└── outbox                  (schema v2; the notify dispatcher's deliveries)
+//	    ├── deliveries          (created by the first EnqueueDelivery)
+//	    │   └── <delivery id>   → Delivery; id "dlv_<event id>_<channel>"
+//	    ├── due                 (index: pending deliveries only)
+//	    │   └── <next attempt unix ns, uint64 BE><delivery id> → empty
+//	    └── order               (index: every delivery, for newest-first lists)
+//	        └── <event seq uint64 BE><delivery id> → empty
 //
 // Each event record carries in Prev the sha256 of the previous record's
 // stored bytes, and meta "head" holds the sha256 of the last one, so editing,
