@@ -35,6 +35,9 @@ type Input struct {
 	UnreachableAfter int
 	// FirstSight approves tools never seen before (approve_first_seen).
 	FirstSight bool
+	// Others are the tools of the other registered servers, for the
+	// cross-server shadowing finding.
+	Others []ToolRef
 }
 
 // Outcome is what an evaluation decided; the caller writes all of it in
@@ -100,6 +103,7 @@ func Evaluate(in Input) Outcome {
 	}
 	next.InstructionsDigest = in.Listing.InstructionsDigest
 
+	fc := FindingContext{Server: in.Server, OtherTools: in.Others}
 	seen := make(map[string]bool, len(in.Listing.Tools))
 	for _, t := range in.Listing.Tools {
 		seen[t.Name] = true
@@ -108,6 +112,9 @@ func Evaluate(in Input) Outcome {
 		rec.Name = t.Name
 		rec.ObservedDigest = t.Digest
 		rec.Definition = t.Canonical
+		if !known || old.ObservedDigest != t.Digest || old.Findings == nil {
+			rec.Findings = Findings(t.Canonical, fc)
+		}
 		if !known {
 			rec.FirstSeen = in.Now
 			rec.LastChanged = in.Now
@@ -125,14 +132,14 @@ func Evaluate(in Input) Outcome {
 			// The rug pull: withdraw the approval at once, so nothing
 			// downstream can treat the new definition as trusted.
 			changes := Diff(a.Definition, t.Canonical)
-			sev := DriftSeverity(changes)
+			sev := DriftSeverity(changes, Findings(a.Definition, fc), rec.Findings)
 			rec.State = rugwatch.StateDrifted
 			rec.ApprovedDigest = a.Digest
 			rec.Severity = sev
 			rec.Changes = changes
 			out.Revoke = append(out.Revoke, t.Name)
 			ev(rugwatch.Event{Type: rugwatch.EventToolDrifted, Severity: sev, Tool: t.Name,
-				ApprovedDigest: a.Digest, ObservedDigest: t.Digest, Changes: changes,
+				ApprovedDigest: a.Digest, ObservedDigest: t.Digest, Changes: changes, Findings: rec.Findings,
 				Message: summarize(changes)})
 		case known && old.State == rugwatch.StateDrifted:
 			// A drifted tool stays drifted until a human approves it, even
@@ -140,10 +147,12 @@ func Evaluate(in Input) Outcome {
 			rec.State = rugwatch.StateDrifted
 			if old.ObservedDigest != t.Digest {
 				var changes []rugwatch.Change
+				var approvedFindings []rugwatch.Finding
 				if r, ok := in.Revoked[t.Name]; ok {
 					changes = Diff(r.Definition, t.Canonical)
+					approvedFindings = Findings(r.Definition, fc)
 				}
-				sev := DriftSeverity(changes)
+				sev := DriftSeverity(changes, approvedFindings, rec.Findings)
 				msg := summarize(changes)
 				if rec.ApprovedDigest == t.Digest {
 					sev = rugwatch.SeverityWarning
@@ -152,7 +161,7 @@ func Evaluate(in Input) Outcome {
 				rec.Severity = sev
 				rec.Changes = changes
 				ev(rugwatch.Event{Type: rugwatch.EventToolDrifted, Severity: sev, Tool: t.Name,
-					ApprovedDigest: rec.ApprovedDigest, ObservedDigest: t.Digest, Changes: changes, Message: msg})
+					ApprovedDigest: rec.ApprovedDigest, ObservedDigest: t.Digest, Changes: changes, Findings: rec.Findings, Message: msg})
 			}
 		case known && old.State == rugwatch.StateRevoked:
 			rec.State = rugwatch.StateRevoked
@@ -171,7 +180,7 @@ func Evaluate(in Input) Outcome {
 				}
 				if !known || old.State == rugwatch.StateRemoved {
 					ev(rugwatch.Event{Type: rugwatch.EventToolNew, Severity: rugwatch.SeverityInfo, Tool: t.Name,
-						ObservedDigest: t.Digest, Message: newMessage(firstPoll)})
+						ObservedDigest: t.Digest, Findings: rec.Findings, Message: newMessage(firstPoll)})
 				}
 			}
 		}
@@ -208,32 +217,51 @@ func newMessage(firstPoll bool) string {
 	return "new tool listed by the server"
 }
 
-// DriftSeverity grades a drift by what changed: critical where the model is
-// handed new power or new words (a parameter added, a safety hint flipped,
-// a description rewritten), warning for any other change.
-func DriftSeverity(changes []rugwatch.Change) rugwatch.Severity {
-	sev := rugwatch.SeverityWarning
+// DriftSeverity grades a drift. Critical: the model is handed new power
+// or new hidden words: a parameter added, a safety hint flipped
+// (readOnlyHint true→false, destructiveHint false→true), or a critical
+// finding that the approved definition did not have, in text the model
+// reads (name, title, description, input schema). Warning: any other
+// change (output schema, title, icons, _meta, fields no client shows).
+// Info: nothing changed (a server that changed back).
+func DriftSeverity(changes []rugwatch.Change, approved, observed []rugwatch.Finding) rugwatch.Severity {
+	if len(changes) == 0 {
+		return rugwatch.SeverityInfo
+	}
 	for _, c := range changes {
 		p := c.Path
 		switch {
 		case strings.HasPrefix(p, "/inputSchema/") && c.Op == "add" && isPropertyPath(p):
 			return rugwatch.SeverityCritical
-		case p == "/annotations/readOnlyHint" && !isTrue(c.New):
+		case p == "/annotations/readOnlyHint" && c.Op != "add" && isTrue(c.Old) && !isTrue(c.New):
 			return rugwatch.SeverityCritical
-		case p == "/annotations/destructiveHint" && isTrue(c.New):
+		case p == "/annotations/destructiveHint" && !isTrue(c.Old) && isTrue(c.New):
 			return rugwatch.SeverityCritical
-		case p == "/annotations" && (c.Op == "remove" || c.Op == "replace"):
-			return rugwatch.SeverityCritical
-		case strings.HasSuffix(p, "/description") && c.Op != "remove":
-			return rugwatch.SeverityCritical
-		case strings.HasPrefix(p, "/inputSchema/") && strings.Contains(p, "/enum"):
+		case p == "/annotations" && c.Op == "remove" && strings.Contains(string(c.Old), `"readOnlyHint":true`):
 			return rugwatch.SeverityCritical
 		}
 	}
-	if len(changes) == 0 {
-		return rugwatch.SeverityInfo
+	had := map[string]bool{}
+	for _, f := range approved {
+		had[f.Rule+" "+f.Path] = true
 	}
-	return sev
+	for _, f := range observed {
+		if f.Severity == rugwatch.SeverityCritical && !had[f.Rule+" "+f.Path] && modelReads(f.Path) {
+			return rugwatch.SeverityCritical
+		}
+	}
+	return rugwatch.SeverityWarning
+}
+
+// modelReads reports whether a JSON pointer into a tool definition names
+// text an MCP client hands to the model.
+func modelReads(p string) bool {
+	for _, prefix := range []string{"/name", "/title", "/description", "/inputSchema", "/annotations/title"} {
+		if p == prefix || strings.HasPrefix(p, prefix+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // isPropertyPath reports whether p names a schema property itself

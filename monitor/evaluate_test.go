@@ -125,7 +125,7 @@ func TestFixtureCasesGiveTheExpectedState(t *testing.T) {
 	cases := loadCases(t)
 	for _, c := range cases.Cases {
 		if c.Kind == "finding-free" {
-			continue // its own baseline; findings are checked elsewhere
+			continue // its own baseline; checked in TestFindingFreeCase
 		}
 		t.Run(c.ID, func(t *testing.T) {
 			h := newHarness(t)
@@ -147,6 +147,9 @@ func TestFixtureCasesGiveTheExpectedState(t *testing.T) {
 				}
 				if len(ev) != 1 || ev[0].Type != rugwatch.EventToolDrifted || len(ev[0].Changes) == 0 {
 					t.Fatalf("events %+v, want one tool.drifted with changes", ev)
+				}
+				if c.Severity != nil && string(ev[0].Severity) != *c.Severity {
+					t.Errorf("drift severity %s, want %s (changes %v, findings %v)", ev[0].Severity, *c.Severity, ev[0].Changes, ev[0].Findings)
 				}
 				// The approval was withdrawn in the same transaction.
 				_ = h.db.View(func(tx *store.Tx) error {
@@ -295,5 +298,29 @@ func TestDiff(t *testing.T) {
 		if got[i].Path != want[i].Path || got[i].Op != want[i].Op || string(got[i].Old) != string(want[i].Old) || string(got[i].New) != string(want[i].New) {
 			t.Errorf("change %d = %+v, want %+v", i, got[i], want[i])
 		}
+	}
+}
+
+// The finding-free case is a legitimate change: approved as its own
+// baseline, then drifting from the plain baseline it must be a warning,
+// with no finding.
+func TestFindingFreeCase(t *testing.T) {
+	cases := loadCases(t)
+	for _, c := range cases.Cases {
+		if c.Kind != "finding-free" {
+			continue
+		}
+		t.Run(c.ID, func(t *testing.T) {
+			h := newHarness(t)
+			h.record(listingOf(t, cases.Baseline), nil)
+			h.approve("add")
+			r, ev := h.record(listingOf(t, c.Tool), nil)
+			if len(r.Tools["add"].Findings) != 0 {
+				t.Errorf("findings on a legitimate change: %v", r.Tools["add"].Findings)
+			}
+			if len(ev) != 1 || (c.Severity != nil && string(ev[0].Severity) != *c.Severity) {
+				t.Errorf("events %+v, want one drift of severity %v", ev, *c.Severity)
+			}
+		})
 	}
 }

@@ -32,6 +32,20 @@ type Recorder struct {
 	// inside the same transaction: the alert outbox queues its deliveries
 	// there, so a crash can never record a drift and lose its alerts.
 	InTx func(tx *store.Tx, e rugwatch.Event) error
+
+	// toolNames is every server's tool names, for shadowing findings; only
+	// touched inside the store's single write transaction.
+	toolNames map[string][]string
+}
+
+func toolNames(r store.ServerRecord) []string {
+	out := make([]string, 0, len(r.Tools))
+	for n, t := range r.Tools {
+		if t.State != rugwatch.StateRemoved {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // Record evaluates one poll of one server and stores the outcome. It
@@ -55,6 +69,26 @@ func (r *Recorder) Record(server, transport string, l *Listing, pollErr error) (
 		}
 		if found {
 			in.Prev = &prev
+		}
+		if r.toolNames == nil {
+			// Loaded once; kept current below. Reading every server's
+			// record on every poll would make a fleet's cycle quadratic.
+			all, err := tx.Servers()
+			if err != nil {
+				return err
+			}
+			r.toolNames = map[string][]string{}
+			for _, o := range all {
+				r.toolNames[o.Name] = toolNames(o)
+			}
+		}
+		for other, names := range r.toolNames {
+			if other == server {
+				continue
+			}
+			for _, name := range names {
+				in.Others = append(in.Others, ToolRef{Server: other, Tool: name})
+			}
 		}
 		current, err := tx.Approvals(server)
 		if err != nil {
@@ -118,6 +152,7 @@ func (r *Recorder) Record(server, transport string, l *Listing, pollErr error) (
 		if err := tx.PutServer(out.Server); err != nil {
 			return err
 		}
+		r.toolNames[server] = toolNames(out.Server)
 		for i := range out.Events {
 			if err := tx.AppendEvent(&out.Events[i]); err != nil {
 				return err

@@ -68,6 +68,7 @@ Commands:
   verify                      check every approval signature and the event chain
   scan URL | scan -- CMD…     one-shot listing of one server, no config or store
   keys generate|list|export   approver keys
+  discover                    print the MCP servers your clients use as servers: YAML
   demo-server                 a stdio MCP server whose tools turn malicious
 
 Global flags:
@@ -132,6 +133,8 @@ func (a *App) Run(ctx context.Context, args []string) int {
 		run = a.runScan
 	case "keys":
 		run = a.runKeys
+	case "discover":
+		run = a.runDiscover
 	case "demo-server":
 		return runDemoServer(ctx, cargs, a.Stdin, a.Stdout, a.Stderr)
 	case "help", "-h", "--help":

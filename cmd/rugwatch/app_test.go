@@ -20,7 +20,13 @@ func TestServeStartsAndStopsInProcess(t *testing.T) {
 	// Cleanups run last-in first-out: this check runs after the fixture
 	// servers are closed, so only goroutines the daemon left would show.
 	ignore := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+	// The fixture servers' own SDK sessions may outlive their listeners;
+	// they are the test's, not the daemon's.
+	t.Cleanup(func() {
+		goleak.VerifyNone(t, ignore,
+			goleak.IgnoreAnyFunction("github.com/modelcontextprotocol/go-sdk/mcp.(*streamableServerConn).Read"),
+			goleak.IgnoreAnyFunction("github.com/modelcontextprotocol/go-sdk/mcp.(*sseServerConn).Read"))
+	})
 	_, url, sse := fixtureHTTP(t)
 	dir := t.TempDir()
 	cfg := writeConfig(t, dir, fmt.Sprintf(`ephemeral: true

@@ -143,7 +143,8 @@ func (l *local) Diff(ctx context.Context, server, tool string) (DiffResult, erro
 				continue
 			}
 			d := ToolDiff{Server: server, Tool: n, State: t.State, Severity: t.Severity,
-				ApprovedDigest: t.ApprovedDigest, ObservedDigest: t.ObservedDigest, Changes: []rugwatch.Change{}}
+				ApprovedDigest: t.ApprovedDigest, ObservedDigest: t.ObservedDigest, Changes: []rugwatch.Change{},
+				Findings: append([]rugwatch.Finding{}, t.Findings...)}
 			if t.ApprovedDigest != "" && t.ApprovedDigest != t.ObservedDigest {
 				if def, ok := approvedDefinition(tx, l.ver, server, n, t.ApprovedDigest); ok {
 					d.Changes = monitor.Diff(def, t.Definition)

@@ -155,12 +155,16 @@ func TestCLIApproveThenDrift(t *testing.T) {
 	c.want(0, "", "verify")
 	// Re-approving the new definition after review clears it.
 	digest := add.ObservedDigest
-	c.want(0, "", "approve", "demo", "add", "--digest", string(digest), "--yes")
+	// Its critical findings block the approval until they are accepted.
+	if r := c.want(1, "", "approve", "demo", "add", "--digest", string(digest), "--yes"); !strings.Contains(r.stderr, "--accept-findings") {
+		t.Errorf("refusal does not say how to accept findings: %s", r.stderr)
+	}
+	c.want(0, "", "approve", "demo", "add", "--digest", string(digest), "--yes", "--accept-findings")
 	st = states(decodeReport(t, c.want(1, "", "status", "--json").stdout))
 	if st["add"] != "approved" || st["weather"] != "drifted" {
 		t.Errorf("after re-approving add alone: %v", st)
 	}
-	c.want(0, "", "approve", "demo", "--all", "--yes")
+	c.want(0, "", "approve", "demo", "--all", "--yes", "--accept-findings")
 	c.want(0, "", "status")
 	// A stale --digest refuses.
 	c.want(1, "", "approve", "demo", "add", "--digest", "sha256:"+strings.Repeat("0", 64), "--yes")

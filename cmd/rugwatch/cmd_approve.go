@@ -24,6 +24,7 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 	yes := fs.Bool("yes", false, "do not ask")
 	key := fs.String("key", "", "approver private key")
 	note := fs.String("note", "", "note stored with the approval")
+	acceptFindings := fs.Bool("accept-findings", false, "approve even definitions with critical poisoning findings (recorded in the approval)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -75,7 +76,22 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 			printChanges(a.Stdout, t.Changes, "    ")
 		}
 		printDefinition(a.Stdout, t.Definition, "  ")
+		for _, f := range t.Findings {
+			fmt.Fprintf(a.Stdout, "  ! %s %s at %s: %s\n", f.Severity, f.Rule, visible.Line(f.Path), visible.Line(f.Message))
+		}
 		fmt.Fprintln(a.Stdout)
+	}
+	var blocked []string
+	for _, t := range picked {
+		if monitor.MaxSeverity(t.Findings) == rugwatch.SeverityCritical {
+			blocked = append(blocked, visible.Line(t.Name))
+		}
+	}
+	if len(blocked) > 0 && !*acceptFindings {
+		fmt.Fprintf(a.Stderr, "rugwatch approve: %s of %s carry critical poisoning findings (shown above); not approved. "+
+			"If you have read them and still trust the definitions, run again with --accept-findings; that is recorded in the signed approval.\n",
+			strings.Join(blocked, ", "), server)
+		return errFindings
 	}
 	if !*yes {
 		fmt.Fprintf(a.Stdout, "Approve %d tool(s) of %s exactly as shown, signed by %s? [y/N] ", len(picked), server, signer.KeyID())
@@ -88,9 +104,15 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 	now := time.Now().UTC()
 	signed := make([]SignedApproval, 0, len(picked))
 	for _, t := range picked {
+		var accepted []string
+		for _, f := range t.Findings {
+			if f.Severity == rugwatch.SeverityCritical {
+				accepted = append(accepted, f.Rule+" "+f.Path)
+			}
+		}
 		env, err := signer.SignApproval(signatures.Statement{
 			Kind: store.KindTool, Server: server, Tool: t.Name, Digest: t.ObservedDigest,
-			Definition: t.Definition, ApprovedAt: now, Note: *note,
+			Definition: t.Definition, ApprovedAt: now, Note: *note, AcceptedFindings: accepted,
 		})
 		if err != nil {
 			return fmt.Errorf("signing %s/%s: %w", server, t.Name, err)

@@ -11,9 +11,13 @@ import (
 // Through a running daemon the daemon polls.
 func (a *App) runCheck(ctx context.Context, args []string) error {
 	fs := a.newFlags("check")
-	asJSON := fs.Bool("json", false, "print JSON")
+	asJSON := fs.Bool("json", false, "print JSON (same as --format json)")
+	format := fs.String("format", "text", "text, json or sarif")
 	names, err := parse(fs, args)
 	if err != nil {
+		return err
+	}
+	if err := checkFormat(format, *asJSON); err != nil {
 		return err
 	}
 	b, err := a.backend(ctx, true)
@@ -25,15 +29,30 @@ func (a *App) runCheck(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return a.printReport(rep, *asJSON)
+	return a.printReport(rep, *format)
+}
+
+// checkFormat folds --json into --format and rejects unknown formats.
+func checkFormat(format *string, asJSON bool) error {
+	if asJSON {
+		*format = "json"
+	}
+	switch *format {
+	case "text", "json", "sarif":
+		return nil
+	}
+	return usagef("--format %q: want text, json or sarif", *format)
 }
 
 // printReport prints a Report and turns anything unclean into exit 1.
-func (a *App) printReport(rep Report, asJSON bool) error {
+func (a *App) printReport(rep Report, format string) error {
 	var err error
-	if asJSON {
+	switch format {
+	case "json":
 		err = writeJSON(a.Stdout, rep)
-	} else {
+	case "sarif":
+		err = writeSARIF(a.Stdout, sarifInputs(rep))
+	default:
 		printReport(a.Stdout, rep)
 	}
 	if err != nil {

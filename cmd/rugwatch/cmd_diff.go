@@ -11,13 +11,14 @@ import (
 
 // ToolDiff is one tool in `diff --json`.
 type ToolDiff struct {
-	Server         string            `json:"server"`
-	Tool           string            `json:"tool"`
-	State          rugwatch.State    `json:"state"`
-	Severity       rugwatch.Severity `json:"severity"`
-	ApprovedDigest rugwatch.Digest   `json:"approved_digest"`
-	ObservedDigest rugwatch.Digest   `json:"observed_digest"`
-	Changes        []rugwatch.Change `json:"changes"`
+	Server         string             `json:"server"`
+	Tool           string             `json:"tool"`
+	State          rugwatch.State     `json:"state"`
+	Severity       rugwatch.Severity  `json:"severity"`
+	ApprovedDigest rugwatch.Digest    `json:"approved_digest"`
+	ObservedDigest rugwatch.Digest    `json:"observed_digest"`
+	Changes        []rugwatch.Change  `json:"changes"`
+	Findings       []rugwatch.Finding `json:"findings"`
 }
 
 // runDiff shows what changed between the approved and the observed
@@ -67,6 +68,9 @@ func (a *App) runDiff(ctx context.Context, args []string) error {
 				fmt.Fprintf(a.Stdout, "  observed definition equals the approved one (%s)\n", d.ObservedDigest)
 			default:
 				fmt.Fprintf(a.Stdout, "  approved definition %s is not available or does not verify\n", d.ApprovedDigest)
+			}
+			for _, f := range d.Findings {
+				fmt.Fprintf(a.Stdout, "  ! %s %s at %s: %s\n", f.Severity, f.Rule, visible.Line(f.Path), visible.Line(f.Message))
 			}
 			fmt.Fprintln(a.Stdout)
 		}

@@ -27,15 +27,17 @@ type ScanReport struct {
 
 // ScanTool is one tool in a ScanReport.
 type ScanTool struct {
-	Name   string          `json:"name"`
-	Digest rugwatch.Digest `json:"digest"`
+	Name     string             `json:"name"`
+	Digest   rugwatch.Digest    `json:"digest"`
+	Findings []rugwatch.Finding `json:"findings"`
 }
 
 // runScan lists one server's tools with their digests, with no config and
 // no store: `scan URL` or `scan -- CMD ARGS…`.
 func (a *App) runScan(ctx context.Context, args []string) error {
 	fs := a.newFlags("scan")
-	asJSON := fs.Bool("json", false, "print JSON")
+	asJSON := fs.Bool("json", false, "print JSON (same as --format json)")
+	format := fs.String("format", "text", "text, json or sarif")
 	sse := fs.Bool("sse", false, "the URL speaks legacy HTTP+SSE")
 	timeout := fs.Duration("timeout", 60*time.Second, "bound for the whole poll")
 	verbose := fs.Bool("v", false, "print every definition")
@@ -45,6 +47,9 @@ func (a *App) runScan(ctx context.Context, args []string) error {
 	}
 	if len(pos) == 0 {
 		return usagef("rugwatch scan URL | rugwatch scan -- CMD ARGS…")
+	}
+	if err := checkFormat(format, *asJSON); err != nil {
+		return err
 	}
 	var t monitor.Target
 	if len(pos) == 1 && (strings.HasPrefix(pos[0], "http://") || strings.HasPrefix(pos[0], "https://")) {
@@ -64,11 +69,37 @@ func (a *App) runScan(ctx context.Context, args []string) error {
 	rep := ScanReport{SchemaVersion: 1, Target: strings.Join(pos, " "), Transport: t.Transport,
 		ProtocolVersion: l.ProtocolVersion, InstructionsDigest: l.InstructionsDigest, Pages: l.Pages,
 		ElapsedMS: l.Elapsed.Milliseconds(), Warnings: append([]string{}, l.Warnings...), Tools: []ScanTool{}}
+	critical := false
+	var sarif []SARIFInput
 	for _, tool := range l.Tools {
-		rep.Tools = append(rep.Tools, ScanTool{Name: tool.Name, Digest: tool.Digest})
+		fs := monitor.Findings(tool.Canonical, monitor.FindingContext{Server: t.Name})
+		if fs == nil {
+			fs = []rugwatch.Finding{}
+		}
+		if monitor.MaxSeverity(fs) == rugwatch.SeverityCritical {
+			critical = true
+		}
+		rep.Tools = append(rep.Tools, ScanTool{Name: tool.Name, Digest: tool.Digest, Findings: fs})
+		if len(fs) > 0 {
+			sarif = append(sarif, SARIFInput{Server: t.Name, Tool: tool.Name, Findings: fs, Digest: tool.Digest})
+		}
 	}
-	if *asJSON {
-		return writeJSON(a.Stdout, rep)
+	// A critical finding fails a CI pipeline running scan one-shot.
+	result := error(nil)
+	if critical {
+		result = errFindings
+	}
+	switch *format {
+	case "json":
+		if err := writeJSON(a.Stdout, rep); err != nil {
+			return err
+		}
+		return result
+	case "sarif":
+		if err := writeSARIF(a.Stdout, sarif); err != nil {
+			return err
+		}
+		return result
 	}
 	fmt.Fprintf(a.Stdout, "%s (%s, protocol %s): %d tools in %d page(s), %v\n", visible.Line(rep.Target), t.Transport,
 		visible.Line(l.ProtocolVersion), len(l.Tools), l.Pages, l.Elapsed.Round(time.Millisecond))
@@ -79,12 +110,18 @@ func (a *App) runScan(ctx context.Context, args []string) error {
 		fmt.Fprintf(a.Stdout, "warning: %s\n", visible.Line(w))
 	}
 	tw := tabwriter.NewWriter(a.Stdout, 2, 8, 2, ' ', 0)
-	for _, tool := range l.Tools {
+	for i, tool := range l.Tools {
 		fmt.Fprintf(tw, "  %s\t%s\n", visible.Line(tool.Name), tool.Digest)
+		for _, f := range rep.Tools[i].Findings {
+			fmt.Fprintf(tw, "    ! %s %s at %s: %s\n", f.Severity, f.Rule, visible.Line(f.Path), visible.Line(f.Message))
+		}
 		if *verbose {
 			tw.Flush()
 			printDefinition(a.Stdout, tool.Canonical, "    ")
 		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return result
 }

@@ -114,6 +114,9 @@ func printReport(w io.Writer, r Report) {
 				extra = "  " + visible.Line(changeSummary(t.Changes))
 			}
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s%s\n", visible.Line(t.Name), strings.ToUpper(string(t.State)), t.Severity, t.ObservedDigest.Short(), extra)
+			for _, f := range t.Findings {
+				fmt.Fprintf(tw, "    ! %s %s at %s: %s\n", f.Severity, f.Rule, visible.Line(f.Path), visible.Line(f.Message))
+			}
 		}
 	}
 	tw.Flush()
@@ -129,4 +132,24 @@ func changeSummary(cs []rugwatch.Change) string {
 		parts = append(parts, c.Op+" "+c.Path)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// sarifInputs turns a report into SARIF results: every finding, and every
+// drift as a result of its own.
+func sarifInputs(r Report) []SARIFInput {
+	var out []SARIFInput
+	for _, s := range r.Servers {
+		for _, t := range s.Tools {
+			in := SARIFInput{Server: s.Name, Tool: t.Name, Findings: t.Findings, Digest: t.ObservedDigest}
+			if t.State == rugwatch.StateDrifted {
+				in.Drift = &rugwatch.Event{Type: rugwatch.EventToolDrifted, Severity: t.Severity, Server: s.Name, Tool: t.Name,
+					ApprovedDigest: t.ApprovedDigest, ObservedDigest: t.ObservedDigest, Changes: t.Changes,
+					Message: changeSummary(t.Changes)}
+			}
+			if len(in.Findings) > 0 || in.Drift != nil {
+				out = append(out, in)
+			}
+		}
+	}
+	return out
 }

@@ -387,7 +387,7 @@ servers:
 	// Approve and revoke through the daemon: the CLI signs, the daemon verifies.
 	d = startDaemon(t, env, "serve")
 	d.wait(0, 10*time.Second, func(l logLine) bool { return l.str("msg") == "serving" })
-	must(0, "approve", "demo", "add", "--yes")
+	must(0, "approve", "demo", "add", "--yes", "--accept-findings")
 	must(0, "revoke", "demo", "add", "--reason", "socket test")
 	if s := must(1, "status", "--json"); !strings.Contains(s, `"revoked"`) {
 		t.Errorf("status after revoke through the socket:\n%s", s)

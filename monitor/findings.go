@@ -1,0 +1,832 @@
+package monitor
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/visible"
+)
+
+// Finding rules. The ids are stable: they appear in alerts, SARIF, approvals
+// (accepted findings) and users' filters.
+const (
+	RuleHiddenUnicode     = "hidden-unicode"
+	RuleControlChars      = "control-characters"
+	RuleInstructionMarker = "instruction-marker"
+	RuleSensitivePath     = "sensitive-path"
+	RuleExfilURL          = "exfiltration-url"
+	RuleExfilParam        = "exfiltration-parameter"
+	RuleWhitespacePadding = "whitespace-padding"
+	RuleMixedScriptName   = "mixed-script-name"
+	RuleShadowing         = "cross-server-shadowing"
+)
+
+// Rule describes one finding rule.
+type Rule struct {
+	ID       string
+	Severity rugwatch.Severity
+	Summary  string
+}
+
+// rules is the severity table. Critical means "no honest tool needs this":
+// characters that only hide text, prompts aimed at the model rather than at
+// the reader, references to secrets, parameters built to carry them out.
+// A URL or e-mail address and a mention of another server's tool are
+// warnings: honest descriptions link to their docs and name related tools,
+// so they are worth a look but not an alarm.
+var rules = []Rule{
+	{RuleHiddenUnicode, rugwatch.SeverityCritical, "invisible Unicode (tag, zero-width, bidi or other format characters) hides text from a reviewer"},
+	{RuleControlChars, rugwatch.SeverityCritical, "terminal control characters (ESC, CSI, CR, other C0/C1) can rewrite what a reviewer sees"},
+	{RuleInstructionMarker, rugwatch.SeverityCritical, "text addressed to the model: instruction tags, orders to hide things from the user or call other tools"},
+	{RuleSensitivePath, rugwatch.SeverityCritical, "names a credential file, private key or secret"},
+	{RuleExfilURL, rugwatch.SeverityWarning, "a URL or e-mail address data could be sent to"},
+	{RuleExfilParam, rugwatch.SeverityCritical, "a parameter that asks the model for file contents, the conversation, its prompt or secrets"},
+	{RuleWhitespacePadding, rugwatch.SeverityCritical, "a long run of spaces or blank lines pushes text off a review screen"},
+	{RuleMixedScriptName, rugwatch.SeverityCritical, "a name mixing scripts or using look-alike letters impersonates another name"},
+	{RuleShadowing, rugwatch.SeverityWarning, "names another server's tool, or exposes the same tool name as another server"},
+}
+
+// Rules returns the finding rules with their severities, in a stable order.
+func Rules() []Rule { return append([]Rule(nil), rules...) }
+
+func severityOf(rule string) rugwatch.Severity {
+	for _, r := range rules {
+		if r.ID == rule {
+			return r.Severity
+		}
+	}
+	return rugwatch.SeverityWarning
+}
+
+// ToolRef names one tool of one registered server.
+type ToolRef struct{ Server, Tool string }
+
+// FindingContext is what Findings knows beyond the definition itself.
+type FindingContext struct {
+	Server string
+	// OtherTools are the tools of the registered servers, for cross-server
+	// shadowing: a description naming another server's tool, or the same
+	// tool name exposed by two servers. Entries of Server itself are ignored.
+	OtherTools []ToolRef
+}
+
+// Findings looks for poisoning in one tool definition (its canonical JSON).
+// Every string is read, keys included: name, title, descriptions at any
+// depth, enum values, defaults, unknown fields and _meta. Each finding
+// carries the RFC 6901 pointer of the string, at most one finding per rule
+// and pointer, ordered by pointer then rule. Text quoted in messages is
+// rendered with visible.Line. Invalid JSON gives no findings: the listing
+// rejects it before this is called.
+func Findings(def json.RawMessage, fc FindingContext) []rugwatch.Finding {
+	var v any
+	d := json.NewDecoder(bytes.NewReader(def))
+	d.UseNumber()
+	if err := d.Decode(&v); err != nil {
+		return nil
+	}
+	c := &collector{}
+	w := &defWalker{c: c}
+	top, _ := v.(map[string]any)
+	if name, ok := top["name"].(string); ok {
+		w.toolName = name
+		if msg := mixedScript(name); msg != "" {
+			c.add(RuleMixedScriptName, "/name", false, fmt.Sprintf("tool name %s %s", quote(name), msg))
+		}
+	}
+	for _, o := range fc.OtherTools {
+		if o.Server == fc.Server || o.Tool == "" {
+			continue
+		}
+		if o.Tool == w.toolName {
+			c.add(RuleShadowing, "/name", false, fmt.Sprintf("server %s also exposes a tool named %s; a model cannot tell which one it calls",
+				quote(o.Server), quote(o.Tool)))
+			continue
+		}
+		w.others = append(w.others, o)
+	}
+	w.value(v, "", "", false)
+	if schema, ok := top["inputSchema"].(map[string]any); ok {
+		w.schema(schema, "/inputSchema", 0)
+	}
+	return c.sorted()
+}
+
+// FindingsText applies the rules that hold for any text a model reads
+// (server instructions, a prompt, one description) to s found at path.
+func FindingsText(s string, path string) []rugwatch.Finding {
+	c := &collector{}
+	textRules(c, s, path, proseText, false, "")
+	return c.sorted()
+}
+
+// MaxSeverity is the highest severity among fs, "" when fs is empty.
+func MaxSeverity(fs []rugwatch.Finding) rugwatch.Severity {
+	var max rugwatch.Severity
+	for _, f := range fs {
+		max = max.Max(f.Severity)
+	}
+	return max
+}
+
+// collector keeps the first finding per (path, rule).
+type collector struct {
+	seen map[[2]string]bool
+	out  []rugwatch.Finding
+}
+
+// metaCapped rules are about meaning, not characters. _meta is protocol
+// metadata for clients, not text the MCP spec puts in front of the model,
+// so there they are warnings; characters that only hide text are critical
+// wherever they are.
+var metaCapped = map[string]bool{RuleInstructionMarker: true, RuleSensitivePath: true, RuleExfilURL: true, RuleShadowing: true}
+
+func (c *collector) add(rule, path string, inMeta bool, msg string) {
+	k := [2]string{path, rule}
+	if c.seen[k] {
+		return
+	}
+	if c.seen == nil {
+		c.seen = map[[2]string]bool{}
+	}
+	c.seen[k] = true
+	sev := severityOf(rule)
+	if inMeta && metaCapped[rule] && sev == rugwatch.SeverityCritical {
+		sev = rugwatch.SeverityWarning
+		msg += " (in _meta, which clients do not show the model)"
+	}
+	c.out = append(c.out, rugwatch.Finding{Rule: rule, Severity: sev, Path: path, Message: msg})
+}
+
+func (c *collector) sorted() []rugwatch.Finding {
+	sort.SliceStable(c.out, func(i, j int) bool {
+		a, b := c.out[i], c.out[j]
+		if a.Path != b.Path {
+			return a.Path < b.Path
+		}
+		return a.Rule < b.Rule
+	})
+	return c.out
+}
+
+// textKind says which rules a string is read with.
+type textKind int
+
+const (
+	// proseText may be read by the model as language: every text rule.
+	proseText textKind = iota
+	// keywordText is a JSON Schema keyword value ($schema, format, type,
+	// pattern…) or a required-list entry: only the character rules, since
+	// a schema URL or a regular expression naming .env is not an order.
+	keywordText
+)
+
+var keywordKeys = map[string]bool{
+	"$schema": true, "$id": true, "$ref": true, "$anchor": true, "$dynamicRef": true, "$dynamicAnchor": true,
+	"format": true, "type": true, "pattern": true, "contentEncoding": true, "contentMediaType": true,
+	"mimeType": true, "required": true,
+}
+
+type defWalker struct {
+	c        *collector
+	toolName string
+	others   []ToolRef
+}
+
+// value walks v at ptr; key is the member name v was found under (array
+// elements inherit it), inMeta whether v is inside /_meta.
+func (w *defWalker) value(v any, ptr, key string, inMeta bool) {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, sub := range x {
+			p := ptr + "/" + pointerToken(k)
+			meta := inMeta || (ptr == "" && k == "_meta")
+			textRules(w.c, k, p, proseText, meta, "key ")
+			w.value(sub, p, k, meta)
+		}
+	case []any:
+		for i, sub := range x {
+			w.value(sub, fmt.Sprintf("%s/%d", ptr, i), key, inMeta)
+		}
+	case string:
+		kind := proseText
+		if keywordKeys[key] && ptr != "/name" {
+			kind = keywordText
+		}
+		textRules(w.c, x, ptr, kind, inMeta, "")
+		if kind == proseText && ptr != "/name" {
+			w.mentions(x, ptr, inMeta)
+		}
+	}
+}
+
+// schema walks the subschemas of an input schema to check every parameter.
+func (w *defWalker) schema(s map[string]any, ptr string, depth int) {
+	if depth > 64 {
+		return
+	}
+	if props, ok := s["properties"].(map[string]any); ok {
+		for name, sub := range props {
+			p := ptr + "/properties/" + pointerToken(name)
+			sm, _ := sub.(map[string]any)
+			checkParam(w.c, name, sm, p)
+			if sm != nil {
+				w.schema(sm, p, depth+1)
+			}
+		}
+	}
+	for _, k := range []string{"items", "additionalProperties", "not", "if", "then", "else", "contains", "unevaluatedProperties"} {
+		if sm, ok := s[k].(map[string]any); ok {
+			w.schema(sm, ptr+"/"+k, depth+1)
+		}
+	}
+	for _, k := range []string{"anyOf", "oneOf", "allOf", "prefixItems", "items"} {
+		if arr, ok := s[k].([]any); ok {
+			for i, sub := range arr {
+				if sm, ok := sub.(map[string]any); ok {
+					w.schema(sm, fmt.Sprintf("%s/%s/%d", ptr, k, i), depth+1)
+				}
+			}
+		}
+	}
+	for _, k := range []string{"$defs", "definitions"} {
+		if defs, ok := s[k].(map[string]any); ok {
+			for name, sub := range defs {
+				if sm, ok := sub.(map[string]any); ok {
+					w.schema(sm, ptr+"/"+k+"/"+pointerToken(name), depth+1)
+				}
+			}
+		}
+	}
+}
+
+func pointerToken(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+}
+
+// quote renders untrusted text for a message: visibly, on one line, short.
+func quote(s string) string { return `"` + visible.Line(clip(s, 0, 80)) + `"` }
+
+// clip returns up to max runes of s around byte offset at, with ellipses.
+func clip(s string, at, max int) string {
+	if utf8.RuneCountInString(s) <= max {
+		return s
+	}
+	start := at
+	for n := 0; start > 0 && n < max/3; n++ {
+		_, size := utf8.DecodeLastRuneInString(s[:start])
+		start -= size
+	}
+	end := start
+	for n := 0; end < len(s) && n < max; n++ {
+		_, size := utf8.DecodeRuneInString(s[end:])
+		end += size
+	}
+	out := s[start:end]
+	if start > 0 {
+		out = "…" + out
+	}
+	if end < len(s) {
+		out += "…"
+	}
+	return out
+}
+
+// excerpt quotes s around byte offset at.
+func excerpt(s string, at int) string { return `"` + visible.Line(clip(s, at, 60)) + `"` }
+
+// textRules applies the text rules to s at path. what prefixes messages
+// ("key " for member names).
+func textRules(c *collector, s, path string, kind textKind, inMeta bool, what string) {
+	if s == "" {
+		return
+	}
+	if msg, at := hiddenUnicode(s); msg != "" {
+		c.add(RuleHiddenUnicode, path, inMeta, fmt.Sprintf("%s in %s%s", msg, what, excerpt(s, at)))
+	}
+	if msg, at := controlChars(s); msg != "" {
+		c.add(RuleControlChars, path, inMeta, fmt.Sprintf("%s in %s%s", msg, what, excerpt(s, at)))
+	}
+	if msg, at := padding(s); msg != "" {
+		c.add(RuleWhitespacePadding, path, inMeta, fmt.Sprintf("%s in %s%s", msg, what, excerpt(s, at)))
+	}
+	if kind != proseText {
+		return
+	}
+	if loc := firstMatch(instructionREs, s); loc != nil {
+		c.add(RuleInstructionMarker, path, inMeta, fmt.Sprintf("%stext addressed to the model: %s", what, quote(s[loc[0]:loc[1]])))
+	}
+	if m := sensitive(s); m != "" {
+		c.add(RuleSensitivePath, path, inMeta, fmt.Sprintf("%snames a secret or credential file: %s", what, quote(m)))
+	}
+	if loc := urlRE.FindStringIndex(s); loc != nil {
+		u := strings.TrimRight(s[loc[0]:loc[1]], ".,;:!?")
+		c.add(RuleExfilURL, path, inMeta, fmt.Sprintf("%sURL %s: data could be sent there", what, quote(u)))
+	} else if loc := emailRE.FindStringIndex(s); loc != nil {
+		c.add(RuleExfilURL, path, inMeta, fmt.Sprintf("%se-mail address %s: data could be sent there", what, quote(s[loc[0]:loc[1]])))
+	}
+}
+
+func firstMatch(res []*regexp.Regexp, s string) []int {
+	var best []int
+	for _, re := range res {
+		if loc := re.FindStringIndex(s); loc != nil && (best == nil || loc[0] < best[0]) {
+			best = loc
+		}
+	}
+	return best
+}
+
+// --- hidden Unicode and control characters ---
+
+func isTag(r rune) bool { return r >= 0xe0000 && r <= 0xe007f }
+
+// hiddenUnicode reports the invisible format characters of s, or "".
+// Legitimate uses are left alone: an emoji subdivision flag (U+1F3F4, tag
+// letters, CANCEL TAG), a ZWJ inside an emoji sequence, ZWJ/ZWNJ between
+// letters of scripts that need them (Persian, Indic), one variation
+// selector after its base character.
+func hiddenUnicode(s string) (string, int) {
+	rs := []rune(s)
+	offs := make([]int, len(rs))
+	o := 0
+	for i, r := range rs {
+		offs[i] = o
+		o += utf8.RuneLen(r)
+	}
+	ok := make([]bool, len(rs))
+	for i := 0; i < len(rs); i++ {
+		if rs[i] != 0x1f3f4 {
+			continue
+		}
+		j := i + 1
+		for j < len(rs) && (rs[j] >= 0xe0061 && rs[j] <= 0xe007a || rs[j] >= 0xe0030 && rs[j] <= 0xe0039) {
+			j++
+		}
+		// Unicode's tag_spec: a two-letter region and one to four
+		// letters or digits, then CANCEL TAG.
+		if n := j - i - 1; n >= 3 && n <= 6 && j < len(rs) && rs[j] == 0xe007f {
+			for k := i + 1; k <= j; k++ {
+				ok[k] = true
+			}
+			i = j
+		}
+	}
+	var (
+		count  int
+		first  = -1
+		tags   strings.Builder
+		ntags  int
+		kinds  []string
+		kindOK = map[string]bool{}
+	)
+	note := func(i int, kind string) {
+		count++
+		if first < 0 {
+			first = offs[i]
+		}
+		if !kindOK[kind] {
+			kindOK[kind] = true
+			kinds = append(kinds, kind)
+		}
+	}
+	for i, r := range rs {
+		if ok[i] {
+			continue
+		}
+		var prev, next rune
+		if i > 0 {
+			prev = rs[i-1]
+		}
+		if i+1 < len(rs) {
+			next = rs[i+1]
+		}
+		switch {
+		case isTag(r):
+			note(i, "tag characters")
+			ntags++
+			if r >= 0xe0020 && r <= 0xe007e {
+				tags.WriteRune(r - 0xe0000)
+			}
+		case r == 0x200d && emojiLike(prev) && emojiLike(next):
+		case (r == 0x200c || r == 0x200d) && joinsScript(prev) && joinsScript(next):
+		case r == 0x200b || r == 0x200c || r == 0x200d || r == 0x2060 || r == 0xfeff:
+			note(i, fmt.Sprintf("zero-width U+%04X", r))
+		case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0x200e, r == 0x200f, r == 0x061c:
+			note(i, fmt.Sprintf("bidi control U+%04X", r))
+		case r >= 0xfe00 && r <= 0xfe0f:
+			if i == 0 || isVariationSelector(prev) || unicode.IsSpace(prev) || visible.Hidden(prev) {
+				note(i, fmt.Sprintf("stray variation selector U+%04X", r))
+			}
+		case r >= 0xe0100 && r <= 0xe01ef:
+			if !unicode.Is(unicode.Han, prev) {
+				note(i, fmt.Sprintf("stray variation selector U+%X", r))
+			}
+		case r == 0x2028 || r == 0x2029:
+			note(i, fmt.Sprintf("line separator U+%04X", r))
+		case r == 0x115f || r == 0x1160 || r == 0x3164 || r == 0xffa0:
+			note(i, fmt.Sprintf("blank Hangul filler U+%04X", r))
+		case unicode.Is(unicode.Cf, r):
+			note(i, fmt.Sprintf("format character U+%04X", r))
+		}
+	}
+	if count == 0 {
+		return "", 0
+	}
+	msg := fmt.Sprintf("%d invisible character(s): %s", count, strings.Join(kinds, ", "))
+	if ntags > 0 && tags.Len() > 0 {
+		msg += fmt.Sprintf("; the tag characters spell %s", quote(tags.String()))
+	}
+	return msg, first
+}
+
+func isVariationSelector(r rune) bool {
+	return r >= 0xfe00 && r <= 0xfe0f || r >= 0xe0100 && r <= 0xe01ef
+}
+
+// emojiLike is a rough Extended_Pictographic: the blocks emoji live in,
+// skin-tone modifiers, VS16 and the keycap mark (the standard library has
+// no emoji property).
+func emojiLike(r rune) bool {
+	switch {
+	case r >= 0x1f000 && r <= 0x1faff, r >= 0x2600 && r <= 0x27bf, r >= 0x2300 && r <= 0x23ff,
+		r >= 0x2b00 && r <= 0x2bff, r >= 0x2190 && r <= 0x21ff, r >= 0x2930 && r <= 0x2935:
+		return true
+	case r == 0xfe0f, r == 0x20e3, r == 0xe007f, r == 0x00a9, r == 0x00ae, r == 0x203c, r == 0x2049,
+		r == 0x2122, r == 0x2139, r == 0x3030, r == 0x303d, r == 0x3297, r == 0x3299:
+		return true
+	}
+	return false
+}
+
+// joinsScript reports a letter or mark of a script where ZWJ and ZWNJ shape
+// text (Arabic, Persian, the Indic scripts…): not Latin, Greek or Cyrillic,
+// where they have no use and only hide things.
+func joinsScript(r rune) bool {
+	if r < 0x370 || !(unicode.IsLetter(r) || unicode.IsMark(r)) {
+		return false
+	}
+	return !unicode.In(r, unicode.Latin, unicode.Greek, unicode.Cyrillic)
+}
+
+// controlChars reports C0 (but tab and newline), DEL and C1 characters.
+func controlChars(s string) (string, int) {
+	first := -1
+	var kinds []string
+	seen := map[string]bool{}
+	for i, r := range s {
+		var kind string
+		switch {
+		case r == '\n' || r == '\t':
+			continue
+		case r == 0x1b:
+			kind = "ESC (terminal escape sequence)"
+		case r == 0x9b:
+			kind = "CSI U+009B (8-bit terminal escape)"
+		case r == '\r':
+			kind = "CR (returns the cursor to overwrite the line)"
+		case r == 0x08:
+			kind = "backspace"
+		case r < 0x20:
+			kind = fmt.Sprintf("control character U+%04X", r)
+		case r == 0x7f:
+			kind = "DEL"
+		case r >= 0x80 && r <= 0x9f:
+			kind = fmt.Sprintf("C1 control U+%04X", r)
+		default:
+			continue
+		}
+		if first < 0 {
+			first = i
+		}
+		if !seen[kind] {
+			seen[kind] = true
+			kinds = append(kinds, kind)
+		}
+	}
+	if first < 0 {
+		return "", 0
+	}
+	return "control characters: " + strings.Join(kinds, ", "), first
+}
+
+// --- padding ---
+
+const (
+	padSpaces = 50 // a run this long pushes text past any review pane
+	padLines  = 10 // blank lines in a row
+)
+
+// padding reports a run of whitespace long enough to push the text after it
+// off-screen. Trailing whitespace hides nothing and is not reported.
+func padding(s string) (string, int) {
+	run, runStart := 0, 0
+	lines, lineStart := 0, 0
+	for i, r := range s {
+		switch {
+		case r == '\n':
+			if lines == 0 {
+				lineStart = i
+			}
+			lines++
+			run = 0
+			continue
+		case r == ' ' || r == '\t' || r == 0xa0 || r == 0x3000 || (r >= 0x2000 && r <= 0x200a) || r == 0x202f || r == 0x205f:
+			if run == 0 {
+				runStart = i
+			}
+			run++
+			continue
+		}
+		// r is visible text: did a long run come before it?
+		if run >= padSpaces {
+			return fmt.Sprintf("%d spaces in a row before more text", run), runStart
+		}
+		if lines > padLines {
+			return fmt.Sprintf("%d blank lines in a row before more text", lines-1), lineStart
+		}
+		run, lines = 0, 0
+	}
+	return "", 0
+}
+
+// --- instructions, secrets, URLs ---
+
+var instructionREs = compileAll(
+	// Tags that frame text as system or priority instructions.
+	`(?i)<\s*/?\s*(important|system|instructions?|system[_ -]?prompt|assistant|tool[_ -]?instructions?|directive|override|critical)\b[^<>]{0,40}>`,
+	`(?i)\[/?(system|inst|important)\]|<<\s*/?sys\s*>>|<\|(im_start|im_end|system)\|>`,
+	`(?i)\b(ignore|disregard|forget|override)\s+(all\s+|any\s+)?(of\s+)?(the\s+|your\s+)?(previous|prior|above|earlier|preceding|other|system)\s+(instructions|prompts?|messages|rules|directions|guidelines|context)\b`,
+	`(?i)\b(do\s+not|don'?t|never)\s+(tell|mention|inform|reveal|disclose|show|notify|alert|warn|let)\b[^.\n]{0,80}?\buser\b`,
+	`(?i)\b(without|instead\s+of)\s+(telling|informing|notifying|asking|alerting|warning|showing)\s+(the\s+)?user\b`,
+	`(?i)\b(hide|conceal)\s+(this|it|these|that)\s+from\s+(the\s+)?user\b`,
+	`(?i)\bbefore\s+(using|calling|invoking|running|executing)\s+(this|the|any)\s+(tool|function)\b`,
+	`(?i)\byou\s+must\s+(first\s+|always\s+|also\s+)?(read|call|send|include|pass|invoke|run|execute|fetch|upload|provide|attach|append|forward|use\s+the\s+\w+\s+tool)\b`,
+	`(?i)\balways\s+(call|invoke|execute|send|forward|bcc|cc|include)\b`,
+	`(?i)\botherwise\s+(the|this)\s+tool\s+(will|would|won'?t|does|may|might|can)\b`,
+	`(?i)\bthe\s+user\s+(has\s+)?(already\s+)?(approved|authori[sz]ed|consented|agreed)\b`,
+	`(?i)\bnew\s+instructions\s*:|\bsystem\s+override\b`,
+)
+
+var sensitiveREs = compileAll(
+	`(?i)(~|\$HOME|%USERPROFILE%)?/?\.ssh\b`,
+	`(?i)\bid_(rsa|dsa|ecdsa|ed25519)\b`,
+	`(?i)(^|[^\w.\-])\.env(\.[\w-]+)?\b`,
+	`(?i)\b(mcp|mcp_config|claude_desktop_config)\.json\b|\.claude\.json\b`,
+	`(?i)\.aws/(credentials|config)\b|\bcredentials\.json\b|\.netrc\b|\.git-credentials\b|\.npmrc\b|\.pypirc\b`,
+	`(?i)/etc/(passwd|shadow|sudoers)\b|\.kube/config\b|\.docker/config\.json\b|\.gnupg\b|\.(bash|zsh)_history\b|\.config/gcloud\b`,
+	`-----BEGIN [A-Z ]*PRIVATE KEY-----`,
+)
+
+var (
+	secretWordRE = regexp.MustCompile(`(?i)` + secretWords)
+	secretWords  = `\b(api[\s_-]?keys?|secret[\s_-]?keys?|access[\s_-]?tokens?|auth(entication)?[\s_-]?tokens?|bearer\s+tokens?|private[\s_-]?keys?|passwords?|passphrases?|credentials|session\s+(cookies?|tokens?)|seed\s+phrases?)\b`
+	leakVerbRE   = regexp.MustCompile(`(?i)\b(read|send|include|paste|share|upload|forward|copy|attach|leak|output|print|append|extract|collect|exfiltrate|reveal|dump|post|steal)\b`)
+	sentenceRE   = regexp.MustCompile(`[^.!?\n]+`)
+	urlRE        = regexp.MustCompile(`(?i)\bhttps?://[^\s"'<>()\[\]{}` + "`" + `]+`)
+	emailRE      = regexp.MustCompile(`\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b`)
+)
+
+func compileAll(exprs ...string) []*regexp.Regexp {
+	out := make([]*regexp.Regexp, len(exprs))
+	for i, e := range exprs {
+		out[i] = regexp.MustCompile(e)
+	}
+	return out
+}
+
+// sensitive returns the first credential path, key header or request for
+// a secret in s, or "". Secret words alone ("requires an API key") are
+// honest; they count only in a sentence that also asks to read, send or
+// include something.
+func sensitive(s string) string {
+	if loc := firstMatch(sensitiveREs, s); loc != nil {
+		end := loc[1]
+		for end < len(s) && !strings.ContainsRune(" \t\n\r\"'`()<>,;", rune(s[end])) {
+			end++
+		}
+		return strings.TrimRight(strings.TrimLeft(s[loc[0]:end], " \t\n(\"'`"), ".:!?")
+	}
+	for _, sent := range sentenceRE.FindAllString(s, -1) {
+		if m := secretWordRE.FindString(sent); m != "" && leakVerbRE.MatchString(sent) {
+			return strings.TrimSpace(sent)
+		}
+	}
+	return ""
+}
+
+// --- parameters ---
+
+// smugglingNames are parameter names attacks use to carry data out because
+// they look harmless; they count only with a description that asks for
+// content.
+var smugglingNames = map[string]bool{
+	"sidenote": true, "note": true, "notes": true, "context": true, "feedback": true, "metadata": true,
+	"meta": true, "extra": true, "extrainfo": true, "comment": true, "comments": true, "remarks": true,
+	"annotation": true, "annotations": true, "debug": true, "debuginfo": true, "reasoning": true,
+	"thoughts": true, "additionalcontext": true, "details": true, "info": true, "summary": true,
+}
+
+// exfilNames ask for the conversation, the prompt or a key by name alone.
+var exfilNames = map[string]bool{
+	"conversation": true, "conversationhistory": true, "conversationlog": true, "conversationcontext": true,
+	"chathistory": true, "chatlog": true, "chattranscript": true, "transcript": true, "fullconversation": true,
+	"systemprompt": true, "systemmessage": true, "systeminstructions": true, "previousmessages": true,
+	"priormessages": true, "allmessages": true, "fullcontext": true, "privatekey": true, "sshkey": true,
+	"idrsa": true, "ided25519": true,
+}
+
+var (
+	askVerb = `\b(put|pass|paste|insert|include|provide|fill|copy|attach|send|add|enter|supply|give|read|dump|append)\b`
+	// Asks for the contents of something sensitive: a home or absolute
+	// path, a dotfile, a secret, the conversation.
+	contentsOfSensitiveRE = regexp.MustCompile(`(?i)` + askVerb + `[^.\n]{0,60}?\b(contents?|full\s+text|text|body)\s+of\b[^.\n]{0,40}?(~|/|\B\.[a-z]|\b(secrets?|keys?|tokens?|credentials|passwords?|env|environment|config|conversation|chat|history|prompt|messages|instructions|files?\s+in)\b)`)
+	// Asks a harmless-looking parameter for any content at all.
+	genericContentRE = regexp.MustCompile(`(?i)` + askVerb + `[^.\n]{0,60}?\b(contents?\s+of|everything|all\s+(the\s+)?(files?|data|messages|information|text|previous|prior)|files?|secrets?|tokens?|keys?|passwords?|credentials|conversation|chat|history)\b`)
+	conversationRE   = regexp.MustCompile(`(?i)\b(conversation|chat)\s*(history|log|transcript|so\s+far|messages|contents?)\b|\bsystem\s*prompt\b|\b(previous|prior|earlier|preceding|all)\s+(messages|turns)\b|\b(full|entire|whole)\s+(conversation|chat|context|transcript)\b|\beverything\s+(above|the\s+user\s+(said|wrote))\b`)
+	secretAskRE      = regexp.MustCompile(`(?i)(` + askVerb + `|\b(your|the\s+user'?s)\b)[^.\n]{0,40}?` + secretWords)
+)
+
+func normalizeName(s string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(s) {
+		if unicode.IsLetter(r) || unicode.IsDigit(r) {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// checkParam looks at one parameter: its name and its description.
+func checkParam(c *collector, name string, schema map[string]any, ptr string) {
+	if msg := mixedScript(name); msg != "" {
+		c.add(RuleMixedScriptName, ptr, false, fmt.Sprintf("parameter name %s %s", quote(name), msg))
+	}
+	n := normalizeName(name)
+	var desc string
+	for _, k := range []string{"description", "title"} {
+		if s, ok := schema[k].(string); ok {
+			desc += s + "\n"
+		}
+	}
+	why := ""
+	switch {
+	case exfilNames[n]:
+		why = "its name asks for the conversation, the prompt or a key"
+	case conversationRE.MatchString(desc):
+		why = "its description asks for the conversation or the system prompt"
+	case secretAskRE.MatchString(desc):
+		why = "its description asks for a secret"
+	case contentsOfSensitiveRE.MatchString(desc):
+		why = "its description asks for the contents of a sensitive file"
+	case smugglingNames[n] && (genericContentRE.MatchString(desc) || sensitive(desc) != ""):
+		why = "a harmless-sounding parameter whose description asks for content"
+	}
+	if why == "" {
+		return
+	}
+	msg := fmt.Sprintf("parameter %s: %s", quote(name), why)
+	if d := strings.TrimSpace(desc); d != "" {
+		msg += ": " + quote(d)
+	}
+	c.add(RuleExfilParam, ptr, false, msg)
+}
+
+// --- names ---
+
+// confusables maps non-ASCII letters to the ASCII letter they pass for.
+var confusables = map[rune]rune{
+	// Cyrillic
+	'а': 'a', 'в': 'b', 'е': 'e', 'ё': 'e', 'һ': 'h', 'і': 'i', 'ї': 'i', 'ј': 'j', 'к': 'k', 'м': 'm', 'н': 'h',
+	'о': 'o', 'р': 'p', 'с': 'c', 'т': 't', 'у': 'y', 'х': 'x', 'ѕ': 's', 'ԁ': 'd', 'ԛ': 'q', 'ԝ': 'w', 'ӏ': 'l',
+	'ɡ': 'g', 'А': 'A', 'В': 'B', 'Е': 'E', 'К': 'K', 'М': 'M', 'Н': 'H', 'О': 'O', 'Р': 'P', 'С': 'C', 'Т': 'T',
+	'Х': 'X', 'У': 'Y', 'І': 'I', 'Ј': 'J', 'Ѕ': 'S',
+	// Greek
+	'α': 'a', 'ο': 'o', 'ν': 'v', 'ρ': 'p', 'τ': 't', 'υ': 'u', 'ι': 'i', 'κ': 'k', 'χ': 'x', 'ε': 'e',
+	'Α': 'A', 'Β': 'B', 'Ε': 'E', 'Ζ': 'Z', 'Η': 'H', 'Ι': 'I', 'Κ': 'K', 'Μ': 'M', 'Ν': 'N', 'Ο': 'O', 'Ρ': 'P',
+	'Τ': 'T', 'Υ': 'Y', 'Χ': 'X',
+	// Latin look-alikes
+	'ı': 'i', 'ȷ': 'j', 'ɑ': 'a', 'ɩ': 'i', 'ʟ': 'l', 'ℓ': 'l',
+}
+
+// mixedScript explains why name impersonates another name, or "".
+func mixedScript(name string) string {
+	scripts := map[string]bool{}
+	var looks []string
+	allConfusable := true
+	letters := 0
+	for _, r := range name {
+		if !unicode.IsLetter(r) {
+			continue
+		}
+		letters++
+		switch {
+		case r < 0x80:
+			scripts["Latin"] = true
+			allConfusable = false
+			continue
+		case r >= 0xff21 && r <= 0xff5a, r >= 0x1d400 && r <= 0x1d7ff:
+			looks = append(looks, fmt.Sprintf("U+%04X (a full-width or mathematical letter)", r))
+			continue
+		}
+		if a, ok := confusables[r]; ok {
+			looks = append(looks, fmt.Sprintf("U+%04X looks like %q", r, a))
+		} else {
+			allConfusable = false
+		}
+		switch {
+		case unicode.Is(unicode.Latin, r):
+			scripts["Latin"] = true
+		case unicode.Is(unicode.Cyrillic, r):
+			scripts["Cyrillic"] = true
+		case unicode.Is(unicode.Greek, r):
+			scripts["Greek"] = true
+		default:
+			scripts["other"] = true
+		}
+	}
+	if letters == 0 || len(looks) == 0 {
+		return ""
+	}
+	mixed := scripts["Latin"] && (scripts["Cyrillic"] || scripts["Greek"])
+	if !mixed && !allConfusable && !scripts["Latin"] {
+		// A name wholly in another script that merely contains a
+		// letter shaped like a Latin one is not an impersonation.
+		return ""
+	}
+	if len(looks) > 3 {
+		looks = append(looks[:3], "…")
+	}
+	return "uses look-alike letters: " + strings.Join(looks, ", ")
+}
+
+// --- shadowing ---
+
+// mentions reports other servers' tools named in s.
+func (w *defWalker) mentions(s, ptr string, inMeta bool) {
+	if len(w.others) == 0 {
+		return
+	}
+	lower := strings.ToLower(s)
+	var named []string
+	for _, o := range w.others {
+		tool := strings.ToLower(o.Tool)
+		if !strings.Contains(lower, tool) {
+			continue
+		}
+		srv := strings.ToLower(o.Server)
+		if containsToken(lower, srv+"_"+tool) || containsToken(lower, srv+"."+tool) ||
+			strings.Contains(lower, "`"+tool+"`") || strings.Contains(lower, "the "+tool+" tool") ||
+			calls(lower, tool) {
+			named = append(named, o.Server+"/"+o.Tool)
+		}
+	}
+	if len(named) == 0 {
+		return
+	}
+	sort.Strings(named)
+	if len(named) > 5 {
+		named = append(named[:5], "…")
+	}
+	parts := make([]string, len(named))
+	for i, n := range named {
+		parts[i] = visible.Line(n)
+	}
+	w.c.add(RuleShadowing, ptr, inMeta, "names another server's tool, which can steer the model to it or change how it is used: "+strings.Join(parts, ", "))
+}
+
+// containsToken reports needle in hay with no name character on either side.
+func containsToken(hay, needle string) bool {
+	for i := 0; ; {
+		j := strings.Index(hay[i:], needle)
+		if j < 0 {
+			return false
+		}
+		j += i
+		end := j + len(needle)
+		if (j == 0 || !nameByte(hay[j-1])) && (end == len(hay) || !nameByte(hay[end])) {
+			return true
+		}
+		i = j + 1
+	}
+}
+
+func nameByte(b byte) bool {
+	return b == '_' || b == '-' || '0' <= b && b <= '9' || 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z'
+}
+
+// calls reports "call X", "use X", "invoke X" or "run X" in lower.
+func calls(lower, tool string) bool {
+	for _, v := range []string{"call ", "use ", "invoke ", "run ", "call the ", "use the ", "invoke the "} {
+		if containsToken(lower, v+tool) {
+			return true
+		}
+	}
+	return false
+}

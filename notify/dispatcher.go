@@ -1,0 +1,388 @@
+package notify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/store"
+	"github.com/rugwatch/rugwatch/visible"
+)
+
+// Backoff defaults: 5 s, doubling, at most 1 h a step, given up after a
+// day (about 30 attempts).
+const (
+	DefaultBackoffBase  = 5 * time.Second
+	DefaultBackoffMax   = time.Hour
+	DefaultGiveUpAfter  = 24 * time.Hour
+	DefaultPoll         = 30 * time.Second
+	minAttemptsToGiveUp = 3
+	batchSize           = 100
+	maxLastError        = 512
+)
+
+// Backoff schedules retries: step n waits Base·2^(n-1) capped at Max, with
+// equal jitter (the second half of the step is random), and a delivery
+// still failing GiveUpAfter after it was queued is dead. Zero fields take
+// the defaults.
+type Backoff struct {
+	Base, Max, GiveUpAfter time.Duration
+}
+
+func (b Backoff) withDefaults() Backoff {
+	if b.Base <= 0 {
+		b.Base = DefaultBackoffBase
+	}
+	if b.Max <= 0 {
+		b.Max = DefaultBackoffMax
+	}
+	if b.Max < b.Base {
+		b.Max = b.Base
+	}
+	if b.GiveUpAfter <= 0 {
+		b.GiveUpAfter = DefaultGiveUpAfter
+	}
+	return b
+}
+
+// Delay is how long to wait after the attempts-th failed attempt.
+func (b Backoff) Delay(attempts int) time.Duration {
+	b = b.withDefaults()
+	d := b.Base
+	for i := 1; i < attempts && d < b.Max; i++ {
+		d *= 2
+	}
+	d = min(d, b.Max)
+	half := d / 2
+	return d - half + rand.N(half+1)
+}
+
+// Dispatcher delivers the outbox. Set the fields, then Run it once.
+type Dispatcher struct {
+	DB       *store.DB
+	Channels map[string]Notifier
+	Log      *slog.Logger
+	Backoff  Backoff
+	Now      func() time.Time // nil means time.Now
+	Poll     time.Duration    // longest sleep between checks; 0 means DefaultPoll
+
+	wakeOnce sync.Once
+	wake     chan struct{}
+
+	mu       sync.Mutex
+	disabled map[string]bool // channels that answered 410 Gone
+}
+
+func (d *Dispatcher) wakeCh() chan struct{} {
+	d.wakeOnce.Do(func() { d.wake = make(chan struct{}, 1) })
+	return d.wake
+}
+
+// Wake makes Run look for due deliveries at once; call it after recording
+// events. It never blocks.
+func (d *Dispatcher) Wake() {
+	select {
+	case d.wakeCh() <- struct{}{}:
+	default:
+	}
+}
+
+// Disabled reports whether channel was disabled by a 410 Gone.
+func (d *Dispatcher) Disabled(channel string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.disabled[channel]
+}
+
+func (d *Dispatcher) now() time.Time {
+	if d.Now != nil {
+		return d.Now()
+	}
+	return time.Now()
+}
+
+// Run delivers until ctx is done, then returns nil once every send it
+// started has returned. On start it picks up everything already due,
+// including deliveries left pending by an earlier run.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	if d.DB == nil || d.Log == nil {
+		return errors.New("dispatcher: DB and Log are required")
+	}
+	poll := d.Poll
+	if poll <= 0 {
+		poll = DefaultPoll
+	}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		if err := d.deliverDue(ctx); err != nil && ctx.Err() == nil {
+			d.Log.Error("deliver alerts", slog.Any("err", err))
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		wait := poll
+		var next time.Time
+		var ok bool
+		err := d.DB.View(func(tx *store.Tx) error {
+			var err error
+			next, ok, err = tx.NextDue()
+			return err
+		})
+		if err != nil {
+			d.Log.Error("read next due alert", slog.Any("err", err))
+		} else if ok {
+			wait = min(max(next.Sub(d.now()), 0), poll)
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.wakeCh():
+		case <-timer.C:
+		}
+	}
+}
+
+// deliverDue sends one batch of due deliveries: channels in parallel, each
+// channel's deliveries in order.
+func (d *Dispatcher) deliverDue(ctx context.Context) error {
+	var due []store.Delivery
+	if err := d.DB.View(func(tx *store.Tx) error {
+		var err error
+		due, err = tx.DueDeliveries(d.now(), batchSize)
+		return err
+	}); err != nil {
+		return fmt.Errorf("read due deliveries: %w", err)
+	}
+	byChannel := map[string][]store.Delivery{}
+	for _, dl := range due {
+		byChannel[dl.Channel] = append(byChannel[dl.Channel], dl)
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, list := range byChannel {
+		wg.Go(func() {
+			for _, dl := range list {
+				if ctx.Err() != nil {
+					return
+				}
+				if err := d.deliver(ctx, dl); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// outcome is what one attempt decided.
+type outcome struct {
+	state   string
+	lastErr string
+	retryIn time.Duration
+	report  rugwatch.EventType // EventAlertDead or EventAlertDisabled, or ""
+	disable bool
+}
+
+func (d *Dispatcher) deliver(ctx context.Context, dl store.Delivery) error {
+	var o outcome
+	n, ok := d.Channels[dl.Channel]
+	var ev rugwatch.Event
+	switch {
+	case !ok:
+		o = outcome{state: store.DeliveryDead, lastErr: "no channel " + dl.Channel + " in the config"}
+	case d.Disabled(dl.Channel):
+		o = outcome{state: store.DeliveryDead, lastErr: "channel disabled after HTTP 410 Gone"}
+	default:
+		var found bool
+		if err := d.DB.View(func(tx *store.Tx) error {
+			var err error
+			ev, found, err = tx.Event(dl.EventSeq)
+			return err
+		}); err != nil {
+			return fmt.Errorf("load event %d for %s: %w", dl.EventSeq, dl.ID, err)
+		}
+		if !found || ev.ID != dl.EventID {
+			o = outcome{state: store.DeliveryDead, lastErr: fmt.Sprintf("event %d (%s) not in the log", dl.EventSeq, dl.EventID)}
+			break
+		}
+		// The send happens outside any transaction: a slow receiver must
+		// not hold the store's one writer.
+		retry, err := n.Notify(ctx, ev)
+		if err != nil && ctx.Err() != nil {
+			// Interrupted by shutdown: leave it pending and due, to be
+			// sent again by the next run.
+			return nil
+		}
+		o = d.judge(dl, retry, err)
+	}
+	return d.record(dl, ev, o)
+}
+
+// judge turns a send's result into the delivery's next state.
+func (d *Dispatcher) judge(dl store.Delivery, retry bool, err error) outcome {
+	if err == nil {
+		return outcome{state: store.DeliveryDelivered}
+	}
+	msg := visible.Line(err.Error())
+	if len(msg) > maxLastError {
+		msg = msg[:maxLastError] + "…"
+	}
+	if errors.Is(err, ErrGone) {
+		return outcome{state: store.DeliveryDead, lastErr: msg, report: EventAlertDisabled, disable: true}
+	}
+	if !retry {
+		return outcome{state: store.DeliveryDead, lastErr: msg, report: EventAlertDead}
+	}
+	b := d.Backoff.withDefaults()
+	wait := b.Delay(dl.Attempts + 1)
+	var ra *RetryAfterError
+	if errors.As(err, &ra) {
+		wait = max(wait, ra.After)
+	}
+	now := d.now()
+	if dl.Attempts+1 >= minAttemptsToGiveUp && now.Add(wait).Sub(dl.CreatedAt) > b.GiveUpAfter {
+		return outcome{state: store.DeliveryDead, lastErr: msg + fmt.Sprintf(" (gave up after %d attempts)", dl.Attempts+1), report: EventAlertDead}
+	}
+	return outcome{state: store.DeliveryPending, lastErr: msg, retryIn: wait}
+}
+
+// record stores the outcome, and for a dead or disabled channel appends
+// the report event and queues it to every other channel, all in one
+// transaction.
+func (d *Dispatcher) record(dl store.Delivery, ev rugwatch.Event, o outcome) error {
+	now := d.now().UTC()
+	if o.disable {
+		d.mu.Lock()
+		if d.disabled == nil {
+			d.disabled = map[string]bool{}
+		}
+		d.disabled[dl.Channel] = true
+		d.mu.Unlock()
+	}
+	var report *rugwatch.Event
+	err := d.DB.Update(func(tx *store.Tx) error {
+		cur, ok, err := tx.Delivery(dl.ID)
+		if err != nil {
+			return err
+		}
+		if !ok || cur.State != store.DeliveryPending {
+			return nil // someone else settled it meanwhile
+		}
+		cur.Attempts++
+		cur.State = o.state
+		cur.LastError = o.lastErr
+		switch o.state {
+		case store.DeliveryDelivered:
+			cur.DeliveredAt = now
+		case store.DeliveryPending:
+			cur.NextAttempt = now.Add(o.retryIn)
+		}
+		if err := tx.UpdateDelivery(cur); err != nil {
+			return err
+		}
+		// Reports about reports are not raised: two broken channels would
+		// otherwise bounce alert.dead events between them forever.
+		if o.report == "" || ev.Type == EventAlertDead || ev.Type == EventAlertDisabled || ev.ID == "" {
+			return nil
+		}
+		r := d.reportEvent(o.report, dl, cur, ev, now)
+		if err := tx.AppendEvent(&r); err != nil {
+			return err
+		}
+		if err := Enqueue(tx, r, d.others(dl.Channel)); err != nil {
+			return err
+		}
+		report = &r
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record delivery %s: %w", dl.ID, err)
+	}
+	attrs := []slog.Attr{slog.String("delivery", dl.ID), slog.String("channel", dl.Channel),
+		slog.String("state", o.state), slog.Int("attempts", dl.Attempts+1)}
+	switch o.state {
+	case store.DeliveryDelivered:
+		d.Log.LogAttrs(context.Background(), slog.LevelDebug, "alert delivered", attrs...)
+	case store.DeliveryPending:
+		attrs = append(attrs, slog.String("err", o.lastErr), slog.Duration("retry_in", o.retryIn))
+		d.Log.LogAttrs(context.Background(), slog.LevelWarn, "alert delivery failed, will retry", attrs...)
+	default:
+		attrs = append(attrs, slog.String("err", o.lastErr))
+		if o.disable {
+			attrs = append(attrs, slog.Bool("channel_disabled", true))
+		}
+		d.Log.LogAttrs(context.Background(), slog.LevelError, "alert delivery gave up", attrs...)
+	}
+	if report != nil {
+		d.Wake()
+	}
+	return nil
+}
+
+func (d *Dispatcher) reportEvent(typ rugwatch.EventType, dl, cur store.Delivery, ev rugwatch.Event, now time.Time) rugwatch.Event {
+	var what string
+	if typ == EventAlertDisabled {
+		what = fmt.Sprintf("alert channel %s answered 410 Gone and is disabled until rugwatch restarts; "+
+			"event %s (%s) was not delivered to it: %s", dl.Channel, ev.ID, ev.Type, cur.LastError)
+	} else {
+		what = fmt.Sprintf("alert channel %s gave up on event %s (%s) after %d attempt(s): %s",
+			dl.Channel, ev.ID, ev.Type, cur.Attempts, cur.LastError)
+	}
+	return rugwatch.Event{
+		Type:       typ,
+		Severity:   rugwatch.SeverityWarning,
+		Server:     ev.Server,
+		Tool:       ev.Tool,
+		Message:    what,
+		OccurredAt: now,
+	}
+}
+
+// others lists every configured channel but skip that is not disabled,
+// sorted for a stable order.
+func (d *Dispatcher) others(skip string) []string {
+	var out []string
+	for name := range d.Channels {
+		if name != skip && !d.Disabled(name) {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Enqueue queues e for channels. Call it in the transaction that appended
+// e, right after tx.AppendEvent, so that the event and its deliveries
+// commit together; queueing the same event for the same channel again is a
+// no-op.
+func Enqueue(tx *store.Tx, e rugwatch.Event, channels []string) error {
+	if e.ID == "" || e.Seq == 0 {
+		return errors.New("enqueue alert: event has no id or seq (append it first)")
+	}
+	for _, ch := range channels {
+		if err := tx.EnqueueDelivery(store.Delivery{
+			ID:       store.DeliveryID(e.ID, ch),
+			EventID:  e.ID,
+			EventSeq: e.Seq,
+			Channel:  ch,
+			State:    store.DeliveryPending,
+		}); err != nil {
+			return fmt.Errorf("enqueue alert %s for %s: %w", e.ID, ch, err)
+		}
+	}
+	return nil
+}

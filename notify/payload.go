@@ -1,0 +1,70 @@
+package notify
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/rugwatch/rugwatch"
+)
+
+// Event types the dispatcher itself raises. They live here rather than in
+// the root package because only the alerting machinery produces them.
+const (
+	// EventAlertDead reports a delivery given up on (permanent error or
+	// out of time); it goes to every other channel.
+	EventAlertDead rugwatch.EventType = "alert.dead"
+	// EventAlertDisabled reports a webhook endpoint that answered 410 Gone
+	// and receives nothing more until rugwatch restarts.
+	EventAlertDisabled rugwatch.EventType = "alert.disabled"
+)
+
+// PayloadVersion is the "version" of the webhook body.
+const PayloadVersion = 1
+
+// payload is the webhook body of DESIGN.md. Every key is always present,
+// so receivers see one stable shape; fields may be added, never renamed.
+type payload struct {
+	Version        int                `json:"version"`
+	ID             string             `json:"id"`
+	Type           rugwatch.EventType `json:"type"`
+	Severity       rugwatch.Severity  `json:"severity"`
+	Server         string             `json:"server"`
+	Tool           string             `json:"tool"`
+	ApprovedDigest rugwatch.Digest    `json:"approved_digest"`
+	ObservedDigest rugwatch.Digest    `json:"observed_digest"`
+	Changes        []rugwatch.Change  `json:"changes"`
+	Findings       []rugwatch.Finding `json:"findings"`
+	OccurredAt     string             `json:"occurred_at"`
+	Message        string             `json:"message"`
+}
+
+// Payload is the webhook body for e. It is marshalled once per send and
+// those exact bytes are signed and sent.
+func Payload(e rugwatch.Event) ([]byte, error) {
+	p := payload{
+		Version:        PayloadVersion,
+		ID:             e.ID,
+		Type:           e.Type,
+		Severity:       e.Severity,
+		Server:         e.Server,
+		Tool:           e.Tool,
+		ApprovedDigest: e.ApprovedDigest,
+		ObservedDigest: e.ObservedDigest,
+		Changes:        e.Changes,
+		Findings:       e.Findings,
+		OccurredAt:     e.OccurredAt.UTC().Format(time.RFC3339),
+		Message:        e.Message,
+	}
+	if p.Changes == nil {
+		p.Changes = []rugwatch.Change{}
+	}
+	if p.Findings == nil {
+		p.Findings = []rugwatch.Finding{}
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("marshal payload of event %s: %w", e.ID, err)
+	}
+	return b, nil
+}
