@@ -93,6 +93,9 @@ const (
 	EventServerUnreachable   EventType = "server.unreachable"
 	EventServerRecovered     EventType = "server.recovered"
 	EventApprovalInvalid     EventType = "approval.invalid"
+	// EventLaunchDrifted: a stdio server's executable or package changed
+	// under the same command line, even if no tool text changed.
+	EventLaunchDrifted EventType = "launch.drifted"
 )
 
 // Change is one field-level difference between two JSON documents, addressed

@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -38,6 +39,9 @@ type Input struct {
 	// Others are the tools of the other registered servers, for the
 	// cross-server shadowing finding.
 	Others []ToolRef
+	// Instructions is the current approval of the server's instructions,
+	// nil when there is none.
+	Instructions *Approved
 }
 
 // Outcome is what an evaluation decided; the caller writes all of it in
@@ -47,6 +51,9 @@ type Outcome struct {
 	Events  []rugwatch.Event
 	Revoke  []string // tools whose approval drift withdrew
 	Approve []Tool   // tools to approve on first sight
+	// RevokeInstructions: the instructions drifted; ApproveInstructions:
+	// approve them on first sight.
+	RevokeInstructions, ApproveInstructions bool
 }
 
 // Evaluate compares a listing with the approvals and the previous record.
@@ -96,12 +103,8 @@ func Evaluate(in Input) Outcome {
 		next.Unreachable = false
 		ev(rugwatch.Event{Type: rugwatch.EventServerRecovered, Severity: rugwatch.SeverityInfo, Message: "server answers again"})
 	}
-	if in.Listing.Instructions != nil {
-		next.Instructions = *in.Listing.Instructions
-	} else {
-		next.Instructions = ""
-	}
-	next.InstructionsDigest = in.Listing.InstructionsDigest
+	evaluateInstructions(in, prev, &next, &out, ev)
+	evaluateLaunch(in, &next, ev)
 
 	fc := FindingContext{Server: in.Server, OtherTools: in.Others}
 	seen := make(map[string]bool, len(in.Listing.Tools))
@@ -304,4 +307,103 @@ func errorText(err error) string {
 		s = s[:2048] + "…"
 	}
 	return s
+}
+
+// evaluateInstructions applies the tool state machine to the server's
+// instructions, which the model reads as well.
+func evaluateInstructions(in Input, prev store.ServerRecord, next *store.ServerRecord, out *Outcome, ev func(rugwatch.Event)) {
+	l := in.Listing
+	text, digest := "", l.InstructionsDigest
+	if l.Instructions != nil {
+		text = *l.Instructions
+	}
+	next.Instructions = text
+	next.InstructionsDigest = digest
+	next.InstructionsFindings = nil
+	if l.Instructions != nil {
+		next.InstructionsFindings = FindingsText(text, "/instructions")
+	}
+	raw, _ := json.Marshal(text)
+	a := in.Instructions
+	switch {
+	case a != nil && a.Valid && a.Digest == digest:
+		next.InstructionsState = rugwatch.StateApproved
+		next.InstructionsApproved = digest
+	case a != nil && a.Valid:
+		out.RevokeInstructions = true
+		next.InstructionsState = rugwatch.StateDrifted
+		next.InstructionsApproved = a.Digest
+		changes := Diff(a.Definition, raw)
+		var before []rugwatch.Finding
+		var was string
+		if json.Unmarshal(a.Definition, &was) == nil {
+			before = FindingsText(was, "/instructions")
+		}
+		sev := rugwatch.SeverityWarning
+		if newCritical(before, next.InstructionsFindings) {
+			sev = rugwatch.SeverityCritical
+		}
+		msg := "server instructions changed"
+		if l.Instructions == nil {
+			msg = "server instructions removed"
+		}
+		ev(rugwatch.Event{Type: rugwatch.EventInstructionsDrifted, Severity: sev, ApprovedDigest: a.Digest,
+			ObservedDigest: digest, Changes: changes, Findings: next.InstructionsFindings, Message: msg})
+	case prev.InstructionsState == rugwatch.StateDrifted:
+		if prev.InstructionsDigest != digest {
+			ev(rugwatch.Event{Type: rugwatch.EventInstructionsDrifted, Severity: rugwatch.SeverityWarning,
+				ApprovedDigest: prev.InstructionsApproved, ObservedDigest: digest, Findings: next.InstructionsFindings,
+				Message: "server instructions changed again; they stay drifted until approved"})
+		}
+	case prev.InstructionsState == rugwatch.StateRevoked:
+	case l.Instructions == nil:
+		next.InstructionsState = ""
+		next.InstructionsApproved = ""
+	default:
+		next.InstructionsState = rugwatch.StatePending
+		next.InstructionsApproved = ""
+		if in.FirstSight && a == nil && (in.Prev == nil || prev.InstructionsState == "") {
+			out.ApproveInstructions = true
+		}
+	}
+}
+
+// newCritical reports whether after has a critical finding before lacked.
+func newCritical(before, after []rugwatch.Finding) bool {
+	had := map[string]bool{}
+	for _, f := range before {
+		had[f.Rule+" "+f.Path] = true
+	}
+	for _, f := range after {
+		if f.Severity == rugwatch.SeverityCritical && !had[f.Rule+" "+f.Path] {
+			return true
+		}
+	}
+	return false
+}
+
+// evaluateLaunch compares what ran with the launch identity pinned at
+// first sight or at the last approval.
+func evaluateLaunch(in Input, next *store.ServerRecord, ev func(rugwatch.Event)) {
+	if in.Listing.Launch == nil {
+		return
+	}
+	cur, err := json.Marshal(in.Listing.Launch)
+	if err != nil {
+		return
+	}
+	last := next.Launch
+	next.Launch = cur
+	switch {
+	case len(next.LaunchPinned) == 0:
+		next.LaunchPinned = cur
+	case bytes.Equal(next.LaunchPinned, cur):
+		// Unchanged, or changed back: a launch drift, like a tool's, is
+		// cleared only by an approval that pins again.
+	case !next.LaunchDrifted || !bytes.Equal(last, cur):
+		next.LaunchDrifted = true
+		changes := Diff(next.LaunchPinned, cur)
+		ev(rugwatch.Event{Type: rugwatch.EventLaunchDrifted, Severity: rugwatch.SeverityWarning, Changes: changes,
+			Message: "what runs for this server changed: " + summarize(changes)})
+	}
 }

@@ -30,6 +30,7 @@ type Listing struct {
 	InstructionsDigest rugwatch.Digest // empty when the server sent none
 	Tools              []Tool          // sorted by name
 	Pages              int
+	Launch             *Launch // stdio servers only
 	Warnings           []string
 	Elapsed            time.Duration
 }
@@ -64,6 +65,20 @@ func Poll(ctx context.Context, t Target, opts DialOptions) (*Listing, error) {
 	}
 	l.Elapsed = time.Since(start)
 	return l, nil
+}
+
+// describeLaunch fills the launch identity of a stdio session; a failure
+// to hash is a warning, not a failed poll.
+func (s *Session) describeLaunch(l *Listing) {
+	if s.proc == nil {
+		return
+	}
+	launch, err := launchOf(s.target, s.opts.Hashes, s.Init.ServerInfo)
+	if err != nil {
+		l.Warnings = append(l.Warnings, "launch identity: "+err.Error())
+		return
+	}
+	l.Launch = launch
 }
 
 // ListTools fetches every page of tools/list over an open session.
@@ -164,6 +179,7 @@ func (s *Session) ListTools(ctx context.Context) (*Listing, error) {
 		cursor = *page.NextCursor
 	}
 	sort.Slice(l.Tools, func(i, j int) bool { return l.Tools[i].Name < l.Tools[j].Name })
+	s.describeLaunch(l)
 	return l, nil
 }
 

@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -95,10 +96,13 @@ func (r *Recorder) Record(server, transport string, l *Listing, pollErr error) (
 			return err
 		}
 		for _, a := range current {
-			if a.Kind != store.KindTool {
-				continue
+			switch a.Kind {
+			case store.KindTool:
+				in.Approvals[a.Tool] = CheckApproval(r.Verifier, a)
+			case store.KindInstructions:
+				ia := CheckApproval(r.Verifier, a)
+				in.Instructions = &ia
 			}
-			in.Approvals[a.Tool] = CheckApproval(r.Verifier, a)
 		}
 		// Drifted tools are diffed against the approval drift withdrew.
 		for name, t := range prev.Tools {
@@ -124,6 +128,31 @@ func (r *Recorder) Record(server, transport string, l *Listing, pollErr error) (
 			if _, _, err := tx.RevokeApproval(server, store.KindTool, name, "drift: observed "+string(obs), now); err != nil {
 				return fmt.Errorf("revoking approval of %s/%s: %w", server, name, err)
 			}
+		}
+		if out.RevokeInstructions {
+			if _, _, err := tx.RevokeApproval(server, store.KindInstructions, "", "drift: observed "+string(out.Server.InstructionsDigest), now); err != nil {
+				return fmt.Errorf("revoking approval of %s instructions: %w", server, err)
+			}
+		}
+		if out.ApproveInstructions && l != nil && l.Instructions != nil {
+			def, _ := json.Marshal(*l.Instructions)
+			canon, err := signatures.Canonical(def, signatures.Limits{})
+			if err != nil {
+				return err
+			}
+			env, err := r.Signer.SignApproval(signatures.Statement{
+				Kind: store.KindInstructions, Server: server, Digest: l.InstructionsDigest, Definition: canon,
+				ApprovedAt: now, Note: "approved on first sight (approve_first_seen)",
+			})
+			if err != nil {
+				return fmt.Errorf("signing first-sight approval of %s instructions: %w", server, err)
+			}
+			if err := tx.PutApproval(store.ApprovalRecord{Kind: store.KindInstructions, Server: server, Digest: l.InstructionsDigest,
+				KeyID: r.Signer.KeyID(), ApprovedAt: now, Envelope: env, Note: "approved on first sight"}); err != nil {
+				return err
+			}
+			out.Server.InstructionsState = rugwatch.StateApproved
+			out.Server.InstructionsApproved = l.InstructionsDigest
 		}
 		for _, t := range out.Approve {
 			env, err := r.Signer.SignApproval(signatures.Statement{

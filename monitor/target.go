@@ -66,6 +66,9 @@ type ClientInfo struct {
 type DialOptions struct {
 	ClientInfo ClientInfo
 	Limits     Limits
+	// Hashes caches executables' digests for launch identities; nil
+	// hashes the executable on every poll.
+	Hashes *HashCache
 	// StopGrace is how long a stdio server gets to exit after its stdin is
 	// closed before its process group is killed. Default 200ms.
 	StopGrace time.Duration

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +26,7 @@ const (
 	minAttemptsToGiveUp = 3
 	batchSize           = 100
 	maxLastError        = 512
+	errorPause          = 5 * time.Second
 )
 
 // Backoff schedules retries: step n waits Base·2^(n-1) capped at Max, with
@@ -121,8 +123,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
+		failed := false
 		if err := d.deliverDue(ctx); err != nil && ctx.Err() == nil {
 			d.Log.Error("deliver alerts", slog.Any("err", err))
+			failed = true
 		}
 		if ctx.Err() != nil {
 			return nil
@@ -137,8 +141,14 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		})
 		if err != nil {
 			d.Log.Error("read next due alert", slog.Any("err", err))
+			failed = true
 		} else if ok {
 			wait = min(max(next.Sub(d.now()), 0), poll)
+		}
+		if failed {
+			// A store that cannot record outcomes leaves deliveries due;
+			// pause instead of spinning on them.
+			wait = max(wait, min(errorPause, poll))
 		}
 		timer.Reset(wait)
 		select {
@@ -239,7 +249,7 @@ func (d *Dispatcher) judge(dl store.Delivery, retry bool, err error) outcome {
 	}
 	msg := visible.Line(err.Error())
 	if len(msg) > maxLastError {
-		msg = msg[:maxLastError] + "…"
+		msg = strings.ToValidUTF8(msg[:maxLastError], "") + "…"
 	}
 	if errors.Is(err, ErrGone) {
 		return outcome{state: store.DeliveryDead, lastErr: msg, report: EventAlertDisabled, disable: true}

@@ -109,6 +109,12 @@ func startDispatcher(t *testing.T, db *store.DB, b Backoff, now func() time.Time
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	all := append([]Notifier{&Log{Logger: logger}}, ns...)
 	d := &Dispatcher{DB: db, Channels: ByName(all), Log: logger, Backoff: b, Now: now}
+	return run(t, d, logs)
+}
+
+// run starts d in the background.
+func run(t *testing.T, d *Dispatcher, logs *syncBuffer) *running {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
@@ -416,8 +422,11 @@ func TestDispatcherWake(t *testing.T) {
 	noLeaks(t)
 	db := openStore(t)
 	rcv := newReceiver(t, []string{testSecretA}, status(http.StatusOK))
-	r := startDispatcher(t, db, tiny, nil, webhook(t, "ops", rcv.URL()))
-	r.Poll = 0 // default 30 s: only Wake can make this test finish in time
+	logs := &syncBuffer{}
+	// With an hour between polls, only Wake can deliver an event recorded
+	// after the first look at the outbox.
+	r := run(t, &Dispatcher{DB: db, Channels: ByName([]Notifier{webhook(t, "ops", rcv.URL())}),
+		Log: slog.New(slog.NewJSONHandler(logs, nil)), Backoff: tiny, Poll: time.Hour}, logs)
 	e := record(t, db, driftEvent(), "webhook:ops")
 	r.Wake()
 	eventually(t, "delivery after Wake", stateIs(t, db, e.ID, "webhook:ops", store.DeliveryDelivered))

@@ -108,10 +108,15 @@ type TB interface {
 	Errorf(format string, args ...any)
 }
 
+// partWindow is the length of the pieces of a secret AssertNoSecrets looks
+// for, so that a truncated or split secret is caught too.
+const partWindow = 10
+
 // AssertNoSecrets fails t for every haystack (an error text, a log line, a
-// stored field) that contains a secret or one of its encoded forms
-// (base64, the key of a whsec_ secret). Secrets shorter than 8 bytes are
-// refused: they would match by chance.
+// stored field) that contains a secret, one of its encoded forms (base64,
+// the key of a whsec_ secret) or any 10-byte piece of it (a secret cut
+// short by truncation). Secrets shorter than 8 bytes are refused: they
+// would match by chance.
 func AssertNoSecrets(t TB, secrets []string, haystacks ...string) {
 	t.Helper()
 	for _, s := range secrets {
@@ -120,6 +125,11 @@ func AssertNoSecrets(t TB, secrets []string, haystacks ...string) {
 		}
 	}
 	forms := secretForms(secrets...)
+	for _, s := range secrets {
+		for i := 0; i+partWindow <= len(s); i++ {
+			forms = append(forms, s[i:i+partWindow])
+		}
+	}
 	for i, h := range haystacks {
 		for _, f := range forms {
 			if strings.Contains(h, f) {

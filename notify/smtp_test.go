@@ -33,6 +33,7 @@ type smtpServer struct {
 	RootCAs *x509.CertPool // trusts the server's certificate when TLS is on
 
 	user, pass string
+	authEcho   bool              // reject AUTH quoting the password received (hostile server)
 	script     func(n int) error // n counts DATA commands from 0; nil error accepts
 
 	mu       sync.Mutex
@@ -95,6 +96,9 @@ func startSMTP(t *testing.T, mode smtpMode, user, pass string, script func(int) 
 	return s
 }
 
+// tlsClientConfig trusts the server's certificate.
+func (s *smtpServer) tlsClientConfig() *tls.Config { return &tls.Config{RootCAs: s.RootCAs} }
+
 func (s *smtpServer) messages() []smtpMessage {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -129,6 +133,10 @@ func (x *smtpSession) AuthMechanisms() []string {
 
 func (x *smtpSession) Auth(mech string) (sasl.Server, error) {
 	return sasl.NewPlainServer(func(identity, user, pass string) error {
+		if x.srv.authEcho {
+			return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8},
+				Message: "bad credentials " + user + ":" + pass}
+		}
 		if user != x.srv.user || pass != x.srv.pass {
 			return smtp.ErrAuthFailed
 		}

@@ -24,8 +24,14 @@ import (
 // WebhookTimeout bounds one webhook attempt, connect to last byte.
 const WebhookTimeout = 15 * time.Second
 
-// errBodyLimit is how much of a failed response's body goes into the error.
-const errBodyLimit = 256
+// A failed response's body goes into the error, errBodyLimit bytes of it
+// at most. More is read first, so that a secret the receiver echoes is
+// redacted whole before the cut: cutting first could leave a prefix of
+// it that no longer matches.
+const (
+	errBodyLimit = 256
+	errBodyRead  = 8 << 10
+)
 
 // reservedWebhookHeaders are set by rugwatch; a custom header of the same
 // name would break framing or the signature. configs rejects them too.
@@ -148,7 +154,7 @@ func (w *Webhook) notify(ctx context.Context, e rugwatch.Event, forms *[]string)
 		return true, fmt.Errorf("post to %s: %w", host, err)
 	}
 	defer resp.Body.Close()
-	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, errBodyLimit))
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, errBodyRead))
 	// Drain a little more so the connection can be reused, but never wait
 	// on an endless body.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -158,7 +164,12 @@ func (w *Webhook) notify(ctx context.Context, e rugwatch.Event, forms *[]string)
 		return false, nil
 	}
 	status := fmt.Sprintf("post to %s: HTTP %d", host, code)
-	if s := strings.TrimSpace(string(snippet)); s != "" {
+	// Redact before escaping too: visible.Line would rewrite a secret
+	// holding a backslash or a control character past recognition.
+	if s := strings.TrimSpace(redact(string(snippet), *forms)); s != "" {
+		if len(s) > errBodyLimit {
+			s = strings.ToValidUTF8(s[:errBodyLimit], "") + "…"
+		}
 		status += ": " + visible.Line(s)
 	}
 	switch {

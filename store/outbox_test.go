@@ -211,7 +211,7 @@ func TestUpdateDeliveryKeepsIndexConsistent(t *testing.T) {
 
 	update(idB, func(d *Delivery) { d.State = DeliveryDelivered; d.DeliveredAt = t0.Add(2 * time.Second) })
 	update(idA, func(d *Delivery) { d.State = DeliveryDead; d.LastError = "HTTP 400" })
-	check(t0.Add(24*time.Hour)) // nothing pending
+	check(t0.Add(24 * time.Hour)) // nothing pending
 	if err := db.View(func(tx *Tx) error {
 		if _, ok, err := tx.NextDue(); ok || err != nil {
 			t.Errorf("NextDue with nothing pending: ok=%v err=%v", ok, err)

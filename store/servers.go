@@ -25,10 +25,19 @@ type ServerRecord struct {
 	Unreachable        bool
 	InstructionsDigest rugwatch.Digest
 	Instructions       string
-	// Launch is reserved for the launch identity (command, args, URL) the
-	// observations were made with.
-	Launch json.RawMessage `json:",omitempty"`
-	Tools  map[string]ToolRecord
+	// InstructionsState is approved, pending, drifted or revoked, like a
+	// tool's; empty when the server sends no instructions.
+	InstructionsState    rugwatch.State     `json:",omitempty"`
+	InstructionsApproved rugwatch.Digest    `json:",omitempty"`
+	InstructionsFindings []rugwatch.Finding `json:",omitempty"`
+	// Launch is the launch identity of a stdio server at the last poll
+	// (executable, its SHA-256, package spec, reported version);
+	// LaunchPinned is the one pinned at first sight or the last approval,
+	// and LaunchDrifted says they differ.
+	Launch        json.RawMessage `json:",omitempty"`
+	LaunchPinned  json.RawMessage `json:",omitempty"`
+	LaunchDrifted bool            `json:",omitempty"`
+	Tools         map[string]ToolRecord
 }
 
 // ToolRecord is where one tool of one server stands.

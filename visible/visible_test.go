@@ -1,6 +1,8 @@
 package visible
 
 import (
+	"flag"
+	"os"
 	"strings"
 	"testing"
 	"unicode"
@@ -52,6 +54,16 @@ func safe(out string, oneLine bool) bool {
 		}
 	}
 	return true
+}
+
+// TestMain runs the property test on at least 10,000 generated strings
+// unless -rapid.checks asks for another number.
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if f := flag.Lookup("rapid.checks"); f != nil && f.Value.String() == f.DefValue {
+		_ = f.Value.Set("10000")
+	}
+	os.Exit(m.Run())
 }
 
 func TestRenderIsAlwaysSafe(t *testing.T) {

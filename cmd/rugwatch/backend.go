@@ -23,7 +23,7 @@ type backend interface {
 	Check(ctx context.Context, servers []string) (Report, error)
 	Server(ctx context.Context, name string) (store.ServerRecord, error)
 	Diff(ctx context.Context, server, tool string) (DiffResult, error)
-	Approve(ctx context.Context, server string, approvals []SignedApproval) (int, error)
+	Approve(ctx context.Context, server string, approvals []SignedApproval, pinLaunch bool) (int, error)
 	Revoke(ctx context.Context, server string, tools []string, all bool, reason string) ([]string, error)
 	History(ctx context.Context, server string, limit int) ([]rugwatch.Event, error)
 	Verify(ctx context.Context) (VerifyReport, error)
@@ -39,6 +39,7 @@ type DiffResult struct {
 // SignedApproval is an approval the CLI signed, for the backend to verify
 // and store; the daemon never sees a private key.
 type SignedApproval struct {
+	Kind     string          `json:"kind,omitempty"` // "tool" (or empty) or "instructions"
 	Tool     string          `json:"tool"`
 	Digest   rugwatch.Digest `json:"digest"`
 	Envelope []byte          `json:"envelope"`
@@ -160,7 +161,7 @@ func (l *local) Diff(ctx context.Context, server, tool string) (DiffResult, erro
 
 // Approve verifies each signed approval exactly as the monitor will and
 // stores it, only if the tool's observed digest is still the one signed.
-func (l *local) Approve(ctx context.Context, server string, approvals []SignedApproval) (int, error) {
+func (l *local) Approve(ctx context.Context, server string, approvals []SignedApproval, pinLaunch bool) (int, error) {
 	now := time.Now().UTC()
 	n := 0
 	err := l.db.Update(func(tx *store.Tx) error {
@@ -171,7 +172,25 @@ func (l *local) Approve(ctx context.Context, server string, approvals []SignedAp
 		if !ok {
 			return fmt.Errorf("server %s has not been checked yet", server)
 		}
+		if pinLaunch && len(rec.Launch) > 0 {
+			rec.LaunchPinned = rec.Launch
+			rec.LaunchDrifted = false
+			if err := l.appendEvent(tx, &rugwatch.Event{
+				Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityInfo, Server: server, OccurredAt: now,
+				Message: "launch identity pinned: " + string(rec.Launch),
+			}); err != nil {
+				return err
+			}
+			n++
+		}
 		for _, sa := range approvals {
+			if sa.Kind == store.KindInstructions {
+				if err := l.approveInstructions(tx, &rec, sa, now); err != nil {
+					return err
+				}
+				n++
+				continue
+			}
 			cur, ok := rec.Tools[sa.Tool]
 			if !ok || cur.ObservedDigest != sa.Digest {
 				return fmt.Errorf("%s/%s changed while you were reviewing; run approve again", server, sa.Tool)
@@ -206,6 +225,32 @@ func (l *local) Approve(ctx context.Context, server string, approvals []SignedAp
 		return tx.PutServer(rec)
 	})
 	return n, err
+}
+
+// approveInstructions stores a signed approval of the server's
+// instructions, if they are still the ones signed.
+func (l *local) approveInstructions(tx *store.Tx, rec *store.ServerRecord, sa SignedApproval, now time.Time) error {
+	if rec.InstructionsDigest != sa.Digest {
+		return fmt.Errorf("%s instructions changed while you were reviewing; run approve again", rec.Name)
+	}
+	st, err := l.ver.Verify(sa.Envelope)
+	if err != nil {
+		return fmt.Errorf("approval of %s instructions does not verify with a trusted key: %w", rec.Name, err)
+	}
+	if st.Kind != store.KindInstructions || st.Server != rec.Name || st.Digest != sa.Digest {
+		return fmt.Errorf("approval of %s instructions signs something else (%s %s %s)", rec.Name, st.Kind, st.Server, st.Digest)
+	}
+	if err := tx.PutApproval(store.ApprovalRecord{Kind: store.KindInstructions, Server: rec.Name, Digest: sa.Digest,
+		KeyID: st.KeyID, ApprovedAt: st.ApprovedAt, Envelope: sa.Envelope, Note: st.Note}); err != nil {
+		return err
+	}
+	rec.InstructionsState = rugwatch.StateApproved
+	rec.InstructionsApproved = sa.Digest
+	return l.appendEvent(tx, &rugwatch.Event{
+		Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityInfo, Server: rec.Name,
+		ApprovedDigest: sa.Digest, ObservedDigest: sa.Digest, KeyID: st.KeyID, OccurredAt: now,
+		Message: "server instructions approved",
+	})
 }
 
 func (l *local) Revoke(ctx context.Context, server string, tools []string, all bool, reason string) ([]string, error) {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -25,6 +26,8 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 	key := fs.String("key", "", "approver private key")
 	note := fs.String("note", "", "note stored with the approval")
 	acceptFindings := fs.Bool("accept-findings", false, "approve even definitions with critical poisoning findings (recorded in the approval)")
+	withInstructions := fs.Bool("instructions", false, "approve the server's instructions")
+	withLaunch := fs.Bool("launch", false, "pin what now runs for a stdio server (after launch.drifted)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -33,8 +36,8 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 		return usagef("name a server: rugwatch approve SERVER [TOOL…] [--all]")
 	}
 	server, tools := pos[0], pos[1:]
-	if len(tools) == 0 && !*all {
-		return usagef("name the tools to approve, or pass --all: rugwatch approve %s TOOL… | --all", server)
+	if len(tools) == 0 && !*all && !*withInstructions && !*withLaunch {
+		return usagef("name the tools to approve, or pass --all, --instructions or --launch: rugwatch approve %s TOOL… | --all", server)
 	}
 	if *digest != "" && len(tools) != 1 {
 		return usagef("--digest checks one tool: rugwatch approve %s TOOL --digest sha256:…", server)
@@ -60,7 +63,12 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(picked) == 0 {
+	instr := (*all || *withInstructions) && rec.InstructionsDigest != "" && rec.InstructionsState != rugwatch.StateApproved
+	launch := (*all || *withLaunch) && rec.LaunchDrifted
+	if *withInstructions && rec.InstructionsDigest == "" {
+		return fmt.Errorf("server %s sends no instructions", server)
+	}
+	if len(picked) == 0 && !instr && !launch {
 		fmt.Fprintf(a.Stdout, "nothing to approve on %s: every observed tool is approved\n", server)
 		return nil
 	}
@@ -81,7 +89,23 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintln(a.Stdout)
 	}
+	if instr {
+		fmt.Fprintf(a.Stdout, "── %s instructions  %s  %s\n", server, strings.ToUpper(string(rec.InstructionsState)), rec.InstructionsDigest)
+		for _, line := range strings.Split(visible.Text(rec.Instructions), "\n") {
+			fmt.Fprintf(a.Stdout, "  │ %s\n", line)
+		}
+		for _, f := range rec.InstructionsFindings {
+			fmt.Fprintf(a.Stdout, "  ! %s %s at %s: %s\n", f.Severity, f.Rule, visible.Line(f.Path), visible.Line(f.Message))
+		}
+		fmt.Fprintln(a.Stdout)
+	}
+	if launch {
+		fmt.Fprintf(a.Stdout, "── %s launch identity changed\n  pinned: %s\n  now:    %s\n\n", server, visible.Line(string(rec.LaunchPinned)), visible.Line(string(rec.Launch)))
+	}
 	var blocked []string
+	if instr && monitor.MaxSeverity(rec.InstructionsFindings) == rugwatch.SeverityCritical {
+		blocked = append(blocked, "the instructions")
+	}
 	for _, t := range picked {
 		if monitor.MaxSeverity(t.Findings) == rugwatch.SeverityCritical {
 			blocked = append(blocked, visible.Line(t.Name))
@@ -94,7 +118,7 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 		return errFindings
 	}
 	if !*yes {
-		fmt.Fprintf(a.Stdout, "Approve %d tool(s) of %s exactly as shown, signed by %s? [y/N] ", len(picked), server, signer.KeyID())
+		fmt.Fprintf(a.Stdout, "Approve %s of %s exactly as shown, signed by %s? [y/N] ", approvalSubject(len(picked), instr, launch), server, signer.KeyID())
 		line, _ := bufio.NewReader(a.Stdin).ReadString('\n')
 		if ans := strings.ToLower(strings.TrimSpace(line)); ans != "y" && ans != "yes" {
 			fmt.Fprintln(a.Stdout, "not approved")
@@ -119,12 +143,51 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 		}
 		signed = append(signed, SignedApproval{Tool: t.Name, Digest: t.ObservedDigest, Envelope: env, Note: *note})
 	}
-	n, err := b.Approve(ctx, server, signed)
+	if instr {
+		def, err := json.Marshal(rec.Instructions)
+		if err != nil {
+			return err
+		}
+		canon, err := signatures.Canonical(def, signatures.Limits{})
+		if err != nil {
+			return err
+		}
+		var accepted []string
+		for _, f := range rec.InstructionsFindings {
+			if f.Severity == rugwatch.SeverityCritical {
+				accepted = append(accepted, f.Rule+" "+f.Path)
+			}
+		}
+		env, err := signer.SignApproval(signatures.Statement{Kind: store.KindInstructions, Server: server, Digest: rec.InstructionsDigest,
+			Definition: canon, ApprovedAt: now, Note: *note, AcceptedFindings: accepted})
+		if err != nil {
+			return fmt.Errorf("signing %s instructions: %w", server, err)
+		}
+		signed = append(signed, SignedApproval{Kind: store.KindInstructions, Digest: rec.InstructionsDigest, Envelope: env, Note: *note})
+	}
+	n, err := b.Approve(ctx, server, signed, launch)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(a.Stdout, "approved %d tool(s) of %s with key %s\n", n, server, signer.KeyID())
+	fmt.Fprintf(a.Stdout, "approved %s of %s with key %s\n", approvalSubject(len(picked), instr, launch), server, signer.KeyID())
+	_ = n
 	return nil
+}
+
+// approvalSubject says what an approval covers: "3 tool(s)", "the
+// instructions", "the launch identity", joined.
+func approvalSubject(tools int, instr, launch bool) string {
+	var parts []string
+	if tools > 0 {
+		parts = append(parts, fmt.Sprintf("%d tool(s)", tools))
+	}
+	if instr {
+		parts = append(parts, "the instructions")
+	}
+	if launch {
+		parts = append(parts, "the launch identity")
+	}
+	return strings.Join(parts, " and ")
 }
 
 // pickTools chooses the tools to approve from the last observation.

@@ -160,6 +160,7 @@ func (r *remote) Diff(ctx context.Context, server, tool string) (res DiffResult,
 type approveReq struct {
 	Server    string           `json:"server"`
 	Approvals []SignedApproval `json:"approvals"`
+	PinLaunch bool             `json:"pin_launch"`
 }
 
 type countResp struct {
@@ -167,9 +168,9 @@ type countResp struct {
 	Names []string `json:"names"`
 }
 
-func (r *remote) Approve(ctx context.Context, server string, approvals []SignedApproval) (int, error) {
+func (r *remote) Approve(ctx context.Context, server string, approvals []SignedApproval, pinLaunch bool) (int, error) {
 	var resp countResp
-	err := r.call(ctx, "approve", approveReq{server, approvals}, &resp)
+	err := r.call(ctx, "approve", approveReq{server, approvals, pinLaunch}, &resp)
 	return resp.N, err
 }
 
@@ -271,7 +272,7 @@ func controlHandler(get func() backend, log *slog.Logger) http.Handler {
 		if err := decode(body, &req); err != nil {
 			return nil, err
 		}
-		n, err := b.Approve(ctx, req.Server, req.Approvals)
+		n, err := b.Approve(ctx, req.Server, req.Approvals, req.PinLaunch)
 		return countResp{N: n}, err
 	})
 	handle("revoke", func(ctx context.Context, b backend, body []byte) (any, error) {

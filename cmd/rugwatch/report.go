@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -28,7 +29,15 @@ type ServerReport struct {
 	LastPolledAt       *time.Time      `json:"last_polled_at"`
 	Error              string          `json:"error"`
 	InstructionsDigest rugwatch.Digest `json:"instructions_digest"`
-	Tools              []ToolReport    `json:"tools"`
+	// InstructionsState is approved, pending, drifted or revoked; empty
+	// when the server sends no instructions.
+	InstructionsState    rugwatch.State     `json:"instructions_state,omitempty"`
+	InstructionsFindings []rugwatch.Finding `json:"instructions_findings,omitempty"`
+	// Launch is what ran for a stdio server; LaunchDrifted says it differs
+	// from the pinned one.
+	Launch        json.RawMessage `json:"launch,omitempty"`
+	LaunchDrifted bool            `json:"launch_drifted,omitempty"`
+	Tools         []ToolReport    `json:"tools"`
 }
 
 // ToolReport is one tool in a Report.
@@ -46,6 +55,8 @@ func serverReport(r store.ServerRecord, transport string) ServerReport {
 	sr := ServerReport{
 		Name: r.Name, Transport: r.Transport, Reachable: r.Reachable, Error: r.Error,
 		InstructionsDigest: r.InstructionsDigest, Tools: []ToolReport{},
+		InstructionsState: r.InstructionsState, InstructionsFindings: r.InstructionsFindings,
+		Launch: r.Launch, LaunchDrifted: r.LaunchDrifted,
 	}
 	if sr.Transport == "" {
 		sr.Transport = transport
@@ -73,7 +84,7 @@ func serverReport(r store.ServerRecord, transport string) ServerReport {
 // reached and every tool approved.
 func (r Report) clean() bool {
 	for _, s := range r.Servers {
-		if !s.Reachable {
+		if !s.Reachable || s.LaunchDrifted || (s.InstructionsState != "" && !s.InstructionsState.Clean()) {
 			return false
 		}
 		for _, t := range s.Tools {
@@ -104,6 +115,15 @@ func printReport(w io.Writer, r Report) {
 		fmt.Fprintf(tw, "%s (%s)\t%s\tpolled %s\n", s.Name, s.Transport, reach, when)
 		if s.Error != "" {
 			fmt.Fprintf(tw, "  error: %s\n", visible.Line(s.Error))
+		}
+		if s.InstructionsState != "" {
+			fmt.Fprintf(tw, "  (instructions)\t%s\t\t%s\n", strings.ToUpper(string(s.InstructionsState)), s.InstructionsDigest.Short())
+			for _, f := range s.InstructionsFindings {
+				fmt.Fprintf(tw, "    ! %s %s at %s: %s\n", f.Severity, f.Rule, visible.Line(f.Path), visible.Line(f.Message))
+			}
+		}
+		if s.LaunchDrifted {
+			fmt.Fprintf(tw, "  (launch)\tDRIFTED\t\twhat runs changed; see history, then approve %s --launch\n", s.Name)
 		}
 		if len(s.Tools) == 0 {
 			fmt.Fprintf(tw, "  no tools\n")

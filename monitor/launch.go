@@ -1,0 +1,136 @@
+package monitor
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// Launch is what actually ran for a stdio server: the resolved executable
+// and its SHA-256, and for package runners (npx, uvx, bunx, pipx) the
+// package spec, plus the name and version the server reported. An upgrade
+// that swaps the code behind an unchanged command line changes it, even
+// when no tool text changes.
+type Launch struct {
+	Executable    string `json:"executable"`
+	SHA256        string `json:"sha256"`
+	Package       string `json:"package,omitempty"`
+	ServerName    string `json:"server_name,omitempty"`
+	ServerVersion string `json:"server_version,omitempty"`
+}
+
+// HashCache remembers executables' digests by path, size, mtime and inode,
+// so a daemon does not re-read a 100 MB node binary on every poll.
+type HashCache struct {
+	mu sync.Mutex
+	m  map[string]hashEntry
+}
+
+type hashEntry struct {
+	size, mtime int64
+	ino         uint64
+	sum         string
+}
+
+func (c *HashCache) sum(path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	var ino uint64
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		ino = st.Ino
+	}
+	key := hashEntry{size: fi.Size(), mtime: fi.ModTime().UnixNano(), ino: ino}
+	if c != nil {
+		c.mu.Lock()
+		e, ok := c.m[path]
+		c.mu.Unlock()
+		if ok && e.size == key.size && e.mtime == key.mtime && e.ino == key.ino {
+			return e.sum, nil
+		}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	key.sum = hex.EncodeToString(h.Sum(nil))
+	if c != nil {
+		c.mu.Lock()
+		if c.m == nil {
+			c.m = map[string]hashEntry{}
+		}
+		c.m[path] = key
+		c.mu.Unlock()
+	}
+	return key.sum, nil
+}
+
+// launchOf describes what ran for a stdio target.
+func launchOf(t Target, cache *HashCache, serverInfo json.RawMessage) (*Launch, error) {
+	path, err := lookPath(t.Command, t.Env)
+	if err != nil {
+		return nil, err
+	}
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	sum, err := cache.sum(path)
+	if err != nil {
+		return nil, fmt.Errorf("hashing %s: %w", path, err)
+	}
+	l := &Launch{Executable: path, SHA256: sum, Package: packageSpec(t.Command, t.Args)}
+	var info struct{ Name, Version string }
+	if json.Unmarshal(serverInfo, &info) == nil {
+		l.ServerName, l.ServerVersion = info.Name, info.Version
+	}
+	return l, nil
+}
+
+// packageSpec finds the package a runner was asked to run: the first
+// argument that is not a flag, or the value of --package/-p/--from/--spec.
+func packageSpec(command string, args []string) string {
+	runner := filepath.Base(command)
+	switch runner {
+	case "npx", "uvx", "bunx", "pipx", "pnpx":
+	default:
+		return ""
+	}
+	if runner == "pipx" && len(args) > 0 && args[0] == "run" {
+		args = args[1:]
+	}
+	valueFlags := map[string]bool{"--package": true, "-p": true, "--from": true, "--spec": true, "--python": true, "--with": true, "--registry": true, "--cache": true}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if k, v, ok := strings.Cut(a, "="); ok && (k == "--package" || k == "--from" || k == "--spec") {
+			return v
+		}
+		if valueFlags[a] {
+			if (a == "--package" || a == "-p" || a == "--from" || a == "--spec") && i+1 < len(args) {
+				return args[i+1]
+			}
+			i++
+			continue
+		}
+		if strings.HasPrefix(a, "-") {
+			continue
+		}
+		return a
+	}
+	return ""
+}
