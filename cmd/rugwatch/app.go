@@ -68,6 +68,7 @@ Commands:
   verify                      check every approval signature and the event chain
   scan URL | scan -- CMD…     one-shot listing of one server, no config or store
   keys generate|list|export   approver keys
+  alerts [test [CH]|retry ID] alert deliveries: pending, dead, delivered
   discover                    print the MCP servers your clients use as servers: YAML
   demo-server                 a stdio MCP server whose tools turn malicious
 
@@ -135,6 +136,8 @@ func (a *App) Run(ctx context.Context, args []string) int {
 		run = a.runKeys
 	case "discover":
 		run = a.runDiscover
+	case "alerts":
+		run = a.runAlerts
 	case "demo-server":
 		return runDemoServer(ctx, cargs, a.Stdin, a.Stdout, a.Stderr)
 	case "help", "-h", "--help":

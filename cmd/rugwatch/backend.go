@@ -27,6 +27,9 @@ type backend interface {
 	Revoke(ctx context.Context, server string, tools []string, all bool, reason string) ([]string, error)
 	History(ctx context.Context, server string, limit int) ([]rugwatch.Event, error)
 	Verify(ctx context.Context) (VerifyReport, error)
+	Alerts(ctx context.Context, limit int) (AlertsReport, error)
+	RetryAlert(ctx context.Context, id string) error
+	TestAlert(ctx context.Context, channel string) ([]store.Delivery, error)
 	Close() error
 }
 
@@ -57,6 +60,16 @@ type local struct {
 	closeDB bool
 	// inTx sees every event this backend appends, in its transaction.
 	inTx func(tx *store.Tx, e rugwatch.Event) error
+	// deliver runs after anything that may have queued alerts: the CLI
+	// attempts them at once, the daemon wakes its dispatcher.
+	deliver func(ctx context.Context) error
+}
+
+func (l *local) afterWrite(ctx context.Context) error {
+	if l.deliver == nil {
+		return nil
+	}
+	return l.deliver(ctx)
 }
 
 // appendEvent appends e and hands it to inTx in the same transaction.
@@ -95,6 +108,9 @@ func (l *local) Check(ctx context.Context, names []string) (Report, error) {
 		return Report{}, err
 	}
 	if err := l.poll(ctx, servers); err != nil {
+		return Report{}, err
+	}
+	if err := l.afterWrite(ctx); err != nil {
 		return Report{}, err
 	}
 	return storeRecords(l.db, servers)
@@ -224,6 +240,9 @@ func (l *local) Approve(ctx context.Context, server string, approvals []SignedAp
 		}
 		return tx.PutServer(rec)
 	})
+	if err == nil {
+		err = l.afterWrite(ctx)
+	}
 	return n, err
 }
 
@@ -299,6 +318,9 @@ func (l *local) Revoke(ctx context.Context, server string, tools []string, all b
 		}
 		return nil
 	})
+	if err == nil {
+		err = l.afterWrite(ctx)
+	}
 	return done, err
 }
 

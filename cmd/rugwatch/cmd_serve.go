@@ -16,8 +16,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/configs"
 	"github.com/rugwatch/rugwatch/monitor"
+	"github.com/rugwatch/rugwatch/notify"
 	"github.com/rugwatch/rugwatch/signatures"
 	"github.com/rugwatch/rugwatch/store"
 )
@@ -53,6 +55,10 @@ type daemon struct {
 	cfg    *configs.Config
 	poller *poller
 	ver    *signatures.Verifier
+	alerts *alerting
+	disp   *notify.Dispatcher
+	// stopDisp stops the running dispatcher; a reload replaces it.
+	stopDisp func()
 
 	db       *store.DB
 	sched    *monitor.Scheduler
@@ -136,6 +142,7 @@ func (d *daemon) run(ctx context.Context, cfg *configs.Config) error {
 		}()
 	}
 
+	d.startDispatcher(runCtx)
 	d.sched = monitor.NewScheduler(runCtx, cfg.Concurrency, d.log)
 	d.watchers = map[string]*watchHandle{}
 	if err := d.apply(runCtx, cfg); err != nil {
@@ -178,6 +185,14 @@ func (d *daemon) shutdown(ctl, health *http.Server, wg *sync.WaitGroup) error {
 		if d.sched != nil {
 			d.sched.Stop()
 		}
+		// Last of the workers: deliveries already queued keep their place
+		// in the outbox, and anything cut short is sent again next start.
+		d.mu.RLock()
+		stop := d.stopDisp
+		d.mu.RUnlock()
+		if stop != nil {
+			stop()
+		}
 		wg.Wait()
 	}()
 	select {
@@ -197,7 +212,11 @@ func (d *daemon) setConfig(cfg *configs.Config) error {
 	if err != nil {
 		return err
 	}
-	rec := &monitor.Recorder{Verifier: ver, UnreachableAfter: cfg.UnreachableAfter}
+	al, err := newAlerting(cfg, d.app.resolver(), d.log)
+	if err != nil {
+		return err
+	}
+	rec := &monitor.Recorder{Verifier: ver, UnreachableAfter: cfg.UnreachableAfter, InTx: al.inTx}
 	if cfg.ApproveFirstSeen {
 		s, err := loadSigner(cfg.SigningKey, d.app.keyPassword)
 		if err != nil {
@@ -208,9 +227,43 @@ func (d *daemon) setConfig(cfg *configs.Config) error {
 	rec.DB = d.db
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.cfg, d.ver = cfg, ver
-	d.poller = &poller{app: d.app, cfg: cfg, rec: rec, log: d.log}
+	d.cfg, d.ver, d.alerts = cfg, ver, al
+	d.poller = &poller{app: d.app, cfg: cfg, rec: rec, log: d.log, onEvent: func(rugwatch.Event) { d.wake() }}
 	return nil
+}
+
+// wake tells the running dispatcher that new deliveries are queued.
+func (d *daemon) wake() {
+	d.mu.RLock()
+	disp := d.disp
+	d.mu.RUnlock()
+	if disp != nil {
+		disp.Wake()
+	}
+}
+
+// startDispatcher (re)starts the outbox dispatcher with the current
+// channels; a reload that changes channels replaces it.
+func (d *daemon) startDispatcher(ctx context.Context) {
+	d.mu.Lock()
+	old := d.stopDisp
+	d.mu.Unlock()
+	if old != nil {
+		old()
+	}
+	d.mu.Lock()
+	disp := d.alerts.dispatcher(d.db, d.log)
+	dctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := disp.Run(dctx); err != nil {
+			d.log.Error("alert dispatcher stopped", "error", err)
+		}
+	}()
+	d.disp = disp
+	d.stopDisp = func() { cancel(); <-done }
+	d.mu.Unlock()
 }
 
 func (d *daemon) current() (*configs.Config, *poller) {
@@ -226,7 +279,10 @@ func (d *daemon) backend() backend {
 	d.mu.RLock()
 	ver := d.ver
 	d.mu.RUnlock()
-	return &local{cfg: cfg, db: d.db, ver: ver, poll: func(ctx context.Context, servers []configs.Server) error {
+	d.mu.RLock()
+	al := d.alerts
+	d.mu.RUnlock()
+	return &local{cfg: cfg, db: d.db, ver: ver, inTx: al.inTx, deliver: func(context.Context) error { d.wake(); return nil }, poll: func(ctx context.Context, servers []configs.Server) error {
 		errs := make([]error, len(servers))
 		var wg sync.WaitGroup
 		for i, s := range servers {
@@ -374,6 +430,7 @@ func (d *daemon) reloadConfig(ctx context.Context) {
 		d.log.Error("reload refused; keeping the running config", "config", old.Path, "error", err)
 		return
 	}
+	d.startDispatcher(ctx)
 	if err := d.apply(ctx, cfg); err != nil {
 		d.log.Error("reload half applied", "error", err)
 		return

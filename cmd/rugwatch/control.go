@@ -46,9 +46,17 @@ func (a *App) backend(ctx context.Context, polling bool) (backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &local{cfg: cfg, db: db, ver: ver, closeDB: true}
+	al, err := newAlerting(cfg, a.resolver(), a.log)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	l := &local{cfg: cfg, db: db, ver: ver, closeDB: true, inTx: al.inTx,
+		deliver: func(ctx context.Context) error {
+			return drain(ctx, al.dispatcher(db, a.log), 2*time.Minute)
+		}}
 	if polling {
-		rec := &monitor.Recorder{DB: db, Verifier: ver, UnreachableAfter: cfg.UnreachableAfter}
+		rec := &monitor.Recorder{DB: db, Verifier: ver, UnreachableAfter: cfg.UnreachableAfter, InTx: al.inTx}
 		if cfg.ApproveFirstSeen && cfg.SigningKey != "" {
 			s, err := loadSigner(cfg.SigningKey, a.keyPassword)
 			if err != nil {
@@ -205,6 +213,30 @@ func (r *remote) Verify(ctx context.Context) (rep VerifyReport, err error) {
 	return
 }
 
+type alertsReq struct {
+	Limit   int    `json:"limit,omitempty"`
+	ID      string `json:"id,omitempty"`
+	Channel string `json:"channel,omitempty"`
+}
+
+func (r *remote) Alerts(ctx context.Context, limit int) (rep AlertsReport, err error) {
+	err = r.call(ctx, "alerts", alertsReq{Limit: limit}, &rep)
+	return
+}
+
+func (r *remote) RetryAlert(ctx context.Context, id string) error {
+	var resp struct{}
+	return r.call(ctx, "alerts.retry", alertsReq{ID: id}, &resp)
+}
+
+func (r *remote) TestAlert(ctx context.Context, channel string) ([]store.Delivery, error) {
+	var resp struct {
+		Deliveries []store.Delivery `json:"deliveries"`
+	}
+	err := r.call(ctx, "alerts.test", alertsReq{Channel: channel}, &resp)
+	return resp.Deliveries, err
+}
+
 // controlHandler serves a backend on the control socket.
 func controlHandler(get func() backend, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
@@ -293,6 +325,28 @@ func controlHandler(get func() backend, log *slog.Logger) http.Handler {
 	})
 	handle("verify", func(ctx context.Context, b backend, _ []byte) (any, error) {
 		return b.Verify(ctx)
+	})
+	handle("alerts", func(ctx context.Context, b backend, body []byte) (any, error) {
+		var req alertsReq
+		if err := decode(body, &req); err != nil {
+			return nil, err
+		}
+		return b.Alerts(ctx, req.Limit)
+	})
+	handle("alerts.retry", func(ctx context.Context, b backend, body []byte) (any, error) {
+		var req alertsReq
+		if err := decode(body, &req); err != nil {
+			return nil, err
+		}
+		return struct{}{}, b.RetryAlert(ctx, req.ID)
+	})
+	handle("alerts.test", func(ctx context.Context, b backend, body []byte) (any, error) {
+		var req alertsReq
+		if err := decode(body, &req); err != nil {
+			return nil, err
+		}
+		ds, err := b.TestAlert(ctx, req.Channel)
+		return map[string]any{"deliveries": ds}, err
 	})
 	return mux
 }

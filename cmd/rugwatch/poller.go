@@ -86,16 +86,11 @@ func (p *poller) pollAll(ctx context.Context, servers []configs.Server) error {
 	return nil
 }
 
-// logEvent writes one event as one log line, every server-chosen string
-// made visible.
+// logEvent writes one recorded event as a debug line, every server-chosen
+// string made visible. People see events through the log alert channel,
+// which is always on; this line is for tracing the recording itself.
 func logEvent(log *slog.Logger, e rugwatch.Event) {
-	lvl := slog.LevelInfo
-	switch e.Severity {
-	case rugwatch.SeverityWarning:
-		lvl = slog.LevelWarn
-	case rugwatch.SeverityCritical:
-		lvl = slog.LevelError
-	}
+	lvl := slog.LevelDebug
 	attrs := []any{"id", e.ID, "type", string(e.Type), "severity", string(e.Severity), "server", e.Server}
 	if e.Tool != "" {
 		attrs = append(attrs, "tool", visible.Line(e.Tool))
