@@ -95,7 +95,7 @@ servers:
     url: https://example.com/mcp
     timeout: 5s
 notify:
-  webhooks: [{name: w, url: "https://h.example/x"}]
+  webhooks: [{name: w, url: "https://h.example/x", secret: "${env:W_SECRET}"}]
   email:
     - {name: e1, host: smtp.example.com, from: a@example.com, to: [b@example.com]}
     - {name: e2, host: smtp.example.com, tls: tls, from: a@example.com, to: [b@example.com]}

@@ -245,6 +245,10 @@ func (v *validator) webhook(p string, w Webhook, channels map[string]string) {
 	if err := checkURL(w.URL); err != nil {
 		v.fail(p+".url", "%v", err)
 	}
+	if w.Secret.IsZero() && len(w.Secrets) == 0 {
+		// An unsigned alert can be forged by anyone who finds the URL.
+		v.fail(p+".secret", "is required: a Standard Webhooks whsec_… secret, as a ${env:} or ${file:} reference")
+	}
 	v.secret(p+".secret", w.Secret)
 	for i, s := range w.Secrets {
 		sp := fmt.Sprintf("%s.secrets[%d]", p, i)

@@ -87,6 +87,8 @@ func TestValidationErrors(t *testing.T) {
 			`rugwatch.yaml:2: limits.max_depth: must be greater than 0`},
 		{"webhook url", "notify:\n  webhooks:\n    - name: ops\n      url: hooks.example.com\n",
 			`rugwatch.yaml:4: notify.webhooks[0] "ops": url: must be http or https`},
+		{"webhook without secret", "notify:\n  webhooks:\n    - name: ops\n      url: https://h/\n",
+			`rugwatch.yaml:3: notify.webhooks[0] "ops": secret: is required: a Standard Webhooks whsec_… secret, as a ${env:} or ${file:} reference`},
 		{"webhook severity", "notify:\n  webhooks:\n    - name: ops\n      url: https://h/\n      min_severity: loud\n",
 			`rugwatch.yaml:5: notify.webhooks[0] "ops": min_severity: must be info, warning or critical`},
 		{"channel name clash", "notify:\n  webhooks: [{name: ops, url: \"https://h/\"}]\n  email:\n    - name: ops\n      host: h\n      from: a@b.c\n      to: [d@e.f]\n",

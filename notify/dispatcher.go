@@ -124,7 +124,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer timer.Stop()
 	for {
 		failed := false
-		if err := d.deliverDue(ctx); err != nil && ctx.Err() == nil {
+		if err := d.DeliverDue(ctx); err != nil && ctx.Err() == nil {
 			d.Log.Error("deliver alerts", slog.Any("err", err))
 			failed = true
 		}
@@ -160,9 +160,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 }
 
-// deliverDue sends one batch of due deliveries: channels in parallel, each
-// channel's deliveries in order.
-func (d *Dispatcher) deliverDue(ctx context.Context) error {
+// DeliverDue makes one pass over the deliveries due now (at most 100):
+// channels in parallel, each channel's deliveries in order. Run calls it
+// in a loop; a one-shot command (check) calls it once after recording,
+// leaving whatever must be retried pending for the daemon.
+func (d *Dispatcher) DeliverDue(ctx context.Context) error {
 	var due []store.Delivery
 	if err := d.DB.View(func(tx *store.Tx) error {
 		var err error

@@ -478,3 +478,23 @@ func TestBackoffDelays(t *testing.T) {
 		t.Errorf("only %d attempts in the first day", n)
 	}
 }
+
+// One pass without Run, as `rugwatch check` does: delivered where the
+// receiver took it, pending where it must be retried later.
+func TestDeliverDueOnePass(t *testing.T) {
+	noLeaks(t)
+	db := openStore(t)
+	ok := newReceiver(t, []string{testSecretA}, status(200))
+	busy := newReceiver(t, []string{testSecretA}, status(503))
+	e := record(t, db, driftEvent(), "log", "webhook:ok", "webhook:busy")
+	d := &Dispatcher{DB: db, Log: slog.New(slog.DiscardHandler), Backoff: tiny,
+		Channels: ByName([]Notifier{&Log{Logger: slog.New(slog.DiscardHandler)}, webhook(t, "ok", ok.URL()), webhook(t, "busy", busy.URL())})}
+	if err := d.DeliverDue(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for ch, want := range map[string]string{"log": store.DeliveryDelivered, "webhook:ok": store.DeliveryDelivered, "webhook:busy": store.DeliveryPending} {
+		if got, _ := getDelivery(t, db, e.ID, ch); got.State != want || got.Attempts != 1 {
+			t.Errorf("%s: %s after %d attempts, want %s after 1", ch, got.State, got.Attempts, want)
+		}
+	}
+}

@@ -18,6 +18,7 @@ notify:
       min_severity: critical
     - name: audit
       url: https://audit.example.com/in
+      secret: "${env:AUDIT_SECRET}"
       min_severity: info
   email:
     - name: security

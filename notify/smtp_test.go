@@ -91,6 +91,8 @@ func startSMTP(t *testing.T, mode smtpMode, user, pass string, script func(int) 
 	}()
 	t.Cleanup(func() {
 		_ = srv.Close()
+		// Close misses a listener that Serve has not registered yet.
+		_ = ln.Close()
 		<-done
 	})
 	return s
