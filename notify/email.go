@@ -261,6 +261,11 @@ func Body(e rugwatch.Event) string {
 			if len(c.New) > 0 {
 				line("    new: %s", indent(visible.Text(jsonText(c.New))))
 			}
+			if old, nw, ok := bothStrings(c.Old, c.New); ok {
+				if wd, ok := visible.WordDiff(old, nw); ok {
+					line("    word diff ([-removed-] {+inserted+}): %s", wd)
+				}
+			}
 		}
 	}
 	if len(e.Findings) > 0 {
@@ -268,7 +273,7 @@ func Body(e rugwatch.Event) string {
 		line("Findings (%d):", len(e.Findings))
 		for _, f := range e.Findings {
 			line("  [%s] %s at %s: %s", visible.Line(string(f.Severity)), visible.Line(f.Rule),
-				visible.Line(f.Path), visible.Line(f.Message))
+				visible.Line(f.Path), visible.Message(f.Message))
 		}
 	}
 	line("")
@@ -287,6 +292,18 @@ func jsonText(raw []byte) string {
 		}
 	}
 	return string(raw)
+}
+
+// bothStrings decodes a replace of one JSON string by another.
+func bothStrings(a, b []byte) (string, string, bool) {
+	var x, y string
+	if len(a) == 0 || len(b) == 0 || a[0] != '"' || b[0] != '"' {
+		return "", "", false
+	}
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return "", "", false
+	}
+	return x, y, true
 }
 
 // indent continues a multi-line value under its label.

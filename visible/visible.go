@@ -96,3 +96,19 @@ func Hidden(r rune) bool {
 	}
 	return unicode.Is(unicode.Cf, r) || unicode.Is(unicode.Co, r)
 }
+
+// Message renders text that rugwatch composed from already-rendered parts
+// (finding messages, stored errors): shown as it is when nothing in it
+// needs escaping, so the escapes inside are not escaped twice, and through
+// Line otherwise, so that even a message edited in the store stays inert.
+func Message(s string) string {
+	if !utf8.ValidString(s) {
+		return Line(s)
+	}
+	for _, r := range s {
+		if r == '\n' || r == '\t' || Hidden(r) {
+			return Line(s)
+		}
+	}
+	return s
+}

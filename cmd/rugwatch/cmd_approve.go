@@ -85,7 +85,7 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 		}
 		printDefinition(a.Stdout, t.Definition, "  ")
 		for _, f := range t.Findings {
-			fmt.Fprintf(a.Stdout, "  ! %s %s at %s: %s\n", f.Severity, f.Rule, visible.Line(f.Path), visible.Line(f.Message))
+			fmt.Fprintf(a.Stdout, "  ! %s %s at %s: %s\n", f.Severity, f.Rule, visible.Line(f.Path), visible.Message(f.Message))
 		}
 		fmt.Fprintln(a.Stdout)
 	}
@@ -95,7 +95,7 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 			fmt.Fprintf(a.Stdout, "  │ %s\n", line)
 		}
 		for _, f := range rec.InstructionsFindings {
-			fmt.Fprintf(a.Stdout, "  ! %s %s at %s: %s\n", f.Severity, f.Rule, visible.Line(f.Path), visible.Line(f.Message))
+			fmt.Fprintf(a.Stdout, "  ! %s %s at %s: %s\n", f.Severity, f.Rule, visible.Line(f.Path), visible.Message(f.Message))
 		}
 		fmt.Fprintln(a.Stdout)
 	}

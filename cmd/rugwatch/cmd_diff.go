@@ -70,7 +70,7 @@ func (a *App) runDiff(ctx context.Context, args []string) error {
 				fmt.Fprintf(a.Stdout, "  approved definition %s is not available or does not verify\n", d.ApprovedDigest)
 			}
 			for _, f := range d.Findings {
-				fmt.Fprintf(a.Stdout, "  ! %s %s at %s: %s\n", f.Severity, f.Rule, visible.Line(f.Path), visible.Line(f.Message))
+				fmt.Fprintf(a.Stdout, "  ! %s %s at %s: %s\n", f.Severity, f.Rule, visible.Line(f.Path), visible.Message(f.Message))
 			}
 			fmt.Fprintln(a.Stdout)
 		}

@@ -113,7 +113,7 @@ func (a *App) runScan(ctx context.Context, args []string) error {
 	for i, tool := range l.Tools {
 		fmt.Fprintf(tw, "  %s\t%s\n", visible.Line(tool.Name), tool.Digest)
 		for _, f := range rep.Tools[i].Findings {
-			fmt.Fprintf(tw, "    ! %s %s at %s: %s\n", f.Severity, f.Rule, visible.Line(f.Path), visible.Line(f.Message))
+			fmt.Fprintf(tw, "    ! %s %s at %s: %s\n", f.Severity, f.Rule, visible.Line(f.Path), visible.Message(f.Message))
 		}
 		if *verbose {
 			tw.Flush()

@@ -102,6 +102,12 @@ func printChanges(w io.Writer, changes []rugwatch.Change, indent string) {
 		if len(c.New) > 0 {
 			printChangeValue(w, "+", c.New, indent+"    ")
 		}
+		var old, nw string
+		if c.Op == "replace" && json.Unmarshal(c.Old, &old) == nil && json.Unmarshal(c.New, &nw) == nil {
+			if wd, ok := visible.WordDiff(old, nw); ok {
+				fmt.Fprintf(w, "%s    word diff ([-removed-] {+inserted+}): %s\n", indent, wd)
+			}
+		}
 	}
 }
 

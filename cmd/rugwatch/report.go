@@ -119,7 +119,7 @@ func printReport(w io.Writer, r Report) {
 		if s.InstructionsState != "" {
 			fmt.Fprintf(tw, "  (instructions)\t%s\t\t%s\n", strings.ToUpper(string(s.InstructionsState)), s.InstructionsDigest.Short())
 			for _, f := range s.InstructionsFindings {
-				fmt.Fprintf(tw, "    ! %s %s at %s: %s\n", f.Severity, f.Rule, visible.Line(f.Path), visible.Line(f.Message))
+				fmt.Fprintf(tw, "    ! %s %s at %s: %s\n", f.Severity, f.Rule, visible.Line(f.Path), visible.Message(f.Message))
 			}
 		}
 		if s.LaunchDrifted {
@@ -135,7 +135,7 @@ func printReport(w io.Writer, r Report) {
 			}
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s%s\n", visible.Line(t.Name), strings.ToUpper(string(t.State)), t.Severity, t.ObservedDigest.Short(), extra)
 			for _, f := range t.Findings {
-				fmt.Fprintf(tw, "    ! %s %s at %s: %s\n", f.Severity, f.Rule, visible.Line(f.Path), visible.Line(f.Message))
+				fmt.Fprintf(tw, "    ! %s %s at %s: %s\n", f.Severity, f.Rule, visible.Line(f.Path), visible.Message(f.Message))
 			}
 		}
 	}

@@ -182,7 +182,7 @@ func writeSARIF(w io.Writer, results []SARIFInput) error {
 			}
 			out = append(out, sarifResult{
 				RuleID: id, RuleIndex: index[id], Level: sarifLevel(f.Severity),
-				Message:             sarifText{fmt.Sprintf("%s/%s %s: %s", visible.Line(in.Server), visible.Line(in.Tool), pathText(f.Path), visible.Line(f.Message))},
+				Message:             sarifText{fmt.Sprintf("%s/%s %s: %s", visible.Line(in.Server), visible.Line(in.Tool), pathText(f.Path), visible.Message(f.Message))},
 				Locations:           toolLocation(in.Server, in.Tool, f.Path),
 				PartialFingerprints: map[string]string{"rugwatch/v1": fingerprint(in.Server, in.Tool, id, f.Path)},
 				Properties:          props,
