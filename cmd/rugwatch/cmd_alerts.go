@@ -98,11 +98,14 @@ func (a *App) runAlerts(ctx context.Context, args []string) error {
 		}{{"PENDING", rep.Pending}, {"DEAD", rep.Dead}, {"DELIVERED", rep.Delivered}} {
 			fmt.Fprintf(tw, "%s (%d)\n", group.name, len(group.ds))
 			for _, d := range group.ds {
-				when := d.NextAttempt
-				if d.State == store.DeliveryDelivered {
-					when = d.DeliveredAt
+				when := ""
+				switch {
+				case d.State == store.DeliveryDelivered && !d.DeliveredAt.IsZero():
+					when = "delivered " + d.DeliveredAt.Local().Format(time.DateTime)
+				case d.State == store.DeliveryPending && !d.NextAttempt.IsZero():
+					when = "next " + d.NextAttempt.Local().Format(time.DateTime)
 				}
-				fmt.Fprintf(tw, "  %s\t%s\tattempts %d\t%s\t%s\n", d.ID, d.Channel, d.Attempts, when.Local().Format(time.DateTime), visible.Line(d.LastError))
+				fmt.Fprintf(tw, "  %s\t%s\tattempts %d\t%s\t%s\n", d.ID, d.Channel, d.Attempts, when, visible.Message(d.LastError))
 			}
 		}
 		err = tw.Flush()
