@@ -183,18 +183,12 @@ func (s *Scheduler) loop(ctx context.Context, e *entry) {
 
 // run polls once under the job's lock and the global cap.
 func (s *Scheduler) run(ctx context.Context, e *entry) error {
-	select {
-	case s.sem <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+	release, err := s.acquire(ctx, e)
+	if err != nil {
+		return err
 	}
-	defer func() { <-s.sem }()
-	e.pollMu.Lock()
-	defer e.pollMu.Unlock()
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	err := e.job.Poll(ctx)
+	defer release()
+	err = e.job.Poll(ctx)
 	if err != nil && ctx.Err() == nil {
 		s.log.Error("poll not recorded", "server", e.job.Name, "error", err)
 	}
@@ -235,15 +229,28 @@ func (s *Scheduler) Exclusive(ctx context.Context, name string, fn func(ctx cont
 	if !ok {
 		return fmt.Errorf("no server %q is scheduled", name)
 	}
+	release, err := s.acquire(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return fn(ctx)
+}
+
+// acquire takes a place under the global cap, then the job's own lock.
+func (s *Scheduler) acquire(ctx context.Context, e *entry) (release func(), err error) {
 	select {
 	case s.sem <- struct{}{}:
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
-	defer func() { <-s.sem }()
 	e.pollMu.Lock()
-	defer e.pollMu.Unlock()
-	return fn(ctx)
+	if err := ctx.Err(); err != nil {
+		e.pollMu.Unlock()
+		<-s.sem
+		return nil, err
+	}
+	return func() { e.pollMu.Unlock(); <-s.sem }, nil
 }
 
 // Names lists the scheduled jobs.

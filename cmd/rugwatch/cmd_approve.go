@@ -84,9 +84,7 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 			printChanges(a.Stdout, t.Changes, "    ")
 		}
 		printDefinition(a.Stdout, t.Definition, "  ")
-		for _, f := range t.Findings {
-			fmt.Fprintf(a.Stdout, "  ! %s %s at %s: %s\n", f.Severity, f.Rule, visible.Line(f.Path), visible.Message(f.Message))
-		}
+		printFindings(a.Stdout, "  ", t.Findings)
 		fmt.Fprintln(a.Stdout)
 	}
 	if instr {
@@ -94,9 +92,7 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 		for _, line := range strings.Split(visible.Text(rec.Instructions), "\n") {
 			fmt.Fprintf(a.Stdout, "  │ %s\n", line)
 		}
-		for _, f := range rec.InstructionsFindings {
-			fmt.Fprintf(a.Stdout, "  ! %s %s at %s: %s\n", f.Severity, f.Rule, visible.Line(f.Path), visible.Message(f.Message))
-		}
+		printFindings(a.Stdout, "  ", rec.InstructionsFindings)
 		fmt.Fprintln(a.Stdout)
 	}
 	if launch {

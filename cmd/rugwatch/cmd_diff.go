@@ -69,9 +69,7 @@ func (a *App) runDiff(ctx context.Context, args []string) error {
 			default:
 				fmt.Fprintf(a.Stdout, "  approved definition %s is not available or does not verify\n", d.ApprovedDigest)
 			}
-			for _, f := range d.Findings {
-				fmt.Fprintf(a.Stdout, "  ! %s %s at %s: %s\n", f.Severity, f.Rule, visible.Line(f.Path), visible.Message(f.Message))
-			}
+			printFindings(a.Stdout, "  ", d.Findings)
 			fmt.Fprintln(a.Stdout)
 		}
 	}

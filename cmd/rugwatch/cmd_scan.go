@@ -112,9 +112,7 @@ func (a *App) runScan(ctx context.Context, args []string) error {
 	tw := tabwriter.NewWriter(a.Stdout, 2, 8, 2, ' ', 0)
 	for i, tool := range l.Tools {
 		fmt.Fprintf(tw, "  %s\t%s\n", visible.Line(tool.Name), tool.Digest)
-		for _, f := range rep.Tools[i].Findings {
-			fmt.Fprintf(tw, "    ! %s %s at %s: %s\n", f.Severity, f.Rule, visible.Line(f.Path), visible.Message(f.Message))
-		}
+		printFindings(tw, "    ", rep.Tools[i].Findings)
 		if *verbose {
 			tw.Flush()
 			printDefinition(a.Stdout, tool.Canonical, "    ")

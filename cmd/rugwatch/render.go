@@ -145,3 +145,10 @@ func printChangeValue(w io.Writer, mark string, raw json.RawMessage, indent stri
 func quote(s string) string {
 	return `"` + strings.ReplaceAll(visible.Line(s), `"`, `\"`) + `"`
 }
+
+// printFindings lists poisoning findings, one a line, under a definition.
+func printFindings(w io.Writer, indent string, fs []rugwatch.Finding) {
+	for _, f := range fs {
+		fmt.Fprintf(w, "%s! %s %s at %s: %s\n", indent, f.Severity, f.Rule, visible.Line(f.Path), visible.Message(f.Message))
+	}
+}

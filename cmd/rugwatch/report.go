@@ -118,9 +118,7 @@ func printReport(w io.Writer, r Report) {
 		}
 		if s.InstructionsState != "" {
 			fmt.Fprintf(tw, "  (instructions)\t%s\t\t%s\n", strings.ToUpper(string(s.InstructionsState)), s.InstructionsDigest.Short())
-			for _, f := range s.InstructionsFindings {
-				fmt.Fprintf(tw, "    ! %s %s at %s: %s\n", f.Severity, f.Rule, visible.Line(f.Path), visible.Message(f.Message))
-			}
+			printFindings(tw, "    ", s.InstructionsFindings)
 		}
 		if s.LaunchDrifted {
 			fmt.Fprintf(tw, "  (launch)\tDRIFTED\t\twhat runs changed; see history, then approve %s --launch\n", s.Name)
@@ -134,9 +132,7 @@ func printReport(w io.Writer, r Report) {
 				extra = "  " + visible.Line(changeSummary(t.Changes))
 			}
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s%s\n", visible.Line(t.Name), strings.ToUpper(string(t.State)), t.Severity, t.ObservedDigest.Short(), extra)
-			for _, f := range t.Findings {
-				fmt.Fprintf(tw, "    ! %s %s at %s: %s\n", f.Severity, f.Rule, visible.Line(f.Path), visible.Message(f.Message))
-			}
+			printFindings(tw, "    ", t.Findings)
 		}
 	}
 	tw.Flush()
