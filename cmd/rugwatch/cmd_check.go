@@ -10,7 +10,14 @@ import (
 // runCheck polls the servers now, records what it saw and prints states.
 // Through a running daemon the daemon polls.
 func (a *App) runCheck(ctx context.Context, args []string) error {
-	fs := a.newFlags("check")
+	return a.reportCommand(ctx, "check", args, true, backend.Check)
+}
+
+// reportCommand is check and status: flags, backend, one Report printed
+// as text, JSON or SARIF, exit 1 when anything needs attention.
+func (a *App) reportCommand(ctx context.Context, name string, args []string, polling bool,
+	get func(b backend, ctx context.Context, servers []string) (Report, error)) error {
+	fs := a.newFlags(name)
 	asJSON := fs.Bool("json", false, "print JSON (same as --format json)")
 	format := fs.String("format", "text", "text, json or sarif")
 	names, err := parse(fs, args)
@@ -20,12 +27,12 @@ func (a *App) runCheck(ctx context.Context, args []string) error {
 	if err := checkFormat(format, *asJSON); err != nil {
 		return err
 	}
-	b, err := a.backend(ctx, true)
+	b, err := a.backend(ctx, polling)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	rep, err := b.Check(ctx, names)
+	rep, err := get(b, ctx, names)
 	if err != nil {
 		return err
 	}
