@@ -39,6 +39,8 @@ type Input struct {
 	// Others are the tools of the other registered servers, for the
 	// cross-server shadowing finding.
 	Others []ToolRef
+	// Index, when set, is Others indexed (a Recorder keeps one current).
+	Index *ToolIndex
 	// Instructions is the current approval of the server's instructions,
 	// nil when there is none.
 	Instructions *Approved
@@ -106,7 +108,7 @@ func Evaluate(in Input) Outcome {
 	evaluateInstructions(in, prev, &next, &out, ev)
 	evaluateLaunch(in, &next, ev)
 
-	fc := FindingContext{Server: in.Server, OtherTools: in.Others}
+	fc := FindingContext{Server: in.Server, OtherTools: in.Others, Index: in.Index}
 	seen := make(map[string]bool, len(in.Listing.Tools))
 	for _, t := range in.Listing.Tools {
 		seen[t.Name] = true
@@ -115,7 +117,10 @@ func Evaluate(in Input) Outcome {
 		rec.Name = t.Name
 		rec.ObservedDigest = t.Digest
 		rec.Definition = t.Canonical
-		if !known || old.ObservedDigest != t.Digest || old.Findings == nil {
+		if !known || old.ObservedDigest != t.Digest {
+			// Findings depend on the definition (and, for shadowing, on
+			// the other servers' tools at the time): computed when it is
+			// first seen or changes, not on every poll of a fleet.
 			rec.Findings = Findings(t.Canonical, fc)
 		}
 		if !known {

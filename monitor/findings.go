@@ -71,6 +71,9 @@ type ToolRef struct{ Server, Tool string }
 // FindingContext is what Findings knows beyond the definition itself.
 type FindingContext struct {
 	Server string
+	// Index, when set, is OtherTools already indexed; a Recorder keeps one
+	// up to date so a fleet's poll does not rebuild it per tool.
+	Index *ToolIndex
 	// OtherTools are the tools of the registered servers, for cross-server
 	// shadowing: a description naming another server's tool, or the same
 	// tool name exposed by two servers. Entries of Server itself are ignored.
@@ -100,16 +103,16 @@ func Findings(def json.RawMessage, fc FindingContext) []rugwatch.Finding {
 			c.add(RuleMixedScriptName, "/name", false, fmt.Sprintf("tool name %s %s", quote(name), msg))
 		}
 	}
-	for _, o := range fc.OtherTools {
-		if o.Server == fc.Server || o.Tool == "" {
-			continue
-		}
-		if o.Tool == w.toolName {
+	idx := fc.Index
+	if idx == nil {
+		idx = NewToolIndex(fc.OtherTools)
+	}
+	w.index, w.server = idx, fc.Server
+	for _, o := range idx.lookup(strings.ToLower(w.toolName)) {
+		if o.Server != fc.Server && o.Tool == w.toolName {
 			c.add(RuleShadowing, "/name", false, fmt.Sprintf("server %s also exposes a tool named %s; a model cannot tell which one it calls",
 				quote(o.Server), quote(o.Tool)))
-			continue
 		}
-		w.others = append(w.others, o)
 	}
 	w.value(v, "", "", false)
 	if schema, ok := top["inputSchema"].(map[string]any); ok {
@@ -196,7 +199,8 @@ var keywordKeys = map[string]bool{
 type defWalker struct {
 	c        *collector
 	toolName string
-	others   []ToolRef
+	server   string
+	index    *ToolIndex
 }
 
 // value walks v at ptr; key is the member name v was found under (array
@@ -768,14 +772,122 @@ func mixedScript(name string) string {
 
 // --- shadowing ---
 
+// ToolIndex finds registered tools by their lower-case name, so that the
+// shadowing rule looks up the words of a description instead of scanning
+// every tool of a fleet for every string.
+type ToolIndex struct {
+	byName   map[string][]ToolRef
+	byServer map[string][]string
+	// odd are tools whose names hold characters that split words ('.',
+	// spaces…): few, checked one by one.
+	odd map[ToolRef]bool
+}
+
+// NewToolIndex indexes refs.
+func NewToolIndex(refs []ToolRef) *ToolIndex {
+	x := &ToolIndex{byName: map[string][]ToolRef{}, byServer: map[string][]string{}, odd: map[ToolRef]bool{}}
+	for _, r := range refs {
+		x.add(r)
+	}
+	return x
+}
+
+func (x *ToolIndex) add(r ToolRef) {
+	if r.Tool == "" {
+		return
+	}
+	name := strings.ToLower(r.Tool)
+	x.byName[name] = append(x.byName[name], r)
+	x.byServer[r.Server] = append(x.byServer[r.Server], r.Tool)
+	for i := 0; i < len(name); i++ {
+		if !nameByte(name[i]) {
+			x.odd[r] = true
+			break
+		}
+	}
+}
+
+// SetServer replaces the tools indexed for server.
+func (x *ToolIndex) SetServer(server string, tools []string) {
+	for _, t := range x.byServer[server] {
+		name := strings.ToLower(t)
+		refs := x.byName[name][:0]
+		for _, r := range x.byName[name] {
+			if r.Server != server {
+				refs = append(refs, r)
+			}
+		}
+		if len(refs) == 0 {
+			delete(x.byName, name)
+		} else {
+			x.byName[name] = refs
+		}
+		delete(x.odd, ToolRef{Server: server, Tool: t})
+	}
+	delete(x.byServer, server)
+	for _, t := range tools {
+		x.add(ToolRef{Server: server, Tool: t})
+	}
+}
+
+func (x *ToolIndex) empty() bool { return x == nil || len(x.byName) == 0 }
+
+func (x *ToolIndex) lookup(lowerName string) []ToolRef {
+	if x == nil {
+		return nil
+	}
+	return x.byName[lowerName]
+}
+
+// candidates are the tools whose name appears in lower as a word, or as
+// the tail of a word after '_' (server_tool), plus the odd names.
+func (x *ToolIndex) candidates(lower string) []ToolRef {
+	var out []ToolRef
+	seen := map[string]bool{}
+	try := func(word string) {
+		if seen[word] {
+			return
+		}
+		seen[word] = true
+		out = append(out, x.byName[word]...)
+	}
+	for i := 0; i < len(lower); {
+		if !nameByte(lower[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(lower) && nameByte(lower[j]) {
+			j++
+		}
+		word := lower[i:j]
+		try(word)
+		for k := 0; k < len(word); k++ {
+			if word[k] == '_' {
+				try(word[k+1:])
+			}
+		}
+		i = j
+	}
+	for r := range x.odd {
+		if strings.Contains(lower, strings.ToLower(r.Tool)) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // mentions reports other servers' tools named in s.
 func (w *defWalker) mentions(s, ptr string, inMeta bool) {
-	if len(w.others) == 0 {
+	if w.index.empty() {
 		return
 	}
 	lower := strings.ToLower(s)
 	var named []string
-	for _, o := range w.others {
+	for _, o := range w.index.candidates(lower) {
+		if o.Server == w.server || o.Tool == w.toolName {
+			continue
+		}
 		tool := strings.ToLower(o.Tool)
 		if !strings.Contains(lower, tool) {
 			continue

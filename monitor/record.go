@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -34,9 +35,35 @@ type Recorder struct {
 	// there, so a crash can never record a drift and lose its alerts.
 	InTx func(tx *store.Tx, e rugwatch.Event) error
 
-	// toolNames is every server's tool names, for shadowing findings; only
+	// index is every server's tool names, for shadowing findings; only
 	// touched inside the store's single write transaction.
-	toolNames map[string][]string
+	index *ToolIndex
+	// verified remembers approvals whose signature was checked, by the
+	// hash of the envelope and the record around it: a fleet's approvals
+	// are re-read on every poll, and ed25519 would otherwise dominate a
+	// steady-state cycle. Edited bytes hash differently and are checked
+	// again. Only touched inside the store's write transaction.
+	verified map[[32]byte]Approved
+}
+
+// check is CheckApproval through the cache of verified approvals.
+func (r *Recorder) check(a store.ApprovalRecord) Approved {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00", a.Kind, a.Server, a.Tool, a.Digest)
+	h.Write(a.Envelope)
+	var key [32]byte
+	copy(key[:], h.Sum(nil))
+	if v, ok := r.verified[key]; ok {
+		return v
+	}
+	v := CheckApproval(r.Verifier, a)
+	if v.Valid {
+		if r.verified == nil || len(r.verified) > 1<<20 {
+			r.verified = map[[32]byte]Approved{}
+		}
+		r.verified[key] = v
+	}
+	return v
 }
 
 func toolNames(r store.ServerRecord) []string {
@@ -71,26 +98,19 @@ func (r *Recorder) Record(server, transport string, l *Listing, pollErr error) (
 		if found {
 			in.Prev = &prev
 		}
-		if r.toolNames == nil {
+		if r.index == nil {
 			// Loaded once; kept current below. Reading every server's
 			// record on every poll would make a fleet's cycle quadratic.
 			all, err := tx.Servers()
 			if err != nil {
 				return err
 			}
-			r.toolNames = map[string][]string{}
+			r.index = NewToolIndex(nil)
 			for _, o := range all {
-				r.toolNames[o.Name] = toolNames(o)
+				r.index.SetServer(o.Name, toolNames(o))
 			}
 		}
-		for other, names := range r.toolNames {
-			if other == server {
-				continue
-			}
-			for _, name := range names {
-				in.Others = append(in.Others, ToolRef{Server: other, Tool: name})
-			}
-		}
+		in.Index = r.index
 		current, err := tx.Approvals(server)
 		if err != nil {
 			return err
@@ -98,9 +118,9 @@ func (r *Recorder) Record(server, transport string, l *Listing, pollErr error) (
 		for _, a := range current {
 			switch a.Kind {
 			case store.KindTool:
-				in.Approvals[a.Tool] = CheckApproval(r.Verifier, a)
+				in.Approvals[a.Tool] = r.check(a)
 			case store.KindInstructions:
-				ia := CheckApproval(r.Verifier, a)
+				ia := r.check(a)
 				in.Instructions = &ia
 			}
 		}
@@ -115,7 +135,7 @@ func (r *Recorder) Record(server, transport string, l *Listing, pollErr error) (
 			}
 			for i := len(hist) - 1; i >= 0; i-- {
 				if hist[i].Digest == t.ApprovedDigest {
-					if a := CheckApproval(r.Verifier, hist[i]); a.Valid {
+					if a := r.check(hist[i]); a.Valid {
 						in.Revoked[name] = a
 					}
 					break
@@ -181,7 +201,7 @@ func (r *Recorder) Record(server, transport string, l *Listing, pollErr error) (
 		if err := tx.PutServer(out.Server); err != nil {
 			return err
 		}
-		r.toolNames[server] = toolNames(out.Server)
+		r.index.SetServer(server, toolNames(out.Server))
 		for i := range out.Events {
 			if err := tx.AppendEvent(&out.Events[i]); err != nil {
 				return err
