@@ -240,7 +240,7 @@ func TestStdioChildSeesOnlyItsEnvironment(t *testing.T) {
 	}
 	for k := range env {
 		switch k {
-		case "PATH", "HOME", "API_KEY", "DUMPFILE", "RUGWATCH_TEST_SERVER":
+		case "PATH", "HOME", "API_KEY", "DUMPFILE", "RUGWATCH_TEST_SERVER", markerVar:
 		default:
 			t.Errorf("child got variable %s", k)
 		}
@@ -255,5 +255,41 @@ func TestStdioStderrIsShownInErrors(t *testing.T) {
 	_, err := Poll(pollCtx(t, 10*time.Second), tg, DialOptions{})
 	if err == nil || !strings.Contains(err.Error(), "boom: missing token") {
 		t.Fatalf("err = %v, want the server's stderr in it", err)
+	}
+}
+
+// A grandchild that double-forks and calls setsid leaves the process group
+// and is reparented away; it still must not outlive the poll, nor hold it
+// open through the pipes it inherited.
+func TestStdioEscapedGrandchildIsKilled(t *testing.T) {
+	marker := strconv.Itoa(int(time.Now().UnixNano()%1000000) + 4000000)
+	tg := Target{Transport: TransportStdio, Command: "sh", Args: []string{"-c", "( setsid sleep " + marker + " & ); exit 1"}}
+	start := time.Now()
+	_, err := Poll(pollCtx(t, 3*time.Second), tg, DialOptions{})
+	if err == nil {
+		t.Fatal("poll of a server that exits succeeded")
+	}
+	if d := time.Since(start); d > 4*time.Second {
+		t.Fatalf("poll took %v, want its 3s timeout plus at most a second", d)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		left := 0
+		entries, _ := os.ReadDir("/proc")
+		for _, e := range entries {
+			b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+			if err == nil && strings.Contains(string(b), "sleep\x00"+marker) {
+				if pid, _ := strconv.Atoi(e.Name()); alive(pid) {
+					left++
+				}
+			}
+		}
+		if left == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d escaped grandchildren still running", left)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -3,6 +3,8 @@ package monitor
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -15,12 +17,19 @@ import (
 	"time"
 )
 
+// markerVar tags every process of one poll: descendants inherit it even
+// after they leave the process group and the session (setsid) and are
+// reparented away, so stop can still find them in /proc.
+const markerVar = "RUGWATCH_POLL"
+
 // childEnv builds the whole environment of a stdio server: PATH and HOME
-// from ours, then the server's configured variables. Nothing else of ours
-// crosses, so the monitor's own secrets (webhook secrets, SMTP passwords,
-// tokens of other servers) never reach a server it does not trust.
-func childEnv(configured map[string]string) []string {
-	env := make([]string, 0, len(configured)+2)
+// from ours, the poll's marker, then the server's configured variables.
+// Nothing else of ours crosses, so the monitor's own secrets (webhook
+// secrets, SMTP passwords, tokens of other servers) never reach a server
+// it does not trust.
+func childEnv(configured map[string]string, marker string) []string {
+	env := make([]string, 0, len(configured)+3)
+	env = append(env, markerVar+"="+marker)
 	for _, k := range []string{"PATH", "HOME"} {
 		if _, set := configured[k]; set {
 			continue
@@ -46,6 +55,7 @@ type process struct {
 	waitMu sync.Mutex
 	err    error
 
+	marker   string
 	stopOnce sync.Once
 }
 
@@ -59,14 +69,20 @@ func startProcess(t Target, maxStderr int) (*process, error) {
 	}
 	cmd := exec.Command(path, t.Args...)
 	cmd.Args[0] = t.Command
-	cmd.Env = childEnv(t.Env)
+	var rnd [12]byte
+	_, _ = rand.Read(rnd[:])
+	marker := hex.EncodeToString(rnd[:])
+	cmd.Env = childEnv(t.Env, marker)
+	// A descendant that keeps stderr or stdout open must not hold Wait,
+	// and with it the poll, past the child's exit.
+	cmd.WaitDelay = time.Second
 	cmd.Dir = t.Cwd
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setpgid: true,
 		// If rugwatch dies, its children die with it rather than linger.
 		Pdeathsig: syscall.SIGKILL,
 	}
-	p := &process{cmd: cmd, stderr: &capBuffer{max: maxStderr}, waited: make(chan struct{})}
+	p := &process{cmd: cmd, stderr: &capBuffer{max: maxStderr}, waited: make(chan struct{}), marker: marker}
 	cmd.Stderr = p.stderr
 	if p.stdin, err = cmd.StdinPipe(); err != nil {
 		return nil, fmt.Errorf("opening stdin of %q: %w", t.Command, err)
@@ -141,8 +157,38 @@ func (p *process) stop(grace time.Duration) {
 		for _, d := range desc {
 			_ = syscall.Kill(d, syscall.SIGKILL)
 		}
+		// Whatever double-forked and called setsid still carries the
+		// poll's marker in its environment.
+		for _, d := range marked(p.marker) {
+			_ = syscall.Kill(d, syscall.SIGKILL)
+		}
 		<-p.waited
 	})
+}
+
+// marked lists the processes whose environment holds this poll's marker.
+func marked(marker string) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	needle := []byte(markerVar + "=" + marker + "\x00")
+	self := os.Getpid()
+	var out []int
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil || n == self {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil {
+			continue
+		}
+		if bytes.Contains(append(b, 0), needle) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // descendants walks /proc for every process whose ancestry leads to pid.
