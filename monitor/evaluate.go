@@ -130,6 +130,14 @@ func Evaluate(in Input) Outcome {
 			rec.LastChanged = in.Now
 		}
 		a, hasApproval := in.Approvals[t.Name]
+		// A tool that vanished and came back resumes the state it had:
+		// removing and re-adding a drifted or revoked tool must not
+		// launder it into pending, or into an approval on first sight.
+		was := old.State
+		if was == rugwatch.StateRemoved && (old.PrevState == rugwatch.StateDrifted || old.PrevState == rugwatch.StateRevoked) {
+			was = old.PrevState
+		}
+		rec.PrevState = ""
 		switch {
 		case hasApproval && a.Valid && a.Digest == t.Digest:
 			rec.State = rugwatch.StateApproved
@@ -149,7 +157,7 @@ func Evaluate(in Input) Outcome {
 			ev(rugwatch.Event{Type: rugwatch.EventToolDrifted, Severity: sev, Tool: t.Name,
 				ApprovedDigest: a.Digest, ObservedDigest: t.Digest, Changes: changes, Findings: rec.Findings,
 				Message: summarize(changes)})
-		case known && old.State == rugwatch.StateDrifted:
+		case known && was == rugwatch.StateDrifted:
 			// A drifted tool stays drifted until a human approves it, even
 			// if the server changes back.
 			rec.State = rugwatch.StateDrifted
@@ -171,7 +179,7 @@ func Evaluate(in Input) Outcome {
 				ev(rugwatch.Event{Type: rugwatch.EventToolDrifted, Severity: sev, Tool: t.Name,
 					ApprovedDigest: rec.ApprovedDigest, ObservedDigest: t.Digest, Changes: changes, Findings: rec.Findings, Message: msg})
 			}
-		case known && old.State == rugwatch.StateRevoked:
+		case known && was == rugwatch.StateRevoked:
 			rec.State = rugwatch.StateRevoked
 		default:
 			if hasApproval && !a.Valid && (!known || old.State == rugwatch.StateApproved) {
@@ -198,7 +206,7 @@ func Evaluate(in Input) Outcome {
 		if seen[name] {
 			continue
 		}
-		if _, approved := in.Approvals[name]; old.State == rugwatch.StatePending && !approved {
+		if _, approved := in.Approvals[name]; old.State == rugwatch.StatePending && !approved && old.ApprovedDigest == "" {
 			// Never approved, now gone: nothing to keep.
 			delete(next.Tools, name)
 			continue
@@ -207,6 +215,7 @@ func Evaluate(in Input) Outcome {
 			continue
 		}
 		rec := old
+		rec.PrevState = old.State
 		rec.State = rugwatch.StateRemoved
 		rec.Severity = rugwatch.SeverityInfo
 		rec.LastChanged = in.Now

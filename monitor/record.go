@@ -175,6 +175,16 @@ func (r *Recorder) Record(server, transport string, l *Listing, pollErr error) (
 			out.Server.InstructionsApproved = l.InstructionsDigest
 		}
 		for _, t := range out.Approve {
+			// First sight means first: a tool with any approval history
+			// (approved, drifted, revoked before) is never approved
+			// without a human, whatever the record says now.
+			hist, err := tx.ApprovalHistory(server, t.Name)
+			if err != nil {
+				return err
+			}
+			if len(hist) > 0 {
+				continue
+			}
 			env, err := r.Signer.SignApproval(signatures.Statement{
 				Kind: store.KindTool, Server: server, Tool: t.Name, Digest: t.Digest,
 				Definition: t.Canonical, ApprovedAt: now, Note: "approved on first sight (approve_first_seen)",

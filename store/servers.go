@@ -54,6 +54,9 @@ type ToolRecord struct {
 	Changes        []rugwatch.Change  `json:",omitempty"`
 	FirstSeen      time.Time
 	LastChanged    time.Time
+	// PrevState is the state a removed tool had before it vanished, so a
+	// drifted or revoked tool that comes back is drifted or revoked again.
+	PrevState rugwatch.State `json:",omitempty"`
 }
 
 // Server returns the record of one server; false if none is stored.
