@@ -293,3 +293,23 @@ func TestStdioEscapedGrandchildIsKilled(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A server that echoes its credentials in its errors must not put them in
+// rugwatch's errors, and so not in logs, the store or alerts.
+func TestPollErrorsNeverCarryConfiguredSecrets(t *testing.T) {
+	const key = "sk-live-5e3cr3t-9f2a"
+	tg := Target{Transport: TransportStdio, Command: "sh", Args: []string{"-c", `echo "auth failed for key $API_KEY" >&2; exit 1`},
+		Env: map[string]string{"API_KEY": key}}
+	_, err := Poll(pollCtx(t, 10*time.Second), tg, DialOptions{})
+	if err == nil || strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), "auth failed for key <secret>") {
+		t.Fatalf("err = %v", err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "bad token: "+r.Header.Get("Authorization"), http.StatusUnauthorized)
+	}))
+	defer srv.Close()
+	_, err = Poll(pollCtx(t, 10*time.Second), Target{Transport: TransportHTTP, URL: srv.URL, Headers: map[string]string{"Authorization": "Bearer " + key}}, DialOptions{})
+	if err == nil || strings.Contains(err.Error(), key) {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -56,12 +56,12 @@ func Poll(ctx context.Context, t Target, opts DialOptions) (*Listing, error) {
 	start := time.Now()
 	s, err := Dial(ctx, t, opts)
 	if err != nil {
-		return nil, err
+		return nil, scrubErr(t, err)
 	}
 	defer s.Close()
 	l, err := s.ListTools(ctx)
 	if err != nil {
-		return nil, err
+		return nil, scrubErr(t, err)
 	}
 	l.Elapsed = time.Since(start)
 	return l, nil

@@ -53,7 +53,7 @@ func (w *Watcher) Run(ctx context.Context) {
 		if time.Since(start) > 30*time.Second {
 			backoff = minB
 		}
-		w.Log.Warn("watch session ended; reconnecting", "server", w.Target.Name, "error", errText(err), "in", backoff)
+		w.Log.Warn("watch session ended; reconnecting", "server", w.Target.Name, "error", errText(scrubErr(w.Target, err)), "in", backoff)
 		d := backoff/2 + rand.N(backoff/2+1)
 		t := time.NewTimer(d)
 		select {
@@ -111,7 +111,7 @@ func (w *Watcher) list(ctx context.Context, s *Session) {
 		l.Elapsed = time.Since(start)
 	}
 	if ctx.Err() == nil {
-		w.OnListing(ctx, l, err)
+		w.OnListing(ctx, l, scrubErr(w.Target, err))
 	}
 }
 
