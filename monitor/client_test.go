@@ -71,6 +71,7 @@ func TestPollRefusesHostileResponses(t *testing.T) {
 		limit    string // want *LimitError with this limit
 	}{
 		{scenario: "dup-keys", hostile: true},
+		{scenario: "dup-instructions", hostile: true},
 		{scenario: "dup-tools-key", hostile: true},
 		{scenario: "dup-names", hostile: true},
 		{scenario: "bad-utf8", hostile: true},

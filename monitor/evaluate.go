@@ -374,6 +374,11 @@ func evaluateInstructions(in Input, prev store.ServerRecord, next *store.ServerR
 		next.InstructionsState = ""
 		next.InstructionsApproved = ""
 	default:
+		if a != nil && !a.Valid && prev.InstructionsState == rugwatch.StateApproved {
+			ev(rugwatch.Event{Type: rugwatch.EventApprovalInvalid, Severity: rugwatch.SeverityCritical,
+				ApprovedDigest: a.Digest, ObservedDigest: digest,
+				Message: "approval of the server instructions does not verify and counts as none: " + a.Problem})
+		}
 		next.InstructionsState = rugwatch.StatePending
 		next.InstructionsApproved = ""
 		if in.FirstSight && a == nil && (in.Prev == nil || prev.InstructionsState == "") {

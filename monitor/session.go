@@ -12,6 +12,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/rugwatch/rugwatch/signatures"
 )
 
 // ProtocolVersion is the MCP revision rugwatch speaks. It is pinned rather
@@ -154,6 +156,12 @@ func (s *Session) initialize(ctx context.Context) error {
 				ListChanged bool `json:"listChanged"`
 			} `json:"tools"`
 		} `json:"capabilities"`
+	}
+	// Strict first: a duplicate "instructions" key or invalid UTF-8 in it
+	// is refused, not read one way here and another by an agent's client.
+	if _, err := signatures.Canonical(raw, signatures.Limits{MaxDepth: s.opts.Limits.MaxDepth,
+		MaxStringBytes: s.opts.Limits.MaxStringBytes, MaxBytes: int(s.opts.Limits.MaxResponseBytes)}); err != nil {
+		return classify("initialize result", err)
 	}
 	if err := json.Unmarshal(raw, &res); err != nil {
 		return s.wrapErr("initializing", fmt.Errorf("decoding initialize result: %w", err))

@@ -29,6 +29,13 @@ type Watcher struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Changes counts notifications seen, for tests and benchmarks.
 	Changes func()
+	// Resolve, when set, gives the target afresh for every connection, so
+	// a rotated ${file:} token is read again on reconnect.
+	Resolve func() (Target, error)
+	// MinInterval is the least time between two re-checks of one session;
+	// notifications in between coalesce into one. Default 1s: a server
+	// that sends list_changed without pause cannot keep rugwatch busy.
+	MinInterval time.Duration
 }
 
 // Run watches until ctx ends, reconnecting with capped, jittered backoff.
@@ -74,6 +81,16 @@ func errText(err error) string {
 }
 
 func (w *Watcher) session(ctx context.Context) error {
+	if w.Resolve != nil {
+		t, err := w.Resolve()
+		if err != nil {
+			return err
+		}
+		w.Target = t
+	}
+	if w.MinInterval <= 0 {
+		w.MinInterval = time.Second
+	}
 	if w.Target.Transport == TransportHTTP {
 		return w.httpSession(ctx)
 	}
@@ -87,6 +104,7 @@ func (w *Watcher) session(ctx context.Context) error {
 	w.Log.Info("watching", "server", w.Target.Name, "transport", w.Target.Transport, "list_changed", s.Init.ListChanged)
 	// What changed while no session was open is caught by listing now.
 	w.list(ctx, s)
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -97,9 +115,28 @@ func (w *Watcher) session(ctx context.Context) error {
 			if w.Changes != nil {
 				w.Changes()
 			}
+			if !w.pace(ctx, &last) {
+				return nil
+			}
 			w.list(ctx, s)
 		}
 	}
+}
+
+// pace waits until MinInterval has passed since the last re-check; false
+// when ctx ended first.
+func (w *Watcher) pace(ctx context.Context, last *time.Time) bool {
+	if wait := w.MinInterval - time.Since(*last); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+	}
+	*last = time.Now()
+	return true
 }
 
 func (w *Watcher) list(ctx context.Context, s *Session) {
@@ -150,6 +187,7 @@ func (w *Watcher) httpSession(ctx context.Context) error {
 	defer cs.Close()
 	w.Log.Info("watching", "server", w.Target.Name, "transport", w.Target.Transport)
 	w.OnListing(ctx, nil, nil)
+	last := time.Now()
 	waitErr := make(chan error, 1)
 	go func() { waitErr <- cs.Wait() }()
 	for {
@@ -166,6 +204,11 @@ func (w *Watcher) httpSession(ctx context.Context) error {
 		case <-changed:
 			if w.Changes != nil {
 				w.Changes()
+			}
+			if !w.pace(ctx, &last) {
+				cs.Close()
+				<-waitErr
+				return nil
 			}
 			w.OnListing(ctx, nil, nil)
 		}

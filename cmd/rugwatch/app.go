@@ -40,6 +40,8 @@ type App struct {
 
 	// ready, when set, is called once serve is serving (tests).
 	ready func(*daemon)
+	// hashes caches executables' digests for launch identities.
+	hashes monitor.HashCache
 }
 
 // usageError is a mistake in how rugwatch was called.
@@ -275,9 +277,10 @@ func (a *App) target(s configs.Server) (monitor.Target, error) {
 	return t, nil
 }
 
-func dialOptions(cfg *configs.Config) monitor.DialOptions {
+func (a *App) dialOptions(cfg *configs.Config) monitor.DialOptions {
 	l := cfg.Limits
 	return monitor.DialOptions{
+		Hashes:     &a.hashes,
 		ClientInfo: monitor.ClientInfo{Name: cfg.ClientInfo.Name, Version: cfg.ClientInfo.Version},
 		Limits: monitor.Limits{
 			MaxResponseBytes: l.MaxResponseBytes, MaxDepth: l.MaxDepth, MaxTools: l.MaxTools,

@@ -65,6 +65,8 @@ type daemon struct {
 	watchers map[string]*watchHandle
 	ctlPath  string
 	health   net.Listener
+	// abandoned is set when a stop ran past its bound.
+	abandoned bool
 }
 
 type watchHandle struct {
@@ -102,7 +104,14 @@ func (d *daemon) run(ctx context.Context, cfg *configs.Config) error {
 		return fmt.Errorf("opening store: %w", err)
 	}
 	d.db = db
-	defer d.db.Close() // last: everything else has stopped when it runs
+	defer func() {
+		// Last: everything else has stopped when it runs. After a stop
+		// that ran out of time, workers may still hold transactions; the
+		// process exits next and the kernel releases the file.
+		if !d.abandoned {
+			d.db.Close()
+		}
+	}()
 	if err := d.setConfig(cfg); err != nil {
 		return err
 	}
@@ -123,12 +132,15 @@ func (d *daemon) run(ctx context.Context, cfg *configs.Config) error {
 			d.log.Error("control socket stopped", "error", err)
 		}
 	}()
+	d.startDispatcher(runCtx)
+	d.sched = monitor.NewScheduler(runCtx, cfg.Concurrency, d.log)
+	d.watchers = map[string]*watchHandle{}
 	var health *http.Server
 	if cfg.HTTPListen != "" {
 		hl, err := net.Listen("tcp", cfg.HTTPListen)
 		if err != nil {
-			ctl.Close()
-			wg.Wait()
+			cancel()
+			d.shutdown(ctl, nil, &wg)
 			return fmt.Errorf("listening on http_listen %s: %w", cfg.HTTPListen, err)
 		}
 		d.health = hl
@@ -142,9 +154,6 @@ func (d *daemon) run(ctx context.Context, cfg *configs.Config) error {
 		}()
 	}
 
-	d.startDispatcher(runCtx)
-	d.sched = monitor.NewScheduler(runCtx, cfg.Concurrency, d.log)
-	d.watchers = map[string]*watchHandle{}
 	if err := d.apply(runCtx, cfg); err != nil {
 		cancel()
 		d.shutdown(ctl, health, &wg)
@@ -199,6 +208,7 @@ func (d *daemon) shutdown(ctl, health *http.Server, wg *sync.WaitGroup) error {
 	case <-done:
 	case <-sctx.Done():
 		_ = ctl.Close()
+		d.abandoned = true
 		return fmt.Errorf("stopping took longer than %v; exiting with work unfinished", d.stopBound)
 	}
 	_ = os.Remove(d.ctlPath)
@@ -368,7 +378,8 @@ func (d *daemon) reconcileWatchers(ctx context.Context, cfg *configs.Config) {
 		wctx, cancel := context.WithCancel(ctx)
 		h := &watchHandle{key: serverKey(cfg, s), cancel: cancel, done: make(chan struct{})}
 		w := &monitor.Watcher{
-			Target: t, Opts: dialOptions(cfg), Log: d.log, ConnectTimeout: s.EffectiveTimeout(cfg.Defaults),
+			Target: t, Opts: d.app.dialOptions(cfg), Log: d.log, ConnectTimeout: s.EffectiveTimeout(cfg.Defaults),
+			Resolve: func() (monitor.Target, error) { return d.app.target(s) },
 			OnListing: func(ctx context.Context, l *monitor.Listing, err error) {
 				if l == nil && err == nil {
 					if err := d.sched.PollNow(ctx, s.Name); err != nil && ctx.Err() == nil {

@@ -57,8 +57,12 @@ func (a *App) backend(ctx context.Context, polling bool) (backend, error) {
 		}}
 	if polling {
 		rec := &monitor.Recorder{DB: db, Verifier: ver, UnreachableAfter: cfg.UnreachableAfter, InTx: al.inTx}
-		if cfg.ApproveFirstSeen && cfg.SigningKey != "" {
-			s, err := loadSigner(cfg.SigningKey, a.keyPassword)
+		if cfg.ApproveFirstSeen {
+			key := cfg.SigningKey
+			if key == "" {
+				key = filepath.Join(cfg.DataDir, "approver.key") // as serve does
+			}
+			s, err := loadSigner(key, a.keyPassword)
 			if err != nil {
 				db.Close()
 				return nil, err

@@ -32,7 +32,7 @@ func (p *poller) pollOne(ctx context.Context, s configs.Server) error {
 		return p.record(s, nil, err)
 	}
 	pctx, cancel := context.WithTimeout(ctx, s.EffectiveTimeout(p.cfg.Defaults))
-	l, pollErr := monitor.Poll(pctx, t, dialOptions(p.cfg))
+	l, pollErr := monitor.Poll(pctx, t, p.app.dialOptions(p.cfg))
 	cancel()
 	if ctx.Err() != nil {
 		return ctx.Err()
