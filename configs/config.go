@@ -56,6 +56,7 @@ type Defaults struct {
 // Limits bound what a server may send. Zero means the default.
 type Limits struct {
 	MaxResponseBytes int64 `yaml:"max_response_bytes"` // default 16 MiB
+	MaxListingBytes  int64 `yaml:"max_listing_bytes"`  // default 64 MiB, all pages together
 	MaxDepth         int   `yaml:"max_depth"`          // default 64
 	MaxTools         int   `yaml:"max_tools"`          // default 10000
 	MaxPages         int   `yaml:"max_pages"`          // default 100
@@ -365,6 +366,9 @@ func (c *Config) ApplyDefaults() {
 	l := &c.Limits
 	if unset(l.MaxResponseBytes == 0, "limits.max_response_bytes") {
 		l.MaxResponseBytes = defaultMaxResponseBytes
+	}
+	if unset(l.MaxListingBytes == 0, "limits.max_listing_bytes") {
+		l.MaxListingBytes = 64 << 20
 	}
 	if unset(l.MaxDepth == 0, "limits.max_depth") {
 		l.MaxDepth = defaultMaxDepth

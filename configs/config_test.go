@@ -56,11 +56,11 @@ func TestLoadExample(t *testing.T) {
 		ReadFile:  func(string) ([]byte, error) { return nil, os.ErrNotExist },
 	})
 	for _, want := range []string{
-		`rugwatch.example.yaml:64: servers[0] "everything": env.API_KEY: ${env:EVERYTHING_KEY}: not set`,
-		`rugwatch.example.yaml:70: servers[1] "remote": headers.Authorization: ${file:/run/secrets/remote_token}: no such file`,
-		`rugwatch.example.yaml:78: notify.webhooks[0] "ops": secret: ${env:RUGWATCH_WEBHOOK_SECRET}: not set`,
-		`rugwatch.example.yaml:79: notify.webhooks[0] "ops": secrets[0]: ${file:./old_webhook_secret}: no such file`,
-		`rugwatch.example.yaml:88: notify.email[0] "security": password: ${env:SMTP_PASSWORD}: not set`,
+		`rugwatch.example.yaml:65: servers[0] "everything": env.API_KEY: ${env:EVERYTHING_KEY}: not set`,
+		`rugwatch.example.yaml:71: servers[1] "remote": headers.Authorization: ${file:/run/secrets/remote_token}: no such file`,
+		`rugwatch.example.yaml:79: notify.webhooks[0] "ops": secret: ${env:RUGWATCH_WEBHOOK_SECRET}: not set`,
+		`rugwatch.example.yaml:80: notify.webhooks[0] "ops": secrets[0]: ${file:./old_webhook_secret}: no such file`,
+		`rugwatch.example.yaml:89: notify.email[0] "security": password: ${env:SMTP_PASSWORD}: not set`,
 	} {
 		if err == nil || !containsLine(err.Error(), want) {
 			t.Errorf("CheckReferences error lacks line\n%s\ngot:\n%v", want, err)
@@ -113,7 +113,7 @@ notify:
 		{"client_info", c.ClientInfo, ClientInfo{Name: "rugwatch", Version: "dev"}},
 		{"defaults.schedule", c.Defaults.Schedule, "@every 5m"},
 		{"defaults.timeout", c.Defaults.Timeout, Duration(30 * time.Second)},
-		{"limits", c.Limits, Limits{16 << 20, 64, 10000, 100, 1 << 20, 64 << 10}},
+		{"limits", c.Limits, Limits{16 << 20, 64 << 20, 64, 10000, 100, 1 << 20, 64 << 10}},
 		{"a.transport", c.Servers[0].Transport, "stdio"},
 		{"b.transport", c.Servers[1].Transport, "http"},
 		{"a.schedule", c.Servers[0].EffectiveSchedule(c.Defaults), "@every 5m"},

@@ -102,6 +102,7 @@ func (c *Config) validate() []fieldError {
 		v.fail("defaults.timeout", "must be greater than 0")
 	}
 	v.positive("limits.max_response_bytes", c.Limits.MaxResponseBytes)
+	v.positive("limits.max_listing_bytes", c.Limits.MaxListingBytes)
 	v.positive("limits.max_depth", int64(c.Limits.MaxDepth))
 	v.positive("limits.max_tools", int64(c.Limits.MaxTools))
 	v.positive("limits.max_pages", int64(c.Limits.MaxPages))

@@ -79,6 +79,7 @@ func TestPollRefusesHostileResponses(t *testing.T) {
 		{scenario: "no-tools", hostile: true},
 		{scenario: "huge", limits: Limits{MaxResponseBytes: 1 << 20}, limit: "max_response_bytes"},
 		{scenario: "100k", limit: "max_tools"},
+		{scenario: "100k", limits: Limits{MaxTools: 200_000, MaxListingBytes: 1 << 20}, limit: "max_listing_bytes"},
 	}
 	for _, c := range cases {
 		t.Run(c.scenario, func(t *testing.T) {

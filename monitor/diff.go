@@ -3,9 +3,11 @@ package monitor
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/rugwatch/rugwatch"
 )
@@ -98,4 +100,36 @@ func mustJSON(v any) json.RawMessage {
 		return json.RawMessage("null")
 	}
 	return bytes.TrimRight(buf.Bytes(), "\n")
+}
+
+// maxChangeValue bounds each old or new value carried in events, records
+// and alerts: one drifted 1 MB description must not make a 2 MB webhook
+// that receivers refuse. `rugwatch diff` recomputes the full change.
+const maxChangeValue = 8 << 10
+
+// capChanges truncates long old and new values, saying how much was cut.
+func capChanges(cs []rugwatch.Change) []rugwatch.Change {
+	out := make([]rugwatch.Change, len(cs))
+	for i, c := range cs {
+		c.Old, c.New = capValue(c.Old), capValue(c.New)
+		out[i] = c
+	}
+	return out
+}
+
+func capValue(raw json.RawMessage) json.RawMessage {
+	if len(raw) <= maxChangeValue {
+		return raw
+	}
+	var s string
+	text := string(raw)
+	if json.Unmarshal(raw, &s) == nil {
+		text = s
+	}
+	cut := maxChangeValue
+	for cut > 0 && !utf8.RuneStart(text[cut]) {
+		cut--
+	}
+	b, _ := json.Marshal(fmt.Sprintf("%s…[%d more bytes; see rugwatch diff]", text[:cut], len(text)-cut))
+	return b
 }

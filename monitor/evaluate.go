@@ -147,7 +147,7 @@ func Evaluate(in Input) Outcome {
 		case hasApproval && a.Valid:
 			// The rug pull: withdraw the approval at once, so nothing
 			// downstream can treat the new definition as trusted.
-			changes := Diff(a.Definition, t.Canonical)
+			changes := capChanges(Diff(a.Definition, t.Canonical))
 			sev := DriftSeverity(changes, Findings(a.Definition, fc), rec.Findings)
 			rec.State = rugwatch.StateDrifted
 			rec.ApprovedDigest = a.Digest
@@ -165,7 +165,7 @@ func Evaluate(in Input) Outcome {
 				var changes []rugwatch.Change
 				var approvedFindings []rugwatch.Finding
 				if r, ok := in.Revoked[t.Name]; ok {
-					changes = Diff(r.Definition, t.Canonical)
+					changes = capChanges(Diff(r.Definition, t.Canonical))
 					approvedFindings = Findings(r.Definition, fc)
 				}
 				sev := DriftSeverity(changes, approvedFindings, rec.Findings)
@@ -347,7 +347,7 @@ func evaluateInstructions(in Input, prev store.ServerRecord, next *store.ServerR
 		out.RevokeInstructions = true
 		next.InstructionsState = rugwatch.StateDrifted
 		next.InstructionsApproved = a.Digest
-		changes := Diff(a.Definition, raw)
+		changes := capChanges(Diff(a.Definition, raw))
 		var before []rugwatch.Finding
 		var was string
 		if json.Unmarshal(a.Definition, &was) == nil {

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/signatures"
@@ -455,5 +457,20 @@ func TestRemovedDriftedToolComesBackDrifted(t *testing.T) {
 		if r.Tools["a"].State != rugwatch.StateDrifted {
 			t.Fatalf("round %d: re-added drifted tool is %s, want drifted", round, r.Tools["a"].State)
 		}
+	}
+}
+
+func TestCapChangesBoundsAlertSize(t *testing.T) {
+	long, _ := json.Marshal(strings.Repeat("é", 10_000)) // 20,000 bytes
+	cs := capChanges([]rugwatch.Change{{Path: "/description", Op: "replace", Old: json.RawMessage(`"short"`), New: long}})
+	var got string
+	if err := json.Unmarshal(cs[0].New, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(cs[0].New) > maxChangeValue+100 || !strings.Contains(got, "more bytes; see rugwatch diff") || !utf8.ValidString(got) {
+		t.Fatalf("capped value: %d bytes, %q…", len(cs[0].New), got[len(got)-60:])
+	}
+	if string(cs[0].Old) != `"short"` {
+		t.Errorf("short value changed: %s", cs[0].Old)
 	}
 }

@@ -98,6 +98,7 @@ func (s *Session) ListTools(ctx context.Context) (*Listing, error) {
 		}
 		l.InstructionsDigest = d
 	}
+	var total int64
 	seenCursor := map[string]bool{}
 	pageOf := map[string]int{}
 	names := map[string]rugwatch.Digest{}
@@ -148,6 +149,9 @@ func (s *Session) ListTools(ctx context.Context) (*Listing, error) {
 				return nil, &HostileError{Reason: fmt.Sprintf("page %d, tool %d: empty name", l.Pages, i)}
 			case len(name) > lim.MaxNameBytes:
 				return nil, &LimitError{Limit: "max_name_bytes", Value: int64(lim.MaxNameBytes)}
+			}
+			if total += int64(len(tr)); total > lim.MaxListingBytes {
+				return nil, &LimitError{Limit: "max_listing_bytes", Value: lim.MaxListingBytes}
 			}
 			d, canon, err := signatures.Digest(tr, slim)
 			if err != nil {

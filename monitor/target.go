@@ -30,6 +30,7 @@ type Target struct {
 // withDefaults); a response over a limit fails the poll with *LimitError.
 type Limits struct {
 	MaxResponseBytes int64 // one JSON-RPC message
+	MaxListingBytes  int64 // all tools of one listing, every page together
 	MaxDepth         int   // JSON nesting
 	MaxTools         int   // tools in one listing, all pages together
 	MaxPages         int   // tools/list pages
@@ -46,6 +47,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxResponseBytes <= 0 {
 		l.MaxResponseBytes = 16 << 20
+	}
+	if l.MaxListingBytes <= 0 {
+		l.MaxListingBytes = 64 << 20
 	}
 	def(&l.MaxDepth, 64)
 	def(&l.MaxTools, 10000)

@@ -283,7 +283,7 @@ func (a *App) dialOptions(cfg *configs.Config) monitor.DialOptions {
 		Hashes:     &a.hashes,
 		ClientInfo: monitor.ClientInfo{Name: cfg.ClientInfo.Name, Version: cfg.ClientInfo.Version},
 		Limits: monitor.Limits{
-			MaxResponseBytes: l.MaxResponseBytes, MaxDepth: l.MaxDepth, MaxTools: l.MaxTools,
+			MaxResponseBytes: l.MaxResponseBytes, MaxListingBytes: l.MaxListingBytes, MaxDepth: l.MaxDepth, MaxTools: l.MaxTools,
 			MaxPages: l.MaxPages, MaxStringBytes: l.MaxStringBytes, MaxStderrBytes: l.MaxStderrBytes,
 		},
 	}
