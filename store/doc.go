@@ -19,7 +19,7 @@
 //	├── events                  (the append-only log; bucket sequence = last seq)
 //	│   └── <seq uint64 BE>     → rugwatch.Event, exactly the bytes that were hashed
 //	└── outbox                  (schema v2; the notify dispatcher's deliveries)
-//	    ├── deliveries          (created by the first EnqueueDelivery)
+//	    ├── deliveries          (schema v3, with due and order)
 //	    │   └── <delivery id>   → Delivery; id "dlv_<event id>_<channel>"
 //	    ├── due                 (index: pending deliveries only)
 //	    │   └── <next attempt unix ns, uint64 BE><delivery id> → empty

@@ -38,6 +38,17 @@ var migrations = []migration{
 	{version: 2, name: "create outbox", apply: func(tx *bolt.Tx) error {
 		return createBuckets(tx, bucketOutbox)
 	}},
+	{version: 3, name: "create outbox indexes", apply: func(tx *bolt.Tx) error {
+		// deliveries, due and order; a v2 file that already queued
+		// deliveries has them and keeps its contents.
+		root := tx.Bucket(bucketOutbox)
+		for _, n := range [][]byte{bucketDeliveries, bucketDue, bucketOrder} {
+			if _, err := root.CreateBucketIfNotExists(n); err != nil {
+				return fmt.Errorf("create outbox bucket %q: %w", n, err)
+			}
+		}
+		return nil
+	}},
 }
 
 // SchemaVersion is the schema this binary writes and reads.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -106,8 +107,8 @@ func TestMigration2Outbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if v := fileVersion(t, db); v != 2 {
-		t.Fatalf("version %d, want 2", v)
+	if v := fileVersion(t, db); v != SchemaVersion() {
+		t.Fatalf("version %d, want %d", v, SchemaVersion())
 	}
 	hasBuckets(t, db, bucketOutbox)
 	if err := db.View(func(tx *Tx) error {
@@ -117,6 +118,41 @@ func TestMigration2Outbox(t *testing.T) {
 		}
 		return err
 	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// v2 → v3: the outbox indexes appear; a delivery queued at v2 (which made
+// its sub-buckets on first use) survives.
+func TestMigration3OutboxIndexes(t *testing.T) {
+	path := buildAt(t, 2, func(tx *bolt.Tx) error {
+		d, err := tx.Bucket(bucketOutbox).CreateBucket(bucketDeliveries)
+		if err != nil {
+			return err
+		}
+		return d.Put([]byte("dlv_x_log"), []byte(`{"id":"dlv_x_log","state":"pending"}`))
+	})
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if v := fileVersion(t, db); v != 3 {
+		t.Fatalf("version %d, want 3", v)
+	}
+	err = db.View(func(tx *Tx) error {
+		root := tx.tx.Bucket(bucketOutbox)
+		for _, n := range [][]byte{bucketDeliveries, bucketDue, bucketOrder} {
+			if root.Bucket(n) == nil {
+				t.Errorf("outbox/%s missing after migration 3", n)
+			}
+		}
+		if root.Bucket(bucketDeliveries).Get([]byte("dlv_x_log")) == nil {
+			t.Error("delivery queued at v2 lost")
+		}
+		return nil
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 }
@@ -148,9 +184,10 @@ func TestFailedMigrationRollsBack(t *testing.T) {
 	}
 	defer bdb.Close()
 	boom := errors.New("boom")
-	ms := append(append([]migration(nil), migrations...), migration{version: 3, name: "explode", apply: func(*bolt.Tx) error { return boom }})
+	next := SchemaVersion() + 1
+	ms := append(append([]migration(nil), migrations...), migration{version: next, name: "explode", apply: func(*bolt.Tx) error { return boom }})
 	err = bdb.Update(func(tx *bolt.Tx) error { return migrate(tx, ms) })
-	if !errors.Is(err, boom) || !strings.Contains(err.Error(), "v3 (explode)") {
+	if !errors.Is(err, boom) || !strings.Contains(err.Error(), fmt.Sprintf("v%d (explode)", next)) {
 		t.Fatalf("migrate = %v", err)
 	}
 	_ = bdb.View(func(tx *bolt.Tx) error {
@@ -179,7 +216,7 @@ func TestNewerSchemaRefused(t *testing.T) {
 func TestReadOnlyRefusesOlderSchema(t *testing.T) {
 	path := buildAt(t, 1, nil)
 	_, err := Open(path, Options{ReadOnly: true})
-	if err == nil || !strings.Contains(err.Error(), "schema is v1") || !strings.Contains(err.Error(), "needs v2") {
+	if err == nil || !strings.Contains(err.Error(), "schema is v1") || !strings.Contains(err.Error(), fmt.Sprintf("needs v%d", SchemaVersion())) {
 		t.Fatalf("read-only Open of a v1 file: %v", err)
 	}
 	// And it did not migrate behind our back.

@@ -39,9 +39,9 @@ type Delivery struct {
 	DeliveredAt time.Time `json:"delivered_at,omitzero"`
 }
 
-// Sub-buckets of outbox; see the tree in doc.go. They are created by the
-// first write that needs them, so a store migrated to v2 that never queued
-// anything reads as an empty outbox.
+// Sub-buckets of outbox; see the tree in doc.go. Migration 3 creates them;
+// the outbox still creates one it finds missing, and reads a missing one
+// as empty, so a read-only open of an older file works.
 var (
 	bucketDeliveries = []byte("deliveries")
 	bucketDue        = []byte("due")
