@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -111,7 +112,10 @@ func BenchmarkCheckCycle200x50(b *testing.B) {
 
 // BenchmarkPoll10kTools polls one stdio server listing 10,000 tools.
 func BenchmarkPoll10kTools(b *testing.B) {
-	exe := selfExe(b)
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
 	tg := Target{Name: "big", Transport: TransportStdio, Command: exe, Args: []string{"-test.run=^$"},
 		Env: map[string]string{"RUGWATCH_TEST_SERVER": "sdk", "TOOLS": "10000"}}
 	b.ReportAllocs()
@@ -175,9 +179,4 @@ func BenchmarkWatchLatency(b *testing.B) {
 		b.ReportMetric(float64(lags[len(lags)/2].Microseconds())/1000, "median-ms")
 		b.ReportMetric(float64(lags[len(lags)-1].Microseconds())/1000, "max-ms")
 	}
-}
-
-func selfExe(b *testing.B) string {
-	t := selfTarget(&testing.T{}, "sdk", nil)
-	return t.Command
 }

@@ -250,6 +250,9 @@ func DriftSeverity(changes []rugwatch.Change, approved, observed []rugwatch.Find
 		switch {
 		case strings.HasPrefix(p, "/inputSchema/") && c.Op == "add" && isPropertyPath(p):
 			return rugwatch.SeverityCritical
+		case strings.HasPrefix(p, "/inputSchema") && strings.HasSuffix(p, "/properties") && c.Op != "remove" && hasMembers(c.New):
+			// The first parameters arrive as a whole properties object.
+			return rugwatch.SeverityCritical
 		case p == "/annotations/readOnlyHint" && c.Op != "add" && isTrue(c.Old) && !isTrue(c.New):
 			return rugwatch.SeverityCritical
 		case p == "/annotations/destructiveHint" && !isTrue(c.Old) && isTrue(c.New):
@@ -289,6 +292,12 @@ func isPropertyPath(p string) bool {
 }
 
 func isTrue(raw json.RawMessage) bool { return string(raw) == "true" }
+
+// hasMembers reports whether raw is a JSON object with at least one member.
+func hasMembers(raw json.RawMessage) bool {
+	var m map[string]json.RawMessage
+	return json.Unmarshal(raw, &m) == nil && len(m) > 0
+}
 
 // summarize names the changed paths for a one-line message.
 func summarize(changes []rugwatch.Change) string {

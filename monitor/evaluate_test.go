@@ -458,6 +458,14 @@ func TestRemovedDriftedToolComesBackDrifted(t *testing.T) {
 			t.Fatalf("round %d: re-added drifted tool is %s, want drifted", round, r.Tools["a"].State)
 		}
 	}
+	// Back with yet another definition: a drift event that still says
+	// what changed against the approved definition.
+	h.record(listingOf(t), nil)
+	evil2 := json.RawMessage(`{"name":"a","description":"honest","inputSchema":{"type":"object","properties":{"sidenote":{"type":"string"}}}}`)
+	_, ev := h.record(listingOf(t, evil2), nil)
+	if len(ev) != 1 || ev[0].Type != rugwatch.EventToolDrifted || len(ev[0].Changes) == 0 || ev[0].Severity != rugwatch.SeverityCritical {
+		t.Fatalf("re-added with a new definition: %+v", ev)
+	}
 }
 
 func TestCapChangesBoundsAlertSize(t *testing.T) {
@@ -472,5 +480,17 @@ func TestCapChangesBoundsAlertSize(t *testing.T) {
 	}
 	if string(cs[0].Old) != `"short"` {
 		t.Errorf("short value changed: %s", cs[0].Old)
+	}
+}
+
+func TestDriftSeverityFirstParameters(t *testing.T) {
+	a := json.RawMessage(`{"name":"a","inputSchema":{"type":"object"}}`)
+	b := json.RawMessage(`{"name":"a","inputSchema":{"type":"object","properties":{"path":{"type":"string"}}}}`)
+	if sev := DriftSeverity(Diff(a, b), nil, nil); sev != rugwatch.SeverityCritical {
+		t.Fatalf("first parameter added as a whole properties object: %s, want critical", sev)
+	}
+	c := json.RawMessage(`{"name":"a","inputSchema":{"type":"object","properties":{}}}`)
+	if sev := DriftSeverity(Diff(a, c), nil, nil); sev != rugwatch.SeverityWarning {
+		t.Fatalf("empty properties added: %s, want warning", sev)
 	}
 }

@@ -124,22 +124,19 @@ func (r *Recorder) Record(server, transport string, l *Listing, pollErr error) (
 				in.Instructions = &ia
 			}
 		}
-		// Drifted tools are diffed against the approval drift withdrew.
+		// Drifted tools (also those removed while drifted) are diffed
+		// against the approval drift withdrew.
 		for name, t := range prev.Tools {
-			if t.State != rugwatch.StateDrifted || t.ApprovedDigest == "" {
+			drifted := t.State == rugwatch.StateDrifted || (t.State == rugwatch.StateRemoved && t.PrevState == rugwatch.StateDrifted)
+			if !drifted || t.ApprovedDigest == "" {
 				continue
 			}
-			hist, err := tx.ApprovalHistory(server, name)
+			a, ok, err := FindApproval(tx, r.check, server, name, t.ApprovedDigest)
 			if err != nil {
 				return err
 			}
-			for i := len(hist) - 1; i >= 0; i-- {
-				if hist[i].Digest == t.ApprovedDigest {
-					if a := r.check(hist[i]); a.Valid {
-						in.Revoked[name] = a
-					}
-					break
-				}
+			if ok {
+				in.Revoked[name] = a
 			}
 		}
 		out = Evaluate(in)
@@ -252,4 +249,31 @@ func CheckApproval(v Verifier, a store.ApprovalRecord) Approved {
 	out.Definition = st.Definition
 	out.Valid = true
 	return out
+}
+
+// FindApproval finds the verified approval of a tool under digest: the
+// current one, else the newest in history (a drifted or revoked tool's
+// approval lives there). check verifies a record.
+func FindApproval(tx *store.Tx, check func(store.ApprovalRecord) Approved, server, tool string, digest rugwatch.Digest) (Approved, bool, error) {
+	cur, ok, err := tx.Approval(server, store.KindTool, tool)
+	if err != nil {
+		return Approved{}, false, err
+	}
+	if ok && cur.Digest == digest {
+		if a := check(cur); a.Valid {
+			return a, true, nil
+		}
+	}
+	hist, err := tx.ApprovalHistory(server, tool)
+	if err != nil {
+		return Approved{}, false, err
+	}
+	for i := len(hist) - 1; i >= 0; i-- {
+		if hist[i].Kind == store.KindTool && hist[i].Digest == digest {
+			if a := check(hist[i]); a.Valid {
+				return a, true, nil
+			}
+		}
+	}
+	return Approved{}, false, nil
 }

@@ -150,16 +150,13 @@ func (a *App) Run(ctx context.Context, args []string) int {
 		return exitError
 	}
 	err = run(ctx, cargs)
-	var ue usageError
 	switch {
 	case err == nil:
 		return exitClean
 	case errors.Is(err, errFindings):
 		return exitFindings
-	case errors.As(err, &ue):
-		fmt.Fprintf(a.Stderr, "rugwatch %s: %v\n", cmd, err)
-		return exitError
 	default:
+		// Usage errors say what to type instead; both exit 2.
 		fmt.Fprintf(a.Stderr, "rugwatch %s: %v\n", cmd, err)
 		return exitError
 	}

@@ -163,8 +163,13 @@ func (l *local) Diff(ctx context.Context, server, tool string) (DiffResult, erro
 				ApprovedDigest: t.ApprovedDigest, ObservedDigest: t.ObservedDigest, Changes: []rugwatch.Change{},
 				Findings: append([]rugwatch.Finding{}, t.Findings...)}
 			if t.ApprovedDigest != "" && t.ApprovedDigest != t.ObservedDigest {
-				if def, ok := approvedDefinition(tx, l.ver, server, n, t.ApprovedDigest); ok {
-					d.Changes = monitor.Diff(def, t.Definition)
+				check := func(a store.ApprovalRecord) monitor.Approved { return monitor.CheckApproval(l.ver, a) }
+				a, ok, err := monitor.FindApproval(tx, check, server, n, t.ApprovedDigest)
+				if err != nil {
+					return err
+				}
+				if ok {
+					d.Changes = monitor.Diff(a.Definition, t.Definition)
 				}
 			}
 			res.Definitions[n] = t.Definition

@@ -161,12 +161,10 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 		}
 		signed = append(signed, SignedApproval{Kind: store.KindInstructions, Digest: rec.InstructionsDigest, Envelope: env, Note: *note})
 	}
-	n, err := b.Approve(ctx, server, signed, launch)
-	if err != nil {
+	if _, err := b.Approve(ctx, server, signed, launch); err != nil {
 		return err
 	}
 	fmt.Fprintf(a.Stdout, "approved %s of %s with key %s\n", approvalSubject(len(picked), instr, launch), server, signer.KeyID())
-	_ = n
 	return nil
 }
 
@@ -209,6 +207,3 @@ func pickTools(rec store.ServerRecord, names []string, all bool) ([]store.ToolRe
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
 }
-
-// verifyApproval is CheckApproval for the CLI.
-var verifyApproval = monitor.CheckApproval

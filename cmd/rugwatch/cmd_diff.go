@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"github.com/rugwatch/rugwatch"
-	"github.com/rugwatch/rugwatch/monitor"
-	"github.com/rugwatch/rugwatch/store"
 	"github.com/rugwatch/rugwatch/visible"
 )
 
@@ -79,27 +77,4 @@ func (a *App) runDiff(ctx context.Context, args []string) error {
 		}
 	}
 	return nil
-}
-
-// approvedDefinition finds the verified definition approved under digest:
-// the current approval or, for a drifted or revoked tool, the one in
-// history.
-func approvedDefinition(tx *store.Tx, ver monitor.Verifier, server, tool string, digest rugwatch.Digest) ([]byte, bool) {
-	if cur, ok, err := tx.Approval(server, store.KindTool, tool); err == nil && ok && cur.Digest == digest {
-		if a := verifyApproval(ver, cur); a.Valid {
-			return a.Definition, true
-		}
-	}
-	hist, err := tx.ApprovalHistory(server, tool)
-	if err != nil {
-		return nil, false
-	}
-	for i := len(hist) - 1; i >= 0; i-- {
-		if hist[i].Digest == digest && hist[i].Kind == store.KindTool {
-			if a := verifyApproval(ver, hist[i]); a.Valid {
-				return a.Definition, true
-			}
-		}
-	}
-	return nil, false
 }

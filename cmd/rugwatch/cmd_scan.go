@@ -72,16 +72,16 @@ func (a *App) runScan(ctx context.Context, args []string) error {
 	critical := false
 	var sarif []SARIFInput
 	for _, tool := range l.Tools {
-		fs := monitor.Findings(tool.Canonical, monitor.FindingContext{Server: t.Name})
-		if fs == nil {
-			fs = []rugwatch.Finding{}
+		found := monitor.Findings(tool.Canonical, monitor.FindingContext{Server: t.Name})
+		if found == nil {
+			found = []rugwatch.Finding{}
 		}
-		if monitor.MaxSeverity(fs) == rugwatch.SeverityCritical {
+		if monitor.MaxSeverity(found) == rugwatch.SeverityCritical {
 			critical = true
 		}
-		rep.Tools = append(rep.Tools, ScanTool{Name: tool.Name, Digest: tool.Digest, Findings: fs})
-		if len(fs) > 0 {
-			sarif = append(sarif, SARIFInput{Server: t.Name, Tool: tool.Name, Findings: fs, Digest: tool.Digest})
+		rep.Tools = append(rep.Tools, ScanTool{Name: tool.Name, Digest: tool.Digest, Findings: found})
+		if len(found) > 0 {
+			sarif = append(sarif, SARIFInput{Server: t.Name, Tool: tool.Name, Findings: found, Digest: tool.Digest})
 		}
 	}
 	// A critical finding fails a CI pipeline running scan one-shot.
