@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/rugwatch/rugwatch"
@@ -41,22 +40,13 @@ func (al *alerting) dispatcher(db *store.DB, log *slog.Logger) *notify.Dispatche
 
 // drain attempts every delivery that is due once, then returns: a one-shot
 // `check` alerts as the daemon would, and leaves retries in the outbox for
-// the next run of serve or check.
+// the next run of serve or check. Retries are scheduled after start, so
+// they end the loop; alert.dead reports queued by a failure are due at
+// once and go out in the next pass.
 func drain(ctx context.Context, d *notify.Dispatcher, bound time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	start := time.Now()
-	runCtx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	var runErr error
-	go func() {
-		defer wg.Done()
-		runErr = d.Run(runCtx)
-	}()
-	defer func() { stop(); wg.Wait() }()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
 	for {
 		var due []store.Delivery
 		err := d.DB.View(func(tx *store.Tx) error {
@@ -64,18 +54,14 @@ func drain(ctx context.Context, d *notify.Dispatcher, bound time.Duration) error
 			due, err = tx.DueDeliveries(start, 1)
 			return err
 		})
-		if err != nil {
+		if err != nil || len(due) == 0 {
 			return err
 		}
-		if len(due) == 0 {
-			stop()
-			wg.Wait()
-			return runErr
+		if err := d.DeliverDue(ctx); err != nil {
+			return err
 		}
-		select {
-		case <-ctx.Done():
+		if ctx.Err() != nil {
 			return fmt.Errorf("alerts still pending after %v; they stay queued for the next run", bound)
-		case <-tick.C:
 		}
 	}
 }
