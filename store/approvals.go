@@ -78,26 +78,33 @@ func decodeApproval(v []byte) (ApprovalRecord, error) {
 // Approval returns the current approval for (server, kind, tool); false if
 // there is none.
 func (t *Tx) Approval(server, kind, tool string) (ApprovalRecord, bool, error) {
+	a, _, ok, err := t.current(server, kind, tool)
+	return a, ok, err
+}
+
+// current reads the current approval for (server, kind, tool) and the
+// server's bucket it lives in; false if there is none.
+func (t *Tx) current(server, kind, tool string) (ApprovalRecord, *bolt.Bucket, bool, error) {
 	b, err := t.bucket(bucketApprovals)
 	if err != nil {
-		return ApprovalRecord{}, false, err
+		return ApprovalRecord{}, nil, false, err
 	}
 	if err := checkApprovalKey(server, kind, tool); err != nil {
-		return ApprovalRecord{}, false, err
+		return ApprovalRecord{}, nil, false, err
 	}
 	sb := b.Bucket([]byte(server))
 	if sb == nil {
-		return ApprovalRecord{}, false, nil
+		return ApprovalRecord{}, nil, false, nil
 	}
 	v := sb.Get(approvalKey(kind, tool))
 	if v == nil {
-		return ApprovalRecord{}, false, nil
+		return ApprovalRecord{}, sb, false, nil
 	}
 	a, err := decodeApproval(v)
 	if err != nil {
-		return ApprovalRecord{}, false, fmt.Errorf("decode approval %s/%s %q: %w", server, kind, tool, err)
+		return ApprovalRecord{}, nil, false, fmt.Errorf("decode approval %s/%s %q: %w", server, kind, tool, err)
 	}
-	return a, true, nil
+	return a, sb, true, nil
 }
 
 // Approvals returns the current approvals of server, or of every server if
@@ -170,25 +177,9 @@ func (t *Tx) PutApproval(a ApprovalRecord) error {
 // moving it to the history with RevokedAt (at, or now if zero) and reason.
 // It returns the revoked record; false if there was no current approval.
 func (t *Tx) RevokeApproval(server, kind, tool, reason string, at time.Time) (ApprovalRecord, bool, error) {
-	b, err := t.bucket(bucketApprovals)
-	if err != nil {
+	a, sb, ok, err := t.current(server, kind, tool)
+	if err != nil || !ok {
 		return ApprovalRecord{}, false, err
-	}
-	if err := checkApprovalKey(server, kind, tool); err != nil {
-		return ApprovalRecord{}, false, err
-	}
-	sb := b.Bucket([]byte(server))
-	if sb == nil {
-		return ApprovalRecord{}, false, nil
-	}
-	key := approvalKey(kind, tool)
-	v := sb.Get(key)
-	if v == nil {
-		return ApprovalRecord{}, false, nil
-	}
-	a, err := decodeApproval(v)
-	if err != nil {
-		return ApprovalRecord{}, false, fmt.Errorf("decode approval %s/%s %q: %w", server, kind, tool, err)
 	}
 	if at.IsZero() {
 		at = t.db.now().UTC()
@@ -198,7 +189,7 @@ func (t *Tx) RevokeApproval(server, kind, tool, reason string, at time.Time) (Ap
 	if err := t.appendHistory(a); err != nil {
 		return ApprovalRecord{}, false, err
 	}
-	if err := sb.Delete(key); err != nil {
+	if err := sb.Delete(approvalKey(kind, tool)); err != nil {
 		return ApprovalRecord{}, false, fmt.Errorf("delete approval %s/%s %q: %w", server, kind, tool, err)
 	}
 	return a, true, nil
