@@ -193,6 +193,7 @@ func (v *validator) server(p string, s Server, names map[string]int, i int) {
 		v.secret(p+".env."+k, s.Env[k])
 	}
 	v.headers(p, s.Headers)
+	v.secretTransport(p, s.URL, s.Headers)
 }
 
 func (v *validator) headers(p string, h map[string]Secret) {
@@ -259,6 +260,7 @@ func (v *validator) webhook(p string, w Webhook, channels map[string]string) {
 		v.secret(sp, s)
 	}
 	v.headers(p, w.Headers)
+	v.secretTransport(p, w.URL, w.Headers)
 	v.severity(p, w.MinSeverity)
 }
 
@@ -275,7 +277,7 @@ func (v *validator) email(p string, e Email, channels map[string]string) {
 	switch e.TLS {
 	case TLSStartTLS, TLSImplicit:
 	case TLSNone:
-		if !isLoopback(e.Host) {
+		if !IsLoopbackHost(e.Host) {
 			v.fail(p+".tls", "none is only allowed for a loopback host (localhost, 127.0.0.0/8, ::1)")
 		}
 	default:
@@ -358,18 +360,10 @@ func checkListen(s string) error {
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return errors.New("port must be a number between 0 and 65535")
 	}
-	if !isLoopback(host) {
+	if !IsLoopbackHost(host) {
 		return errors.New("must be a loopback address (localhost, 127.0.0.0/8, ::1)")
 	}
 	return nil
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // validHeaderName reports whether s is an RFC 9110 token.
