@@ -86,7 +86,7 @@ func (m *Email) notify(ctx context.Context, e rugwatch.Event, forms *[]string) (
 		// configs validates this; checked again because a Config built in
 		// code skips validation, and a password must not cross a network
 		// in the clear.
-		if !isLoopback(cfg.Host) {
+		if !configs.IsLoopbackHost(cfg.Host) {
 			return false, fmt.Errorf("tls none refused for non-loopback host %s", cfg.Host)
 		}
 		opts = append(opts, mail.WithTLSPolicy(mail.NoTLS))
@@ -176,8 +176,8 @@ func smtpRetry(err error) bool {
 	return true
 }
 
-// message composes the mail for e. Only rugwatch's own text and
-// visible.Line-rendered names reach headers; everything from the server is
+// message composes the mail for e. Only rugwatch's own text and names
+// that pass headerToken reach headers; everything from the server is
 // in the body, rendered by package visible.
 func (m *Email) message(e rugwatch.Event) (*mail.Msg, error) {
 	msg := mail.NewMsg(mail.WithNoDefaultUserAgent())
@@ -199,14 +199,42 @@ func (m *Email) message(e rugwatch.Event) (*mail.Msg, error) {
 	return msg, nil
 }
 
-// Subject is "[rugwatch] <SEVERITY> <type> <server>/<tool>", every part
-// rendered on one line with controls escaped, so that no CR or LF from a
-// server can end the header.
+// Subject is "[rugwatch] <SEVERITY> <type> <server>/<tool>". A header
+// carries no text a server chose: every part must be a plain token
+// (headerToken), else a neutral placeholder stands in its place and the
+// body, rendered by package visible, says what it was. Escaping alone is
+// not enough: an escaped name still lets a server write what the reader's
+// inbox list shows (a fake "[rugwatch] INFO" prefix, 500 characters that
+// push the real severity out of view, words dressed as another tool).
 func Subject(e rugwatch.Event) string {
-	s := fmt.Sprintf("[rugwatch] %s %s %s", strings.ToUpper(visible.Line(string(e.Severity))),
-		visible.Line(string(e.Type)), visible.Line(e.Server))
+	s := fmt.Sprintf("[rugwatch] %s %s %s",
+		strings.ToUpper(headerToken(string(e.Severity), "(unknown severity)")),
+		headerToken(string(e.Type), "(unknown type)"),
+		// Server names are restricted by configs already; checked again
+		// because an Event may come from a store written under another
+		// config, or be built in code.
+		headerToken(e.Server, "(unprintable server name)"))
 	if e.Tool != "" {
-		s += "/" + visible.Line(e.Tool)
+		s += "/" + headerToken(e.Tool, "(unprintable tool name)")
+	}
+	return s
+}
+
+// maxHeaderToken bounds one name in a header; longer tool names exist, and
+// get the placeholder.
+const maxHeaderToken = 64
+
+// headerToken returns s when it is 1 to maxHeaderToken characters of
+// [A-Za-z0-9._-], else placeholder.
+func headerToken(s, placeholder string) string {
+	if s == "" || len(s) > maxHeaderToken {
+		return placeholder
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == '.' || c == '_' || c == '-' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+			return placeholder
+		}
 	}
 	return s
 }
@@ -316,12 +344,4 @@ func shellWord(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -123,7 +123,8 @@ func TestEmailHeaderInjectionImpossible(t *testing.T) {
 		}
 	}
 	subject := decodeHeader(t, msg.Header.Get("Subject"))
-	if want := `[rugwatch] CRITICAL tool.drifted srv\nX-Injected: 1\r\n\r\nbody/echo\r\nBcc: evil@x`; subject != want {
+	// Neither name is a plain token, so neither reaches the header at all.
+	if want := `[rugwatch] CRITICAL tool.drifted (unprintable server name)/(unprintable tool name)`; subject != want {
 		t.Errorf("Subject %q, want %q", subject, want)
 	}
 	if strings.ContainsAny(subject, "\r\n") {

@@ -153,7 +153,7 @@ func TestEmailThroughMailpit(t *testing.T) {
 		t.Fatalf("mailpit holds %d messages", len(list.Messages))
 	}
 	got := list.Messages[0]
-	if want := `[rugwatch] CRITICAL tool.drifted everything/echo\r\nBcc: evil@x`; got.Subject != want {
+	if want := `[rugwatch] CRITICAL tool.drifted everything/(unprintable tool name)`; got.Subject != want {
 		t.Errorf("Subject %q, want %q", got.Subject, want)
 	}
 	if got.MessageID != e.ID+"@rugwatch" {
