@@ -142,14 +142,25 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 			continue
 		}
 		p := joinPath(path, k.Value)
-		if first, dup := seen[k.Value]; dup {
-			d.fail(k.Line, p, fmt.Sprintf("duplicate key (first on line %d)", first))
+		if !d.claimKey(seen, k, p) {
 			continue
 		}
-		seen[k.Value] = k.Line
-		d.lines[p] = k.Line
 		d.decode(val, v.Field(idx), p)
 	}
+}
+
+// claimKey records the mapping key k (at path p) as seen and remembers its
+// line for later errors. A key already in seen fails, naming the line of its
+// first use, because YAML would otherwise let the last one win silently and
+// a reviewer reading the first would be misled.
+func (d *decoder) claimKey(seen map[string]int, k *yaml.Node, p string) bool {
+	if first, dup := seen[k.Value]; dup {
+		d.fail(k.Line, p, fmt.Sprintf("duplicate key (first on line %d)", first))
+		return false
+	}
+	seen[k.Value] = k.Line
+	d.lines[p] = k.Line
+	return true
 }
 
 func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) {
@@ -170,12 +181,9 @@ func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) {
 			continue
 		}
 		p := joinPath(path, k.Value)
-		if first, dup := seen[k.Value]; dup {
-			d.fail(k.Line, p, fmt.Sprintf("duplicate key (first on line %d)", first))
+		if !d.claimKey(seen, k, p) {
 			continue
 		}
-		seen[k.Value] = k.Line
-		d.lines[p] = k.Line
 		e := reflect.New(v.Type().Elem()).Elem()
 		d.decode(val, e, p)
 		m.SetMapIndex(reflect.ValueOf(k.Value).Convert(v.Type().Key()), e)

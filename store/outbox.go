@@ -204,13 +204,9 @@ func (t *Tx) DueDeliveries(now time.Time, limit int) ([]Delivery, error) {
 		if len(k) < 8 || bytes.Compare(k[:8], end) > 0 {
 			break
 		}
-		id := string(k[8:])
-		d, ok, err := getDelivery(deliveries, id)
+		d, err := indexedDelivery(deliveries, "due", k)
 		if err != nil {
 			return nil, err
-		}
-		if !ok {
-			return nil, fmt.Errorf("outbox due index names missing delivery %s", id)
 		}
 		out = append(out, d)
 	}
@@ -228,12 +224,9 @@ func (t *Tx) NextDue() (time.Time, bool, error) {
 	if k == nil {
 		return time.Time{}, false, nil
 	}
-	d, ok, err := getDelivery(deliveries, string(k[8:]))
+	d, err := indexedDelivery(deliveries, "due", k)
 	if err != nil {
 		return time.Time{}, false, err
-	}
-	if !ok {
-		return time.Time{}, false, fmt.Errorf("outbox due index names missing delivery %s", k[8:])
 	}
 	return d.NextAttempt, true, nil
 }
@@ -256,13 +249,9 @@ func (t *Tx) ListDeliveries(state string, limit int) ([]Delivery, error) {
 		if limit > 0 && len(out) >= limit {
 			break
 		}
-		id := string(k[8:])
-		d, ok, err := getDelivery(deliveries, id)
+		d, err := indexedDelivery(deliveries, "order", k)
 		if err != nil {
 			return nil, err
-		}
-		if !ok {
-			return nil, fmt.Errorf("outbox order index names missing delivery %s", id)
 		}
 		if state == "" || d.State == state {
 			out = append(out, d)
@@ -286,6 +275,22 @@ func (t *Tx) Event(seq uint64) (rugwatch.Event, bool, error) {
 		return rugwatch.Event{}, false, fmt.Errorf("decode event %d: %w", seq, err)
 	}
 	return e, true, nil
+}
+
+// indexedDelivery reads the delivery an index key names: 8 bytes of order
+// (a due time or an event seq), then the delivery id. The indexes are
+// written in the same transaction as the deliveries, so a key naming none
+// means a corrupt outbox, reported as such rather than skipped.
+func indexedDelivery(deliveries *bolt.Bucket, index string, k []byte) (Delivery, error) {
+	id := string(k[8:])
+	d, ok, err := getDelivery(deliveries, id)
+	if err != nil {
+		return Delivery{}, err
+	}
+	if !ok {
+		return Delivery{}, fmt.Errorf("outbox %s index names missing delivery %s", index, id)
+	}
+	return d, nil
 }
 
 func checkDeliveryState(s string) error {
