@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
 
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/configs"
@@ -78,13 +77,4 @@ func Route(channels []ChannelInfo, e rugwatch.Event) []string {
 		}
 	}
 	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -118,7 +120,8 @@ func (w *Webhook) notify(ctx context.Context, e rugwatch.Event, forms *[]string)
 	if err != nil {
 		return false, errors.New("build request: invalid URL")
 	}
-	for _, name := range sortedKeys(w.Config.Headers) {
+	// Sorted so that a refusal names the same header on every attempt.
+	for _, name := range slices.Sorted(maps.Keys(w.Config.Headers)) {
 		canon := textproto.CanonicalMIMEHeaderKey(name)
 		if reservedWebhookHeaders[canon] {
 			return false, fmt.Errorf("header %s is set by rugwatch itself", canon)
