@@ -6,7 +6,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -15,6 +14,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
@@ -228,6 +228,9 @@ func LoadPrivateKey(path string, password func() ([]byte, error)) (*Signer, erro
 	if block == nil {
 		return nil, fmt.Errorf("private key %s: no PEM block", path)
 	}
+	if legacyEncryptedPEM(block) {
+		return nil, fmt.Errorf("private key %s uses legacy PEM encryption (RFC 1423), which is unauthenticated and open to padding-oracle attacks; convert it with `openssl pkcs8 -topk8 -v2 aes-256-cbc` or generate a new one with `rugwatch keys generate`", path)
+	}
 	var pf cryptoutils.PassFunc
 	if encryptedPEM(block) {
 		if password == nil {
@@ -265,7 +268,17 @@ func encryptedPEM(b *pem.Block) bool {
 		"ENCRYPTED PRIVATE KEY":
 		return true
 	}
-	return x509.IsEncryptedPEMBlock(b) //nolint:staticcheck // detection only
+	return false
+}
+
+// legacyEncryptedPEM reports an RFC 1423 encrypted block (a Proc-Type
+// header saying ENCRYPTED), the test x509.IsEncryptedPEMBlock made before
+// its deprecation. rugwatch never wrote such keys (GenerateKeyPair writes
+// PKCS#8, plain or sigstore-encrypted), and sigstore would decrypt one
+// without authenticating it, so they are refused before any password is
+// asked for.
+func legacyEncryptedPEM(b *pem.Block) bool {
+	return strings.Contains(b.Headers["Proc-Type"], "ENCRYPTED")
 }
 
 // LoadPublicKey loads one approver public key (PEM, PKIX, ed25519).

@@ -2,8 +2,11 @@ package signatures
 
 import (
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"os"
 	"path/filepath"
@@ -290,5 +293,42 @@ func TestKeyIDIsPKIXDigest(t *testing.T) {
 	}
 	if want := string(DigestOf(der)); id != want {
 		t.Errorf("key id %s, sha256(PKIX DER) %s", id, want)
+	}
+}
+
+// A key under legacy PEM encryption (RFC 1423) is refused before any
+// password is asked for. The same bytes decrypt through sigstore's parser
+// when handed a password, which is what LoadPrivateKey did before it
+// checked: the refusal is rugwatch's, not sigstore's.
+func TestLoadPrivateKeyRefusesLegacyPEMEncryption(t *testing.T) {
+	t.Parallel()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	//lint:ignore SA1019 building the insecure legacy block the loader must refuse
+	block, err := x509.EncryptPEMBlock(rand.Reader, "PRIVATE KEY", der, []byte("pw"), x509.PEMCipherAES256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := pem.EncodeToMemory(block)
+	if _, err := cryptoutils.UnmarshalPEMToPrivateKey(data, cryptoutils.StaticPasswordFunc([]byte("pw"))); err != nil {
+		t.Fatalf("without rugwatch's check the legacy key would not load either, so this test proves nothing: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), PrivateKeyFile)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int32
+	_, err = LoadPrivateKey(path, staticPassword("pw", &calls))
+	if err == nil || !strings.Contains(err.Error(), "legacy PEM encryption") {
+		t.Fatalf("LoadPrivateKey = %v, want a legacy PEM encryption refusal", err)
+	}
+	if calls.Load() != 0 {
+		t.Errorf("password asked %d times for a key that is refused anyway", calls.Load())
 	}
 }

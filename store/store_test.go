@@ -11,6 +11,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/rugwatch/rugwatch"
 )
@@ -358,7 +359,7 @@ func TestReadOnlyOpen(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := ro.Update(func(tx *Tx) error { return nil }); !errors.Is(err, bolt.ErrDatabaseReadOnly) {
+	if err := ro.Update(func(tx *Tx) error { return nil }); !errors.Is(err, bolterrors.ErrDatabaseReadOnly) {
 		t.Errorf("Update on read-only store: %v", err)
 	}
 	// Two readers share the lock.
