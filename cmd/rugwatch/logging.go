@@ -41,7 +41,7 @@ func newLogger(w io.Writer, format, level string, lookupEnv func(string) (string
 		return nil, fmt.Errorf("--log-format %q: want auto, text or json", format)
 	}
 	_, noColor := lookupEnv("NO_COLOR")
-	return slog.New(tint.NewHandler(w, &tint.Options{Level: lvl, TimeFormat: time.TimeOnly, NoColor: noColor || !tty})), nil
+	return slog.New(tint.NewTextHandler(w, &tint.Options{Level: lvl, TimeFormat: time.TimeOnly, NoColor: noColor || !tty})), nil
 }
 
 func isTerminal(w io.Writer) bool {
