@@ -133,4 +133,11 @@ type Event struct {
 	// Prev is the digest of the previous event record as stored; the first
 	// event's Prev is empty. Editing any stored record breaks the chain.
 	Prev Digest `json:"prev,omitempty"`
+	// ChainHead is the chain digest after this event: the digest of its
+	// record as stored, which the next record carries as Prev. It is never
+	// part of the stored bytes (it cannot hash itself); the store derives it
+	// from them on every read. An alert carries Seq and ChainHead so its
+	// receiver can later prove the log was cut or rolled back
+	// (rugwatch verify --head SEQ:HEAD).
+	ChainHead Digest `json:"chain_head,omitempty"`
 }

@@ -270,8 +270,8 @@ func (t *Tx) Event(seq uint64) (rugwatch.Event, bool, error) {
 	if v == nil {
 		return rugwatch.Event{}, false, nil
 	}
-	var e rugwatch.Event
-	if err := json.Unmarshal(v, &e); err != nil {
+	e, err := decodeEvent(v)
+	if err != nil {
 		return rugwatch.Event{}, false, fmt.Errorf("decode event %d: %w", seq, err)
 	}
 	return e, true, nil
