@@ -530,7 +530,7 @@ const (
 // padding reports a run of whitespace long enough to push the text after it
 // off-screen. Trailing whitespace hides nothing and is not reported.
 func padding(s string) (string, int) {
-	run, runStart := 0, 0
+	run, runStart, blank := 0, 0, false
 	lines, lineStart := 0, 0
 	for i, r := range s {
 		switch {
@@ -539,23 +539,33 @@ func padding(s string) (string, int) {
 				lineStart = i
 			}
 			lines++
-			run = 0
+			run, blank = 0, false
 			continue
-		case r == ' ' || r == '\t' || r == 0xa0 || r == 0x3000 || (r >= 0x2000 && r <= 0x200a) || r == 0x202f || r == 0x205f:
+		case r == ' ' || r == '\t' || visible.Blank(r):
+			// visible.Blank: the other Unicode spaces and the characters
+			// that only look blank (braille blank, Hangul fillers) push
+			// text away just as well.
 			if run == 0 {
 				runStart = i
+			}
+			if r != ' ' && r != '\t' {
+				blank = true
 			}
 			run++
 			continue
 		}
 		// r is visible text: did a long run come before it?
 		if run >= padSpaces {
-			return fmt.Sprintf("%d spaces in a row before more text", run), runStart
+			what := "spaces"
+			if blank {
+				what = "spaces or blank-looking characters"
+			}
+			return fmt.Sprintf("%d %s in a row before more text", run, what), runStart
 		}
 		if lines > padLines {
 			return fmt.Sprintf("%d blank lines in a row before more text", lines-1), lineStart
 		}
-		run, lines = 0, 0
+		run, lines, blank = 0, 0, false
 	}
 	return "", 0
 }
