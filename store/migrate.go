@@ -2,7 +2,9 @@ package store
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
+	"strconv"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -49,6 +51,98 @@ var migrations = []migration{
 		}
 		return nil
 	}},
+	{version: 4, name: "backfill transition seqs", apply: backfillTransitions},
+}
+
+// backfillTransitions gives every stored tool (and server's instructions)
+// the LastTransitionSeq and WithdrawnSeq its event log implies, so an
+// approval signed against a v3 store's state, and the replay check, see
+// the same seqs a v4 store would have kept. Records are edited as raw JSON
+// objects so fields this migration does not know keep their exact bytes.
+func backfillTransitions(tx *bolt.Tx) error {
+	type seqs struct{ last, withdrawn uint64 }
+	per := map[string]map[string]*seqs{} // server → tool ("" instructions)
+	c := tx.Bucket(bucketEvents).Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		var tr Transition
+		if err := json.Unmarshal(v, &tr); err != nil {
+			return fmt.Errorf("decode event %x: %w", k, err)
+		}
+		ok, withdraws := moves(tr.Type, tr.Tool, tr.ApprovedDigest)
+		if !ok {
+			continue
+		}
+		tools := per[tr.Server]
+		if tools == nil {
+			tools = map[string]*seqs{}
+			per[tr.Server] = tools
+		}
+		s := tools[tr.Tool]
+		if s == nil {
+			s = &seqs{}
+			tools[tr.Tool] = s
+		}
+		s.last = tr.Seq
+		if withdraws {
+			s.withdrawn = tr.Seq
+		}
+	}
+	servers := tx.Bucket(bucketServers)
+	updated := map[string][]byte{}
+	err := servers.ForEach(func(k, v []byte) error {
+		tools := per[string(k)]
+		if tools == nil {
+			return nil
+		}
+		var rec map[string]json.RawMessage
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return fmt.Errorf("decode server %q: %w", k, err)
+		}
+		put := func(obj map[string]json.RawMessage, s *seqs, last, withdrawn string) {
+			if s.last > 0 {
+				obj[last] = json.RawMessage(strconv.FormatUint(s.last, 10))
+			}
+			if s.withdrawn > 0 {
+				obj[withdrawn] = json.RawMessage(strconv.FormatUint(s.withdrawn, 10))
+			}
+		}
+		if s := tools[""]; s != nil {
+			put(rec, s, "InstructionsTransitionSeq", "InstructionsWithdrawnSeq")
+		}
+		var recTools map[string]map[string]json.RawMessage
+		if raw := rec["Tools"]; len(raw) > 0 && string(raw) != "null" {
+			if err := json.Unmarshal(raw, &recTools); err != nil {
+				return fmt.Errorf("decode tools of server %q: %w", k, err)
+			}
+		}
+		for name, obj := range recTools {
+			if s := tools[name]; s != nil {
+				put(obj, s, "LastTransitionSeq", "WithdrawnSeq")
+			}
+		}
+		if recTools != nil {
+			raw, err := encode(recTools)
+			if err != nil {
+				return fmt.Errorf("encode tools of server %q: %w", k, err)
+			}
+			rec["Tools"] = raw
+		}
+		out, err := encode(rec)
+		if err != nil {
+			return fmt.Errorf("encode server %q: %w", k, err)
+		}
+		updated[string(k)] = out
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for k, v := range updated {
+		if err := servers.Put([]byte(k), v); err != nil {
+			return fmt.Errorf("put server %q: %w", k, err)
+		}
+	}
+	return nil
 }
 
 // SchemaVersion is the schema this binary writes and reads.

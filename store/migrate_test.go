@@ -137,8 +137,8 @@ func TestMigration3OutboxIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if v := fileVersion(t, db); v != 3 {
-		t.Fatalf("version %d, want 3", v)
+	if v := fileVersion(t, db); v != SchemaVersion() {
+		t.Fatalf("version %d, want %d", v, SchemaVersion())
 	}
 	err = db.View(func(tx *Tx) error {
 		root := tx.tx.Bucket(bucketOutbox)

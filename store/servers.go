@@ -37,7 +37,12 @@ type ServerRecord struct {
 	Launch        json.RawMessage `json:",omitempty"`
 	LaunchPinned  json.RawMessage `json:",omitempty"`
 	LaunchDrifted bool            `json:",omitempty"`
-	Tools         map[string]ToolRecord
+	// InstructionsTransitionSeq and InstructionsWithdrawnSeq are the
+	// instructions' counterparts of a tool's LastTransitionSeq and
+	// WithdrawnSeq.
+	InstructionsTransitionSeq uint64 `json:",omitempty"`
+	InstructionsWithdrawnSeq  uint64 `json:",omitempty"`
+	Tools                     map[string]ToolRecord
 }
 
 // ToolRecord is where one tool of one server stands.
@@ -57,6 +62,64 @@ type ToolRecord struct {
 	// PrevState is the state a removed tool had before it vanished, so a
 	// drifted or revoked tool that comes back is drifted or revoked again.
 	PrevState rugwatch.State `json:",omitempty"`
+	// LastTransitionSeq is the seq of the newest event that moved this
+	// tool (tool.new, drifted, removed, approved, revoked). An approval is
+	// signed for it (the statement's resolves) and accepted only while it
+	// is still the newest, so an envelope signed for an older state, or
+	// sent a second time, is refused. WithdrawnSeq is the newest drift or
+	// revocation: an approval bound to an older seq never approves the tool
+	// again. Both are kept by NoteEvent; 0 means none yet.
+	LastTransitionSeq uint64 `json:",omitempty"`
+	WithdrawnSeq      uint64 `json:",omitempty"`
+}
+
+// moves says what an event does to the transition seqs of the tool it
+// names (tool "" is the server's instructions): ok false when it moves
+// nothing, withdraws when it also takes an approval away. One rule for
+// NoteEvent and for the migration that backfilled older stores.
+func moves(typ rugwatch.EventType, tool string, approved rugwatch.Digest) (ok, withdraws bool) {
+	switch typ {
+	case rugwatch.EventToolNew, rugwatch.EventToolRemoved:
+		return tool != "", false
+	case rugwatch.EventToolDrifted, rugwatch.EventToolRevoked:
+		return tool != "", true
+	case rugwatch.EventToolApproved:
+		// tool.approved without a tool is either the instructions'
+		// approval (it names the digest) or a launch pin (it does not).
+		return tool != "" || approved != "", false
+	case rugwatch.EventInstructionsDrifted:
+		return tool == "", true
+	}
+	return false, false
+}
+
+// NoteEvent moves the transition seqs of the tool (or the instructions)
+// that e, an appended event of this server, is about. Call it for every
+// event appended with the record, before PutServer.
+func (r *ServerRecord) NoteEvent(e rugwatch.Event) {
+	if e.Seq == 0 || e.Server != r.Name {
+		return
+	}
+	ok, withdraws := moves(e.Type, e.Tool, e.ApprovedDigest)
+	if !ok {
+		return
+	}
+	if e.Tool == "" {
+		r.InstructionsTransitionSeq = e.Seq
+		if withdraws {
+			r.InstructionsWithdrawnSeq = e.Seq
+		}
+		return
+	}
+	t, found := r.Tools[e.Tool]
+	if !found {
+		return
+	}
+	t.LastTransitionSeq = e.Seq
+	if withdraws {
+		t.WithdrawnSeq = e.Seq
+	}
+	r.Tools[e.Tool] = t
 }
 
 // Server returns the record of one server; false if none is stored.
