@@ -22,7 +22,7 @@ func transitionLog() []rugwatch.Event {
 		{Seq: 5, Type: rugwatch.EventToolApproved, Server: "alpha", ApprovedDigest: y}, // the instructions
 		{Seq: 6, Type: rugwatch.EventInstructionsDrifted, Server: "alpha", ApprovedDigest: y},
 		{Seq: 7, Type: rugwatch.EventToolApproved, Server: "alpha", Message: "launch identity pinned"}, // moves nothing
-		{Seq: 8, Type: rugwatch.EventToolRevoked, Server: "beta", Tool: "echo"},                      // another server
+		{Seq: 8, Type: rugwatch.EventToolRevoked, Server: "beta", Tool: "echo"},                        // another server
 		{Seq: 9, Type: rugwatch.EventServerUnreachable, Server: "alpha"},
 		{Seq: 10, Type: rugwatch.EventApprovalInvalid, Server: "alpha", Tool: "other"}, // not a transition
 		{Seq: 11, Type: rugwatch.EventToolRemoved, Server: "alpha", Tool: "other"},
