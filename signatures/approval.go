@@ -54,7 +54,31 @@ type Statement struct {
 	ApprovedAt       time.Time       `json:"approved_at"`
 	Note             string          `json:"note,omitempty"`
 	AcceptedFindings []string        `json:"accepted_findings,omitempty"`
+	// Resolves binds the approval to the state it was signed for: the seq
+	// of the newest event that moved this tool (or the instructions) when
+	// the approver reviewed it, 0 for one never seen. The daemon accepts it
+	// only while that is still the newest such event, and never lets it
+	// approve a tool whose latest drift or revocation is newer, so an
+	// envelope from history, or sent again, approves nothing. Nil in
+	// envelopes signed before approvals were bound (see Bound).
+	Resolves *uint64 `json:"resolves,omitempty"`
 }
+
+// maxResolves keeps a bound seq exact in RFC 8785 canonical JSON, whose
+// numbers are IEEE doubles.
+const maxResolves = 1 << 53
+
+// Bound reports the seq the statement is bound to; false for a statement
+// signed before approvals were bound.
+func (st *Statement) Bound() (uint64, bool) {
+	if st.Resolves == nil {
+		return 0, false
+	}
+	return *st.Resolves, true
+}
+
+// ResolvesSeq is a helper for filling Statement.Resolves.
+func ResolvesSeq(seq uint64) *uint64 { return &seq }
 
 // check enforces the statement's own consistency, the same on both sides.
 func (st *Statement) check() error {
@@ -75,6 +99,9 @@ func (st *Statement) check() error {
 	}
 	if st.ApprovedAt.IsZero() {
 		return errors.New("approved_at is zero")
+	}
+	if st.Resolves != nil && *st.Resolves > maxResolves {
+		return fmt.Errorf("resolves %d is beyond 2^53", *st.Resolves)
 	}
 	// encoding/json would silently replace invalid UTF-8 with U+FFFD, so the
 	// signed text would differ from what the caller passed.

@@ -436,3 +436,56 @@ func TestStatementDigestType(t *testing.T) {
 		t.Fatal(d)
 	}
 }
+
+// The bound seq is signed: 0 (a tool never seen) and a real seq survive
+// the round trip and stay apart from an unbound statement, and changing it
+// in the payload breaks the signature.
+func TestResolvesIsSignedAndKeepsZeroApart(t *testing.T) {
+	s := newSigner(t)
+	v := NewVerifier([]PublicKey{s.PublicKey()})
+	for _, c := range []struct {
+		resolves *uint64
+		want     string
+	}{{nil, ""}, {ResolvesSeq(0), `"resolves":0`}, {ResolvesSeq(42), `"resolves":42`}} {
+		st := testStatement(t)
+		st.Resolves = c.resolves
+		env, err := s.SignApproval(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := v.Verify(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq, bound := got.Bound()
+		wantSeq, wantBound := st.Bound()
+		if seq != wantSeq || bound != wantBound {
+			t.Errorf("resolves %v: verified Bound() = %d, %v", c.resolves, seq, bound)
+		}
+		var e envelope
+		_ = json.Unmarshal(env, &e)
+		payload, _ := b64.DecodeString(e.Payload)
+		if c.want == "" {
+			if bytes.Contains(payload, []byte("resolves")) {
+				t.Errorf("unbound statement carries resolves: %s", payload)
+			}
+			continue
+		}
+		if !bytes.Contains(payload, []byte(c.want)) {
+			t.Fatalf("payload %s lacks %s", payload, c.want)
+		}
+		// A replayer who rewrites the bound to today's seq breaks the
+		// signature.
+		forged := bytes.Replace(payload, []byte(c.want), []byte(`"resolves":99`), 1)
+		e.Payload = b64.EncodeToString(forged)
+		tampered, _ := json.Marshal(e)
+		if _, err := v.Verify(tampered); !errors.Is(err, ErrBadSignature) {
+			t.Errorf("rewritten resolves: Verify = %v, want ErrBadSignature", err)
+		}
+	}
+	st := testStatement(t)
+	st.Resolves = ResolvesSeq(1<<53 + 1)
+	if _, err := s.SignApproval(st); err == nil || !strings.Contains(err.Error(), "resolves") {
+		t.Errorf("resolves beyond 2^53 signed: %v", err)
+	}
+}
