@@ -152,8 +152,8 @@ func TestDispatcherRetriesUntilDelivered(t *testing.T) {
 	e := record(t, db, driftEvent(), "log", "webhook:ops")
 	r := startDispatcher(t, db, tiny, nil, webhook(t, "ops", rcv.URL()))
 
-	eventually(t, "webhook delivery", stateIs(t, db, e.ID, "webhook:ops", store.DeliveryDelivered))
-	eventually(t, "log delivery", stateIs(t, db, e.ID, "log", store.DeliveryDelivered))
+	r.eventually(t, "webhook delivery", stateIs(t, db, e.ID, "webhook:ops", store.DeliveryDelivered))
+	r.eventually(t, "log delivery", stateIs(t, db, e.ID, "log", store.DeliveryDelivered))
 
 	got := rcv.deliveries()
 	if len(got) != 4 {
@@ -192,10 +192,10 @@ func TestDispatcherPermanentFailureReportsDead(t *testing.T) {
 	bad := newReceiver(t, []string{testSecretA}, status(http.StatusBadRequest))
 	good := newReceiver(t, []string{testSecretA}, status(http.StatusOK))
 	e := record(t, db, driftEvent(), "webhook:bad")
-	startDispatcher(t, db, tiny, nil, webhook(t, "bad", bad.URL()), webhook(t, "good", good.URL()))
+	r := startDispatcher(t, db, tiny, nil, webhook(t, "bad", bad.URL()), webhook(t, "good", good.URL()))
 
-	eventually(t, "dead delivery", stateIs(t, db, e.ID, "webhook:bad", store.DeliveryDead))
-	eventually(t, "report to the other webhook", func() bool { return len(good.deliveries()) == 1 })
+	r.eventually(t, "dead delivery", stateIs(t, db, e.ID, "webhook:bad", store.DeliveryDead))
+	r.eventually(t, "report to the other webhook", func() bool { return len(good.deliveries()) == 1 })
 
 	d, _ := getDelivery(t, db, e.ID, "webhook:bad")
 	if d.Attempts != 1 || !strings.Contains(d.LastError, "HTTP 400") {
@@ -219,7 +219,7 @@ func TestDispatcherPermanentFailureReportsDead(t *testing.T) {
 	if err := json.Unmarshal(good.deliveries()[0].Body, &p); err != nil || p.Type != string(EventAlertDead) || p.ID != dead[0].ID {
 		t.Errorf("other channel got %+v (%v)", p, err)
 	}
-	eventually(t, "report to the log", stateIs(t, db, dead[0].ID, "log", store.DeliveryDelivered))
+	r.eventually(t, "report to the log", stateIs(t, db, dead[0].ID, "log", store.DeliveryDelivered))
 	if _, ok := getDelivery(t, db, dead[0].ID, "webhook:bad"); ok {
 		t.Error("the report was queued to the channel that failed")
 	}
@@ -234,9 +234,9 @@ func TestDispatcherGoneDisablesChannel(t *testing.T) {
 	e2 := record(t, db, driftEvent(), "webhook:gone")
 	r := startDispatcher(t, db, tiny, nil, webhook(t, "gone", gone.URL()), webhook(t, "good", good.URL()))
 
-	eventually(t, "first dead", stateIs(t, db, e1.ID, "webhook:gone", store.DeliveryDead))
-	eventually(t, "second dead", stateIs(t, db, e2.ID, "webhook:gone", store.DeliveryDead))
-	eventually(t, "report", func() bool { return len(good.deliveries()) == 1 })
+	r.eventually(t, "first dead", stateIs(t, db, e1.ID, "webhook:gone", store.DeliveryDead))
+	r.eventually(t, "second dead", stateIs(t, db, e2.ID, "webhook:gone", store.DeliveryDead))
+	r.eventually(t, "report", func() bool { return len(good.deliveries()) == 1 })
 
 	if n := len(gone.deliveries()); n != 1 {
 		t.Errorf("disabled endpoint got %d requests, want 1", n)
@@ -295,7 +295,7 @@ func TestDispatcherHonoursRetryAfter(t *testing.T) {
 	wh.Now = clock.Now
 	r := startDispatcher(t, db, tiny, clock.Now, wh)
 
-	eventually(t, "first attempt recorded", func() bool {
+	r.eventually(t, "first attempt recorded", func() bool {
 		d, _ := getDelivery(t, db, e.ID, "webhook:ops")
 		return d.Attempts == 1
 	})
@@ -315,7 +315,7 @@ func TestDispatcherHonoursRetryAfter(t *testing.T) {
 	}
 	clock.Advance(time.Second)
 	r.Wake()
-	eventually(t, "delivery after Retry-After", stateIs(t, db, e.ID, "webhook:ops", store.DeliveryDelivered))
+	r.eventually(t, "delivery after Retry-After", stateIs(t, db, e.ID, "webhook:ops", store.DeliveryDelivered))
 	if n := len(rcv.deliveries()); n != 2 {
 		t.Errorf("%d requests, want 2", n)
 	}
@@ -326,9 +326,9 @@ func TestDispatcherGivesUpAfterSpan(t *testing.T) {
 	db := openStore(t)
 	rcv := newReceiver(t, []string{testSecretA}, status(http.StatusBadGateway))
 	e := record(t, db, driftEvent(), "webhook:ops")
-	startDispatcher(t, db, Backoff{Base: time.Millisecond, Max: 2 * time.Millisecond, GiveUpAfter: 30 * time.Millisecond}, nil,
+	r := startDispatcher(t, db, Backoff{Base: time.Millisecond, Max: 2 * time.Millisecond, GiveUpAfter: 30 * time.Millisecond}, nil,
 		webhook(t, "ops", rcv.URL()))
-	eventually(t, "given up", stateIs(t, db, e.ID, "webhook:ops", store.DeliveryDead))
+	r.eventually(t, "given up", stateIs(t, db, e.ID, "webhook:ops", store.DeliveryDead))
 	d, _ := getDelivery(t, db, e.ID, "webhook:ops")
 	if d.Attempts < minAttemptsToGiveUp || !strings.Contains(d.LastError, "gave up after") {
 		t.Errorf("delivery %+v", d)
@@ -340,7 +340,7 @@ func TestDispatcherGivesUpAfterSpan(t *testing.T) {
 	if len(dead) != 1 {
 		t.Fatalf("%d alert.dead events", len(dead))
 	}
-	eventually(t, "report logged", stateIs(t, db, dead[0].ID, "log", store.DeliveryDelivered))
+	r.eventually(t, "report logged", stateIs(t, db, dead[0].ID, "log", store.DeliveryDelivered))
 }
 
 func TestDispatcherEmailRetryThenDeliveredAndDead(t *testing.T) {
@@ -356,12 +356,12 @@ func TestDispatcherEmailRetryThenDeliveredAndDead(t *testing.T) {
 	cfgB := refusing.emailConfig(configs.TLSNone)
 	cfgB.Name = "refusing"
 	e := record(t, db, driftEvent(), "email:security", "email:refusing")
-	startDispatcher(t, db, tiny, nil,
+	r := startDispatcher(t, db, tiny, nil,
 		&Email{Config: flaky.emailConfig(configs.TLSNone)},
 		&Email{Config: cfgB})
 
-	eventually(t, "greylisted mail delivered", stateIs(t, db, e.ID, "email:security", store.DeliveryDelivered))
-	eventually(t, "refused mail dead", stateIs(t, db, e.ID, "email:refusing", store.DeliveryDead))
+	r.eventually(t, "greylisted mail delivered", stateIs(t, db, e.ID, "email:security", store.DeliveryDelivered))
+	r.eventually(t, "refused mail dead", stateIs(t, db, e.ID, "email:refusing", store.DeliveryDead))
 	d, _ := getDelivery(t, db, e.ID, "email:security")
 	if d.Attempts != 2 {
 		t.Errorf("greylisted: %d attempts, want 2", d.Attempts)
@@ -387,7 +387,7 @@ func TestDispatcherEmailRetryThenDeliveredAndDead(t *testing.T) {
 	if len(reports) != 1 {
 		t.Fatalf("%d alert.dead", len(reports))
 	}
-	eventually(t, "report mailed", stateIs(t, db, reports[0].ID, "email:security", store.DeliveryDelivered))
+	r.eventually(t, "report mailed", stateIs(t, db, reports[0].ID, "email:security", store.DeliveryDelivered))
 }
 
 // Shutdown in the middle of a send: Run returns, and the delivery stays
@@ -424,20 +424,21 @@ func TestDispatcherWake(t *testing.T) {
 	rcv := newReceiver(t, []string{testSecretA}, status(http.StatusOK))
 	logs := &syncBuffer{}
 	// With an hour between polls, only Wake can deliver an event recorded
-	// after the first look at the outbox.
+	// after the first look at the outbox. Debug level, so that the
+	// delivery's log line wakes r.eventually.
 	r := run(t, &Dispatcher{DB: db, Channels: ByName([]Notifier{webhook(t, "ops", rcv.URL())}),
-		Log: slog.New(slog.NewJSONHandler(logs, nil)), Backoff: tiny, Poll: time.Hour}, logs)
+		Log: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), Backoff: tiny, Poll: time.Hour}, logs)
 	e := record(t, db, driftEvent(), "webhook:ops")
 	r.Wake()
-	eventually(t, "delivery after Wake", stateIs(t, db, e.ID, "webhook:ops", store.DeliveryDelivered))
+	r.eventually(t, "delivery after Wake", stateIs(t, db, e.ID, "webhook:ops", store.DeliveryDelivered))
 }
 
 func TestDispatcherUnknownChannelIsDead(t *testing.T) {
 	noLeaks(t)
 	db := openStore(t)
 	e := record(t, db, driftEvent(), "webhook:removed")
-	startDispatcher(t, db, tiny, nil)
-	eventually(t, "dead", stateIs(t, db, e.ID, "webhook:removed", store.DeliveryDead))
+	r := startDispatcher(t, db, tiny, nil)
+	r.eventually(t, "dead", stateIs(t, db, e.ID, "webhook:removed", store.DeliveryDead))
 	d, _ := getDelivery(t, db, e.ID, "webhook:removed")
 	if !strings.Contains(d.LastError, "no channel") {
 		t.Errorf("%+v", d)

@@ -148,16 +148,23 @@ func env(vars map[string]string) configs.Resolver {
 	return configs.Resolver{LookupEnv: func(k string) (string, bool) { v, ok := vars[k]; return v, ok }}
 }
 
-// syncBuffer collects log output from several goroutines.
+// syncBuffer collects log output from several goroutines and tells a
+// waiter each time a line arrives.
 type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	more chan struct{}
 }
 
 func (b *syncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.buf.Write(p)
+	n, err := b.buf.Write(p)
+	select {
+	case b.wrote() <- struct{}{}:
+	default:
+	}
+	return n, err
 }
 
 func (b *syncBuffer) String() string {
@@ -166,15 +173,32 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// eventually polls cond until it holds, failing after a generous bound.
-// It asserts an outcome, never a duration.
-func eventually(t *testing.T, what string, cond func() bool) {
+// wrote receives after a Write; call it with mu held.
+func (b *syncBuffer) wrote() chan struct{} {
+	if b.more == nil {
+		b.more = make(chan struct{}, 1)
+	}
+	return b.more
+}
+
+// eventually waits until cond holds, checking it again after every line
+// the dispatcher logs. The dispatcher logs each delivery it settles after
+// committing it, and a receiver records a request before answering it, so
+// every change cond can see is followed by a line. It asserts an outcome,
+// never a duration: the bound only stops a broken dispatcher from hanging
+// the run.
+func (r *running) eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	r.logs.mu.Lock()
+	more := r.logs.wrote()
+	r.logs.mu.Unlock()
+	deadline := time.NewTimer(30 * time.Second)
+	defer deadline.Stop()
 	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
+		select {
+		case <-more:
+		case <-deadline.C:
+			t.Fatalf("gave up waiting for %s\n%s", what, r.logs.String())
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

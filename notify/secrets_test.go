@@ -101,9 +101,9 @@ func TestNoSecretLeaks(t *testing.T) {
 	e := record(t, db, driftEvent(), "webhook:ops", "email:security", "webhook:good")
 	r := startDispatcher(t, db, tiny, nil,
 		leakyWebhook(t, echoServer(t, 400).URL), leakyEmail(t, smtpSrv), webhook(t, "good", good.URL()))
-	eventually(t, "webhook dead", stateIs(t, db, e.ID, "webhook:ops", store.DeliveryDead))
-	eventually(t, "email dead", stateIs(t, db, e.ID, "email:security", store.DeliveryDead))
-	eventually(t, "reports delivered", func() bool { return len(good.deliveries()) == 3 })
+	r.eventually(t, "webhook dead", stateIs(t, db, e.ID, "webhook:ops", store.DeliveryDead))
+	r.eventually(t, "email dead", stateIs(t, db, e.ID, "email:security", store.DeliveryDead))
+	r.eventually(t, "reports delivered", func() bool { return len(good.deliveries()) == 3 })
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
