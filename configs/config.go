@@ -32,6 +32,7 @@ type Config struct {
 	Limits           Limits     `yaml:"limits"`
 	Servers          []Server   `yaml:"servers"`
 	Notify           Notify     `yaml:"notify"`
+	Control          Control    `yaml:"control"`
 
 	// lines maps a key path ("servers[1].url") to the line it was written
 	// on, so that validation errors can point at it.
@@ -107,6 +108,14 @@ func (s Server) EffectiveTimeout(d Defaults) time.Duration {
 		return time.Duration(d.Timeout)
 	}
 	return defaultTimeout
+}
+
+// Control says who besides the daemon's own uid and root may use its
+// control socket (the socket is also 0600, so these need a group-readable
+// data dir set up by the operator).
+type Control struct {
+	AllowUIDs []int `yaml:"allow_uids"`
+	AllowGIDs []int `yaml:"allow_gids"`
 }
 
 // Notify lists the alert channels.

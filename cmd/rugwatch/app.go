@@ -10,8 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 
 	"github.com/rugwatch/rugwatch/configs"
 	"github.com/rugwatch/rugwatch/monitor"
@@ -44,12 +42,10 @@ type App struct {
 	hashes monitor.HashCache
 }
 
-// usageError is a mistake in how rugwatch was called.
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+// usagef is a mistake in how rugwatch was called; it says what to type.
+func usagef(format string, args ...any) error {
+	return &monitor.UsageError{Msg: fmt.Sprintf(format, args...)}
+}
 
 // findingsError makes a command exit 1 after printing its result.
 var errFindings = errors.New("findings")
@@ -174,22 +170,28 @@ func (a *App) newFlags(name string) *flag.FlagSet {
 }
 
 // parse parses flags anywhere on the line: `approve srv tool --yes` works
-// as well as `approve --yes srv tool`. Arguments after "--" stay as they are.
+// as well as `approve --yes srv tool`. Everything after a "--" is taken as
+// it stands: `scan -- npx -y pkg` hands "-y" to npx, not to rugwatch.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			return nil, usagef("%v (see `rugwatch help`)", err)
 		}
-		args = fs.Args()
-		if len(args) == 0 {
+		rest := fs.Args()
+		// The flag package drops the "--" that ends its parsing; whether it
+		// was there shows in what it consumed.
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		if len(rest) == 0 {
 			return pos, nil
 		}
-		if args[0] == "--" {
-			return append(pos, args[1:]...), nil
+		if rest[0] == "--" {
+			return append(pos, rest[1:]...), nil
 		}
-		pos = append(pos, args[0])
-		args = args[1:]
+		pos = append(pos, rest[0])
+		args = rest[1:]
 	}
 }
 
@@ -210,12 +212,10 @@ func (a *App) config() (*configs.Config, error) {
 	return cfg, nil
 }
 
-func storePath(cfg *configs.Config) string { return filepath.Join(cfg.DataDir, "rugwatch.db") }
-
 // openStore opens the store of cfg; a store held by `serve` fails at once
 // with ErrLocked rather than hang.
 func (a *App) openStore(cfg *configs.Config) (*store.DB, error) {
-	db, err := store.Open(storePath(cfg), store.Options{})
+	db, err := store.Open(filepath.Join(cfg.DataDir, "rugwatch.db"), store.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("opening store: %w", err)
 	}
@@ -284,34 +284,6 @@ func (a *App) dialOptions(cfg *configs.Config) monitor.DialOptions {
 			MaxPages: l.MaxPages, MaxStringBytes: l.MaxStringBytes, MaxStderrBytes: l.MaxStderrBytes,
 		},
 	}
-}
-
-// selectServers returns the configured servers named, or all of them.
-func selectServers(cfg *configs.Config, names []string) ([]configs.Server, error) {
-	if len(names) == 0 {
-		return cfg.Servers, nil
-	}
-	var out []configs.Server
-	for _, n := range names {
-		s, ok := cfg.Server(n)
-		if !ok {
-			return nil, usagef("no server %q in %s (configured: %s)", n, cfg.Path, serverNames(cfg))
-		}
-		out = append(out, s)
-	}
-	return out, nil
-}
-
-func serverNames(cfg *configs.Config) string {
-	var n []string
-	for _, s := range cfg.Servers {
-		n = append(n, s.Name)
-	}
-	sort.Strings(n)
-	if len(n) == 0 {
-		return "none"
-	}
-	return strings.Join(n, ", ")
 }
 
 func writeJSON(w io.Writer, v any) error {

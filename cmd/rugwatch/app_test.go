@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rugwatch/rugwatch/control"
 	"go.uber.org/goleak"
 )
 
@@ -57,7 +58,7 @@ servers:
 	case <-time.After(15 * time.Second):
 		t.Fatal("serve not ready in 15s")
 	}
-	base := "http://" + d.health.Addr().String()
+	base := "http://" + d.healthAddr.String()
 	for _, path := range []string{"/healthz", "/readyz"} {
 		resp, err := http.Get(base + path)
 		if err != nil {
@@ -70,14 +71,14 @@ servers:
 	}
 	http.DefaultClient.CloseIdleConnections()
 	// The control socket answers, and a check polls through the daemon.
-	cfgv, _ := d.current()
-	r, ok := dialControl(ctx, socketPath(cfgv))
+	cfgv, _, _ := d.current()
+	r, ok := control.Dial(ctx, socketPath(cfgv))
 	if !ok {
 		t.Fatal("control socket does not answer")
 	}
 	rep, err := r.Check(ctx, nil)
 	r.Close()
-	if err != nil || len(rep.Servers) != 2 || !rep.clean() {
+	if err != nil || len(rep.Servers) != 2 || !rep.Clean() {
 		t.Fatalf("check through the socket: %+v, %v", rep, err)
 	}
 	cancel()

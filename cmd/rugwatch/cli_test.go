@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rugwatch/rugwatch/monitor"
 )
 
 // The test binary doubles as the demo MCP server so CLI tests poll a real
@@ -82,16 +84,16 @@ servers:
 	return &cli{t: t, config: path, env: map[string]string{}}
 }
 
-func decodeReport(t *testing.T, s string) Report {
+func decodeReport(t *testing.T, s string) monitor.Report {
 	t.Helper()
-	var r Report
+	var r monitor.Report
 	if err := json.Unmarshal([]byte(s), &r); err != nil {
 		t.Fatalf("decoding report: %v\n%s", err, s)
 	}
 	return r
 }
 
-func states(r Report) map[string]string {
+func states(r monitor.Report) map[string]string {
 	m := map[string]string{}
 	for _, s := range r.Servers {
 		for _, t := range s.Tools {
@@ -131,7 +133,7 @@ func TestCLIApproveThenDrift(t *testing.T) {
 	if st["add"] != "drifted" {
 		t.Fatalf("add is %s after the rug pull, want drifted (%v)", st["add"], st)
 	}
-	var add ToolReport
+	var add monitor.ToolReport
 	for _, tr := range r.Servers[0].Tools {
 		if tr.Name == "add" {
 			add = tr

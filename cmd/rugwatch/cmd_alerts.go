@@ -3,26 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"sort"
 	"text/tabwriter"
 	"time"
 
-	"github.com/rugwatch/rugwatch"
-	"github.com/rugwatch/rugwatch/notify"
 	"github.com/rugwatch/rugwatch/store"
 	"github.com/rugwatch/rugwatch/visible"
 )
-
-// AlertsReport is `alerts --json`.
-type AlertsReport struct {
-	SchemaVersion int              `json:"schema_version"`
-	Pending       []store.Delivery `json:"pending"`
-	Dead          []store.Delivery `json:"dead"`
-	Delivered     []store.Delivery `json:"delivered"`
-}
-
-// EventAlertTest is the event `alerts test` sends.
-const EventAlertTest rugwatch.EventType = "alert.test"
 
 // runAlerts lists deliveries, sends a test alert, or re-queues a dead one.
 func (a *App) runAlerts(ctx context.Context, args []string) error {
@@ -117,106 +103,4 @@ func (a *App) runAlerts(ctx context.Context, args []string) error {
 		return errFindings
 	}
 	return nil
-}
-
-func (l *local) Alerts(ctx context.Context, limit int) (AlertsReport, error) {
-	rep := AlertsReport{SchemaVersion: 1}
-	err := l.db.View(func(tx *store.Tx) error {
-		var err error
-		if rep.Pending, err = tx.ListDeliveries(store.DeliveryPending, 0); err != nil {
-			return err
-		}
-		if rep.Dead, err = tx.ListDeliveries(store.DeliveryDead, 0); err != nil {
-			return err
-		}
-		rep.Delivered, err = tx.ListDeliveries(store.DeliveryDelivered, limit)
-		return err
-	})
-	for _, p := range []*[]store.Delivery{&rep.Pending, &rep.Dead, &rep.Delivered} {
-		if *p == nil {
-			*p = []store.Delivery{}
-		}
-	}
-	return rep, err
-}
-
-func (l *local) RetryAlert(ctx context.Context, id string) error {
-	err := l.db.Update(func(tx *store.Tx) error {
-		d, ok, err := tx.Delivery(id)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return usagef("no delivery %q (see `rugwatch alerts`)", id)
-		}
-		if d.State != store.DeliveryDead {
-			return fmt.Errorf("delivery %s is %s, not dead", id, d.State)
-		}
-		d.State = store.DeliveryPending
-		d.Attempts = 0
-		d.NextAttempt = time.Now().UTC()
-		return tx.UpdateDelivery(d)
-	})
-	if err != nil {
-		return err
-	}
-	return l.afterWrite(ctx)
-}
-
-// TestAlert records an alert.test event, queues it for one channel or all
-// of them, and waits until each delivery was attempted: it goes through
-// the real outbox and the real channels.
-func (l *local) TestAlert(ctx context.Context, channel string) ([]store.Delivery, error) {
-	var ids []string
-	err := l.db.Update(func(tx *store.Tx) error {
-		e := rugwatch.Event{Type: EventAlertTest, Severity: rugwatch.SeverityCritical, Server: "rugwatch",
-			Message: "test alert from `rugwatch alerts test`; no tool changed", OccurredAt: time.Now().UTC()}
-		if err := tx.AppendEvent(&e); err != nil {
-			return err
-		}
-		var chans []string
-		for _, ci := range notify.ChannelInfos(l.cfg) {
-			if channel == "" || ci.Name == channel {
-				chans = append(chans, ci.Name)
-			}
-		}
-		if len(chans) == 0 {
-			return usagef("no alert channel %q (channels: log, webhook:NAME, email:NAME)", channel)
-		}
-		sort.Strings(chans)
-		for _, c := range chans {
-			ids = append(ids, store.DeliveryID(e.ID, c))
-		}
-		return notify.Enqueue(tx, e, chans)
-	})
-	if err != nil {
-		return nil, err
-	}
-	if err := l.afterWrite(ctx); err != nil {
-		return nil, err
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		var out []store.Delivery
-		attempted := true
-		err := l.db.View(func(tx *store.Tx) error {
-			for _, id := range ids {
-				d, _, err := tx.Delivery(id)
-				if err != nil {
-					return err
-				}
-				attempted = attempted && (d.State != store.DeliveryPending || d.Attempts > 0)
-				out = append(out, d)
-			}
-			return nil
-		})
-		if err != nil || attempted || time.Now().After(deadline) {
-			return out, err
-		}
-		select {
-		case <-ctx.Done():
-			return out, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }

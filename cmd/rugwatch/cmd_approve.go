@@ -122,7 +122,7 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 		}
 	}
 	now := time.Now().UTC()
-	signed := make([]SignedApproval, 0, len(picked))
+	signed := make([]monitor.SignedApproval, 0, len(picked))
 	for _, t := range picked {
 		var accepted []string
 		for _, f := range t.Findings {
@@ -137,7 +137,7 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 		if err != nil {
 			return fmt.Errorf("signing %s/%s: %w", server, t.Name, err)
 		}
-		signed = append(signed, SignedApproval{Tool: t.Name, Digest: t.ObservedDigest, Envelope: env, Note: *note})
+		signed = append(signed, monitor.SignedApproval{Tool: t.Name, Digest: t.ObservedDigest, Envelope: env, Note: *note})
 	}
 	if instr {
 		def, err := json.Marshal(rec.Instructions)
@@ -159,7 +159,7 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 		if err != nil {
 			return fmt.Errorf("signing %s instructions: %w", server, err)
 		}
-		signed = append(signed, SignedApproval{Kind: store.KindInstructions, Digest: rec.InstructionsDigest, Envelope: env, Note: *note})
+		signed = append(signed, monitor.SignedApproval{Kind: store.KindInstructions, Digest: rec.InstructionsDigest, Envelope: env, Note: *note})
 	}
 	if _, err := b.Approve(ctx, server, signed, launch); err != nil {
 		return err

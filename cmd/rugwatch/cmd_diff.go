@@ -3,21 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/visible"
 )
-
-// ToolDiff is one tool in `diff --json`.
-type ToolDiff struct {
-	Server         string             `json:"server"`
-	Tool           string             `json:"tool"`
-	State          rugwatch.State     `json:"state"`
-	Severity       rugwatch.Severity  `json:"severity"`
-	ApprovedDigest rugwatch.Digest    `json:"approved_digest"`
-	ObservedDigest rugwatch.Digest    `json:"observed_digest"`
-	Changes        []rugwatch.Change  `json:"changes"`
-	Findings       []rugwatch.Finding `json:"findings"`
-}
 
 // runDiff shows what changed between the approved and the observed
 // definition of a server's tools.

@@ -70,7 +70,7 @@ func (a *App) runScan(ctx context.Context, args []string) error {
 		ProtocolVersion: l.ProtocolVersion, InstructionsDigest: l.InstructionsDigest, Pages: l.Pages,
 		ElapsedMS: l.Elapsed.Milliseconds(), Warnings: append([]string{}, l.Warnings...), Tools: []ScanTool{}}
 	critical := false
-	var sarif []SARIFInput
+	var sarif []monitor.SARIFInput
 	for _, tool := range l.Tools {
 		found := monitor.Findings(tool.Canonical, monitor.FindingContext{Server: t.Name})
 		if found == nil {
@@ -81,7 +81,7 @@ func (a *App) runScan(ctx context.Context, args []string) error {
 		}
 		rep.Tools = append(rep.Tools, ScanTool{Name: tool.Name, Digest: tool.Digest, Findings: found})
 		if len(found) > 0 {
-			sarif = append(sarif, SARIFInput{Server: t.Name, Tool: tool.Name, Findings: found, Digest: tool.Digest})
+			sarif = append(sarif, monitor.SARIFInput{Server: t.Name, Tool: tool.Name, Findings: found, Digest: tool.Digest})
 		}
 	}
 	// A critical finding fails a CI pipeline running scan one-shot.
@@ -96,7 +96,7 @@ func (a *App) runScan(ctx context.Context, args []string) error {
 		}
 		return result
 	case "sarif":
-		if err := writeSARIF(a.Stdout, sarif); err != nil {
+		if err := monitor.WriteSARIF(a.Stdout, sarif); err != nil {
 			return err
 		}
 		return result

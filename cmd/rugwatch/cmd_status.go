@@ -1,8 +1,12 @@
 package main
 
-import "context"
+import (
+	"context"
+
+	"github.com/rugwatch/rugwatch/control"
+)
 
 // runStatus prints the last known states without polling.
 func (a *App) runStatus(ctx context.Context, args []string) error {
-	return a.reportCommand(ctx, "status", args, false, backend.Status)
+	return a.reportCommand(ctx, "status", args, false, control.Backend.Status)
 }

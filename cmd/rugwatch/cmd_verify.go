@@ -7,24 +7,6 @@ import (
 	"github.com/rugwatch/rugwatch/visible"
 )
 
-// VerifyReport is `verify --json`.
-type VerifyReport struct {
-	SchemaVersion    int           `json:"schema_version"`
-	EventsChecked    int           `json:"events_checked"`
-	ChainError       string        `json:"chain_error,omitempty"`
-	ApprovalsChecked int           `json:"approvals_checked"`
-	InvalidApprovals []BadApproval `json:"invalid_approvals"`
-	OK               bool          `json:"ok"`
-}
-
-// BadApproval is one approval whose signature does not hold.
-type BadApproval struct {
-	Server  string `json:"server"`
-	Kind    string `json:"kind"`
-	Tool    string `json:"tool,omitempty"`
-	Problem string `json:"problem"`
-}
-
 // runVerify checks every current approval's signature and the event chain.
 func (a *App) runVerify(ctx context.Context, args []string) error {
 	fs := a.newFlags("verify")

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rugwatch/rugwatch/monitor"
 )
 
 // End-to-end tests drive the built binary against the real
@@ -175,7 +177,7 @@ servers:
 	}
 	report := func(r binRun) map[string]map[string]string {
 		t.Helper()
-		var rep Report
+		var rep monitor.Report
 		if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 			t.Fatalf("decoding %q: %v", r.stdout, err)
 		}

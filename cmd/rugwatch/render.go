@@ -7,8 +7,11 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/monitor"
 	"github.com/rugwatch/rugwatch/visible"
 )
 
@@ -152,3 +155,78 @@ func printFindings(w io.Writer, indent string, fs []rugwatch.Finding) {
 		fmt.Fprintf(w, "%s! %s %s at %s: %s\n", indent, f.Severity, f.Rule, visible.Line(f.Path), visible.Message(f.Message))
 	}
 }
+
+// printReport writes the human table, its columns sized from what they
+// hold (a tabwriter would restart its columns at every findings line, and
+// a long tool name would push its row out of line). Every server-chosen
+// string goes through visible.Line.
+func printReport(w io.Writer, r monitor.Report) {
+	for i, s := range r.Servers {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		when := "never"
+		if s.LastPolledAt != nil {
+			when = s.LastPolledAt.Local().Format(time.DateTime)
+		}
+		reach := "reachable"
+		if !s.Reachable {
+			reach = "UNREACHABLE"
+		}
+		fmt.Fprintf(w, "%s (%s)  %s  polled %s\n", s.Name, s.Transport, reach, when)
+		if s.Error != "" {
+			fmt.Fprintf(w, "  error: %s\n", visible.Line(s.Error))
+		}
+		type row struct{ name, state, severity, digest, extra string }
+		var rows []row
+		if s.InstructionsState != "" {
+			rows = append(rows, row{"(instructions)", strings.ToUpper(string(s.InstructionsState)), "", s.InstructionsDigest.Short(), ""})
+		}
+		if s.LaunchDrifted {
+			rows = append(rows, row{"(launch)", "DRIFTED", "", "", "what runs changed; see history, then approve " + s.Name + " --launch"})
+		}
+		for _, t := range s.Tools {
+			extra := ""
+			if len(t.Changes) > 0 {
+				extra = visible.Line(monitor.ChangeSummary(t.Changes))
+			}
+			rows = append(rows, row{visible.Line(t.Name), strings.ToUpper(string(t.State)), string(t.Severity), t.ObservedDigest.Short(), extra})
+		}
+		var wName, wState, wSev int
+		for _, r := range rows {
+			wName = max(wName, width(r.name))
+			wState = max(wState, width(r.state))
+			wSev = max(wSev, width(r.severity))
+		}
+		cell := func(s string, w int) string { return s + strings.Repeat(" ", w-width(s)) }
+		printRow := func(r row) {
+			line := "  " + cell(r.name, wName) + "  " + cell(r.state, wState) + "  " + cell(r.severity, wSev) + "  " + r.digest
+			if r.extra != "" {
+				line += "  " + r.extra
+			}
+			fmt.Fprintln(w, strings.TrimRight(line, " "))
+		}
+		next := 0
+		if s.InstructionsState != "" {
+			printRow(rows[next])
+			next++
+			printFindings(w, "    ", s.InstructionsFindings)
+		}
+		if s.LaunchDrifted {
+			printRow(rows[next])
+			next++
+		}
+		if len(s.Tools) == 0 {
+			fmt.Fprintf(w, "  no tools\n")
+		}
+		for _, t := range s.Tools {
+			printRow(rows[next])
+			next++
+			printFindings(w, "    ", t.Findings)
+		}
+	}
+}
+
+// width is the number of terminal columns s takes, counting a rune as one:
+// visible.Line has already turned anything that takes none into an escape.
+func width(s string) int { return utf8.RuneCountInString(s) }

@@ -1,47 +1,12 @@
 package main
 
 import (
-	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/rugwatch/rugwatch/monitor"
 )
-
-func TestListenControlRefusesWhatItMustNotReplace(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "data")
-	path := filepath.Join(dir, "rugwatch.sock")
-
-	// A fresh socket: 0600 in a 0700 directory.
-	ln, err := listenControl(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fi, _ := os.Stat(path)
-	di, _ := os.Stat(dir)
-	if fi.Mode().Perm() != 0o600 || di.Mode().Perm() != 0o700 {
-		t.Errorf("socket %v, dir %v; want 0600 and 0700", fi.Mode().Perm(), di.Mode().Perm())
-	}
-	// A live socket: another serve answers there.
-	if _, err := listenControl(path); err == nil || !strings.Contains(err.Error(), "another rugwatch serve") {
-		t.Errorf("second listen: %v", err)
-	}
-	// A stale socket, left by a crash, is replaced.
-	ln.(*net.UnixListener).SetUnlinkOnClose(false)
-	ln.Close()
-	ln, err = listenControl(path)
-	if err != nil {
-		t.Fatalf("stale socket not replaced: %v", err)
-	}
-	ln.Close()
-	// Anything else at the path is refused.
-	if err := os.WriteFile(path, []byte("not a socket"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := listenControl(path); err == nil || !strings.Contains(err.Error(), "not a socket") {
-		t.Errorf("regular file at the socket path: %v", err)
-	}
-}
 
 func TestAlertsCommand(t *testing.T) {
 	recv, secret := newWebhookReceiver(t)
@@ -61,7 +26,7 @@ func TestAlertsCommand(t *testing.T) {
 		t.Errorf("alerts test: %q", out)
 	}
 	got, _ := recv.received()
-	if len(got) != 1 || got[0].event.Type != EventAlertTest {
+	if len(got) != 1 || got[0].event.Type != monitor.EventAlertTest {
 		t.Fatalf("receiver got %+v", got)
 	}
 	c.want(1, "", "alerts", "test", "webhook:broken")

@@ -1,17 +1,14 @@
-package main
+package monitor
 
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/store"
-	"github.com/rugwatch/rugwatch/visible"
 )
 
 // Report is the JSON of `status --json` and `check --json`. Fields may be
@@ -40,18 +37,71 @@ type ServerReport struct {
 	Tools         []ToolReport    `json:"tools"`
 }
 
-// ToolReport is one tool in a Report.
-type ToolReport struct {
-	Name           string             `json:"name"`
-	State          rugwatch.State     `json:"state"`
-	Severity       rugwatch.Severity  `json:"severity"`
-	ObservedDigest rugwatch.Digest    `json:"observed_digest"`
-	ApprovedDigest rugwatch.Digest    `json:"approved_digest"`
-	Changes        []rugwatch.Change  `json:"changes,omitempty"`
-	Findings       []rugwatch.Finding `json:"findings,omitempty"`
+// ToolState is what a report, a diff and a web page all say of a tool.
+type ToolState struct {
+	State          rugwatch.State    `json:"state"`
+	Severity       rugwatch.Severity `json:"severity"`
+	ObservedDigest rugwatch.Digest   `json:"observed_digest"`
+	ApprovedDigest rugwatch.Digest   `json:"approved_digest"`
 }
 
-func serverReport(r store.ServerRecord, transport string) ServerReport {
+func toolState(t store.ToolRecord) ToolState {
+	return ToolState{State: t.State, Severity: t.Severity, ObservedDigest: t.ObservedDigest, ApprovedDigest: t.ApprovedDigest}
+}
+
+// ToolReport is one tool in a Report.
+type ToolReport struct {
+	Name string `json:"name"`
+	ToolState
+	Changes  []rugwatch.Change  `json:"changes,omitempty"`
+	Findings []rugwatch.Finding `json:"findings,omitempty"`
+}
+
+// ToolDiff is one tool in `diff --json`: a ToolReport that names its
+// server and always carries its (possibly empty) changes and findings.
+type ToolDiff struct {
+	Server string `json:"server"`
+	Tool   string `json:"tool"`
+	ToolState
+	Changes  []rugwatch.Change  `json:"changes"`
+	Findings []rugwatch.Finding `json:"findings"`
+}
+
+// DiffResult is what diff shows: the tools and their observed definitions.
+type DiffResult struct {
+	Tools       []ToolDiff                 `json:"tools"`
+	Definitions map[string]json.RawMessage `json:"definitions"`
+}
+
+// VerifyReport is `verify --json`.
+type VerifyReport struct {
+	SchemaVersion    int           `json:"schema_version"`
+	EventsChecked    int           `json:"events_checked"`
+	ChainError       string        `json:"chain_error,omitempty"`
+	ApprovalsChecked int           `json:"approvals_checked"`
+	InvalidApprovals []BadApproval `json:"invalid_approvals"`
+	OK               bool          `json:"ok"`
+}
+
+// BadApproval is one approval whose signature does not hold.
+type BadApproval struct {
+	Server  string `json:"server"`
+	Kind    string `json:"kind"`
+	Tool    string `json:"tool,omitempty"`
+	Problem string `json:"problem"`
+}
+
+// AlertsReport is `alerts --json`.
+type AlertsReport struct {
+	SchemaVersion int              `json:"schema_version"`
+	Pending       []store.Delivery `json:"pending"`
+	Dead          []store.Delivery `json:"dead"`
+	Delivered     []store.Delivery `json:"delivered"`
+}
+
+// ServerReportOf is the report of one stored server record; transport
+// stands in for a server never polled yet.
+func ServerReportOf(r store.ServerRecord, transport string) ServerReport {
 	sr := ServerReport{
 		Name: r.Name, Transport: r.Transport, Reachable: r.Reachable, Error: r.Error,
 		InstructionsDigest: r.InstructionsDigest, Tools: []ToolReport{},
@@ -72,17 +122,14 @@ func serverReport(r store.ServerRecord, transport string) ServerReport {
 	sort.Strings(names)
 	for _, n := range names {
 		t := r.Tools[n]
-		sr.Tools = append(sr.Tools, ToolReport{
-			Name: t.Name, State: t.State, Severity: t.Severity, ObservedDigest: t.ObservedDigest,
-			ApprovedDigest: t.ApprovedDigest, Changes: t.Changes, Findings: t.Findings,
-		})
+		sr.Tools = append(sr.Tools, ToolReport{Name: t.Name, ToolState: toolState(t), Changes: t.Changes, Findings: t.Findings})
 	}
 	return sr
 }
 
-// clean reports whether a report needs no one's attention: every server
+// Clean reports whether a report needs no one's attention: every server
 // reached and every tool approved.
-func (r Report) clean() bool {
+func (r Report) Clean() bool {
 	for _, s := range r.Servers {
 		if !s.Reachable || s.LaunchDrifted || (s.InstructionsState != "" && !s.InstructionsState.Clean()) {
 			return false
@@ -96,49 +143,8 @@ func (r Report) clean() bool {
 	return true
 }
 
-// printReport writes the human table. Every server-chosen string goes
-// through visible.Line.
-func printReport(w io.Writer, r Report) {
-	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-	for i, s := range r.Servers {
-		if i > 0 {
-			fmt.Fprintln(tw)
-		}
-		when := "never"
-		if s.LastPolledAt != nil {
-			when = s.LastPolledAt.Local().Format(time.DateTime)
-		}
-		reach := "reachable"
-		if !s.Reachable {
-			reach = "UNREACHABLE"
-		}
-		fmt.Fprintf(tw, "%s (%s)\t%s\tpolled %s\n", s.Name, s.Transport, reach, when)
-		if s.Error != "" {
-			fmt.Fprintf(tw, "  error: %s\n", visible.Line(s.Error))
-		}
-		if s.InstructionsState != "" {
-			fmt.Fprintf(tw, "  (instructions)\t%s\t\t%s\n", strings.ToUpper(string(s.InstructionsState)), s.InstructionsDigest.Short())
-			printFindings(tw, "    ", s.InstructionsFindings)
-		}
-		if s.LaunchDrifted {
-			fmt.Fprintf(tw, "  (launch)\tDRIFTED\t\twhat runs changed; see history, then approve %s --launch\n", s.Name)
-		}
-		if len(s.Tools) == 0 {
-			fmt.Fprintf(tw, "  no tools\n")
-		}
-		for _, t := range s.Tools {
-			extra := ""
-			if len(t.Changes) > 0 {
-				extra = "  " + visible.Line(changeSummary(t.Changes))
-			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s%s\n", visible.Line(t.Name), strings.ToUpper(string(t.State)), t.Severity, t.ObservedDigest.Short(), extra)
-			printFindings(tw, "    ", t.Findings)
-		}
-	}
-	tw.Flush()
-}
-
-func changeSummary(cs []rugwatch.Change) string {
+// ChangeSummary is a one-line list of the first changes, for logs and tables.
+func ChangeSummary(cs []rugwatch.Change) string {
 	var parts []string
 	for i, c := range cs {
 		if i == 3 {
@@ -150,9 +156,9 @@ func changeSummary(cs []rugwatch.Change) string {
 	return strings.Join(parts, ", ")
 }
 
-// sarifInputs turns a report into SARIF results: every finding, and every
+// SARIFInputs turns a report into SARIF results: every finding, and every
 // drift as a result of its own.
-func sarifInputs(r Report) []SARIFInput {
+func SARIFInputs(r Report) []SARIFInput {
 	var out []SARIFInput
 	for _, s := range r.Servers {
 		for _, t := range s.Tools {
@@ -160,7 +166,7 @@ func sarifInputs(r Report) []SARIFInput {
 			if t.State == rugwatch.StateDrifted {
 				in.Drift = &rugwatch.Event{Type: rugwatch.EventToolDrifted, Severity: t.Severity, Server: s.Name, Tool: t.Name,
 					ApprovedDigest: t.ApprovedDigest, ObservedDigest: t.ObservedDigest, Changes: t.Changes,
-					Message: changeSummary(t.Changes)}
+					Message: ChangeSummary(t.Changes)}
 			}
 			if len(in.Findings) > 0 || in.Drift != nil {
 				out = append(out, in)

@@ -1,4 +1,4 @@
-package main
+package monitor_test
 
 import (
 	"bytes"
@@ -32,9 +32,9 @@ func sarifSchema(t *testing.T) *jsonschema.Resolved {
 
 // sarifInputs runs the poisoning rules over the shared fixture cases and
 // adds a drift event, as `check` would.
-func fixtureSARIFInputs(t *testing.T) []SARIFInput {
+func fixtureSARIFInputs(t *testing.T) []monitor.SARIFInput {
 	t.Helper()
-	b, err := os.ReadFile("../../monitor/testdata/tool-cases.json")
+	b, err := os.ReadFile("testdata/tool-cases.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,24 +47,24 @@ func fixtureSARIFInputs(t *testing.T) []SARIFInput {
 	if err := json.Unmarshal(b, &c); err != nil {
 		t.Fatal(err)
 	}
-	var in []SARIFInput
+	var in []monitor.SARIFInput
 	for _, tc := range c.Cases {
-		in = append(in, SARIFInput{Server: "math", Tool: tc.ID, Findings: monitor.Findings(tc.Tool, monitor.FindingContext{Server: "math"}),
+		in = append(in, monitor.SARIFInput{Server: "math", Tool: tc.ID, Findings: monitor.Findings(tc.Tool, monitor.FindingContext{Server: "math"}),
 			Digest: rugwatch.Digest("sha256:" + strings.Repeat("ab", 32))})
 	}
-	in = append(in, SARIFInput{Server: "math", Tool: "add", Digest: rugwatch.Digest("sha256:" + strings.Repeat("cd", 32)),
+	in = append(in, monitor.SARIFInput{Server: "math", Tool: "add", Digest: rugwatch.Digest("sha256:" + strings.Repeat("cd", 32)),
 		Drift: &rugwatch.Event{ID: "evt_1", Type: rugwatch.EventToolDrifted, Severity: rugwatch.SeverityCritical, Server: "math", Tool: "add",
 			ApprovedDigest: rugwatch.Digest("sha256:" + strings.Repeat("ef", 32)), ObservedDigest: rugwatch.Digest("sha256:" + strings.Repeat("cd", 32)),
 			Changes: []rugwatch.Change{{Path: "/inputSchema/properties/sidenote", Op: "add"}}, Message: "definition changed\x1b[2J"}})
-	in = append(in, SARIFInput{Server: "math", Tool: "gone", Drift: &rugwatch.Event{Type: rugwatch.EventToolRemoved, Severity: rugwatch.SeverityWarning}})
+	in = append(in, monitor.SARIFInput{Server: "math", Tool: "gone", Drift: &rugwatch.Event{Type: rugwatch.EventToolRemoved, Severity: rugwatch.SeverityWarning}})
 	return in
 }
 
 func TestSARIFValidatesAgainstTheSchema(t *testing.T) {
 	rs := sarifSchema(t)
-	for name, in := range map[string][]SARIFInput{"cases": fixtureSARIFInputs(t), "empty": nil} {
+	for name, in := range map[string][]monitor.SARIFInput{"cases": fixtureSARIFInputs(t), "empty": nil} {
 		var buf bytes.Buffer
-		if err := writeSARIF(&buf, in); err != nil {
+		if err := monitor.WriteSARIF(&buf, in); err != nil {
 			t.Fatal(err)
 		}
 		var v any
@@ -124,7 +124,7 @@ type sarifDoc struct {
 func TestSARIFContent(t *testing.T) {
 	in := fixtureSARIFInputs(t)
 	var buf bytes.Buffer
-	if err := writeSARIF(&buf, in); err != nil {
+	if err := monitor.WriteSARIF(&buf, in); err != nil {
 		t.Fatal(err)
 	}
 	var doc sarifDoc
@@ -185,22 +185,8 @@ func TestSARIFContent(t *testing.T) {
 	}
 	// Stable: the same input gives the same bytes.
 	var again bytes.Buffer
-	_ = writeSARIF(&again, in)
+	_ = monitor.WriteSARIF(&again, in)
 	if !bytes.Equal(buf.Bytes(), again.Bytes()) {
 		t.Error("not deterministic")
-	}
-}
-
-func TestSARIFLevels(t *testing.T) {
-	for sev, want := range map[rugwatch.Severity]string{"critical": "error", "warning": "warning", "info": "note"} {
-		if got := sarifLevel(sev); got != want {
-			t.Errorf("%s: %s, want %s", sev, got, want)
-		}
-	}
-	if ruleName("cross-server-shadowing") != "CrossServerShadowing" || driftRuleID(rugwatch.EventInstructionsDrifted) != "rugwatch/drift/instructions-drifted" {
-		t.Error("names")
-	}
-	if fingerprint("a", "bc") == fingerprint("ab", "c") {
-		t.Error("fingerprint fields collide")
 	}
 }

@@ -1,8 +1,9 @@
-package main
+package monitor
 
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/url"
@@ -10,11 +11,10 @@ import (
 	"strings"
 
 	"github.com/rugwatch/rugwatch"
-	"github.com/rugwatch/rugwatch/monitor"
 	"github.com/rugwatch/rugwatch/visible"
 )
 
-// SARIFInput is one tool's findings and drift for writeSARIF.
+// SARIFInput is one tool's findings and drift for WriteSARIF.
 type SARIFInput struct {
 	Server, Tool string
 	Findings     []rugwatch.Finding
@@ -137,9 +137,9 @@ func securitySeverity(s rugwatch.Severity) string {
 	return "2.0"
 }
 
-// writeSARIF writes one SARIF 2.1.0 log with one run: a result per finding
+// WriteSARIF writes one SARIF 2.1.0 log with one run: a result per finding
 // and per drift, in the order given.
-func writeSARIF(w io.Writer, results []SARIFInput) error {
+func WriteSARIF(w io.Writer, results []SARIFInput) error {
 	var rules []sarifRule
 	index := map[string]int{}
 	addRule := func(id, summary string, sev rugwatch.Severity, tags ...string) {
@@ -154,7 +154,7 @@ func writeSARIF(w io.Writer, results []SARIFInput) error {
 		})
 	}
 	// Every finding rule is listed, used or not, so rule indexes stay put.
-	for _, r := range monitor.Rules() {
+	for _, r := range Rules() {
 		addRule(r.ID, r.Summary, r.Severity, "tool-poisoning")
 	}
 	var drifts []rugwatch.EventType
@@ -234,7 +234,10 @@ func writeSARIF(w io.Writer, results []SARIFInput) error {
 			Results: out,
 		}},
 	}
-	return writeJSON(w, log)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(log)
 }
 
 func containsType(s []rugwatch.EventType, v rugwatch.EventType) bool {

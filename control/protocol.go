@@ -1,0 +1,166 @@
+package control
+
+import (
+	"context"
+
+	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/monitor"
+	"github.com/rugwatch/rugwatch/store"
+)
+
+// Backend is what rugwatch's commands need: a *monitor.Ledger over the
+// store when no daemon runs, a *Client of the daemon's socket when one
+// does. Either way a command prints the same thing.
+type Backend interface {
+	Status(ctx context.Context, servers []string) (monitor.Report, error)
+	Check(ctx context.Context, servers []string) (monitor.Report, error)
+	Server(ctx context.Context, name string) (store.ServerRecord, error)
+	Diff(ctx context.Context, server, tool string) (monitor.DiffResult, error)
+	Approve(ctx context.Context, server string, approvals []monitor.SignedApproval, pinLaunch bool) (int, error)
+	Revoke(ctx context.Context, server string, tools []string, all bool, reason string) ([]string, error)
+	History(ctx context.Context, server string, limit int) ([]rugwatch.Event, error)
+	Verify(ctx context.Context) (monitor.VerifyReport, error)
+	Alerts(ctx context.Context, limit int) (monitor.AlertsReport, error)
+	RetryAlert(ctx context.Context, id string) error
+	TestAlert(ctx context.Context, channel string) ([]store.Delivery, error)
+}
+
+var _ Backend = (*monitor.Ledger)(nil)
+var _ Backend = (*Client)(nil)
+
+// The requests and responses of the wire, one type per shape.
+type (
+	serversReq struct {
+		Servers []string `json:"servers"`
+	}
+	serverReq struct {
+		Server string `json:"server"`
+		Tool   string `json:"tool,omitempty"`
+	}
+	approveReq struct {
+		Server    string                   `json:"server"`
+		Approvals []monitor.SignedApproval `json:"approvals"`
+		PinLaunch bool                     `json:"pin_launch"`
+	}
+	revokeReq struct {
+		Server string   `json:"server"`
+		Tools  []string `json:"tools"`
+		All    bool     `json:"all"`
+		Reason string   `json:"reason"`
+	}
+	historyReq struct {
+		Server string `json:"server"`
+		Limit  int    `json:"limit"`
+	}
+	alertsReq struct {
+		Limit   int    `json:"limit,omitempty"`
+		ID      string `json:"id,omitempty"`
+		Channel string `json:"channel,omitempty"`
+	}
+	empty     struct{}
+	countResp struct {
+		N     int      `json:"n"`
+		Names []string `json:"names"`
+	}
+	eventsResp struct {
+		Events []rugwatch.Event `json:"events"`
+	}
+	deliveriesResp struct {
+		Deliveries []store.Delivery `json:"deliveries"`
+	}
+	pingResp struct {
+		PID int `json:"pid"`
+	}
+)
+
+// methods is the whole protocol as the server sees it: each entry decodes
+// its request, calls the backend and encodes the answer. The Client's
+// methods below are the same table seen from the other side.
+var methods = map[string]handler{
+	"status": method(func(ctx context.Context, b Backend, r serversReq) (monitor.Report, error) {
+		return b.Status(ctx, r.Servers)
+	}),
+	"check": method(func(ctx context.Context, b Backend, r serversReq) (monitor.Report, error) {
+		return b.Check(ctx, r.Servers)
+	}),
+	"server": method(func(ctx context.Context, b Backend, r serverReq) (store.ServerRecord, error) {
+		return b.Server(ctx, r.Server)
+	}),
+	"diff": method(func(ctx context.Context, b Backend, r serverReq) (monitor.DiffResult, error) {
+		return b.Diff(ctx, r.Server, r.Tool)
+	}),
+	"approve": method(func(ctx context.Context, b Backend, r approveReq) (countResp, error) {
+		n, err := b.Approve(ctx, r.Server, r.Approvals, r.PinLaunch)
+		return countResp{N: n}, err
+	}),
+	"revoke": method(func(ctx context.Context, b Backend, r revokeReq) (countResp, error) {
+		names, err := b.Revoke(ctx, r.Server, r.Tools, r.All, r.Reason)
+		return countResp{N: len(names), Names: names}, err
+	}),
+	"history": method(func(ctx context.Context, b Backend, r historyReq) (eventsResp, error) {
+		ev, err := b.History(ctx, r.Server, r.Limit)
+		return eventsResp{Events: ev}, err
+	}),
+	"verify": method(func(ctx context.Context, b Backend, _ empty) (monitor.VerifyReport, error) {
+		return b.Verify(ctx)
+	}),
+	"alerts": method(func(ctx context.Context, b Backend, r alertsReq) (monitor.AlertsReport, error) {
+		return b.Alerts(ctx, r.Limit)
+	}),
+	"alerts.retry": method(func(ctx context.Context, b Backend, r alertsReq) (empty, error) {
+		return empty{}, b.RetryAlert(ctx, r.ID)
+	}),
+	"alerts.test": method(func(ctx context.Context, b Backend, r alertsReq) (deliveriesResp, error) {
+		ds, err := b.TestAlert(ctx, r.Channel)
+		return deliveriesResp{Deliveries: ds}, err
+	}),
+}
+
+func (c *Client) Status(ctx context.Context, servers []string) (monitor.Report, error) {
+	return call[monitor.Report](ctx, c, "status", serversReq{servers})
+}
+
+func (c *Client) Check(ctx context.Context, servers []string) (monitor.Report, error) {
+	return call[monitor.Report](ctx, c, "check", serversReq{servers})
+}
+
+func (c *Client) Server(ctx context.Context, name string) (store.ServerRecord, error) {
+	return call[store.ServerRecord](ctx, c, "server", serverReq{Server: name})
+}
+
+func (c *Client) Diff(ctx context.Context, server, tool string) (monitor.DiffResult, error) {
+	return call[monitor.DiffResult](ctx, c, "diff", serverReq{Server: server, Tool: tool})
+}
+
+func (c *Client) Approve(ctx context.Context, server string, approvals []monitor.SignedApproval, pinLaunch bool) (int, error) {
+	r, err := call[countResp](ctx, c, "approve", approveReq{server, approvals, pinLaunch})
+	return r.N, err
+}
+
+func (c *Client) Revoke(ctx context.Context, server string, tools []string, all bool, reason string) ([]string, error) {
+	r, err := call[countResp](ctx, c, "revoke", revokeReq{server, tools, all, reason})
+	return r.Names, err
+}
+
+func (c *Client) History(ctx context.Context, server string, limit int) ([]rugwatch.Event, error) {
+	r, err := call[eventsResp](ctx, c, "history", historyReq{server, limit})
+	return r.Events, err
+}
+
+func (c *Client) Verify(ctx context.Context) (monitor.VerifyReport, error) {
+	return call[monitor.VerifyReport](ctx, c, "verify", empty{})
+}
+
+func (c *Client) Alerts(ctx context.Context, limit int) (monitor.AlertsReport, error) {
+	return call[monitor.AlertsReport](ctx, c, "alerts", alertsReq{Limit: limit})
+}
+
+func (c *Client) RetryAlert(ctx context.Context, id string) error {
+	_, err := call[empty](ctx, c, "alerts.retry", alertsReq{ID: id})
+	return err
+}
+
+func (c *Client) TestAlert(ctx context.Context, channel string) ([]store.Delivery, error) {
+	r, err := call[deliveriesResp](ctx, c, "alerts.test", alertsReq{Channel: channel})
+	return r.Deliveries, err
+}

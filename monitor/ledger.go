@@ -1,0 +1,553 @@
+package monitor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/store"
+)
+
+// UsageError is a mistake of the caller's (an unknown server, tool or
+// delivery): the CLI prints it as a usage error, the control socket sends
+// it back as one.
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+// Usage marks the error as the caller's mistake.
+func (e *UsageError) Usage() bool { return true }
+
+func usagef(format string, args ...any) error {
+	return &UsageError{Msg: fmt.Sprintf(format, args...)}
+}
+
+// ServerRef is one configured server as the Ledger needs it: its name and
+// the transport to show before it was ever polled.
+type ServerRef struct {
+	Name      string
+	Transport string
+}
+
+// SignedApproval is an approval the CLI signed, for the Ledger to verify
+// and store; the daemon never sees a private key.
+type SignedApproval struct {
+	Kind     string          `json:"kind,omitempty"` // "tool" (or empty) or "instructions"
+	Tool     string          `json:"tool"`
+	Digest   rugwatch.Digest `json:"digest"`
+	Envelope []byte          `json:"envelope"`
+	Note     string          `json:"note,omitempty"`
+}
+
+// EventAlertTest is the event `alerts test` sends.
+const EventAlertTest rugwatch.EventType = "alert.test"
+
+// Ledger owns every transition a human asks for — approve, revoke, pin a
+// launch identity — and the reads around them (status, diff, history,
+// verify, alerts). The Recorder owns the transitions a poll makes; between
+// them they are the only writers of tool states. The CLI runs a Ledger over
+// the store when no daemon runs; the daemon serves one on its control
+// socket; the proxy calls the same one. Each request gets a Ledger built
+// from the config of the moment.
+type Ledger struct {
+	DB       *store.DB
+	Verifier Verifier
+	// Servers is every configured server in config order; Where names the
+	// config for errors about unknown servers.
+	Servers []ServerRef
+	Where   string
+	// Poll polls the named servers now and records them (check); nil when
+	// this Ledger cannot poll.
+	Poll func(ctx context.Context, servers []string) error
+	// InTx sees every event the Ledger appends, inside its transaction:
+	// the alert outbox queues deliveries there.
+	InTx func(tx *store.Tx, e rugwatch.Event) error
+	// TestChannels picks the alert channels a test alert goes to ("" for
+	// all) and queues e for them in tx, returning the delivery ids.
+	TestChannels func(tx *store.Tx, e rugwatch.Event, channel string) ([]string, error)
+	// AfterWrite runs after anything that may have queued alerts: the CLI
+	// attempts them at once, the daemon wakes its dispatcher.
+	AfterWrite func(ctx context.Context) error
+	Now        func() time.Time
+}
+
+func (l *Ledger) now() time.Time {
+	if l.Now != nil {
+		return l.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func (l *Ledger) afterWrite(ctx context.Context) error {
+	if l.AfterWrite == nil {
+		return nil
+	}
+	return l.AfterWrite(ctx)
+}
+
+// appendEvent appends e and hands it to InTx in the same transaction.
+func (l *Ledger) appendEvent(tx *store.Tx, e *rugwatch.Event) error {
+	if err := tx.AppendEvent(e); err != nil {
+		return err
+	}
+	if l.InTx != nil {
+		return l.InTx(tx, *e)
+	}
+	return nil
+}
+
+// ServerNames lists the configured servers for an error message.
+func (l *Ledger) serverNames() string {
+	var n []string
+	for _, s := range l.Servers {
+		n = append(n, s.Name)
+	}
+	sort.Strings(n)
+	if len(n) == 0 {
+		return "none"
+	}
+	return strings.Join(n, ", ")
+}
+
+// selectServers returns the configured servers named, or all of them.
+func (l *Ledger) selectServers(names []string) ([]ServerRef, error) {
+	if len(names) == 0 {
+		return l.Servers, nil
+	}
+	out := make([]ServerRef, 0, len(names))
+	for _, n := range names {
+		s, ok := l.server(n)
+		if !ok {
+			return nil, usagef("no server %q in %s (configured: %s)", n, l.Where, l.serverNames())
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func (l *Ledger) server(name string) (ServerRef, bool) {
+	for _, s := range l.Servers {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return ServerRef{}, false
+}
+
+// Status reads the stored records of the named servers (all if none), in
+// config order, without polling.
+func (l *Ledger) Status(ctx context.Context, names []string) (Report, error) {
+	servers, err := l.selectServers(names)
+	if err != nil {
+		return Report{}, err
+	}
+	rep := Report{SchemaVersion: 1, Servers: []ServerReport{}}
+	err = l.DB.View(func(tx *store.Tx) error {
+		for _, s := range servers {
+			r, ok, err := tx.Server(s.Name)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				r = store.ServerRecord{Name: s.Name, Transport: s.Transport}
+			}
+			rep.Servers = append(rep.Servers, ServerReportOf(r, s.Transport))
+		}
+		return nil
+	})
+	return rep, err
+}
+
+// Check polls the named servers now, delivers what that queued, and
+// reports their states.
+func (l *Ledger) Check(ctx context.Context, names []string) (Report, error) {
+	servers, err := l.selectServers(names)
+	if err != nil {
+		return Report{}, err
+	}
+	if l.Poll == nil {
+		return Report{}, fmt.Errorf("this backend cannot poll")
+	}
+	polled := make([]string, len(servers))
+	for i, s := range servers {
+		polled[i] = s.Name
+	}
+	if err := l.Poll(ctx, polled); err != nil {
+		return Report{}, err
+	}
+	if err := l.afterWrite(ctx); err != nil {
+		return Report{}, err
+	}
+	return l.Status(ctx, polled)
+}
+
+// Server returns the stored record of one server.
+func (l *Ledger) Server(ctx context.Context, name string) (store.ServerRecord, error) {
+	if _, ok := l.server(name); !ok {
+		return store.ServerRecord{}, usagef("no server %q in %s (configured: %s)", name, l.Where, l.serverNames())
+	}
+	var rec store.ServerRecord
+	err := l.DB.View(func(tx *store.Tx) error {
+		r, ok, err := tx.Server(name)
+		if !ok && err == nil {
+			err = fmt.Errorf("server %s has not been checked yet; run `rugwatch check %s` first", name, name)
+		}
+		rec = r
+		return err
+	})
+	return rec, err
+}
+
+// Diff compares approved and observed definitions of one tool, or of every
+// tool of the server that is not approved as observed.
+func (l *Ledger) Diff(ctx context.Context, server, tool string) (DiffResult, error) {
+	res := DiffResult{Tools: []ToolDiff{}, Definitions: map[string]json.RawMessage{}}
+	err := l.DB.View(func(tx *store.Tx) error {
+		rec, ok, err := tx.Server(server)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("server %s has not been checked yet", server)
+		}
+		var names []string
+		if tool != "" {
+			if _, ok := rec.Tools[tool]; !ok {
+				return usagef("server %s has no tool %q", server, tool)
+			}
+			names = []string{tool}
+		} else {
+			for n := range rec.Tools {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+		}
+		for _, n := range names {
+			t := rec.Tools[n]
+			if t.State == rugwatch.StateApproved && tool == "" {
+				continue
+			}
+			d := ToolDiff{Server: server, Tool: n, ToolState: toolState(t), Changes: []rugwatch.Change{},
+				Findings: append([]rugwatch.Finding{}, t.Findings...)}
+			if t.ApprovedDigest != "" && t.ApprovedDigest != t.ObservedDigest {
+				check := func(a store.ApprovalRecord) Approved { return CheckApproval(l.Verifier, a) }
+				a, ok, err := FindApproval(tx, check, server, n, t.ApprovedDigest)
+				if err != nil {
+					return err
+				}
+				if ok {
+					d.Changes = Diff(a.Definition, t.Definition)
+				}
+			}
+			res.Definitions[n] = t.Definition
+			res.Tools = append(res.Tools, d)
+		}
+		return nil
+	})
+	return res, err
+}
+
+// Approve verifies each signed approval exactly as the Recorder will and
+// stores it, only if the tool's observed digest is still the one signed;
+// pinLaunch also pins the server's current launch identity.
+func (l *Ledger) Approve(ctx context.Context, server string, approvals []SignedApproval, pinLaunch bool) (int, error) {
+	now := l.now()
+	n := 0
+	err := l.DB.Update(func(tx *store.Tx) error {
+		rec, ok, err := tx.Server(server)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("server %s has not been checked yet", server)
+		}
+		if pinLaunch && len(rec.Launch) > 0 {
+			rec.LaunchPinned = rec.Launch
+			rec.LaunchDrifted = false
+			if err := l.appendEvent(tx, &rugwatch.Event{
+				Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityInfo, Server: server, OccurredAt: now,
+				Message: "launch identity pinned: " + string(rec.Launch),
+			}); err != nil {
+				return err
+			}
+			n++
+		}
+		for _, sa := range approvals {
+			if sa.Kind == store.KindInstructions {
+				if err := l.approveInstructions(tx, &rec, sa, now); err != nil {
+					return err
+				}
+				n++
+				continue
+			}
+			if err := l.approveTool(tx, &rec, sa, now); err != nil {
+				return err
+			}
+			n++
+		}
+		return tx.PutServer(rec)
+	})
+	if err == nil {
+		err = l.afterWrite(ctx)
+	}
+	return n, err
+}
+
+// approveTool stores one tool's signed approval and makes it approved.
+func (l *Ledger) approveTool(tx *store.Tx, rec *store.ServerRecord, sa SignedApproval, now time.Time) error {
+	server := rec.Name
+	cur, ok := rec.Tools[sa.Tool]
+	if !ok || cur.ObservedDigest != sa.Digest {
+		return fmt.Errorf("%s/%s changed while you were reviewing; run approve again", server, sa.Tool)
+	}
+	st, err := l.Verifier.Verify(sa.Envelope)
+	if err != nil {
+		return fmt.Errorf("approval of %s/%s does not verify with a trusted key: %w", server, sa.Tool, err)
+	}
+	if st.Kind != store.KindTool || st.Server != server || st.Tool != sa.Tool || st.Digest != sa.Digest {
+		return fmt.Errorf("approval of %s/%s signs something else (%s %s/%s %s)", server, sa.Tool, st.Kind, st.Server, st.Tool, st.Digest)
+	}
+	if err := tx.PutApproval(store.ApprovalRecord{
+		Kind: store.KindTool, Server: server, Tool: sa.Tool, Digest: sa.Digest,
+		KeyID: st.KeyID, ApprovedAt: st.ApprovedAt, Envelope: sa.Envelope, Note: st.Note,
+	}); err != nil {
+		return err
+	}
+	cur.State = rugwatch.StateApproved
+	cur.ApprovedDigest = sa.Digest
+	cur.Severity = rugwatch.SeverityInfo
+	cur.Changes = nil
+	cur.LastChanged = now
+	rec.Tools[sa.Tool] = cur
+	return l.appendEvent(tx, &rugwatch.Event{
+		Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityInfo, Server: server, Tool: sa.Tool,
+		ApprovedDigest: sa.Digest, ObservedDigest: sa.Digest, KeyID: st.KeyID, OccurredAt: now, Message: st.Note,
+	})
+}
+
+// approveInstructions stores a signed approval of the server's
+// instructions, if they are still the ones signed.
+func (l *Ledger) approveInstructions(tx *store.Tx, rec *store.ServerRecord, sa SignedApproval, now time.Time) error {
+	if rec.InstructionsDigest != sa.Digest {
+		return fmt.Errorf("%s instructions changed while you were reviewing; run approve again", rec.Name)
+	}
+	st, err := l.Verifier.Verify(sa.Envelope)
+	if err != nil {
+		return fmt.Errorf("approval of %s instructions does not verify with a trusted key: %w", rec.Name, err)
+	}
+	if st.Kind != store.KindInstructions || st.Server != rec.Name || st.Digest != sa.Digest {
+		return fmt.Errorf("approval of %s instructions signs something else (%s %s %s)", rec.Name, st.Kind, st.Server, st.Digest)
+	}
+	if err := tx.PutApproval(store.ApprovalRecord{Kind: store.KindInstructions, Server: rec.Name, Digest: sa.Digest,
+		KeyID: st.KeyID, ApprovedAt: st.ApprovedAt, Envelope: sa.Envelope, Note: st.Note}); err != nil {
+		return err
+	}
+	rec.InstructionsState = rugwatch.StateApproved
+	rec.InstructionsApproved = sa.Digest
+	return l.appendEvent(tx, &rugwatch.Event{
+		Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityInfo, Server: rec.Name,
+		ApprovedDigest: sa.Digest, ObservedDigest: sa.Digest, KeyID: st.KeyID, OccurredAt: now,
+		Message: "server instructions approved",
+	})
+}
+
+// Revoke withdraws the current approvals of the named tools (or all of
+// the server's with all); the tools stay revoked until approved again.
+func (l *Ledger) Revoke(ctx context.Context, server string, tools []string, all bool, reason string) ([]string, error) {
+	now := l.now()
+	var done []string
+	err := l.DB.Update(func(tx *store.Tx) error {
+		if all {
+			cur, err := tx.Approvals(server)
+			if err != nil {
+				return err
+			}
+			for _, ap := range cur {
+				if ap.Kind == store.KindTool {
+					tools = append(tools, ap.Tool)
+				}
+			}
+		}
+		rec, found, err := tx.Server(server)
+		if err != nil {
+			return err
+		}
+		for _, name := range tools {
+			ap, ok, err := tx.RevokeApproval(server, store.KindTool, name, reason, now)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("%s/%s: no current approval", server, name)
+			}
+			if t, ok := rec.Tools[name]; ok {
+				t.State = rugwatch.StateRevoked
+				t.Severity = rugwatch.SeverityWarning
+				t.LastChanged = now
+				rec.Tools[name] = t
+			}
+			if err := l.appendEvent(tx, &rugwatch.Event{
+				Type: rugwatch.EventToolRevoked, Severity: rugwatch.SeverityWarning, Server: server, Tool: name,
+				ApprovedDigest: ap.Digest, OccurredAt: now, Message: reason,
+			}); err != nil {
+				return err
+			}
+			done = append(done, name)
+		}
+		if found {
+			return tx.PutServer(rec)
+		}
+		return nil
+	})
+	if err == nil {
+		err = l.afterWrite(ctx)
+	}
+	return done, err
+}
+
+// History returns events, newest first, of one server or all ("").
+func (l *Ledger) History(ctx context.Context, server string, limit int) ([]rugwatch.Event, error) {
+	var events []rugwatch.Event
+	err := l.DB.View(func(tx *store.Tx) error {
+		var err error
+		events, err = tx.Events(server, limit)
+		return err
+	})
+	if events == nil {
+		events = []rugwatch.Event{}
+	}
+	return events, err
+}
+
+// Verify checks every approval's signature and the event chain.
+func (l *Ledger) Verify(ctx context.Context) (VerifyReport, error) {
+	rep := VerifyReport{SchemaVersion: 1, InvalidApprovals: []BadApproval{}}
+	n, chainErr := l.DB.VerifyChain()
+	rep.EventsChecked = n
+	if chainErr != nil {
+		rep.ChainError = chainErr.Error()
+	}
+	err := l.DB.View(func(tx *store.Tx) error {
+		all, err := tx.Approvals("")
+		if err != nil {
+			return err
+		}
+		for _, ap := range all {
+			rep.ApprovalsChecked++
+			if v := CheckApproval(l.Verifier, ap); !v.Valid {
+				rep.InvalidApprovals = append(rep.InvalidApprovals, BadApproval{Server: ap.Server, Kind: ap.Kind, Tool: ap.Tool, Problem: v.Problem})
+			}
+		}
+		return nil
+	})
+	rep.OK = chainErr == nil && len(rep.InvalidApprovals) == 0
+	return rep, err
+}
+
+// Alerts lists pending and dead deliveries and the last delivered ones.
+func (l *Ledger) Alerts(ctx context.Context, limit int) (AlertsReport, error) {
+	rep := AlertsReport{SchemaVersion: 1}
+	err := l.DB.View(func(tx *store.Tx) error {
+		var err error
+		if rep.Pending, err = tx.ListDeliveries(store.DeliveryPending, 0); err != nil {
+			return err
+		}
+		if rep.Dead, err = tx.ListDeliveries(store.DeliveryDead, 0); err != nil {
+			return err
+		}
+		rep.Delivered, err = tx.ListDeliveries(store.DeliveryDelivered, limit)
+		return err
+	})
+	for _, p := range []*[]store.Delivery{&rep.Pending, &rep.Dead, &rep.Delivered} {
+		if *p == nil {
+			*p = []store.Delivery{}
+		}
+	}
+	return rep, err
+}
+
+// RetryAlert puts a dead delivery back in the queue, due now.
+func (l *Ledger) RetryAlert(ctx context.Context, id string) error {
+	err := l.DB.Update(func(tx *store.Tx) error {
+		d, ok, err := tx.Delivery(id)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return usagef("no delivery %q (see `rugwatch alerts`)", id)
+		}
+		if d.State != store.DeliveryDead {
+			return fmt.Errorf("delivery %s is %s, not dead", id, d.State)
+		}
+		d.State = store.DeliveryPending
+		d.Attempts = 0
+		d.NextAttempt = l.now()
+		return tx.UpdateDelivery(d)
+	})
+	if err != nil {
+		return err
+	}
+	return l.afterWrite(ctx)
+}
+
+// TestAlert records an alert.test event, queues it for one channel or all
+// of them, and waits until each delivery was attempted: it goes through
+// the real outbox and the real channels.
+func (l *Ledger) TestAlert(ctx context.Context, channel string) ([]store.Delivery, error) {
+	if l.TestChannels == nil {
+		return nil, fmt.Errorf("this backend has no alert channels")
+	}
+	var ids []string
+	err := l.DB.Update(func(tx *store.Tx) error {
+		e := rugwatch.Event{Type: EventAlertTest, Severity: rugwatch.SeverityCritical, Server: "rugwatch",
+			Message: "test alert from `rugwatch alerts test`; no tool changed", OccurredAt: l.now()}
+		if err := tx.AppendEvent(&e); err != nil {
+			return err
+		}
+		var err error
+		ids, err = l.TestChannels(tx, e, channel)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := l.afterWrite(ctx); err != nil {
+		return nil, err
+	}
+	// The dispatcher runs elsewhere (the daemon's) or already ran
+	// (AfterWrite of the CLI); poll the store for its verdict, for a
+	// minute at most, then say what each delivery is now.
+	deadline := time.NewTimer(60 * time.Second)
+	defer deadline.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var out []store.Delivery
+		attempted := true
+		err := l.DB.View(func(tx *store.Tx) error {
+			for _, id := range ids {
+				d, _, err := tx.Delivery(id)
+				if err != nil {
+					return err
+				}
+				attempted = attempted && (d.State != store.DeliveryPending || d.Attempts > 0)
+				out = append(out, d)
+			}
+			return nil
+		})
+		if err != nil || attempted {
+			return out, err
+		}
+		select {
+		case <-ctx.Done():
+			return out, ctx.Err()
+		case <-deadline.C:
+			return out, nil
+		case <-tick.C:
+		}
+	}
+}
