@@ -273,6 +273,12 @@ func Body(e rugwatch.Event) string {
 	}
 	line("When:     %s", e.OccurredAt.UTC().Format(time.RFC3339))
 	line("Event id: %s", visible.Line(e.ID))
+	if e.Seq > 0 {
+		// What the receiver keeps to prove, later, that the log was not
+		// cut or rolled back behind this alert.
+		line("Log head: seq %d, chain head %s", e.Seq, visible.Line(string(e.ChainHead)))
+		line("          check it with: rugwatch verify --head %d:%s", e.Seq, visible.Line(string(e.ChainHead)))
+	}
 	if e.Message != "" {
 		line("")
 		line("%s", visible.Text(e.Message))

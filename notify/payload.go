@@ -37,6 +37,11 @@ type payload struct {
 	Findings       []rugwatch.Finding `json:"findings"`
 	OccurredAt     string             `json:"occurred_at"`
 	Message        string             `json:"message"`
+	// Seq and ChainHead place the event in the hash-chained log, so a
+	// receiver can later prove the log was cut or rolled back:
+	// rugwatch verify --head SEQ:CHAIN_HEAD.
+	Seq       uint64          `json:"seq"`
+	ChainHead rugwatch.Digest `json:"chain_head"`
 }
 
 // Payload is the webhook body for e. It is marshalled once per send and
@@ -55,6 +60,8 @@ func Payload(e rugwatch.Event) ([]byte, error) {
 		Findings:       e.Findings,
 		OccurredAt:     e.OccurredAt.UTC().Format(time.RFC3339),
 		Message:        e.Message,
+		Seq:            e.Seq,
+		ChainHead:      e.ChainHead,
 	}
 	if p.Changes == nil {
 		p.Changes = []rugwatch.Change{}

@@ -38,6 +38,7 @@ func driftEvent() rugwatch.Event {
 		Message:    "tool echo drifted from its approved definition",
 		OccurredAt: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC),
 		Prev:       "sha256:3333333333333333333333333333333333333333333333333333333333333333",
+		ChainHead:  "sha256:4444444444444444444444444444444444444444444444444444444444444444",
 	}
 }
 
@@ -65,22 +66,27 @@ func TestPayloadGolden(t *testing.T) {
 	}
 	golden(t, "payload_drifted.json", b)
 
-	// The contract's keys, all present, in order; nothing internal (seq,
-	// prev) leaks.
+	// The contract's keys, all present; nothing internal (prev, key_id)
+	// leaks. seq and chain_head are the contract's too: they let the
+	// receiver prove a later rollback of the log.
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"version", "id", "type", "severity", "server", "tool", "approved_digest",
-		"observed_digest", "changes", "findings", "occurred_at", "message"} {
+		"observed_digest", "changes", "findings", "occurred_at", "message", "seq", "chain_head"} {
 		if _, ok := m[k]; !ok {
 			t.Errorf("payload lacks %q", k)
 		}
 	}
-	for _, k := range []string{"seq", "prev", "key_id"} {
+	for _, k := range []string{"prev", "key_id"} {
 		if _, ok := m[k]; ok {
 			t.Errorf("payload has internal field %q", k)
 		}
+	}
+	e := driftEvent()
+	if string(m["seq"]) != "7" || string(m["chain_head"]) != `"`+string(e.ChainHead)+`"` {
+		t.Errorf("seq %s, chain_head %s; want 7 and the event's chain head", m["seq"], m["chain_head"])
 	}
 }
 
@@ -124,5 +130,24 @@ func TestSignRejectsBadSecretWithoutQuotingIt(t *testing.T) {
 		if s != "" && bytes.Contains([]byte(err.Error()), []byte("not base64!!")) {
 			t.Errorf("error quotes the secret: %v", err)
 		}
+	}
+}
+
+// The email body carries the same seq and chain head as the webhook, with
+// the command that checks them, so a mail kept is as good as a payload.
+func TestBodyCarriesLogHead(t *testing.T) {
+	e := driftEvent()
+	body := Body(e)
+	for _, want := range []string{
+		"Log head: seq 7, chain head " + string(e.ChainHead),
+		"rugwatch verify --head 7:" + string(e.ChainHead),
+	} {
+		if !bytes.Contains([]byte(body), []byte(want)) {
+			t.Errorf("body lacks %q:\n%s", want, body)
+		}
+	}
+	e.Seq, e.ChainHead = 0, ""
+	if bytes.Contains([]byte(Body(e)), []byte("Log head")) {
+		t.Error("an event outside the log (seq 0) shows a log head")
 	}
 }
