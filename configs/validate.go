@@ -436,12 +436,12 @@ func (c *Config) position(line int) string {
 	return file + ": "
 }
 
-func (c *Config) format(e fieldError) string { return visible(c.formatRaw(e)) }
+func (c *Config) format(e fieldError) string { return quoteHidden(c.formatRaw(e)) }
 
-// visible escapes control and format characters (a key or schedule echoed
+// quoteHidden escapes control and format characters as Go escapes (a key or schedule echoed
 // from the file could otherwise break the one-error-per-line layout or hide
 // text on a terminal).
-func visible(s string) string {
+func quoteHidden(s string) string {
 	var b strings.Builder
 	for _, r := range s {
 		if unicode.IsPrint(r) && !unicode.Is(unicode.Cf, r) {

@@ -1,0 +1,732 @@
+package configs
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/textproto"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"unicode"
+
+	"github.com/rugwatch/rugwatch/visible"
+)
+
+// discoverSource is one MCP client config file rugwatch knows how to read.
+type discoverSource struct {
+	Client string `json:"client"`
+	Path   string `json:"path"`
+	Found  bool   `json:"found"`
+	Error  string `json:"error,omitempty"`
+	// Servers is how many entries the file held.
+	Servers int `json:"servers"`
+
+	key     string // "mcpServers" or "servers"; "claude.json" for ~/.claude.json
+	project string // workspace folder, for ${workspaceFolder}
+}
+
+// DiscoverOrigin says where one server entry was found.
+type DiscoverOrigin struct {
+	Client string `json:"client"`
+	Path   string `json:"path"`
+	Entry  string `json:"entry"` // e.g. mcpServers["github"]
+}
+
+// DiscoveredServer is one server of `discover --json`. Env and header
+// values are templates: secrets are ${env:…} references, never values.
+type DiscoveredServer struct {
+	Name      string            `json:"name"`
+	Origins   []DiscoverOrigin  `json:"origins"`
+	Transport string            `json:"transport"`
+	Command   string            `json:"command,omitempty"`
+	Args      []string          `json:"args,omitempty"`
+	Env       map[string]string `json:"env,omitempty"`
+	Cwd       string            `json:"cwd,omitempty"`
+	URL       string            `json:"url,omitempty"`
+	Headers   map[string]string `json:"headers,omitempty"`
+	Notes     []string          `json:"notes,omitempty"`
+
+	rawName string
+	ident   string            // the entry as written, to merge copies across clients
+	rawEnv  map[string]string // as written; may hold secrets, never printed
+	rawHdr  map[string]string
+}
+
+// DiscoverExport is one environment variable the user must set.
+type DiscoverExport struct {
+	Name string `json:"name"`
+	For  string `json:"for"`
+}
+
+// DiscoverSkipped is an entry that could not become a rugwatch server.
+type DiscoverSkipped struct {
+	DiscoverOrigin
+	Reason string `json:"reason"`
+}
+
+// DiscoverReport is `discover --json`.
+type DiscoverReport struct {
+	Sources []discoverSource   `json:"sources"`
+	Servers []DiscoveredServer `json:"servers"`
+	Exports []DiscoverExport   `json:"exports"`
+	Skipped []DiscoverSkipped  `json:"skipped"`
+}
+
+// maxClientConfig bounds what discover reads from one file; ~/.claude.json
+// grows with history but stays far below this.
+const maxClientConfig = 32 << 20
+
+// clientSources lists the config files of the MCP clients, user files first.
+// %APPDATA% (Windows) is not searched.
+func clientSources(home, project string) []discoverSource {
+	h := func(p ...string) string { return filepath.Join(append([]string{home}, p...)...) }
+	p := func(q ...string) string { return filepath.Join(append([]string{project}, q...)...) }
+	src := []discoverSource{
+		{Client: "Claude Desktop", Path: h("Library", "Application Support", "Claude", "claude_desktop_config.json"), key: "mcpServers"},
+		{Client: "Claude Desktop", Path: h(".config", "Claude", "claude_desktop_config.json"), key: "mcpServers"},
+		{Client: "Claude Code", Path: h(".claude.json"), key: "claude.json"},
+		{Client: "Claude Code", Path: p(".mcp.json"), key: "mcpServers", project: project},
+		{Client: "Cursor", Path: h(".cursor", "mcp.json"), key: "mcpServers"},
+		{Client: "Cursor", Path: p(".cursor", "mcp.json"), key: "mcpServers", project: project},
+		{Client: "VS Code", Path: h(".config", "Code", "User", "mcp.json"), key: "servers"},
+		{Client: "VS Code", Path: h("Library", "Application Support", "Code", "User", "mcp.json"), key: "servers"},
+		{Client: "VS Code", Path: p(".vscode", "mcp.json"), key: "servers", project: project},
+		{Client: "Windsurf", Path: h(".codeium", "windsurf", "mcp_config.json"), key: "mcpServers"},
+	}
+	// --project at the home directory would list ~/.cursor/mcp.json twice.
+	seen := map[string]bool{}
+	out := src[:0]
+	for _, s := range src {
+		if c := filepath.Clean(s.Path); !seen[c] {
+			seen[c] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Discover reads every client config under home and project.
+func Discover(home, project string) DiscoverReport {
+	rep := DiscoverReport{Servers: []DiscoveredServer{}, Exports: []DiscoverExport{}, Skipped: []DiscoverSkipped{}}
+	var found []DiscoveredServer
+	for _, src := range clientSources(home, project) {
+		doc, err := readClientConfig(src.Path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			rep.Sources = append(rep.Sources, src)
+			continue
+		case err != nil:
+			src.Found = true
+			src.Error = err.Error()
+			rep.Sources = append(rep.Sources, src)
+			continue
+		}
+		src.Found = true
+		type group struct {
+			entries map[string]any
+			prefix  string
+			project string
+		}
+		var groups []group
+		if src.key == "claude.json" {
+			groups = append(groups, group{asObject(doc["mcpServers"]), "mcpServers", ""})
+			projects := asObject(doc["projects"])
+			for _, dir := range sortedKeysOf(projects) {
+				groups = append(groups, group{asObject(asObject(projects[dir])["mcpServers"]),
+					fmt.Sprintf("projects[%q].mcpServers", dir), dir})
+			}
+		} else {
+			groups = append(groups, group{asObject(doc[src.key]), src.key, src.project})
+		}
+		for _, g := range groups {
+			for _, name := range sortedKeysOf(g.entries) {
+				src.Servers++
+				o := DiscoverOrigin{Client: src.Client, Path: src.Path, Entry: fmt.Sprintf("%s[%q]", g.prefix, name)}
+				s, reason := convertEntry(name, g.entries[name], g.project, home, filepath.Dir(src.Path))
+				if reason != "" {
+					rep.Skipped = append(rep.Skipped, DiscoverSkipped{o, reason})
+					continue
+				}
+				if g.project != "" && src.key == "claude.json" {
+					s.Notes = append(s.Notes, "Claude Code project "+g.project)
+				}
+				s.Origins = []DiscoverOrigin{o}
+				found = append(found, s)
+			}
+		}
+		rep.Sources = append(rep.Sources, src)
+	}
+	// The same server set up in two clients is watched once.
+	byIdent := map[string]int{}
+	var merged []DiscoveredServer
+	for _, s := range found {
+		if i, ok := byIdent[s.ident]; ok {
+			merged[i].Origins = append(merged[i].Origins, s.Origins...)
+			continue
+		}
+		byIdent[s.ident] = len(merged)
+		merged = append(merged, s)
+	}
+	taken := map[string]bool{}
+	for i := range merged {
+		s := &merged[i]
+		base := normalizeServerName(s.rawName)
+		s.Name = base
+		for n := 2; taken[s.Name]; n++ {
+			s.Name = fmt.Sprintf("%s-%d", base, n)
+		}
+		taken[s.Name] = true
+		rep.Exports = append(rep.Exports, s.referenceSecrets()...)
+	}
+	rep.Servers = append(rep.Servers, merged...)
+	return rep
+}
+
+func readClientConfig(path string) (map[string]any, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxClientConfig+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading: %w", err)
+	}
+	if len(data) > maxClientConfig {
+		return nil, fmt.Errorf("larger than %d MiB", maxClientConfig>>20)
+	}
+	d := json.NewDecoder(bytes.NewReader(stripJSONC(data)))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		// The decoder's message never quotes the file's values.
+		return nil, fmt.Errorf("not valid JSON (with comments): %v", err)
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, errors.New("not a JSON object")
+	}
+	return m, nil
+}
+
+// stripJSONC turns JSONC (VS Code's JSON with comments and trailing commas)
+// into JSON: // and /* */ comments outside strings become spaces, a comma
+// before } or ] is dropped, a UTF-8 BOM is removed. Newlines are kept, so
+// decoder offsets still point at the right line.
+func stripJSONC(in []byte) []byte {
+	in = bytes.TrimPrefix(in, []byte("\xef\xbb\xbf"))
+	out := make([]byte, 0, len(in))
+	lastComma := -1 // index in out of a comma that may be trailing
+	for i := 0; i < len(in); i++ {
+		c := in[i]
+		switch {
+		case c == '"':
+			lastComma = -1
+			out = append(out, c)
+			for i++; i < len(in); i++ {
+				out = append(out, in[i])
+				if in[i] == '\\' && i+1 < len(in) {
+					i++
+					out = append(out, in[i])
+				} else if in[i] == '"' {
+					break
+				}
+			}
+		case c == '/' && i+1 < len(in) && in[i+1] == '/':
+			for i < len(in) && in[i] != '\n' {
+				out = append(out, ' ')
+				i++
+			}
+			if i < len(in) {
+				out = append(out, '\n')
+			}
+		case c == '/' && i+1 < len(in) && in[i+1] == '*':
+			out = append(out, ' ', ' ')
+			i += 2
+			for ; i < len(in) && !(in[i] == '*' && i+1 < len(in) && in[i+1] == '/'); i++ {
+				if in[i] == '\n' {
+					out = append(out, '\n')
+				} else {
+					out = append(out, ' ')
+				}
+			}
+			if i < len(in) {
+				out = append(out, ' ', ' ')
+				i++
+			}
+		case c == ',':
+			lastComma = len(out)
+			out = append(out, c)
+		case c == '}' || c == ']':
+			if lastComma >= 0 {
+				out[lastComma] = ' '
+			}
+			lastComma = -1
+			out = append(out, c)
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			out = append(out, c)
+		default:
+			lastComma = -1
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func asObject(v any) map[string]any {
+	m, _ := v.(map[string]any)
+	return m
+}
+
+func sortedKeysOf(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func asString(v any) (string, bool) {
+	switch x := v.(type) {
+	case string:
+		return x, true
+	case json.Number:
+		return x.String(), true
+	case bool:
+		return fmt.Sprint(x), true
+	}
+	return "", false
+}
+
+func asStringMap(v any) (map[string]string, []string) {
+	var bad []string
+	out := map[string]string{}
+	for k, val := range asObject(v) {
+		s, ok := asString(val)
+		if !ok {
+			bad = append(bad, k)
+			continue
+		}
+		out[k] = s
+	}
+	sort.Strings(bad)
+	return out, bad
+}
+
+// convertEntry turns one client entry into a server, or says why not.
+func convertEntry(name string, v any, project, home, dir string) (DiscoveredServer, string) {
+	e := asObject(v)
+	if e == nil {
+		return DiscoveredServer{}, "not a JSON object"
+	}
+	s := DiscoveredServer{rawName: name}
+	typ, _ := asString(e["type"])
+	typ = strings.ToLower(typ)
+	if t, ok := asString(e["transport"]); ok && typ == "" {
+		typ = strings.ToLower(t)
+	}
+	command, _ := asString(e["command"])
+	rawURL, _ := asString(e["url"])
+	if rawURL == "" {
+		rawURL, _ = asString(e["serverUrl"])
+	}
+	if d, ok := e["disabled"].(bool); ok && d {
+		s.Notes = append(s.Notes, "disabled in the client")
+	}
+	expand := func(x string) string {
+		if project != "" {
+			x = strings.ReplaceAll(x, "${workspaceFolder}", project)
+		}
+		return strings.ReplaceAll(x, "${userHome}", home)
+	}
+	switch {
+	case command != "" && (typ == "" || typ == "stdio"):
+		s.Transport = TransportStdio
+		s.Command = expand(command)
+		for _, a := range asArray(e["args"]) {
+			str, ok := asString(a)
+			if !ok {
+				return s, "args holds something other than strings"
+			}
+			s.Args = append(s.Args, expand(str))
+		}
+		if strings.Contains(s.Command+strings.Join(s.Args, " "), "${") {
+			s.Notes = append(s.Notes, "command or args hold a ${…} variable the client expands and rugwatch does not")
+		}
+		if cwd, ok := asString(e["cwd"]); ok && cwd != "" {
+			cwd = expand(cwd)
+			if !filepath.IsAbs(cwd) {
+				cwd = filepath.Join(dir, cwd)
+			}
+			s.Cwd = cwd
+		}
+		var bad []string
+		s.rawEnv, bad = asStringMap(e["env"])
+		if len(bad) > 0 {
+			s.Notes = append(s.Notes, "env values that are not strings were left out: "+strings.Join(bad, ", "))
+		}
+		if f, ok := asString(e["envFile"]); ok && f != "" {
+			s.Notes = append(s.Notes, "envFile not imported; add its variables under env")
+		}
+	case rawURL != "":
+		switch typ {
+		case "sse":
+			s.Transport = TransportSSE
+		case "", "http", "streamable-http", "streamablehttp", "streamable_http":
+			s.Transport = TransportHTTP
+		default:
+			return s, fmt.Sprintf("transport %q is not one rugwatch speaks (http, sse, stdio)", visible.Line(typ))
+		}
+		u, err := url.Parse(expand(rawURL))
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "":
+			return s, "url is not an http(s) URL with a host"
+		case u.User != nil:
+			return s, "url carries credentials (user:password@); add the server by hand with an Authorization header"
+		}
+		for k := range u.Query() {
+			if secretName(k) {
+				return s, fmt.Sprintf("url carries a credential in its query (%s=…); rugwatch keeps secrets in headers as ${env:} references, add the server by hand", visible.Line(k))
+			}
+		}
+		if typ == "" && strings.HasSuffix(strings.TrimSuffix(u.Path, "/"), "/sse") {
+			s.Transport = TransportSSE
+			s.Notes = append(s.Notes, "no type given; the /sse path suggests legacy HTTP+SSE")
+		}
+		s.URL = u.String()
+		var bad []string
+		s.rawHdr, bad = asStringMap(e["headers"])
+		if len(bad) > 0 {
+			s.Notes = append(s.Notes, "header values that are not strings were left out: "+strings.Join(bad, ", "))
+		}
+	case command != "":
+		return s, fmt.Sprintf("type %q with a command", visible.Line(typ))
+	default:
+		return s, "neither command nor url"
+	}
+	id, _ := json.Marshal([]any{s.Transport, s.Command, s.Args, s.Cwd, s.rawEnv, s.URL, s.rawHdr})
+	s.ident = string(id)
+	return s, ""
+}
+
+func asArray(v any) []any {
+	a, _ := v.([]any)
+	return a
+}
+
+// normalizeServerName makes a client's server key a rugwatch name:
+// lower case, runs of other characters become one "-".
+func normalizeServerName(s string) string {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(s) {
+		switch {
+		case r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-':
+			b.WriteRune(r)
+			dash = r == '-'
+		case !dash:
+			b.WriteByte('-')
+			dash = true
+		}
+	}
+	out := strings.TrimLeft(b.String(), "-._")
+	out = strings.TrimRight(out, "-")
+	if out == "" || !nameRE.MatchString(out) {
+		out = "server" + strings.TrimLeft("-"+out, "-")
+		if !nameRE.MatchString(out) {
+			out = "server"
+		}
+	}
+	return out
+}
+
+var secretNameParts = []string{"KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "AUTH", "CREDENTIAL", "COOKIE", "SESSION", "PRIVATE"}
+
+// secretName reports an env var, header or query parameter name that
+// holds a credential.
+func secretName(name string) bool {
+	u := strings.ToUpper(name)
+	for _, p := range secretNameParts {
+		if strings.Contains(u, p) {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	secretValueRE = regexp.MustCompile(`^(sk-|sk_live_|rk_live_|ghp_|gho_|ghu_|ghs_|github_pat_|glpat-|xox[abposr]-|AKIA|ASIA|AIza|eyJ|npm_|hf_|pypi-|whsec_|sq0|shpat_)`)
+	tokenishRE    = regexp.MustCompile(`^[A-Za-z0-9_\-+/=.]{24,}$`)
+	bareRefRE     = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}`)
+	authSchemeRE  = regexp.MustCompile(`^(?i)(bearer|basic|token|bot)\s+\S+$`)
+	envNameRE     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// secretLike reports a value that looks like a credential whatever its
+// name: a known token prefix, or a long random-looking string.
+func secretLike(v string) bool {
+	if secretValueRE.MatchString(v) {
+		return true
+	}
+	if !tokenishRE.MatchString(v) || strings.HasPrefix(v, "/") || strings.HasPrefix(v, "http") {
+		return false
+	}
+	var letter, digit bool
+	for _, r := range v {
+		letter = letter || unicode.IsLetter(r)
+		digit = digit || unicode.IsDigit(r)
+	}
+	return letter && digit
+}
+
+// clientTemplate turns a value from a client config into a rugwatch
+// Secret template. Client references to the environment (${env:X} in
+// Cursor and VS Code, ${X} and ${X:-default} in Claude Code) become
+// ${env:X}; ref reports that the value held such a reference, so it is
+// kept as it is. Any other ${…} (VS Code's ${input:…}) cannot be resolved
+// by rugwatch: ok is false and the value must become a reference of its own.
+func clientTemplate(v string) (t string, ref, ok bool) {
+	if !strings.Contains(v, "${") {
+		return v, false, true
+	}
+	t = bareRefRE.ReplaceAllString(v, "$${env:$1}")
+	if _, err := NewSecret(t); err == nil {
+		return t, true, true
+	}
+	return "", false, false
+}
+
+func envRefName(server, key string) string {
+	up := func(s string) string {
+		var b strings.Builder
+		for _, r := range strings.ToUpper(s) {
+			if r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+				b.WriteRune(r)
+			} else {
+				b.WriteByte('_')
+			}
+		}
+		return b.String()
+	}
+	n := up(server) + "_" + up(key)
+	if n[0] >= '0' && n[0] <= '9' {
+		n = "MCP_" + n
+	}
+	return n
+}
+
+// reservedDiscoverHeaders are set by rugwatch itself; configs rejects them.
+var reservedDiscoverHeaders = map[string]bool{
+	"Host": true, "Content-Length": true, "Transfer-Encoding": true, "Connection": true,
+	"Content-Type": true, "Mcp-Session-Id": true, "Mcp-Protocol-Version": true, "Accept": true,
+}
+
+// referenceSecrets fills Env and Headers with templates: literal secrets
+// become ${env:<SERVER>_<NAME>} and are listed for the user to export.
+func (s *DiscoveredServer) referenceSecrets() []DiscoverExport {
+	var exports []DiscoverExport
+	ref := func(kind, key string) string {
+		n := envRefName(s.Name, key)
+		exports = append(exports, DiscoverExport{Name: n, For: fmt.Sprintf("%s %s of server %s (%s)", kind, key, s.Name, s.Origins[0].Client)})
+		return "${env:" + n + "}"
+	}
+	if len(s.rawEnv) > 0 {
+		s.Env = map[string]string{}
+	}
+	for _, k := range sortedStrings(s.rawEnv) {
+		v := s.rawEnv[k]
+		if !envNameRE.MatchString(k) {
+			s.Notes = append(s.Notes, fmt.Sprintf("env %s left out: not a valid variable name", visible.Line(k)))
+			continue
+		}
+		t, isRef, ok := clientTemplate(v)
+		switch {
+		case !ok:
+			s.Env[k] = ref("env", k)
+		case isRef:
+			s.Env[k] = t // already a reference to the environment
+		case secretName(k) && v != "" || secretLike(v):
+			s.Env[k] = ref("env", k)
+		default:
+			s.Env[k] = v
+		}
+	}
+	if len(s.rawHdr) > 0 {
+		s.Headers = map[string]string{}
+	}
+	for _, k := range sortedStrings(s.rawHdr) {
+		v := s.rawHdr[k]
+		ck := textproto.CanonicalMIMEHeaderKey(k)
+		if !validDiscoverHeader(k) || reservedDiscoverHeaders[ck] || strings.ContainsAny(v, "\r\n") {
+			s.Notes = append(s.Notes, fmt.Sprintf("header %s left out: rugwatch sets it itself or it is malformed", visible.Line(k)))
+			continue
+		}
+		t, isRef, ok := clientTemplate(v)
+		switch {
+		case !ok:
+			s.Headers[k] = ref("header", k)
+		case isRef:
+			s.Headers[k] = t
+		case ck == "Authorization" && authSchemeRE.MatchString(v):
+			scheme := strings.Fields(v)[0]
+			s.Headers[k] = scheme + " " + ref("header", k)
+		case ck == "Authorization" || secretName(k) || secretLike(v):
+			s.Headers[k] = ref("header", k)
+		default:
+			s.Headers[k] = v
+		}
+	}
+	return exports
+}
+
+func validDiscoverHeader(k string) bool {
+	if k == "" {
+		return false
+	}
+	for _, r := range k {
+		if r > 0x7e || r <= ' ' || strings.ContainsRune(`"(),/:;<=>?@[\]{}`, r) {
+			return false
+		}
+	}
+	return true
+}
+
+func sortedStrings(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// displayPath shows path with the home directory as ~.
+func displayPath(path, home string) string {
+	if rel, err := filepath.Rel(home, path); err == nil && !strings.HasPrefix(rel, "..") {
+		return filepath.Join("~", rel)
+	}
+	return path
+}
+
+// yamlString quotes s as a YAML double-quoted scalar with every control,
+// format or non-printing character escaped, so the output is valid YAML
+// and shows what a client file holds.
+func yamlString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"':
+			b.WriteString(`\"`)
+		case r == '\\':
+			b.WriteString(`\\`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == unicode.ReplacementChar || visible.Hidden(r) || !unicode.IsPrint(r) && r != ' ':
+			if r > 0xffff {
+				fmt.Fprintf(&b, `\U%08x`, r)
+			} else {
+				fmt.Fprintf(&b, `\u%04x`, r)
+			}
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// discoverComment renders untrusted text for a YAML comment: one line, visible.
+func discoverComment(s string) string { return visible.Line(s) }
+
+func WriteDiscoverYAML(w io.Writer, rep DiscoverReport, home string) error {
+	var b strings.Builder
+	files := 0
+	for _, s := range rep.Sources {
+		if s.Found {
+			files++
+		}
+	}
+	fmt.Fprintf(&b, "# rugwatch discover: %d server(s) from %d MCP client config file(s). No server was started.\n", len(rep.Servers), files)
+	for _, s := range rep.Sources {
+		switch {
+		case s.Error != "":
+			fmt.Fprintf(&b, "#   %s %s: skipped, %s\n", s.Client, discoverComment(displayPath(s.Path, home)), discoverComment(s.Error))
+		case s.Found:
+			fmt.Fprintf(&b, "#   %s %s: %d entr%s\n", s.Client, discoverComment(displayPath(s.Path, home)), s.Servers, discoverPlural(s.Servers, "y", "ies"))
+		}
+	}
+	for _, sk := range rep.Skipped {
+		fmt.Fprintf(&b, "# skipped %s %s in %s: %s\n", sk.Client, discoverComment(sk.Entry), discoverComment(displayPath(sk.Path, home)), discoverComment(sk.Reason))
+	}
+	if len(rep.Exports) > 0 {
+		b.WriteString("# Secrets were not copied. Export these before rugwatch polls (or switch them to ${file:…}):\n")
+		for _, e := range rep.Exports {
+			fmt.Fprintf(&b, "#   export %s=…   # %s\n", e.Name, discoverComment(e.For))
+		}
+	}
+	if len(rep.Servers) == 0 {
+		b.WriteString("servers: []\n")
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
+	b.WriteString("servers:\n")
+	for i, s := range rep.Servers {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		for _, o := range s.Origins {
+			fmt.Fprintf(&b, "  # from %s: %s %s\n", o.Client, discoverComment(displayPath(o.Path, home)), discoverComment(o.Entry))
+		}
+		for _, n := range s.Notes {
+			fmt.Fprintf(&b, "  # note: %s\n", discoverComment(n))
+		}
+		fmt.Fprintf(&b, "  - name: %s\n", yamlString(s.Name))
+		if s.Command != "" {
+			fmt.Fprintf(&b, "    command: %s\n", yamlString(s.Command))
+			if len(s.Args) > 0 {
+				b.WriteString("    args:\n")
+				for _, a := range s.Args {
+					fmt.Fprintf(&b, "      - %s\n", yamlString(a))
+				}
+			}
+			if s.Cwd != "" {
+				fmt.Fprintf(&b, "    cwd: %s\n", yamlString(s.Cwd))
+			}
+			writeYAMLMap(&b, "env", s.Env)
+		} else {
+			fmt.Fprintf(&b, "    url: %s\n", yamlString(s.URL))
+			fmt.Fprintf(&b, "    transport: %s\n", s.Transport)
+			writeYAMLMap(&b, "headers", s.Headers)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func writeYAMLMap(b *strings.Builder, key string, m map[string]string) {
+	if len(m) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "    %s:\n", key)
+	for _, k := range sortedStrings(m) {
+		fmt.Fprintf(b, "      %s: %s\n", yamlString(k), yamlString(m[k]))
+	}
+}
+
+func discoverPlural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
