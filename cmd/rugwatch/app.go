@@ -69,6 +69,7 @@ Commands:
   alerts [test [CH]|retry ID] alert deliveries: pending, dead, delivered
   discover                    print the MCP servers your clients use as servers: YAML
   demo-server                 a stdio MCP server whose tools turn malicious
+  version                     the build: module version, VCS revision, Go version
 
 Global flags:
   --config FILE     config file (default $RUGWATCH_CONFIG, else ./rugwatch.yaml)
@@ -88,6 +89,7 @@ func (a *App) Run(ctx context.Context, args []string) int {
 	fs.StringVar(&a.configPath, "config", "", "")
 	fs.StringVar(&a.logLevel, "log-level", "info", "")
 	fs.StringVar(&a.logFormat, "log-format", "auto", "")
+	version := fs.Bool("version", false, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(a.Stdout, usage)
@@ -103,6 +105,9 @@ func (a *App) Run(ctx context.Context, args []string) int {
 	}
 	a.log = log
 	rest := fs.Args()
+	if *version {
+		rest = []string{"version"}
+	}
 	if len(rest) == 0 {
 		fmt.Fprint(a.Stderr, usage)
 		return exitError
@@ -136,6 +141,8 @@ func (a *App) Run(ctx context.Context, args []string) int {
 		run = a.runDiscover
 	case "alerts":
 		run = a.runAlerts
+	case "version", "--version":
+		run = a.runVersion
 	case "demo-server":
 		return runDemoServer(ctx, cargs, a.Stdin, a.Stdout, a.Stderr)
 	case "help", "-h", "--help":

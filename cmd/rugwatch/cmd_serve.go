@@ -44,7 +44,8 @@ func (a *App) runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	a.log.Info("serving", "servers", len(cfg.Servers), "data_dir", cfg.DataDir, "socket", socketPath(cfg), "http_listen", cfg.HTTPListen)
+	bi := readBuildInfo()
+	a.log.Info("serving", "version", bi.Version, "revision", bi.Revision, "go", bi.Go, "servers", len(cfg.Servers), "data_dir", cfg.DataDir, "socket", socketPath(cfg), "http_listen", cfg.HTTPListen)
 	if a.ready != nil {
 		a.ready(d)
 	}
@@ -362,8 +363,9 @@ func (d *daemon) Reload() {
 // store is open and the scheduler runs).
 func (d *daemon) healthHandler() http.Handler {
 	mux := http.NewServeMux()
+	bi := readBuildInfo()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Write([]byte("ok\n"))
+		fmt.Fprintf(w, "ok %s\n", bi)
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if d.fleet == nil || !d.fleet.Running() {
