@@ -1,0 +1,154 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// setupTimeout bounds the init's work before the server runs: a mount on a
+// hung network file system must not hold a poll forever.
+const setupTimeout = 30 * time.Second
+
+// Cmd is a server prepared to run in a sandbox. Set Stdin, Stdout and
+// Stderr (or their pipes), WaitDelay and SysProcAttr.Setpgid on the
+// embedded exec.Cmd as for any command, leave ExtraFiles alone, then call
+// Start on the Cmd (not on the exec.Cmd) and Wait on either.
+type Cmd struct {
+	*exec.Cmd
+	spec initSpec
+}
+
+// Command prepares spec to run sandboxed. Nothing starts until Start.
+func Command(spec Spec) (*Cmd, error) {
+	if !filepath.IsAbs(spec.Path) {
+		return nil, fmt.Errorf("sandbox: executable %q is not an absolute path", spec.Path)
+	}
+	is := initSpec{Spec: spec, Root: os.Geteuid() == 0}
+	if len(is.Args) == 0 {
+		is.Args = []string{spec.Path}
+	}
+	is.Hide = make([]string, 0, len(spec.Hide))
+	for _, h := range spec.Hide {
+		if h == "" {
+			continue
+		}
+		if abs, err := filepath.Abs(h); err == nil {
+			h = abs
+		}
+		is.Hide = append(is.Hide, filepath.Clean(h))
+	}
+	if is.Dir == "" {
+		// The init changes into it by name after mounting, so a working
+		// directory on the hide list is hidden too; an inherited one
+		// would still point at what lies beneath the mount.
+		if wd, err := os.Getwd(); err == nil {
+			is.Dir, is.DefaultDir = wd, true
+		} else {
+			is.Dir, is.DefaultDir = "/", true
+		}
+	}
+	outerUID, outerGID := os.Geteuid(), os.Getegid()
+	if is.Root {
+		outerUID, outerGID = nobody, nobody
+	}
+	is.UID, is.GID = outerUID, outerGID
+
+	attr := &syscall.SysProcAttr{
+		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWIPC,
+		// The init is root of its namespace only; in the kernel's eyes it
+		// is the daemon's own user, or nobody for a root daemon.
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: outerUID, Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: outerGID, Size: 1}},
+		// An unprivileged writer of gid_map must deny setgroups; root may
+		// allow it, and must, to drop root's supplementary groups below.
+		GidMappingsEnableSetgroups: is.Root,
+		Pdeathsig:                  syscall.SIGKILL,
+	}
+	if is.Root {
+		// Supplementary groups survive the namespace: gid 0 among them
+		// would open every root-group-readable file to the server.
+		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0, Groups: []uint32{}}
+	}
+	cmd := &exec.Cmd{
+		// The running binary itself, by its magic link: it resolves even
+		// when the executable's directory is closed to nobody, and cannot
+		// be swapped for another file between here and the exec.
+		Path:        "/proc/self/exe",
+		Args:        []string{initArg0},
+		Env:         []string{initEnv + "=1"},
+		SysProcAttr: attr,
+	}
+	if raceBuild {
+		cmd.Env = append(cmd.Env, "GORACE=atexit_sleep_ms=0")
+	}
+	return &Cmd{Cmd: cmd, spec: is}, nil
+}
+
+// initReport is the init's one message to the daemon: empty Step means
+// the server is running.
+type initReport struct {
+	Step  string `json:"step,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+// Start starts the sandbox and the server in it, and returns once the
+// server runs. On an *UnavailableError nothing is left running.
+func (c *Cmd) Start() error {
+	if len(c.ExtraFiles) != 0 {
+		return errors.New("sandbox: ExtraFiles must be left empty")
+	}
+	specR, specW, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("sandbox: creating spec pipe: %w", err)
+	}
+	statR, statW, err := os.Pipe()
+	if err != nil {
+		specR.Close()
+		specW.Close()
+		return fmt.Errorf("sandbox: creating status pipe: %w", err)
+	}
+	defer statR.Close()
+	c.ExtraFiles = []*os.File{specR, statW} // fds 3 and 4 of the init
+	err = c.Cmd.Start()
+	specR.Close()
+	statW.Close()
+	if err != nil {
+		specW.Close()
+		return &UnavailableError{Step: "creating namespaces", Err: err}
+	}
+	deadline := time.Now().Add(setupTimeout)
+	_ = specW.SetWriteDeadline(deadline)
+	werr := json.NewEncoder(specW).Encode(c.spec)
+	specW.Close()
+	_ = statR.SetReadDeadline(deadline)
+	b, rerr := io.ReadAll(io.LimitReader(statR, 64<<10))
+	var rep initReport
+	switch {
+	case rerr != nil:
+		rep = initReport{Step: "waiting for the sandbox init", Error: rerr.Error()}
+	case len(b) == 0:
+		// The init died before it could say why; a write error to it
+		// would say no more.
+		rep = initReport{Step: "starting the sandbox init", Error: "it exited without a report"}
+		if werr != nil {
+			rep.Error += " (" + werr.Error() + ")"
+		}
+	default:
+		if err := json.Unmarshal(b, &rep); err != nil {
+			rep = initReport{Step: "reading the sandbox init's report", Error: err.Error()}
+		}
+	}
+	if rep.Step == "" && rep.Error == "" {
+		return nil
+	}
+	_ = c.Process.Kill()
+	_ = c.Cmd.Wait()
+	return &UnavailableError{Step: rep.Step, Err: errors.New(rep.Error)}
+}
