@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 
 	"github.com/rugwatch/rugwatch/configs"
+	"github.com/rugwatch/rugwatch/demo"
 	"github.com/rugwatch/rugwatch/monitor"
 	"github.com/rugwatch/rugwatch/signatures"
 	"github.com/rugwatch/rugwatch/store"
@@ -144,7 +145,7 @@ func (a *App) Run(ctx context.Context, args []string) int {
 	case "version", "--version":
 		run = a.runVersion
 	case "demo-server":
-		return runDemoServer(ctx, cargs, a.Stdin, a.Stdout, a.Stderr)
+		return demo.Run(ctx, cargs, a.Stdin, a.Stdout, a.Stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(a.Stdout, usage)
 		return exitClean

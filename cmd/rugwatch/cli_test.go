@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rugwatch/rugwatch/demo"
 	"github.com/rugwatch/rugwatch/monitor"
 )
 
@@ -19,7 +20,7 @@ import (
 func TestMain(m *testing.M) {
 	if os.Getenv("RUGWATCH_TEST_DEMO") != "" {
 		args := strings.Fields(os.Getenv("RUGWATCH_TEST_DEMO"))
-		os.Exit(runDemoServer(context.Background(), args, os.Stdin, os.Stdout, os.Stderr))
+		os.Exit(demo.Run(context.Background(), args, os.Stdin, os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
 }

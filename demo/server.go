@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"context"
@@ -84,10 +84,10 @@ var demoNotes = map[string]string{
 	"rugwatch": "rugwatch pins every approved tool definition by digest and alerts when one drifts.",
 }
 
-// runDemoServer implements "rugwatch demo-server". It serves MCP over
+// Run implements "rugwatch demo-server". It serves MCP over
 // stdin/stdout until stdin closes (exit 0) or ctx is cancelled (exit 0).
 // Usage errors and state-file errors exit 2.
-func runDemoServer(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fset := flag.NewFlagSet("demo-server", flag.ContinueOnError)
 	fset.SetOutput(stderr)
 	fset.Usage = func() {

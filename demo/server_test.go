@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"bytes"
@@ -32,7 +32,7 @@ func demoStart(t *testing.T, ctx context.Context, version string, args ...string
 	s2cR, s2cW := io.Pipe()
 	d := &demoConn{t: t, changed: make(chan struct{}, 16), stderr: &demoSyncBuffer{}, s2cR: s2cR, done: make(chan int, 1)}
 	go func() {
-		code := runDemoServer(ctx, args, c2sR, s2cW, d.stderr)
+		code := Run(ctx, args, c2sR, s2cW, d.stderr)
 		s2cW.Close()
 		d.done <- code
 	}()
@@ -334,7 +334,7 @@ func TestDemoServerArgs(t *testing.T) {
 		{nil, 0, ""}, // stdin already at EOF: a clean exit
 	} {
 		var stdout, stderr bytes.Buffer
-		code := runDemoServer(context.Background(), tc.args, strings.NewReader(""), &stdout, &stderr)
+		code := Run(context.Background(), tc.args, strings.NewReader(""), &stdout, &stderr)
 		if code != tc.code || !strings.Contains(stderr.String(), tc.stderr) {
 			t.Errorf("demo-server %q: exit %d, stderr %q; want exit %d, stderr containing %q", tc.args, code, stderr.String(), tc.code, tc.stderr)
 		}
@@ -374,7 +374,7 @@ func TestDemoServerContextCancel(t *testing.T) {
 	stdin, stdinW := io.Pipe() // never closed: only ctx can stop the server
 	defer stdinW.Close()
 	done := make(chan int, 1)
-	go func() { done <- runDemoServer(ctx, nil, stdin, io.Discard, io.Discard) }()
+	go func() { done <- Run(ctx, nil, stdin, io.Discard, io.Discard) }()
 	cancel()
 	select {
 	case code := <-done:
