@@ -52,6 +52,10 @@ type ClientInfo struct {
 type Defaults struct {
 	Schedule string   `yaml:"schedule"` // default "@every 5m"
 	Timeout  Duration `yaml:"timeout"`  // default 30s
+	// Sandbox is how stdio servers are confined: auto (default) sandboxes
+	// where the kernel allows it, strict refuses a server it cannot
+	// sandbox, off runs servers as rugwatch's own user (unsafe).
+	Sandbox string `yaml:"sandbox"`
 }
 
 // Limits bound what a server may send. Zero means the default.
@@ -78,7 +82,12 @@ type Server struct {
 	Schedule  string            `yaml:"schedule"` // "" means Defaults.Schedule
 	Timeout   Duration          `yaml:"timeout"`  // 0 means Defaults.Timeout
 	Watch     bool              `yaml:"watch"`
-	Line      int               `yaml:"-"` // line of the server's entry, for errors
+	Sandbox   string            `yaml:"sandbox"` // stdio only; "" at load means Defaults.Sandbox
+	Line      int               `yaml:"-"`       // line of the server's entry, for errors
+	// SandboxHide is what the server's sandbox hides: the config's
+	// ReferencedPaths, filled by ApplyDefaults. Call ApplyDefaults again
+	// after changing DataDir, TrustedKeys or SigningKey in code.
+	SandboxHide []string `yaml:"-"`
 }
 
 // Transports.
@@ -198,6 +207,7 @@ const (
 	defaultMaxStringBytes   = 1 << 20
 	defaultMaxStderrBytes   = 64 << 10
 	defaultMinSeverity      = "warning"
+	defaultSandbox          = "auto"
 )
 
 // Load reads the file at path, parses it, applies defaults and validates it.
@@ -394,14 +404,28 @@ func (c *Config) ApplyDefaults() {
 	if unset(l.MaxStderrBytes == 0, "limits.max_stderr_bytes") {
 		l.MaxStderrBytes = defaultMaxStderrBytes
 	}
+	if unset(c.Defaults.Sandbox == "", "defaults.sandbox") {
+		c.Defaults.Sandbox = defaultSandbox
+	}
 	for i := range c.Servers {
 		s := &c.Servers[i]
+		if s.Sandbox == "" && s.Command != "" && !c.has(fmt.Sprintf("servers[%d].sandbox", i)) {
+			s.Sandbox = c.Defaults.Sandbox
+		}
 		if s.Transport == "" && !c.has(fmt.Sprintf("servers[%d].transport", i)) {
 			switch {
 			case s.Command != "" && s.URL == "":
 				s.Transport = TransportStdio
 			case s.URL != "" && s.Command == "":
 				s.Transport = TransportHTTP
+			}
+		}
+	}
+	if len(c.Servers) > 0 {
+		hide := c.ReferencedPaths()
+		for i := range c.Servers {
+			if c.Servers[i].Command != "" {
+				c.Servers[i].SandboxHide = hide
 			}
 		}
 	}

@@ -101,6 +101,7 @@ func (c *Config) validate() []fieldError {
 	if c.Defaults.Timeout <= 0 {
 		v.fail("defaults.timeout", "must be greater than 0")
 	}
+	v.sandbox("defaults.sandbox", c.Defaults.Sandbox)
 	v.positive("limits.max_response_bytes", c.Limits.MaxResponseBytes)
 	v.positive("limits.max_listing_bytes", c.Limits.MaxListingBytes)
 	v.positive("limits.max_depth", int64(c.Limits.MaxDepth))
@@ -121,6 +122,15 @@ func (c *Config) validate() []fieldError {
 		v.email(fmt.Sprintf("notify.email[%d]", i), e, channels)
 	}
 	return v.errs
+}
+
+// sandbox checks a sandbox mode: auto, strict or off.
+func (v *validator) sandbox(path, mode string) {
+	switch mode {
+	case "auto", "strict", "off":
+	default:
+		v.fail(path, "must be auto, strict or off")
+	}
 }
 
 func (v *validator) positive(path string, n int64) {
@@ -185,6 +195,13 @@ func (v *validator) server(p string, s Server, names map[string]int, i int) {
 	}
 	if s.Timeout < 0 {
 		v.fail(p+".timeout", "must be greater than 0")
+	}
+	if v.c.has(p + ".sandbox") {
+		if s.Command == "" {
+			v.fail(p+".sandbox", "only for command servers")
+		} else {
+			v.sandbox(p+".sandbox", s.Sandbox)
+		}
 	}
 	for _, k := range sortedKeys(s.Env) {
 		if !envName.MatchString(k) {
