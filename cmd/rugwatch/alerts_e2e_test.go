@@ -273,7 +273,7 @@ func TestCrashLoopLosesNoAlert(t *testing.T) {
 	dir := t.TempDir()
 	cfg := writeConfig(t, dir, fmt.Sprintf(`data_dir: %[1]s/data
 approve_first_seen: true
-signing_key: %[1]s/data/approver.key
+signing_key: %[1]s/.config/rugwatch/approver.key
 defaults: { schedule: "@every 1h", timeout: 5s }
 servers:
   - name: fixture

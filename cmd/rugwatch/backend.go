@@ -83,7 +83,7 @@ func (a *App) recorder(cfg *configs.Config, db *store.DB, ver monitor.Verifier, 
 	if cfg.ApproveFirstSeen {
 		key := cfg.SigningKey
 		if key == "" {
-			key = filepath.Join(cfg.DataDir, "approver.key")
+			key = a.approverKeyPath(cfg, "")
 		}
 		s, err := loadSigner(key, a.keyPassword)
 		if err != nil {

@@ -13,11 +13,13 @@ import (
 
 	"github.com/rugwatch/rugwatch/demo"
 	"github.com/rugwatch/rugwatch/monitor"
+	"github.com/rugwatch/rugwatch/sandbox"
 )
 
 // The test binary doubles as the demo MCP server so CLI tests poll a real
 // stdio child: re-executed with RUGWATCH_TEST_DEMO set, it serves.
 func TestMain(m *testing.M) {
+	sandbox.Init()
 	if os.Getenv("RUGWATCH_TEST_DEMO") != "" {
 		args := strings.Fields(os.Getenv("RUGWATCH_TEST_DEMO"))
 		os.Exit(demo.Run(context.Background(), args, os.Stdin, os.Stdout, os.Stderr))
@@ -82,7 +84,8 @@ servers:
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return &cli{t: t, config: path, env: map[string]string{}}
+	// The approver key goes where init puts it, inside the test.
+	return &cli{t: t, config: path, env: map[string]string{"XDG_CONFIG_HOME": filepath.Join(dir, "config")}}
 }
 
 func decodeReport(t *testing.T, s string) monitor.Report {

@@ -33,25 +33,49 @@ func (a *App) runInit(ctx context.Context, args []string) error {
 	if err := db.Close(); err != nil {
 		return err
 	}
-	keyPath := filepath.Join(cfg.DataDir, "approver.key")
-	if _, err := os.Stat(keyPath); err == nil {
-		pub, err := signatures.LoadPublicKey(filepath.Join(cfg.DataDir, "approver.pub"))
-		if err != nil {
-			return fmt.Errorf("data dir has approver.key but its public key: %w", err)
+	pubPath := filepath.Join(cfg.DataDir, signatures.PublicKeyFile)
+	keyPath := a.approverKeyPath(cfg, "")
+	defer func() {
+		for _, w := range looseModes(a.privateModes(cfg)) {
+			fmt.Fprintf(a.Stderr, "warning: %s\n", w)
 		}
-		fmt.Fprintf(a.Stdout, "already initialised: %s\nkey id %s\n", cfg.DataDir, pub.ID)
+	}()
+	if _, err := os.Stat(keyPath); err == nil {
+		// A key exists (this approver's, from another data dir, or an old
+		// one in this data dir): this data dir trusts it.
+		if _, err := os.Stat(pubPath); err != nil {
+			s, err := signatures.LoadPrivateKey(keyPath, a.keyPassword)
+			if err != nil {
+				return fmt.Errorf("reading the existing approver key %s: %w", keyPath, err)
+			}
+			pem, err := signatures.MarshalPublicKey(s.PublicKey())
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(pubPath, pem, 0o644); err != nil {
+				return fmt.Errorf("writing %s: %w", pubPath, err)
+			}
+		}
+		pub, err := signatures.LoadPublicKey(pubPath)
+		if err != nil {
+			return fmt.Errorf("data dir %s: its public key: %w", cfg.DataDir, err)
+		}
+		fmt.Fprintf(a.Stdout, "already initialised: %s\napprover key %s\nkey id %s\n", cfg.DataDir, keyPath, pub.ID)
 		return nil
 	}
 	pw, err := a.newPassword(*pwStdin)
 	if err != nil {
 		return err
 	}
-	id, err := signatures.GenerateKeyPair(cfg.DataDir, pw)
+	if err := os.MkdirAll(filepath.Dir(keyPath), 0o700); err != nil {
+		return fmt.Errorf("creating %s: %w", filepath.Dir(keyPath), err)
+	}
+	id, err := signatures.WriteKeyPair(keyPath, pubPath, pw)
 	if err != nil {
 		return fmt.Errorf("generating approver key: %w", err)
 	}
-	fmt.Fprintf(a.Stdout, "initialised %s\napprover key %s (private, 0600)\npublic key   %s\nkey id %s\n",
-		cfg.DataDir, keyPath, filepath.Join(cfg.DataDir, "approver.pub"), id)
+	fmt.Fprintf(a.Stdout, "initialised %s\napprover key %s (private, 0600; outside the data dir)\npublic key   %s\nkey id %s\n",
+		cfg.DataDir, keyPath, pubPath, id)
 	return nil
 }
 

@@ -18,31 +18,37 @@ func (a *App) runKeys(ctx context.Context, args []string) error {
 	fs := a.newFlags("keys " + sub)
 	switch sub {
 	case "generate":
-		dir := fs.String("dir", "", "write approver.key and approver.pub here (default: the data dir)")
+		dir := fs.String("dir", "", "write approver.key and approver.pub here (default: approver.key in $XDG_CONFIG_HOME/rugwatch or ~/.config/rugwatch, approver.pub in the data dir)")
 		pwStdin := fs.Bool("password-stdin", false, "read the key passphrase from stdin")
 		if _, err := parse(fs, args); err != nil {
 			return err
 		}
+		privPath, pubPath := filepath.Join(*dir, signatures.PrivateKeyFile), filepath.Join(*dir, signatures.PublicKeyFile)
 		if *dir == "" {
 			cfg, err := a.config()
 			if err != nil {
 				return fmt.Errorf("%w (or pass --dir)", err)
 			}
-			*dir = cfg.DataDir
+			kd, err := a.keyDir()
+			if err != nil {
+				return fmt.Errorf("%w (or pass --dir)", err)
+			}
+			privPath, pubPath = filepath.Join(kd, signatures.PrivateKeyFile), filepath.Join(cfg.DataDir, signatures.PublicKeyFile)
 		}
-		if err := os.MkdirAll(*dir, 0o700); err != nil {
-			return fmt.Errorf("creating %s: %w", *dir, err)
+		for _, d := range []string{filepath.Dir(privPath), filepath.Dir(pubPath)} {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				return fmt.Errorf("creating %s: %w", d, err)
+			}
 		}
 		pw, err := a.newPassword(*pwStdin)
 		if err != nil {
 			return err
 		}
-		id, err := signatures.GenerateKeyPair(*dir, pw)
+		id, err := signatures.WriteKeyPair(privPath, pubPath, pw)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(a.Stdout, "wrote %s and %s\nkey id %s\nadd the .pub file to trusted_keys for its approvals to count\n",
-			filepath.Join(*dir, "approver.key"), filepath.Join(*dir, "approver.pub"), id)
+		fmt.Fprintf(a.Stdout, "wrote %s and %s\nkey id %s\nadd the .pub file to trusted_keys for its approvals to count\n", privPath, pubPath, id)
 		return nil
 	case "list":
 		if _, err := parse(fs, args); err != nil {

@@ -44,6 +44,9 @@ func (a *App) runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	for _, w := range looseModes(a.privateModes(cfg)) {
+		a.log.Warn("loose file mode", "problem", w)
+	}
 	bi := readBuildInfo()
 	a.log.Info("serving", "version", bi.Version, "revision", bi.Revision, "go", bi.Go, "servers", len(cfg.Servers), "data_dir", cfg.DataDir, "socket", socketPath(cfg), "http_listen", cfg.HTTPListen)
 	if a.ready != nil {
@@ -106,7 +109,7 @@ func (d *daemon) Start(ctx context.Context, cfg *configs.Config) (cleanup func()
 		undo = append(undo, func() { os.RemoveAll(dir) })
 	}
 	if cfg.ApproveFirstSeen && cfg.SigningKey == "" {
-		cfg.SigningKey = filepath.Join(cfg.DataDir, "approver.key")
+		cfg.SigningKey = d.app.approverKeyPath(cfg, "")
 	}
 	if err := cfg.CheckReferences(d.app.resolver()); err != nil {
 		return cleanup, err
@@ -341,7 +344,7 @@ func (d *daemon) Reload() {
 		}
 	}
 	if cfg.ApproveFirstSeen && cfg.SigningKey == "" {
-		cfg.SigningKey = filepath.Join(cfg.DataDir, "approver.key")
+		cfg.SigningKey = d.app.approverKeyPath(cfg, "")
 	}
 	if cfg.DataDir != old.DataDir {
 		log.Warn("data_dir changed; it takes effect at the next start", "running", old.DataDir, "new", cfg.DataDir)

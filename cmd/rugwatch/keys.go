@@ -3,7 +3,9 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"sort"
 
 	"github.com/rugwatch/rugwatch/configs"
 	"github.com/rugwatch/rugwatch/signatures"
@@ -18,7 +20,22 @@ func (a *App) keyPassword() ([]byte, error) {
 	return nil, errors.New("the approver key is encrypted: set RUGWATCH_KEY_PASSWORD")
 }
 
-// approverKeyPath is --key, else $RUGWATCH_KEY, else <data_dir>/approver.key.
+// keyDir is where `init` keeps the approver's private key: under
+// $XDG_CONFIG_HOME/rugwatch, else ~/.config/rugwatch — never in the data
+// dir, which the daemon (and whatever it runs) can reach.
+func (a *App) keyDir() (string, error) {
+	if v, ok := a.LookupEnv("XDG_CONFIG_HOME"); ok && filepath.IsAbs(v) {
+		return filepath.Join(v, "rugwatch"), nil
+	}
+	if v, ok := a.LookupEnv("HOME"); ok && v != "" {
+		return filepath.Join(v, ".config", "rugwatch"), nil
+	}
+	return "", errors.New("neither XDG_CONFIG_HOME nor HOME is set; pass --key FILE or set RUGWATCH_KEY")
+}
+
+// approverKeyPath is --key, else $RUGWATCH_KEY, else the key dir's
+// approver.key; a store initialised before keys moved out of the data dir
+// still has <data_dir>/approver.key, which is used with a warning.
 func (a *App) approverKeyPath(cfg *configs.Config, flagKey string) string {
 	if flagKey != "" {
 		return flagKey
@@ -26,7 +43,59 @@ func (a *App) approverKeyPath(cfg *configs.Config, flagKey string) string {
 	if v, ok := a.LookupEnv("RUGWATCH_KEY"); ok && v != "" {
 		return v
 	}
-	return filepath.Join(cfg.DataDir, "approver.key")
+	legacy := filepath.Join(cfg.DataDir, signatures.PrivateKeyFile)
+	dir, err := a.keyDir()
+	if err == nil {
+		p := filepath.Join(dir, signatures.PrivateKeyFile)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if _, err := os.Stat(legacy); err == nil {
+		a.log.Warn("the approver's private key sits in the data dir, where the daemon and its servers' neighbours can reach it; move it to "+
+			filepath.Join(dir, signatures.PrivateKeyFile)+" (or point --key / RUGWATCH_KEY at it)", "key", legacy)
+		return legacy
+	}
+	if err != nil {
+		return legacy
+	}
+	return filepath.Join(dir, signatures.PrivateKeyFile)
+}
+
+// looseModes reports files and directories rugwatch keeps private that
+// are open to others: they are reported, never chmod'ed behind the
+// operator's back (a wider mode may be deliberate, e.g. a group that
+// shares the socket).
+func looseModes(paths map[string]os.FileMode) []string {
+	var out []string
+	for p, want := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			continue
+		}
+		if got := fi.Mode().Perm(); got&^want != 0 {
+			out = append(out, fmt.Sprintf("%s is mode %04o; rugwatch expects at most %04o", p, got, want))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// privateModes are the paths of cfg (and the approver key) that must not
+// be readable by others.
+func (a *App) privateModes(cfg *configs.Config) map[string]os.FileMode {
+	m := map[string]os.FileMode{
+		cfg.DataDir: 0o700,
+		filepath.Join(cfg.DataDir, "rugwatch.db"): 0o600,
+	}
+	if dir, err := a.keyDir(); err == nil {
+		m[dir] = 0o700
+		m[filepath.Join(dir, signatures.PrivateKeyFile)] = 0o600
+	}
+	if cfg.SigningKey != "" {
+		m[cfg.SigningKey] = 0o600
+	}
+	return m
 }
 
 // loadApprover loads the approver's private key and refuses one whose
