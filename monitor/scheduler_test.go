@@ -20,7 +20,11 @@ func TestSchedulerPollsOnScheduleNeverTwiceAtOnce(t *testing.T) {
 	s := NewScheduler(ctx, 2, quietLog())
 	var polls, inFlight, maxInFlight, overlap atomic.Int64
 	var busy sync.Map
+	var perJob sync.Map // name → *atomic.Int64
+	polled := make(chan struct{}, 1)
 	mk := func(name string) Job {
+		n, _ := perJob.LoadOrStore(name, new(atomic.Int64))
+		count := n.(*atomic.Int64)
 		return Job{Name: name, Schedule: "@every 1s", Key: "k", Poll: func(ctx context.Context) error {
 			if _, loaded := busy.LoadOrStore(name, true); loaded {
 				overlap.Add(1)
@@ -35,6 +39,14 @@ func TestSchedulerPollsOnScheduleNeverTwiceAtOnce(t *testing.T) {
 				}
 			}
 			polls.Add(1)
+			count.Add(1)
+			select {
+			case polled <- struct{}{}:
+			default:
+			}
+			// A poll that takes a while is the behaviour under test: it
+			// makes the four jobs and the forced polls overlap, so the cap
+			// and the per-job lock have something to refuse.
 			time.Sleep(50 * time.Millisecond)
 			return nil
 		}}
@@ -48,12 +60,32 @@ func TestSchedulerPollsOnScheduleNeverTwiceAtOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(2500 * time.Millisecond)
+	// Wait for what the schedule must produce, not for a span of time:
+	// every job polled again by its 1s schedule (first run plus at least
+	// one more), and as many polls in all as 2.5s of four 1s jobs and 3
+	// forced polls give. How soon that happens is not asserted.
+	enough := func() bool {
+		if polls.Load() < 8+3 {
+			return false
+		}
+		for _, name := range []string{"a", "b", "c", "d"} {
+			if n, _ := perJob.Load(name); n.(*atomic.Int64).Load() < 2 {
+				return false
+			}
+		}
+		return true
+	}
+	deadline := time.NewTimer(60 * time.Second)
+	defer deadline.Stop()
+	for !enough() {
+		select {
+		case <-polled:
+		case <-deadline.C:
+			t.Fatalf("%d polls of four 1s jobs plus 3 forced, want at least 11 and two of each job", polls.Load())
+		}
+	}
 	cancel()
 	s.Stop()
-	if polls.Load() < 8+3 {
-		t.Errorf("%d polls in 2.5s of four 1s jobs plus 3 forced, want at least 11", polls.Load())
-	}
 	if maxInFlight.Load() > 2 {
 		t.Errorf("%d polls in flight with a cap of 2", maxInFlight.Load())
 	}
@@ -68,11 +100,13 @@ func TestSchedulerSetAddsRemovesChanges(t *testing.T) {
 	defer cancel()
 	s := NewScheduler(ctx, 4, quietLog())
 	defer s.Stop()
-	var count sync.Map
+	polled := make(chan string, 64)
 	mk := func(name, key string) Job {
 		return Job{Name: name, Schedule: "@every 1h", Key: key, Poll: func(context.Context) error {
-			v, _ := count.LoadOrStore(name+key, new(atomic.Int64))
-			v.(*atomic.Int64).Add(1)
+			select {
+			case polled <- name + key:
+			default: // more polls than the test reads; it needs only the first
+			}
 			return nil
 		}}
 	}
@@ -87,16 +121,15 @@ func TestSchedulerSetAddsRemovesChanges(t *testing.T) {
 	// A job polls right after it starts: the changed one under its new
 	// key, and the added one. (The first two may be stopped by the second
 	// Set before their first poll.)
-	deadline := time.Now().Add(5 * time.Second)
-	for _, k := range []string{"a2", "c1"} {
-		for {
-			if v, ok := count.Load(k); ok && v.(*atomic.Int64).Load() >= 1 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("job %s never polled", k)
-			}
-			time.Sleep(10 * time.Millisecond)
+	deadline := time.NewTimer(30 * time.Second)
+	defer deadline.Stop()
+	want := map[string]bool{"a2": true, "c1": true}
+	for len(want) > 0 {
+		select {
+		case k := <-polled:
+			delete(want, k)
+		case <-deadline.C:
+			t.Fatalf("jobs %v never polled", want)
 		}
 	}
 	if _, _, _, err := s.Set([]Job{{Name: "x", Schedule: "every day", Poll: func(context.Context) error { return nil }}}); err == nil {
