@@ -44,24 +44,25 @@ func runTestServer(mode string) {
 		_ = os.WriteFile(os.Getenv("DUMPFILE"), []byte(strings.Join(os.Environ(), "\n")), 0o600)
 		_ = fixtureServer(1, 0).Run(context.Background(), &mcp.StdioTransport{})
 	case mode == "changing":
-		// Adds a tool once the client has listed: the SDK then sends
-		// notifications/tools/list_changed over the open session.
+		// Adds a tool once the client's first listing has been answered
+		// (the handler has returned it, so it holds two tools): the SDK
+		// then sends notifications/tools/list_changed over the open session.
 		s := fixtureServer(2, 0)
 		listed := make(chan struct{}, 1)
 		s.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
 			return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+				res, err := next(ctx, method, req)
 				if method == "tools/list" {
 					select {
 					case listed <- struct{}{}:
 					default:
 					}
 				}
-				return next(ctx, method, req)
+				return res, err
 			}
 		})
 		go func() {
 			<-listed
-			time.Sleep(300 * time.Millisecond)
 			s.AddTool(fixtureTool(99), func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 				return &mcp.CallToolResult{}, nil
 			})
@@ -165,7 +166,7 @@ func rawListing(scenario string) string {
 }
 
 // selfTarget is a stdio target that re-executes this test binary in mode.
-func selfTarget(t *testing.T, mode string, env map[string]string) Target {
+func selfTarget(t testing.TB, mode string, env map[string]string) Target {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
