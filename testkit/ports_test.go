@@ -4,9 +4,11 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 )
 
 func TestListeningPortsSeesOwnListenersOnly(t *testing.T) {
@@ -57,4 +59,18 @@ func TestMailpitListensAndServes(t *testing.T) {
 	if _, err := io.ReadFull(c, banner); err != nil || string(banner) != "220" {
 		t.Errorf("SMTP banner %q, %v\n%s", banner, err, m.Logs())
 	}
+}
+
+func TestWaitGone(t *testing.T) {
+	cmd := exec.Command("sleep", "1000")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Not reaped until WaitGone returns: the zombie must count as gone.
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	WaitGone(t, cmd.Process.Pid, 30*time.Second)
+	_ = cmd.Wait()
+	WaitGone(t, cmd.Process.Pid, 30*time.Second) // reaped: ESRCH
 }
