@@ -122,13 +122,13 @@ func TestPollHugeHTTPBodyIsRefused(t *testing.T) {
 	}
 }
 
-func TestPollStopsOnRepeatedCursor(t *testing.T) {
+// A repeated cursor fails the poll: a listing that loops is never
+// complete (see TestRepeatedCursorKeepsLastGoodListing for the store).
+func TestPollRefusesRepeatedCursor(t *testing.T) {
 	l, err := Poll(pollCtx(t, 10*time.Second), selfTarget(t, "raw:repeat-cursor", nil), DialOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if l.Pages != 2 || len(l.Warnings) != 1 {
-		t.Fatalf("pages %d, warnings %q; want 2 pages and a warning", l.Pages, l.Warnings)
+	var he *HostileError
+	if !errors.As(err, &he) || !strings.Contains(err.Error(), `page 2 repeats the cursor "same"`) {
+		t.Fatalf("listing %+v, err %v; want a hostile response error at page 2", l, err)
 	}
 }
 

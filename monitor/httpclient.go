@@ -4,14 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"strings"
 )
 
 // newHTTPClient returns the client for one HTTP or SSE target. It never
-// follows redirects, adds the configured headers only to requests for the
-// target's own origin (an SSE server may name any endpoint URL), and caps
-// every response body at max bytes.
+// follows redirects, sends nothing to any origin but the target's own (a
+// legacy SSE server names its POST endpoint in an "endpoint" event, and
+// may name any URL there: another host on the monitor's network, or a
+// collector), and caps every response body at max bytes.
 func newHTTPClient(t Target, max int64) (*http.Client, error) {
 	u, err := url.Parse(t.URL)
 	if err != nil {
@@ -32,7 +35,21 @@ func newHTTPClient(t Target, max int64) (*http.Client, error) {
 
 var errRedirect = errors.New("server answered with a redirect; rugwatch does not follow redirects")
 
-func origin(u *url.URL) string { return u.Scheme + "://" + u.Host }
+// origin is scheme://host:port with the host in lower case and the
+// default port filled in, so that http://h/ and http://H:80/ are one
+// origin.
+func origin(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		switch strings.ToLower(u.Scheme) {
+		case "http":
+			port = "80"
+		case "https":
+			port = "443"
+		}
+	}
+	return strings.ToLower(u.Scheme) + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port)
+}
 
 type boundedTransport struct {
 	base    *http.Transport
@@ -42,7 +59,16 @@ type boundedTransport struct {
 }
 
 func (b *boundedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if origin(req.URL) == b.origin && len(b.headers) > 0 {
+	if o := origin(req.URL); o != b.origin {
+		// Not even a request without headers: the body is rugwatch's
+		// initialize and the request itself reaches whatever the server
+		// pointed at.
+		if req.Body != nil {
+			_ = req.Body.Close() // RoundTrip owns the body, also on error
+		}
+		return nil, &HostileError{Reason: fmt.Sprintf("server sent rugwatch to %s; nothing is sent outside %s", boundText(o, maxIDText), b.origin)}
+	}
+	if len(b.headers) > 0 {
 		req = req.Clone(req.Context())
 		for k, v := range b.headers {
 			req.Header.Set(k, v)

@@ -61,7 +61,7 @@ func Poll(ctx context.Context, t Target, opts DialOptions) (*Listing, error) {
 	defer s.Close()
 	l, err := s.ListTools(ctx)
 	if err != nil {
-		return nil, scrubErr(t, err)
+		return nil, scrubErr(t, s.bound(err))
 	}
 	l.Elapsed = time.Since(start)
 	return l, nil
@@ -158,11 +158,12 @@ func (s *Session) ListTools(ctx context.Context) (*Listing, error) {
 				return nil, classify(fmt.Sprintf("tool %q", name), err)
 			}
 			if prev, dup := names[name]; dup {
-				// A server looping on its cursor hands the same page again;
-				// that ends at the repeated cursor below. Two different
-				// definitions under one name are another matter: which one
-				// a client keeps is up to the client, so rugwatch cannot pin
-				// either honestly.
+				// The same definition on a later page happens when the list
+				// changes between pages (an offset cursor shifts); a server
+				// looping on its cursor fails at the repeated cursor below.
+				// Two different definitions under one name are another
+				// matter: which one a client keeps is up to the client, so
+				// rugwatch cannot pin either honestly.
 				if prev != d || pageOf[name] == l.Pages {
 					return nil, &HostileError{Reason: fmt.Sprintf("tool %q listed twice", name)}
 				}
@@ -176,8 +177,12 @@ func (s *Session) ListTools(ctx context.Context) (*Listing, error) {
 			break
 		}
 		if seenCursor[*page.NextCursor] {
-			l.Warnings = append(l.Warnings, fmt.Sprintf("server repeated cursor after page %d; listing ended there", l.Pages))
-			break
+			// Ending the listing here would take what came so far for the
+			// server's tools, and every tool behind the loop would read as
+			// removed: a server could drop any tool from review by looping.
+			// The poll fails instead, and the last good listing stands.
+			return nil, &HostileError{Reason: fmt.Sprintf("page %d repeats the cursor %s of an earlier page; a listing that loops is never complete",
+				l.Pages, `"`+s.serverText(*page.NextCursor, maxIDText)+`"`)}
 		}
 		seenCursor[*page.NextCursor] = true
 		cursor = *page.NextCursor

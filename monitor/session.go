@@ -6,14 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/rugwatch/rugwatch/signatures"
+	"github.com/rugwatch/rugwatch/visible"
 )
 
 // ProtocolVersion is the MCP revision rugwatch speaks. It is pinned rather
@@ -210,7 +214,7 @@ func (s *Session) call(ctx context.Context, method string, params any) (json.Raw
 	select {
 	case resp := <-ch:
 		if resp.Error != nil {
-			return nil, fmt.Errorf("%s: server error: %w", method, resp.Error)
+			return nil, s.serverError(method, resp.Error)
 		}
 		return resp.Result, nil
 	case <-s.done:
@@ -248,6 +252,14 @@ func (s *Session) readLoop(ctx context.Context) {
 			key := fmt.Sprint(m.ID.Raw())
 			s.mu.Lock()
 			ch := s.pending[key]
+			if ch == nil && !s.issued(m.ID) {
+				// An answer to a request never sent is not late, it is
+				// wrong; waiting on would report a timeout and hide it.
+				s.readErr = &HostileError{Reason: fmt.Sprintf("response with JSON-RPC id %s, which no request had (waiting for %s)",
+					s.idText(m.ID), s.pendingIDs())}
+				s.mu.Unlock()
+				return
+			}
 			s.mu.Unlock()
 			if ch != nil {
 				select {
@@ -322,8 +334,13 @@ func (s *Session) teardown() {
 }
 
 // wrapErr adds what the server wrote to stderr, capped, to an error; that
-// is usually the only clue why a stdio server failed.
+// is usually the only clue why a stdio server failed. The result is
+// bounded (see bound): it goes into a log line on every failed poll.
 func (s *Session) wrapErr(step string, err error) error {
+	return s.bound(s.wrapStep(step, err))
+}
+
+func (s *Session) wrapStep(step string, err error) error {
 	var le *LimitError
 	if errors.As(err, &le) {
 		return fmt.Errorf("%s: %w", step, err)
@@ -340,8 +357,131 @@ func (s *Session) wrapErr(step string, err error) error {
 			err = fmt.Errorf("%w (server exited: %v)", err, werr)
 		}
 		if se := s.proc.stderr.String(); se != "" {
-			return fmt.Errorf("%s: %w; stderr: %s", step, err, se)
+			return fmt.Errorf("%s: %w; stderr: %s", step, err, s.stderrText(se))
 		}
 	}
 	return fmt.Errorf("%s: %w", step, err)
+}
+
+// Text a server chose reaches poll errors through JSON-RPC error messages,
+// stderr, ids, cursors, endpoint URLs and the SDK's own messages. A poll
+// error goes into a log line on every poll, the store, events, alerts and
+// --json output, so it is made safe where it is made: scrubbed of the
+// target's configured values, capped, and rendered by visible.Line, so
+// that no consumer can write a 2 MiB ANSI and bidi message into a
+// terminal or log file.
+const (
+	maxServerText = 512  // bytes of one piece of server text, before escaping
+	maxIDText     = 64   // bytes of a JSON-RPC id or a cursor
+	maxErrorText  = 4096 // bytes of a whole poll error
+)
+
+// serverText renders raw, text the server chose, for an error: secrets
+// scrubbed first (a cap must not leave half a token), then at most max
+// bytes, then visible.Line.
+func (s *Session) serverText(raw string, max int) string {
+	return boundText(scrubText(raw, s.target.secretValues()), max)
+}
+
+// boundText caps raw at max bytes on a rune boundary, says how much was
+// cut, and renders it on one line.
+func boundText(raw string, max int) string {
+	if len(raw) <= max {
+		return visible.Line(raw)
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(raw[cut]) {
+		cut--
+	}
+	return visible.Line(raw[:cut]) + fmt.Sprintf("… (%d more bytes)", len(raw)-cut)
+}
+
+// stderrText keeps the head and the tail of a stdio server's stderr: a
+// stack trace names the failure at one end or the other.
+func (s *Session) stderrText(raw string) string {
+	raw = scrubText(raw, s.target.secretValues())
+	if len(raw) <= 2*maxServerText {
+		return visible.Line(raw)
+	}
+	head := boundText(raw[:len(raw)-maxServerText], maxServerText)
+	tail := len(raw) - maxServerText
+	for tail < len(raw) && !utf8.RuneStart(raw[tail]) {
+		tail++
+	}
+	return head + " " + visible.Line(raw[tail:])
+}
+
+// ServerError is a JSON-RPC error response from the server. Message is
+// the server's text made safe by serverText; the error's data member is
+// not kept (it is for programs, and may be any size).
+type ServerError struct {
+	Method  string
+	Code    int64
+	Message string
+}
+
+func (e *ServerError) Error() string {
+	return fmt.Sprintf("%s: server error %d: %s", e.Method, e.Code, e.Message)
+}
+
+func (s *Session) serverError(method string, err error) error {
+	var we *jsonrpc.Error
+	if !errors.As(err, &we) {
+		return &ServerError{Method: method, Message: s.serverText(err.Error(), maxServerText)}
+	}
+	return &ServerError{Method: method, Code: we.Code, Message: s.serverText(we.Message, maxServerText)}
+}
+
+// bound makes a whole poll error safe, whatever its parts: the SDK's
+// messages quote what the server sent (an SSE event name, an endpoint URL,
+// an HTTP status line), and a future caller may forget serverText. The
+// chain is kept for errors.As.
+func (s *Session) bound(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	safe := visible.Message(scrubText(msg, s.target.secretValues()))
+	if len(safe) > maxErrorText {
+		cut := maxErrorText
+		for !utf8.RuneStart(safe[cut]) {
+			cut--
+		}
+		safe = safe[:cut] + fmt.Sprintf("… (%d more bytes)", len(safe)-cut)
+	}
+	if safe == msg {
+		return err
+	}
+	return &scrubbedError{msg: safe, err: err}
+}
+
+// idText shows an id the server sent: a number as it is, a string quoted
+// and made safe by serverText.
+func (s *Session) idText(id jsonrpc.ID) string {
+	if str, ok := id.Raw().(string); ok {
+		return `"` + s.serverText(str, maxIDText) + `"`
+	}
+	return fmt.Sprint(id.Raw())
+}
+
+// issued reports whether id is one rugwatch sent (a late answer to a
+// request whose caller gave up is ignored, not treated as hostile).
+// Called with s.mu held.
+func (s *Session) issued(id jsonrpc.ID) bool {
+	n, ok := id.Raw().(int64)
+	return ok && n >= 1 && n <= s.nextID.Load()
+}
+
+// pendingIDs lists the ids awaiting an answer, for an error. Called with
+// s.mu held.
+func (s *Session) pendingIDs() string {
+	if len(s.pending) == 0 {
+		return "no response"
+	}
+	ids := make([]string, 0, len(s.pending))
+	for k := range s.pending {
+		ids = append(ids, k)
+	}
+	sort.Strings(ids)
+	return "id " + strings.Join(ids, ", ")
 }
