@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rugwatch/rugwatch/monitor"
+	"github.com/rugwatch/rugwatch/testkit"
 )
 
 // End-to-end tests drive the built binary against the real
@@ -65,46 +65,33 @@ func everythingBin(t *testing.T) string {
 	return p
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // startEverythingHTTP runs server-everything's Streamable HTTP transport
-// on a free loopback port until the test ends.
+// until the test ends. PORT=0 makes Node bind a port the kernel chooses,
+// so no other process can hold it; the server prints its "listening" line
+// from the listen callback, after it listens, but prints the PORT it was
+// given, so the real port is read from /proc.
 func startEverythingHTTP(t *testing.T, bin string) string {
 	t.Helper()
-	port := freePort(t)
 	cmd := exec.Command(bin, "streamableHttp")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("PORT=%d", port))
+	cmd.Env = append(os.Environ(), "PORT=0")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	logs := &testkit.Output{}
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		_ = cmd.Wait()
+		<-exited
 	})
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return "http://" + addr + "/mcp"
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server-everything did not listen on %s: %s", addr, logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
+	logs.WaitFor(t, "Streamable HTTP Server listening on port", exited, 60*time.Second)
+	ports, err := testkit.ListeningPorts(cmd.Process.Pid)
+	if err != nil || len(ports) != 1 {
+		t.Fatalf("server-everything listens on %v (%v), want one port:\n%s", ports, err, logs.String())
 	}
+	return fmt.Sprintf("http://127.0.0.1:%d/mcp", ports[0])
 }
 
 type binRun struct {

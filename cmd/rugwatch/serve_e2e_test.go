@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/rugwatch/rugwatch/testkit"
 )
 
 // daemonProc is `rugwatch serve` running as a real process, its JSON log
@@ -137,6 +139,15 @@ func event(typ, server, tool string) func(logLine) bool {
 // fixtureHTTP serves one go-sdk server over Streamable HTTP and SSE.
 func fixtureHTTP(t *testing.T) (srv *mcp.Server, streamable, sse string) {
 	t.Helper()
+	srv, streamable, sse, _ = fixtureHTTPWatched(t)
+	return srv, streamable, sse
+}
+
+// fixtureHTTPWatched is fixtureHTTP that also tells when a watcher's
+// standalone Streamable HTTP stream is open, the moment from which a
+// change reaches the watcher as list_changed.
+func fixtureHTTPWatched(t *testing.T) (srv *mcp.Server, streamable, sse string, streamOpen <-chan struct{}) {
+	t.Helper()
 	srv = mcp.NewServer(&mcp.Implementation{Name: "fixture", Version: "1"}, nil)
 	srv.AddTool(&mcp.Tool{Name: "add", Description: "Adds two numbers.",
 		InputSchema: json.RawMessage(`{"type":"object","properties":{"a":{"type":"number"},"b":{"type":"number"}}}`)},
@@ -144,11 +155,12 @@ func fixtureHTTP(t *testing.T) (srv *mcp.Server, streamable, sse string) {
 			return &mcp.CallToolResult{}, nil
 		})
 	get := func(*http.Request) *mcp.Server { return srv }
-	h := httptest.NewServer(mcp.NewStreamableHTTPHandler(get, nil))
+	handler, streamOpen := testkit.StandaloneStreamOpened(mcp.NewStreamableHTTPHandler(get, nil))
+	h := httptest.NewServer(handler)
 	t.Cleanup(h.Close)
 	s := httptest.NewServer(mcp.NewSSEHandler(get, nil))
 	t.Cleanup(s.Close)
-	return srv, h.URL, s.URL
+	return srv, h.URL, s.URL, streamOpen
 }
 
 func rugPull(srv *mcp.Server) {
@@ -186,12 +198,10 @@ servers:
 	_, next := d.wait(0, 10*time.Second, event("tool.approved", "fixture", "add"))
 	changed := time.Now()
 	rugPull(srv)
-	l, _ := d.wait(next, 5*time.Second, event("tool.drifted", "fixture", "add"))
-	lag := l.at.Sub(changed)
-	t.Logf("scheduled poll caught the change after %v", lag)
-	if lag > 3*time.Second {
-		t.Errorf("drift logged %v after the change, want within 3s on a 1s schedule", lag)
-	}
+	// Only the schedule polls this server, so a drift logged at all shows
+	// it ran; how soon is logged, not asserted (a loaded machine is slow).
+	l, _ := d.wait(next, 30*time.Second, event("tool.drifted", "fixture", "add"))
+	t.Logf("scheduled poll caught the change after %v", l.at.Sub(changed))
 	if l.str("severity") != "critical" || !strings.Contains(l.str("changes"), "/inputSchema/properties/sidenote") {
 		t.Errorf("drift event: %s", l.raw)
 	}
@@ -201,7 +211,7 @@ servers:
 }
 
 func TestServeWatchCatchesChangesAtOnce(t *testing.T) {
-	srvHTTP, urlHTTP, _ := fixtureHTTP(t)
+	srvHTTP, urlHTTP, _, httpStreamOpen := fixtureHTTPWatched(t)
 	srvSSE, _, urlSSE := fixtureHTTP(t)
 	dir := t.TempDir()
 	trigger := filepath.Join(dir, "pull-the-rug")
@@ -228,21 +238,27 @@ servers:
 		next = max(next, n)
 		d.wait(0, 15*time.Second, event("tool.approved", s, ""))
 	}
-	time.Sleep(300 * time.Millisecond) // standalone streams open after initialize
+	// stdio and SSE notify on the session that logged "watching"; the
+	// Streamable HTTP watch needs its standalone stream, opened after
+	// initialize.
+	select {
+	case <-httpStreamOpen:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("the http watch's standalone stream never opened\n%s", d.dump())
+	}
 	pulls := map[string]func(){
 		"stdio": func() { _ = os.WriteFile(trigger, nil, 0o600) },
 		"http":  func() { rugPull(srvHTTP) },
 		"sse":   func() { rugPull(srvSSE) },
 	}
+	// With a 1h schedule only the watch can catch these changes, so a
+	// drift logged at all shows it did. How soon is the watch benchmark's
+	// figure (monitor.BenchmarkWatchLatency), logged here, not asserted.
 	for _, s := range []string{"stdio", "http", "sse"} {
 		changed := time.Now()
 		pulls[s]()
-		l, _ := d.wait(next, 5*time.Second, event("tool.drifted", s, ""))
-		lag := l.at.Sub(changed)
-		t.Logf("%s: watch caught the change after %v", s, lag)
-		if lag > 2*time.Second {
-			t.Errorf("%s: drift logged %v after the change, want within 2s with a 1h schedule", s, lag)
-		}
+		l, _ := d.wait(next, 30*time.Second, event("tool.drifted", s, ""))
+		t.Logf("%s: watch caught the change after %v", s, l.at.Sub(changed))
 	}
 	d.stop()
 }
@@ -290,13 +306,21 @@ servers:
 `, marker, marker))
 	d := startDaemon(t, baseEnv(dir), "serve", "--config", cfg)
 	d.wait(0, 10*time.Second, func(l logLine) bool { return l.str("msg") == "serving" })
-	// Wait until the slow server's children exist.
-	deadline := time.Now().Add(5 * time.Second)
+	// Wait until the slow server's children exist. Nothing the server
+	// could signal with crosses the sandbox (private /tmp, own mounts),
+	// so the host's process table is the witness, looked at on a tick.
+	deadline := time.NewTimer(30 * time.Second)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
 	for len(processesWith(marker)) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("slow server did not start")
+		select {
+		case <-tick.C:
+		case <-d.done:
+			t.Fatalf("daemon exited before the slow server started\n%s", d.dump())
+		case <-deadline.C:
+			t.Fatalf("slow server did not start\n%s", d.dump())
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	took, code := d.stop()
 	t.Logf("SIGTERM during a poll: stopped in %v, exit %d", took, code)
