@@ -18,6 +18,7 @@ import (
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/configs"
 	"github.com/rugwatch/rugwatch/store"
+	"github.com/rugwatch/rugwatch/testkit"
 )
 
 // tiny makes retries immediate enough for tests without changing their
@@ -99,13 +100,13 @@ func eventsOfType(t *testing.T, db *store.DB, typ rugwatch.EventType) []rugwatch
 // for at cleanup.
 type running struct {
 	*Dispatcher
-	logs *syncBuffer
+	logs *testkit.Output
 	stop func() error
 }
 
 func startDispatcher(t *testing.T, db *store.DB, b Backoff, now func() time.Time, ns ...Notifier) *running {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testkit.Output{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	all := append([]Notifier{&Log{Logger: logger}}, ns...)
 	d := &Dispatcher{DB: db, Channels: ByName(all), Log: logger, Backoff: b, Now: now}
@@ -113,7 +114,7 @@ func startDispatcher(t *testing.T, db *store.DB, b Backoff, now func() time.Time
 }
 
 // run starts d in the background.
-func run(t *testing.T, d *Dispatcher, logs *syncBuffer) *running {
+func run(t *testing.T, d *Dispatcher, logs *testkit.Output) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -422,7 +423,7 @@ func TestDispatcherWake(t *testing.T) {
 	noLeaks(t)
 	db := openStore(t)
 	rcv := newReceiver(t, []string{testSecretA}, status(http.StatusOK))
-	logs := &syncBuffer{}
+	logs := &testkit.Output{}
 	// With an hour between polls, only Wake can deliver an event recorded
 	// after the first look at the outbox. Debug level, so that the
 	// delivery's log line wakes r.eventually.

@@ -1,7 +1,6 @@
 package notify
 
 import (
-	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -148,39 +147,6 @@ func env(vars map[string]string) configs.Resolver {
 	return configs.Resolver{LookupEnv: func(k string) (string, bool) { v, ok := vars[k]; return v, ok }}
 }
 
-// syncBuffer collects log output from several goroutines and tells a
-// waiter each time a line arrives.
-type syncBuffer struct {
-	mu   sync.Mutex
-	buf  bytes.Buffer
-	more chan struct{}
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	n, err := b.buf.Write(p)
-	select {
-	case b.wrote() <- struct{}{}:
-	default:
-	}
-	return n, err
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// wrote receives after a Write; call it with mu held.
-func (b *syncBuffer) wrote() chan struct{} {
-	if b.more == nil {
-		b.more = make(chan struct{}, 1)
-	}
-	return b.more
-}
-
 // eventually waits until cond holds, checking it again after every line
 // the dispatcher logs. The dispatcher logs each delivery it settles after
 // committing it, and a receiver records a request before answering it, so
@@ -189,9 +155,7 @@ func (b *syncBuffer) wrote() chan struct{} {
 // the run.
 func (r *running) eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	r.logs.mu.Lock()
-	more := r.logs.wrote()
-	r.logs.mu.Unlock()
+	more := r.logs.Wrote()
 	deadline := time.NewTimer(30 * time.Second)
 	defer deadline.Stop()
 	for !cond() {

@@ -9,8 +9,9 @@ import (
 )
 
 // Output collects what a child process writes (set it as the Cmd's Stdout
-// and Stderr) and lets a test wait for a line, so that readiness is the
-// child saying so, not a guess at how long it takes.
+// and Stderr), or what an in-process logger writes, and lets a test wait
+// for a line, so that readiness is the writer saying so, not a guess at
+// how long it takes.
 type Output struct {
 	mu   sync.Mutex
 	buf  bytes.Buffer
@@ -37,6 +38,14 @@ func (o *Output) String() string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.buf.String()
+}
+
+// Wrote receives after a Write (several writes may wake it once), so a
+// test can re-check a condition each time the child says something
+// instead of on a timer. Read String after receiving, never before.
+func (o *Output) Wrote() <-chan struct{} {
+	_, more := o.state()
+	return more
 }
 
 func (o *Output) state() (string, <-chan struct{}) {
