@@ -57,7 +57,7 @@ func (p *Poller) PollOne(ctx context.Context, s ServerSpec) error {
 // Record stores one listing (or poll error) of s.
 func (p *Poller) Record(s ServerSpec, l *Listing, pollErr error) error {
 	if pollErr != nil {
-		p.Log.Warn("poll failed", "server", s.Name, "error", visible.Line(pollErr.Error()))
+		p.Log.Warn("poll failed", "server", s.Name, "error", visible.Message(pollErr.Error()))
 	} else {
 		for _, w := range l.Warnings {
 			p.Log.Warn("poll warning", "server", s.Name, "warning", w)
