@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/rugwatch/rugwatch/monitor"
+	"github.com/rugwatch/rugwatch/store"
 )
 
 // The test binary doubles as a client of the socket: re-executed with
@@ -26,7 +27,7 @@ func TestMain(m *testing.M) {
 			fmt.Println("refused")
 			os.Exit(0)
 		}
-		if _, err := c.Verify(context.Background()); err != nil {
+		if _, err := c.Verify(context.Background(), nil); err != nil {
 			fmt.Println("error:", err)
 			os.Exit(0)
 		}
@@ -87,7 +88,7 @@ func serveVerify(t *testing.T, peers Peers) (path string, logs *lockedBuffer) {
 
 type verifyOnly struct{ Backend }
 
-func (verifyOnly) Verify(context.Context) (monitor.VerifyReport, error) {
+func (verifyOnly) Verify(context.Context, *store.Head) (monitor.VerifyReport, error) {
 	return monitor.VerifyReport{SchemaVersion: 1, OK: true}, nil
 }
 

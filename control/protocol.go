@@ -19,7 +19,7 @@ type Backend interface {
 	Approve(ctx context.Context, server string, approvals []monitor.SignedApproval, pinLaunch bool) (int, error)
 	Revoke(ctx context.Context, server string, tools []string, all bool, reason string) ([]string, error)
 	History(ctx context.Context, server string, limit int) ([]rugwatch.Event, error)
-	Verify(ctx context.Context) (monitor.VerifyReport, error)
+	Verify(ctx context.Context, head *store.Head) (monitor.VerifyReport, error)
 	Alerts(ctx context.Context, limit int) (monitor.AlertsReport, error)
 	RetryAlert(ctx context.Context, id string) error
 	TestAlert(ctx context.Context, channel string) ([]store.Delivery, error)
@@ -56,6 +56,9 @@ type (
 		Limit   int    `json:"limit,omitempty"`
 		ID      string `json:"id,omitempty"`
 		Channel string `json:"channel,omitempty"`
+	}
+	verifyReq struct {
+		Head *store.Head `json:"head,omitempty"`
 	}
 	empty     struct{}
 	countResp struct {
@@ -101,8 +104,8 @@ var methods = map[string]handler{
 		ev, err := b.History(ctx, r.Server, r.Limit)
 		return eventsResp{Events: ev}, err
 	}),
-	"verify": method(func(ctx context.Context, b Backend, _ empty) (monitor.VerifyReport, error) {
-		return b.Verify(ctx)
+	"verify": method(func(ctx context.Context, b Backend, r verifyReq) (monitor.VerifyReport, error) {
+		return b.Verify(ctx, r.Head)
 	}),
 	"alerts": method(func(ctx context.Context, b Backend, r alertsReq) (monitor.AlertsReport, error) {
 		return b.Alerts(ctx, r.Limit)
@@ -147,8 +150,8 @@ func (c *Client) History(ctx context.Context, server string, limit int) ([]rugwa
 	return r.Events, err
 }
 
-func (c *Client) Verify(ctx context.Context) (monitor.VerifyReport, error) {
-	return call[monitor.VerifyReport](ctx, c, "verify", empty{})
+func (c *Client) Verify(ctx context.Context, head *store.Head) (monitor.VerifyReport, error) {
+	return call[monitor.VerifyReport](ctx, c, "verify", verifyReq{Head: head})
 }
 
 func (c *Client) Alerts(ctx context.Context, limit int) (monitor.AlertsReport, error) {

@@ -17,6 +17,12 @@ type Approved struct {
 	Definition json.RawMessage // canonical, as signed
 	Valid      bool            // signature verifies with a trusted key and names this tool
 	Problem    string          // why not, when !Valid
+	// KeyID is the approver's key, named by the tool.approved event of a
+	// transition into approved.
+	KeyID string
+	// Resolves is the seq the signed statement is bound to; nil for an
+	// envelope signed before approvals were bound.
+	Resolves *uint64
 }
 
 // Input is everything one evaluation of one server looks at.
@@ -140,6 +146,19 @@ func Evaluate(in Input) Outcome {
 		rec.PrevState = ""
 		switch {
 		case hasApproval && a.Valid && a.Digest == t.Digest:
+			// Every way into approved leaves an event naming the key. The
+			// Ledger records its own approvals (the record already says
+			// approved by the next poll); an approval that turns up in
+			// the store by any other road is recorded here.
+			before := old.State
+			if before == rugwatch.StateRemoved {
+				before = old.PrevState
+			}
+			if !known || before != rugwatch.StateApproved {
+				ev(rugwatch.Event{Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityWarning, Tool: t.Name,
+					ApprovedDigest: a.Digest, ObservedDigest: t.Digest, KeyID: a.KeyID,
+					Message: "a signed approval found in the store made this tool approved; it was not recorded by rugwatch approve"})
+			}
 			rec.State = rugwatch.StateApproved
 			rec.ApprovedDigest = a.Digest
 			rec.Severity = rugwatch.SeverityInfo
@@ -350,6 +369,11 @@ func evaluateInstructions(in Input, prev store.ServerRecord, next *store.ServerR
 	a := in.Instructions
 	switch {
 	case a != nil && a.Valid && a.Digest == digest:
+		if prev.InstructionsState != rugwatch.StateApproved {
+			ev(rugwatch.Event{Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityWarning,
+				ApprovedDigest: a.Digest, ObservedDigest: digest, KeyID: a.KeyID,
+				Message: "a signed approval found in the store made the server instructions approved; it was not recorded by rugwatch approve"})
+		}
 		next.InstructionsState = rugwatch.StateApproved
 		next.InstructionsApproved = digest
 	case a != nil && a.Valid:

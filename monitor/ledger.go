@@ -3,12 +3,14 @@ package monitor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/signatures"
 	"github.com/rugwatch/rugwatch/store"
 )
 
@@ -96,6 +98,32 @@ func (l *Ledger) appendEvent(tx *store.Tx, e *rugwatch.Event) error {
 	}
 	if l.InTx != nil {
 		return l.InTx(tx, *e)
+	}
+	return nil
+}
+
+// appendNoted is appendEvent that also moves the transition seqs of the
+// tool e is about in rec, which the caller stores after.
+func (l *Ledger) appendNoted(tx *store.Tx, rec *store.ServerRecord, e *rugwatch.Event) error {
+	if err := l.appendEvent(tx, e); err != nil {
+		return err
+	}
+	rec.NoteEvent(*e)
+	return nil
+}
+
+// checkBound refuses a signed approval not bound to the state the record
+// is in now: signed by a rugwatch that did not bind approvals, signed for
+// an older state (the tool drifted, was revoked or approved since), or the
+// same envelope sent again after it was used.
+func checkBound(what string, st signatures.Statement, latest uint64) error {
+	seq, ok := st.Bound()
+	if !ok {
+		return fmt.Errorf("approval of %s names no state it resolves (signed by an older rugwatch); run approve again", what)
+	}
+	if seq != latest {
+		return fmt.Errorf("approval of %s was signed for its state at seq %d, but its newest transition is seq %d: "+
+			"a replayed approval, or it changed while you were reviewing; run approve again", what, seq, latest)
 	}
 	return nil
 }
@@ -311,6 +339,9 @@ func (l *Ledger) approveTool(tx *store.Tx, rec *store.ServerRecord, sa SignedApp
 	if st.Kind != store.KindTool || st.Server != server || st.Tool != sa.Tool || st.Digest != sa.Digest {
 		return fmt.Errorf("approval of %s/%s signs something else (%s %s/%s %s)", server, sa.Tool, st.Kind, st.Server, st.Tool, st.Digest)
 	}
+	if err := checkBound(server+"/"+sa.Tool, st, cur.LastTransitionSeq); err != nil {
+		return err
+	}
 	if err := tx.PutApproval(store.ApprovalRecord{
 		Kind: store.KindTool, Server: server, Tool: sa.Tool, Digest: sa.Digest,
 		KeyID: st.KeyID, ApprovedAt: st.ApprovedAt, Envelope: sa.Envelope, Note: st.Note,
@@ -323,7 +354,7 @@ func (l *Ledger) approveTool(tx *store.Tx, rec *store.ServerRecord, sa SignedApp
 	cur.Changes = nil
 	cur.LastChanged = now
 	rec.Tools[sa.Tool] = cur
-	return l.appendEvent(tx, &rugwatch.Event{
+	return l.appendNoted(tx, rec, &rugwatch.Event{
 		Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityInfo, Server: server, Tool: sa.Tool,
 		ApprovedDigest: sa.Digest, ObservedDigest: sa.Digest, KeyID: st.KeyID, OccurredAt: now, Message: st.Note,
 	})
@@ -342,13 +373,16 @@ func (l *Ledger) approveInstructions(tx *store.Tx, rec *store.ServerRecord, sa S
 	if st.Kind != store.KindInstructions || st.Server != rec.Name || st.Digest != sa.Digest {
 		return fmt.Errorf("approval of %s instructions signs something else (%s %s %s)", rec.Name, st.Kind, st.Server, st.Digest)
 	}
+	if err := checkBound(rec.Name+" instructions", st, rec.InstructionsTransitionSeq); err != nil {
+		return err
+	}
 	if err := tx.PutApproval(store.ApprovalRecord{Kind: store.KindInstructions, Server: rec.Name, Digest: sa.Digest,
 		KeyID: st.KeyID, ApprovedAt: st.ApprovedAt, Envelope: sa.Envelope, Note: st.Note}); err != nil {
 		return err
 	}
 	rec.InstructionsState = rugwatch.StateApproved
 	rec.InstructionsApproved = sa.Digest
-	return l.appendEvent(tx, &rugwatch.Event{
+	return l.appendNoted(tx, rec, &rugwatch.Event{
 		Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityInfo, Server: rec.Name,
 		ApprovedDigest: sa.Digest, ObservedDigest: sa.Digest, KeyID: st.KeyID, OccurredAt: now,
 		Message: "server instructions approved",
@@ -390,10 +424,11 @@ func (l *Ledger) Revoke(ctx context.Context, server string, tools []string, all 
 				t.LastChanged = now
 				rec.Tools[name] = t
 			}
-			if err := l.appendEvent(tx, &rugwatch.Event{
+			e := rugwatch.Event{
 				Type: rugwatch.EventToolRevoked, Severity: rugwatch.SeverityWarning, Server: server, Tool: name,
 				ApprovedDigest: ap.Digest, OccurredAt: now, Message: reason,
-			}); err != nil {
+			}
+			if err := l.appendNoted(tx, &rec, &e); err != nil {
 				return err
 			}
 			done = append(done, name)
@@ -423,13 +458,27 @@ func (l *Ledger) History(ctx context.Context, server string, limit int) ([]rugwa
 	return events, err
 }
 
-// Verify checks every approval's signature and the event chain.
-func (l *Ledger) Verify(ctx context.Context) (VerifyReport, error) {
+// Verify checks every approval's signature and the event chain and, with
+// a head (the seq and chain_head of an alert), that the log still holds
+// it: a chain consistent in itself may still be cut, or an older copy put
+// back, and only a head kept elsewhere shows that.
+func (l *Ledger) Verify(ctx context.Context, head *store.Head) (VerifyReport, error) {
 	rep := VerifyReport{SchemaVersion: 1, InvalidApprovals: []BadApproval{}}
-	n, chainErr := l.DB.VerifyChain()
+	last, n, chainErr := l.DB.VerifyChainHead()
 	rep.EventsChecked = n
 	if chainErr != nil {
 		rep.ChainError = chainErr.Error()
+	} else if last.Seq > 0 {
+		rep.Head = last.String()
+	}
+	if head != nil {
+		rep.HeadChecked = head.String()
+		if err := l.DB.HoldsHead(*head); err != nil {
+			if !errors.Is(err, store.ErrHeadNotHeld) {
+				return rep, err
+			}
+			rep.HeadError = err.Error()
+		}
 	}
 	err := l.DB.View(func(tx *store.Tx) error {
 		all, err := tx.Approvals("")
@@ -444,7 +493,7 @@ func (l *Ledger) Verify(ctx context.Context) (VerifyReport, error) {
 		}
 		return nil
 	})
-	rep.OK = chainErr == nil && len(rep.InvalidApprovals) == 0
+	rep.OK = chainErr == nil && rep.HeadError == "" && len(rep.InvalidApprovals) == 0
 	return rep, err
 }
 

@@ -34,6 +34,12 @@ type Recorder struct {
 	// inside the same transaction: the alert outbox queues its deliveries
 	// there, so a crash can never record a drift and lose its alerts.
 	InTx func(tx *store.Tx, e rugwatch.Event) error
+	// Chain, when set, is checked after every recorded poll, continuing
+	// from the head it verified last, so a log cut or rolled back under a
+	// running daemon is noticed at the next poll; ChainBroken hears of
+	// each distinct break once.
+	Chain       *store.ChainTracker
+	ChainBroken func(error)
 
 	// index is every server's tool names, for shadowing findings; only
 	// touched inside the store's single write transaction.
@@ -44,15 +50,98 @@ type Recorder struct {
 	// steady-state cycle. Edited bytes hash differently and are checked
 	// again. Only touched inside the store's write transaction.
 	verified map[[32]byte]Approved
+	// withdrawn is, per server NUL tool ("" for the instructions), the
+	// seq of the newest drift or revocation in the event log, folded in
+	// incrementally (scanned is the newest seq read). It is the
+	// hash-chained log's word, not the tool record's, so an edited record
+	// cannot lower it. Only touched inside the store's write transaction.
+	withdrawn map[string]uint64
+	scanned   uint64
+	// legacy caches, per approval hash, the seq of the tool.approved event
+	// of an envelope signed before approvals were bound.
+	legacy map[[32]byte]uint64
+	// replayCheckOff is set only by tests, to show the replay attack the
+	// check stops succeeding without it.
+	replayCheckOff bool
 }
 
-// check is CheckApproval through the cache of verified approvals.
-func (r *Recorder) check(a store.ApprovalRecord) Approved {
+// approvalHash identifies an approval record by what it claims and the
+// exact envelope bytes.
+func approvalHash(a store.ApprovalRecord) [32]byte {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00", a.Kind, a.Server, a.Tool, a.Digest)
 	h.Write(a.Envelope)
 	var key [32]byte
 	copy(key[:], h.Sum(nil))
+	return key
+}
+
+// refreshWithdrawn folds the events appended since the last call into
+// r.withdrawn.
+func (r *Recorder) refreshWithdrawn(tx *store.Tx) error {
+	if r.withdrawn == nil {
+		r.withdrawn = map[string]uint64{}
+	}
+	return tx.Transitions(r.scanned, func(tr store.Transition) error {
+		if ok, withdraws := tr.Moves(); ok && withdraws {
+			key := tr.Server + "\x00" + tr.Tool
+			r.withdrawn[key] = max(r.withdrawn[key], tr.Seq)
+		}
+		r.scanned = max(r.scanned, tr.Seq)
+		return nil
+	})
+}
+
+// replayed says why a verified current approval must not count: the tool
+// (or the instructions) was drifted or revoked after the state the
+// approval was signed for, so the envelope is an old one put back (from
+// the history, or a copy of it) or sent again. "" when it may count.
+func (r *Recorder) replayed(tx *store.Tx, a store.ApprovalRecord, ap Approved, prev store.ServerRecord) (string, error) {
+	if r.replayCheckOff {
+		return "", nil
+	}
+	what := "the tool"
+	withdrawn := r.withdrawn[a.Server+"\x00"+a.Tool]
+	if a.Kind == store.KindInstructions {
+		what = "the server instructions"
+		withdrawn = max(withdrawn, prev.InstructionsWithdrawnSeq)
+	} else {
+		withdrawn = max(withdrawn, prev.Tools[a.Tool].WithdrawnSeq)
+	}
+	if withdrawn == 0 {
+		return "", nil
+	}
+	if ap.Resolves != nil {
+		if *ap.Resolves >= withdrawn {
+			return "", nil
+		}
+		return fmt.Sprintf("replayed approval: signed for %s as it stood at seq %d, but it was drifted or revoked at seq %d; "+
+			"the approval counts as none and is back in the history", what, *ap.Resolves, withdrawn), nil
+	}
+	// Signed before approvals named the seq they resolve: it counts only
+	// if it was recorded after the newest drift or revocation.
+	key := approvalHash(a)
+	bound, ok := r.legacy[key]
+	if !ok {
+		var err error
+		if bound, err = tx.LastApprovedSeq(a.Server, a.Tool, a.Digest); err != nil {
+			return "", err
+		}
+		if r.legacy == nil || len(r.legacy) > 1<<16 {
+			r.legacy = map[[32]byte]uint64{}
+		}
+		r.legacy[key] = bound
+	}
+	if bound > withdrawn {
+		return "", nil
+	}
+	return fmt.Sprintf("replayed approval: an approval without a bound seq (signed by an older rugwatch), last recorded at seq %d, "+
+		"but %s was drifted or revoked at seq %d; the approval counts as none and is back in the history", bound, what, withdrawn), nil
+}
+
+// check is CheckApproval through the cache of verified approvals.
+func (r *Recorder) check(a store.ApprovalRecord) Approved {
+	key := approvalHash(a)
 	if v, ok := r.verified[key]; ok {
 		return v
 	}
@@ -115,13 +204,33 @@ func (r *Recorder) Record(server, transport string, l *Listing, pollErr error) (
 		if err != nil {
 			return err
 		}
+		if err := r.refreshWithdrawn(tx); err != nil {
+			return err
+		}
+		var replays []rugwatch.Event
 		for _, a := range current {
+			ap := r.check(a)
+			if ap.Valid {
+				problem, err := r.replayed(tx, a, ap, prev)
+				if err != nil {
+					return err
+				}
+				if problem != "" {
+					// Out of the current approvals, so it is reported
+					// once, and no reader of approvals believes it.
+					if _, _, err := tx.RevokeApproval(server, a.Kind, a.Tool, problem, now); err != nil {
+						return fmt.Errorf("withdrawing replayed approval of %s/%s: %w", server, a.Tool, err)
+					}
+					replays = append(replays, rugwatch.Event{Type: rugwatch.EventApprovalInvalid, Severity: rugwatch.SeverityCritical,
+						Server: server, Tool: a.Tool, ApprovedDigest: a.Digest, KeyID: ap.KeyID, OccurredAt: now, Message: problem})
+					continue
+				}
+			}
 			switch a.Kind {
 			case store.KindTool:
-				in.Approvals[a.Tool] = r.check(a)
+				in.Approvals[a.Tool] = ap
 			case store.KindInstructions:
-				ia := r.check(a)
-				in.Instructions = &ia
+				in.Instructions = &ap
 			}
 		}
 		// Drifted tools (also those removed while drifted) are diffed
@@ -140,6 +249,7 @@ func (r *Recorder) Record(server, transport string, l *Listing, pollErr error) (
 			}
 		}
 		out = Evaluate(in)
+		out.Events = append(replays, out.Events...)
 		for _, name := range out.Revoke {
 			obs := out.Server.Tools[name].ObservedDigest
 			if _, _, err := tx.RevokeApproval(server, store.KindTool, name, "drift: observed "+string(obs), now); err != nil {
@@ -151,6 +261,15 @@ func (r *Recorder) Record(server, transport string, l *Listing, pollErr error) (
 				return fmt.Errorf("revoking approval of %s instructions: %w", server, err)
 			}
 		}
+		// Events first, so each tool's record knows the seq of its
+		// newest transition before a first-sight approval is bound to it.
+		events := out.Events
+		out.Events = nil
+		for _, e := range events {
+			if err := r.emit(tx, &out, e); err != nil {
+				return err
+			}
+		}
 		if out.ApproveInstructions && l != nil && l.Instructions != nil {
 			def, _ := json.Marshal(*l.Instructions)
 			canon, err := signatures.Canonical(def, signatures.Limits{})
@@ -160,6 +279,7 @@ func (r *Recorder) Record(server, transport string, l *Listing, pollErr error) (
 			env, err := r.Signer.SignApproval(signatures.Statement{
 				Kind: store.KindInstructions, Server: server, Digest: l.InstructionsDigest, Definition: canon,
 				ApprovedAt: now, Note: "approved on first sight (approve_first_seen)",
+				Resolves: signatures.ResolvesSeq(out.Server.InstructionsTransitionSeq),
 			})
 			if err != nil {
 				return fmt.Errorf("signing first-sight approval of %s instructions: %w", server, err)
@@ -170,6 +290,13 @@ func (r *Recorder) Record(server, transport string, l *Listing, pollErr error) (
 			}
 			out.Server.InstructionsState = rugwatch.StateApproved
 			out.Server.InstructionsApproved = l.InstructionsDigest
+			if err := r.emit(tx, &out, rugwatch.Event{
+				Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityInfo, Server: server,
+				ApprovedDigest: l.InstructionsDigest, ObservedDigest: l.InstructionsDigest, KeyID: r.Signer.KeyID(), OccurredAt: now,
+				Message: "server instructions approved on first sight (approve_first_seen)",
+			}); err != nil {
+				return err
+			}
 		}
 		for _, t := range out.Approve {
 			// First sight means first: a tool with any approval history
@@ -182,9 +309,11 @@ func (r *Recorder) Record(server, transport string, l *Listing, pollErr error) (
 			if len(hist) > 0 {
 				continue
 			}
+			rec := out.Server.Tools[t.Name]
 			env, err := r.Signer.SignApproval(signatures.Statement{
 				Kind: store.KindTool, Server: server, Tool: t.Name, Digest: t.Digest,
 				Definition: t.Canonical, ApprovedAt: now, Note: "approved on first sight (approve_first_seen)",
+				Resolves: signatures.ResolvesSeq(rec.LastTransitionSeq),
 			})
 			if err != nil {
 				return fmt.Errorf("signing first-sight approval of %s/%s: %w", server, t.Name, err)
@@ -195,36 +324,46 @@ func (r *Recorder) Record(server, transport string, l *Listing, pollErr error) (
 			}); err != nil {
 				return err
 			}
-			rec := out.Server.Tools[t.Name]
 			rec.State = rugwatch.StateApproved
 			rec.ApprovedDigest = t.Digest
 			out.Server.Tools[t.Name] = rec
-			out.Events = append(out.Events, rugwatch.Event{
+			if err := r.emit(tx, &out, rugwatch.Event{
 				Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityInfo, Server: server, Tool: t.Name,
 				ApprovedDigest: t.Digest, ObservedDigest: t.Digest, KeyID: r.Signer.KeyID(), OccurredAt: now,
 				Message: "approved on first sight (approve_first_seen)",
-			})
+			}); err != nil {
+				return err
+			}
 		}
 		if err := tx.PutServer(out.Server); err != nil {
 			return err
 		}
 		r.index.SetServer(server, toolNames(out.Server))
-		for i := range out.Events {
-			if err := tx.AppendEvent(&out.Events[i]); err != nil {
-				return err
-			}
-			if r.InTx != nil {
-				if err := r.InTx(tx, out.Events[i]); err != nil {
-					return err
-				}
-			}
-		}
 		return nil
 	})
 	if err != nil {
 		return store.ServerRecord{}, nil, fmt.Errorf("recording poll of %s: %w", server, err)
 	}
+	if r.Chain != nil {
+		r.Chain.Check(r.ChainBroken)
+	}
 	return out.Server, out.Events, nil
+}
+
+// emit appends e, hands it to InTx in the same transaction, moves the
+// transition seqs of the tool it is about and adds it to out.Events.
+func (r *Recorder) emit(tx *store.Tx, out *Outcome, e rugwatch.Event) error {
+	if err := tx.AppendEvent(&e); err != nil {
+		return err
+	}
+	if r.InTx != nil {
+		if err := r.InTx(tx, e); err != nil {
+			return err
+		}
+	}
+	out.Server.NoteEvent(e)
+	out.Events = append(out.Events, e)
+	return nil
 }
 
 // CheckApproval verifies an approval record: the envelope must verify with
@@ -247,13 +386,17 @@ func CheckApproval(v Verifier, a store.ApprovalRecord) Approved {
 		return out
 	}
 	out.Definition = st.Definition
+	out.KeyID = st.KeyID
+	out.Resolves = st.Resolves
 	out.Valid = true
 	return out
 }
 
 // FindApproval finds the verified approval of a tool under digest: the
 // current one, else the newest in history (a drifted or revoked tool's
-// approval lives there). check verifies a record.
+// approval lives there). check verifies a record. What it finds shows
+// what was approved (diffs of a drifted tool); it never approves: only
+// the Recorder's current approvals, past its replay check, do.
 func FindApproval(tx *store.Tx, check func(store.ApprovalRecord) Approved, server, tool string, digest rugwatch.Digest) (Approved, bool, error) {
 	cur, ok, err := tx.Approval(server, store.KindTool, tool)
 	if err != nil {

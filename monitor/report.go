@@ -80,7 +80,13 @@ type VerifyReport struct {
 	ChainError       string        `json:"chain_error,omitempty"`
 	ApprovalsChecked int           `json:"approvals_checked"`
 	InvalidApprovals []BadApproval `json:"invalid_approvals"`
-	OK               bool          `json:"ok"`
+	// Head is where the log ends, SEQ:CHAIN_HEAD, when its chain checks
+	// out; HeadChecked is the head asked about (verify --head) and
+	// HeadError why the log does not hold it (cut or rolled back).
+	Head        string `json:"head,omitempty"`
+	HeadChecked string `json:"head_checked,omitempty"`
+	HeadError   string `json:"head_error,omitempty"`
+	OK          bool   `json:"ok"`
 }
 
 // BadApproval is one approval whose signature does not hold.

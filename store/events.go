@@ -165,8 +165,8 @@ func (t *Tx) LastSeq() (uint64, error) {
 // Head is one point of the event log: the seq of a record and the chain
 // digest after it (the record's ChainHead). The zero Head is the empty log.
 type Head struct {
-	Seq    uint64
-	Digest rugwatch.Digest
+	Seq    uint64          `json:"seq"`
+	Digest rugwatch.Digest `json:"chain_head"`
 }
 
 // String is the SEQ:HEAD form `rugwatch verify --head` takes.

@@ -93,6 +93,11 @@ func moves(typ rugwatch.EventType, tool string, approved rugwatch.Digest) (ok, w
 	return false, false
 }
 
+// Moves says whether the event moves its tool's (or the instructions')
+// transition seqs, and whether it also takes an approval away (a drift or
+// a revocation): the rule NoteEvent applies, for readers of the log.
+func (tr Transition) Moves() (ok, withdraws bool) { return moves(tr.Type, tr.Tool, tr.ApprovedDigest) }
+
 // NoteEvent moves the transition seqs of the tool (or the instructions)
 // that e, an appended event of this server, is about. Call it for every
 // event appended with the record, before PutServer.

@@ -133,6 +133,9 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 		env, err := signer.SignApproval(signatures.Statement{
 			Kind: store.KindTool, Server: server, Tool: t.Name, Digest: t.ObservedDigest,
 			Definition: t.Definition, ApprovedAt: now, Note: *note, AcceptedFindings: accepted,
+			// Bound to the state just shown: the daemon takes it only
+			// while this is still the tool's newest transition.
+			Resolves: signatures.ResolvesSeq(t.LastTransitionSeq),
 		})
 		if err != nil {
 			return fmt.Errorf("signing %s/%s: %w", server, t.Name, err)
@@ -155,7 +158,8 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 			}
 		}
 		env, err := signer.SignApproval(signatures.Statement{Kind: store.KindInstructions, Server: server, Digest: rec.InstructionsDigest,
-			Definition: canon, ApprovedAt: now, Note: *note, AcceptedFindings: accepted})
+			Definition: canon, ApprovedAt: now, Note: *note, AcceptedFindings: accepted,
+			Resolves: signatures.ResolvesSeq(rec.InstructionsTransitionSeq)})
 		if err != nil {
 			return fmt.Errorf("signing %s instructions: %w", server, err)
 		}

@@ -4,22 +4,34 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/rugwatch/rugwatch/store"
 	"github.com/rugwatch/rugwatch/visible"
 )
 
-// runVerify checks every current approval's signature and the event chain.
+// runVerify checks every current approval's signature and the event
+// chain, and with --head that the log still holds the head an alert
+// carried.
 func (a *App) runVerify(ctx context.Context, args []string) error {
 	fs := a.newFlags("verify")
 	asJSON := fs.Bool("json", false, "print JSON")
+	headFlag := fs.String("head", "", "SEQ:HEAD, the seq and chain_head of an alert: exit 1 unless the log still holds that head")
 	if _, err := parse(fs, args); err != nil {
 		return err
+	}
+	var head *store.Head
+	if *headFlag != "" {
+		h, err := store.ParseHead(*headFlag)
+		if err != nil {
+			return usagef("verify --head: %v", err)
+		}
+		head = &h
 	}
 	b, err := a.backend(ctx, false)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	rep, err := b.Verify(ctx)
+	rep, err := b.Verify(ctx, head)
 	if err != nil {
 		return err
 	}
@@ -32,6 +44,14 @@ func (a *App) runVerify(ctx context.Context, args []string) error {
 			fmt.Fprintf(a.Stdout, "event chain: BROKEN after checking %d events: %s\n", rep.EventsChecked, rep.ChainError)
 		} else {
 			fmt.Fprintf(a.Stdout, "event chain: ok (%d events)\n", rep.EventsChecked)
+		}
+		if rep.Head != "" {
+			fmt.Fprintf(a.Stdout, "log head: %s\n", rep.Head)
+		}
+		if rep.HeadError != "" {
+			fmt.Fprintf(a.Stdout, "head %s: NOT HELD: %s\n", rep.HeadChecked, rep.HeadError)
+		} else if rep.HeadChecked != "" {
+			fmt.Fprintf(a.Stdout, "head %s: held\n", rep.HeadChecked)
 		}
 		fmt.Fprintf(a.Stdout, "approvals: %d checked, %d invalid\n", rep.ApprovalsChecked, len(rep.InvalidApprovals))
 		for _, b := range rep.InvalidApprovals {
