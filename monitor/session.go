@@ -49,6 +49,10 @@ type Session struct {
 
 	closeOnce sync.Once
 
+	// relaying bounds the server requests waiting on a Peer (peer.go).
+	relayOnce sync.Once
+	relaying  chan struct{}
+
 	// Filled by initialize.
 	Init InitializeInfo
 }
@@ -142,9 +146,13 @@ func Dial(ctx context.Context, t Target, opts DialOptions) (*Session, error) {
 }
 
 func (s *Session) initialize(ctx context.Context) error {
+	var caps any = map[string]any{}
+	if len(s.opts.Capabilities) > 0 {
+		caps = s.opts.Capabilities
+	}
 	params := map[string]any{
 		"protocolVersion": ProtocolVersion,
-		"capabilities":    map[string]any{},
+		"capabilities":    caps,
 		"clientInfo":      map[string]any{"name": s.opts.ClientInfo.Name, "version": s.opts.ClientInfo.Version},
 	}
 	raw, err := s.call(ctx, "initialize", params)
@@ -186,13 +194,33 @@ func (s *Session) initialize(ctx context.Context) error {
 	return nil
 }
 
-// call sends one request and waits for its response or ctx.
+// call sends one request and waits for its response or ctx; a JSON-RPC
+// error from the server comes back as a *ServerError with its text made
+// safe.
 func (s *Session) call(ctx context.Context, method string, params any) (json.RawMessage, error) {
-	id, _ := jsonrpc.MakeID(float64(s.nextID.Add(1)))
 	p, err := json.Marshal(params)
 	if err != nil {
 		return nil, err
 	}
+	raw, err := s.callRaw(ctx, method, p)
+	var rpcErr *rpcError
+	if errors.As(err, &rpcErr) {
+		return nil, s.serverError(method, rpcErr.err)
+	}
+	return raw, err
+}
+
+// rpcError carries the server's own error response out of callRaw, so
+// call can make it safe and Forward can pass it on as it came.
+type rpcError struct{ err error }
+
+func (e *rpcError) Error() string { return e.err.Error() }
+func (e *rpcError) Unwrap() error { return e.err }
+
+// callRaw sends one request with params as given and waits for its
+// response or ctx.
+func (s *Session) callRaw(ctx context.Context, method string, p json.RawMessage) (json.RawMessage, error) {
+	id, _ := jsonrpc.MakeID(float64(s.nextID.Add(1)))
 	ch := make(chan *jsonrpc.Response, 1)
 	key := fmt.Sprint(id.Raw())
 	s.mu.Lock()
@@ -214,7 +242,7 @@ func (s *Session) call(ctx context.Context, method string, params any) (json.Raw
 	select {
 	case resp := <-ch:
 		if resp.Error != nil {
-			return nil, s.serverError(method, resp.Error)
+			return nil, &rpcError{resp.Error}
 		}
 		return resp.Result, nil
 	case <-s.done:
@@ -275,6 +303,13 @@ func (s *Session) readLoop(ctx context.Context) {
 					default:
 					}
 				}
+				if s.opts.Peer != nil {
+					s.opts.Peer.Notify(m)
+				}
+				continue
+			}
+			if s.opts.Peer != nil {
+				s.relay(ctx, m)
 				continue
 			}
 			s.answer(ctx, m)

@@ -1,8 +1,11 @@
 package monitor
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/rugwatch/rugwatch/sandbox"
 )
 
 // Transport names how rugwatch reaches a server.
@@ -24,6 +27,19 @@ type Target struct {
 	Cwd       string
 	URL       string
 	Headers   map[string]string
+	// Sandbox confines a stdio server; the zero value sandboxes it.
+	Sandbox Sandbox
+}
+
+// Sandbox says how a stdio server is confined (see package sandbox).
+type Sandbox struct {
+	// Mode is auto (also ""), strict or off. Auto runs the server
+	// unsandboxed, with a note, where the kernel refuses; strict fails the
+	// poll instead.
+	Mode sandbox.Mode
+	// Hide lists the paths the server must not reach: the data dir, the
+	// config file, every file it references, keys and the control socket.
+	Hide []string
 }
 
 // Limits bound what a server may send. Every field has a default (see
@@ -76,6 +92,15 @@ type DialOptions struct {
 	// StopGrace is how long a stdio server gets to exit after its stdin is
 	// closed before its process group is killed. Default 200ms.
 	StopGrace time.Duration
+	// Peer, when set, gets what the server sends that is not an answer:
+	// its requests (sampling, elicitation, roots) and notifications. Only
+	// the proxy sets it, to forward them to its client; a monitor answers
+	// ping and refuses the rest.
+	Peer Peer
+	// Capabilities are the client capabilities declared to the server
+	// (default none: a monitor offers nothing). The proxy declares its
+	// client's.
+	Capabilities json.RawMessage
 }
 
 // LimitError says which limit a server response broke.
