@@ -416,6 +416,7 @@ type ChainTracker struct {
 	mu       sync.Mutex
 	last     Head
 	verified bool
+	err      error  // of the newest Verify
 	reported string // the last error handed to Check's report, "" when none
 }
 
@@ -434,11 +435,20 @@ func (c *ChainTracker) Verify() (Head, int, error) {
 		from = c.last
 	}
 	last, n, err := c.db.verifyFrom(from)
+	c.err = err
 	if err != nil {
 		return c.last, n, err
 	}
 	c.last, c.verified = last, true
 	return last, n, nil
+}
+
+// Err is the break the newest Verify found; nil if it checked out or none
+// ran yet. A daemon's readiness answers with it.
+func (c *ChainTracker) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
 }
 
 // Last is the head verified last; false before the first success.

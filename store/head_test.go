@@ -275,6 +275,9 @@ func TestChainTrackerIncremental(t *testing.T) {
 	if len(reports) != 1 {
 		t.Fatalf("Check reported %d times, want once: %v", len(reports), reports)
 	}
+	if tr2.Err() == nil || tr.Err() == nil {
+		t.Error("Err() forgets the break the last Verify found")
+	}
 	var ce *ChainError
 	if !errors.As(reports[0], &ce) || ce.Seq != 5 || !strings.Contains(ce.Reason, "no longer holds seq 5") {
 		t.Fatalf("report = %v", reports[0])
