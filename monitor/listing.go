@@ -33,6 +33,11 @@ type Listing struct {
 	Launch             *Launch // stdio servers only
 	Warnings           []string
 	Elapsed            time.Duration
+
+	// Sandboxed says a stdio server ran in the sandbox; SandboxNote says
+	// why it did not (sandbox: off, or the kernel refused under auto).
+	Sandboxed   bool
+	SandboxNote string
 }
 
 // Tool returns the tool called name.
@@ -73,6 +78,7 @@ func (s *Session) describeLaunch(l *Listing) {
 	if s.proc == nil {
 		return
 	}
+	l.Sandboxed, l.SandboxNote = s.proc.sandboxed, s.proc.sandboxNote
 	launch, err := launchOf(s.target, s.opts.Hashes, s.Init.ServerInfo)
 	if err != nil {
 		l.Warnings = append(l.Warnings, "launch identity: "+err.Error())

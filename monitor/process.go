@@ -10,11 +10,14 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/rugwatch/rugwatch/sandbox"
 )
 
 // markerVar tags every process of one poll: descendants inherit it even
@@ -44,8 +47,9 @@ func childEnv(configured map[string]string, marker string) []string {
 	return env
 }
 
-// process is one stdio server child, started in its own process group so
-// that everything it starts can be ended with it.
+// process is one stdio server child: sandboxed (see package sandbox), or
+// else in its own process group, so that everything it starts can be ended
+// with it.
 type process struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
@@ -57,6 +61,11 @@ type process struct {
 
 	marker   string
 	stopOnce sync.Once
+
+	// sandboxed says the server runs in the sandbox; sandboxNote says why
+	// it does not (mode off, or the kernel refused under auto).
+	sandboxed   bool
+	sandboxNote string
 }
 
 func startProcess(t Target, maxStderr int) (*process, error) {
@@ -67,30 +76,92 @@ func startProcess(t Target, maxStderr int) (*process, error) {
 	if err != nil {
 		return nil, fmt.Errorf("finding command %q: %w", t.Command, err)
 	}
-	cmd := exec.Command(path, t.Args...)
-	cmd.Args[0] = t.Command
 	var rnd [12]byte
 	_, _ = rand.Read(rnd[:])
 	marker := hex.EncodeToString(rnd[:])
-	cmd.Env = childEnv(t.Env, marker)
-	// A descendant that keeps stderr or stdout open must not hold Wait,
-	// and with it the poll, past the child's exit.
-	cmd.WaitDelay = time.Second
+	env := childEnv(t.Env, marker)
+	mode, err := sandbox.ParseMode(string(t.Sandbox.Mode))
+	if err != nil {
+		return nil, fmt.Errorf("sandbox mode %q: %w", t.Sandbox.Mode, err)
+	}
+	note := "sandbox: off (the server runs as rugwatch's own user)"
+	if mode != sandbox.Off {
+		p, err := startSandboxed(t, path, env, marker, maxStderr)
+		if err == nil {
+			return p, nil
+		}
+		var ue *sandbox.UnavailableError
+		if !errors.As(err, &ue) {
+			return nil, err
+		}
+		if mode == sandbox.Strict {
+			return nil, fmt.Errorf("starting %q: refused by sandbox: strict: %w", t.Command, err)
+		}
+		note = "not sandboxed (sandbox: auto): " + err.Error()
+	}
+	cmd := exec.Command(path, t.Args...)
+	cmd.Args[0] = t.Command
+	cmd.Env = env
 	cmd.Dir = t.Cwd
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setpgid: true,
 		// If rugwatch dies, its children die with it rather than linger.
 		Pdeathsig: syscall.SIGKILL,
 	}
+	p, err := startCmd(t, cmd, cmd.Start, marker, maxStderr)
+	if err != nil {
+		return nil, err
+	}
+	p.sandboxNote = note
+	return p, nil
+}
+
+// startSandboxed starts the server in the sandbox. The process group and
+// the descendant kill of stop still apply, to the sandbox's init.
+func startSandboxed(t Target, path string, env []string, marker string, maxStderr int) (*process, error) {
+	if !filepath.IsAbs(path) {
+		// A relative command is relative to the server's cwd, as for
+		// exec without a sandbox.
+		base := t.Cwd
+		if base == "" {
+			base, _ = os.Getwd()
+		}
+		path = filepath.Join(base, path)
+	}
+	args := append([]string{t.Command}, t.Args...)
+	sc, err := sandbox.Command(sandbox.Spec{Path: path, Args: args, Env: env, Dir: t.Cwd, Hide: t.Sandbox.Hide})
+	if err != nil {
+		return nil, err
+	}
+	sc.SysProcAttr.Setpgid = true
+	p, err := startCmd(t, sc.Cmd, sc.Start, marker, maxStderr)
+	if err != nil {
+		return nil, err
+	}
+	p.sandboxed = true
+	return p, nil
+}
+
+// startCmd wires a prepared command's pipes, starts it and waits for it in
+// the background.
+func startCmd(t Target, cmd *exec.Cmd, start func() error, marker string, maxStderr int) (*process, error) {
+	// A descendant that keeps stderr or stdout open must not hold Wait,
+	// and with it the poll, past the child's exit.
+	cmd.WaitDelay = time.Second
 	p := &process{cmd: cmd, stderr: &capBuffer{max: maxStderr}, waited: make(chan struct{}), marker: marker}
 	cmd.Stderr = p.stderr
+	var err error
 	if p.stdin, err = cmd.StdinPipe(); err != nil {
 		return nil, fmt.Errorf("opening stdin of %q: %w", t.Command, err)
 	}
 	if p.stdout, err = cmd.StdoutPipe(); err != nil {
 		return nil, fmt.Errorf("opening stdout of %q: %w", t.Command, err)
 	}
-	if err := cmd.Start(); err != nil {
+	if err := start(); err != nil {
+		var ue *sandbox.UnavailableError
+		if errors.As(err, &ue) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("starting %q: %w", t.Command, err)
 	}
 	go func() {
@@ -140,7 +211,9 @@ func (p *process) exited() (bool, error) {
 // stop ends the server and everything it started: stdin is closed so a
 // well-behaved server can exit, then after grace the whole process group
 // and any descendant that left the group get SIGKILL. It returns once the
-// child has been reaped.
+// child has been reaped. A sandboxed child is the sandbox's init, whose
+// exit kills everything left in its PID namespace; the kills below are
+// the only net for an unsandboxed one, and belt and braces otherwise.
 func (p *process) stop(grace time.Duration) {
 	p.stopOnce.Do(func() {
 		pid := p.cmd.Process.Pid

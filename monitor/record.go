@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/rugwatch/rugwatch"
@@ -40,6 +42,12 @@ type Recorder struct {
 	// each distinct break once.
 	Chain       *store.ChainTracker
 	ChainBroken func(error)
+	// Log, when set, hears once per server (and again when the reason
+	// changes) that a stdio server ran unsandboxed, and why.
+	Log *slog.Logger
+
+	sandboxMu     sync.Mutex
+	sandboxWarned map[string]string // server → the note last logged
 
 	// index is every server's tool names, for shadowing findings; only
 	// touched inside the store's single write transaction.
@@ -250,6 +258,9 @@ func (r *Recorder) Record(server, transport string, l *Listing, pollErr error) (
 		}
 		out = Evaluate(in)
 		out.Events = append(replays, out.Events...)
+		if l != nil {
+			out.Server.Sandboxed, out.Server.SandboxNote = l.Sandboxed, l.SandboxNote
+		}
 		for _, name := range out.Revoke {
 			obs := out.Server.Tools[name].ObservedDigest
 			if _, _, err := tx.RevokeApproval(server, store.KindTool, name, "drift: observed "+string(obs), now); err != nil {
@@ -347,6 +358,9 @@ func (r *Recorder) Record(server, transport string, l *Listing, pollErr error) (
 	if r.Chain != nil {
 		r.Chain.Check(r.ChainBroken)
 	}
+	if l != nil {
+		r.warnUnsandboxed(server, l.SandboxNote)
+	}
 	return out.Server, out.Events, nil
 }
 
@@ -364,6 +378,26 @@ func (r *Recorder) emit(tx *store.Tx, out *Outcome, e rugwatch.Event) error {
 	out.Server.NoteEvent(e)
 	out.Events = append(out.Events, e)
 	return nil
+}
+
+// warnUnsandboxed logs a stdio server's sandbox note once, not on every
+// poll: the reason (a kernel without user namespaces) rarely changes.
+func (r *Recorder) warnUnsandboxed(server, note string) {
+	if r.Log == nil {
+		return
+	}
+	r.sandboxMu.Lock()
+	defer r.sandboxMu.Unlock()
+	if r.sandboxWarned[server] == note {
+		return
+	}
+	if r.sandboxWarned == nil {
+		r.sandboxWarned = map[string]string{}
+	}
+	r.sandboxWarned[server] = note
+	if note != "" {
+		r.Log.Warn("stdio server not sandboxed", "server", server, "reason", note)
+	}
 }
 
 // CheckApproval verifies an approval record: the envelope must verify with

@@ -15,12 +15,15 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/rugwatch/rugwatch/sandbox"
 )
 
 // The test binary doubles as a stdio MCP server: re-executed with
 // RUGWATCH_TEST_SERVER set, it serves instead of testing, so stdio tests
 // run a real child process with real pipes and process groups.
 func TestMain(m *testing.M) {
+	sandbox.Init()
 	if mode := os.Getenv("RUGWATCH_TEST_SERVER"); mode != "" {
 		runTestServer(mode)
 		os.Exit(0)

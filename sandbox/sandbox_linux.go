@@ -121,7 +121,11 @@ func (c *Cmd) Start() error {
 	statW.Close()
 	if err != nil {
 		specW.Close()
-		return &UnavailableError{Step: "creating namespaces", Err: err}
+		step := "creating namespaces"
+		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EACCES) {
+			step += " (unprivileged user namespaces disabled or used up: see kernel.unprivileged_userns_clone, user.max_user_namespaces, kernel.apparmor_restrict_unprivileged_userns)"
+		}
+		return &UnavailableError{Step: step, Err: err}
 	}
 	deadline := time.Now().Add(setupTimeout)
 	_ = specW.SetWriteDeadline(deadline)

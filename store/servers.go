@@ -43,6 +43,11 @@ type ServerRecord struct {
 	InstructionsTransitionSeq uint64 `json:",omitempty"`
 	InstructionsWithdrawnSeq  uint64 `json:",omitempty"`
 	Tools                     map[string]ToolRecord
+
+	// Sandboxed says the last poll of a stdio server ran it in the
+	// sandbox; SandboxNote says why it did not.
+	Sandboxed   bool   `json:"sandboxed"`
+	SandboxNote string `json:"sandbox_note,omitempty"`
 }
 
 // ToolRecord is where one tool of one server stands.

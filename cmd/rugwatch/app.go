@@ -14,6 +14,7 @@ import (
 	"github.com/rugwatch/rugwatch/configs"
 	"github.com/rugwatch/rugwatch/demo"
 	"github.com/rugwatch/rugwatch/monitor"
+	"github.com/rugwatch/rugwatch/sandbox"
 	"github.com/rugwatch/rugwatch/signatures"
 	"github.com/rugwatch/rugwatch/store"
 )
@@ -249,6 +250,18 @@ func (a *App) resolver() configs.Resolver {
 // exist only in the returned value, for the length of one poll.
 func (a *App) target(s configs.Server) (monitor.Target, error) {
 	t := monitor.Target{Name: s.Name, Transport: s.Transport, Command: s.Command, Args: s.Args, Cwd: s.Cwd, URL: s.URL}
+	// The server must reach none of rugwatch's own files: what the config
+	// names (data dir with store, keys and control socket; the config;
+	// every ${file:} secret) and the approver's key wherever it lives.
+	t.Sandbox = monitor.Sandbox{Mode: sandbox.Mode(s.Sandbox), Hide: append([]string(nil), s.SandboxHide...)}
+	if v, ok := a.LookupEnv("RUGWATCH_KEY"); ok && v != "" {
+		t.Sandbox.Hide = append(t.Sandbox.Hide, v)
+	}
+	if v, ok := a.LookupEnv("XDG_CONFIG_HOME"); ok && v != "" {
+		t.Sandbox.Hide = append(t.Sandbox.Hide, filepath.Join(v, "rugwatch"))
+	} else if home, err := os.UserHomeDir(); err == nil {
+		t.Sandbox.Hide = append(t.Sandbox.Hide, filepath.Join(home, ".config", "rugwatch"))
+	}
 	if t.Command == "@self" {
 		// The bundled demo runs this very executable, so it works from
 		// `go run` without anything installed.
