@@ -82,6 +82,10 @@
 // Put the sysctl in /etc/sysctl.d/ to keep it across reboots, and use
 // `sandbox: strict` where running a server unconfined is not acceptable.
 //
+// The server's /tmp is its own and empty: a server whose executable or
+// working directory lives under the host's /tmp cannot be found in the
+// sandbox (auto then runs it unsandboxed, with the reason).
+//
 // # What it does not do
 //
 // It does not restrict the network, system calls (no seccomp) or
