@@ -23,8 +23,10 @@
 //	    │   └── <delivery id>   → Delivery; id "dlv_<event id>_<channel>"
 //	    ├── due                 (index: pending deliveries only)
 //	    │   └── <next attempt unix ns, uint64 BE><delivery id> → empty
-//	    └── order               (index: every delivery, for newest-first lists)
-//	        └── <event seq uint64 BE><delivery id> → empty
+//	    ├── order               (index: every delivery, for newest-first lists)
+//	    │   └── <event seq uint64 BE><delivery id> → empty
+//	    └── disabled            (schema v5: channels a 410 Gone disabled)
+//	        └── <channel>       → DisabledChannel
 //
 // Each event record carries in Prev the sha256 of the previous record's
 // stored bytes, and meta "head" holds the sha256 of the last one, so editing,

@@ -52,6 +52,13 @@ var migrations = []migration{
 		return nil
 	}},
 	{version: 4, name: "backfill transition seqs", apply: backfillTransitions},
+	{version: 5, name: "create outbox disabled channels", apply: func(tx *bolt.Tx) error {
+		// Channels a 410 Gone disabled, kept until `alerts enable`.
+		if _, err := tx.Bucket(bucketOutbox).CreateBucketIfNotExists(bucketDisabled); err != nil {
+			return fmt.Errorf("create outbox bucket %q: %w", bucketDisabled, err)
+		}
+		return nil
+	}},
 }
 
 // backfillTransitions gives every stored tool (and server's instructions)
