@@ -147,6 +147,40 @@ func (r *Recorder) replayed(tx *store.Tx, a store.ApprovalRecord, ap Approved, p
 		"but %s was drifted or revoked at seq %d; the approval counts as none and is back in the history", bound, what, withdrawn), nil
 }
 
+// Replays lists the current approvals whose signature holds but which the
+// Recorder withdraws as replayed at the next poll (signed for a state
+// older than the newest drift or revocation of what they approve), for
+// `verify` to report before that poll runs.
+func Replays(tx *store.Tx, v Verifier) ([]BadApproval, error) {
+	r := &Recorder{Verifier: v}
+	if err := r.refreshWithdrawn(tx); err != nil {
+		return nil, err
+	}
+	all, err := tx.Approvals("")
+	if err != nil {
+		return nil, err
+	}
+	var out []BadApproval
+	for _, a := range all {
+		ap := CheckApproval(v, a)
+		if !ap.Valid {
+			continue
+		}
+		rec, _, err := tx.Server(a.Server)
+		if err != nil {
+			return nil, err
+		}
+		problem, err := r.replayed(tx, a, ap, rec)
+		if err != nil {
+			return nil, err
+		}
+		if problem != "" {
+			out = append(out, BadApproval{Server: a.Server, Kind: a.Kind, Tool: a.Tool, Problem: problem})
+		}
+	}
+	return out, nil
+}
+
 // check is CheckApproval through the cache of verified approvals.
 func (r *Recorder) check(a store.ApprovalRecord) Approved {
 	key := approvalHash(a)

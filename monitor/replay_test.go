@@ -432,3 +432,31 @@ func TestReplayCaughtFromTheLogWhenTheRecordIsEditedToo(t *testing.T) {
 		t.Fatalf("events %v", eventTypes(ev))
 	}
 }
+
+// verify sees a replayed envelope before the next poll withdraws it.
+func TestReplaysListsAReplayedApprovalBeforeThePoll(t *testing.T) {
+	h := newHarness(t)
+	h.record(listingOf(t, replayBase), nil)
+	h.approveBound("add")
+	h.record(listingOf(t, replayBase), nil)
+	list := func() []BadApproval {
+		var bad []BadApproval
+		if err := h.db.View(func(tx *store.Tx) error {
+			var err error
+			bad, err = Replays(tx, h.rec.Verifier)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return bad
+	}
+	if bad := list(); len(bad) != 0 {
+		t.Fatalf("a fresh approval listed as replayed: %+v", bad)
+	}
+	h.record(listingOf(t, replayEvil), nil)
+	h.copyBack("add")
+	bad := list()
+	if len(bad) != 1 || bad[0].Tool != "add" || !strings.HasPrefix(bad[0].Problem, "replayed approval") {
+		t.Fatalf("Replays = %+v", bad)
+	}
+}
