@@ -23,6 +23,12 @@ type Backend interface {
 	Alerts(ctx context.Context, limit int) (monitor.AlertsReport, error)
 	RetryAlert(ctx context.Context, id string) error
 	TestAlert(ctx context.Context, channel string) ([]store.Delivery, error)
+
+	// The proxy's: record an upstream listing and learn what may pass,
+	// learn it without recording, and report a flagged tool result.
+	Enforce(ctx context.Context, server string, l *monitor.Listing) (monitor.Allowed, error)
+	Allowed(ctx context.Context, server string) (monitor.Allowed, error)
+	FlagResult(ctx context.Context, server, tool string, findings []rugwatch.Finding, blocked bool) error
 }
 
 var _ Backend = (*monitor.Ledger)(nil)
@@ -59,6 +65,16 @@ type (
 	}
 	verifyReq struct {
 		Head *store.Head `json:"head,omitempty"`
+	}
+	enforceReq struct {
+		Server  string           `json:"server"`
+		Listing *monitor.Listing `json:"listing"`
+	}
+	flagReq struct {
+		Server   string             `json:"server"`
+		Tool     string             `json:"tool"`
+		Findings []rugwatch.Finding `json:"findings"`
+		Blocked  bool               `json:"blocked"`
 	}
 	empty     struct{}
 	countResp struct {
@@ -113,6 +129,18 @@ var methods = map[string]handler{
 	"alerts.retry": method(func(ctx context.Context, b Backend, r alertsReq) (empty, error) {
 		return empty{}, b.RetryAlert(ctx, r.ID)
 	}),
+	"enforce": method(func(ctx context.Context, b Backend, r enforceReq) (monitor.Allowed, error) {
+		if r.Listing == nil {
+			return monitor.Allowed{}, &monitorUsage{"enforce needs a listing"}
+		}
+		return b.Enforce(ctx, r.Server, r.Listing)
+	}),
+	"allowed": method(func(ctx context.Context, b Backend, r serverReq) (monitor.Allowed, error) {
+		return b.Allowed(ctx, r.Server)
+	}),
+	"result.flag": method(func(ctx context.Context, b Backend, r flagReq) (empty, error) {
+		return empty{}, b.FlagResult(ctx, r.Server, r.Tool, r.Findings, r.Blocked)
+	}),
 	"alerts.test": method(func(ctx context.Context, b Backend, r alertsReq) (deliveriesResp, error) {
 		ds, err := b.TestAlert(ctx, r.Channel)
 		return deliveriesResp{Deliveries: ds}, err
@@ -166,4 +194,17 @@ func (c *Client) RetryAlert(ctx context.Context, id string) error {
 func (c *Client) TestAlert(ctx context.Context, channel string) ([]store.Delivery, error) {
 	r, err := call[deliveriesResp](ctx, c, "alerts.test", alertsReq{Channel: channel})
 	return r.Deliveries, err
+}
+
+func (c *Client) Enforce(ctx context.Context, server string, l *monitor.Listing) (monitor.Allowed, error) {
+	return call[monitor.Allowed](ctx, c, "enforce", enforceReq{Server: server, Listing: l})
+}
+
+func (c *Client) Allowed(ctx context.Context, server string) (monitor.Allowed, error) {
+	return call[monitor.Allowed](ctx, c, "allowed", serverReq{Server: server})
+}
+
+func (c *Client) FlagResult(ctx context.Context, server, tool string, findings []rugwatch.Finding, blocked bool) error {
+	_, err := call[empty](ctx, c, "result.flag", flagReq{server, tool, findings, blocked})
+	return err
 }

@@ -65,6 +65,9 @@ type Ledger struct {
 	// Poll polls the named servers now and records them (check); nil when
 	// this Ledger cannot poll.
 	Poll func(ctx context.Context, servers []string) error
+	// Recorder records what the proxy lists upstream (Enforce), through
+	// the same state machine as a poll; nil when this Ledger cannot.
+	Recorder *Recorder
 	// InTx sees every event the Ledger appends, inside its transaction:
 	// the alert outbox queues deliveries there.
 	InTx func(tx *store.Tx, e rugwatch.Event) error

@@ -251,6 +251,16 @@ func (s *Session) callRaw(ctx context.Context, method string, p json.RawMessage)
 		s.mu.Unlock()
 		return nil, fmt.Errorf("waiting for %s: %w", method, err)
 	case <-ctx.Done():
+		if method != "initialize" && errors.Is(ctx.Err(), context.Canceled) {
+			// Cancelled, not timed out (a poll past its deadline tears the
+			// session down anyway): tell the server, so a proxied call the
+			// client gave up on stops upstream too. initialize must never
+			// be cancelled.
+			cp, _ := json.Marshal(map[string]any{"requestId": id.Raw(), "reason": "cancelled by the client"})
+			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 200*time.Millisecond)
+			_ = s.conn.Write(wctx, &jsonrpc.Request{Method: "notifications/cancelled", Params: cp})
+			cancel()
+		}
 		return nil, fmt.Errorf("waiting for %s: %w", method, ctx.Err())
 	}
 }

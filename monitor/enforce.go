@@ -1,0 +1,170 @@
+package monitor
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+
+	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/signatures"
+	"github.com/rugwatch/rugwatch/store"
+)
+
+// EventResultFlagged is a tool result the proxy found poisoning in.
+const EventResultFlagged rugwatch.EventType = "result.flagged"
+
+// AllowedTool is one tool the proxy may show the model: exactly the
+// definition the approver signed.
+type AllowedTool struct {
+	Name       string          `json:"name"`
+	Digest     rugwatch.Digest `json:"digest"`
+	Definition json.RawMessage `json:"definition"` // canonical JSON, as signed
+}
+
+// Allowed is what may reach the model from one server right now.
+type Allowed struct {
+	Server string        `json:"server"`
+	Tools  []AllowedTool `json:"tools"` // sorted by name
+	// Instructions are the approved server instructions (nil: none may
+	// pass); InstructionsDigest their digest.
+	Instructions       *string         `json:"instructions,omitempty"`
+	InstructionsDigest rugwatch.Digest `json:"instructions_digest,omitempty"`
+	// Version changes whenever the set or a definition does: the proxy
+	// tells its client list_changed when it moves.
+	Version string `json:"version"`
+}
+
+// Tool returns the allowed tool called name.
+func (a Allowed) Tool(name string) (AllowedTool, bool) {
+	i := sort.Search(len(a.Tools), func(i int) bool { return a.Tools[i].Name >= name })
+	if i < len(a.Tools) && a.Tools[i].Name == name {
+		return a.Tools[i], true
+	}
+	return AllowedTool{}, false
+}
+
+// Enforce records a listing the proxy took upstream through the same
+// Recorder as a poll — a drift it saw is an event and an alert at once —
+// and returns what may pass now.
+func (l *Ledger) Enforce(ctx context.Context, server string, listing *Listing) (Allowed, error) {
+	ref, ok := l.server(server)
+	if !ok {
+		return Allowed{}, usagef("no server %q in %s (configured: %s)", server, l.Where, l.serverNames())
+	}
+	if l.Recorder == nil {
+		return Allowed{}, fmt.Errorf("this backend cannot record listings")
+	}
+	// The listing may have crossed the control socket: every digest is
+	// taken again from the raw bytes, never believed.
+	for i, t := range listing.Tools {
+		d, canon, err := signatures.Digest(t.Raw, signatures.Limits{})
+		if err != nil {
+			return Allowed{}, fmt.Errorf("tool %d of the listing: %w", i, err)
+		}
+		var named struct {
+			Name string `json:"name"`
+		}
+		if err := json.Unmarshal(canon, &named); err != nil || named.Name != t.Name {
+			return Allowed{}, fmt.Errorf("tool %d of the listing is not named %q", i, t.Name)
+		}
+		listing.Tools[i].Digest, listing.Tools[i].Canonical = d, canon
+	}
+	if listing.Instructions != nil {
+		raw, _ := json.Marshal(*listing.Instructions)
+		d, _, err := signatures.Digest(raw, signatures.Limits{})
+		if err != nil {
+			return Allowed{}, fmt.Errorf("the listing's instructions: %w", err)
+		}
+		listing.InstructionsDigest = d
+	}
+	sort.Slice(listing.Tools, func(i, j int) bool { return listing.Tools[i].Name < listing.Tools[j].Name })
+	if _, _, err := l.Recorder.Record(server, ref.Transport, listing, nil); err != nil {
+		return Allowed{}, fmt.Errorf("recording the proxy's listing of %s: %w", server, err)
+	}
+	if err := l.afterWrite(ctx); err != nil {
+		return Allowed{}, err
+	}
+	return l.Allowed(ctx, server)
+}
+
+// Allowed returns the tools of server whose last observed definition
+// matches a current approval that verifies, with the signed definition:
+// pending, drifted, revoked and removed tools are not among them. Anything
+// that cannot be read or verified leaves a tool out; the proxy fails
+// closed.
+func (l *Ledger) Allowed(ctx context.Context, server string) (Allowed, error) {
+	if _, ok := l.server(server); !ok {
+		return Allowed{}, usagef("no server %q in %s (configured: %s)", server, l.Where, l.serverNames())
+	}
+	out := Allowed{Server: server, Tools: []AllowedTool{}}
+	err := l.DB.View(func(tx *store.Tx) error {
+		rec, ok, err := tx.Server(server)
+		if err != nil || !ok {
+			return err
+		}
+		for name, t := range rec.Tools {
+			if t.State != rugwatch.StateApproved || t.ObservedDigest == "" || t.ObservedDigest != t.ApprovedDigest {
+				continue
+			}
+			ap, ok, err := tx.Approval(server, store.KindTool, name)
+			if err != nil {
+				return err
+			}
+			if !ok || ap.Digest != t.ObservedDigest {
+				continue
+			}
+			if v := CheckApproval(l.Verifier, ap); v.Valid && len(v.Definition) > 0 {
+				out.Tools = append(out.Tools, AllowedTool{Name: name, Digest: ap.Digest, Definition: v.Definition})
+			}
+		}
+		if rec.InstructionsState == rugwatch.StateApproved && rec.InstructionsDigest == rec.InstructionsApproved {
+			ap, ok, err := tx.Approval(server, store.KindInstructions, "")
+			if err != nil {
+				return err
+			}
+			if ok && ap.Digest == rec.InstructionsDigest {
+				if v := CheckApproval(l.Verifier, ap); v.Valid {
+					var text string
+					if json.Unmarshal(v.Definition, &text) == nil {
+						out.Instructions, out.InstructionsDigest = &text, ap.Digest
+					}
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return Allowed{Server: server, Tools: []AllowedTool{}}, err
+	}
+	sort.Slice(out.Tools, func(i, j int) bool { return out.Tools[i].Name < out.Tools[j].Name })
+	h := sha256.New()
+	for _, t := range out.Tools {
+		fmt.Fprintf(h, "%s\x00%s\x00", t.Name, t.Digest)
+	}
+	fmt.Fprintf(h, "instructions\x00%s", out.InstructionsDigest)
+	out.Version = hex.EncodeToString(h.Sum(nil)[:12])
+	return out, nil
+}
+
+// FlagResult records that a tool result carried poisoning (blocked: the
+// proxy withheld it), as a result.flagged event with its findings.
+func (l *Ledger) FlagResult(ctx context.Context, server, tool string, findings []rugwatch.Finding, blocked bool) error {
+	if _, ok := l.server(server); !ok {
+		return usagef("no server %q in %s (configured: %s)", server, l.Where, l.serverNames())
+	}
+	msg := "a tool result carried text the poisoning rules flag; it reached the model"
+	if blocked {
+		msg = "a tool result carried text the poisoning rules flag; the proxy withheld it"
+	}
+	err := l.DB.Update(func(tx *store.Tx) error {
+		return l.appendEvent(tx, &rugwatch.Event{Type: EventResultFlagged, Severity: MaxSeverity(findings), Server: server, Tool: tool,
+			Findings: findings, OccurredAt: l.now(), Message: msg})
+	})
+	if err != nil {
+		return err
+	}
+	return l.afterWrite(ctx)
+}
