@@ -73,12 +73,18 @@ type Dispatcher struct {
 	Backoff  Backoff
 	Now      func() time.Time // nil means time.Now
 	Poll     time.Duration    // longest sleep between checks; 0 means DefaultPoll
+	// Observer, if set, sees the outcome of every attempt (metrics).
+	Observer DeliveryObserver
 
 	wakeOnce sync.Once
 	wake     chan struct{}
+}
 
-	mu       sync.Mutex
-	disabled map[string]bool // channels that answered 410 Gone
+// DeliveryObserver sees each attempt's outcome, after it is recorded:
+// "delivered", "retry", "dead" or "disabled" (a 410 Gone). It must not
+// block.
+type DeliveryObserver interface {
+	Attempted(channel, outcome string)
 }
 
 func (d *Dispatcher) wakeCh() chan struct{} {
@@ -95,11 +101,18 @@ func (d *Dispatcher) Wake() {
 	}
 }
 
-// Disabled reports whether channel was disabled by a 410 Gone.
+// Disabled reports whether channel was disabled by a 410 Gone. The state
+// lives in the store (outbox/disabled), so it holds across reloads and
+// restarts until `rugwatch alerts enable CHANNEL`; a store that cannot be
+// read counts as disabled, the side that posts nothing.
 func (d *Dispatcher) Disabled(channel string) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.disabled[channel]
+	var off bool
+	err := d.DB.View(func(tx *store.Tx) error {
+		var err error
+		_, off, err = tx.ChannelDisabled(channel)
+		return err
+	})
+	return off || err != nil
 }
 
 func (d *Dispatcher) now() time.Time {
@@ -217,7 +230,7 @@ func (d *Dispatcher) deliver(ctx context.Context, dl store.Delivery) error {
 	case !ok:
 		o = outcome{state: store.DeliveryDead, lastErr: "no channel " + dl.Channel + " in the config"}
 	case d.Disabled(dl.Channel):
-		o = outcome{state: store.DeliveryDead, lastErr: "channel disabled after HTTP 410 Gone"}
+		o = outcome{state: store.DeliveryDead, lastErr: "channel disabled after HTTP 410 Gone; `rugwatch alerts enable " + dl.Channel + "` sends to it again"}
 	default:
 		var found bool
 		if err := d.DB.View(func(tx *store.Tx) error {
@@ -277,14 +290,6 @@ func (d *Dispatcher) judge(dl store.Delivery, retry bool, err error) outcome {
 // transaction.
 func (d *Dispatcher) record(dl store.Delivery, ev rugwatch.Event, o outcome) error {
 	now := d.now().UTC()
-	if o.disable {
-		d.mu.Lock()
-		if d.disabled == nil {
-			d.disabled = map[string]bool{}
-		}
-		d.disabled[dl.Channel] = true
-		d.mu.Unlock()
-	}
 	var report *rugwatch.Event
 	err := d.DB.Update(func(tx *store.Tx) error {
 		cur, ok, err := tx.Delivery(dl.ID)
@@ -306,6 +311,13 @@ func (d *Dispatcher) record(dl store.Delivery, ev rugwatch.Event, o outcome) err
 		if err := tx.UpdateDelivery(cur); err != nil {
 			return err
 		}
+		if o.disable {
+			// In the transaction that records the 410, so no restart can
+			// keep the dead delivery and forget why.
+			if err := tx.DisableChannel(store.DisabledChannel{Channel: dl.Channel, DisabledAt: now, Reason: o.lastErr, EventID: dl.EventID}); err != nil {
+				return err
+			}
+		}
 		// Reports about reports are not raised: two broken channels would
 		// otherwise bounce alert.dead events between them forever.
 		if o.report == "" || ev.Type == EventAlertDead || ev.Type == EventAlertDisabled || ev.ID == "" {
@@ -315,7 +327,11 @@ func (d *Dispatcher) record(dl store.Delivery, ev rugwatch.Event, o outcome) err
 		if err := tx.AppendEvent(&r); err != nil {
 			return err
 		}
-		if err := Enqueue(tx, r, d.others(dl.Channel)); err != nil {
+		others, err := d.others(tx, dl.Channel)
+		if err != nil {
+			return err
+		}
+		if err := Enqueue(tx, r, others); err != nil {
 			return err
 		}
 		report = &r
@@ -323,6 +339,9 @@ func (d *Dispatcher) record(dl store.Delivery, ev rugwatch.Event, o outcome) err
 	})
 	if err != nil {
 		return fmt.Errorf("record delivery %s: %w", dl.ID, err)
+	}
+	if d.Observer != nil {
+		d.Observer.Attempted(dl.Channel, o.metric())
 	}
 	attrs := []slog.Attr{slog.String("delivery", dl.ID), slog.String("channel", dl.Channel),
 		slog.String("state", o.state), slog.Int("attempts", dl.Attempts+1)}
@@ -348,8 +367,8 @@ func (d *Dispatcher) record(dl store.Delivery, ev rugwatch.Event, o outcome) err
 func (d *Dispatcher) reportEvent(typ rugwatch.EventType, dl, cur store.Delivery, ev rugwatch.Event, now time.Time) rugwatch.Event {
 	var what string
 	if typ == EventAlertDisabled {
-		what = fmt.Sprintf("alert channel %s answered 410 Gone and is disabled until rugwatch restarts; "+
-			"event %s (%s) was not delivered to it: %s", dl.Channel, ev.ID, ev.Type, cur.LastError)
+		what = fmt.Sprintf("alert channel %s answered 410 Gone and is disabled until `rugwatch alerts enable %s`; "+
+			"event %s (%s) was not delivered to it: %s", dl.Channel, dl.Channel, ev.ID, ev.Type, cur.LastError)
 	} else {
 		what = fmt.Sprintf("alert channel %s gave up on event %s (%s) after %d attempt(s): %s",
 			dl.Channel, ev.ID, ev.Type, cur.Attempts, cur.LastError)
@@ -365,16 +384,35 @@ func (d *Dispatcher) reportEvent(typ rugwatch.EventType, dl, cur store.Delivery,
 }
 
 // others lists every configured channel but skip that is not disabled,
-// sorted for a stable order.
-func (d *Dispatcher) others(skip string) []string {
+// sorted for a stable order; it reads the disabled ones in tx, the
+// transaction that will queue to them.
+func (d *Dispatcher) others(tx *store.Tx, skip string) ([]string, error) {
 	var out []string
 	for name := range d.Channels {
-		if name != skip && !d.Disabled(name) {
+		if name == skip {
+			continue
+		}
+		_, off, err := tx.ChannelDisabled(name)
+		if err != nil {
+			return nil, err
+		}
+		if !off {
 			out = append(out, name)
 		}
 	}
 	sort.Strings(out)
-	return out
+	return out, nil
+}
+
+// metric names the outcome for DeliveryObserver.
+func (o outcome) metric() string {
+	switch {
+	case o.disable:
+		return "disabled"
+	case o.state == store.DeliveryPending:
+		return "retry"
+	}
+	return o.state
 }
 
 // Enqueue queues e for channels. Call it in the transaction that appended

@@ -15,7 +15,8 @@ const (
 	// out of time); it goes to every other channel.
 	EventAlertDead rugwatch.EventType = "alert.dead"
 	// EventAlertDisabled reports a webhook endpoint that answered 410 Gone
-	// and receives nothing more until rugwatch restarts.
+	// and receives nothing more, across reloads and restarts, until
+	// `rugwatch alerts enable CHANNEL`.
 	EventAlertDisabled rugwatch.EventType = "alert.disabled"
 )
 
