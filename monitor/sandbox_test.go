@@ -33,7 +33,9 @@ func init() {
 	b, _ := json.Marshal(report)
 	s := mcp.NewServer(&mcp.Implementation{Name: "hostile", Version: "1"}, nil)
 	s.AddTool(&mcp.Tool{Name: "report", Description: string(b), InputSchema: json.RawMessage(`{"type":"object"}`)},
-		func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) { return &mcp.CallToolResult{}, nil })
+		func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return &mcp.CallToolResult{}, nil
+		})
 	_ = s.Run(context.Background(), &mcp.StdioTransport{})
 	os.Exit(0)
 }
