@@ -2,6 +2,10 @@ package control
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
 
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/monitor"
@@ -23,6 +27,11 @@ type Backend interface {
 	Alerts(ctx context.Context, limit int) (monitor.AlertsReport, error)
 	RetryAlert(ctx context.Context, id string) error
 	TestAlert(ctx context.Context, channel string) ([]store.Delivery, error)
+	DisabledAlerts(ctx context.Context) ([]store.DisabledChannel, error)
+	EnableAlerts(ctx context.Context, channel string) error
+	// Backup writes a consistent copy of the store to w, telling size its
+	// length first; over the socket it streams (see streams).
+	Backup(ctx context.Context, w io.Writer, size func(int64)) (int64, error)
 
 	// The proxy's: record an upstream listing and learn what may pass,
 	// learn it without recording, and report a flagged tool result.
@@ -87,6 +96,9 @@ type (
 	deliveriesResp struct {
 		Deliveries []store.Delivery `json:"deliveries"`
 	}
+	disabledResp struct {
+		Channels []store.DisabledChannel `json:"channels"`
+	}
 	pingResp struct {
 		PID int `json:"pid"`
 	}
@@ -140,6 +152,13 @@ var methods = map[string]handler{
 	}),
 	"result.flag": method(func(ctx context.Context, b Backend, r flagReq) (empty, error) {
 		return empty{}, b.FlagResult(ctx, r.Server, r.Tool, r.Findings, r.Blocked)
+	}),
+	"alerts.disabled": method(func(ctx context.Context, b Backend, r empty) (disabledResp, error) {
+		cs, err := b.DisabledAlerts(ctx)
+		return disabledResp{Channels: cs}, err
+	}),
+	"alerts.enable": method(func(ctx context.Context, b Backend, r alertsReq) (empty, error) {
+		return empty{}, b.EnableAlerts(ctx, r.Channel)
 	}),
 	"alerts.test": method(func(ctx context.Context, b Backend, r alertsReq) (deliveriesResp, error) {
 		ds, err := b.TestAlert(ctx, r.Channel)
@@ -207,4 +226,82 @@ func (c *Client) Allowed(ctx context.Context, server string) (monitor.Allowed, e
 func (c *Client) FlagResult(ctx context.Context, server, tool string, findings []rugwatch.Finding, blocked bool) error {
 	_, err := call[empty](ctx, c, "result.flag", flagReq{server, tool, findings, blocked})
 	return err
+}
+
+func (c *Client) DisabledAlerts(ctx context.Context) ([]store.DisabledChannel, error) {
+	r, err := call[disabledResp](ctx, c, "alerts.disabled", empty{})
+	return r.Channels, err
+}
+
+func (c *Client) EnableAlerts(ctx context.Context, channel string) error {
+	_, err := call[empty](ctx, c, "alerts.enable", alertsReq{Channel: channel})
+	return err
+}
+
+// streams are the methods whose answer is a byte stream, not JSON: a store
+// copy may be larger than any JSON answer the CLI accepts (maxAnswer), and
+// the CLI writes it to a file of its own, owned by whoever asked, rather
+// than the daemon writing to a path a client names.
+var streams = map[string]func(ctx context.Context, b Backend, w http.ResponseWriter) error{
+	"backup": func(ctx context.Context, b Backend, w http.ResponseWriter) error {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		cw := &countingWriter{w: w}
+		_, err := b.Backup(ctx, cw, func(n int64) {
+			// Set before the first byte: a copy cut short is then an
+			// unexpected EOF for the client, never a shorter file.
+			w.Header().Set("Content-Length", fmt.Sprint(n))
+		})
+		if err != nil && cw.n > 0 {
+			// Too late for an error answer; abort the connection so the
+			// client sees the copy fail.
+			panic(http.ErrAbortHandler)
+		}
+		return err
+	},
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// Backup streams the daemon's copy of the store into w; size is told the
+// length the daemon announced. A stream shorter than announced fails.
+func (c *Client) Backup(ctx context.Context, w io.Writer, size func(int64)) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://rugwatch/v1/backup", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("asking the daemon (backup): %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if we, ok := decodeWireError(b); ok {
+			return 0, errors.New(we)
+		}
+		return 0, fmt.Errorf("daemon answered %s to backup", resp.Status)
+	}
+	if resp.ContentLength < 0 {
+		return 0, errors.New("daemon's backup answer has no length; refusing a copy that cannot be checked for completeness")
+	}
+	if size != nil {
+		size(resp.ContentLength)
+	}
+	n, err := io.Copy(w, resp.Body)
+	if err != nil {
+		return n, fmt.Errorf("receiving the store copy after %d bytes: %w", n, err)
+	}
+	if n != resp.ContentLength {
+		return n, fmt.Errorf("store copy cut short: %d of %d bytes", n, resp.ContentLength)
+	}
+	return n, nil
 }

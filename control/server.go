@@ -44,6 +44,14 @@ func Handler(get func() Backend, log *slog.Logger) http.Handler {
 	mux.HandleFunc("POST /v1/ping", func(w http.ResponseWriter, r *http.Request) {
 		writeAnswer(w, pingResp{PID: os.Getpid()})
 	})
+	for name, h := range streams {
+		mux.HandleFunc("POST /v1/"+name, func(w http.ResponseWriter, r *http.Request) {
+			if err := h(r.Context(), get(), w); err != nil {
+				log.Debug("control request failed", "method", name, "error", err)
+				writeError(w, err)
+			}
+		})
+	}
 	for name, h := range methods {
 		mux.HandleFunc("POST /v1/"+name, func(w http.ResponseWriter, r *http.Request) {
 			body, err := io.ReadAll(io.LimitReader(r.Body, maxRequest))
@@ -93,4 +101,13 @@ func writeError(w http.ResponseWriter, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusUnprocessableEntity)
 	_ = json.NewEncoder(w).Encode(wireError{Error: err.Error(), Kind: kind})
+}
+
+// decodeWireError reads an error answer's message.
+func decodeWireError(b []byte) (string, bool) {
+	var we wireError
+	if json.Unmarshal(b, &we) != nil || we.Error == "" {
+		return "", false
+	}
+	return we.Error, true
 }

@@ -34,6 +34,16 @@ type Poller struct {
 	Log      *slog.Logger
 	// OnEvent sees every recorded event, after it is stored.
 	OnEvent func(rugwatch.Event)
+	// Observer, if set, sees every poll PollOne made (metrics).
+	Observer PollObserver
+}
+
+// PollObserver is told of each poll after it is recorded: which server
+// (a config-chosen name), how long the poll took, and its result: "ok",
+// "error" (the server failed it: unreachable, hostile, timed out) or
+// "record_error" (the store did not take it). It must not block.
+type PollObserver interface {
+	Polled(server string, took time.Duration, result string)
 }
 
 // PollOne polls one server within its timeout and records the result,
@@ -45,13 +55,26 @@ func (p *Poller) PollOne(ctx context.Context, s ServerSpec) error {
 		// the daemon's: record it so the operator sees it in status.
 		return p.Record(s, nil, err)
 	}
+	start := time.Now()
 	pctx, cancel := context.WithTimeout(ctx, s.Timeout)
 	l, pollErr := Poll(pctx, t, p.Opts)
 	cancel()
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	return p.Record(s, l, pollErr)
+	took := time.Since(start)
+	err = p.Record(s, l, pollErr)
+	if p.Observer != nil {
+		result := "ok"
+		switch {
+		case err != nil:
+			result = "record_error"
+		case pollErr != nil:
+			result = "error"
+		}
+		p.Observer.Polled(s.Name, took, result)
+	}
+	return err
 }
 
 // Record stores one listing (or poll error) of s.
@@ -199,6 +222,13 @@ func (f *Fleet) PollNow(ctx context.Context, names []string) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// Watching is how many watch sessions run now.
+func (f *Fleet) Watching() int {
+	f.wmu.Lock()
+	defer f.wmu.Unlock()
+	return len(f.watchers)
 }
 
 // Running reports whether the scheduler runs (readiness).

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"time"
@@ -522,7 +523,10 @@ func (l *Ledger) Alerts(ctx context.Context, limit int) (AlertsReport, error) {
 	return rep, err
 }
 
-// RetryAlert puts a dead delivery back in the queue, due now.
+// RetryAlert sends a delivery again now: a dead one goes back in the
+// queue, a pending one waiting out its backoff becomes due at once (after
+// an outage the operator need not wait for the next step of the backoff).
+// AfterWrite then wakes the dispatcher, or drains the outbox offline.
 func (l *Ledger) RetryAlert(ctx context.Context, id string) error {
 	err := l.DB.Update(func(tx *store.Tx) error {
 		d, ok, err := tx.Delivery(id)
@@ -532,11 +536,15 @@ func (l *Ledger) RetryAlert(ctx context.Context, id string) error {
 		if !ok {
 			return usagef("no delivery %q (see `rugwatch alerts`)", id)
 		}
-		if d.State != store.DeliveryDead {
-			return fmt.Errorf("delivery %s is %s, not dead", id, d.State)
+		switch d.State {
+		case store.DeliveryDead:
+			d.State = store.DeliveryPending
+			d.Attempts = 0
+		case store.DeliveryPending:
+			// Attempts stay: they are the backoff's and the give-up's count.
+		default:
+			return usagef("delivery %s is %s; only pending and dead ones can be sent again", id, d.State)
 		}
-		d.State = store.DeliveryPending
-		d.Attempts = 0
 		d.NextAttempt = l.now()
 		return tx.UpdateDelivery(d)
 	})
@@ -544,6 +552,56 @@ func (l *Ledger) RetryAlert(ctx context.Context, id string) error {
 		return err
 	}
 	return l.afterWrite(ctx)
+}
+
+// DisabledAlerts lists the alert channels a 410 Gone disabled.
+func (l *Ledger) DisabledAlerts(ctx context.Context) ([]store.DisabledChannel, error) {
+	var out []store.DisabledChannel
+	err := l.DB.View(func(tx *store.Tx) error {
+		var err error
+		out, err = tx.DisabledChannels()
+		return err
+	})
+	if out == nil {
+		out = []store.DisabledChannel{}
+	}
+	return out, err
+}
+
+// EnableAlerts sends to a channel a 410 Gone disabled again, from its next
+// delivery on; deliveries that died while it was disabled stay dead
+// (`alerts retry ID` sends one).
+func (l *Ledger) EnableAlerts(ctx context.Context, channel string) error {
+	err := l.DB.Update(func(tx *store.Tx) error {
+		ok, err := tx.EnableChannel(channel)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			all, err := tx.DisabledChannels()
+			if err != nil {
+				return err
+			}
+			names := make([]string, len(all))
+			for i, c := range all {
+				names[i] = c.Channel
+			}
+			if len(names) == 0 {
+				names = []string{"none"}
+			}
+			return usagef("alert channel %q is not disabled (disabled: %s)", channel, strings.Join(names, ", "))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return l.afterWrite(ctx)
+}
+
+// Backup writes a consistent copy of the store to w (see store.DB.Backup).
+func (l *Ledger) Backup(ctx context.Context, w io.Writer, size func(int64)) (int64, error) {
+	return l.DB.Backup(w, size)
 }
 
 // TestAlert records an alert.test event, queues it for one channel or all
