@@ -1,9 +1,11 @@
 package sandbox
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -17,6 +19,18 @@ import (
 // The test binary is re-executed as the sandbox init.
 func TestMain(m *testing.M) {
 	Init()
+	if h := os.Getenv("SANDBOX_TEST_HARDEN"); h != "" {
+		// A daemon stand-in: hardened or not, it says so and waits.
+		if h == "1" {
+			if err := HardenSelf(); err != nil {
+				fmt.Println(err)
+				os.Exit(1)
+			}
+		}
+		fmt.Println("ready")
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		os.Exit(0)
+	}
 	if os.Getenv("SANDBOX_TEST_NO_USERNS") != "" {
 		// Re-run inside a user namespace that may create no more of them,
 		// so the kernel itself refuses the sandbox.
@@ -257,6 +271,18 @@ func TestDoubleForkedGrandchildDiesWithTheSandbox(t *testing.T) {
 // namespace whose max_user_namespaces is 0: the kernel then refuses every
 // new user namespace, as on a host where they are disabled.
 func TestRefusedWithoutUserNamespaces(t *testing.T) {
+	if h := os.Getenv("SANDBOX_TEST_HARDEN"); h != "" {
+		// A daemon stand-in: hardened or not, it says so and waits.
+		if h == "1" {
+			if err := HardenSelf(); err != nil {
+				fmt.Println(err)
+				os.Exit(1)
+			}
+		}
+		fmt.Println("ready")
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		os.Exit(0)
+	}
 	if os.Getenv("SANDBOX_TEST_NO_USERNS") != "" {
 		_, _, err := run(t, true, sh("echo hi"))
 		var ue *UnavailableError
@@ -299,21 +325,8 @@ func TestAsUnprivilegedUser(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("already unprivileged")
 	}
-	// The test binary must be reachable by nobody: go test builds it in a
-	// 0700 directory.
 	dir := outsideTmp(t)
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	copyExe := filepath.Join(dir, "sandbox.test")
-	if err := os.WriteFile(copyExe, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	copyExe := reachableExe(t, dir)
 	work := filepath.Join(dir, "work")
 	if err := os.Mkdir(work, 0o755); err != nil {
 		t.Fatal(err)
@@ -330,4 +343,62 @@ func TestAsUnprivilegedUser(t *testing.T) {
 	if err != nil {
 		t.Fatalf("as uid 65534: %v", err)
 	}
+}
+
+// TestHardenSelf: a process of the same user reads a daemon's environment
+// through /proc unless the daemon made itself non-dumpable.
+func TestHardenSelf(t *testing.T) {
+	exe := reachableExe(t, outsideTmp(t))
+	// Root reads any process's environ; both sides run as nobody then.
+	var cred *syscall.Credential
+	if os.Geteuid() == 0 {
+		cred = &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}
+	}
+	for _, harden := range []string{"0", "1"} {
+		daemon := exec.Command(exe, "-test.run=^$")
+		daemon.Env = []string{"SANDBOX_TEST_HARDEN=" + harden, "SECRET=hunter2"}
+		daemon.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		in, err := daemon.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := daemon.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := daemon.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if line, _ := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
+			t.Fatalf("daemon said %q", line)
+		}
+		reader := exec.Command("cat", fmt.Sprintf("/proc/%d/environ", daemon.Process.Pid))
+		reader.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		env, rerr := reader.Output()
+		in.Close()
+		_ = daemon.Wait()
+		leaked := rerr == nil && bytes.Contains(env, []byte("hunter2"))
+		if leaked != (harden == "0") {
+			t.Errorf("hardened=%s: environ read = %v (%v)", harden, leaked, rerr)
+		}
+	}
+}
+
+// reachableExe copies the test binary where nobody may run it: go test
+// builds it in a 0700 directory.
+func reachableExe(t *testing.T, dir string) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "sandbox.test")
+	if err := os.WriteFile(p, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
