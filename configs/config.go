@@ -24,7 +24,8 @@ type Config struct {
 	ApproveFirstSeen bool       `yaml:"approve_first_seen"` // trust on first sight
 	Ephemeral        bool       `yaml:"ephemeral"`          // serve: fresh temp data dir and keys per run (demos)
 	SigningKey       string     `yaml:"signing_key"`        // only with approve_first_seen
-	HTTPListen       string     `yaml:"http_listen"`        // optional loopback host:port
+	HTTPListen       string     `yaml:"http_listen"`        // optional host:port: health, /metrics, web view
+	HTTPToken        Secret     `yaml:"http_token"`         // bearer token reference; required off loopback
 	Concurrency      int        `yaml:"concurrency"`        // default 16
 	UnreachableAfter int        `yaml:"unreachable_after"`  // default 3 failed polls
 	ClientInfo       ClientInfo `yaml:"client_info"`
@@ -345,6 +346,7 @@ func (c *Config) setSecretDirs(base string) {
 	for i := range c.Notify.Email {
 		c.Notify.Email[i].Password.dir = base
 	}
+	c.HTTPToken.dir = base
 }
 
 // has reports whether the key at path was written in the file.
@@ -422,7 +424,7 @@ func (c *Config) ApplyDefaults() {
 		}
 	}
 	if len(c.Servers) > 0 {
-		hide := c.ReferencedPaths()
+		hide := append(c.ReferencedPaths(), c.httpTokenPaths()...)
 		for i := range c.Servers {
 			if c.Servers[i].Command != "" {
 				c.Servers[i].SandboxHide = hide

@@ -82,11 +82,7 @@ func (c *Config) validate() []fieldError {
 	if c.SigningKey != "" && !c.ApproveFirstSeen {
 		v.fail("signing_key", "only allowed with approve_first_seen: true (the daemon holds no private key otherwise)")
 	}
-	if c.HTTPListen != "" {
-		if err := checkListen(c.HTTPListen); err != nil {
-			v.fail("http_listen", "%v", err)
-		}
-	}
+	v.httpListen(c)
 	v.positive("concurrency", int64(c.Concurrency))
 	v.positive("unreachable_after", int64(c.UnreachableAfter))
 	if c.ClientInfo.Name == "" {
@@ -538,6 +534,7 @@ func (c *Config) CheckReferences(r Resolver) error {
 	for i, e := range c.Notify.Email {
 		check(fmt.Sprintf("notify.email[%d].password", i), e.Password)
 	}
+	check("http_token", c.HTTPToken)
 	if len(errs) > 0 {
 		return c.joinErrors(errs)
 	}
