@@ -26,8 +26,10 @@ type Config struct {
 	SigningKey       string     `yaml:"signing_key"`        // only with approve_first_seen
 	HTTPListen       string     `yaml:"http_listen"`        // optional host:port: health, /metrics, web view
 	HTTPToken        Secret     `yaml:"http_token"`         // bearer token reference; required off loopback
-	Concurrency      int        `yaml:"concurrency"`        // default 16
-	UnreachableAfter int        `yaml:"unreachable_after"`  // default 3 failed polls
+	ProxyListen      string     `yaml:"proxy_listen"`       // optional host:port for the HTTP proxy
+	Proxy            Proxy      `yaml:"proxy"`
+	Concurrency      int        `yaml:"concurrency"`       // default 16
+	UnreachableAfter int        `yaml:"unreachable_after"` // default 3 failed polls
 	ClientInfo       ClientInfo `yaml:"client_info"`
 	Defaults         Defaults   `yaml:"defaults"`
 	Limits           Limits     `yaml:"limits"`

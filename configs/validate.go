@@ -83,6 +83,7 @@ func (c *Config) validate() []fieldError {
 		v.fail("signing_key", "only allowed with approve_first_seen: true (the daemon holds no private key otherwise)")
 	}
 	v.httpListen(c)
+	v.validateProxy(c)
 	v.positive("concurrency", int64(c.Concurrency))
 	v.positive("unreachable_after", int64(c.UnreachableAfter))
 	if c.ClientInfo.Name == "" {
@@ -366,15 +367,24 @@ func checkSchedule(s string) error {
 }
 
 func checkListen(s string) error {
-	host, port, err := net.SplitHostPort(s)
+	if err := checkHostPort(s); err != nil {
+		return err
+	}
+	host, _, _ := net.SplitHostPort(s)
+	if !IsLoopbackHost(host) {
+		return errors.New("must be a loopback address (localhost, 127.0.0.0/8, ::1)")
+	}
+	return nil
+}
+
+// checkHostPort checks a listen address's shape.
+func checkHostPort(s string) error {
+	_, port, err := net.SplitHostPort(s)
 	if err != nil {
 		return errors.New("must be host:port")
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return errors.New("port must be a number between 0 and 65535")
-	}
-	if !IsLoopbackHost(host) {
-		return errors.New("must be a loopback address (localhost, 127.0.0.0/8, ::1)")
 	}
 	return nil
 }

@@ -495,6 +495,13 @@ func (l *Ledger) Verify(ctx context.Context, head *store.Head) (VerifyReport, er
 				rep.InvalidApprovals = append(rep.InvalidApprovals, BadApproval{Server: ap.Server, Kind: ap.Kind, Tool: ap.Tool, Problem: v.Problem})
 			}
 		}
+		// Signatures that hold can still be replays: envelopes older than
+		// their tool's last drift or revoke, which the next poll withdraws.
+		replays, err := Replays(tx, l.Verifier)
+		if err != nil {
+			return err
+		}
+		rep.InvalidApprovals = append(rep.InvalidApprovals, replays...)
 		return nil
 	})
 	rep.OK = chainErr == nil && rep.HeadError == "" && len(rep.InvalidApprovals) == 0

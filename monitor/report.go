@@ -22,6 +22,7 @@ type Report struct {
 type ServerReport struct {
 	Name               string          `json:"name"`
 	Transport          string          `json:"transport"`
+	ProtocolVersion    string          `json:"protocol_version"` // the revision the last good poll negotiated
 	Reachable          bool            `json:"reachable"`
 	LastPolledAt       *time.Time      `json:"last_polled_at"`
 	Error              string          `json:"error"`
@@ -34,6 +35,10 @@ type ServerReport struct {
 	// from the pinned one.
 	Launch        json.RawMessage `json:"launch,omitempty"`
 	LaunchDrifted bool            `json:"launch_drifted,omitempty"`
+	// Sandboxed says the last poll of a stdio server ran it sandboxed;
+	// SandboxNote says why not.
+	Sandboxed   bool   `json:"sandboxed"`
+	SandboxNote string `json:"sandbox_note,omitempty"`
 	Tools         []ToolReport    `json:"tools"`
 }
 
@@ -109,10 +114,10 @@ type AlertsReport struct {
 // stands in for a server never polled yet.
 func ServerReportOf(r store.ServerRecord, transport string) ServerReport {
 	sr := ServerReport{
-		Name: r.Name, Transport: r.Transport, Reachable: r.Reachable, Error: r.Error,
+		Name: r.Name, Transport: r.Transport, ProtocolVersion: r.ProtocolVersion, Reachable: r.Reachable, Error: r.Error,
 		InstructionsDigest: r.InstructionsDigest, Tools: []ToolReport{},
 		InstructionsState: r.InstructionsState, InstructionsFindings: r.InstructionsFindings,
-		Launch: r.Launch, LaunchDrifted: r.LaunchDrifted,
+		Launch: r.Launch, LaunchDrifted: r.LaunchDrifted, Sandboxed: r.Sandboxed, SandboxNote: r.SandboxNote,
 	}
 	if sr.Transport == "" {
 		sr.Transport = transport

@@ -65,11 +65,12 @@ Commands:
   approve SERVER [TOOL…]      review and sign tools (--all, --digest D, --yes, --key FILE)
   revoke SERVER [TOOL…]       withdraw approvals (--reason R)
   history [SERVER]            events, newest first (--limit N)
-  verify                      check every approval signature and the event chain
+  verify [--head SEQ:HEAD]    check every approval signature and the event chain
   scan URL | scan -- CMD…     one-shot listing of one server, no config or store
   keys generate|list|export   approver keys
   alerts [test [CH]|retry ID] alert deliveries: pending, dead, delivered
   discover                    print the MCP servers your clients use as servers: YAML
+  proxy SERVER                stdio MCP gateway: only approved tools reach the client
   demo-server                 a stdio MCP server whose tools turn malicious
   version                     the build: module version, VCS revision, Go version
 
@@ -143,6 +144,8 @@ func (a *App) Run(ctx context.Context, args []string) int {
 		run = a.runDiscover
 	case "alerts":
 		run = a.runAlerts
+	case "proxy":
+		run = a.runProxy
 	case "version", "--version":
 		run = a.runVersion
 	case "demo-server":

@@ -79,7 +79,7 @@ func (a *App) ledger(cfg *configs.Config, db *store.DB, ver monitor.Verifier, al
 // recorder is the state machine's poll side over db, for cfg. With
 // approve_first_seen it holds the one private key the daemon may hold.
 func (a *App) recorder(cfg *configs.Config, db *store.DB, ver monitor.Verifier, al *notify.Alerting) (*monitor.Recorder, error) {
-	rec := &monitor.Recorder{DB: db, Verifier: ver, UnreachableAfter: cfg.UnreachableAfter, InTx: al.InTx}
+	rec := &monitor.Recorder{DB: db, Verifier: ver, UnreachableAfter: cfg.UnreachableAfter, InTx: al.InTx, Log: a.log}
 	if cfg.ApproveFirstSeen {
 		key := cfg.SigningKey
 		if key == "" {

@@ -18,6 +18,7 @@ import (
 	"github.com/rugwatch/rugwatch/control"
 	"github.com/rugwatch/rugwatch/monitor"
 	"github.com/rugwatch/rugwatch/notify"
+	"github.com/rugwatch/rugwatch/sandbox"
 	"github.com/rugwatch/rugwatch/signatures"
 	"github.com/rugwatch/rugwatch/store"
 )
@@ -29,6 +30,11 @@ func (a *App) runServe(ctx context.Context, args []string) error {
 	stopBound := fs.Duration("shutdown-timeout", 10*time.Second, "bound on a clean stop")
 	if _, err := parse(fs, args); err != nil {
 		return err
+	}
+	// First, before any secret is read: no other process of this uid may
+	// read this one's memory or /proc/<pid>/environ.
+	if err := sandbox.HardenSelf(); err != nil {
+		return fmt.Errorf("making the daemon non-dumpable: %w", err)
 	}
 	cfg, err := a.config()
 	if err != nil {
@@ -71,6 +77,7 @@ type daemon struct {
 	app *App
 
 	db     *store.DB
+	chain  *store.ChainTracker
 	fleet  *monitor.Fleet
 	cancel context.CancelFunc
 	ctx    context.Context
@@ -89,6 +96,7 @@ type daemon struct {
 	alerts   *notify.Alerting
 	disp     *notify.Dispatcher
 	stopDisp func()
+	rec      *monitor.Recorder // the fleet's, which the proxy's listings go through too
 }
 
 // Start brings the daemon up. The returned cleanup closes the store and
@@ -111,6 +119,9 @@ func (d *daemon) Start(ctx context.Context, cfg *configs.Config) (cleanup func()
 	if cfg.ApproveFirstSeen && cfg.SigningKey == "" {
 		cfg.SigningKey = d.app.approverKeyPath(cfg, "")
 	}
+	// The data dir or keys may have moved (ephemeral): what the sandbox
+	// hides follows them.
+	cfg.ApplyDefaults()
 	if err := cfg.CheckReferences(d.app.resolver()); err != nil {
 		return cleanup, err
 	}
@@ -119,6 +130,16 @@ func (d *daemon) Start(ctx context.Context, cfg *configs.Config) (cleanup func()
 		return cleanup, err
 	}
 	d.db = db
+	// A broken chain does not stop the daemon: refusing to start would
+	// leave every server unwatched, and give whoever can cut the log a way
+	// to switch monitoring off. It is logged, /readyz fails, and verify
+	// exits 1.
+	d.chain = store.NewChainTracker(db)
+	if last, n, err := d.chain.Verify(); err != nil {
+		d.app.log.Error("event chain broken; serving anyway, run `rugwatch verify`", "error", err, "events_checked", n)
+	} else {
+		d.app.log.Info("event chain verified", "events", n, "head", last.String())
+	}
 	// Last: everything else has stopped when it runs. After a stop that
 	// ran out of time, workers may still hold transactions; the process
 	// exits next and the kernel releases the file.
@@ -305,6 +326,9 @@ func (d *daemon) backend() control.Backend {
 	l := d.app.ledger(cfg, d.db, ver, al)
 	l.AfterWrite = func(context.Context) error { d.wake(); return nil }
 	l.Poll = d.fleet.PollNow
+	d.mu.RLock()
+	l.Recorder = d.rec
+	d.mu.RUnlock()
 	return l
 }
 
@@ -315,6 +339,13 @@ func (d *daemon) apply(cfg *configs.Config) error {
 	if err != nil {
 		return err
 	}
+	rec.Chain = d.chain
+	rec.ChainBroken = func(err error) {
+		d.app.log.Error("event chain broken under the running daemon (cut, rolled back or edited); run `rugwatch verify`", "error", err)
+	}
+	d.mu.Lock()
+	d.rec = rec
+	d.mu.Unlock()
 	p := d.app.poller(cfg, rec)
 	p.OnEvent = func(rugwatch.Event) { d.wake() }
 	specs, err := d.app.specs(cfg, nil)
@@ -350,6 +381,7 @@ func (d *daemon) Reload() {
 		log.Warn("data_dir changed; it takes effect at the next start", "running", old.DataDir, "new", cfg.DataDir)
 		cfg.DataDir = old.DataDir
 	}
+	cfg.ApplyDefaults()
 	if err := d.setConfig(cfg); err != nil {
 		log.Error("reload refused; keeping the running config", "config", old.Path, "error", err)
 		return
@@ -377,6 +409,10 @@ func (d *daemon) healthHandler() http.Handler {
 		}
 		if err := d.db.View(func(*store.Tx) error { return nil }); err != nil {
 			http.Error(w, "store: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		if err := d.chain.Err(); err != nil {
+			http.Error(w, "event chain broken: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		w.Write([]byte("ready\n"))

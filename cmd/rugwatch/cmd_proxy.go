@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/rugwatch/rugwatch/configs"
+	"github.com/rugwatch/rugwatch/control"
+	"github.com/rugwatch/rugwatch/monitor"
+	"github.com/rugwatch/rugwatch/notify"
+	"github.com/rugwatch/rugwatch/proxy"
+)
+
+// runProxy serves one configured server to an MCP client over stdio, so
+// that only approved tools, exactly as approved, reach the model. A client
+// config runs it in the server's place:
+//
+//	{"command": "rugwatch", "args": ["--config", "/etc/rugwatch/rugwatch.yaml", "proxy", "everything"]}
+//
+// stdout is the MCP channel; logs go to stderr.
+func (a *App) runProxy(ctx context.Context, args []string) error {
+	fs := a.newFlags("proxy")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("rugwatch proxy SERVER (one configured server)")
+	}
+	cfg, err := a.config()
+	if err != nil {
+		return err
+	}
+	srv, ok := cfg.Server(pos[0])
+	if !ok {
+		return usagef("no server %q in %s", pos[0], cfg.Path)
+	}
+	conn, err := (&mcp.IOTransport{Reader: io.NopCloser(a.Stdin), Writer: nopWriteCloser{a.Stdout},
+		MaxLineLength: 16 << 20}).Connect(ctx)
+	if err != nil {
+		return fmt.Errorf("opening stdio: %w", err)
+	}
+	return proxy.Serve(ctx, conn, a.proxyOptions(cfg, srv, a.proxyBackend(cfg)))
+}
+
+type nopWriteCloser struct{ io.Writer }
+
+func (nopWriteCloser) Close() error { return nil }
+
+// proxyOptions wires one proxied session of srv: upstream over the
+// server's own transport with its configured credentials (stdio
+// sandboxed), approvals through backend.
+func (a *App) proxyOptions(cfg *configs.Config, srv configs.Server, backend func(context.Context) (proxy.Backend, func(), error)) proxy.Options {
+	return proxy.Options{
+		Server: srv.Name, Results: cfg.Proxy.Results, Log: a.log, Backend: backend,
+		ConnectTimeout: srv.EffectiveTimeout(cfg.Defaults),
+		Dial: func(ctx context.Context, peer monitor.Peer, caps json.RawMessage) (*monitor.Session, error) {
+			t, err := a.target(srv)
+			if err != nil {
+				return nil, err
+			}
+			opts := a.dialOptions(cfg)
+			opts.Peer, opts.Capabilities = peer, caps
+			return monitor.Dial(ctx, t, opts)
+		},
+	}
+}
+
+// proxyBackend opens a backend per operation: the daemon's socket when
+// serve runs, else the store, held only for the operation so that many
+// proxies and the CLI take turns instead of locking each other out.
+func (a *App) proxyBackend(cfg *configs.Config) func(context.Context) (proxy.Backend, func(), error) {
+	return func(ctx context.Context) (proxy.Backend, func(), error) {
+		if c, ok := control.Dial(ctx, socketPath(cfg)); ok {
+			return c, func() { c.Close() }, nil
+		}
+		ver, err := a.verifier(cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		db, err := a.openStore(cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		al, err := notify.NewAlerting(cfg, a.resolver(), a.log)
+		if err != nil {
+			db.Close()
+			return nil, nil, err
+		}
+		rec, err := a.recorder(cfg, db, ver, al)
+		if err != nil {
+			db.Close()
+			return nil, nil, err
+		}
+		l := a.ledger(cfg, db, ver, al)
+		l.Recorder = rec
+		// No daemon: what a drift queued is sent now, briefly; whatever
+		// fails stays in the outbox for the next serve or check.
+		l.AfterWrite = func(ctx context.Context) error {
+			if err := al.Dispatcher(db).Drain(ctx, 10*time.Second); err != nil {
+				a.log.Warn("alerts stay queued", "error", err)
+			}
+			return nil
+		}
+		return l, func() { db.Close() }, nil
+	}
+}

@@ -1,0 +1,38 @@
+package configs
+
+// Proxy configures `rugwatch proxy` and serve's proxy_listen.
+type Proxy struct {
+	// Results says what happens to a tool result with a critical poisoning
+	// finding: flag (default: a result.flagged event, the result passes)
+	// or block (the event, and the client gets an error instead).
+	Results string `yaml:"results"`
+	// Token, when set, is a bearer token (a reference, e.g.
+	// "${env:RUGWATCH_PROXY_TOKEN}") every request to proxy_listen must
+	// carry; required for a non-loopback proxy_listen.
+	Token Secret `yaml:"token"`
+	// Origins are extra Origin header values proxy_listen accepts besides
+	// its own loopback ones (browser-based clients).
+	Origins []string `yaml:"origins"`
+}
+
+// validateProxy checks proxy and proxy_listen.
+func (v *validator) validateProxy(c *Config) {
+	switch c.Proxy.Results {
+	case "", "flag", "block":
+	default:
+		v.fail("proxy.results", "must be flag or block, not %q", c.Proxy.Results)
+	}
+	if c.ProxyListen == "" {
+		return
+	}
+	if err := checkHostPort(c.ProxyListen); err != nil {
+		v.fail("proxy_listen", "%v", err)
+		return
+	}
+	if err := checkListen(c.ProxyListen); err != nil && c.Proxy.Token.IsZero() {
+		v.fail("proxy_listen", "a non-loopback listener needs proxy.token (a bearer token reference such as \"${env:RUGWATCH_PROXY_TOKEN}\")")
+	}
+	if !c.Proxy.Token.IsZero() && len(c.Proxy.Token.references()) == 0 {
+		v.fail("proxy.token", "must be a reference (${env:NAME} or ${file:PATH}), not a literal secret")
+	}
+}

@@ -1,0 +1,218 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/google/jsonschema-go/jsonschema"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+
+	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/monitor"
+	"github.com/rugwatch/rugwatch/visible"
+)
+
+// callTool forwards a call of a tool that passes now with arguments the
+// approved schema accepts, and checks the result before the model sees it.
+func (s *session) callTool(ctx context.Context, up *monitor.Session, req *jsonrpc.Request) *jsonrpc.Response {
+	var params struct {
+		Name      string          `json:"name"`
+		Arguments json.RawMessage `json:"arguments"`
+	}
+	if err := json.Unmarshal(req.Params, &params); err != nil {
+		return errorResponse(req.ID, jsonrpc.CodeInvalidParams, "tools/call: "+err.Error())
+	}
+	tool, ok := s.passes(params.Name)
+	if !ok {
+		return s.refuse(req.ID, "not_approved", fmt.Sprintf("tool %q is not approved as it is now (pending, drifted, revoked, removed or never listed); see `rugwatch status %s`",
+			visible.Line(params.Name), s.opts.Server))
+	}
+	check, err := s.schemaFor(tool)
+	if err != nil {
+		return s.refuse(req.ID, "schema", fmt.Sprintf("tool %q: its approved input schema cannot be used to check arguments: %v", visible.Line(params.Name), err))
+	}
+	if err := check.validate(params.Arguments); err != nil {
+		return s.refuse(req.ID, "arguments", fmt.Sprintf("tool %q: arguments refused: %s", visible.Line(params.Name), visible.Line(err.Error())))
+	}
+	res, rpcErr, err := up.Forward(ctx, req.Method, req.Params)
+	if err != nil {
+		return errorResponse(req.ID, codeUpstream, "rugwatch proxy: "+err.Error())
+	}
+	if rpcErr != nil {
+		return &jsonrpc.Response{ID: req.ID, Error: rpcErr}
+	}
+	if findings := resultFindings(res); len(findings) > 0 {
+		blocked := s.opts.Results == ResultsBlock && monitor.MaxSeverity(findings) == rugwatch.SeverityCritical
+		err := s.withBackend(ctx, func(b Backend) error { return b.FlagResult(ctx, s.opts.Server, params.Name, findings, blocked) })
+		if err != nil {
+			s.log.Error("recording a flagged result failed", "tool", visible.Line(params.Name), "error", err)
+		}
+		if blocked {
+			return s.refuse(req.ID, "result_blocked", fmt.Sprintf("tool %q returned text the poisoning rules flag (%s); the result was withheld",
+				visible.Line(params.Name), findingRules(findings)))
+		}
+	}
+	return &jsonrpc.Response{ID: req.ID, Result: res}
+}
+
+func findingRules(fs []rugwatch.Finding) string {
+	seen := map[string]bool{}
+	var out []string
+	for _, f := range fs {
+		if !seen[f.Rule] {
+			seen[f.Rule] = true
+			out = append(out, f.Rule)
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, ", ")
+}
+
+// schemaCheck validates arguments against one approved input schema.
+type schemaCheck struct {
+	resolved *jsonschema.Resolved
+	// props are the declared top-level properties; an argument not among
+	// them is refused even where the schema would allow it, since a
+	// parameter no one approved is how exfiltration travels.
+	props map[string]bool
+}
+
+func (s *session) schemaFor(t monitor.AllowedTool) (*schemaCheck, error) {
+	s.mu.Lock()
+	c, ok := s.schemas[string(t.Digest)]
+	s.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	var def struct {
+		InputSchema json.RawMessage `json:"inputSchema"`
+	}
+	if err := json.Unmarshal(t.Definition, &def); err != nil {
+		return nil, err
+	}
+	var sch jsonschema.Schema
+	if len(def.InputSchema) > 0 {
+		if err := json.Unmarshal(def.InputSchema, &sch); err != nil {
+			return nil, err
+		}
+	}
+	rs, err := sch.Resolve(nil)
+	if err != nil {
+		return nil, err
+	}
+	c = &schemaCheck{resolved: rs, props: map[string]bool{}}
+	for name := range sch.Properties {
+		c.props[name] = true
+	}
+	s.mu.Lock()
+	if len(s.schemas) > 1024 {
+		s.schemas = map[string]*schemaCheck{}
+	}
+	s.schemas[string(t.Digest)] = c
+	s.mu.Unlock()
+	return c, nil
+}
+
+func (c *schemaCheck) validate(raw json.RawMessage) error {
+	var args any = map[string]any{}
+	if len(raw) > 0 && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &args); err != nil {
+			return fmt.Errorf("not JSON: %w", err)
+		}
+	}
+	obj, ok := args.(map[string]any)
+	if !ok {
+		return fmt.Errorf("arguments must be an object")
+	}
+	var unknown []string
+	for k := range obj {
+		if !c.props[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return fmt.Errorf("unknown argument %q (the approved schema declares %s)", unknown[0], declared(c.props))
+	}
+	return c.resolved.Validate(obj)
+}
+
+func declared(props map[string]bool) string {
+	if len(props) == 0 {
+		return "none"
+	}
+	names := make([]string, 0, len(props))
+	for n := range props {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+// maxScanned bounds how much result text the rules read.
+const maxScanned = 4 << 20
+
+// resultFindings runs the poisoning rules on the text a tool result hands
+// the model: text content, embedded resource text, and every string of
+// structured content.
+func resultFindings(raw json.RawMessage) []rugwatch.Finding {
+	var res struct {
+		Content []struct {
+			Type     string `json:"type"`
+			Text     string `json:"text"`
+			Resource *struct {
+				Text string `json:"text"`
+			} `json:"resource"`
+		} `json:"content"`
+		StructuredContent json.RawMessage `json:"structuredContent"`
+	}
+	if json.Unmarshal(raw, &res) != nil {
+		return nil
+	}
+	var out []rugwatch.Finding
+	budget := maxScanned
+	scan := func(text, path string) {
+		if budget <= 0 || text == "" {
+			return
+		}
+		if len(text) > budget {
+			text = text[:budget]
+		}
+		budget -= len(text)
+		out = append(out, monitor.FindingsText(text, path)...)
+	}
+	for i, c := range res.Content {
+		scan(c.Text, fmt.Sprintf("/content/%d/text", i))
+		if c.Resource != nil {
+			scan(c.Resource.Text, fmt.Sprintf("/content/%d/resource/text", i))
+		}
+	}
+	if len(res.StructuredContent) > 0 {
+		var v any
+		if json.Unmarshal(res.StructuredContent, &v) == nil {
+			walkStrings(v, "/structuredContent", 0, scan)
+		}
+	}
+	return out
+}
+
+func walkStrings(v any, path string, depth int, fn func(text, path string)) {
+	if depth > 64 {
+		return
+	}
+	switch x := v.(type) {
+	case string:
+		fn(x, path)
+	case []any:
+		for i, e := range x {
+			walkStrings(e, fmt.Sprintf("%s/%d", path, i), depth+1, fn)
+		}
+	case map[string]any:
+		for k, e := range x {
+			walkStrings(e, path+"/"+strings.NewReplacer("~", "~0", "/", "~1").Replace(k), depth+1, fn)
+		}
+	}
+}

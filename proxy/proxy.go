@@ -1,0 +1,476 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/monitor"
+)
+
+// Backend is what the proxy needs of rugwatch's state machine: a
+// control.Backend (the daemon's socket, or a Ledger over the store).
+type Backend interface {
+	Enforce(ctx context.Context, server string, l *monitor.Listing) (monitor.Allowed, error)
+	Allowed(ctx context.Context, server string) (monitor.Allowed, error)
+	FlagResult(ctx context.Context, server, tool string, findings []rugwatch.Finding, blocked bool) error
+}
+
+// Results says what the proxy does with a tool result that has a critical
+// poisoning finding.
+const (
+	ResultsFlag  = "flag"  // record result.flagged and pass the result on
+	ResultsBlock = "block" // record it and withhold the result
+)
+
+// Options configure one proxied session.
+type Options struct {
+	// Server is the configured server's name.
+	Server string
+	// Dial connects upstream with the client's capabilities and the peer
+	// that gets the server's requests and notifications. It resolves the
+	// server's own configured credentials; the client's never go upstream.
+	Dial func(ctx context.Context, peer monitor.Peer, capabilities json.RawMessage) (*monitor.Session, error)
+	// Backend opens a backend for one operation; release frees it (the
+	// store is not held between operations, so proxies and the CLI do not
+	// block each other when no daemon runs).
+	Backend func(ctx context.Context) (b Backend, release func(), err error)
+	Results string
+	Log     *slog.Logger
+	// Refresh is how often the allowed set is re-read (default 500ms):
+	// approvals and revocations reach the client within about that.
+	Refresh time.Duration
+	// ConnectTimeout bounds the upstream connect and each listing.
+	ConnectTimeout time.Duration
+	// Observe, when set, sees every refused call (metrics).
+	Observe func(event string)
+	// Watch, when set, runs for the life of the session and calls changed
+	// whenever the server's tool list may have changed. A stdio server's
+	// list_changed arrives on the proxied session itself; over HTTP the
+	// notifications live on a stream of their own (the monitor's
+	// Watcher), which this hook supplies.
+	Watch func(ctx context.Context, changed func())
+}
+
+// protocolVersions are the handshake-era revisions the proxy speaks to its
+// client, newest first.
+var protocolVersions = []string{"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"}
+
+// maxInFlight bounds the client's requests being served at once.
+const maxInFlight = 64
+
+// session is one proxied client connection.
+type session struct {
+	opts   Options
+	client mcp.Connection
+	log    *slog.Logger
+
+	up atomic.Pointer[monitor.Session]
+
+	mu      sync.Mutex
+	allowed monitor.Allowed            // what passes now
+	live    map[string]rugwatch.Digest // the upstream definitions last listed
+	listed  bool                       // the client has listed tools
+	schemas map[string]*schemaCheck    // by digest
+
+	// Requests the proxy sent the client for the server (sampling,
+	// elicitation, roots), by the id the client sees.
+	relayMu sync.Mutex
+	relays  map[string]chan *jsonrpc.Response
+	relayID atomic.Int64
+	// upIDs maps the server's request id (idKey) to the id the client
+	// saw, for notifications/cancelled from the server.
+	upIDs map[string]string
+
+	// cancels maps the client's in-flight request ids to their contexts.
+	cancelMu sync.Mutex
+	cancels  map[string]context.CancelFunc
+
+	slots chan struct{}
+	wg    sync.WaitGroup
+	// life is the context of the whole session (a request's own ends
+	// with it): what initialize starts runs under it.
+	life context.Context
+}
+
+// Serve proxies one client connection until it ends or ctx does. It
+// returns after every goroutine it started has stopped and the upstream
+// session (a stdio server's whole process tree) is closed.
+func Serve(ctx context.Context, client mcp.Connection, opts Options) error {
+	if opts.Refresh <= 0 {
+		opts.Refresh = 500 * time.Millisecond
+	}
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = 30 * time.Second
+	}
+	if opts.Results == "" {
+		opts.Results = ResultsFlag
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &session{
+		opts: opts, client: client, log: opts.Log.With("server", opts.Server),
+		relays: map[string]chan *jsonrpc.Response{}, upIDs: map[string]string{},
+		cancels: map[string]context.CancelFunc{}, schemas: map[string]*schemaCheck{},
+		slots: make(chan struct{}, maxInFlight),
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	s.life = ctx
+	defer func() {
+		cancel()
+		s.wg.Wait()
+		if up := s.up.Load(); up != nil {
+			up.Close()
+		}
+		client.Close()
+	}()
+	// Fail closed from the first moment: until approvals are read, the
+	// allowed set is empty.
+	s.allowed = monitor.Allowed{Server: opts.Server}
+	s.refresh(ctx)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.watchApprovals(ctx)
+	}()
+	for {
+		msg, err := client.Read(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return nil // the client went away: a normal end
+		}
+		switch m := msg.(type) {
+		case *jsonrpc.Response:
+			s.clientAnswered(m)
+		case *jsonrpc.Request:
+			if !m.IsCall() {
+				s.clientNotified(ctx, m)
+				continue
+			}
+			select {
+			case s.slots <- struct{}{}:
+			default:
+				s.write(ctx, errorResponse(m.ID, jsonrpc.CodeInternalError,
+					fmt.Sprintf("rugwatch proxy: more than %d requests in flight", maxInFlight)))
+				continue
+			}
+			rctx, rcancel := context.WithCancel(ctx)
+			key := idKey(m.ID)
+			s.cancelMu.Lock()
+			s.cancels[key] = rcancel
+			s.cancelMu.Unlock()
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				defer func() { <-s.slots }()
+				defer func() {
+					s.cancelMu.Lock()
+					delete(s.cancels, key)
+					s.cancelMu.Unlock()
+					rcancel()
+				}()
+				resp := s.handle(rctx, m)
+				if rctx.Err() != nil && ctx.Err() == nil && resp != nil && resp.Error != nil {
+					return // cancelled by the client: no answer is due
+				}
+				if resp != nil {
+					s.write(ctx, resp)
+				}
+			}()
+		}
+	}
+}
+
+func idKey(id jsonrpc.ID) string { return fmt.Sprintf("%T:%v", id.Raw(), id.Raw()) }
+
+func (s *session) write(ctx context.Context, msg jsonrpc.Message) {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := s.client.Write(wctx, msg); err != nil {
+		s.log.Debug("writing to the client failed", "error", err)
+	}
+}
+
+func errorResponse(id jsonrpc.ID, code int64, msg string) *jsonrpc.Response {
+	return &jsonrpc.Response{ID: id, Error: &jsonrpc.Error{Code: code, Message: msg}}
+}
+
+// Error codes of refusals, in the JSON-RPC server-error range.
+const (
+	codeNotApproved = -32001 // the tool is not approved right now
+	codeUpstream    = -32002 // the server could not be reached
+)
+
+// handle serves one client request.
+func (s *session) handle(ctx context.Context, req *jsonrpc.Request) *jsonrpc.Response {
+	switch req.Method {
+	case "initialize":
+		return s.initialize(ctx, req)
+	case "server/discover":
+		// This proxy speaks the handshake era to its client; the SDKs fall
+		// back to initialize on this answer.
+		return errorResponse(req.ID, jsonrpc.CodeMethodNotFound, "server/discover is not supported by this proxy; use initialize")
+	case "ping":
+		return &jsonrpc.Response{ID: req.ID, Result: json.RawMessage("{}")}
+	}
+	up := s.up.Load()
+	if up == nil {
+		return errorResponse(req.ID, jsonrpc.CodeInvalidRequest, "rugwatch proxy: initialize first")
+	}
+	switch req.Method {
+	case "tools/list":
+		return s.listTools(ctx, req)
+	case "tools/call":
+		return s.callTool(ctx, up, req)
+	}
+	res, rpcErr, err := up.Forward(ctx, req.Method, req.Params)
+	if err != nil {
+		return errorResponse(req.ID, codeUpstream, "rugwatch proxy: "+err.Error())
+	}
+	if rpcErr != nil {
+		return &jsonrpc.Response{ID: req.ID, Error: rpcErr}
+	}
+	return &jsonrpc.Response{ID: req.ID, Result: res}
+}
+
+// initialize connects upstream with the client's capabilities and answers
+// with the server's result, its instructions replaced by the approved ones
+// and tools.listChanged declared (the proxy sends it when approvals move).
+func (s *session) initialize(ctx context.Context, req *jsonrpc.Request) *jsonrpc.Response {
+	if s.up.Load() != nil {
+		return errorResponse(req.ID, jsonrpc.CodeInvalidRequest, "rugwatch proxy: already initialized")
+	}
+	var params struct {
+		ProtocolVersion string          `json:"protocolVersion"`
+		Capabilities    json.RawMessage `json:"capabilities"`
+	}
+	if err := json.Unmarshal(req.Params, &params); err != nil {
+		return errorResponse(req.ID, jsonrpc.CodeInvalidParams, "initialize: "+err.Error())
+	}
+	dctx, cancel := context.WithTimeout(ctx, s.opts.ConnectTimeout)
+	defer cancel()
+	up, err := s.opts.Dial(dctx, s, params.Capabilities)
+	if err != nil {
+		s.log.Warn("proxy could not reach the server", "error", err)
+		return errorResponse(req.ID, codeUpstream, "rugwatch proxy: connecting to "+s.opts.Server+": "+err.Error())
+	}
+	if !s.up.CompareAndSwap(nil, up) {
+		up.Close()
+		return errorResponse(req.ID, jsonrpc.CodeInvalidRequest, "rugwatch proxy: already initialized")
+	}
+	life := s.life
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		select {
+		case <-up.Done():
+			if life.Err() == nil {
+				s.log.Warn("the server's session ended; closing the client's", "error", up.Err())
+			}
+			s.client.Close()
+		case <-life.Done():
+		}
+	}()
+	// List once now, so the allowed set and the live digests reflect this
+	// very server before the client asks for anything.
+	s.relist(ctx)
+	if s.opts.Watch != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.opts.Watch(life, func() {
+				s.relist(life)
+				s.toolsChanged(life)
+			})
+		}()
+	}
+
+	var res map[string]json.RawMessage
+	if err := json.Unmarshal(up.Init.Raw, &res); err != nil || res == nil {
+		res = map[string]json.RawMessage{}
+	}
+	version := protocolVersions[0]
+	for _, v := range protocolVersions {
+		if v == params.ProtocolVersion {
+			version = v
+		}
+	}
+	res["protocolVersion"], _ = json.Marshal(version)
+	var caps map[string]json.RawMessage
+	if json.Unmarshal(res["capabilities"], &caps) != nil || caps == nil {
+		caps = map[string]json.RawMessage{}
+	}
+	caps["tools"] = json.RawMessage(`{"listChanged":true}`)
+	res["capabilities"], _ = json.Marshal(caps)
+	delete(res, "instructions")
+	s.mu.Lock()
+	if s.allowed.Instructions != nil {
+		res["instructions"], _ = json.Marshal(*s.allowed.Instructions)
+	}
+	s.mu.Unlock()
+	raw, err := json.Marshal(res)
+	if err != nil {
+		return errorResponse(req.ID, jsonrpc.CodeInternalError, err.Error())
+	}
+	return &jsonrpc.Response{ID: req.ID, Result: raw}
+}
+
+// relist takes a full upstream listing, records it and installs what may
+// pass. It reports whether the allowed set changed.
+func (s *session) relist(ctx context.Context) bool {
+	up := s.up.Load()
+	if up == nil {
+		return false
+	}
+	lctx, cancel := context.WithTimeout(ctx, s.opts.ConnectTimeout)
+	defer cancel()
+	l, err := up.ListTools(lctx)
+	if err != nil {
+		s.log.Warn("proxy listing failed; serving no tools until the next one succeeds", "error", err)
+		return s.install(monitor.Allowed{Server: s.opts.Server}, map[string]rugwatch.Digest{})
+	}
+	live := make(map[string]rugwatch.Digest, len(l.Tools))
+	for _, t := range l.Tools {
+		live[t.Name] = t.Digest
+	}
+	var allowed monitor.Allowed
+	err = s.withBackend(ctx, func(b Backend) error {
+		var err error
+		allowed, err = b.Enforce(ctx, s.opts.Server, l)
+		return err
+	})
+	if err != nil {
+		s.log.Error("proxy cannot record or read approvals; serving no tools", "error", err)
+		allowed = monitor.Allowed{Server: s.opts.Server}
+	}
+	return s.install(allowed, live)
+}
+
+// refresh re-reads the allowed set without listing upstream.
+func (s *session) refresh(ctx context.Context) bool {
+	var allowed monitor.Allowed
+	err := s.withBackend(ctx, func(b Backend) error {
+		var err error
+		allowed, err = b.Allowed(ctx, s.opts.Server)
+		return err
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("proxy cannot read approvals; serving no tools", "error", err)
+		}
+		allowed = monitor.Allowed{Server: s.opts.Server}
+	}
+	s.mu.Lock()
+	live := s.live
+	s.mu.Unlock()
+	return s.install(allowed, live)
+}
+
+func (s *session) withBackend(ctx context.Context, fn func(Backend) error) error {
+	b, release, err := s.opts.Backend(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return fn(b)
+}
+
+// install makes allowed and live current and reports a change.
+func (s *session) install(allowed monitor.Allowed, live map[string]rugwatch.Digest) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	changed := allowed.Version != s.allowed.Version || !sameDigests(live, s.live)
+	s.allowed, s.live = allowed, live
+	return changed
+}
+
+func sameDigests(a, b map[string]rugwatch.Digest) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// watchApprovals re-reads the allowed set on a tick and tells a client
+// that has listed tools when it moved.
+func (s *session) watchApprovals(ctx context.Context) {
+	t := time.NewTicker(s.opts.Refresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if s.refresh(ctx) {
+			s.toolsChanged(ctx)
+		}
+	}
+}
+
+// toolsChanged tells the client to list again, if it ever listed.
+func (s *session) toolsChanged(ctx context.Context) {
+	s.mu.Lock()
+	listed := s.listed
+	s.mu.Unlock()
+	if listed {
+		s.write(ctx, &jsonrpc.Request{Method: "notifications/tools/list_changed", Params: json.RawMessage("{}")})
+	}
+}
+
+// passes returns the allowed tool called name if its live definition is
+// still the approved one.
+func (s *session) passes(name string) (monitor.AllowedTool, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.allowed.Tool(name)
+	if !ok || s.live[name] != t.Digest {
+		return monitor.AllowedTool{}, false
+	}
+	return t, true
+}
+
+// listTools answers tools/list from a fresh upstream listing: every tool
+// that passes, as signed, in one page.
+func (s *session) listTools(ctx context.Context, req *jsonrpc.Request) *jsonrpc.Response {
+	s.relist(ctx)
+	s.mu.Lock()
+	s.listed = true
+	tools := make([]json.RawMessage, 0, len(s.allowed.Tools))
+	for _, t := range s.allowed.Tools {
+		if s.live[t.Name] == t.Digest {
+			tools = append(tools, t.Definition)
+		}
+	}
+	s.mu.Unlock()
+	raw, err := json.Marshal(map[string]any{"tools": tools})
+	if err != nil {
+		return errorResponse(req.ID, jsonrpc.CodeInternalError, err.Error())
+	}
+	return &jsonrpc.Response{ID: req.ID, Result: raw}
+}
+
+func (s *session) refuse(id jsonrpc.ID, what, msg string) *jsonrpc.Response {
+	if s.opts.Observe != nil {
+		s.opts.Observe(what)
+	}
+	s.log.Warn("proxy refused a call", "reason", what, "detail", msg)
+	return errorResponse(id, codeNotApproved, "rugwatch proxy: "+msg)
+}

@@ -1,0 +1,127 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+)
+
+// Request relays a server's request (sampling, elicitation, roots, ping)
+// to the client under an id of the proxy's own and returns the client's
+// answer. It implements monitor.Peer.
+func (s *session) Request(ctx context.Context, req *jsonrpc.Request) *jsonrpc.Response {
+	clientID := fmt.Sprintf("rugwatch-%d", s.relayID.Add(1))
+	id, _ := jsonrpc.MakeID(clientID)
+	key, upKey := idKey(id), idKey(req.ID)
+	ch := make(chan *jsonrpc.Response, 1)
+	s.relayMu.Lock()
+	s.relays[key] = ch
+	s.upIDs[upKey] = clientID
+	s.relayMu.Unlock()
+	defer func() {
+		s.relayMu.Lock()
+		delete(s.relays, key)
+		delete(s.upIDs, upKey)
+		s.relayMu.Unlock()
+	}()
+	if err := s.client.Write(ctx, &jsonrpc.Request{ID: id, Method: req.Method, Params: req.Params}); err != nil {
+		return errorResponse(req.ID, jsonrpc.CodeInternalError, "rugwatch proxy: the client is gone")
+	}
+	select {
+	case resp := <-ch:
+		return &jsonrpc.Response{ID: req.ID, Result: resp.Result, Error: resp.Error}
+	case <-ctx.Done():
+		// Tell the client to stop (a human may be looking at a dialog).
+		params, _ := json.Marshal(map[string]any{"requestId": id.Raw(), "reason": "the server's request ended"})
+		s.write(ctx, &jsonrpc.Request{Method: "notifications/cancelled", Params: params})
+		return errorResponse(req.ID, jsonrpc.CodeInternalError, "rugwatch proxy: the client did not answer in time")
+	}
+}
+
+// Notify passes a server notification on to the client. A tools
+// list_changed is also a cue to list again at once, so a drift is recorded
+// before the client even asks; cancellations of relayed requests are
+// translated to the ids the client saw.
+func (s *session) Notify(req *jsonrpc.Request) {
+	ctx := s.life
+	switch req.Method {
+	case "notifications/tools/list_changed":
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.relist(ctx)
+			s.toolsChanged(ctx)
+		}()
+		return
+	case "notifications/cancelled":
+		var p map[string]json.RawMessage
+		if json.Unmarshal(req.Params, &p) == nil {
+			var upID any
+			if json.Unmarshal(p["requestId"], &upID) == nil {
+				if id, err := jsonrpc.MakeID(upID); err == nil {
+					s.relayMu.Lock()
+					clientID, ok := s.upIDs[idKey(id)]
+					s.relayMu.Unlock()
+					if !ok {
+						return // nothing of ours to cancel
+					}
+					p["requestId"], _ = json.Marshal(clientID)
+					req = &jsonrpc.Request{Method: req.Method, Params: mustMarshal(p)}
+				}
+			}
+		}
+	}
+	s.write(ctx, &jsonrpc.Request{Method: req.Method, Params: req.Params})
+}
+
+func mustMarshal(v any) json.RawMessage {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+// clientAnswered routes the client's answer to a relayed request.
+func (s *session) clientAnswered(resp *jsonrpc.Response) {
+	s.relayMu.Lock()
+	ch := s.relays[idKey(resp.ID)]
+	s.relayMu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- resp:
+		default:
+		}
+	}
+}
+
+// clientNotified passes a client notification upstream; a cancellation
+// ends the proxy's own handling of that request (and, through its
+// context, the upstream call).
+func (s *session) clientNotified(ctx context.Context, req *jsonrpc.Request) {
+	switch req.Method {
+	case "notifications/initialized":
+		return // the upstream session sent its own
+	case "notifications/cancelled":
+		var p struct {
+			RequestID any `json:"requestId"`
+		}
+		if json.Unmarshal(req.Params, &p) == nil {
+			if id, err := jsonrpc.MakeID(p.RequestID); err == nil {
+				s.cancelMu.Lock()
+				cancel := s.cancels[idKey(id)]
+				s.cancelMu.Unlock()
+				if cancel != nil {
+					cancel()
+				}
+			}
+		}
+		return
+	}
+	up := s.up.Load()
+	if up == nil {
+		return
+	}
+	if err := up.Notify(ctx, req.Method, req.Params); err != nil {
+		s.log.Debug("forwarding a notification failed", "method", req.Method, "error", err)
+	}
+}
