@@ -48,6 +48,13 @@ type ServerRecord struct {
 	// sandbox; SandboxNote says why it did not.
 	Sandboxed   bool   `json:"sandboxed"`
 	SandboxNote string `json:"sandbox_note,omitempty"`
+
+	// ProtocolVersion is the MCP revision the last successful poll
+	// negotiated. Cloaked is, per tool, how it differed across revisions
+	// at the last revision_check (monitor.cloakedKey), so that the same
+	// difference is raised once.
+	ProtocolVersion string            `json:"protocol_version,omitempty"`
+	Cloaked         map[string]string `json:"cloaked,omitempty"`
 }
 
 // ToolRecord is where one tool of one server stands.
