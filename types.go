@@ -96,6 +96,9 @@ const (
 	// EventLaunchDrifted: a stdio server's executable or package changed
 	// under the same command line, even if no tool text changed.
 	EventLaunchDrifted EventType = "launch.drifted"
+	// EventToolCloaked: a server lists a tool differently (or not at all)
+	// to clients of different protocol revisions (revision_check).
+	EventToolCloaked EventType = "tool.cloaked"
 )
 
 // Change is one field-level difference between two JSON documents, addressed

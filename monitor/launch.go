@@ -24,6 +24,8 @@ type Launch struct {
 	Package       string `json:"package,omitempty"`
 	ServerName    string `json:"server_name,omitempty"`
 	ServerVersion string `json:"server_version,omitempty"`
+	// ProtocolVersion is the revision negotiated with it.
+	ProtocolVersion string `json:"protocol_version,omitempty"`
 }
 
 // HashCache remembers executables' digests by path, size, mtime and inode,

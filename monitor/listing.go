@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,6 +39,25 @@ type Listing struct {
 	// why it did not (sandbox: off, or the kernel refused under auto).
 	Sandboxed   bool
 	SandboxNote string
+
+	// Offered is what the server's server/discover listed (each entry
+	// bounded), nil when it answered none.
+	Offered []string
+	// Cache is the 2026-07-28 caching hint of the tools/list pages, nil
+	// when no page carried one. It is the server's word to its clients,
+	// kept to be shown: no digest covers it.
+	Cache *CacheHint
+	// Revisions holds one listing's tool digests per revision the server
+	// offers, when the listing was taken by PollEachRevision (cloak.go).
+	Revisions []RevisionListing
+}
+
+// CacheHint is what the pages of a listing said about caching it: the
+// least ttlMs of any page (the listing is as fresh as its stalest page)
+// and "private" if any page said so, else the scope the pages gave.
+type CacheHint struct {
+	TTLMs      *int64 `json:"ttl_ms,omitempty"`
+	CacheScope string `json:"cache_scope,omitempty"`
 }
 
 // Tool returns the tool called name.
@@ -58,8 +78,12 @@ func (e *HostileError) Error() string { return "hostile server response: " + e.R
 // the whole poll, connect to last page; a stdio server's process group is
 // gone when Poll returns.
 func Poll(ctx context.Context, t Target, opts DialOptions) (*Listing, error) {
+	return pollEra(ctx, t, opts, eraAuto)
+}
+
+func pollEra(ctx context.Context, t Target, opts DialOptions, want era) (*Listing, error) {
 	start := time.Now()
-	s, err := Dial(ctx, t, opts)
+	s, err := dial(ctx, t, opts, want)
 	if err != nil {
 		return nil, scrubErr(t, err)
 	}
@@ -68,8 +92,40 @@ func Poll(ctx context.Context, t Target, opts DialOptions) (*Listing, error) {
 	if err != nil {
 		return nil, scrubErr(t, s.bound(err))
 	}
+	if s.probe {
+		if err := s.probeRevision(ctx, l); err != nil {
+			return nil, scrubErr(t, s.bound(err))
+		}
+	}
 	l.Elapsed = time.Since(start)
 	return l, nil
+}
+
+// noteCache folds one page's ttlMs and cacheScope into l.Cache. They are
+// hints: a malformed one is a warning, never a failed poll.
+func (s *Session) noteCache(l *Listing, ttl, scope json.RawMessage) {
+	if len(ttl) == 0 && len(scope) == 0 {
+		return
+	}
+	if l.Cache == nil {
+		l.Cache = &CacheHint{}
+	}
+	if len(ttl) > 0 && string(ttl) != "null" {
+		n, err := strconv.ParseInt(string(ttl), 10, 64)
+		if err != nil || n < 0 {
+			l.Warnings = append(l.Warnings, fmt.Sprintf("page %d: ttlMs %s is not a non-negative integer; ignored", l.Pages, s.serverText(string(ttl), maxIDText)))
+		} else if l.Cache.TTLMs == nil || n < *l.Cache.TTLMs {
+			l.Cache.TTLMs = &n
+		}
+	}
+	if len(scope) > 0 && string(scope) != "null" {
+		var sc string
+		if json.Unmarshal(scope, &sc) != nil || len(sc) > maxCacheScopeLen {
+			l.Warnings = append(l.Warnings, fmt.Sprintf("page %d: cacheScope is not a short string; ignored", l.Pages))
+		} else if sc == "private" || l.Cache.CacheScope == "" {
+			l.Cache.CacheScope = boundText(sc, maxCacheScopeLen)
+		}
+	}
 }
 
 // describeLaunch fills the launch identity of a stdio session; a failure
@@ -84,6 +140,9 @@ func (s *Session) describeLaunch(l *Listing) {
 		l.Warnings = append(l.Warnings, "launch identity: "+err.Error())
 		return
 	}
+	// A server that moves revision serves its tools to another kind of
+	// client: part of what runs, so it shows as launch drift.
+	launch.ProtocolVersion = s.Init.ProtocolVersion
 	l.Launch = launch
 }
 
@@ -95,6 +154,7 @@ func (s *Session) ListTools(ctx context.Context) (*Listing, error) {
 		ProtocolVersion: s.Init.ProtocolVersion,
 		ServerInfo:      s.Init.ServerInfo,
 		Instructions:    s.Init.Instructions,
+		Offered:         s.Init.Offered,
 	}
 	if l.Instructions != nil {
 		raw, _ := json.Marshal(*l.Instructions)
@@ -132,6 +192,9 @@ func (s *Session) ListTools(ctx context.Context) (*Listing, error) {
 		var page struct {
 			Tools      *[]json.RawMessage `json:"tools"`
 			NextCursor *string            `json:"nextCursor"`
+			ResultType *string            `json:"resultType"`
+			TTLMs      json.RawMessage    `json:"ttlMs"`
+			CacheScope json.RawMessage    `json:"cacheScope"`
 		}
 		if err := json.Unmarshal(raw, &page); err != nil {
 			return nil, &HostileError{Reason: fmt.Sprintf("page %d: result is not a tools/list result: %v", l.Pages, err)}
@@ -139,6 +202,13 @@ func (s *Session) ListTools(ctx context.Context) (*Listing, error) {
 		if page.Tools == nil {
 			return nil, &HostileError{Reason: fmt.Sprintf("page %d: result has no tools array", l.Pages)}
 		}
+		if page.ResultType != nil && *page.ResultType != "complete" {
+			// Only a complete result is a listing; an input_required one
+			// asks the client for something a monitor never gives.
+			return nil, &HostileError{Reason: fmt.Sprintf("page %d: resultType %s; a tools/list result must be complete",
+				l.Pages, `"`+s.serverText(*page.ResultType, maxIDText)+`"`)}
+		}
+		s.noteCache(l, page.TTLMs, page.CacheScope)
 		for i, tr := range *page.Tools {
 			if len(l.Tools) >= lim.MaxTools {
 				return nil, &LimitError{Limit: "max_tools", Value: int64(lim.MaxTools)}

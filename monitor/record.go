@@ -290,8 +290,10 @@ func (r *Recorder) Record(server, transport string, l *Listing, pollErr error) (
 				in.Revoked[name] = a
 			}
 		}
+		adoptLaunchRevision(in.Prev, l)
 		out = Evaluate(in)
 		out.Events = append(replays, out.Events...)
+		out.Events = append(out.Events, r.noteRevision(prev, l, &out.Server)...)
 		if l != nil {
 			out.Server.Sandboxed, out.Server.SandboxNote = l.Sandboxed, l.SandboxNote
 		}

@@ -73,6 +73,8 @@ func runTestServer(mode string) {
 		_ = s.Run(context.Background(), &mcp.StdioTransport{})
 	case strings.HasPrefix(mode, "raw:"):
 		rawServer(strings.TrimPrefix(mode, "raw:"))
+	case strings.HasPrefix(mode, "era:"):
+		runEraServer(strings.TrimPrefix(mode, "era:")) // revision_test.go
 	}
 }
 

@@ -20,9 +20,10 @@ import (
 	"github.com/rugwatch/rugwatch/visible"
 )
 
-// ProtocolVersion is the MCP revision rugwatch speaks. It is pinned rather
-// than negotiated through the SDK's discovery request, which has no timeout
-// of its own and would let a silent server hold a poll open.
+// ProtocolVersion is the handshake-era revision rugwatch asks for in
+// initialize. rugwatch negotiates itself (revision.go) rather than through
+// the SDK's Connect, whose discovery request has no timeout of its own and
+// would let a silent server hold a poll open.
 const ProtocolVersion = "2025-11-25"
 
 // Session is one open connection to an MCP server, after the initialize
@@ -43,8 +44,9 @@ type Session struct {
 	pending map[string]chan *jsonrpc.Response
 	readErr error
 
-	changed chan struct{} // notifications/tools/list_changed, coalesced
-	done    chan struct{} // closed when the read loop ends
+	changed chan struct{}        // notifications/tools/list_changed, coalesced
+	acks    chan json.RawMessage // notifications/subscriptions/acknowledged params
+	done    chan struct{}        // closed when the read loop ends
 	cancel  context.CancelFunc
 
 	closeOnce sync.Once
@@ -53,22 +55,49 @@ type Session struct {
 	relayOnce sync.Once
 	relaying  chan struct{}
 
-	// Filled by initialize.
+	// stateless is set once server/discover settled on the 2026-07-28
+	// revision: every request then carries the per-request _meta keys.
+	stateless bool
+	// listenID is the JSON-RPC id of this session's own
+	// subscriptions/listen request, 0 when none is open; only change
+	// notifications stamped with it (or with none) count.
+	listenID atomic.Int64
+	// probe asks Poll to check, after listing, that the handshake era the
+	// server answered is one it serves (SSE, where discovery cannot come
+	// first; see probeRevision).
+	probe bool
+
+	// Filled by initialize, or by server/discover in the stateless era.
 	Init InitializeInfo
 }
 
-// InitializeInfo is what the server said about itself.
+// InitializeInfo is what the server said about itself, in its initialize
+// result or (stateless era) its server/discover result.
 type InitializeInfo struct {
+	// ProtocolVersion is the negotiated revision.
 	ProtocolVersion string
 	ServerInfo      json.RawMessage
 	Instructions    *string
 	ListChanged     bool // the server declared tools.listChanged
 	Raw             json.RawMessage
+	// Offered is the supportedVersions of the server's server/discover
+	// result, nil when it answered none.
+	Offered []string
 }
 
-// Dial connects to a target and completes the initialize handshake. The
-// context bounds the handshake; the session itself lives until Close.
+// Stateless reports whether the session speaks the stateless 2026-07-28
+// revision: no handshake, _meta on every request, change notifications
+// only through subscriptions/listen.
+func (s *Session) Stateless() bool { return s.stateless }
+
+// Dial connects to a target and settles a revision: server/discover first
+// (stdio, Streamable HTTP), the initialize handshake otherwise. The
+// context bounds both; the session itself lives until Close.
 func Dial(ctx context.Context, t Target, opts DialOptions) (*Session, error) {
+	return dial(ctx, t, opts, eraAuto)
+}
+
+func dial(ctx context.Context, t Target, opts DialOptions, want era) (*Session, error) {
 	opts.Limits = opts.Limits.withDefaults()
 	if opts.StopGrace <= 0 {
 		opts.StopGrace = 200 * time.Millisecond
@@ -82,6 +111,7 @@ func Dial(ctx context.Context, t Target, opts DialOptions) (*Session, error) {
 		opts:    opts,
 		pending: make(map[string]chan *jsonrpc.Response),
 		changed: make(chan struct{}, 1),
+		acks:    make(chan json.RawMessage, 1),
 		done:    make(chan struct{}),
 		cancel:  cancel,
 	}
@@ -138,14 +168,23 @@ func Dial(ctx context.Context, t Target, opts DialOptions) (*Session, error) {
 	s.conn = conn
 	go s.readLoop(sctx)
 
-	if err := s.initialize(ctx); err != nil {
+	if err := s.negotiate(ctx, want); err != nil {
 		s.Close()
+		if errors.Is(err, errRedial) {
+			// The server hung up on server/discover (an old stdio server
+			// may exit on a method it does not know): a fresh connection
+			// speaks only the handshake era.
+			return dial(ctx, t, opts, eraHandshake)
+		}
 		return nil, err
 	}
 	return s, nil
 }
 
-func (s *Session) initialize(ctx context.Context) error {
+// initialize runs the handshake. offered is what server/discover listed
+// (nil when it listed nothing): a server that answers initialize with a
+// revision outside it answered so that the client disconnects.
+func (s *Session) initialize(ctx context.Context, offered []string) error {
 	var caps any = map[string]any{}
 	if len(s.opts.Capabilities) > 0 {
 		caps = s.opts.Capabilities
@@ -181,7 +220,11 @@ func (s *Session) initialize(ctx context.Context) error {
 	if res.Instructions != nil && len(*res.Instructions) > s.opts.Limits.MaxStringBytes {
 		return &LimitError{Limit: "max_string_bytes", Value: int64(s.opts.Limits.MaxStringBytes)}
 	}
+	if err := s.checkAnswered(res.ProtocolVersion, offered); err != nil {
+		return err
+	}
 	s.Init = InitializeInfo{
+		Offered:         offered,
 		ProtocolVersion: res.ProtocolVersion,
 		ServerInfo:      res.ServerInfo,
 		Instructions:    res.Instructions,
@@ -217,10 +260,22 @@ type rpcError struct{ err error }
 func (e *rpcError) Error() string { return e.err.Error() }
 func (e *rpcError) Unwrap() error { return e.err }
 
-// callRaw sends one request with params as given and waits for its
-// response or ctx.
+// callRaw sends one request with params as given (plus, in the stateless
+// era, the per-request _meta keys) and waits for its response or ctx.
 func (s *Session) callRaw(ctx context.Context, method string, p json.RawMessage) (json.RawMessage, error) {
-	id, _ := jsonrpc.MakeID(float64(s.nextID.Add(1)))
+	return s.callID(ctx, s.nextID.Add(1), method, p)
+}
+
+// callID is callRaw with the request's id chosen by the caller (from
+// s.nextID), for a request whose notifications name its id.
+func (s *Session) callID(ctx context.Context, n int64, method string, p json.RawMessage) (json.RawMessage, error) {
+	if s.stateless {
+		var err error
+		if p, err = s.withMeta(p); err != nil {
+			return nil, fmt.Errorf("sending %s: %w", method, err)
+		}
+	}
+	id, _ := jsonrpc.MakeID(float64(n))
 	ch := make(chan *jsonrpc.Response, 1)
 	key := fmt.Sprint(id.Raw())
 	s.mu.Lock()
@@ -307,10 +362,20 @@ func (s *Session) readLoop(ctx context.Context) {
 			}
 		case *jsonrpc.Request:
 			if !m.IsCall() {
-				if m.Method == "notifications/tools/list_changed" {
-					select {
-					case s.changed <- struct{}{}:
-					default:
+				switch m.Method {
+				case "notifications/tools/list_changed":
+					if s.ownNotification(m.Params) {
+						select {
+						case s.changed <- struct{}{}:
+						default:
+						}
+					}
+				case "notifications/subscriptions/acknowledged":
+					if s.ownNotification(m.Params) {
+						select {
+						case s.acks <- m.Params:
+						default:
+						}
 					}
 				}
 				if s.opts.Peer != nil {

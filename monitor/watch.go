@@ -11,11 +11,15 @@ import (
 )
 
 // Watcher keeps a session open to one server and reacts at once to
-// notifications/tools/list_changed. Over stdio and SSE the re-check lists
-// tools on the watched session itself (for stdio, the very child an agent
-// would talk to); over Streamable HTTP it asks for a fresh poll, because
-// only the SDK's own session opens the standalone event stream that
-// carries the notification.
+// notifications/tools/list_changed. The notification comes through
+// whatever the negotiated revision has: a subscriptions/listen request
+// (2026-07-28, stdio and Streamable HTTP), the stdio or SSE session
+// itself, or the standalone GET stream (handshake-era Streamable HTTP).
+// Over stdio and SSE the re-check lists tools on the watched session
+// itself (for stdio, the very child an agent would talk to); over
+// Streamable HTTP it asks for a fresh poll: in the handshake era only the
+// SDK's own session opens the standalone stream, and in the stateless one
+// a fresh poll is what any client does.
 type Watcher struct {
 	Target Target
 	Opts   DialOptions
@@ -101,7 +105,14 @@ func (w *Watcher) session(ctx context.Context) error {
 		return err
 	}
 	defer s.Close()
-	w.Log.Info("watching", "server", w.Target.Name, "transport", w.Target.Transport, "list_changed", s.Init.ListChanged)
+	// Subscribe before listing: a change between the two is then either
+	// in the listing or notified.
+	ended, err := w.subscribe(ctx, s)
+	if err != nil {
+		return err
+	}
+	w.Log.Info("watching", "server", w.Target.Name, "transport", w.Target.Transport,
+		"protocol", s.Init.ProtocolVersion, "list_changed", s.Init.ListChanged)
 	// What changed while no session was open is caught by listing now.
 	w.list(ctx, s)
 	last := time.Now()
@@ -111,6 +122,8 @@ func (w *Watcher) session(ctx context.Context) error {
 			return nil
 		case <-s.Done():
 			return s.Err()
+		case err := <-ended:
+			return err
 		case <-s.Changed():
 			if w.Changes != nil {
 				w.Changes()
@@ -121,6 +134,22 @@ func (w *Watcher) session(ctx context.Context) error {
 			w.list(ctx, s)
 		}
 	}
+}
+
+// subscribe opens subscriptions/listen on a stateless session whose
+// server declares tools.listChanged, and returns the channel that yields
+// its end; nil (never ready) when there is nothing to open: a handshake-era
+// session notifies on its own, and a server without listChanged is watched
+// by its schedule only.
+func (w *Watcher) subscribe(ctx context.Context, s *Session) (<-chan error, error) {
+	if !s.Stateless() || !s.Init.ListChanged {
+		return nil, nil
+	}
+	ended, err := s.listen(ctx, w.ConnectTimeout)
+	if err != nil {
+		return nil, s.wrapErr("subscribing to tools/list_changed", err)
+	}
+	return ended, nil
 }
 
 // pace waits until MinInterval has passed since the last re-check; false
@@ -152,9 +181,58 @@ func (w *Watcher) list(ctx context.Context, s *Session) {
 	}
 }
 
-// httpSession holds an SDK client session open for its standalone event
-// stream and turns list_changed into a poll request.
+// httpSession watches a Streamable HTTP server through the change channel
+// of the revision it negotiates.
 func (w *Watcher) httpSession(ctx context.Context) error {
+	dctx, cancel := context.WithTimeout(ctx, w.ConnectTimeout)
+	s, err := Dial(dctx, w.Target, w.Opts)
+	cancel()
+	if err != nil {
+		return err
+	}
+	if s.Stateless() {
+		defer s.Close()
+		return w.statelessHTTP(ctx, s)
+	}
+	s.Close()
+	return w.standaloneHTTP(ctx)
+}
+
+// statelessHTTP watches a 2026-07-28 server over Streamable HTTP: one
+// long-lived subscriptions/listen POST whose response stream carries the
+// notifications; each one asks for a fresh poll.
+func (w *Watcher) statelessHTTP(ctx context.Context, s *Session) error {
+	ended, err := w.subscribe(ctx, s)
+	if err != nil {
+		return err
+	}
+	w.Log.Info("watching", "server", w.Target.Name, "transport", w.Target.Transport,
+		"protocol", s.Init.ProtocolVersion, "list_changed", s.Init.ListChanged)
+	w.OnListing(ctx, nil, nil)
+	last := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.Done():
+			return s.Err()
+		case err := <-ended:
+			return err
+		case <-s.Changed():
+			if w.Changes != nil {
+				w.Changes()
+			}
+			if !w.pace(ctx, &last) {
+				return nil
+			}
+			w.OnListing(ctx, nil, nil)
+		}
+	}
+}
+
+// standaloneHTTP holds an SDK client session open for its standalone
+// event stream (handshake era) and turns list_changed into a poll request.
+func (w *Watcher) standaloneHTTP(ctx context.Context) error {
 	hc, err := newHTTPClient(w.Target, w.Opts.Limits.withDefaults().MaxResponseBytes)
 	if err != nil {
 		return err
