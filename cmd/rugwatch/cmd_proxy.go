@@ -56,7 +56,7 @@ func (nopWriteCloser) Close() error { return nil }
 // server's own transport with its configured credentials (stdio
 // sandboxed), approvals through backend.
 func (a *App) proxyOptions(cfg *configs.Config, srv configs.Server, backend func(context.Context) (proxy.Backend, func(), error)) proxy.Options {
-	return proxy.Options{
+	opts := proxy.Options{
 		Server: srv.Name, Results: cfg.Proxy.Results, Log: a.log, Backend: backend,
 		ConnectTimeout: srv.EffectiveTimeout(cfg.Defaults),
 		Dial: func(ctx context.Context, peer monitor.Peer, caps json.RawMessage) (*monitor.Session, error) {
@@ -69,6 +69,16 @@ func (a *App) proxyOptions(cfg *configs.Config, srv configs.Server, backend func
 			return monitor.Dial(ctx, t, opts)
 		},
 	}
+	if srv.Transport != monitor.TransportStdio {
+		// Over HTTP a server's list_changed travels on a stream of its
+		// own; the monitor's watcher holds it open for the proxy.
+		opts.Watch = func(ctx context.Context, changed func()) {
+			(&monitor.Watcher{Opts: a.dialOptions(cfg), Log: a.log, ConnectTimeout: srv.EffectiveTimeout(cfg.Defaults),
+				Resolve:   func() (monitor.Target, error) { return a.target(srv) },
+				OnListing: func(context.Context, *monitor.Listing, error) { changed() }}).Run(ctx)
+		}
+	}
+	return opts
 }
 
 // proxyBackend opens a backend per operation: the daemon's socket when

@@ -18,6 +18,7 @@ import (
 	"github.com/rugwatch/rugwatch/control"
 	"github.com/rugwatch/rugwatch/monitor"
 	"github.com/rugwatch/rugwatch/notify"
+	"github.com/rugwatch/rugwatch/proxy"
 	"github.com/rugwatch/rugwatch/sandbox"
 	"github.com/rugwatch/rugwatch/signatures"
 	"github.com/rugwatch/rugwatch/store"
@@ -89,6 +90,10 @@ type daemon struct {
 	ctlPath    string
 	// abandoned is set when a stop ran past its bound.
 	abandoned bool
+	// The HTTP proxy on proxy_listen, when configured.
+	proxyAddr net.Addr
+	proxyHTTP *proxy.HTTP
+	proxySrv  *http.Server
 
 	mu       sync.RWMutex // guards what a reload replaces
 	cfg      *configs.Config
@@ -172,10 +177,52 @@ func (d *daemon) Start(ctx context.Context, cfg *configs.Config) (cleanup func()
 		d.health = &http.Server{Handler: d.healthHandler(), ReadHeaderTimeout: 10 * time.Second}
 		d.serve("health endpoint", d.health, hl)
 	}
+	if cfg.ProxyListen != "" {
+		if err := d.startProxy(cfg); err != nil {
+			return cleanup, d.abort(err)
+		}
+	}
 	if err := d.apply(cfg); err != nil {
 		return cleanup, d.abort(err)
 	}
 	return cleanup, nil
+}
+
+// startProxy serves every configured server as Streamable HTTP at
+// /mcp/<server> on proxy_listen, enforcing through the daemon's own
+// Ledger; new sessions see a reloaded config.
+func (d *daemon) startProxy(cfg *configs.Config) error {
+	pl, err := net.Listen("tcp", cfg.ProxyListen)
+	if err != nil {
+		return fmt.Errorf("listening on proxy_listen %s: %w", cfg.ProxyListen, err)
+	}
+	d.proxyAddr = pl.Addr()
+	inProcess := func(context.Context) (proxy.Backend, func(), error) { return d.backend(), func() {}, nil }
+	h := &proxy.HTTP{
+		Hosts: proxy.LoopbackHosts(pl.Addr()), Origins: cfg.Proxy.Origins, Log: d.app.log,
+		Options: func(server string) (proxy.Options, bool) {
+			cur, _, _ := d.current()
+			srv, ok := cur.Server(server)
+			if !ok {
+				return proxy.Options{}, false
+			}
+			return d.app.proxyOptions(cur, srv, inProcess), true
+		},
+	}
+	if host, _, _ := net.SplitHostPort(cfg.ProxyListen); !configs.IsLoopbackHost(host) {
+		// Off loopback the Host header names whatever the clients dial.
+		h.Hosts = append(h.Hosts, cfg.ProxyListen)
+	}
+	if !cfg.Proxy.Token.IsZero() {
+		tok := cfg.Proxy.Token
+		h.Token = func() (string, error) { return tok.Resolve(d.app.resolver()) }
+	}
+	h.Start(d.ctx)
+	d.proxyHTTP = h
+	d.proxySrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	d.serve("proxy", d.proxySrv, pl)
+	d.app.log.Info("proxy listening", "proxy_listen", pl.Addr().String())
+	return nil
 }
 
 // ephemeral points cfg at a fresh temporary data dir with a new key pair.
@@ -223,6 +270,12 @@ func (d *daemon) abort(err error) error {
 func (d *daemon) Stop(bound time.Duration) error {
 	sctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
+	// The proxy first: its long-lived streams would hold Shutdown open
+	// until the bound; its sessions end with their context.
+	if d.proxyHTTP != nil {
+		d.proxyHTTP.Close()
+		_ = d.proxySrv.Close()
+	}
 	for _, srv := range []*http.Server{d.ctl, d.health} {
 		if srv != nil {
 			_ = srv.Shutdown(sctx)
