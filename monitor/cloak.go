@@ -67,6 +67,25 @@ func cloakedKey(revs []RevisionListing, name string) (string, bool) {
 	return strings.Join(parts, "|"), differs
 }
 
+// CloakedTools names the tools that differ (in digest, or by being
+// listed at all) across the revisions of a PollEachRevision listing.
+func CloakedTools(revs []RevisionListing) []string {
+	names := map[string]bool{}
+	for _, rev := range revs {
+		for _, t := range rev.Tools {
+			names[t.Name] = true
+		}
+	}
+	var out []string
+	for n := range names {
+		if _, differs := cloakedKey(revs, n); differs {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // noteRevision records the revision a poll negotiated and, when the
 // listing carries one per revision, which tools differ across them: one
 // critical tool.cloaked per tool whose difference is new. It runs inside
@@ -86,24 +105,10 @@ func (r *Recorder) noteRevision(prev store.ServerRecord, l *Listing, next *store
 		// No cross-check this poll: what the last one found stands.
 		return nil
 	}
-	names := map[string]bool{}
-	for _, rev := range l.Revisions {
-		for _, t := range rev.Tools {
-			names[t.Name] = true
-		}
-	}
-	sorted := make([]string, 0, len(names))
-	for n := range names {
-		sorted = append(sorted, n)
-	}
-	sort.Strings(sorted)
 	cur := map[string]string{}
 	var events []rugwatch.Event
-	for _, name := range sorted {
-		key, differs := cloakedKey(l.Revisions, name)
-		if !differs {
-			continue
-		}
+	for _, name := range CloakedTools(l.Revisions) {
+		key, _ := cloakedKey(l.Revisions, name)
 		cur[name] = key
 		if prev.Cloaked[name] == key {
 			continue

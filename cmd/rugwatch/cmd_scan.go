@@ -14,15 +14,30 @@ import (
 
 // ScanReport is `scan --json`.
 type ScanReport struct {
-	SchemaVersion      int             `json:"schema_version"`
-	Target             string          `json:"target"`
-	Transport          string          `json:"transport"`
-	ProtocolVersion    string          `json:"protocol_version"`
-	InstructionsDigest rugwatch.Digest `json:"instructions_digest"`
-	Pages              int             `json:"pages"`
-	ElapsedMS          int64           `json:"elapsed_ms"`
-	Warnings           []string        `json:"warnings"`
-	Tools              []ScanTool      `json:"tools"`
+	SchemaVersion   int    `json:"schema_version"`
+	Target          string `json:"target"`
+	Transport       string `json:"transport"`
+	ProtocolVersion string `json:"protocol_version"`
+	// ProtocolVersionsOffered is what the server's server/discover listed.
+	ProtocolVersionsOffered []string `json:"protocol_versions_offered,omitempty"`
+	// Cache is the 2026-07-28 caching hint of tools/list (ttl_ms,
+	// cache_scope); no digest covers it.
+	Cache              *monitor.CacheHint `json:"cache,omitempty"`
+	InstructionsDigest rugwatch.Digest    `json:"instructions_digest"`
+	// Revisions and Cloaked are filled by --revision-check: the tools
+	// each revision's clients are shown, and those that differ.
+	Revisions []ScanRevision `json:"revisions,omitempty"`
+	Cloaked   []string       `json:"cloaked,omitempty"`
+	Pages     int            `json:"pages"`
+	ElapsedMS int64          `json:"elapsed_ms"`
+	Warnings  []string       `json:"warnings"`
+	Tools     []ScanTool     `json:"tools"`
+}
+
+// ScanRevision is what one revision's clients were listed.
+type ScanRevision struct {
+	ProtocolVersion string                     `json:"protocol_version"`
+	Tools           map[string]rugwatch.Digest `json:"tools"`
 }
 
 // ScanTool is one tool in a ScanReport.
@@ -41,6 +56,7 @@ func (a *App) runScan(ctx context.Context, args []string) error {
 	sse := fs.Bool("sse", false, "the URL speaks legacy HTTP+SSE")
 	timeout := fs.Duration("timeout", 60*time.Second, "bound for the whole poll")
 	verbose := fs.Bool("v", false, "print every definition")
+	revisionCheck := fs.Bool("revision-check", false, "also list as a client of every other revision the server offers; tools that differ are critical")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -62,14 +78,28 @@ func (a *App) runScan(ctx context.Context, args []string) error {
 	}
 	pctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	l, err := monitor.Poll(pctx, t, monitor.DialOptions{})
+	poll := monitor.Poll
+	if *revisionCheck {
+		poll = monitor.PollEachRevision
+	}
+	l, err := poll(pctx, t, monitor.DialOptions{})
 	if err != nil {
 		return fmt.Errorf("scanning %s: %w", strings.Join(pos, " "), err)
 	}
 	rep := ScanReport{SchemaVersion: 1, Target: strings.Join(pos, " "), Transport: t.Transport,
 		ProtocolVersion: l.ProtocolVersion, InstructionsDigest: l.InstructionsDigest, Pages: l.Pages,
-		ElapsedMS: l.Elapsed.Milliseconds(), Warnings: append([]string{}, l.Warnings...), Tools: []ScanTool{}}
-	critical := false
+		ElapsedMS: l.Elapsed.Milliseconds(), Warnings: append([]string{}, l.Warnings...), Tools: []ScanTool{},
+		ProtocolVersionsOffered: l.Offered, Cache: l.Cache}
+	for _, rev := range l.Revisions {
+		sr := ScanRevision{ProtocolVersion: rev.ProtocolVersion, Tools: map[string]rugwatch.Digest{}}
+		for _, tool := range rev.Tools {
+			sr.Tools[tool.Name] = tool.Digest
+		}
+		rep.Revisions = append(rep.Revisions, sr)
+	}
+	rep.Cloaked = monitor.CloakedTools(l.Revisions)
+	// A server that lists other tools per revision is cloaking.
+	critical := len(rep.Cloaked) > 0
 	var sarif []monitor.SARIFInput
 	for _, tool := range l.Tools {
 		found := monitor.Findings(tool.Canonical, monitor.FindingContext{Server: t.Name})
@@ -103,6 +133,19 @@ func (a *App) runScan(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(a.Stdout, "%s (%s, protocol %s): %d tools in %d page(s), %v\n", visible.Line(rep.Target), t.Transport,
 		visible.Line(l.ProtocolVersion), len(l.Tools), l.Pages, l.Elapsed.Round(time.Millisecond))
+	if len(l.Offered) > 0 {
+		fmt.Fprintf(a.Stdout, "server offers %s\n", visible.Line(strings.Join(l.Offered, ", ")))
+	}
+	if c := l.Cache; c != nil {
+		ttl := "none"
+		if c.TTLMs != nil {
+			ttl = fmt.Sprintf("%dms", *c.TTLMs)
+		}
+		fmt.Fprintf(a.Stdout, "list cache hint: ttl %s, scope %s\n", ttl, visible.Line(c.CacheScope))
+	}
+	for _, name := range rep.Cloaked {
+		fmt.Fprintf(a.Stdout, "CRITICAL cloaked: %s is listed differently per protocol revision\n", visible.Line(name))
+	}
 	if l.Instructions != nil {
 		fmt.Fprintf(a.Stdout, "instructions %s\n", l.InstructionsDigest)
 	}
