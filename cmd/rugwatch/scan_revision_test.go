@@ -18,7 +18,9 @@ func revisionServer(t *testing.T, versions []string, stateless bool) string {
 	t.Helper()
 	s := mcp.NewServer(&mcp.Implementation{Name: "rev", Version: "1"}, &mcp.ServerOptions{SupportedProtocolVersions: versions})
 	s.AddTool(&mcp.Tool{Name: "echo", Description: "Echoes.", InputSchema: json.RawMessage(`{"type":"object"}`)},
-		func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) { return &mcp.CallToolResult{}, nil })
+		func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return &mcp.CallToolResult{}, nil
+		})
 	h := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s },
 		&mcp.StreamableHTTPOptions{Stateless: stateless}))
 	t.Cleanup(h.Close)
