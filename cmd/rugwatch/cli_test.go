@@ -216,12 +216,10 @@ func TestCLIStoreLockedExits2(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	start := time.Now()
+	// Returning at all is the point (bbolt's own default waits forever);
+	// c.run bounds the whole command with a context.
 	r := c.run("", "status")
 	if r.code != 2 || !strings.Contains(r.stderr, "store is locked") {
 		t.Fatalf("exit %d, stderr %q; want 2 and store is locked", r.code, r.stderr)
-	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Errorf("locked store took %v to report", d)
 	}
 }
