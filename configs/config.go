@@ -91,6 +91,9 @@ type Server struct {
 	// ReferencedPaths, filled by ApplyDefaults. Call ApplyDefaults again
 	// after changing DataDir, TrustedKeys or SigningKey in code.
 	SandboxHide []string `yaml:"-"`
+	// RevisionCheck lists the server once per protocol era it offers and
+	// raises tool.cloaked where the tools differ (stdio and http only).
+	RevisionCheck bool `yaml:"revision_check"`
 }
 
 // Transports.

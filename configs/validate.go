@@ -193,6 +193,9 @@ func (v *validator) server(p string, s Server, names map[string]int, i int) {
 	if s.Timeout < 0 {
 		v.fail(p+".timeout", "must be greater than 0")
 	}
+	if s.RevisionCheck && s.Transport == TransportSSE {
+		v.fail(p+".revision_check", "not for sse: the legacy HTTP+SSE transport carries one protocol era only")
+	}
 	if v.c.has(p + ".sandbox") {
 		if s.Command == "" {
 			v.fail(p+".sandbox", "only for command servers")
