@@ -15,8 +15,10 @@ import (
 // /readyz.
 type Guard struct {
 	// Token resolves http_token at each request (a reference is resolved
-	// when used, never kept); nil means no token is required, which the
-	// config allows only on loopback.
+	// when used, never kept, and a reload is seen at once); nil, or ""
+	// without an error, means no token is required, which the config
+	// allows only on loopback. (A reference never resolves to "": an
+	// empty variable or file is an error.)
 	Token func() (string, error)
 	// LoopbackHost makes a request whose Host is not a loopback name or
 	// address fail: on a loopback listener, a page the operator's browser
@@ -38,6 +40,10 @@ func (g Guard) Wrap(h http.Handler) http.Handler {
 				// The error names the reference, never its value.
 				g.Log.Error("resolving http_token", "error", err)
 				http.Error(w, "http_token cannot be resolved; see the daemon's log", http.StatusServiceUnavailable)
+				return
+			}
+			if want == "" {
+				h.ServeHTTP(w, r)
 				return
 			}
 			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")

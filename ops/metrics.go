@@ -1,11 +1,13 @@
 package ops
 
 import (
+	"net/http"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/store"
@@ -92,6 +94,12 @@ func NewMetrics(src StoreSource, build BuildInfo) *Metrics {
 	bi.Set(1)
 	m.reg.MustRegister(bi)
 	return m
+}
+
+// Handler serves /metrics; a store that cannot be read fails its own
+// series, not the whole scrape.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
 
 // Registry is what /metrics serves.

@@ -17,7 +17,7 @@ pre.u{background:#f6f8fa;border:1px solid #d8dee4;padding:.6rem .8rem;margin:.3r
 .s-approved{color:#116329}.s-pending{color:#7d4e00}.s-drifted,.s-revoked,.s-removed{color:#b3261e;font-weight:600}
 .sev-critical{color:#b3261e;font-weight:600}.sev-warning{color:#7d4e00}
 del{background:#ffd7d5;color:#82071e;text-decoration:line-through}ins{background:#ccffd8;color:#055d20;text-decoration:none}
-.cmd{background:#1b1f24;color:#f0f3f6;padding:.6rem .8rem;border-radius:4px;user-select:all}
+pre.u.cmd{background:#1b1f24;color:#f0f3f6;padding:.6rem .8rem;border-radius:4px;user-select:all}
 .warn{background:#fff8c5;border:1px solid #d4a72c;padding:.4rem .7rem}
 .muted{color:#59636e;font-size:.9rem}
 `

@@ -277,6 +277,9 @@ func (wv *Web) tool(w http.ResponseWriter, r *http.Request) {
 		}
 		ev := eventView{Seq: e.Seq, At: e.OccurredAt.UTC().Format(time.RFC3339), Type: string(e.Type), Severity: string(e.Severity),
 			Message: visible.Message(e.Message), Changes: visible.Line(monitor.ChangeSummary(e.Changes)), Keys: e.KeyID}
+		if ev.Message == ev.Changes {
+			ev.Message = ""
+		}
 		p.History = append(p.History, ev)
 	}
 	if d.State != rugwatch.StateApproved || d.ApprovedDigest != d.ObservedDigest {

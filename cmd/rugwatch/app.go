@@ -68,7 +68,8 @@ Commands:
   verify [--head SEQ:HEAD]    check every approval signature and the event chain
   scan URL | scan -- CMD…     one-shot listing of one server, no config or store
   keys generate|list|export   approver keys
-  alerts [test [CH]|retry ID] alert deliveries: pending, dead, delivered
+  alerts [test [CH]|retry ID|enable CH]  alert deliveries: pending, dead, delivered
+  backup FILE                 a verified copy of the store, also while serve runs
   discover                    print the MCP servers your clients use as servers: YAML
   proxy SERVER                stdio MCP gateway: only approved tools reach the client
   demo-server                 a stdio MCP server whose tools turn malicious
@@ -144,6 +145,8 @@ func (a *App) Run(ctx context.Context, args []string) int {
 		run = a.runDiscover
 	case "alerts":
 		run = a.runAlerts
+	case "backup":
+		run = a.runBackup
 	case "proxy":
 		run = a.runProxy
 	case "version", "--version":

@@ -6,14 +6,16 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/rugwatch/rugwatch/monitor"
 	"github.com/rugwatch/rugwatch/store"
 	"github.com/rugwatch/rugwatch/visible"
 )
 
-// runAlerts lists deliveries, sends a test alert, or re-queues a dead one.
+// runAlerts lists deliveries, sends a test alert, sends a pending or dead
+// one again now, or enables a channel a 410 Gone disabled.
 func (a *App) runAlerts(ctx context.Context, args []string) error {
 	sub := ""
-	if len(args) > 0 && (args[0] == "test" || args[0] == "retry") {
+	if len(args) > 0 && (args[0] == "test" || args[0] == "retry" || args[0] == "enable") {
 		sub, args = args[0], args[1:]
 	}
 	fs := a.newFlags("alerts")
@@ -64,20 +66,43 @@ func (a *App) runAlerts(ctx context.Context, args []string) error {
 		if err := b.RetryAlert(ctx, pos[0]); err != nil {
 			return err
 		}
-		fmt.Fprintf(a.Stdout, "re-queued %s\n", pos[0])
+		fmt.Fprintf(a.Stdout, "%s is due now; the dispatcher sends it at once\n", pos[0])
+		return nil
+	case "enable":
+		if len(pos) != 1 {
+			return usagef("rugwatch alerts enable CHANNEL (e.g. webhook:ops; see `rugwatch alerts`)")
+		}
+		if err := b.EnableAlerts(ctx, pos[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(a.Stdout, "%s enabled; deliveries that died while it was disabled stay dead (`rugwatch alerts retry ID` sends one)\n", pos[0])
 		return nil
 	}
 	if len(pos) != 0 {
-		return usagef("rugwatch alerts [--json] | alerts test [CHANNEL] | alerts retry ID")
+		return usagef("rugwatch alerts [--json] | alerts test [CHANNEL] | alerts retry ID | alerts enable CHANNEL")
 	}
 	rep, err := b.Alerts(ctx, *limit)
 	if err != nil {
 		return err
 	}
+	disabled, err := b.DisabledAlerts(ctx)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
 	if *asJSON {
-		err = writeJSON(a.Stdout, rep)
+		err = writeJSON(a.Stdout, struct {
+			monitor.AlertsReport
+			Disabled []store.DisabledChannel `json:"disabled_channels"`
+		}{rep, disabled})
 	} else {
 		tw := tabwriter.NewWriter(a.Stdout, 2, 8, 2, ' ', 0)
+		if len(disabled) > 0 {
+			fmt.Fprintf(tw, "DISABLED CHANNELS (%d; `rugwatch alerts enable CHANNEL`)\n", len(disabled))
+			for _, c := range disabled {
+				fmt.Fprintf(tw, "  %s\tsince %s\t%s\n", c.Channel, c.DisabledAt.Local().Format(time.DateTime), visible.Message(c.Reason))
+			}
+		}
 		for _, group := range []struct {
 			name string
 			ds   []store.Delivery
@@ -88,8 +113,8 @@ func (a *App) runAlerts(ctx context.Context, args []string) error {
 				switch {
 				case d.State == store.DeliveryDelivered && !d.DeliveredAt.IsZero():
 					when = "delivered " + d.DeliveredAt.Local().Format(time.DateTime)
-				case d.State == store.DeliveryPending && !d.NextAttempt.IsZero():
-					when = "next " + d.NextAttempt.Local().Format(time.DateTime)
+				case d.State == store.DeliveryPending:
+					when = nextAttempt(d.NextAttempt, now)
 				}
 				fmt.Fprintf(tw, "  %s\t%s\tattempts %d\t%s\t%s\n", d.ID, d.Channel, d.Attempts, when, visible.Message(d.LastError))
 			}
@@ -103,4 +128,13 @@ func (a *App) runAlerts(ctx context.Context, args []string) error {
 		return errFindings
 	}
 	return nil
+}
+
+// nextAttempt says when a pending delivery is tried next: its time and
+// how far off it is, or that it is due.
+func nextAttempt(next, now time.Time) string {
+	if !next.After(now) {
+		return "next: due now"
+	}
+	return fmt.Sprintf("next %s (in %s)", next.Local().Format(time.DateTime), next.Sub(now).Round(time.Second))
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/rugwatch/rugwatch/control"
 	"github.com/rugwatch/rugwatch/monitor"
 	"github.com/rugwatch/rugwatch/notify"
+	"github.com/rugwatch/rugwatch/ops"
 	"github.com/rugwatch/rugwatch/proxy"
 	"github.com/rugwatch/rugwatch/sandbox"
 	"github.com/rugwatch/rugwatch/signatures"
@@ -102,6 +103,10 @@ type daemon struct {
 	disp     *notify.Dispatcher
 	stopDisp func()
 	rec      *monitor.Recorder // the fleet's, which the proxy's listings go through too
+
+	// metrics is what /metrics serves; the poller, the dispatcher and
+	// the proxy feed it.
+	metrics *ops.Metrics
 }
 
 // Start brings the daemon up. The returned cleanup closes the store and
@@ -158,6 +163,13 @@ func (d *daemon) Start(ctx context.Context, cfg *configs.Config) (cleanup func()
 	}
 	d.ctx, d.cancel = context.WithCancel(ctx)
 	undo = append(undo, d.cancel)
+	bi := readBuildInfo()
+	d.metrics = ops.NewMetrics(ops.StoreSource{DB: db, Watching: func() int {
+		if d.fleet == nil {
+			return 0
+		}
+		return d.fleet.Watching()
+	}}, ops.BuildInfo{Version: bi.Version, Revision: bi.Revision, GoVersion: bi.Go})
 	d.startDispatcher()
 	d.fleet = monitor.NewFleet(d.ctx, cfg.Concurrency, d.app.log)
 
@@ -174,7 +186,7 @@ func (d *daemon) Start(ctx context.Context, cfg *configs.Config) (cleanup func()
 			return cleanup, d.abort(fmt.Errorf("listening on http_listen %s: %w", cfg.HTTPListen, err))
 		}
 		d.healthAddr = hl.Addr()
-		d.health = &http.Server{Handler: d.healthHandler(), ReadHeaderTimeout: 10 * time.Second}
+		d.health = &http.Server{Handler: d.httpHandler(cfg), ReadHeaderTimeout: 10 * time.Second}
 		d.serve("health endpoint", d.health, hl)
 	}
 	if cfg.ProxyListen != "" {
@@ -357,6 +369,7 @@ func (d *daemon) startDispatcher() {
 	}
 	_, _, al := d.current()
 	disp := al.Dispatcher(d.db)
+	disp.Observer = d.metrics
 	dctx, cancel := context.WithCancel(d.ctx)
 	done := make(chan struct{})
 	go func() {
@@ -400,7 +413,8 @@ func (d *daemon) apply(cfg *configs.Config) error {
 	d.rec = rec
 	d.mu.Unlock()
 	p := d.app.poller(cfg, rec)
-	p.OnEvent = func(rugwatch.Event) { d.wake() }
+	p.OnEvent = func(e rugwatch.Event) { d.wake(); d.metrics.Event(e) }
+	p.Observer = d.metrics
 	specs, err := d.app.specs(cfg, nil)
 	if err != nil {
 		return err
@@ -445,6 +459,30 @@ func (d *daemon) Reload() {
 		return
 	}
 	log.Info("config reloaded", "config", cfg.Path, "servers", len(cfg.Servers))
+}
+
+// httpHandler is everything on http_listen: /healthz and /readyz open
+// (probes carry no token), /metrics and the read-only web view behind the
+// guard. The web view reads through the same backend the control socket
+// serves, built per request.
+func (d *daemon) httpHandler(cfg *configs.Config) http.Handler {
+	guard := ops.Guard{LoopbackHost: cfg.HTTPLoopback(), Log: d.app.log, Token: func() (string, error) {
+		c, _, _ := d.current()
+		if c.HTTPToken.IsZero() {
+			return "", nil
+		}
+		return c.HTTPToken.Resolve(d.app.resolver())
+	}}
+	web := ops.NewWeb(func() ops.Reader { return d.backend() }, d.app.log)
+	views := http.NewServeMux()
+	views.Handle("GET /metrics", d.metrics.Handler())
+	views.Handle("/", web.Handler())
+	mux := http.NewServeMux()
+	health := d.healthHandler()
+	mux.Handle("GET /healthz", health)
+	mux.Handle("GET /readyz", health)
+	mux.Handle("/", guard.Wrap(views))
+	return mux
 }
 
 // healthHandler serves /healthz (the process is up) and /readyz (the
