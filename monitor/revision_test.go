@@ -8,9 +8,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,9 +37,16 @@ var (
 // tool_0001 than it shows stateless ones; TOOL0 (env) rewrites
 // tool_0000's description, for drift across polls of a stdio server.
 func eraServer(scenario string, versions []string, tool0 string) *mcp.Server {
+	return eraServerN(3, scenario, versions, tool0)
+}
+
+// eraServerN is eraServer with n tools. Scenario "signal" (stdio
+// benchmarks) changes tool_0000 on every SIGUSR1, after writing its pid
+// to $PIDFILE.
+func eraServerN(n int, scenario string, versions []string, tool0 string) *mcp.Server {
 	s := mcp.NewServer(&mcp.Implementation{Name: "fixture", Version: "1"}, &mcp.ServerOptions{
 		Instructions: "Use these tools for arithmetic.", SupportedProtocolVersions: versions})
-	for i := range 3 {
+	for i := range n {
 		t := fixtureTool(i)
 		if i == 0 && tool0 != "" {
 			t.Description = tool0
@@ -66,6 +76,18 @@ func eraServer(scenario string, versions []string, tool0 string) *mcp.Server {
 		}()
 	case "cloak":
 		s.AddReceivingMiddleware(cloakMiddleware)
+	case "signal":
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGUSR1)
+		_ = os.WriteFile(os.Getenv("PIDFILE"), []byte(strconv.Itoa(os.Getpid())), 0o600)
+		go func() {
+			for i := 0; ; i++ {
+				<-sig
+				t := fixtureTool(0)
+				t.Description = fmt.Sprintf("changed %d", i)
+				s.AddTool(t, noop)
+			}
+		}()
 	}
 	return s
 }
@@ -105,7 +127,11 @@ func runEraServer(spec string) {
 	if vs != "" {
 		versions = strings.Split(vs, ",")
 	}
-	_ = eraServer(scenario, versions, os.Getenv("TOOL0")).Run(context.Background(), &mcp.StdioTransport{})
+	n, err := strconv.Atoi(os.Getenv("TOOLS"))
+	if err != nil {
+		n = 3
+	}
+	_ = eraServerN(n, scenario, versions, os.Getenv("TOOL0")).Run(context.Background(), &mcp.StdioTransport{})
 }
 
 func eraStdio(t testing.TB, scenario string, versions []string, env map[string]string) Target {

@@ -1,0 +1,125 @@
+package monitor
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/sandbox"
+)
+
+// BenchmarkPoll is one `check` of one 50-tool go-sdk server per revision
+// and transport: connect (server/discover, or the handshake), every
+// page, hashing, and recording in a real bbolt file. Over stdio it
+// includes starting the sandboxed child and reaping it.
+func BenchmarkPoll(b *testing.B) {
+	for _, era := range []struct {
+		name     string
+		versions []string
+	}{{StatelessVersion, onlyStateless}, {"2025-11-25", onlyHandshake}} {
+		for _, transport := range []string{TransportStdio, TransportHTTP} {
+			b.Run(era.name+"/"+transport, func(b *testing.B) {
+				tg := eraStdio(b, "plain", era.versions, map[string]string{"TOOLS": "50"})
+				if transport == TransportHTTP {
+					tg = eraHTTP(b, eraServerN(50, "plain", era.versions, ""), era.name == StatelessVersion)
+				}
+				rec := benchRecorder(b)
+				b.ReportAllocs()
+				for b.Loop() {
+					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+					l, err := Poll(ctx, tg, DialOptions{})
+					cancel()
+					if err != nil || l.ProtocolVersion != era.name || len(l.Tools) != 50 {
+						b.Fatalf("poll: %v", err)
+					}
+					if _, _, err := rec.Record("srv", transport, l, nil); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/check")
+			})
+		}
+	}
+}
+
+// BenchmarkWatchLatency2026 is, per change, the time from a 2026-07-28
+// server changing a tool to the drift being recorded: the notification on
+// the subscriptions/listen stream, the re-check (a fresh poll over HTTP,
+// a listing on the watched child over stdio) and the Recorder's write.
+func BenchmarkWatchLatency2026(b *testing.B) {
+	for _, transport := range []string{TransportHTTP, TransportStdio} {
+		b.Run(transport, func(b *testing.B) {
+			var srv *mcp.Server
+			var tg Target
+			pidfile := filepath.Join(b.TempDir(), "pid")
+			if transport == TransportHTTP {
+				srv = eraServerN(5, "plain", onlyStateless, "")
+				tg = eraHTTP(b, srv, true)
+			} else {
+				tg = eraStdio(b, "signal", onlyStateless, map[string]string{"TOOLS": "5", "PIDFILE": pidfile})
+				// Unsandboxed, so the benchmark can signal the child.
+				tg.Sandbox.Mode = sandbox.Off
+			}
+			rec := benchRecorder(b)
+			recorded := make(chan rugwatch.Event, 4)
+			ctx, cancel := context.WithCancel(context.Background())
+			w := &Watcher{Target: tg, Log: quietLog(), MinInterval: time.Millisecond, ConnectTimeout: 10 * time.Second,
+				OnListing: func(ctx context.Context, l *Listing, err error) {
+					if l == nil && err == nil {
+						l, err = Poll(ctx, tg, DialOptions{})
+					}
+					if err != nil {
+						return
+					}
+					_, ev, err := rec.Record("w", transport, l, nil)
+					if err != nil {
+						return
+					}
+					for _, e := range ev {
+						if e.Type == rugwatch.EventToolDrifted || e.Type == rugwatch.EventToolNew {
+							recorded <- e
+							return
+						}
+					}
+				}}
+			done := make(chan struct{})
+			go func() { defer close(done); w.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+			<-recorded // first sight; the listen was acknowledged before it
+			change := func(i int) {
+				if srv != nil {
+					t := fixtureTool(0)
+					t.Description = "changed " + strconv.Itoa(i)
+					srv.AddTool(t, noop)
+					return
+				}
+				raw, err := os.ReadFile(pidfile)
+				pid, _ := strconv.Atoi(string(raw))
+				if err != nil || pid == 0 {
+					b.Fatalf("child pid: %v", err)
+				}
+				if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
+					b.Fatal(err)
+				}
+			}
+			i := 0
+			for b.Loop() {
+				change(i)
+				i++
+				select {
+				case <-recorded:
+				case <-time.After(10 * time.Second):
+					b.Fatalf("change %d not recorded", i)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/change")
+		})
+	}
+}
