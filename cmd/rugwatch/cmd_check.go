@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"runtime/pprof"
 
 	"github.com/rugwatch/rugwatch/control"
 	"github.com/rugwatch/rugwatch/monitor"
@@ -10,6 +13,20 @@ import (
 // runCheck polls the servers now, records what it saw and prints states.
 // Through a running daemon the daemon polls.
 func (a *App) runCheck(ctx context.Context, args []string) error {
+	// $RUGWATCH_CPUPROFILE writes a CPU profile of the whole check: the
+	// fleet benchmark (fleet_bench_test.go) profiles rugwatch from
+	// outside, as an operator would.
+	if p, ok := a.LookupEnv("RUGWATCH_CPUPROFILE"); ok && p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			return fmt.Errorf("create CPU profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("start CPU profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	return a.reportCommand(ctx, "check", args, true, control.Backend.Check)
 }
 
