@@ -43,6 +43,7 @@ type HTTP struct {
 
 	mu       sync.Mutex
 	sessions map[string]*httpSession
+	allowed  *allowedCache
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -69,6 +70,7 @@ func LoopbackHosts(addr net.Addr) []string {
 func (h *HTTP) Start(ctx context.Context) {
 	h.ctx, h.cancel = context.WithCancel(ctx)
 	h.sessions = map[string]*httpSession{}
+	h.allowed = newAllowedCache()
 	if h.MaxSessions <= 0 {
 		h.MaxSessions = 1024
 	}
@@ -200,6 +202,7 @@ func (h *HTTP) open(server string, opts Options) (*httpSession, error) {
 		cancel()
 		return nil, err
 	}
+	opts.shared = h.allowed
 	s := &httpSession{server: server, transport: t, cancel: cancel}
 	h.mu.Lock()
 	if len(h.sessions) >= h.MaxSessions {

@@ -59,7 +59,18 @@ type Options struct {
 	// notifications live on a stream of their own (the monitor's
 	// Watcher), which this hook supplies.
 	Watch func(ctx context.Context, changed func())
+
+	// shared, when set (proxy_listen), lets the sessions of one server
+	// share their readings of the allowed set.
+	shared *allowedCache
 }
+
+// recordEvery bounds how long a listing identical to the one this session
+// last recorded is answered without recording it again. A changed listing
+// is always recorded at once; an unchanged one carries nothing new for the
+// state machine, and recording it (a store write and a signature check per
+// approved tool) is what made tools/list slow.
+const recordEvery = 10 * time.Second
 
 // protocolVersions are the handshake-era revisions the proxy speaks to its
 // client, newest first.
@@ -81,6 +92,14 @@ type session struct {
 	live    map[string]rugwatch.Digest // the upstream definitions last listed
 	listed  bool                       // the client has listed tools
 	schemas map[string]*schemaCheck    // by digest
+	// What this session last recorded through Enforce, and the allowed
+	// set's version it returned; zero until the first recording.
+	recorded struct {
+		tools        map[string]rugwatch.Digest
+		instructions rugwatch.Digest
+		version      string
+		at           time.Time
+	}
 
 	// Requests the proxy sent the client for the server (sampling,
 	// elicitation, roots), by the id the client sees.
@@ -291,8 +310,11 @@ func (s *session) initialize(ctx context.Context, req *jsonrpc.Request) *jsonrpc
 		go func() {
 			defer s.wg.Done()
 			s.opts.Watch(life, func() {
-				s.relist(life)
-				s.toolsChanged(life)
+				// Only a change the client would see is announced: the
+				// watcher's own first listing is not one.
+				if s.relist(life) {
+					s.toolsChanged(life)
+				}
 			})
 		}()
 	}
@@ -345,6 +367,26 @@ func (s *session) relist(ctx context.Context) bool {
 	for _, t := range l.Tools {
 		live[t.Name] = t.Digest
 	}
+	// The same listing as last recorded, with the allowed set unmoved
+	// since (no approval, revocation, or poll that saw something else,
+	// which is how a server showing the poller one thing and the proxy
+	// another is caught): approvals are read fresh, but the listing,
+	// which would change nothing, is not written again.
+	s.mu.Lock()
+	rec := s.recorded
+	s.mu.Unlock()
+	if !rec.at.IsZero() && time.Since(rec.at) < recordEvery && sameDigests(live, rec.tools) && l.InstructionsDigest == rec.instructions {
+		var current monitor.Allowed
+		err := s.withBackend(ctx, func(b Backend) error {
+			var err error
+			current, err = b.Allowed(ctx, s.opts.Server)
+			return err
+		})
+		if err == nil && current.Version == rec.version {
+			s.opts.shared.put(s.opts.Server, current)
+			return s.install(current, live)
+		}
+	}
 	var allowed monitor.Allowed
 	err = s.withBackend(ctx, func(b Backend) error {
 		var err error
@@ -353,18 +395,28 @@ func (s *session) relist(ctx context.Context) bool {
 	})
 	if err != nil {
 		s.log.Error("proxy cannot record or read approvals; serving no tools", "error", err)
-		allowed = monitor.Allowed{Server: s.opts.Server}
+		s.mu.Lock()
+		s.recorded.at = time.Time{}
+		s.mu.Unlock()
+		return s.install(monitor.Allowed{Server: s.opts.Server}, live)
 	}
+	s.opts.shared.put(s.opts.Server, allowed)
+	s.mu.Lock()
+	s.recorded.tools, s.recorded.instructions, s.recorded.version, s.recorded.at = live, l.InstructionsDigest, allowed.Version, time.Now()
+	s.mu.Unlock()
 	return s.install(allowed, live)
 }
 
 // refresh re-reads the allowed set without listing upstream.
 func (s *session) refresh(ctx context.Context) bool {
-	var allowed monitor.Allowed
-	err := s.withBackend(ctx, func(b Backend) error {
-		var err error
-		allowed, err = b.Allowed(ctx, s.opts.Server)
-		return err
+	allowed, err := s.opts.shared.read(s.opts.Server, s.opts.Refresh/2, func() (monitor.Allowed, error) {
+		var allowed monitor.Allowed
+		err := s.withBackend(ctx, func(b Backend) error {
+			var err error
+			allowed, err = b.Allowed(ctx, s.opts.Server)
+			return err
+		})
+		return allowed, err
 	})
 	if err != nil {
 		if ctx.Err() == nil {

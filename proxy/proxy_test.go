@@ -30,7 +30,7 @@ type upstream struct {
 
 const addSchema = `{"type":"object","properties":{"a":{"type":"number"},"b":{"type":"number"}},"required":["a","b"],"additionalProperties":false}`
 
-func newUpstream(t *testing.T) *upstream {
+func newUpstream(t testing.TB) *upstream {
 	t.Helper()
 	srv := mcp.NewServer(&mcp.Implementation{Name: "upstream", Version: "1.0.0"}, &mcp.ServerOptions{
 		Instructions: "Use add to add.",
@@ -77,7 +77,7 @@ func jsonNumber(f float64) string { b, _ := json.Marshal(f); return string(b) }
 
 // rig is a store with a key, a Ledger over it, and the proxy's options.
 type rig struct {
-	t      *testing.T
+	t      testing.TB
 	db     *store.DB
 	ver    *signatures.Verifier
 	signer *signatures.Signer
@@ -88,7 +88,10 @@ type rig struct {
 	broken bool
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig { return newRigWith(t, newUpstream(t)) }
+
+// newRigWith is newRig over a given upstream (the benchmarks' own).
+func newRigWith(t testing.TB, up *upstream) *rig {
 	t.Helper()
 	dir := t.TempDir()
 	if _, err := signatures.GenerateKeyPair(dir, nil); err != nil {
@@ -108,7 +111,7 @@ func newRig(t *testing.T) *rig {
 	}
 	t.Cleanup(func() { db.Close() })
 	ver := signatures.NewVerifier([]signatures.PublicKey{pub})
-	r := &rig{t: t, db: db, ver: ver, signer: signer, up: newUpstream(t)}
+	r := &rig{t: t, db: db, ver: ver, signer: signer, up: up}
 	r.ledger = &monitor.Ledger{DB: db, Verifier: ver, Servers: []monitor.ServerRef{{Name: "up", Transport: monitor.TransportHTTP}},
 		Recorder: &monitor.Recorder{DB: db, Verifier: ver, UnreachableAfter: 3}}
 	return r

@@ -51,8 +51,9 @@ func (s *session) Notify(req *jsonrpc.Request) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.relist(ctx)
-			s.toolsChanged(ctx)
+			if s.relist(ctx) {
+				s.toolsChanged(ctx)
+			}
 		}()
 		return
 	case "notifications/cancelled":
