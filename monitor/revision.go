@@ -378,10 +378,18 @@ func (s *Session) listen(ctx context.Context, within time.Duration) (<-chan erro
 	s.listenID.Store(n)
 	p, _ := json.Marshal(map[string]any{"notifications": map[string]bool{"toolsListChanged": true}})
 	ended := make(chan error, 1)
+	// The request's context ends with the session, or when the listen is
+	// given up on: over HTTP that is what closes the stream, even one
+	// whose server never sent its response headers.
+	lctx, stop := context.WithCancel(ctx)
 	go func() {
-		// The request's context ends with the call, which ends when the
-		// session closes: over HTTP that is what closes the stream.
-		lctx, stop := context.WithCancel(ctx)
+		select {
+		case <-s.done:
+		case <-lctx.Done():
+		}
+		stop()
+	}()
+	go func() {
 		defer stop()
 		_, err := s.callID(lctx, n, "subscriptions/listen", p)
 		var rpcErr *rpcError
@@ -395,16 +403,21 @@ func (s *Session) listen(ctx context.Context, within time.Duration) (<-chan erro
 	}()
 	t := time.NewTimer(within)
 	defer t.Stop()
+	var err error
 	select {
 	case raw := <-s.acks:
-		return ended, s.checkAck(raw)
-	case err := <-ended:
-		return nil, fmt.Errorf("opening subscriptions/listen: %w", err)
+		if err = s.checkAck(raw); err == nil {
+			return ended, nil
+		}
+	case lerr := <-ended:
+		err = fmt.Errorf("opening subscriptions/listen: %w", lerr)
 	case <-t.C:
-		return nil, fmt.Errorf("opening subscriptions/listen: no notifications/subscriptions/acknowledged within %v", within)
+		err = fmt.Errorf("opening subscriptions/listen: no notifications/subscriptions/acknowledged within %v", within)
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		err = ctx.Err()
 	}
+	stop()
+	return nil, err
 }
 
 // checkAck reads the acknowledgement: bounded and strict like any result,

@@ -673,3 +673,44 @@ func TestListenWithoutAcknowledgementEndsTheSession(t *testing.T) {
 		t.Fatalf("watch session: %v", err)
 	}
 }
+
+// A server that takes the listen's POST and never answers it at all (no
+// response headers) is given up on at ConnectTimeout, and the request
+// goes with the session: nothing is left running.
+func TestListenThatNeverAnswersLeavesNothingRunning(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"), goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"))
+	hung, gone := make(chan struct{}, 1), make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		switch req.Method {
+		case "server/discover":
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, result(req.ID, `{"supportedVersions":["2026-07-28"],"capabilities":{"tools":{"listChanged":true}}}`))
+		case "subscriptions/listen":
+			hung <- struct{}{}
+			<-r.Context().Done()
+			close(gone)
+		default:
+			w.WriteHeader(http.StatusAccepted)
+		}
+	}))
+	defer srv.Close()
+	w := &Watcher{Target: Target{Name: "x", Transport: TransportHTTP, URL: srv.URL}, Log: quietLog(),
+		ConnectTimeout: time.Second, OnListing: func(context.Context, *Listing, error) { t.Error("listed without a subscription") }}
+	ctx := pollCtx(t, 60*time.Second)
+	err := w.httpSession(ctx)
+	if err == nil || !strings.Contains(err.Error(), "acknowledged within") || ctx.Err() != nil {
+		// Ending only with the watch's own context is the hang.
+		t.Fatalf("watch session: %v (context: %v)", err, ctx.Err())
+	}
+	<-hung
+	select {
+	case <-gone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the listen request outlived its session")
+	}
+}
