@@ -3,6 +3,7 @@ package notify
 import (
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -23,10 +24,10 @@ func (o *observed) Attempted(channel, outcome string) {
 	o.got = append(o.got, channel+"="+outcome)
 }
 
-func (o *observed) list() []string {
+func (o *observed) has(s string) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return append([]string(nil), o.got...)
+	return slices.Contains(o.got, s)
 }
 
 // A 410 disables the channel in the store: a new dispatcher over the same
@@ -61,9 +62,8 @@ func TestGoneDisableSurvivesANewDispatcher(t *testing.T) {
 	if !strings.Contains(d2.LastError, "alerts enable webhook:gone") {
 		t.Errorf("dead delivery does not say how to enable: %q", d2.LastError)
 	}
-	if got := obs.list(); len(got) == 0 || got[len(got)-1] != "webhook:gone=dead" {
-		t.Errorf("observer saw %v", got)
-	}
+	// The observer is told after the outcome commits, before it is logged.
+	r2.eventually(t, "the outcome observed", func() bool { return obs.has("webhook:gone=dead") })
 	if err := r2.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -78,9 +78,7 @@ func TestGoneDisableSurvivesANewDispatcher(t *testing.T) {
 	if n := len(gone.deliveries()); n != 2 {
 		t.Errorf("after enable the endpoint got %d requests in all, want 2", n)
 	}
-	if got := obs.list(); got[len(got)-1] != "webhook:gone=disabled" {
-		t.Errorf("observer saw %v", got)
-	}
+	r3.eventually(t, "the outcome observed", func() bool { return obs.has("webhook:gone=disabled") })
 }
 
 func startDispatcherObserved(t *testing.T, db *store.DB, obs DeliveryObserver, ns ...Notifier) *running {
