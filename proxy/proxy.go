@@ -319,10 +319,17 @@ func (s *session) initialize(ctx context.Context, req *jsonrpc.Request) *jsonrpc
 		}()
 	}
 
-	var res map[string]json.RawMessage
-	if err := json.Unmarshal(up.Init.Raw, &res); err != nil || res == nil {
-		res = map[string]json.RawMessage{}
+	if up.Stateless() {
+		// A 2026-07-28 server sends list_changed only on a
+		// subscriptions/listen: the proxy holds one open for the session.
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.listenUpstream(life, up)
+		}()
 	}
+
+	res := handshakeResult(up.Init)
 	version := protocolVersions[0]
 	for _, v := range protocolVersions {
 		if v == params.ProtocolVersion {
@@ -347,6 +354,58 @@ func (s *session) initialize(ctx context.Context, req *jsonrpc.Request) *jsonrpc
 		return errorResponse(req.ID, jsonrpc.CodeInternalError, err.Error())
 	}
 	return &jsonrpc.Response{ID: req.ID, Result: raw}
+}
+
+// handshakeResult is the server's answer to its connection as an
+// initialize result for the proxy's handshake-era client. A 2026-07-28
+// server answered server/discover instead: its serverInfo travels in
+// _meta and the result carries fields of that era (supportedVersions,
+// resultType, ttlMs, cacheScope) that mean nothing to an initialize; a
+// client reading it as an initialize result finds no serverInfo and
+// refuses the connection.
+func handshakeResult(init monitor.InitializeInfo) map[string]json.RawMessage {
+	var res map[string]json.RawMessage
+	if err := json.Unmarshal(init.Raw, &res); err != nil || res == nil {
+		res = map[string]json.RawMessage{}
+	}
+	if init.ProtocolVersion == monitor.StatelessVersion {
+		for _, k := range []string{"supportedVersions", "resultType", "ttlMs", "cacheScope"} {
+			delete(res, k)
+		}
+		var meta map[string]json.RawMessage
+		if json.Unmarshal(res["_meta"], &meta) == nil && meta != nil {
+			delete(meta, mcp.MetaKeyServerInfo)
+			if len(meta) == 0 {
+				delete(res, "_meta")
+			} else {
+				res["_meta"], _ = json.Marshal(meta)
+			}
+		}
+	}
+	if _, ok := res["serverInfo"]; !ok {
+		res["serverInfo"] = init.ServerInfo
+		if len(init.ServerInfo) == 0 {
+			// Both SDKs refuse an initialize result without one.
+			res["serverInfo"] = json.RawMessage(`{"name":"unknown","version":"unknown"}`)
+		}
+	}
+	return res
+}
+
+// listenUpstream holds a subscriptions/listen for tools list_changed open
+// on a 2026-07-28 server until the session ends; the notifications come
+// to Notify like a handshake-era server's.
+func (s *session) listenUpstream(ctx context.Context, up *monitor.Session) {
+	_, rpcErr, err := up.Forward(ctx, "subscriptions/listen", json.RawMessage(`{"notifications":{"toolsListChanged":true}}`))
+	if ctx.Err() != nil {
+		return
+	}
+	switch {
+	case err != nil:
+		s.log.Warn("the server's subscriptions/listen ended; its list_changed no longer reaches the proxy", "error", err)
+	case rpcErr != nil:
+		s.log.Warn("the server refused subscriptions/listen; its list_changed will not reach the proxy", "error", rpcErr.Message)
+	}
 }
 
 // relist takes a full upstream listing, records it and installs what may

@@ -399,3 +399,33 @@ func TestProxyPassesEverythingElse(t *testing.T) {
 		t.Errorf("unapproved instructions reached the client: %q", cs.InitializeResult().Instructions)
 	}
 }
+
+// TestHandshakeResultOfA2026Server: a 2026-07-28 server's connection is
+// its server/discover result; the proxy's handshake-era client must get an
+// initialize result of it (serverInfo at the top, nothing of discover's),
+// or both SDKs refuse the connection (the TypeScript client did, end to
+// end, before this). A handshake server's result passes as it was.
+func TestHandshakeResultOfA2026Server(t *testing.T) {
+	discover := `{"_meta":{"io.modelcontextprotocol/serverInfo":{"name":"demo","version":"1.0.0"},"x.example/keep":1},` +
+		`"cacheScope":"public","capabilities":{"tools":{"listChanged":true}},"protocolVersion":"2026-07-28",` +
+		`"resultType":"complete","supportedVersions":["2026-07-28","2025-11-25"],"ttlMs":0}`
+	got := handshakeResult(monitor.InitializeInfo{ProtocolVersion: monitor.StatelessVersion,
+		ServerInfo: json.RawMessage(`{"name":"demo","version":"1.0.0"}`), Raw: json.RawMessage(discover)})
+	if string(got["serverInfo"]) != `{"name":"demo","version":"1.0.0"}` {
+		t.Errorf("serverInfo: %s", got["serverInfo"])
+	}
+	for _, k := range []string{"supportedVersions", "resultType", "ttlMs", "cacheScope"} {
+		if _, ok := got[k]; ok {
+			t.Errorf("%s kept", k)
+		}
+	}
+	if string(got["_meta"]) != `{"x.example/keep":1}` {
+		t.Errorf("_meta: %s", got["_meta"])
+	}
+
+	init := `{"capabilities":{},"protocolVersion":"2025-11-25","serverInfo":{"name":"h","version":"2"},"ttlMs":5}`
+	got = handshakeResult(monitor.InitializeInfo{ProtocolVersion: "2025-11-25", ServerInfo: json.RawMessage(`{"name":"h","version":"2"}`), Raw: json.RawMessage(init)})
+	if string(got["serverInfo"]) != `{"name":"h","version":"2"}` || string(got["ttlMs"]) != "5" {
+		t.Errorf("a handshake result was changed: %v", got)
+	}
+}

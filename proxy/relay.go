@@ -56,6 +56,10 @@ func (s *session) Notify(req *jsonrpc.Request) {
 			}
 		}()
 		return
+	case "notifications/subscriptions/acknowledged":
+		if up := s.up.Load(); up != nil && up.Stateless() {
+			return // the answer to the proxy's own listen; the client sent none
+		}
 	case "notifications/cancelled":
 		var p map[string]json.RawMessage
 		if json.Unmarshal(req.Params, &p) == nil {
