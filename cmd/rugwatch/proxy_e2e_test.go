@@ -622,3 +622,156 @@ func TestProxyE2EListen(t *testing.T) {
 		c.close()
 	})
 }
+
+// conformanceRun runs the MCP conformance suite's server scenarios against
+// url and returns, per scenario, its checks.
+func conformanceRun(t *testing.T, url string) map[string][]conformanceCheck {
+	t.Helper()
+	bin, err := filepath.Abs("../../node_modules/.bin/conformance")
+	if err == nil {
+		_, err = os.Stat(bin)
+	}
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("conformance suite not installed (%v); .ci/run must run npm ci", err)
+		}
+		t.Skipf("conformance suite not installed; run `npm ci` (%v)", err)
+	}
+	out := t.TempDir()
+	cmd := exec.Command(bin, "server", "--url", url, "-o", out)
+	cmd.Env = os.Environ()
+	logs, _ := cmd.CombinedOutput() // failing scenarios make it exit non-zero
+	dirs, _ := filepath.Glob(filepath.Join(out, "server-*", "checks.json"))
+	if len(dirs) == 0 {
+		t.Fatalf("conformance wrote no results:\n%s", logs)
+	}
+	res := map[string][]conformanceCheck{}
+	for _, p := range dirs {
+		// server-<scenario>-<timestamp>/checks.json
+		name := strings.TrimPrefix(filepath.Base(filepath.Dir(p)), "server-")
+		if i := strings.LastIndex(name, "-20"); i > 0 {
+			name = name[:i]
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var checks []conformanceCheck
+		if err := json.Unmarshal(b, &checks); err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		res[name] = checks
+	}
+	return res
+}
+
+type conformanceCheck struct {
+	ID           string          `json:"id"`
+	Status       string          `json:"status"`
+	ErrorMessage string          `json:"errorMessage"`
+	Details      json.RawMessage `json:"details"`
+}
+
+func conformancePassed(checks []conformanceCheck) bool {
+	for _, c := range checks {
+		if c.Status == "FAILURE" {
+			return false
+		}
+	}
+	return true
+}
+
+// TestProxyConformance: every conformance scenario that passes against
+// server-everything directly passes through proxy_listen, except where
+// the proxy refuses by contract what the suite accepts from the server: a
+// call of a tool the server never listed (server-everything answers it
+// with an isError "not found" result, which those scenarios count as a
+// pass; the proxy answers a JSON-RPC error). Each such exception is
+// checked to be exactly that.
+func TestProxyConformance(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end")
+	}
+	direct := startEverythingHTTP(t, everythingBin(t))
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, fmt.Sprintf(`ephemeral: true
+approve_first_seen: true
+proxy_listen: 127.0.0.1:0
+defaults: { schedule: "@every 1h", timeout: 30s }
+servers:
+  - name: everything
+    url: %s
+`, direct))
+	d := startDaemon(t, baseEnv(dir), "serve", "--config", cfg)
+	l, _ := d.wait(0, 60*time.Second, func(l logLine) bool { return l.str("msg") == "proxy listening" })
+	// The first poll approves what it sees (approve_first_seen).
+	d.wait(0, 60*time.Second, event("tool.approved", "everything", "echo"))
+	proxied := "http://" + l.str("proxy_listen") + "/mcp/everything"
+
+	dres := conformanceRun(t, direct)
+	pres := conformanceRun(t, proxied)
+	listed := map[string]bool{}
+	for _, c := range dres["tools-list"] {
+		var det struct{ Tools []string }
+		_ = json.Unmarshal(c.Details, &det)
+		for _, n := range det.Tools {
+			listed[n] = true
+		}
+	}
+	var names []string
+	for n := range dres {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var dPass, pPass, refused int
+	for _, n := range names {
+		dOK, pOK := conformancePassed(dres[n]), conformancePassed(pres[n])
+		if dOK {
+			dPass++
+		}
+		if pOK {
+			pPass++
+		}
+		if _, ok := pres[n]; !ok {
+			t.Errorf("scenario %s did not run through the proxy", n)
+			continue
+		}
+		if !dOK || pOK {
+			continue
+		}
+		// Passed directly, failed through the proxy: only a refused
+		// call of a never-listed tool may explain it.
+		why := ""
+		for _, c := range pres[n] {
+			if c.Status == "FAILURE" {
+				why = c.ErrorMessage
+			}
+		}
+		var tool string
+		if _, rest, ok := strings.Cut(why, `tool "`); ok {
+			tool, _, _ = strings.Cut(rest, `"`)
+		}
+		var directNotFound bool
+		for _, c := range dres[n] {
+			var det struct {
+				Result struct {
+					IsError bool `json:"isError"`
+					Content []struct{ Text string }
+				}
+			}
+			_ = json.Unmarshal(c.Details, &det)
+			directNotFound = directNotFound || det.Result.IsError && len(det.Result.Content) > 0 && strings.Contains(det.Result.Content[0].Text, "not found")
+		}
+		if tool == "" || listed[tool] || !strings.Contains(why, "is not approved as it is now") || !directNotFound {
+			t.Errorf("scenario %s passes directly and fails through the proxy: %s", n, why)
+			continue
+		}
+		refused++
+		t.Logf("%s: the server answers its never-listed tool %q with a \"not found\" result; the proxy refuses the call (by contract)", n, tool)
+	}
+	t.Logf("conformance (active suite, %d scenarios): %d pass directly, %d through proxy_listen; %d differ only by the proxy's refusal of a never-listed tool",
+		len(names), dPass, pPass, refused)
+	for _, n := range names {
+		t.Logf("  %-32s direct %-5v proxied %v", n, conformancePassed(dres[n]), conformancePassed(pres[n]))
+	}
+}
