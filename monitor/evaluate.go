@@ -50,6 +50,17 @@ type Input struct {
 	// Instructions is the current approval of the server's instructions,
 	// nil when there is none.
 	Instructions *Approved
+	// Findings, when set, holds findings computed beforehand (outside the
+	// store's write transaction, where they would hold up every other
+	// poll) per tool name, for the digest they were computed for; a tool
+	// whose digest differs gets its findings computed here.
+	Findings map[string]Precomputed
+}
+
+// Precomputed is the findings of one definition, by its digest.
+type Precomputed struct {
+	Digest   rugwatch.Digest
+	Findings []rugwatch.Finding
 }
 
 // Outcome is what an evaluation decided; the caller writes all of it in
@@ -127,7 +138,11 @@ func Evaluate(in Input) Outcome {
 			// Findings depend on the definition (and, for shadowing, on
 			// the other servers' tools at the time): computed when it is
 			// first seen or changes, not on every poll of a fleet.
-			rec.Findings = Findings(t.Canonical, fc)
+			if pre, ok := in.Findings[t.Name]; ok && pre.Digest == t.Digest {
+				rec.Findings = pre.Findings
+			} else {
+				rec.Findings = Findings(t.Canonical, fc)
+			}
 		}
 		if !known {
 			rec.FirstSeen = in.Now

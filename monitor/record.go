@@ -49,8 +49,16 @@ type Recorder struct {
 	sandboxMu     sync.Mutex
 	sandboxWarned map[string]string // server → the note last logged
 
-	// index is every server's tool names, for shadowing findings; only
-	// touched inside the store's single write transaction.
+	// mu guards the caches below. Polls are recorded through the store's
+	// group commit (DB.Batch), whose functions run one after another in
+	// one goroutine, so it is never contended there; it orders them with
+	// the reset that follows a failed batch.
+	mu sync.Mutex
+
+	// index is every server's tool names, for shadowing findings. It is
+	// read by findings computed outside the write transaction and changed
+	// only inside it, under idxMu.
+	idxMu sync.RWMutex
 	index *ToolIndex
 	// verified remembers approvals whose signature was checked, by the
 	// hash of the envelope and the record around it: a fleet's approvals
@@ -197,6 +205,44 @@ func (r *Recorder) check(a store.ApprovalRecord) Approved {
 	return v
 }
 
+// resetCaches forgets everything learnt inside transactions, after one
+// rolled back; the next poll rebuilds from what the file holds.
+func (r *Recorder) resetCaches() {
+	r.idxMu.Lock()
+	r.index = nil
+	r.idxMu.Unlock()
+	r.withdrawn = nil
+	r.scanned = 0
+	r.legacy = nil
+}
+
+// needsFindings reports whether a listing has a definition that is new
+// or changed since prev: only those get findings, and only findings read
+// the index of every server's tool names.
+func needsFindings(prev store.ServerRecord, l *Listing, pre map[string]Precomputed) bool {
+	if l == nil {
+		return false
+	}
+	for _, t := range l.Tools {
+		if old, ok := prev.Tools[t.Name]; !ok || old.ObservedDigest != t.Digest {
+			if p, ok := pre[t.Name]; !ok || p.Digest != t.Digest {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func liveTools(tools map[string]rugwatch.State) []string {
+	out := make([]string, 0, len(tools))
+	for n, st := range tools {
+		if st != rugwatch.StateRemoved {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 func toolNames(r store.ServerRecord) []string {
 	out := make([]string, 0, len(r.Tools))
 	for n, t := range r.Tools {
@@ -215,31 +261,127 @@ func (r *Recorder) Record(server, transport string, l *Listing, pollErr error) (
 	if r.Now != nil {
 		now = r.Now().UTC()
 	}
-	var out Outcome
-	err := r.DB.Update(func(tx *store.Tx) error {
+	var (
+		out  Outcome
+		pre  map[string]Precomputed
+		need []Tool
+	)
+	for attempt := 0; ; attempt++ {
+		var err error
+		out, need, err = r.record(server, transport, l, pollErr, now, pre, attempt == 0)
+		if err != nil {
+			return store.ServerRecord{}, nil, err
+		}
+		if need == nil {
+			break
+		}
+		// New or changed definitions: their findings (regular expressions
+		// over every string, the costliest part of a first sight) are
+		// computed here, in parallel with other polls, and the poll is
+		// recorded again with them.
+		pre = r.findingsFor(server, need)
+	}
+	if r.Chain != nil {
+		r.Chain.Check(r.ChainBroken)
+	}
+	if l != nil {
+		r.warnUnsandboxed(server, l.SandboxNote)
+	}
+	return out.Server, out.Events, nil
+}
+
+// findingsFor computes the findings of tools, for Input.Findings.
+func (r *Recorder) findingsFor(server string, tools []Tool) map[string]Precomputed {
+	r.idxMu.RLock()
+	idx := r.index
+	r.idxMu.RUnlock()
+	if idx == nil {
+		built := NewToolIndex(nil)
+		err := r.DB.View(func(tx *store.Tx) error {
+			return tx.ServerTools(func(name string, tools map[string]rugwatch.State) error {
+				built.SetServer(name, liveTools(tools))
+				return nil
+			})
+		})
+		if err != nil {
+			return nil // computed inside the transaction instead
+		}
+		r.idxMu.Lock()
+		if r.index == nil {
+			r.index = built
+		}
+		r.idxMu.Unlock()
+	}
+	r.idxMu.RLock()
+	defer r.idxMu.RUnlock()
+	fc := FindingContext{Server: server, Index: r.index}
+	out := make(map[string]Precomputed, len(tools))
+	for _, t := range tools {
+		out[t.Name] = Precomputed{Digest: t.Digest, Findings: Findings(t.Canonical, fc)}
+	}
+	return out
+}
+
+// record is one attempt at recording a poll. With ask set, a poll with
+// new or changed definitions and no precomputed findings writes nothing
+// and returns those tools, for Record to compute their findings first.
+func (r *Recorder) record(server, transport string, l *Listing, pollErr error, now time.Time,
+	pre map[string]Precomputed, ask bool) (Outcome, []Tool, error) {
+	var (
+		out  Outcome
+		need []Tool
+	)
+	// One group commit holds this poll's record, its events and their
+	// deliveries with those of the polls recorded beside it: all of them
+	// reach the file, or none.
+	err := r.DB.Batch(func(tx *store.Tx) (err error) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		defer func() {
+			if err != nil {
+				// This transaction rolls back: forget what the caches
+				// learnt from it (events, seqs, tool names it wrote).
+				r.resetCaches()
+			}
+		}()
+		out, need = Outcome{}, nil
 		prev, found, err := tx.Server(server)
 		if err != nil {
 			return err
 		}
+		if ask && pre == nil && l != nil {
+			for _, t := range l.Tools {
+				if old, ok := prev.Tools[t.Name]; !ok || old.ObservedDigest != t.Digest {
+					need = append(need, t)
+				}
+			}
+			if need != nil {
+				return nil
+			}
+		}
 		in := Input{
 			Server: server, Transport: transport, Listing: l, PollErr: pollErr, Now: now,
 			UnreachableAfter: r.UnreachableAfter, FirstSight: r.Signer != nil,
-			Approvals: map[string]Approved{}, Revoked: map[string]Approved{},
+			Approvals: map[string]Approved{}, Revoked: map[string]Approved{}, Findings: pre,
 		}
 		if found {
 			in.Prev = &prev
 		}
-		if r.index == nil {
-			// Loaded once; kept current below. Reading every server's
-			// record on every poll would make a fleet's cycle quadratic.
-			all, err := tx.Servers()
-			if err != nil {
+		if r.index == nil && needsFindings(prev, l, pre) {
+			// Loaded once, and only when a definition is new or changed
+			// (findings are computed only then); kept current below.
+			// Reading every server's record on every poll would make a
+			// fleet's cycle quadratic; a steady cycle never loads it.
+			idx := NewToolIndex(nil)
+			if err := tx.ServerTools(func(name string, tools map[string]rugwatch.State) error {
+				idx.SetServer(name, liveTools(tools))
+				return nil
+			}); err != nil {
 				return err
 			}
-			r.index = NewToolIndex(nil)
-			for _, o := range all {
-				r.index.SetServer(o.Name, toolNames(o))
-			}
+			r.idxMu.Lock()
+			r.index = idx
+			r.idxMu.Unlock()
 		}
 		in.Index = r.index
 		current, err := tx.Approvals(server)
@@ -382,34 +524,45 @@ func (r *Recorder) Record(server, transport string, l *Listing, pollErr error) (
 				return err
 			}
 		}
+		if err := r.queueAlerts(tx, &out, !found, now); err != nil {
+			return err
+		}
+		if found && len(out.Events) == 0 && len(out.Revoke) == 0 && !out.RevokeInstructions {
+			// Nothing moved: the poll leaves only its time, never the
+			// record with its tools inline, so a steady fleet writes a
+			// few bytes per server per cycle and the file does not grow.
+			same, err := tx.SameServer(out.Server)
+			if err != nil {
+				return err
+			}
+			if same {
+				return tx.MarkPolled(server, now)
+			}
+		}
 		if err := tx.PutServer(out.Server); err != nil {
 			return err
 		}
-		r.index.SetServer(server, toolNames(out.Server))
+		if r.index != nil {
+			r.idxMu.Lock()
+			r.index.SetServer(server, toolNames(out.Server))
+			r.idxMu.Unlock()
+		}
 		return nil
 	})
 	if err != nil {
-		return store.ServerRecord{}, nil, fmt.Errorf("recording poll of %s: %w", server, err)
+		r.mu.Lock()
+		r.resetCaches() // the batch may have failed at its commit
+		r.mu.Unlock()
+		return Outcome{}, nil, fmt.Errorf("recording poll of %s: %w", server, err)
 	}
-	if r.Chain != nil {
-		r.Chain.Check(r.ChainBroken)
-	}
-	if l != nil {
-		r.warnUnsandboxed(server, l.SandboxNote)
-	}
-	return out.Server, out.Events, nil
+	return out, need, nil
 }
 
-// emit appends e, hands it to InTx in the same transaction, moves the
-// transition seqs of the tool it is about and adds it to out.Events.
+// emit appends e, moves the transition seqs of the tool it is about and
+// adds it to out.Events; queueAlerts hands the poll's events to InTx.
 func (r *Recorder) emit(tx *store.Tx, out *Outcome, e rugwatch.Event) error {
 	if err := tx.AppendEvent(&e); err != nil {
 		return err
-	}
-	if r.InTx != nil {
-		if err := r.InTx(tx, e); err != nil {
-			return err
-		}
 	}
 	out.Server.NoteEvent(e)
 	out.Events = append(out.Events, e)

@@ -57,6 +57,9 @@ func (t *Tx) AppendEvent(e *rugwatch.Event) error {
 	if e.Type == "" {
 		return errors.New("append event: empty type")
 	}
+	// Keys only ever grow: pages split full rather than half full (bbolt's
+	// default), or the log takes twice the disk it needs.
+	b.FillPercent = 1.0
 	seq, err := b.NextSequence()
 	if err != nil {
 		return fmt.Errorf("append event: next sequence: %w", err)

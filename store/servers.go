@@ -1,6 +1,8 @@
 package store
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -156,6 +158,7 @@ func (t *Tx) Server(name string) (ServerRecord, bool, error) {
 	if err := json.Unmarshal(v, &r); err != nil {
 		return ServerRecord{}, false, fmt.Errorf("decode server %q: %w", name, err)
 	}
+	t.foldPolled(&r)
 	return r, true, nil
 }
 
@@ -171,6 +174,7 @@ func (t *Tx) Servers() ([]ServerRecord, error) {
 		if err := json.Unmarshal(v, &r); err != nil {
 			return fmt.Errorf("decode server %q: %w", k, err)
 		}
+		t.foldPolled(&r)
 		out = append(out, r)
 		return nil
 	})
@@ -187,19 +191,12 @@ func (t *Tx) PutServer(r ServerRecord) error {
 	if r.Name == "" {
 		return errors.New("put server: empty name")
 	}
-	if len(r.Tools) > 0 {
-		tools := make(map[string]ToolRecord, len(r.Tools))
-		for k, tr := range r.Tools {
-			if tr.Name == "" {
-				tr.Name = k
-			}
-			if tr.Name != k {
-				return fmt.Errorf("put server %q: tool keyed %q is named %q", r.Name, k, tr.Name)
-			}
-			tools[k] = tr
+	for k, tr := range r.Tools {
+		if tr.Name != "" && tr.Name != k {
+			return fmt.Errorf("put server %q: tool keyed %q is named %q", r.Name, k, tr.Name)
 		}
-		r.Tools = tools
 	}
+	r = normalized(r)
 	v, err := encode(r)
 	if err != nil {
 		return fmt.Errorf("encode server %q: %w", r.Name, err)
@@ -208,6 +205,22 @@ func (t *Tx) PutServer(r ServerRecord) error {
 		return fmt.Errorf("put server %q: %w", r.Name, err)
 	}
 	return nil
+}
+
+// normalized is r as PutServer stores it: every tool named by its key.
+func normalized(r ServerRecord) ServerRecord {
+	if len(r.Tools) == 0 {
+		return r
+	}
+	tools := make(map[string]ToolRecord, len(r.Tools))
+	for k, tr := range r.Tools {
+		if tr.Name == "" {
+			tr.Name = k
+		}
+		tools[k] = tr
+	}
+	r.Tools = tools
+	return r
 }
 
 // DeleteServer removes a server's record (not its approvals or events);
@@ -224,4 +237,127 @@ func (t *Tx) DeleteServer(name string) (bool, error) {
 		return false, fmt.Errorf("delete server %q: %w", name, err)
 	}
 	return true, nil
+}
+
+// bucketPolled holds, per server, when it was last polled (unix ns,
+// uint64 big endian). A poll whose listing changed nothing writes only
+// this key, never the server's record with its tools inline: a fleet's
+// steady cycle would otherwise rewrite every definition on every poll.
+// Readers of a ServerRecord see the later of the two times. Created by
+// the first write that needs it; a store without it reads as never.
+var bucketPolled = []byte("polled")
+
+// MarkPolled records that server was polled at t, without touching its
+// record.
+func (t *Tx) MarkPolled(server string, at time.Time) error {
+	if t.tx.DB() == nil {
+		return ErrTxClosed
+	}
+	if server == "" {
+		return errors.New("mark polled: empty server name")
+	}
+	b, err := t.tx.CreateBucketIfNotExists(bucketPolled)
+	if err != nil {
+		return fmt.Errorf("create polled bucket: %w", err)
+	}
+	b.FillPercent = 0.9 // keys are few and small; rewritten in place
+	if err := b.Put([]byte(server), u64(uint64(at.UnixNano()))); err != nil {
+		return fmt.Errorf("mark %q polled: %w", server, err)
+	}
+	return nil
+}
+
+// LastPolled is when server was last marked polled by MarkPolled; false
+// if never. Tx.Server folds it into LastPolledAt already; it is for
+// readers that decode records themselves (summaries).
+func (t *Tx) LastPolled(server string) (time.Time, bool) {
+	if t.tx.DB() == nil {
+		return time.Time{}, false
+	}
+	b := t.tx.Bucket(bucketPolled)
+	if b == nil {
+		return time.Time{}, false
+	}
+	v := b.Get([]byte(server))
+	if len(v) != 8 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC(), true
+}
+
+// foldPolled makes r.LastPolledAt the later of the record's own time and
+// the polled bucket's.
+func (t *Tx) foldPolled(r *ServerRecord) {
+	if at, ok := t.LastPolled(r.Name); ok && at.After(r.LastPolledAt) {
+		r.LastPolledAt = at
+	}
+}
+
+// SameServer reports whether r, stored with PutServer, would store exactly
+// the bytes stored now, LastPolledAt aside (it lives in the polled bucket
+// for a poll that changed nothing). False when no record is stored.
+func (t *Tx) SameServer(r ServerRecord) (bool, error) {
+	b, err := t.bucket(bucketServers)
+	if err != nil {
+		return false, err
+	}
+	cur := b.Get([]byte(r.Name))
+	if cur == nil {
+		return false, nil
+	}
+	v, err := encode(normalized(r))
+	if err != nil {
+		return false, fmt.Errorf("encode server %q: %w", r.Name, err)
+	}
+	return equalButPolled(v, cur), nil
+}
+
+// equalButPolled compares two encoded ServerRecords except for the value
+// of their LastPolledAt. It is the record's fourth field, after two JSON
+// strings that cannot hold an unescaped quote, so its first occurrence
+// is the record's own and not one inside a tool definition; decoding
+// 50 tools to compare one timestamp would cost more than the poll.
+func equalButPolled(a, b []byte) bool {
+	key := []byte(`"LastPolledAt":"`)
+	span := func(v []byte) (int, int, bool) {
+		i := bytes.Index(v, key)
+		if i < 0 {
+			return 0, 0, false
+		}
+		start := i + len(key)
+		end := bytes.IndexByte(v[start:], '"')
+		if end < 0 {
+			return 0, 0, false
+		}
+		return start, start + end, true
+	}
+	as, ae, ok1 := span(a)
+	bs, be, ok2 := span(b)
+	if !ok1 || !ok2 {
+		return bytes.Equal(a, b)
+	}
+	return bytes.Equal(a[:as], b[:bs]) && bytes.Equal(a[ae:], b[be:])
+}
+
+// ServerTools calls fn for every stored server with the names of its
+// tools in state, one record decoded at a time (no definitions kept), so
+// a caller indexing a fleet's tool names never holds the whole store.
+func (t *Tx) ServerTools(fn func(server string, tools map[string]rugwatch.State) error) error {
+	b, err := t.bucket(bucketServers)
+	if err != nil {
+		return err
+	}
+	return b.ForEach(func(k, v []byte) error {
+		var r struct {
+			Tools map[string]struct{ State rugwatch.State }
+		}
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("decode server %q: %w", k, err)
+		}
+		tools := make(map[string]rugwatch.State, len(r.Tools))
+		for n, tr := range r.Tools {
+			tools[n] = tr.State
+		}
+		return fn(string(k), tools)
+	})
 }

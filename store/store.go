@@ -139,3 +139,18 @@ func encode(v any) ([]byte, error) {
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
+
+// Batch is Update for a caller among many concurrent ones: bbolt groups
+// the functions of concurrent callers into one write transaction (and one
+// fsync), so a fleet's polls do not each wait for the disk. Each fn
+// commits with the others or not at all, exactly as in Update; fn may
+// run more than once (when another fn of its batch fails, the rest run
+// again without it), so it must not leave anything outside the
+// transaction changed by a run that did not commit.
+func (db *DB) Batch(fn func(*Tx) error) error {
+	return db.bolt.Batch(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, db: db}) })
+}
+
+// OnCommit runs fn after the transaction committed, for caches outside
+// the store that must only learn what the file holds.
+func (t *Tx) OnCommit(fn func()) { t.tx.OnCommit(fn) }

@@ -48,7 +48,17 @@ func (a *App) backend(ctx context.Context, polling bool) (session, error) {
 		return session{}, err
 	}
 	l := a.ledger(cfg, db, ver, al)
-	l.AfterWrite = func(ctx context.Context) error { return al.Dispatcher(db).Drain(ctx, 2*time.Minute) }
+	l.AfterWrite = func(ctx context.Context) error {
+		// What was recorded stands whether or not its alerts went out:
+		// they stay queued for the next run of serve or check (`rugwatch
+		// alerts` lists them), so the command still prints its report
+		// and exits by the states it saw; the pending alerts are a
+		// warning, not a reason to print nothing.
+		if err := al.Dispatcher(db).Drain(ctx, a.drainBound()); err != nil {
+			fmt.Fprintf(a.Stderr, "rugwatch: warning: %v\n", err)
+		}
+		return nil
+	}
 	if polling {
 		rec, err := a.recorder(cfg, db, ver, al)
 		if err != nil {
@@ -65,6 +75,23 @@ func (a *App) backend(ctx context.Context, polling bool) (session, error) {
 		}
 	}
 	return session{Backend: l, close: db.Close}, nil
+}
+
+// defaultDrainBound is how long a one-shot command (check, approve,
+// revoke) spends delivering the alerts it queued before it leaves the
+// rest to the next run.
+const defaultDrainBound = 2 * time.Minute
+
+// drainBound is $RUGWATCH_ALERT_DRAIN_TIMEOUT (a Go duration) if set and
+// valid, else defaultDrainBound: a CI job may not want to wait minutes
+// for a slow receiver, and the alerts are not lost either way.
+func (a *App) drainBound() time.Duration {
+	if v, ok := a.LookupEnv("RUGWATCH_ALERT_DRAIN_TIMEOUT"); ok {
+		if d, err := time.ParseDuration(v); err == nil && d > 0 {
+			return d
+		}
+	}
+	return defaultDrainBound
 }
 
 // ledger is the state machine's human side over db, for cfg.

@@ -75,7 +75,10 @@ type fleet struct {
 func fleetTool(server, i int) []byte {
 	verbs := []string{"create", "list", "get", "update", "delete", "search", "sync", "export", "import", "archive"}
 	nouns := []string{"issue", "file", "record", "invoice", "ticket"}
-	name := fmt.Sprintf("%s_%s_%d", verbs[i%len(verbs)], nouns[(i/len(verbs))%len(nouns)], i)
+	// Names are the server's own (svc12_create_issue), as in a real
+	// fleet: the same 50 names on every server would make every tool
+	// shadow every other server's, a quadratic pile of findings.
+	name := fmt.Sprintf("svc%d_%s_%s", server, verbs[i%len(verbs)], nouns[(i/len(verbs))%len(nouns)])
 	desc := fmt.Sprintf("%s a %s in the workspace of service %d. Returns the %s as JSON with its id, owner, timestamps and labels. "+
 		"Use the cursor from a previous call to page through long results; at most 100 items are returned per call. "+
 		"Requires the workspace to be connected; fails with a clear error otherwise.",
