@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/rugwatch/rugwatch/configs"
+	"github.com/rugwatch/rugwatch/visible"
 )
 
 // runDiscover finds the MCP servers configured in the MCP clients on this
@@ -17,12 +19,18 @@ func (a *App) runDiscover(ctx context.Context, args []string) error {
 	asJSON := flags.Bool("json", false, "print JSON")
 	home := flags.String("home", "", "home directory to search (default: yours)")
 	project := flags.String("project", "", "project directory to search (default: the working directory)")
+	install := flags.String("install", "", "route CLIENT's servers through `rugwatch proxy` (claude-desktop, claude-code, cursor, vscode, windsurf)")
+	uninstall := flags.Bool("uninstall", false, "with --install CLIENT: restore CLIENT's config files from their backups")
+	force := flags.Bool("force", false, "with --install: rewrite entries even where comments inside them are lost")
 	pos, err := parse(flags, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
-		return usagef("discover takes no arguments: rugwatch discover [--json] [--home DIR] [--project DIR]")
+		return usagef("discover takes no arguments: rugwatch discover [--json] [--home DIR] [--project DIR] [--install CLIENT [--uninstall] [--force]]")
+	}
+	if (*uninstall || *force) && *install == "" {
+		return usagef("--uninstall and --force go with --install CLIENT")
 	}
 	if *home == "" {
 		if *home, err = os.UserHomeDir(); err != nil {
@@ -39,9 +47,78 @@ func (a *App) runDiscover(ctx context.Context, args []string) error {
 			*d = abs
 		}
 	}
+	if *install != "" {
+		return a.installClient(*install, *home, *project, *uninstall, *force, *asJSON)
+	}
 	rep := configs.Discover(*home, *project)
 	if *asJSON {
 		return writeJSON(a.Stdout, rep)
 	}
 	return configs.WriteDiscoverYAML(a.Stdout, rep, *home)
+}
+
+// installClient rewrites one client's config so that each of its servers
+// runs through `rugwatch proxy` under this rugwatch and config, adding the
+// servers the config lacks; uninstall puts the client's files back.
+func (a *App) installClient(client, home, project string, uninstall, force, asJSON bool) error {
+	if _, ok := configs.InstallClients[client]; !ok {
+		return usagef("--install: unknown client %q (claude-desktop, claude-code, cursor, vscode, windsurf)", client)
+	}
+	if uninstall {
+		restored, err := configs.Uninstall(home, project, client)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return writeJSON(a.Stdout, map[string]any{"restored": restored})
+		}
+		for _, p := range restored {
+			fmt.Fprintf(a.Stdout, "restored %s from %s%s\n", p, p, configs.BackupSuffix)
+		}
+		fmt.Fprintln(a.Stdout, "the servers added to rugwatch's config stay there; remove them by hand if you no longer want them watched")
+		return nil
+	}
+	cfg, err := a.config()
+	if err != nil {
+		return err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding this executable for the client's entries: %w", err)
+	}
+	if exe, err = filepath.Abs(exe); err != nil {
+		return err
+	}
+	if cfg.Path, err = filepath.Abs(cfg.Path); err != nil {
+		return err
+	}
+	plan, err := configs.PlanInstall(configs.InstallOptions{Home: home, Project: project, Client: client, Rugwatch: exe, Config: cfg, Force: force})
+	if err != nil {
+		return err
+	}
+	if err := plan.Apply(cfg.Path); err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(a.Stdout, plan)
+	}
+	for _, f := range plan.Files {
+		switch {
+		case f.Unchanged:
+			fmt.Fprintf(a.Stdout, "%s: nothing to route\n", f.Path)
+		default:
+			fmt.Fprintf(a.Stdout, "%s (original kept as %s):\n", f.Path, f.Backup)
+		}
+		for _, r := range f.Routed {
+			fmt.Fprintf(a.Stdout, "  routed %s\n", visible.Line(r))
+		}
+		for _, k := range f.Kept {
+			fmt.Fprintf(a.Stdout, "  kept   %s\n", visible.Line(k))
+		}
+	}
+	if len(plan.Added) > 0 {
+		fmt.Fprintf(a.Stdout, "added to %s: %s\n", cfg.Path, strings.Join(plan.Added, ", "))
+	}
+	fmt.Fprintf(a.Stdout, "next: rugwatch --config %s check, then approve what you trust; until then the client sees no tools\n", cfg.Path)
+	return nil
 }
