@@ -67,6 +67,19 @@ func runInit() int {
 	if err := hideAll(sp.Hide); err != nil {
 		return report("hiding paths", err)
 	}
+	// An executable under the host's /tmp (`go run`, a test binary) is
+	// gone under the private /tmp, and one in a root daemon's cache is
+	// closed to the sandbox user: the daemon passed it as an O_PATH
+	// descriptor (fd 5), which the server is started from as
+	// /proc/self/fd/3 — a binary, in practice (an interpreter would read
+	// a script through the same path). The server keeps fd 3, a path-only
+	// handle on its own executable.
+	var exe *os.File
+	path := sp.Path
+	if sp.ExeFD {
+		exe = os.NewFile(5, "server-executable")
+		path = "/proc/self/fd/3"
+	}
 	// Fresh /tmp and /dev/shm after hiding: hidden paths under /tmp were
 	// hidden from the host's view, and the server gets its own.
 	if err := unix.Mount("tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777,size=256m"); err != nil {
@@ -105,10 +118,14 @@ func runInit() int {
 	// into a namespace owned by a less privileged user namespace are
 	// locked, so the hiding mounts cannot be taken off, and as a non-root
 	// user there it has no capabilities at all.
-	proc, err := os.StartProcess(sp.Path, sp.Args, &os.ProcAttr{
+	files := []*os.File{os.Stdin, os.Stdout, os.Stderr}
+	if exe != nil {
+		files = append(files, exe)
+	}
+	proc, err := os.StartProcess(path, sp.Args, &os.ProcAttr{
 		Dir:   dir,
 		Env:   env,
-		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
+		Files: files,
 		Sys: &syscall.SysProcAttr{
 			Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS,
 			UidMappings: []syscall.SysProcIDMap{{ContainerID: sp.UID, HostID: 0, Size: 1}},

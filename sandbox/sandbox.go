@@ -74,4 +74,8 @@ type initSpec struct {
 	// DefaultDir says Dir is the daemon's working directory rather than a
 	// configured one: when it is hidden the server starts in / instead.
 	DefaultDir bool `json:"default_dir"`
+	// ExeFD says the daemon hands the init the executable as fd 5: it
+	// lives under the host's /tmp (gone under the private one) or where
+	// the sandbox user cannot walk to it (a root daemon's `go run` cache).
+	ExeFD bool `json:"exe_fd"`
 }

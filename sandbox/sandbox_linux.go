@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -31,6 +33,7 @@ func Command(spec Spec) (*Cmd, error) {
 		return nil, fmt.Errorf("sandbox: executable %q is not an absolute path", spec.Path)
 	}
 	is := initSpec{Spec: spec, Root: os.Geteuid() == 0}
+	is.ExeFD = strings.HasPrefix(filepath.Clean(spec.Path), "/tmp/") || (is.Root && !reachableByOthers(spec.Path))
 	if len(is.Args) == 0 {
 		is.Args = []string{spec.Path}
 	}
@@ -116,6 +119,20 @@ func (c *Cmd) Start() error {
 	}
 	defer statR.Close()
 	c.ExtraFiles = []*os.File{specR, statW} // fds 3 and 4 of the init
+	if c.spec.ExeFD {
+		// The daemon opens the executable and hands the init fd 5 (see
+		// initSpec.ExeFD).
+		fd, err := unix.Open(c.spec.Path, unix.O_PATH|unix.O_CLOEXEC, 0)
+		if err != nil {
+			specR.Close()
+			specW.Close()
+			statW.Close()
+			return &UnavailableError{Step: "opening the server's executable", Err: err}
+		}
+		exe := os.NewFile(uintptr(fd), c.spec.Path)
+		defer exe.Close()
+		c.ExtraFiles = append(c.ExtraFiles, exe)
+	}
 	err = c.Cmd.Start()
 	specR.Close()
 	statW.Close()
@@ -155,4 +172,23 @@ func (c *Cmd) Start() error {
 	_ = c.Process.Kill()
 	_ = c.Cmd.Wait()
 	return &UnavailableError{Step: rep.Step, Err: errors.New(rep.Error)}
+}
+
+// reachableByOthers reports whether a user with no special rights can walk
+// to path and execute it: every directory above it searchable by others,
+// the file executable by others. A root daemon's sandbox runs as nobody.
+func reachableByOthers(path string) bool {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm()&0o001 == 0 {
+		return false
+	}
+	for dir := filepath.Dir(filepath.Clean(path)); ; dir = filepath.Dir(dir) {
+		di, err := os.Stat(dir)
+		if err != nil || di.Mode().Perm()&0o001 == 0 {
+			return false
+		}
+		if dir == "/" {
+			return true
+		}
+	}
 }

@@ -402,3 +402,64 @@ func reachableExe(t *testing.T, dir string) string {
 	}
 	return p
 }
+
+// TestExecutableUnderTmpOrClosedDir: a binary under the host's /tmp (`go
+// run`, test binaries) and, for a root daemon, one in a directory closed
+// to others (`go run`'s cache in /root/.cache) still run sandboxed: the
+// daemon hands the init the executable itself. Started by its path the
+// same binary is not found (the private /tmp) or not reachable by the
+// sandbox user, which is what the fd avoids.
+func TestExecutableUnderTmpOrClosedDir(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs := map[string]string{}
+	tmp, err := os.MkdirTemp("/tmp", "rugwatch-exe-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	dirs["under /tmp"] = tmp
+	if os.Geteuid() == 0 {
+		closed := filepath.Join(outsideTmp(t), "closed")
+		if err := os.Mkdir(closed, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		dirs["closed to others"] = closed
+	}
+	for name, dir := range dirs {
+		t.Run(name, func(t *testing.T) {
+			p := filepath.Join(dir, "sandbox.test")
+			if err := os.WriteFile(p, b, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			spec := Spec{Path: p, Args: []string{p, "-test.run=^TestNothing$"}, Env: []string{"PATH=/usr/bin:/bin"}}
+			out, errOut, err := run(t, true, spec)
+			if err != nil {
+				t.Fatalf("sandboxed %s: %v\n%s%s", p, err, out, errOut)
+			}
+			if !strings.Contains(out, "ok") && !strings.Contains(out, "PASS") && !strings.Contains(out, "no tests to run") {
+				t.Errorf("the binary did not run its test main: %q %q", out, errOut)
+			}
+			// Without the handed-over executable, the same start fails.
+			c, err := Command(spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !c.spec.ExeFD {
+				t.Fatalf("%s should need the executable handed over", p)
+			}
+			c.spec.ExeFD = false
+			c.Stdout, c.Stderr = io.Discard, io.Discard
+			if err := c.Start(); err == nil {
+				c.Wait()
+				t.Fatalf("%s started by its path alone; the test cannot tell the fix from no fix", p)
+			}
+		})
+	}
+}
