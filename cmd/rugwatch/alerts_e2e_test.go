@@ -149,7 +149,7 @@ notify:
       from: rugwatch@example.com
       to: [security@example.com]
       min_severity: warning
-`, dir, recv.srv.URL, smtpPort))
+`, sharedDir(t), recv.srv.URL, smtpPort))
 	start := time.Now()
 	d := startDaemon(t, append(baseEnv(dir), "E2E_WEBHOOK_SECRET="+secret), "serve", "--config", cfg)
 	got := recv.waitFor(30*time.Second, func(hs []receivedHook) bool {

@@ -79,7 +79,7 @@ servers:
     args: ["-test.run=^$"]
     env:
       RUGWATCH_TEST_DEMO: "--after %d --state %s/demo.state"
-`, dir, exe, after, dir)
+`, dir, exe, after, sharedDir(t))
 	path := filepath.Join(dir, "rugwatch.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

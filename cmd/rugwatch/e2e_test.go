@@ -146,8 +146,8 @@ servers:
     headers: { Authorization: "Bearer ${file:%[4]s}" }
   - name: demo
     command: %[5]s
-    args: ["demo-server", "--after", "1", "--state", "%[1]s/demo.state"]
-`, dir, ev, httpURL, tokenFile, bin)
+    args: ["demo-server", "--after", "1", "--state", "%[6]s/demo.state"]
+`, dir, ev, httpURL, tokenFile, bin, sharedDir(t))
 	cfgPath := filepath.Join(dir, "rugwatch.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -214,7 +214,7 @@ func TestServeWatchCatchesChangesAtOnce(t *testing.T) {
 	srvHTTP, urlHTTP, _, httpStreamOpen := fixtureHTTPWatched(t)
 	srvSSE, _, urlSSE := fixtureHTTP(t)
 	dir := t.TempDir()
-	trigger := filepath.Join(dir, "pull-the-rug")
+	trigger := filepath.Join(sharedDir(t), "pull-the-rug")
 	cfg := writeConfig(t, dir, fmt.Sprintf(`ephemeral: true
 approve_first_seen: true
 defaults: { schedule: "@every 1h", timeout: 10s }
@@ -362,8 +362,8 @@ defaults: { schedule: "@every 1h", timeout: 10s }
 servers:
   - name: demo
     command: %[2]s
-    args: ["demo-server", "--after", "1", "--state", "%[1]s/demo.state"]
-`, dir, rugwatchBin(t)))
+    args: ["demo-server", "--after", "1", "--state", "%[3]s/demo.state"]
+`, dir, rugwatchBin(t), sharedDir(t)))
 	env := append(baseEnv(dir), "RUGWATCH_CONFIG="+cfg)
 	must := func(code int, args ...string) string {
 		t.Helper()
