@@ -22,8 +22,11 @@ type ServerSpec struct {
 	Schedule  string
 	Timeout   time.Duration
 	Watch     bool
-	Key       string
-	Resolve   func() (Target, error)
+	// RevisionCheck lists once per protocol era the server offers and
+	// raises tool.cloaked where the tool sets differ.
+	RevisionCheck bool
+	Key           string
+	Resolve       func() (Target, error)
 }
 
 // Poller polls servers and records what it saw: `check` uses it once, the
@@ -57,7 +60,11 @@ func (p *Poller) PollOne(ctx context.Context, s ServerSpec) error {
 	}
 	start := time.Now()
 	pctx, cancel := context.WithTimeout(ctx, s.Timeout)
-	l, pollErr := Poll(pctx, t, p.Opts)
+	poll := Poll
+	if s.RevisionCheck {
+		poll = PollEachRevision
+	}
+	l, pollErr := poll(pctx, t, p.Opts)
 	cancel()
 	if ctx.Err() != nil {
 		return ctx.Err()

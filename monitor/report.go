@@ -37,9 +37,9 @@ type ServerReport struct {
 	LaunchDrifted bool            `json:"launch_drifted,omitempty"`
 	// Sandboxed says the last poll of a stdio server ran it sandboxed;
 	// SandboxNote says why not.
-	Sandboxed   bool   `json:"sandboxed"`
-	SandboxNote string `json:"sandbox_note,omitempty"`
-	Tools         []ToolReport    `json:"tools"`
+	Sandboxed   bool         `json:"sandboxed"`
+	SandboxNote string       `json:"sandbox_note,omitempty"`
+	Tools       []ToolReport `json:"tools"`
 }
 
 // ToolState is what a report, a diff and a web page all say of a tool.

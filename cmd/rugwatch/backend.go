@@ -143,7 +143,7 @@ func (a *App) specs(cfg *configs.Config, names []string) ([]monitor.ServerSpec, 
 	for i, s := range servers {
 		out[i] = monitor.ServerSpec{
 			Name: s.Name, Transport: s.Transport, Schedule: s.EffectiveSchedule(cfg.Defaults),
-			Timeout: s.EffectiveTimeout(cfg.Defaults), Watch: s.Watch, Key: cfg.ServerKey(s),
+			Timeout: s.EffectiveTimeout(cfg.Defaults), Watch: s.Watch, RevisionCheck: s.RevisionCheck, Key: cfg.ServerKey(s),
 			Resolve: func() (monitor.Target, error) { return a.target(s) },
 		}
 	}
