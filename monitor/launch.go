@@ -28,8 +28,10 @@ type Launch struct {
 	ProtocolVersion string `json:"protocol_version,omitempty"`
 }
 
-// HashCache remembers executables' digests by path, size, mtime and inode,
-// so a daemon does not re-read a 100 MB node binary on every poll.
+// HashCache remembers executables' digests by path, device, inode, size
+// and mtime, so a daemon does not re-read a 100 MB node binary on every
+// poll (1–10 s under load, past a poll's timeout). The device is part of
+// the key because an inode number is only unique on its own filesystem.
 type HashCache struct {
 	mu sync.Mutex
 	m  map[string]hashEntry
@@ -37,7 +39,7 @@ type HashCache struct {
 
 type hashEntry struct {
 	size, mtime int64
-	ino         uint64
+	dev, ino    uint64
 	sum         string
 }
 
@@ -46,16 +48,16 @@ func (c *HashCache) sum(path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var ino uint64
+	var dev, ino uint64
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		ino = st.Ino
+		dev, ino = uint64(st.Dev), st.Ino
 	}
-	key := hashEntry{size: fi.Size(), mtime: fi.ModTime().UnixNano(), ino: ino}
+	key := hashEntry{size: fi.Size(), mtime: fi.ModTime().UnixNano(), dev: dev, ino: ino}
 	if c != nil {
 		c.mu.Lock()
 		e, ok := c.m[path]
 		c.mu.Unlock()
-		if ok && e.size == key.size && e.mtime == key.mtime && e.ino == key.ino {
+		if ok && e.size == key.size && e.mtime == key.mtime && e.dev == key.dev && e.ino == key.ino {
 			return e.sum, nil
 		}
 	}
