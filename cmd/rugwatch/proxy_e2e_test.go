@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -399,7 +400,7 @@ func mustCall(t *testing.T, d mcpDriver, name string, args map[string]any) json.
 // proxyRig is a config with server-everything (stdio, sandboxed by
 // default) and two demo servers that turn malicious once a file exists.
 type proxyRig struct {
-	dir, cfg string
+	dir, shared, cfg string
 	env      []string
 }
 
@@ -408,6 +409,9 @@ func newProxyRig(t *testing.T, extra string) *proxyRig {
 	ev := everythingBin(t)
 	nodeBin(t)
 	dir := t.TempDir()
+	// The demo servers run sandboxed, with a /tmp of their own: their
+	// trigger files live where they can see them.
+	shared := sharedDir(t)
 	cfg := writeConfig(t, dir, fmt.Sprintf(`data_dir: %[1]s/data
 defaults:
   timeout: 60s
@@ -418,12 +422,12 @@ servers:
     args: ["stdio"]
   - name: demo-ts
     command: "@self"
-    args: ["demo-server", "--after", "1000", "--turn-when-exists", "%[1]s/turn-ts"]
+    args: ["demo-server", "--after", "1000", "--turn-when-exists", "%[4]s/turn-ts"]
   - name: demo-go
     command: "@self"
-    args: ["demo-server", "--after", "1000", "--turn-when-exists", "%[1]s/turn-go"]
-`, dir, ev, extra))
-	r := &proxyRig{dir: dir, cfg: cfg, env: baseEnv(dir)}
+    args: ["demo-server", "--after", "1000", "--turn-when-exists", "%[4]s/turn-go"]
+`, dir, ev, extra, shared))
+	r := &proxyRig{dir: dir, shared: shared, cfg: cfg, env: baseEnv(dir)}
 	r.run(t, 0, "init")
 	r.run(t, 1, "check") // first sight: every tool pending
 	r.run(t, 0, "approve", "everything", "get-sum", "--yes")
@@ -464,7 +468,7 @@ func (r *proxyRig) drift(t *testing.T, d mcpDriver, server, turnFile string, byt
 	if got := resultText(t, mustCall(t, d, "add", map[string]any{"a": 2, "b": 2})); !strings.Contains(got, "4") {
 		t.Errorf("add before the drift: %q", got)
 	}
-	if err := os.WriteFile(filepath.Join(r.dir, turnFile), nil, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(r.shared, turnFile), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	d.waitChanged()
@@ -648,10 +652,7 @@ func conformanceRun(t *testing.T, url string) map[string][]conformanceCheck {
 	res := map[string][]conformanceCheck{}
 	for _, p := range dirs {
 		// server-<scenario>-<timestamp>/checks.json
-		name := strings.TrimPrefix(filepath.Base(filepath.Dir(p)), "server-")
-		if i := strings.LastIndex(name, "-20"); i > 0 {
-			name = name[:i]
-		}
+		name := conformanceStamp.ReplaceAllString(strings.TrimPrefix(filepath.Base(filepath.Dir(p)), "server-"), "")
 		b, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)
@@ -664,6 +665,10 @@ func conformanceRun(t *testing.T, url string) map[string][]conformanceCheck {
 	}
 	return res
 }
+
+// conformanceStamp is the time the suite appends to a scenario's
+// directory, e.g. -2026-12-01T17-20-23-454Z.
+var conformanceStamp = regexp.MustCompile(`-\d{4}-\d{2}-\d{2}T[\d-]+Z$`)
 
 type conformanceCheck struct {
 	ID           string          `json:"id"`
