@@ -401,7 +401,7 @@ func mustCall(t *testing.T, d mcpDriver, name string, args map[string]any) json.
 // default) and two demo servers that turn malicious once a file exists.
 type proxyRig struct {
 	dir, shared, cfg string
-	env      []string
+	env              []string
 }
 
 func newProxyRig(t *testing.T, extra string) *proxyRig {
