@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rugwatch/rugwatch/sandbox"
 	"github.com/rugwatch/rugwatch/testkit"
 )
 
@@ -180,9 +181,27 @@ func TestPoll100kTools(t *testing.T) {
 	}
 }
 
+// sharedDir is where a sandboxed stdio server may write what a test reads:
+// outside /tmp (the sandbox's /tmp is its own) and writable by the
+// sandbox's uid (nobody, under a root daemon).
+func sharedDir(t testing.TB) string {
+	t.Helper()
+	d := outsideTmp(t)
+	if err := os.Chmod(d, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestStdioLeavesNothingBehind is the unsandboxed path (sandbox: off, or
+// auto where the kernel refuses): the process group and every descendant
+// are killed. Sandboxed, the PID namespace does it (sandbox_test.go), and a
+// pid written from inside would name another process out here.
 func TestStdioLeavesNothingBehind(t *testing.T) {
-	pidfile := filepath.Join(t.TempDir(), "pid")
-	l, err := Poll(pollCtx(t, 20*time.Second), selfTarget(t, "grandchild", map[string]string{"PIDFILE": pidfile}), DialOptions{})
+	pidfile := filepath.Join(sharedDir(t), "pid")
+	target := selfTarget(t, "grandchild", map[string]string{"PIDFILE": pidfile})
+	target.Sandbox.Mode = sandbox.Off
+	l, err := Poll(pollCtx(t, 20*time.Second), target, DialOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +222,7 @@ func TestStdioLeavesNothingBehind(t *testing.T) {
 func TestStdioChildSeesOnlyItsEnvironment(t *testing.T) {
 	t.Setenv("RUGWATCH_WEBHOOK_SECRET", "whsec_topsecret")
 	t.Setenv("SMTP_PASSWORD", "hunter2")
-	dump := filepath.Join(t.TempDir(), "env")
+	dump := filepath.Join(sharedDir(t), "env")
 	_, err := Poll(pollCtx(t, 20*time.Second), selfTarget(t, "dumpenv", map[string]string{"DUMPFILE": dump, "API_KEY": "for-the-child"}), DialOptions{})
 	if err != nil {
 		t.Fatal(err)

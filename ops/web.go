@@ -393,80 +393,16 @@ func quoted(s string) string {
 
 // wordDiff is the word-level change from old to new, each piece made
 // visible by Line; texts too long to diff come back as one deletion and
-// one insertion.
+// one insertion. The diff itself is the visible package's, so the web view
+// and the CLI show a change alike.
 func wordDiff(old, new string) []segment {
-	a, b := splitWords(old), splitWords(new)
-	if len(a) > maxDiffWords || len(b) > maxDiffWords {
+	segs, ok := visible.WordSegments(old, new, maxDiffWords)
+	if !ok {
 		return []segment{{"del", visible.Line(old)}, {"ins", visible.Line(new)}}
 	}
-	n, m := len(a), len(b)
-	lcs := make([][]int32, n+1)
-	for i := range lcs {
-		lcs[i] = make([]int32, m+1)
-	}
-	for i := n - 1; i >= 0; i-- {
-		for j := m - 1; j >= 0; j-- {
-			if a[i] == b[j] {
-				lcs[i][j] = lcs[i+1][j+1] + 1
-			} else {
-				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
-			}
-		}
-	}
-	var out []segment
-	add := func(kind, s string) {
-		if k := len(out) - 1; k >= 0 && out[k].Kind == kind {
-			out[k].Text += s
-			return
-		}
-		out = append(out, segment{kind, s})
-	}
-	var del, ins []string
-	flush := func() {
-		if len(del) > 0 {
-			add("del", visible.Line(strings.Join(del, "")))
-			del = del[:0]
-		}
-		if len(ins) > 0 {
-			add("ins", visible.Line(strings.Join(ins, "")))
-			ins = ins[:0]
-		}
-	}
-	i, j := 0, 0
-	for i < n || j < m {
-		switch {
-		case i < n && j < m && a[i] == b[j]:
-			flush()
-			add("same", visible.Line(a[i]))
-			i, j = i+1, j+1
-		case j < m && (i == n || lcs[i][j+1] >= lcs[i+1][j]):
-			ins = append(ins, b[j])
-			j++
-		default:
-			del = append(del, a[i])
-			i++
-		}
-	}
-	flush()
-	return out
-}
-
-// splitWords splits s into words and the runs of space between them; the
-// pieces joined give s back. Only ASCII space, tab and newline separate:
-// a Unicode space is part of the word it hides in, and shown escaped.
-func splitWords(s string) []string {
-	var out []string
-	start, space := 0, false
-	for i := 0; i < len(s); i++ {
-		sp := s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'
-		if i > start && sp != space {
-			out = append(out, s[start:i])
-			start = i
-		}
-		space = sp
-	}
-	if start < len(s) {
-		out = append(out, s[start:])
+	out := make([]segment, len(segs))
+	for i, sg := range segs {
+		out[i] = segment{sg.Op, visible.Line(sg.Text)}
 	}
 	return out
 }
