@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"sync"
 
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/signatures"
@@ -116,7 +117,7 @@ func (l *Ledger) Allowed(ctx context.Context, server string) (Allowed, error) {
 			if !ok || ap.Digest != t.ObservedDigest {
 				continue
 			}
-			if v := CheckApproval(l.Verifier, ap); v.Valid && len(v.Definition) > 0 {
+			if v := l.Verified.Check(l.Verifier, ap); v.Valid && len(v.Definition) > 0 {
 				out.Tools = append(out.Tools, AllowedTool{Name: name, Digest: ap.Digest, Definition: v.Definition})
 			}
 		}
@@ -126,7 +127,7 @@ func (l *Ledger) Allowed(ctx context.Context, server string) (Allowed, error) {
 				return err
 			}
 			if ok && ap.Digest == rec.InstructionsDigest {
-				if v := CheckApproval(l.Verifier, ap); v.Valid {
+				if v := l.Verified.Check(l.Verifier, ap); v.Valid {
 					var text string
 					if json.Unmarshal(v.Definition, &text) == nil {
 						out.Instructions, out.InstructionsDigest = &text, ap.Digest
@@ -167,4 +168,45 @@ func (l *Ledger) FlagResult(ctx context.Context, server, tool string, findings [
 		return err
 	}
 	return l.afterWrite(ctx)
+}
+
+// VerifiedCache remembers approvals whose signature held, so that the
+// proxy's twice-a-second re-read of what may pass does not re-verify every
+// ed25519 signature each time. An entry is keyed by the hash of the
+// envelope and the record around it (edited bytes are checked again) and
+// belongs to one Verifier: a reload that changes the trusted keys starts
+// the cache afresh. Safe for concurrent use; the zero value is ready.
+type VerifiedCache struct {
+	mu  sync.Mutex
+	ver Verifier
+	m   map[[32]byte]Approved
+}
+
+// Check is CheckApproval through the cache; a nil cache checks every time.
+func (c *VerifiedCache) Check(v Verifier, a store.ApprovalRecord) Approved {
+	if c == nil {
+		return CheckApproval(v, a)
+	}
+	key := approvalHash(a)
+	c.mu.Lock()
+	if c.ver != v {
+		c.ver, c.m = v, nil
+	}
+	hit, ok := c.m[key]
+	c.mu.Unlock()
+	if ok {
+		return hit
+	}
+	out := CheckApproval(v, a)
+	if out.Valid {
+		c.mu.Lock()
+		if c.ver == v {
+			if c.m == nil || len(c.m) >= 1<<16 {
+				c.m = map[[32]byte]Approved{}
+			}
+			c.m[key] = out
+		}
+		c.mu.Unlock()
+	}
+	return out
 }

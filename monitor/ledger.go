@@ -69,6 +69,9 @@ type Ledger struct {
 	// Recorder records what the proxy lists upstream (Enforce), through
 	// the same state machine as a poll; nil when this Ledger cannot.
 	Recorder *Recorder
+	// Verified, when set, caches signature checks across Ledgers (one is
+	// built per request) for Allowed, which the proxy calls twice a second.
+	Verified *VerifiedCache
 	// InTx sees every event the Ledger appends, inside its transaction:
 	// the alert outbox queues deliveries there.
 	InTx func(tx *store.Tx, e rugwatch.Event) error

@@ -112,7 +112,7 @@ func newRigWith(t testing.TB, up *upstream) *rig {
 	t.Cleanup(func() { db.Close() })
 	ver := signatures.NewVerifier([]signatures.PublicKey{pub})
 	r := &rig{t: t, db: db, ver: ver, signer: signer, up: up}
-	r.ledger = &monitor.Ledger{DB: db, Verifier: ver, Servers: []monitor.ServerRef{{Name: "up", Transport: monitor.TransportHTTP}},
+	r.ledger = &monitor.Ledger{DB: db, Verifier: ver, Servers: []monitor.ServerRef{{Name: "up", Transport: monitor.TransportHTTP}}, Verified: &monitor.VerifiedCache{},
 		Recorder: &monitor.Recorder{DB: db, Verifier: ver, UnreachableAfter: 3}}
 	return r
 }

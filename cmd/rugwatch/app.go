@@ -42,6 +42,9 @@ type App struct {
 	ready func(*daemon)
 	// hashes caches executables' digests for launch identities.
 	hashes monitor.HashCache
+	// verified caches approval signatures that held, for the proxy's
+	// frequent reads of what may pass.
+	verified monitor.VerifiedCache
 }
 
 // usagef is a mistake in how rugwatch was called; it says what to type.

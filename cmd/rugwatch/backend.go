@@ -100,7 +100,7 @@ func (a *App) ledger(cfg *configs.Config, db *store.DB, ver monitor.Verifier, al
 	for i, s := range cfg.Servers {
 		refs[i] = monitor.ServerRef{Name: s.Name, Transport: s.Transport}
 	}
-	return &monitor.Ledger{DB: db, Verifier: ver, Servers: refs, Where: cfg.Path, InTx: al.InTx, TestChannels: al.TestChannels}
+	return &monitor.Ledger{DB: db, Verifier: ver, Servers: refs, Where: cfg.Path, InTx: al.InTx, TestChannels: al.TestChannels, Verified: &a.verified}
 }
 
 // recorder is the state machine's poll side over db, for cfg. With

@@ -1,0 +1,51 @@
+package monitor
+
+import (
+	"testing"
+
+	"github.com/rugwatch/rugwatch/signatures"
+	"github.com/rugwatch/rugwatch/store"
+)
+
+// countingVerifier counts signature checks.
+type countingVerifier struct {
+	Verifier
+	n int
+}
+
+func (c *countingVerifier) Verify(env []byte) (signatures.Statement, error) {
+	c.n++
+	return c.Verifier.Verify(env)
+}
+
+// TestVerifiedCacheChecksOncePerVerifier: a signature that held is not
+// checked again under the same verifier, is checked again under another
+// one (a reload that changed the trusted keys), and an edited envelope is
+// never served from the cache.
+func TestVerifiedCacheChecksOncePerVerifier(t *testing.T) {
+	h := newHarness(t)
+	h.record(listingOf(t, []byte(`{"name":"add","description":"Adds.","inputSchema":{"type":"object"}}`)), nil)
+	sa := h.approveBound("add")
+	ap := store.ApprovalRecord{Kind: store.KindTool, Server: "srv", Tool: "add", Digest: sa.Digest, Envelope: sa.Envelope}
+	cv := &countingVerifier{Verifier: h.rec.Verifier}
+	var c VerifiedCache
+	for range 3 {
+		if v := c.Check(cv, ap); !v.Valid {
+			t.Fatalf("approval does not verify: %s", v.Problem)
+		}
+	}
+	if cv.n != 1 {
+		t.Errorf("%d signature checks for 3 reads, want 1", cv.n)
+	}
+	other := &countingVerifier{Verifier: h.rec.Verifier}
+	c.Check(other, ap)
+	if other.n != 1 {
+		t.Errorf("a new verifier was answered from the old one's cache")
+	}
+	edited := ap
+	edited.Envelope = append([]byte(nil), ap.Envelope...)
+	edited.Envelope[len(edited.Envelope)/2] ^= 1
+	if v := c.Check(other, edited); v.Valid {
+		t.Error("an edited envelope verified")
+	}
+}
