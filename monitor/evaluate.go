@@ -229,7 +229,9 @@ func Evaluate(in Input) Outcome {
 					out.Approve = append(out.Approve, t)
 				}
 				if !known || old.State == rugwatch.StateRemoved {
-					ev(rugwatch.Event{Type: rugwatch.EventToolNew, Severity: rugwatch.SeverityInfo, Tool: t.Name,
+					// A tool first seen with a critical finding is as loud
+					// as a drift into one.
+					ev(rugwatch.Event{Type: rugwatch.EventToolNew, Severity: rugwatch.SeverityInfo.Max(MaxSeverity(rec.Findings)), Tool: t.Name,
 						ObservedDigest: t.Digest, Findings: rec.Findings, Message: newMessage(firstPoll)})
 				}
 			}
@@ -295,6 +297,9 @@ func DriftSeverity(changes []rugwatch.Change, approved, observed []rugwatch.Find
 			return rugwatch.SeverityCritical
 		}
 	}
+	if hintTurnedSafer(changes) {
+		return rugwatch.SeverityCritical
+	}
 	had := map[string]bool{}
 	for _, f := range approved {
 		had[f.Rule+" "+f.Path] = true
@@ -305,6 +310,74 @@ func DriftSeverity(changes []rugwatch.Change, approved, observed []rugwatch.Find
 		}
 	}
 	return rugwatch.SeverityWarning
+}
+
+// safeHints are the behaviour hints and the value that makes a tool look
+// harmless, with the MCP default when the hint is absent. Clients
+// auto-approve on these (a read-only tool called without asking), so a
+// drift towards them relabels a tool as safe: critical, whatever else
+// changed.
+var safeHints = []struct {
+	name       string
+	safe, dflt bool
+}{
+	{"readOnlyHint", true, false},
+	{"destructiveHint", false, true},
+	{"idempotentHint", true, false},
+	{"openWorldHint", false, true},
+}
+
+// hintTurnedSafer reports a hint that moved towards its safe value: from
+// the other value or from absent with an unsafe default.
+func hintTurnedSafer(changes []rugwatch.Change) bool {
+	for _, h := range safeHints {
+		for _, c := range changes {
+			old, nw, ok := hintChange(c, h.name)
+			if !ok {
+				continue
+			}
+			was, is := hintValue(old, h.dflt), hintValue(nw, h.dflt)
+			if was != h.safe && is == h.safe {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// hintChange extracts the old and new value of one hint from a change of
+// the hint itself, of the annotations object or of the whole tool.
+func hintChange(c rugwatch.Change, hint string) (old, nw json.RawMessage, ok bool) {
+	member := func(raw json.RawMessage, path ...string) json.RawMessage {
+		for _, k := range path {
+			var m map[string]json.RawMessage
+			if json.Unmarshal(raw, &m) != nil {
+				return nil
+			}
+			raw = m[k]
+		}
+		return raw
+	}
+	switch c.Path {
+	case "/annotations/" + hint:
+		return c.Old, c.New, true
+	case "/annotations":
+		return member(c.Old, hint), member(c.New, hint), true
+	case "":
+		return member(c.Old, "annotations", hint), member(c.New, "annotations", hint), true
+	}
+	return nil, nil, false
+}
+
+// hintValue reads a hint, dflt when absent or not a boolean.
+func hintValue(raw json.RawMessage, dflt bool) bool {
+	switch string(raw) {
+	case "true":
+		return true
+	case "false":
+		return false
+	}
+	return dflt
 }
 
 // modelReads reports whether a JSON pointer into a tool definition names

@@ -367,7 +367,7 @@ func (r *Recorder) record(server, transport string, l *Listing, pollErr error, n
 		if found {
 			in.Prev = &prev
 		}
-		if r.index == nil && needsFindings(prev, l, pre) {
+		if r.index == nil && (needsFindings(prev, l, pre) || lostTools(prev, l)) {
 			// Loaded once, and only when a definition is new or changed
 			// (findings are computed only then); kept current below.
 			// Reading every server's record on every poll would make a
@@ -546,6 +546,10 @@ func (r *Recorder) record(server, transport string, l *Listing, pollErr error, n
 			r.idxMu.Lock()
 			r.index.SetServer(server, toolNames(out.Server))
 			r.idxMu.Unlock()
+			// The other servers' twins of a name gained or lost.
+			if err := refreshShadowing(tx, server, toolNames(prev), toolNames(out.Server), r.index); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
