@@ -433,7 +433,7 @@ func textRules(c *collector, s, path string, kind textKind, inMeta bool, what st
 	if kind != proseText {
 		return
 	}
-	if loc := firstMatch(instructionREs, s); loc != nil {
+	if loc := firstMatchQuick(instructionREs, instructionNeedles, s); loc != nil {
 		c.add(RuleInstructionMarker, path, inMeta, fmt.Sprintf("%stext addressed to the model: %s", what, quote(s[loc[0]:loc[1]])))
 	}
 	if m := sensitive(s); m != "" {
@@ -485,6 +485,107 @@ func sendOrder(s string, loc []int) string {
 		return strings.TrimSpace(sent)
 	}
 	return ""
+}
+
+// firstMatchQuick is firstMatch skipping the expressions none of whose
+// needles (lower-case words every match contains) occur in s: tool
+// results run to megabytes, and Go's case-folding NFA costs about a
+// microsecond per byte per expression.
+func firstMatchQuick(res []*regexp.Regexp, needles [][]string, s string) []int {
+	lower := asciiLower(s)
+	var best []int
+	for i, re := range res {
+		if loc := windowMatch(re, needles[i], s, lower); loc != nil && (best == nil || loc[0] < best[0]) {
+			best = loc
+		}
+	}
+	return best
+}
+
+// matchSpan bounds how far a match of the rule expressions reaches from
+// its needle; their repetitions are bounded well inside it.
+const matchSpan = 320
+
+// windowMatch finds the first match of re in s, running re only on the
+// stretches of text around occurrences of its needles (lower is s with
+// ASCII lowered): text without them costs a substring search, not an NFA
+// walk. Windows are widened to whitespace so \b reads as in s.
+func windowMatch(re *regexp.Regexp, needles []string, s, lower string) []int {
+	if needles == nil || len(s) <= 4*matchSpan {
+		if !containsAny(lower, needles) {
+			return nil
+		}
+		return re.FindStringIndex(s)
+	}
+	var hits []int
+	for _, n := range needles {
+		for at := 0; len(hits) < 4096; {
+			i := strings.Index(lower[at:], n)
+			if i < 0 {
+				break
+			}
+			hits = append(hits, at+i)
+			at += i + len(n)
+		}
+	}
+	if len(hits) == 0 {
+		return nil
+	}
+	if len(hits) >= 4096 {
+		return re.FindStringIndex(s)
+	}
+	sort.Ints(hits)
+	for k := 0; k < len(hits); {
+		start := max(hits[k]-matchSpan, 0)
+		end := min(hits[k]+matchSpan, len(s))
+		k++
+		for k < len(hits) && hits[k]-matchSpan <= end {
+			end = min(hits[k]+matchSpan, len(s))
+			k++
+		}
+		for start > 0 && !isSpaceByte(s[start-1]) {
+			start--
+		}
+		for end < len(s) && !isSpaceByte(s[end]) {
+			end++
+		}
+		if loc := re.FindStringIndex(s[start:end]); loc != nil {
+			return []int{start + loc[0], start + loc[1]}
+		}
+	}
+	return nil
+}
+
+func isSpaceByte(c byte) bool { return c == ' ' || c == '\n' || c == '\t' || c == '\r' }
+
+// asciiLower lowers ASCII letters only, keeping byte offsets: the
+// needles are ASCII, and text whose letters only fold to them (Kelvin
+// sign, long s) is matched after NFKC by the result scan.
+func asciiLower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}
+
+func containsAny(s string, needles []string) bool {
+	if needles == nil {
+		return true
+	}
+	for _, n := range needles {
+		if strings.Contains(s, n) {
+			return true
+		}
+	}
+	return false
 }
 
 func firstMatch(res []*regexp.Regexp, s string) []int {
@@ -745,6 +846,38 @@ const promptErrand = `(?i)\b(pass|include|attach|append|send|put|provide|supply|
 
 var promptErrandRE = regexp.MustCompile(promptErrand)
 
+// instructionNeedles are, per instructionREs entry in order, words one
+// of which every match contains (nil: always run).
+var instructionNeedles = [][]string{
+	{"important", "system", "instruction", "assistant", "tool", "directive", "override", "critical"},
+	{"[system", "[/system", "[inst", "[/inst", "[important", "[/important", "<<", "<|"},
+	{"ignore", "disregard", "forget", "override"},
+	{"user"},
+	{"user"},
+	{"hide", "conceal"},
+	{"before"},
+	{"must"},
+	{"always"},
+	{"system", "prior", "previous", "earlier", "preceding", "hidden", "conversation", "chat", "transcript"},
+	{"otherwise"},
+	{"user"},
+	{"instructions", "override"},
+}
+
+// secretNeedles are secretWords' needles.
+var secretNeedles = []string{"key", "secret", "token", "password", "passphrase", "credential", "cookie", "seed"}
+
+// sensitiveNeedles are sensitiveREs' needles, in order.
+var sensitiveNeedles = [][]string{
+	{".ssh"},
+	{"id_"},
+	{".env"},
+	{".json"},
+	{".aws/", "credentials.json", ".netrc", ".git-credentials", ".npmrc", ".pypirc"},
+	{"/etc/", ".kube/", ".docker/", ".gnupg", "_history", ".config/gcloud"},
+	{"-----begin"},
+}
+
 var sensitiveREs = compileAll(
 	`(?i)(~|\$HOME|%USERPROFILE%)?/?\.ssh\b`,
 	`(?i)\bid_(rsa|dsa|ecdsa|ed25519)\b`,
@@ -759,7 +892,6 @@ var (
 	secretWordRE = regexp.MustCompile(`(?i)` + secretWords)
 	secretWords  = `\b(api[\s_-]?keys?|secret[\s_-]?keys?|access[\s_-]?tokens?|auth(entication)?[\s_-]?tokens?|bearer\s+tokens?|private[\s_-]?keys?|passwords?|passphrases?|credentials|session\s+(cookies?|tokens?)|seed\s+phrases?)\b`
 	leakVerbRE   = regexp.MustCompile(`(?i)\b(read|send|include|paste|share|upload|forward|copy|attach|leak|output|print|append|extract|collect|exfiltrate|reveal|dump|post|steal)\b`)
-	sentenceRE   = regexp.MustCompile(`[^.!?\n]+`)
 	urlRE        = regexp.MustCompile(`(?i)\bhttps?://[^\s"'<>()\[\]{}` + "`" + `]+`)
 	emailRE      = regexp.MustCompile(`\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b`)
 )
@@ -777,15 +909,29 @@ func compileAll(exprs ...string) []*regexp.Regexp {
 // honest; they count only in a sentence that also asks to read, send or
 // include something.
 func sensitive(s string) string {
-	if loc := firstMatch(sensitiveREs, s); loc != nil {
+	if loc := firstMatchQuick(sensitiveREs, sensitiveNeedles, s); loc != nil {
 		end := loc[1]
 		for end < len(s) && !strings.ContainsRune(" \t\n\r\"'`()<>,;", rune(s[end])) {
 			end++
 		}
 		return strings.TrimRight(strings.TrimLeft(s[loc[0]:end], " \t\n(\"'`"), ".:!?")
 	}
-	for _, sent := range sentenceRE.FindAllString(s, -1) {
-		if m := secretWordRE.FindString(sent); m != "" && leakVerbRE.MatchString(sent) {
+	// One pass for the secret words over the whole text, then the verb
+	// in each one's sentence (a sentence ends at . ! ? or a line break).
+	lower := asciiLower(s)
+	for from := 0; from < len(s); {
+		loc := windowMatch(secretWordRE, secretNeedles, s[from:], lower[from:])
+		if loc == nil {
+			break
+		}
+		loc[0], loc[1] = loc[0]+from, loc[1]+from
+		from = loc[1]
+		start := strings.LastIndexAny(s[:loc[0]], ".!?\n") + 1
+		end := len(s)
+		if i := strings.IndexAny(s[loc[1]:], ".!?\n"); i >= 0 {
+			end = loc[1] + i
+		}
+		if sent := s[start:end]; leakVerbRE.MatchString(sent) {
 			return strings.TrimSpace(sent)
 		}
 	}
