@@ -113,19 +113,23 @@ func (p *Poller) PollAll(ctx context.Context, servers []ServerSpec, concurrency 
 	errs := make([]error, len(servers))
 	sem := make(chan struct{}, max(concurrency, 1))
 	var wg sync.WaitGroup
+	// A slot is taken before the goroutine starts, so at most concurrency
+	// polls' goroutines exist at once: 10,000 parked goroutines (and their
+	// stacks) would be memory that grows with the fleet.
+spawn:
 	for i, s := range servers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				errs[i] = ctx.Err()
-				return
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			for j := i; j < len(servers); j++ {
+				errs[j] = ctx.Err()
 			}
+			break spawn
+		}
+		wg.Go(func() {
 			defer func() { <-sem }()
 			errs[i] = p.PollOne(ctx, s)
-		}()
+		})
 	}
 	wg.Wait()
 	for _, err := range errs {

@@ -174,27 +174,18 @@ func (l *Ledger) server(name string) (ServerRef, bool) {
 }
 
 // Status reads the stored records of the named servers (all if none), in
-// config order, without polling.
+// config order, without polling. The report holds every server; a caller
+// that prints them one by one uses StatusEach.
 func (l *Ledger) Status(ctx context.Context, names []string) (Report, error) {
-	servers, err := l.selectServers(names)
+	rep := Report{SchemaVersion: 1, Servers: []ServerReport{}}
+	err := l.StatusEach(ctx, names, func(s ServerReport) error {
+		rep.Servers = append(rep.Servers, s)
+		return nil
+	})
 	if err != nil {
 		return Report{}, err
 	}
-	rep := Report{SchemaVersion: 1, Servers: []ServerReport{}}
-	err = l.DB.View(func(tx *store.Tx) error {
-		for _, s := range servers {
-			r, ok, err := tx.Server(s.Name)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				r = store.ServerRecord{Name: s.Name, Transport: s.Transport}
-			}
-			rep.Servers = append(rep.Servers, ServerReportOf(r, s.Transport))
-		}
-		return nil
-	})
-	return rep, err
+	return rep, nil
 }
 
 // Check polls the named servers now, delivers what that queued, and

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rugwatch/rugwatch"
@@ -76,10 +77,20 @@ type Recorder struct {
 	// legacy caches, per approval hash, the seq of the tool.approved event
 	// of an envelope signed before approvals were bound.
 	legacy map[[32]byte]uint64
+	// recorded counts polls, to give back the pages of the mapped store
+	// they read every releaseEvery of them (see store.DB.ReleaseMapped):
+	// a cycle reads every server's record once, and would otherwise end
+	// with the whole file resident.
+	recorded atomic.Uint64
 	// replayCheckOff is set only by tests, to show the replay attack the
 	// check stops succeeding without it.
 	replayCheckOff bool
 }
+
+// releaseEvery is how many recorded polls pass between releases of the
+// store's mapped pages: a few MiB of records, and a madvise call that
+// costs microseconds.
+const releaseEvery = 128
 
 // approvalHash identifies an approval record by what it claims and the
 // exact envelope bytes.
@@ -286,6 +297,12 @@ func (r *Recorder) Record(server, transport string, l *Listing, pollErr error) (
 	}
 	if l != nil {
 		r.warnUnsandboxed(server, l.SandboxNote)
+	}
+	if r.recorded.Add(1)%releaseEvery == 0 {
+		// Only memory accounting is at stake; the poll is recorded.
+		if err := r.DB.ReleaseMapped(); err != nil && r.Log != nil {
+			r.Log.Debug("releasing mapped store pages", "error", err)
+		}
 	}
 	return out.Server, out.Events, nil
 }

@@ -27,12 +27,16 @@ func (a *App) runCheck(ctx context.Context, args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	return a.reportCommand(ctx, "check", args, true, control.Backend.Check)
+	return a.reportCommand(ctx, "check", args, true, (*monitor.Ledger).CheckEach, control.Backend.Check)
 }
 
 // reportCommand is check and status: flags, backend, one Report printed
-// as text, JSON or SARIF, exit 1 when anything needs attention.
+// as text, JSON or SARIF, exit 1 when anything needs attention. Over a
+// local store the report is printed server by server as each is read
+// (each), so memory does not grow with the fleet; the daemon's socket
+// answers one Report (get), printed the same way.
 func (a *App) reportCommand(ctx context.Context, name string, args []string, polling bool,
+	each func(l *monitor.Ledger, ctx context.Context, servers []string, fn func(monitor.ServerReport) error) error,
 	get func(b control.Backend, ctx context.Context, servers []string) (monitor.Report, error)) error {
 	fs := a.newFlags(name)
 	asJSON := fs.Bool("json", false, "print JSON (same as --format json)")
@@ -49,11 +53,29 @@ func (a *App) reportCommand(ctx context.Context, name string, args []string, pol
 		return err
 	}
 	defer b.Close()
-	rep, err := get(b.Backend, ctx, names)
+	p := newReportPrinter(a.Stdout, *format)
+	if l, ok := b.Backend.(*monitor.Ledger); ok {
+		err = each(l, ctx, names, p.server)
+	} else {
+		var rep monitor.Report
+		if rep, err = get(b.Backend, ctx, names); err == nil {
+			for _, s := range rep.Servers {
+				if err = p.server(s); err != nil {
+					break
+				}
+			}
+		}
+	}
 	if err != nil {
 		return err
 	}
-	return a.printReport(rep, *format)
+	if err := p.end(); err != nil {
+		return err
+	}
+	if !p.clean {
+		return errFindings
+	}
+	return nil
 }
 
 // checkFormat folds --json into --format and rejects unknown formats.
@@ -66,24 +88,4 @@ func checkFormat(format *string, asJSON bool) error {
 		return nil
 	}
 	return usagef("--format %q: want text, json or sarif", *format)
-}
-
-// printReport prints a Report and turns anything unclean into exit 1.
-func (a *App) printReport(rep monitor.Report, format string) error {
-	var err error
-	switch format {
-	case "json":
-		err = writeJSON(a.Stdout, rep)
-	case "sarif":
-		err = monitor.WriteSARIF(a.Stdout, monitor.SARIFInputs(rep))
-	default:
-		printReport(a.Stdout, rep)
-	}
-	if err != nil {
-		return err
-	}
-	if !rep.Clean() {
-		return errFindings
-	}
-	return nil
 }

@@ -258,9 +258,14 @@ type childRun struct {
 	wall    time.Duration
 	cpu     time.Duration
 	peakRSS int64 // bytes: ru_maxrss, the child's VmHWM
-	code    int
-	stdout  []byte
-	stderr  string
+	// peakAnon and peakFile are the highest RssAnon (heap, stacks) and
+	// RssFile (pages of mapped files: bbolt's mmap, the binary) sampled
+	// from /proc/<pid>/status: VmHWM counts both, and file pages are the
+	// kernel's to drop, the heap is not.
+	peakAnon, peakFile int64
+	code               int
+	stdout             []byte
+	stderr             string
 }
 
 func runChild(b *testing.B, bin string, env []string, args ...string) childRun {
@@ -270,8 +275,33 @@ func runChild(b *testing.B, bin string, env []string, args ...string) childRun {
 	errb := &tailBuffer{max: 8 << 10}
 	cmd.Stdout, cmd.Stderr = &out, errb
 	start := time.Now()
-	err := cmd.Run()
-	r := childRun{wall: time.Since(start), stdout: out.Bytes(), stderr: errb.String()}
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("starting rugwatch %v: %v", args, err)
+	}
+	var anon, file int64
+	done := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		status := fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if raw, err := os.ReadFile(status); err == nil {
+				a, f := rssOf(raw)
+				anon, file = max(anon, a), max(file, f)
+			}
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	err := cmd.Wait()
+	close(done)
+	<-sampled
+	r := childRun{wall: time.Since(start), stdout: out.Bytes(), stderr: errb.String(), peakAnon: anon, peakFile: file}
 	if ee, ok := err.(*exec.ExitError); ok {
 		r.code = ee.ExitCode()
 	} else if err != nil {
@@ -282,6 +312,27 @@ func runChild(b *testing.B, bin string, env []string, args ...string) childRun {
 		r.peakRSS = ru.Maxrss * 1024
 	}
 	return r
+}
+
+// rssOf reads RssAnon and RssFile (bytes) from a /proc/<pid>/status.
+func rssOf(status []byte) (anon, file int64) {
+	for _, line := range strings.Split(string(status), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		if err != nil {
+			continue
+		}
+		switch k {
+		case "RssAnon":
+			anon = kb << 10
+		case "RssFile":
+			file = kb << 10
+		}
+	}
+	return anon, file
 }
 
 // tailBuffer keeps the last max bytes written (a first cycle's debug log
@@ -360,6 +411,8 @@ func BenchmarkFleet(b *testing.B) {
 		fmt.Printf("%-34s %12s %12s\n", "  CPU (user+sys)", rnd(first.cpu), rnd(steady.cpu))
 		fmt.Printf("%-34s %12s %12s\n", "  CPU per poll", (first.cpu / time.Duration(n)).Round(time.Microsecond), (steady.cpu / time.Duration(n)).Round(time.Microsecond))
 		fmt.Printf("%-34s %9d MiB %9d MiB\n", "  peak RSS (VmHWM)", first.peakRSS>>20, steady.peakRSS>>20)
+		fmt.Printf("%-34s %9d MiB %9d MiB\n", "    of it heap (peak RssAnon)", first.peakAnon>>20, steady.peakAnon>>20)
+		fmt.Printf("%-34s %9d MiB %9d MiB\n", "    mapped files (peak RssFile)", first.peakFile>>20, steady.peakFile>>20)
 		fmt.Printf("%-34s %9d MB  %9d MB\n", "  store file", storeFirst/1e6, storeSteady/1e6)
 		fmt.Printf("%-34s %8d B   %8d B\n", "  store per tool", storeFirst/tools, storeSteady/tools)
 		fmt.Printf("%-34s %8d B   %8d B\n", "  store per tool over definitions", (storeFirst-defBytes)/tools, (storeSteady-defBytes)/tools)
@@ -369,6 +422,7 @@ func BenchmarkFleet(b *testing.B) {
 		b.ReportMetric(steady.wall.Seconds(), "steady-s")
 		b.ReportMetric(floorSteady.Seconds(), "floor-s")
 		b.ReportMetric(float64(max(first.peakRSS, steady.peakRSS)>>20), "peakRSS-MiB")
+		b.ReportMetric(float64(max(first.peakAnon, steady.peakAnon)>>20), "peakAnon-MiB")
 		b.ReportMetric(float64((storeSteady-defBytes)/tools), "store-B/tool-over-defs")
 		b.ReportMetric(drained, "drain/s")
 	}

@@ -156,74 +156,148 @@ func printFindings(w io.Writer, indent string, fs []rugwatch.Finding) {
 	}
 }
 
-// printReport writes the human table, its columns sized from what they
-// hold (a tabwriter would restart its columns at every findings line, and
-// a long tool name would push its row out of line). Every server-chosen
-// string goes through visible.Line.
+// printReport writes the human table of a whole report.
 func printReport(w io.Writer, r monitor.Report) {
 	for i, s := range r.Servers {
-		if i > 0 {
-			fmt.Fprintln(w)
+		printServer(w, s, i == 0)
+	}
+}
+
+// reportPrinter prints a report as its servers arrive, so check and
+// status of a fleet hold one server's report at a time, not the fleet's:
+// text and JSON are written server by server (the JSON is byte for byte
+// what encoding the whole Report gives); SARIF needs every result in one
+// document, so only the findings and drifts are kept until end.
+type reportPrinter struct {
+	w      io.Writer
+	format string
+	n      int
+	clean  bool // every server so far needs no one's attention
+	sarif  []monitor.SARIFInput
+	buf    bytes.Buffer
+	enc    *json.Encoder
+}
+
+func newReportPrinter(w io.Writer, format string) *reportPrinter {
+	p := &reportPrinter{w: w, format: format, clean: true}
+	// The indent a server has inside {"servers":[…]} with writeJSON's
+	// two spaces per level.
+	p.enc = json.NewEncoder(&p.buf)
+	p.enc.SetIndent("    ", "  ")
+	p.enc.SetEscapeHTML(false)
+	return p
+}
+
+func (p *reportPrinter) server(s monitor.ServerReport) error {
+	one := monitor.Report{SchemaVersion: 1, Servers: []monitor.ServerReport{s}}
+	p.clean = p.clean && one.Clean()
+	first := p.n == 0
+	p.n++
+	switch p.format {
+	case "json":
+		p.buf.Reset()
+		if first {
+			p.buf.WriteString("{\n  \"schema_version\": 1,\n  \"servers\": [\n    ")
+		} else {
+			p.buf.WriteString(",\n    ")
 		}
-		when := "never"
-		if s.LastPolledAt != nil {
-			when = s.LastPolledAt.Local().Format(time.DateTime)
+		if err := p.enc.Encode(s); err != nil {
+			return fmt.Errorf("encoding the report of %s: %w", s.Name, err)
 		}
-		reach := "reachable"
-		if !s.Reachable {
-			reach = "UNREACHABLE"
+		p.buf.Truncate(p.buf.Len() - 1) // the encoder's newline
+		_, err := p.w.Write(p.buf.Bytes())
+		return err
+	case "sarif":
+		p.sarif = append(p.sarif, monitor.SARIFInputs(one)...)
+		return nil
+	default:
+		printServer(p.w, s, first)
+		return nil
+	}
+}
+
+// end finishes the report.
+func (p *reportPrinter) end() error {
+	switch p.format {
+	case "json":
+		if p.n == 0 {
+			_, err := io.WriteString(p.w, "{\n  \"schema_version\": 1,\n  \"servers\": []\n}\n")
+			return err
 		}
-		fmt.Fprintf(w, "%s (%s)  %s  polled %s\n", s.Name, s.Transport, reach, when)
-		if s.Error != "" {
-			fmt.Fprintf(w, "  error: %s\n", visible.Line(s.Error))
+		_, err := io.WriteString(p.w, "\n  ]\n}\n")
+		return err
+	case "sarif":
+		return monitor.WriteSARIF(p.w, p.sarif)
+	}
+	return nil
+}
+
+// printServer writes one server's part of the human table, its columns
+// sized from what they hold (a tabwriter would restart its columns at
+// every findings line, and a long tool name would push its row out of
+// line). Every server-chosen string goes through visible.Line.
+func printServer(w io.Writer, s monitor.ServerReport, first bool) {
+	if !first {
+		fmt.Fprintln(w)
+	}
+	when := "never"
+	if s.LastPolledAt != nil {
+		when = s.LastPolledAt.Local().Format(time.DateTime)
+	}
+	reach := "reachable"
+	if !s.Reachable {
+		reach = "UNREACHABLE"
+	}
+	fmt.Fprintf(w, "%s (%s)  %s  polled %s\n", s.Name, s.Transport, reach, when)
+	if s.Error != "" {
+		fmt.Fprintf(w, "  error: %s\n", visible.Line(s.Error))
+	}
+	type row struct{ name, state, severity, digest, extra string }
+	var rows []row
+	if s.InstructionsState != "" {
+		rows = append(rows, row{"(instructions)", strings.ToUpper(string(s.InstructionsState)), "", s.InstructionsDigest.Short(), ""})
+	}
+	if s.LaunchDrifted {
+		rows = append(rows, row{"(launch)", "DRIFTED", "", "", "what runs changed; see history, then approve " + s.Name + " --launch"})
+	}
+	for _, t := range s.Tools {
+		extra := ""
+		if len(t.Changes) > 0 {
+			extra = visible.Line(monitor.ChangeSummary(t.Changes))
 		}
-		type row struct{ name, state, severity, digest, extra string }
-		var rows []row
-		if s.InstructionsState != "" {
-			rows = append(rows, row{"(instructions)", strings.ToUpper(string(s.InstructionsState)), "", s.InstructionsDigest.Short(), ""})
+		rows = append(rows, row{visible.Line(t.Name), strings.ToUpper(string(t.State)), string(t.Severity), t.ObservedDigest.Short(), extra})
+	}
+	var wName, wState, wSev int
+	for _, r := range rows {
+		wName = max(wName, width(r.name))
+		wState = max(wState, width(r.state))
+		wSev = max(wSev, width(r.severity))
+	}
+	cell := func(s string, w int) string { return s + strings.Repeat(" ", w-width(s)) }
+	printRow := func(r row) {
+		line := "  " + cell(r.name, wName) + "  " + cell(r.state, wState) + "  " + cell(r.severity, wSev) + "  " + r.digest
+		if r.extra != "" {
+			line += "  " + r.extra
 		}
-		if s.LaunchDrifted {
-			rows = append(rows, row{"(launch)", "DRIFTED", "", "", "what runs changed; see history, then approve " + s.Name + " --launch"})
-		}
-		for _, t := range s.Tools {
-			extra := ""
-			if len(t.Changes) > 0 {
-				extra = visible.Line(monitor.ChangeSummary(t.Changes))
-			}
-			rows = append(rows, row{visible.Line(t.Name), strings.ToUpper(string(t.State)), string(t.Severity), t.ObservedDigest.Short(), extra})
-		}
-		var wName, wState, wSev int
-		for _, r := range rows {
-			wName = max(wName, width(r.name))
-			wState = max(wState, width(r.state))
-			wSev = max(wSev, width(r.severity))
-		}
-		cell := func(s string, w int) string { return s + strings.Repeat(" ", w-width(s)) }
-		printRow := func(r row) {
-			line := "  " + cell(r.name, wName) + "  " + cell(r.state, wState) + "  " + cell(r.severity, wSev) + "  " + r.digest
-			if r.extra != "" {
-				line += "  " + r.extra
-			}
-			fmt.Fprintln(w, strings.TrimRight(line, " "))
-		}
-		next := 0
-		if s.InstructionsState != "" {
-			printRow(rows[next])
-			next++
-			printFindings(w, "    ", s.InstructionsFindings)
-		}
-		if s.LaunchDrifted {
-			printRow(rows[next])
-			next++
-		}
-		if len(s.Tools) == 0 {
-			fmt.Fprintf(w, "  no tools\n")
-		}
-		for _, t := range s.Tools {
-			printRow(rows[next])
-			next++
-			printFindings(w, "    ", t.Findings)
-		}
+		fmt.Fprintln(w, strings.TrimRight(line, " "))
+	}
+	next := 0
+	if s.InstructionsState != "" {
+		printRow(rows[next])
+		next++
+		printFindings(w, "    ", s.InstructionsFindings)
+	}
+	if s.LaunchDrifted {
+		printRow(rows[next])
+		next++
+	}
+	if len(s.Tools) == 0 {
+		fmt.Fprintf(w, "  no tools\n")
+	}
+	for _, t := range s.Tools {
+		printRow(rows[next])
+		next++
+		printFindings(w, "    ", t.Findings)
 	}
 }
 

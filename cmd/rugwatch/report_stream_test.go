@@ -1,0 +1,62 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/monitor"
+)
+
+// The streamed report is byte for byte what encoding the whole Report
+// gives, for every format, so printing server by server changes nothing
+// a script reads.
+func TestReportPrinterMatchesWholeReport(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	srv := func(name string, tools ...monitor.ToolReport) monitor.ServerReport {
+		return monitor.ServerReport{Name: name, Transport: "http", Reachable: true, LastPolledAt: &at, Tools: append([]monitor.ToolReport{}, tools...)}
+	}
+	drifted := monitor.ToolReport{Name: "send<&>", ToolState: monitor.ToolState{State: rugwatch.StateDrifted, Severity: rugwatch.SeverityCritical, ObservedDigest: "sha256:ab"},
+		Changes:  []rugwatch.Change{{Op: "replace", Path: "/description", Old: json.RawMessage(`"a"`), New: json.RawMessage(`"b <x>"`)}},
+		Findings: []rugwatch.Finding{{Rule: "instruction-marker", Severity: rugwatch.SeverityWarning, Path: "/description", Message: "m"}}}
+	pending := monitor.ToolReport{Name: "get", ToolState: monitor.ToolState{State: rugwatch.StatePending, Severity: rugwatch.SeverityInfo}}
+	for _, rep := range []monitor.Report{
+		{SchemaVersion: 1, Servers: []monitor.ServerReport{}},
+		{SchemaVersion: 1, Servers: []monitor.ServerReport{srv("a")}},
+		{SchemaVersion: 1, Servers: []monitor.ServerReport{srv("a", pending), srv("b", drifted, pending), {Name: "c", Transport: "stdio", Tools: []monitor.ToolReport{}}}},
+	} {
+		for _, format := range []string{"json", "text", "sarif"} {
+			var want bytes.Buffer
+			switch format {
+			case "json":
+				if err := writeJSON(&want, rep); err != nil {
+					t.Fatal(err)
+				}
+			case "sarif":
+				if err := monitor.WriteSARIF(&want, monitor.SARIFInputs(rep)); err != nil {
+					t.Fatal(err)
+				}
+			default:
+				printReport(&want, rep)
+			}
+			var got bytes.Buffer
+			p := newReportPrinter(&got, format)
+			for _, s := range rep.Servers {
+				if err := p.server(s); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := p.end(); err != nil {
+				t.Fatal(err)
+			}
+			if got.String() != want.String() {
+				t.Errorf("%s, %d servers: streamed\n%s\nwhole\n%s", format, len(rep.Servers), got.String(), want.String())
+			}
+			if p.clean != rep.Clean() {
+				t.Errorf("%s, %d servers: streamed clean %v, whole %v", format, len(rep.Servers), p.clean, rep.Clean())
+			}
+		}
+	}
+}

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package store
+
+// ReleaseMapped is a no-op where the kernel is not asked to drop mapped
+// pages (see mapped_linux.go).
+func (db *DB) ReleaseMapped() error { return nil }
