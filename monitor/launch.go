@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -43,7 +44,11 @@ type hashEntry struct {
 	sum         string
 }
 
-func (c *HashCache) sum(path string) (string, error) {
+// sum hashes the file at path, or returns the digest cached for the same
+// file. ctx bounds the read: a poll's deadline covers hashing what it ran
+// (a 99 MB node binary read under load would otherwise outlast it), and a
+// cut read caches nothing.
+func (c *HashCache) sum(ctx context.Context, path string) (string, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return "", err
@@ -67,7 +72,7 @@ func (c *HashCache) sum(path string) (string, error) {
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	if _, err := io.CopyBuffer(h, ctxReader{ctx, f}, make([]byte, 1<<20)); err != nil {
 		return "", err
 	}
 	key.sum = hex.EncodeToString(h.Sum(nil))
@@ -82,8 +87,22 @@ func (c *HashCache) sum(path string) (string, error) {
 	return key.sum, nil
 }
 
-// launchOf describes what ran for a stdio target.
-func launchOf(t Target, cache *HashCache, serverInfo json.RawMessage) (*Launch, error) {
+// ctxReader stops reading once ctx is done, between reads of at most
+// the copy buffer's size.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// launchOf describes what ran for a stdio target, within ctx.
+func launchOf(ctx context.Context, t Target, cache *HashCache, serverInfo json.RawMessage) (*Launch, error) {
 	path, err := lookPath(t.Command, t.Env)
 	if err != nil {
 		return nil, err
@@ -94,7 +113,7 @@ func launchOf(t Target, cache *HashCache, serverInfo json.RawMessage) (*Launch, 
 	if abs, err := filepath.Abs(path); err == nil {
 		path = abs
 	}
-	sum, err := cache.sum(path)
+	sum, err := cache.sum(ctx, path)
 	if err != nil {
 		return nil, fmt.Errorf("hashing %s: %w", path, err)
 	}

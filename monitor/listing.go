@@ -129,21 +129,27 @@ func (s *Session) noteCache(l *Listing, ttl, scope json.RawMessage) {
 }
 
 // describeLaunch fills the launch identity of a stdio session; a failure
-// to hash is a warning, not a failed poll.
-func (s *Session) describeLaunch(l *Listing) {
+// to hash is a warning, not a failed poll, but hashing past the poll's
+// deadline fails the poll: a listing recorded without its launch identity
+// because the hash ran out of time would let a swapped executable pass.
+func (s *Session) describeLaunch(ctx context.Context, l *Listing) error {
 	if s.proc == nil {
-		return
+		return nil
 	}
 	l.Sandboxed, l.SandboxNote = s.proc.sandboxed, s.proc.sandboxNote
-	launch, err := launchOf(s.target, s.opts.Hashes, s.Init.ServerInfo)
+	launch, err := launchOf(ctx, s.target, s.opts.Hashes, s.Init.ServerInfo)
 	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("hashing the executable of the launch identity: %w", ctx.Err())
+		}
 		l.Warnings = append(l.Warnings, "launch identity: "+err.Error())
-		return
+		return nil
 	}
 	// A server that moves revision serves its tools to another kind of
 	// client: part of what runs, so it shows as launch drift.
 	launch.ProtocolVersion = s.Init.ProtocolVersion
 	l.Launch = launch
+	return nil
 }
 
 // ListTools fetches every page of tools/list over an open session.
@@ -264,7 +270,9 @@ func (s *Session) ListTools(ctx context.Context) (*Listing, error) {
 		cursor = *page.NextCursor
 	}
 	sort.Slice(l.Tools, func(i, j int) bool { return l.Tools[i].Name < l.Tools[j].Name })
-	s.describeLaunch(l)
+	if err := s.describeLaunch(ctx, l); err != nil {
+		return nil, err
+	}
 	return l, nil
 }
 
