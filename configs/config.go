@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -28,7 +29,7 @@ type Config struct {
 	HTTPToken        Secret     `yaml:"http_token"`         // bearer token reference; required off loopback
 	ProxyListen      string     `yaml:"proxy_listen"`       // optional host:port for the HTTP proxy
 	Proxy            Proxy      `yaml:"proxy"`
-	Concurrency      int        `yaml:"concurrency"`       // default 16
+	Concurrency      int        `yaml:"concurrency"`       // default max(16, 8 per core)
 	UnreachableAfter int        `yaml:"unreachable_after"` // default 3 failed polls
 	ClientInfo       ClientInfo `yaml:"client_info"`
 	Defaults         Defaults   `yaml:"defaults"`
@@ -197,10 +198,16 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// defaultConcurrency is eight polls in flight per core, at least 16: a
+// poll mostly waits on its round trips, so one core is kept busy by
+// several, and memory is bounded by this number of listings in flight.
+// (monitor.DefaultConcurrency is the same rule for a Scheduler built
+// without a config.)
+func defaultConcurrency() int { return max(16, 8*runtime.GOMAXPROCS(0)) }
+
 // Defaults of DESIGN.md.
 const (
 	defaultDataDir          = "./data"
-	defaultConcurrency      = 16
 	defaultUnreachableAfter = 3
 	defaultClientName       = "rugwatch"
 	defaultClientVersion    = "dev"
@@ -372,7 +379,7 @@ func (c *Config) ApplyDefaults() {
 		c.TrustedKeys = []string{filepath.Join(c.DataDir, "approver.pub")}
 	}
 	if unset(c.Concurrency == 0, "concurrency") {
-		c.Concurrency = defaultConcurrency
+		c.Concurrency = defaultConcurrency()
 	}
 	if unset(c.UnreachableAfter == 0, "unreachable_after") {
 		c.UnreachableAfter = defaultUnreachableAfter

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -108,7 +109,7 @@ notify:
 	}{
 		{"data_dir", c.DataDir, filepath.Join(dir, "data")},
 		{"trusted_keys", c.TrustedKeys, []string{filepath.Join(dir, "data", "approver.pub")}},
-		{"concurrency", c.Concurrency, 16},
+		{"concurrency", c.Concurrency, max(16, 8*runtime.GOMAXPROCS(0))},
 		{"unreachable_after", c.UnreachableAfter, 3},
 		{"client_info", c.ClientInfo, ClientInfo{Name: "rugwatch", Version: "dev"}},
 		{"defaults.schedule", c.Defaults.Schedule, "@every 5m"},
@@ -144,7 +145,7 @@ func TestEmptyConfig(t *testing.T) {
 			t.Errorf("Parse(%q): %v", yml, err)
 			continue
 		}
-		if len(c.Servers) != 0 || c.Concurrency != 16 {
+		if len(c.Servers) != 0 || c.Concurrency != max(16, 8*runtime.GOMAXPROCS(0)) {
 			t.Errorf("Parse(%q) = %+v", yml, c)
 		}
 	}

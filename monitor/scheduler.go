@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
 
@@ -53,24 +54,37 @@ type entry struct {
 	job     Job
 	sched   cron.Schedule
 	jitter  time.Duration
+	first   time.Duration // wait before the first poll (see firstPollAt)
 	cancel  context.CancelFunc
 	done    chan struct{}
 	trigger chan chan error // poll now; the reply channel gets the result
 	pollMu  sync.Mutex      // one poll of this job at a time
 }
 
+// DefaultConcurrency is how many polls run at once unless configured:
+// eight per core, at least 16. A poll mostly waits on its round trips
+// (a steady poll of 50 tools takes about 4 ms of CPU against tens of ms
+// of network), so a core is kept busy by several in flight, and each
+// holds at most one listing in memory, so memory is bounded by this
+// number, not by the fleet.
+func DefaultConcurrency() int { return max(16, 8*runtime.GOMAXPROCS(0)) }
+
 // NewScheduler returns a scheduler bound to ctx: cancelling ctx stops
 // every job; Wait returns once they have stopped.
 func NewScheduler(ctx context.Context, concurrency int, log *slog.Logger) *Scheduler {
 	if concurrency <= 0 {
-		concurrency = 16
+		concurrency = DefaultConcurrency()
 	}
 	return &Scheduler{log: log, sem: make(chan struct{}, concurrency), ctx: ctx, jobs: map[string]*entry{}, now: time.Now}
 }
 
 // Set makes the running jobs equal to jobs: new ones start with a poll
 // right away, removed ones stop, changed ones restart, unchanged ones go on
-// undisturbed. It returns the names added, removed and changed.
+// undisturbed. It returns the names added, removed and changed. When more
+// jobs start at once than polls may run at once (a daemon starting on a
+// fleet), each one's first poll is put at a point of its interval fixed
+// by its name instead, so 10,000 servers are spread over the interval
+// rather than all queued at the start and kept in lock-step after.
 func (s *Scheduler) Set(jobs []Job) (added, removed, changed []string, err error) {
 	parsed := make(map[string]cron.Schedule, len(jobs))
 	for _, j := range jobs {
@@ -115,6 +129,13 @@ func (s *Scheduler) Set(jobs []Job) (added, removed, changed []string, err error
 	if s.closed {
 		return added, removed, changed, errors.New("scheduler stopped")
 	}
+	starting := 0
+	for _, j := range jobs {
+		if _, running := s.jobs[j.Name]; !running {
+			starting++
+		}
+	}
+	spread := starting > cap(s.sem)
 	for _, j := range jobs {
 		if _, running := s.jobs[j.Name]; running {
 			continue
@@ -122,7 +143,7 @@ func (s *Scheduler) Set(jobs []Job) (added, removed, changed []string, err error
 		if !contains(changed, j.Name) {
 			added = append(added, j.Name)
 		}
-		s.start(j, parsed[j.Name])
+		s.start(j, parsed[j.Name], spread)
 	}
 	return added, removed, changed, nil
 }
@@ -136,10 +157,13 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
-func (s *Scheduler) start(j Job, sc cron.Schedule) {
+func (s *Scheduler) start(j Job, sc cron.Schedule, spread bool) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	e := &entry{job: j, sched: sc, jitter: jitterFor(j.Name, sc, s.now()), cancel: cancel,
 		done: make(chan struct{}), trigger: make(chan chan error)}
+	if spread {
+		e.first = firstPollAt(j.Name, sc, s.now())
+	}
 	s.jobs[j.Name] = e
 	s.wg.Add(1)
 	go func() {
@@ -163,8 +187,38 @@ func jitterFor(name string, sc cron.Schedule, now time.Time) time.Duration {
 	return time.Duration(h.Sum64() % uint64(span))
 }
 
+// firstPollAt is how long after start a job of a fleet started at once
+// polls first: a point of its interval fixed by its name (stable across
+// restarts, spread evenly over a fleet). With "@every" schedules the next
+// polls keep that phase, as each is timed from the one before.
+func firstPollAt(name string, sc cron.Schedule, now time.Time) time.Duration {
+	first := sc.Next(now)
+	interval := sc.Next(first).Sub(first)
+	if interval <= 0 {
+		return 0
+	}
+	h := fnv.New64a()
+	h.Write([]byte("first\x00" + name))
+	return time.Duration(h.Sum64() % uint64(interval))
+}
+
 func (s *Scheduler) loop(ctx context.Context, e *entry) {
-	s.run(ctx, e) // first poll right after start
+	if e.first > 0 {
+		// A PollNow (check through the daemon) need not wait for it.
+		timer := time.NewTimer(e.first)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C:
+			s.run(ctx, e)
+		case reply := <-e.trigger:
+			timer.Stop()
+			reply <- s.run(ctx, e)
+		}
+	} else {
+		s.run(ctx, e) // first poll right after start
+	}
 	for {
 		next := e.sched.Next(s.now()).Add(e.jitter)
 		timer := time.NewTimer(time.Until(next))
