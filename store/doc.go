@@ -10,6 +10,9 @@
 //	│   └── "head"              → "sha256:<hex>" of the last event record's stored bytes
 //	├── servers
 //	│   └── <server>            → ServerRecord, its tools inline
+//	├── polled                  (created by the first poll that changed nothing)
+//	│   └── <server>            → uint64 BE unix ns: when it was last polled; a
+//	│                             reader takes the later of this and the record's
 //	├── approvals               (current approvals; at most one per key)
 //	│   └── <server>/           bucket
 //	│       └── <kind>\x00<tool> → ApprovalRecord  (instructions: "instructions\x00")

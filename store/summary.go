@@ -61,7 +61,7 @@ func (t *Tx) ServerSummaries(c *SummaryCache, limit int) ([]ServerSummary, int, 
 		sum := maphash.Bytes(c.seed, v)
 		if e, ok := c.m[name]; ok && e.sum == sum {
 			next[name] = e
-			out = append(out, e.s)
+			out = append(out, t.polledSummary(e.s))
 			return nil
 		}
 		// Only the fields a summary needs: the decoder skips the rest
@@ -79,7 +79,7 @@ func (t *Tx) ServerSummaries(c *SummaryCache, limit int) ([]ServerSummary, int, 
 			s.States[tr.State]++
 		}
 		next[name] = summaryEntry{sum: sum, s: s}
-		out = append(out, s)
+		out = append(out, t.polledSummary(s))
 		return nil
 	})
 	if err != nil {
@@ -87,6 +87,16 @@ func (t *Tx) ServerSummaries(c *SummaryCache, limit int) ([]ServerSummary, int, 
 	}
 	c.m = next
 	return out, total, nil
+}
+
+// polledSummary is s with the time of its last poll: a poll that changed
+// nothing leaves its time in the polled bucket, not in the record the
+// cached summary was made of.
+func (t *Tx) polledSummary(s ServerSummary) ServerSummary {
+	if at, ok := t.LastPolled(s.Name); ok && at.After(s.LastPolledAt) {
+		s.LastPolledAt = at
+	}
+	return s
 }
 
 // OutboxCount is how many deliveries of one channel are in one state.
