@@ -15,6 +15,22 @@ import (
 	"github.com/rugwatch/rugwatch/visible"
 )
 
+// refuseUnapproved refuses a call of a tool that does not pass now, or
+// returns nil.
+func (s *session) refuseUnapproved(req *jsonrpc.Request) *jsonrpc.Response {
+	var params struct {
+		Name string `json:"name"`
+	}
+	if json.Unmarshal(req.Params, &params) != nil {
+		return errorResponse(req.ID, jsonrpc.CodeInvalidParams, "tools/call: malformed params")
+	}
+	if _, ok := s.passes(params.Name); !ok {
+		return s.refuse(req.ID, "not_approved", fmt.Sprintf("tool %q is not approved as it is now (pending, drifted, revoked, removed or never listed); see `rugwatch status %s`",
+			visible.Line(params.Name), s.opts.Server))
+	}
+	return nil
+}
+
 // callTool forwards a call of a tool that passes now with arguments the
 // approved schema accepts, and checks the result before the model sees it.
 func (s *session) callTool(ctx context.Context, up *monitor.Session, req *jsonrpc.Request) *jsonrpc.Response {

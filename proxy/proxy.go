@@ -85,7 +85,10 @@ type session struct {
 	client mcp.Connection
 	log    *slog.Logger
 
-	up atomic.Pointer[monitor.Session]
+	up          atomic.Pointer[monitor.Session]
+	upMu        sync.Mutex      // one redial at a time
+	caps        json.RawMessage // the client's capabilities, declared upstream
+	initialized atomic.Bool
 
 	mu      sync.Mutex
 	allowed monitor.Allowed            // what passes now
@@ -244,14 +247,23 @@ func (s *session) handle(ctx context.Context, req *jsonrpc.Request) *jsonrpc.Res
 	case "ping":
 		return &jsonrpc.Response{ID: req.ID, Result: json.RawMessage("{}")}
 	}
-	up := s.up.Load()
-	if up == nil {
+	if !s.initialized.Load() {
 		return errorResponse(req.ID, jsonrpc.CodeInvalidRequest, "rugwatch proxy: initialize first")
 	}
-	switch req.Method {
-	case "tools/list":
+	if req.Method == "tools/list" {
 		return s.listTools(ctx, req)
-	case "tools/call":
+	}
+	up, err := s.upstream(ctx)
+	if err != nil {
+		if req.Method == "tools/call" {
+			// Refused first for what it is, if the tool is not approved.
+			if resp := s.refuseUnapproved(req); resp != nil {
+				return resp
+			}
+		}
+		return errorResponse(req.ID, codeUpstream, "rugwatch proxy: the server cannot be reached: "+err.Error())
+	}
+	if req.Method == "tools/call" {
 		return s.callTool(ctx, up, req)
 	}
 	res, rpcErr, err := up.Forward(ctx, req.Method, req.Params)
@@ -268,7 +280,7 @@ func (s *session) handle(ctx context.Context, req *jsonrpc.Request) *jsonrpc.Res
 // with the server's result, its instructions replaced by the approved ones
 // and tools.listChanged declared (the proxy sends it when approvals move).
 func (s *session) initialize(ctx context.Context, req *jsonrpc.Request) *jsonrpc.Response {
-	if s.up.Load() != nil {
+	if s.initialized.Load() {
 		return errorResponse(req.ID, jsonrpc.CodeInvalidRequest, "rugwatch proxy: already initialized")
 	}
 	var params struct {
@@ -278,30 +290,15 @@ func (s *session) initialize(ctx context.Context, req *jsonrpc.Request) *jsonrpc
 	if err := json.Unmarshal(req.Params, &params); err != nil {
 		return errorResponse(req.ID, jsonrpc.CodeInvalidParams, "initialize: "+err.Error())
 	}
-	dctx, cancel := context.WithTimeout(ctx, s.opts.ConnectTimeout)
-	defer cancel()
-	up, err := s.opts.Dial(dctx, s, params.Capabilities)
+	s.caps = params.Capabilities
+	up, err := s.upstream(ctx)
 	if err != nil {
-		s.log.Warn("proxy could not reach the server", "error", err)
-		return errorResponse(req.ID, codeUpstream, "rugwatch proxy: connecting to "+s.opts.Server+": "+err.Error())
+		return errorResponse(req.ID, codeUpstream, "rugwatch proxy: "+err.Error())
 	}
-	if !s.up.CompareAndSwap(nil, up) {
-		up.Close()
+	if !s.initialized.CompareAndSwap(false, true) {
 		return errorResponse(req.ID, jsonrpc.CodeInvalidRequest, "rugwatch proxy: already initialized")
 	}
 	life := s.life
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		select {
-		case <-up.Done():
-			if life.Err() == nil {
-				s.log.Warn("the server's session ended; closing the client's", "error", up.Err())
-			}
-			s.client.Close()
-		case <-life.Done():
-		}
-	}()
 	// List once now, so the allowed set and the live digests reflect this
 	// very server before the client asks for anything.
 	s.relist(ctx)
@@ -316,16 +313,6 @@ func (s *session) initialize(ctx context.Context, req *jsonrpc.Request) *jsonrpc
 					s.toolsChanged(life)
 				}
 			})
-		}()
-	}
-
-	if up.Stateless() {
-		// A 2026-07-28 server sends list_changed only on a
-		// subscriptions/listen: the proxy holds one open for the session.
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.listenUpstream(life, up)
 		}()
 	}
 
@@ -408,12 +395,64 @@ func (s *session) listenUpstream(ctx context.Context, up *monitor.Session) {
 	}
 }
 
+// upstream returns the live upstream session, dialling it again when the
+// last one ended (a stdio server that crashed, a hostile answer that
+// broke the session): the client keeps its session and gets an error
+// per request while the server cannot be reached, never a hang or a
+// closed connection.
+func (s *session) upstream(ctx context.Context) (*monitor.Session, error) {
+	if up := s.up.Load(); up != nil && !ended(up) {
+		return up, nil
+	}
+	s.upMu.Lock()
+	defer s.upMu.Unlock()
+	old := s.up.Load()
+	if old != nil && !ended(old) {
+		return old, nil
+	}
+	if old != nil {
+		s.log.Warn("the server's session ended; connecting again", "error", old.Err())
+		old.Close()
+	}
+	dctx, cancel := context.WithTimeout(ctx, s.opts.ConnectTimeout)
+	defer cancel()
+	up, err := s.opts.Dial(dctx, s, s.caps)
+	if err != nil {
+		s.up.Store(nil)
+		s.log.Warn("proxy could not reach the server", "error", err)
+		return nil, fmt.Errorf("connecting to %s: %w", s.opts.Server, err)
+	}
+	s.up.Store(up)
+	if up.Stateless() {
+		// A 2026-07-28 server sends list_changed only on a
+		// subscriptions/listen: the proxy holds one open for the session.
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.listenUpstream(s.life, up)
+		}()
+	}
+	return up, nil
+}
+
+func ended(up *monitor.Session) bool {
+	select {
+	case <-up.Done():
+		return true
+	default:
+		return false
+	}
+}
+
 // relist takes a full upstream listing, records it and installs what may
 // pass. It reports whether the allowed set changed.
 func (s *session) relist(ctx context.Context) bool {
-	up := s.up.Load()
-	if up == nil {
+	if !s.initialized.Load() && s.up.Load() == nil {
 		return false
+	}
+	up, err := s.upstream(ctx)
+	if err != nil {
+		return s.install(monitor.Allowed{Server: s.opts.Server}, map[string]rugwatch.Digest{})
 	}
 	lctx, cancel := context.WithTimeout(ctx, s.opts.ConnectTimeout)
 	defer cancel()
