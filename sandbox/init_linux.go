@@ -80,10 +80,26 @@ func runInit() int {
 		exe = os.NewFile(5, "server-executable")
 		path = "/proc/self/fd/3"
 	}
+	// Directories of the host's /tmp the server's own code lives in are
+	// held by descriptor before the private /tmp covers them, then bound
+	// back read-only below, with the hiding mounts inside them.
+	keep := make([]int, 0, len(sp.TmpKeep))
+	for _, dir := range sp.TmpKeep {
+		fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return report("holding "+dir, err)
+		}
+		keep = append(keep, fd)
+	}
 	// Fresh /tmp and /dev/shm after hiding: hidden paths under /tmp were
 	// hidden from the host's view, and the server gets its own.
 	if err := unix.Mount("tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777,size=256m"); err != nil {
 		return report("mounting a private /tmp", err)
+	}
+	for i, dir := range sp.TmpKeep {
+		if err := bindKept(keep[i], dir); err != nil {
+			return report("keeping "+dir, err)
+		}
 	}
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
 		if err := unix.Mount("tmpfs", "/dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=64m"); err != nil {
@@ -140,6 +156,19 @@ func runInit() int {
 	_, _ = status.Write([]byte("{}"))
 	_ = status.Close()
 	return reap(proc.Pid)
+}
+
+// bindKept binds the directory held by fd at dir, recursively (so the
+// hiding mounts inside come along) and read-only.
+func bindKept(fd int, dir string) error {
+	defer unix.Close(fd)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", fd), dir, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return err
+	}
+	return unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, "")
 }
 
 // reap forwards termination signals to the server, reaps every process

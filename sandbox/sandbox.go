@@ -78,4 +78,9 @@ type initSpec struct {
 	// lives under the host's /tmp (gone under the private one) or where
 	// the sandbox user cannot walk to it (a root daemon's `go run` cache).
 	ExeFD bool `json:"exe_fd"`
+	// TmpKeep are directories directly under the host's /tmp that the
+	// server's executable (its real path: an npm bin is a link into its
+	// package) lives in: bound read-only into the private /tmp, hidden
+	// paths inside them still hidden, so a checkout under /tmp still runs.
+	TmpKeep []string `json:"tmp_keep,omitempty"`
 }

@@ -34,6 +34,11 @@ func Command(spec Spec) (*Cmd, error) {
 	}
 	is := initSpec{Spec: spec, Root: os.Geteuid() == 0}
 	is.ExeFD = strings.HasPrefix(filepath.Clean(spec.Path), "/tmp/") || (is.Root && !reachableByOthers(spec.Path))
+	if real, err := filepath.EvalSymlinks(spec.Path); err == nil {
+		if top := tmpTop(real); top != "" {
+			is.TmpKeep = append(is.TmpKeep, top)
+		}
+	}
 	if len(is.Args) == 0 {
 		is.Args = []string{spec.Path}
 	}
@@ -191,4 +196,14 @@ func reachableByOthers(path string) bool {
 			return true
 		}
 	}
+}
+
+// tmpTop is the directory directly under /tmp that path lies in, or "".
+func tmpTop(path string) string {
+	rest, ok := strings.CutPrefix(filepath.Clean(path), "/tmp/")
+	if !ok || rest == "" {
+		return ""
+	}
+	first, _, _ := strings.Cut(rest, "/")
+	return "/tmp/" + first
 }

@@ -463,3 +463,62 @@ func TestExecutableUnderTmpOrClosedDir(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckoutUnderTmpRunsWithItsHiddenPathsHidden: a server whose code
+// lives under the host's /tmp (a checkout there, its node_modules) runs
+// sandboxed, its directory bound into the private /tmp, and a hidden path
+// inside that directory (a data dir in the checkout) stays hidden. Without
+// the directory kept, the same server is not found.
+func TestCheckoutUnderTmpRunsWithItsHiddenPathsHidden(t *testing.T) {
+	dir, err := os.MkdirTemp("/tmp", "rugwatch-checkout-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(dir, "data", "approver.key")
+	if err := os.MkdirAll(filepath.Dir(secret), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(secret, []byte("PRIVATE"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(dir, "bin", "server")
+	if err := os.MkdirAll(filepath.Dir(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Like node loading its modules from the real path of its script,
+	// the server reads a file of its own package by absolute path.
+	lib := filepath.Join(dir, "bin", "lib")
+	if err := os.WriteFile(lib, []byte("LIB\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	body := "#!/bin/sh\ncat " + lib + "\ncat " + secret + " 2>/dev/null || echo hidden\n"
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	spec := Spec{Path: script, Args: []string{script}, Env: []string{"PATH=/usr/bin:/bin"}, Hide: []string{filepath.Dir(secret)}}
+	out, errOut, err := run(t, true, spec)
+	if err != nil {
+		t.Fatalf("sandboxed server under /tmp: %v\n%s%s", err, out, errOut)
+	}
+	if !strings.Contains(out, "LIB") || strings.Contains(out, "PRIVATE") || !strings.Contains(out, "hidden") {
+		t.Fatalf("want the server to read its own files and the data dir hidden, got %q", out)
+	}
+	// The protection off: without the kept directory its files are gone.
+	c, err := Command(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.spec.TmpKeep = nil
+	var got bytes.Buffer
+	c.Stdout, c.Stderr = &got, io.Discard
+	if err := c.Start(); err == nil {
+		_ = c.Wait()
+	}
+	if strings.Contains(got.String(), "LIB") {
+		t.Fatal("the server read its files without its directory kept; the test cannot tell")
+	}
+}
