@@ -59,18 +59,33 @@ func (p *Poller) PollOne(ctx context.Context, s ServerSpec) error {
 		return p.Record(s, nil, err)
 	}
 	start := time.Now()
-	pctx, cancel := context.WithTimeout(ctx, s.Timeout)
+	opts := p.Opts
 	poll := Poll
 	if s.RevisionCheck {
 		poll = PollEachRevision
+	} else if p.Recorder != nil && p.Recorder.DB != nil {
+		opts.Unchanged = p.Recorder.unchangedFor(s.Name)
 	}
-	l, pollErr := poll(pctx, t, p.Opts)
+	pctx, cancel := context.WithTimeout(ctx, s.Timeout)
+	l, pollErr := poll(pctx, t, opts)
 	cancel()
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	took := time.Since(start)
 	err = p.Record(s, l, pollErr)
+	if errors.Is(err, ErrListingStale) {
+		// The server's state moved between listing and recording (an
+		// approval, say): list it again in full. Rare, and bounded: the
+		// second listing has no fast path to be stale on.
+		pctx, cancel := context.WithTimeout(ctx, s.Timeout)
+		l, pollErr = poll(pctx, t, p.Opts)
+		cancel()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		err = p.Record(s, l, pollErr)
+	}
+	took := time.Since(start)
 	if p.Observer != nil {
 		result := "ok"
 		switch {
@@ -92,7 +107,7 @@ func (p *Poller) Record(s ServerSpec, l *Listing, pollErr error) error {
 		for _, w := range l.Warnings {
 			p.Log.Warn("poll warning", "server", s.Name, "warning", w)
 		}
-		p.Log.Debug("polled", "server", s.Name, "tools", len(l.Tools), "pages", l.Pages, "elapsed", l.Elapsed)
+		p.Log.Debug("polled", "server", s.Name, "tools", len(l.Tools), "unchanged", l.Unchanged, "pages", l.Pages, "elapsed", l.Elapsed)
 	}
 	_, events, err := p.Recorder.Record(s.Name, s.Transport, l, pollErr)
 	if err != nil {

@@ -3,9 +3,11 @@ package monitor
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"sort"
 	"strconv"
 	"strings"
@@ -50,6 +52,18 @@ type Listing struct {
 	// Revisions holds one listing's tool digests per revision the server
 	// offers, when the listing was taken by PollEachRevision (cloak.go).
 	Revisions []RevisionListing
+
+	// Fingerprint is the SHA-256 of everything a poll's outcome depends on
+	// that the server sent or that ran: the exact bytes of every tools/list
+	// page, the initialize answer's fields kept here, the launch identity,
+	// the sandbox verdict, and the limits they were checked against.
+	// Unchanged says the poll found it equal to DialOptions.Unchanged's and
+	// skipped the per-tool work: Tools is empty, everything else is set.
+	// The same bytes checked against the same limits pass the same checks,
+	// so a listing refused once is refused again, and only a fingerprint
+	// recorded after a listing passed them all can be matched.
+	Fingerprint [32]byte
+	Unchanged   bool
 }
 
 // CacheHint is what the pages of a listing said about caching it: the
@@ -172,8 +186,15 @@ func (s *Session) ListTools(ctx context.Context) (*Listing, error) {
 	}
 	var total int64
 	seenCursor := map[string]bool{}
-	pageOf := map[string]int{}
-	names := map[string]rugwatch.Digest{}
+	fp := sha256.New()
+	// The pages are read in full first, their bytes hashed as they come,
+	// and each tool is checked and canonicalised after, only if the
+	// fingerprint is not one the caller already recorded.
+	type pageOfTools struct {
+		raw   []byte
+		tools []json.RawMessage
+	}
+	var pages []pageOfTools
 	cursor := ""
 	for {
 		if l.Pages >= lim.MaxPages {
@@ -188,13 +209,8 @@ func (s *Session) ListTools(ctx context.Context) (*Listing, error) {
 			return nil, s.wrapErr(fmt.Sprintf("listing tools (page %d)", l.Pages+1), s.limitErr(err))
 		}
 		l.Pages++
-		// A duplicate "tools" or "nextCursor" key is refused, not read one
-		// way when the model's client may read it another. Each tool is
-		// then checked strictly on its own by signatures.Digest; hashing
-		// the whole page first as well would double the cost of a poll.
-		if err := checkPageKeys(raw, lim.MaxDepth); err != nil {
-			return nil, &HostileError{Reason: fmt.Sprintf("page %d: %v", l.Pages, err)}
-		}
+		fmt.Fprintf(fp, "page %d\n", len(raw))
+		fp.Write(raw)
 		var page struct {
 			Tools      *[]json.RawMessage `json:"tools"`
 			NextCursor *string            `json:"nextCursor"`
@@ -215,46 +231,14 @@ func (s *Session) ListTools(ctx context.Context) (*Listing, error) {
 				l.Pages, `"`+s.serverText(*page.ResultType, maxIDText)+`"`)}
 		}
 		s.noteCache(l, page.TTLMs, page.CacheScope)
-		for i, tr := range *page.Tools {
-			if len(l.Tools) >= lim.MaxTools {
-				return nil, &LimitError{Limit: "max_tools", Value: int64(lim.MaxTools)}
-			}
-			var head struct {
-				Name *string `json:"name"`
-			}
-			if err := json.Unmarshal(tr, &head); err != nil || head.Name == nil {
-				return nil, &HostileError{Reason: fmt.Sprintf("page %d, tool %d: not an object with a string name", l.Pages, i)}
-			}
-			name := *head.Name
-			switch {
-			case name == "":
-				return nil, &HostileError{Reason: fmt.Sprintf("page %d, tool %d: empty name", l.Pages, i)}
-			case len(name) > lim.MaxNameBytes:
-				return nil, &LimitError{Limit: "max_name_bytes", Value: int64(lim.MaxNameBytes)}
-			}
+		for _, tr := range *page.Tools {
+			// Counted as the tools are read, as before, so a server
+			// cannot make rugwatch hold more than the listing limit.
 			if total += int64(len(tr)); total > lim.MaxListingBytes {
 				return nil, &LimitError{Limit: "max_listing_bytes", Value: lim.MaxListingBytes}
 			}
-			d, canon, err := signatures.Digest(tr, slim)
-			if err != nil {
-				return nil, classify(fmt.Sprintf("tool %q", name), err)
-			}
-			if prev, dup := names[name]; dup {
-				// The same definition on a later page happens when the list
-				// changes between pages (an offset cursor shifts); a server
-				// looping on its cursor fails at the repeated cursor below.
-				// Two different definitions under one name are another
-				// matter: which one a client keeps is up to the client, so
-				// rugwatch cannot pin either honestly.
-				if prev != d || pageOf[name] == l.Pages {
-					return nil, &HostileError{Reason: fmt.Sprintf("tool %q listed twice", name)}
-				}
-				continue
-			}
-			names[name] = d
-			pageOf[name] = l.Pages
-			l.Tools = append(l.Tools, Tool{Name: name, Raw: append(json.RawMessage(nil), tr...), Canonical: canon, Digest: d})
 		}
+		pages = append(pages, pageOfTools{raw: raw, tools: *page.Tools})
 		if page.NextCursor == nil || *page.NextCursor == "" {
 			break
 		}
@@ -269,11 +253,93 @@ func (s *Session) ListTools(ctx context.Context) (*Listing, error) {
 		seenCursor[*page.NextCursor] = true
 		cursor = *page.NextCursor
 	}
-	sort.Slice(l.Tools, func(i, j int) bool { return l.Tools[i].Name < l.Tools[j].Name })
 	if err := s.describeLaunch(ctx, l); err != nil {
 		return nil, err
 	}
+	l.Fingerprint = s.fingerprint(fp, l, lim)
+	if s.opts.Unchanged != nil && s.opts.Unchanged(l.Fingerprint) {
+		l.Unchanged = true
+		return l, nil
+	}
+	pageOf := map[string]int{}
+	names := map[string]rugwatch.Digest{}
+	for n, pg := range pages {
+		pageNo := n + 1
+		// A duplicate "tools" or "nextCursor" key is refused, not read one
+		// way when the model's client may read it another. Each tool is
+		// then checked strictly on its own by signatures.Digest; hashing
+		// the whole page first as well would double the cost of a poll.
+		if err := checkPageKeys(pg.raw, lim.MaxDepth); err != nil {
+			return nil, &HostileError{Reason: fmt.Sprintf("page %d: %v", pageNo, err)}
+		}
+		for i, tr := range pg.tools {
+			if len(l.Tools) >= lim.MaxTools {
+				return nil, &LimitError{Limit: "max_tools", Value: int64(lim.MaxTools)}
+			}
+			var head struct {
+				Name *string `json:"name"`
+			}
+			if err := json.Unmarshal(tr, &head); err != nil || head.Name == nil {
+				return nil, &HostileError{Reason: fmt.Sprintf("page %d, tool %d: not an object with a string name", pageNo, i)}
+			}
+			name := *head.Name
+			switch {
+			case name == "":
+				return nil, &HostileError{Reason: fmt.Sprintf("page %d, tool %d: empty name", pageNo, i)}
+			case len(name) > lim.MaxNameBytes:
+				return nil, &LimitError{Limit: "max_name_bytes", Value: int64(lim.MaxNameBytes)}
+			}
+			d, canon, err := signatures.Digest(tr, slim)
+			if err != nil {
+				return nil, classify(fmt.Sprintf("tool %q", name), err)
+			}
+			if prev, dup := names[name]; dup {
+				// The same definition on a later page happens when the list
+				// changes between pages (an offset cursor shifts); a server
+				// looping on its cursor failed at the repeated cursor above.
+				// Two different definitions under one name are another
+				// matter: which one a client keeps is up to the client, so
+				// rugwatch cannot pin either honestly.
+				if prev != d || pageOf[name] == pageNo {
+					return nil, &HostileError{Reason: fmt.Sprintf("tool %q listed twice", name)}
+				}
+				continue
+			}
+			names[name] = d
+			pageOf[name] = pageNo
+			l.Tools = append(l.Tools, Tool{Name: name, Raw: append(json.RawMessage(nil), tr...), Canonical: canon, Digest: d})
+		}
+	}
+	sort.Slice(l.Tools, func(i, j int) bool { return l.Tools[i].Name < l.Tools[j].Name })
 	return l, nil
+}
+
+// fingerprint finishes a listing's Fingerprint: the pages hashed so far,
+// then every other field of the listing a recorded poll depends on, and
+// the limits the pages are checked against (a lowered limit must not let
+// a listing through that it would now refuse).
+func (s *Session) fingerprint(pages hash.Hash, l *Listing, lim Limits) [32]byte {
+	launch, _ := json.Marshal(l.Launch)
+	rest, _ := json.Marshal(struct {
+		V                  int
+		ProtocolVersion    string
+		ServerInfo         json.RawMessage
+		Instructions       *string
+		InstructionsDigest rugwatch.Digest
+		Offered            []string
+		Cache              *CacheHint
+		Warnings           []string
+		Launch             json.RawMessage
+		Sandboxed          bool
+		SandboxNote        string
+		Limits             Limits
+	}{1, l.ProtocolVersion, l.ServerInfo, l.Instructions, l.InstructionsDigest, l.Offered, l.Cache, l.Warnings,
+		launch, l.Sandboxed, l.SandboxNote, lim})
+	fmt.Fprintf(pages, "rest %d\n", len(rest))
+	pages.Write(rest)
+	var out [32]byte
+	copy(out[:], pages.Sum(nil))
+	return out
 }
 
 func classify(what string, err error) error {

@@ -85,6 +85,10 @@ type Recorder struct {
 	// replayCheckOff is set only by tests, to show the replay attack the
 	// check stops succeeding without it.
 	replayCheckOff bool
+	// stateApprovalsOff is set only by tests: the unchanged-listing fast
+	// path's state digest then leaves out the approvals, to show what
+	// slips through without them (unchanged.go).
+	stateApprovalsOff bool
 }
 
 // releaseEvery is how many recorded polls pass between releases of the
@@ -345,8 +349,9 @@ func (r *Recorder) findingsFor(server string, tools []Tool) map[string]Precomput
 func (r *Recorder) record(server, transport string, l *Listing, pollErr error, now time.Time,
 	pre map[string]Precomputed, ask bool) (Outcome, []Tool, error) {
 	var (
-		out  Outcome
-		need []Tool
+		out   Outcome
+		need  []Tool
+		stale bool
 	)
 	// One group commit holds this poll's record, its events and their
 	// deliveries with those of the polls recorded beside it: all of them
@@ -361,7 +366,13 @@ func (r *Recorder) record(server, transport string, l *Listing, pollErr error, n
 				r.resetCaches()
 			}
 		}()
-		out, need = Outcome{}, nil
+		out, need = Outcome{Server: store.ServerRecord{Name: server, Transport: transport}}, nil
+		if l != nil && l.Unchanged {
+			// Nothing to evaluate if nothing moved (unchanged.go).
+			stale, err = r.recordUnchanged(tx, server, l, now)
+			return err
+		}
+		out = Outcome{}
 		prev, found, err := tx.Server(server)
 		if err != nil {
 			return err
@@ -553,7 +564,10 @@ func (r *Recorder) record(server, transport string, l *Listing, pollErr error, n
 				return err
 			}
 			if same {
-				return tx.MarkPolled(server, now)
+				if err := tx.MarkPolled(server, now); err != nil {
+					return err
+				}
+				return r.noteListing(tx, server, l)
 			}
 		}
 		if err := tx.PutServer(out.Server); err != nil {
@@ -568,13 +582,16 @@ func (r *Recorder) record(server, transport string, l *Listing, pollErr error, n
 				return err
 			}
 		}
-		return nil
+		return r.noteListing(tx, server, l)
 	})
 	if err != nil {
 		r.mu.Lock()
 		r.resetCaches() // the batch may have failed at its commit
 		r.mu.Unlock()
 		return Outcome{}, nil, fmt.Errorf("recording poll of %s: %w", server, err)
+	}
+	if stale {
+		return Outcome{}, nil, fmt.Errorf("recording poll of %s: %w", server, ErrListingStale)
 	}
 	return out, need, nil
 }

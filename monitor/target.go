@@ -101,6 +101,12 @@ type DialOptions struct {
 	// (default none: a monitor offers nothing). The proxy declares its
 	// client's.
 	Capabilities json.RawMessage
+	// Unchanged, when set, is asked after the last tools/list page whether
+	// the listing's Fingerprint is the one recorded for this server at its
+	// last poll; if so the listing comes back Unchanged, without its
+	// per-tool checks and canonical forms (see Listing.Fingerprint). Only
+	// the Poller sets it, per poll.
+	Unchanged func(fingerprint [32]byte) bool
 }
 
 // LimitError says which limit a server response broke.

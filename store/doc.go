@@ -13,6 +13,11 @@
 //	├── polled                  (created by the first poll that changed nothing)
 //	│   └── <server>            → uint64 BE unix ns: when it was last polled; a
 //	│                             reader takes the later of this and the record's
+//	├── listings                (created by the first poll recorded with a fingerprint)
+//	│   └── <server>            → 32 bytes: the fingerprint of the listing last recorded,
+//	│                             32 bytes: the digest of the state it left (record bytes,
+//	│                             approvals and their verdicts); a poll matching both
+//	│                             writes only its time to polled
 //	├── approvals               (current approvals; at most one per key)
 //	│   └── <server>/           bucket
 //	│       └── <kind>\x00<tool> → ApprovalRecord  (instructions: "instructions\x00")

@@ -16,7 +16,9 @@ func TestServerSummariesShowTheLastPoll(t *testing.T) {
 	defer db.Close()
 	changed := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	polled := changed.Add(time.Hour)
-	if err := db.Update(func(tx *Tx) error { return tx.PutServer(ServerRecord{Name: "a", Reachable: true, LastPolledAt: changed}) }); err != nil {
+	if err := db.Update(func(tx *Tx) error {
+		return tx.PutServer(ServerRecord{Name: "a", Reachable: true, LastPolledAt: changed})
+	}); err != nil {
 		t.Fatal(err)
 	}
 	var c SummaryCache
