@@ -82,6 +82,9 @@ func (l *Ledger) Enforce(ctx context.Context, server string, listing *Listing) (
 		listing.InstructionsDigest = d
 	}
 	sort.Slice(listing.Tools, func(i, j int) bool { return listing.Tools[i].Name < listing.Tools[j].Name })
+	if err := l.cloaking(server, listing); err != nil {
+		return Allowed{}, err
+	}
 	if _, _, err := l.Recorder.Record(server, ref.Transport, listing, nil); err != nil {
 		return Allowed{}, fmt.Errorf("recording the proxy's listing of %s: %w", server, err)
 	}
@@ -89,6 +92,43 @@ func (l *Ledger) Enforce(ctx context.Context, server string, listing *Listing) (
 		return Allowed{}, err
 	}
 	return l.Allowed(ctx, server)
+}
+
+// cloaking raises tool.cloaked (critical) for every tool the proxy is
+// shown differently from the poll of the same revision within the last
+// minute: the revision says a tool list must not vary per connection, and
+// a server that shows its watcher one thing and the model another is
+// hiding a rug pull from the watcher.
+func (l *Ledger) cloaking(server string, listing *Listing) error {
+	diff := l.Sightings.Cloaked(server, listing, l.now())
+	if len(diff) == 0 {
+		return nil
+	}
+	err := l.DB.Update(func(tx *store.Tx) error {
+		for _, name := range sortedNames(diff) {
+			var shown rugwatch.Digest
+			if t, ok := listing.Tool(name); ok {
+				shown = t.Digest
+			}
+			msg := fmt.Sprintf("the proxy was shown %s, the poll of the last minute %s, at the same revision", digestOrAbsent(shown), digestOrAbsent(diff[name]))
+			if err := l.appendEvent(tx, &rugwatch.Event{Type: rugwatch.EventToolCloaked, Severity: rugwatch.SeverityCritical,
+				Server: server, Tool: name, ObservedDigest: shown, OccurredAt: l.now(), Message: msg}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("recording cloaked tools of %s: %w", server, err)
+	}
+	return nil
+}
+
+func digestOrAbsent(d rugwatch.Digest) string {
+	if d == "" {
+		return "no such tool"
+	}
+	return string(d)
 }
 
 // Allowed returns the tools of server whose last observed definition

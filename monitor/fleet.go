@@ -39,6 +39,9 @@ type Poller struct {
 	OnEvent func(rugwatch.Event)
 	// Observer, if set, sees every poll PollOne made (metrics).
 	Observer PollObserver
+	// Sightings, when set, remembers what each successful poll saw, for
+	// the proxy's cloaking check.
+	Sightings *Sightings
 }
 
 // PollObserver is told of each poll after it is recorded: which server
@@ -112,6 +115,9 @@ func (p *Poller) Record(s ServerSpec, l *Listing, pollErr error) error {
 	_, events, err := p.Recorder.Record(s.Name, s.Transport, l, pollErr)
 	if err != nil {
 		return err
+	}
+	if pollErr == nil {
+		p.Sightings.Note(s.Name, l, time.Now())
 	}
 	for _, e := range events {
 		LogEvent(p.Log, e)

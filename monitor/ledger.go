@@ -72,6 +72,9 @@ type Ledger struct {
 	// Verified, when set, caches signature checks across Ledgers (one is
 	// built per request) for Allowed, which the proxy calls twice a second.
 	Verified *VerifiedCache
+	// Sightings, when set, is what this process's polls saw, for Enforce's
+	// cloaking check.
+	Sightings *Sightings
 	// InTx sees every event the Ledger appends, inside its transaction:
 	// the alert outbox queues deliveries there.
 	InTx func(tx *store.Tx, e rugwatch.Event) error

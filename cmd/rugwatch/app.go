@@ -45,6 +45,9 @@ type App struct {
 	// verified caches approval signatures that held, for the proxy's
 	// frequent reads of what may pass.
 	verified monitor.VerifiedCache
+	// sightings is what this process's polls saw, for the proxy's
+	// cloaking check (serve's proxy_listen shares it with the fleet).
+	sightings monitor.Sightings
 }
 
 // usagef is a mistake in how rugwatch was called; it says what to type.

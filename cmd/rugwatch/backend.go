@@ -100,7 +100,7 @@ func (a *App) ledger(cfg *configs.Config, db *store.DB, ver monitor.Verifier, al
 	for i, s := range cfg.Servers {
 		refs[i] = monitor.ServerRef{Name: s.Name, Transport: s.Transport}
 	}
-	return &monitor.Ledger{DB: db, Verifier: ver, Servers: refs, Where: cfg.Path, InTx: al.InTx, TestChannels: al.TestChannels, Verified: &a.verified}
+	return &monitor.Ledger{DB: db, Verifier: ver, Servers: refs, Where: cfg.Path, InTx: al.InTx, TestChannels: al.TestChannels, Verified: &a.verified, Sightings: &a.sightings}
 }
 
 // recorder is the state machine's poll side over db, for cfg. With
@@ -122,7 +122,7 @@ func (a *App) recorder(cfg *configs.Config, db *store.DB, ver monitor.Verifier, 
 }
 
 func (a *App) poller(cfg *configs.Config, rec *monitor.Recorder) *monitor.Poller {
-	return &monitor.Poller{Recorder: rec, Opts: a.dialOptions(cfg), Log: a.log}
+	return &monitor.Poller{Recorder: rec, Opts: a.dialOptions(cfg), Log: a.log, Sightings: &a.sightings}
 }
 
 // specs turns the named configured servers (all if none) into what the
