@@ -24,6 +24,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/monitor"
 	"github.com/rugwatch/rugwatch/store"
 	"github.com/rugwatch/rugwatch/testkit"
 )
@@ -152,9 +153,25 @@ notify:
 `, sharedDir(t), recv.srv.URL, smtpPort))
 	start := time.Now()
 	d := startDaemon(t, append(baseEnv(dir), "E2E_WEBHOOK_SECRET="+secret), "serve", "--config", cfg)
+	// The demo moves two tools in one poll: one alert says so
+	// (server.changed), listing both, rather than one alert per tool.
+	isDrift := func(e rugwatch.Event) bool {
+		if e.Type == rugwatch.EventToolDrifted && e.Tool == "add" {
+			return true
+		}
+		if e.Type != monitor.EventServerChanged {
+			return false
+		}
+		for _, c := range e.Changes {
+			if c.Path == "/tools/add" && c.Op == "replace" {
+				return true
+			}
+		}
+		return false
+	}
 	got := recv.waitFor(30*time.Second, func(hs []receivedHook) bool {
 		for _, h := range hs {
-			if h.event.Type == rugwatch.EventToolDrifted && h.event.Tool == "add" {
+			if isDrift(h.event) {
 				return true
 			}
 		}
@@ -162,7 +179,7 @@ notify:
 	})
 	var drift receivedHook
 	for _, h := range got {
-		if h.event.Type == rugwatch.EventToolDrifted && h.event.Tool == "add" {
+		if isDrift(h.event) {
 			drift = h
 		}
 	}
@@ -173,6 +190,10 @@ notify:
 	}
 	// The daemon logs each delivery after recording it, so the mailbox is
 	// looked at once per email delivered, not on a timer.
+	subject := "[rugwatch] CRITICAL " + string(drift.event.Type) + " demo"
+	if drift.event.Tool != "" {
+		subject += "/" + drift.event.Tool
+	}
 	next := 0
 	for {
 		_, next = d.wait(next, 30*time.Second, func(l logLine) bool {
@@ -182,7 +203,7 @@ notify:
 		mailbox.GetJSON(t, "/api/v1/messages", &list)
 		found := false
 		for _, m := range list.Messages {
-			if m.Subject == "[rugwatch] CRITICAL tool.drifted demo/add" {
+			if m.Subject == subject {
 				found = true
 				if !strings.Contains(m.MessageID, drift.event.ID) {
 					t.Errorf("Message-ID %q does not derive from the event id %s", m.MessageID, drift.event.ID)
