@@ -43,7 +43,9 @@ func (a *App) runInit(ctx context.Context, args []string) error {
 	if _, err := os.Stat(keyPath); err == nil {
 		// A key exists (this approver's, from another data dir, or an old
 		// one in this data dir): this data dir trusts it.
+		fresh := false
 		if _, err := os.Stat(pubPath); err != nil {
+			fresh = true
 			s, err := signatures.LoadPrivateKey(keyPath, a.keyPassword)
 			if err != nil {
 				return fmt.Errorf("reading the existing approver key %s: %w", keyPath, err)
@@ -60,7 +62,11 @@ func (a *App) runInit(ctx context.Context, args []string) error {
 		if err != nil {
 			return fmt.Errorf("data dir %s: its public key: %w", cfg.DataDir, err)
 		}
-		fmt.Fprintf(a.Stdout, "already initialised: %s\napprover key %s\nkey id %s\n", cfg.DataDir, keyPath, pub.ID)
+		if fresh {
+			fmt.Fprintf(a.Stdout, "initialised %s with your existing approver key\napprover key %s\npublic key   %s\nkey id %s\n", cfg.DataDir, keyPath, pubPath, pub.ID)
+		} else {
+			fmt.Fprintf(a.Stdout, "already initialised: %s\napprover key %s\nkey id %s\n", cfg.DataDir, keyPath, pub.ID)
+		}
 		return nil
 	}
 	pw, err := a.newPassword(*pwStdin)
