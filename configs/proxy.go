@@ -4,7 +4,8 @@ package configs
 type Proxy struct {
 	// Results says what happens to a tool result with a critical poisoning
 	// finding: flag (default: a result.flagged event, the result passes)
-	// or block (the event, and the client gets an error instead).
+	// or block (the event, and the client gets an error instead), or
+	// redact (the event, and secrets in the result masked).
 	Results string `yaml:"results"`
 	// Token, when set, is a bearer token (a reference, e.g.
 	// "${env:RUGWATCH_PROXY_TOKEN}") every request to proxy_listen must
@@ -18,9 +19,9 @@ type Proxy struct {
 // validateProxy checks proxy and proxy_listen.
 func (v *validator) validateProxy(c *Config) {
 	switch c.Proxy.Results {
-	case "", "flag", "block":
+	case "", "flag", "block", "redact":
 	default:
-		v.fail("proxy.results", "must be flag or block, not %q", c.Proxy.Results)
+		v.fail("proxy.results", "must be flag, block or redact, not %q", c.Proxy.Results)
 	}
 	if c.ProxyListen == "" {
 		return

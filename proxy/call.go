@@ -53,6 +53,9 @@ func (s *session) callTool(ctx context.Context, up *monitor.Session, req *jsonrp
 	if err := check.validate(params.Arguments); err != nil {
 		return s.refuse(req.ID, "arguments", fmt.Sprintf("tool %q: arguments refused: %s", visible.Line(params.Name), visible.Line(err.Error())))
 	}
+	if resp := s.checkArguments(ctx, req.ID, tool, params.Name, params.Arguments); resp != nil {
+		return resp
+	}
 	res, rpcErr, err := up.Forward(ctx, req.Method, req.Params)
 	if err != nil {
 		return errorResponse(req.ID, codeUpstream, "rugwatch proxy: "+err.Error())
@@ -60,7 +63,11 @@ func (s *session) callTool(ctx context.Context, up *monitor.Session, req *jsonrp
 	if rpcErr != nil {
 		return &jsonrpc.Response{ID: req.ID, Error: rpcErr}
 	}
-	if findings := resultFindings(res); len(findings) > 0 {
+	scan := monitor.ScanResult(res, monitor.ResultScanOptions{Redact: s.opts.Results == ResultsRedact})
+	if findings := scan.Findings; len(findings) > 0 {
+		// What a flagged result carried is remembered for the session, so
+		// a later call cannot carry it on to an open-world tool.
+		s.taint.add(scan.Secrets, scan.Sensitive)
 		blocked := s.opts.Results == ResultsBlock && monitor.MaxSeverity(findings) == rugwatch.SeverityCritical
 		err := s.withBackend(ctx, func(b Backend) error { return b.FlagResult(ctx, s.opts.Server, params.Name, findings, blocked) })
 		if err != nil {
@@ -70,9 +77,16 @@ func (s *session) callTool(ctx context.Context, up *monitor.Session, req *jsonrp
 			return s.refuse(req.ID, "result_blocked", fmt.Sprintf("tool %q returned text the poisoning rules flag (%s); the result was withheld",
 				visible.Line(params.Name), findingRules(findings)))
 		}
+		if scan.Redacted != nil {
+			res = scan.Redacted
+		}
 	}
 	return &jsonrpc.Response{ID: req.ID, Result: res}
 }
+
+// ResultsRedact masks secrets (secret-in-result) in a result and passes
+// the rest on; other findings are recorded as with flag.
+const ResultsRedact = "redact"
 
 func findingRules(fs []rugwatch.Finding) string {
 	seen := map[string]bool{}
@@ -166,53 +180,6 @@ func declared(props map[string]bool) string {
 	}
 	sort.Strings(names)
 	return strings.Join(names, ", ")
-}
-
-// maxScanned bounds how much result text the rules read.
-const maxScanned = 4 << 20
-
-// resultFindings runs the poisoning rules on the text a tool result hands
-// the model: text content, embedded resource text, and every string of
-// structured content.
-func resultFindings(raw json.RawMessage) []rugwatch.Finding {
-	var res struct {
-		Content []struct {
-			Type     string `json:"type"`
-			Text     string `json:"text"`
-			Resource *struct {
-				Text string `json:"text"`
-			} `json:"resource"`
-		} `json:"content"`
-		StructuredContent json.RawMessage `json:"structuredContent"`
-	}
-	if json.Unmarshal(raw, &res) != nil {
-		return nil
-	}
-	var out []rugwatch.Finding
-	budget := maxScanned
-	scan := func(text, path string) {
-		if budget <= 0 || text == "" {
-			return
-		}
-		if len(text) > budget {
-			text = text[:budget]
-		}
-		budget -= len(text)
-		out = append(out, monitor.FindingsText(text, path)...)
-	}
-	for i, c := range res.Content {
-		scan(c.Text, fmt.Sprintf("/content/%d/text", i))
-		if c.Resource != nil {
-			scan(c.Resource.Text, fmt.Sprintf("/content/%d/resource/text", i))
-		}
-	}
-	if len(res.StructuredContent) > 0 {
-		var v any
-		if json.Unmarshal(res.StructuredContent, &v) == nil {
-			walkStrings(v, "/structuredContent", 0, scan)
-		}
-	}
-	return out
 }
 
 func walkStrings(v any, path string, depth int, fn func(text, path string)) {

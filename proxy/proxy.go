@@ -95,6 +95,7 @@ type session struct {
 	live    map[string]rugwatch.Digest // the upstream definitions last listed
 	listed  bool                       // the client has listed tools
 	schemas map[string]*schemaCheck    // by digest
+	taint   taint                      // secrets this session's results carried (call.go)
 	// What this session last recorded through Enforce, and the allowed
 	// set's version it returned; zero until the first recording.
 	recorded struct {
