@@ -1,0 +1,43 @@
+package monitor
+
+import "testing"
+
+func TestPackageFindings(t *testing.T) {
+	cases := []struct {
+		command string
+		args    []string
+		want    []string
+	}{
+		{"npx", []string{"-y", "@modelcontextprotocol/server-everything"}, []string{RuleUnpinnedPackage}},
+		{"npx", []string{"-y", "@modelcontextprotocol/server-everything@latest"}, []string{RuleUnpinnedPackage}},
+		{"npx", []string{"-y", "@modelcontextprotocol/server-everything@^2.0.0"}, []string{RuleUnpinnedPackage}},
+		{"npx", []string{"-y", "@modelcontextprotocol/server-everything@2026.1.14"}, nil},
+		{"/usr/bin/npx", []string{"-y", "@modelcontextprotocol/server-filesytem@1.0.0"}, []string{RulePackageLookalike}},
+		{"npx", []string{"@modelcontextprotocol/sever-memory@1.0.0"}, []string{RulePackageLookalike}},
+		{"npx", []string{"@modelcontextprotocol/server-memroy@1.0.0"}, []string{RulePackageLookalike}},
+		{"uvx", []string{"mcp-server-fetchh==1.2.0"}, []string{RulePackageLookalike}},
+		{"uvx", []string{"mcp-server-fetch==2025.4.7"}, nil},
+		{"uvx", []string{"mcp-server-fetch"}, []string{RuleUnpinnedPackage}},
+		{"pipx", []string{"run", "mcp-server-time==1.0.0"}, nil},
+		{"node", []string{"server.js"}, nil},
+		// Honest: a different package, two edits or more away.
+		{"npx", []string{"@acme/mcp-server-billing@1.2.3"}, nil},
+		{"npx", []string{"mcp-server-kubernetes@1.0.0"}, nil},
+	}
+	for _, tc := range cases {
+		fs := PackageFindings(tc.command, tc.args)
+		got := map[string]bool{}
+		for _, f := range fs {
+			got[f.Rule] = true
+		}
+		if len(got) != len(tc.want) {
+			t.Errorf("%s %v: %v, want %v", tc.command, tc.args, fs, tc.want)
+			continue
+		}
+		for _, r := range tc.want {
+			if !got[r] {
+				t.Errorf("%s %v: %v, want %v", tc.command, tc.args, fs, tc.want)
+			}
+		}
+	}
+}
