@@ -27,6 +27,9 @@ type Launch struct {
 	ServerVersion string `json:"server_version,omitempty"`
 	// ProtocolVersion is the revision negotiated with it.
 	ProtocolVersion string `json:"protocol_version,omitempty"`
+	// PackageInfo is what a package runner resolved, and the package's
+	// findings (see packages.go); nil for other commands.
+	*PackageInfo
 }
 
 // HashCache remembers executables' digests by path, device, inode, size
@@ -117,7 +120,7 @@ func launchOf(ctx context.Context, t Target, cache *HashCache, serverInfo json.R
 	if err != nil {
 		return nil, fmt.Errorf("hashing %s: %w", path, err)
 	}
-	l := &Launch{Executable: path, SHA256: sum, Package: packageSpec(t.Command, t.Args)}
+	l := &Launch{Executable: path, SHA256: sum, Package: packageSpec(t.Command, t.Args), PackageInfo: packageInfoOf(t)}
 	var info struct{ Name, Version string }
 	if json.Unmarshal(serverInfo, &info) == nil {
 		l.ServerName, l.ServerVersion = info.Name, info.Version

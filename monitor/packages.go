@@ -1,9 +1,17 @@
 package monitor
 
 import (
+	"crypto/sha512"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -132,4 +140,172 @@ func oneEdit(a, b string) bool {
 		return true
 	}
 	return false
+}
+
+// PackageInfo is the part of a launch identity that a package runner
+// decides: the version it resolved and the registry's integrity hash of
+// the artifact (npm's lockfile "integrity", sha512-…), and the findings
+// of the package spec. It is embedded in Launch, so its fields are the
+// launch identity's, pinned and compared with the rest.
+type PackageInfo struct {
+	PackageVersion string             `json:"package_version,omitempty"`
+	Integrity      string             `json:"integrity,omitempty"`
+	Findings       []rugwatch.Finding `json:"findings,omitempty"`
+}
+
+// packageInfoOf is the package part of t's launch identity as far as the
+// command line tells (its findings); nil for a command that is not a
+// package runner.
+func packageInfoOf(t Target) *PackageInfo {
+	if packageSpec(t.Command, t.Args) == "" {
+		return nil
+	}
+	return &PackageInfo{Findings: PackageFindings(t.Command, t.Args)}
+}
+
+// maxLockfileBytes bounds a lockfile read from an npx cache: the server
+// that ran can write its own cache, so the file is as hostile as the rest.
+const maxLockfileBytes = 16 << 20
+
+// resolvePackage completes the package part of the listing's launch
+// identity with what npx installed for the running server, and refuses the
+// poll when the target pins an integrity the artifact does not have.
+//
+// The cache read is the one the server's npx actually used: a sandboxed
+// server's files are read through /proc/<pid>/root, because a root daemon's
+// sandbox gives the server a private HOME on its own /tmp that the daemon
+// cannot otherwise see, and that vanishes with the poll. The lockfile sits
+// in a cache the running package can write, so the integrity says what npm
+// verified when it installed, unless the package itself rewrote it since.
+func (s *Session) resolvePackage(l *Listing) error {
+	launch := l.Launch
+	if launch == nil || launch.PackageInfo == nil || filepath.Base(s.target.Command) != "npx" {
+		if s.target.Integrity != "" {
+			return fmt.Errorf("integrity %s is set, but only an npx launch reports one", s.target.Integrity)
+		}
+		return nil
+	}
+	root := ""
+	if s.proc != nil && s.proc.sandboxed && s.proc.cmd.Process != nil {
+		root = fmt.Sprintf("/proc/%d/root", s.proc.cmd.Process.Pid)
+	}
+	name, _ := splitPackageSpec(launch.Package)
+	version, integrity, err := npxResolved(npmCacheDirs(s.target, root, s.proc != nil && s.proc.sandboxed), launch.Package, name)
+	if err != nil {
+		if s.target.Integrity != "" {
+			return fmt.Errorf("confirming integrity %s of %s: %w; refusing a server whose artifact cannot be confirmed", s.target.Integrity, launch.Package, err)
+		}
+		l.Warnings = append(l.Warnings, "package integrity: "+err.Error())
+		return nil
+	}
+	launch.PackageVersion, launch.Integrity = version, integrity
+	if want := s.target.Integrity; want != "" && !slices.Contains(strings.Fields(integrity), want) {
+		return fmt.Errorf("npx ran %s@%s with integrity %s, not the configured %s: a different artifact would run; refusing it",
+			name, boundText(version, 64), boundText(integrity, 120), want)
+	}
+	return nil
+}
+
+// npmCacheDirs lists, most likely first, where the server's npm keeps its
+// cache, as the daemon reaches it (root prefixes a sandbox's view).
+func npmCacheDirs(t Target, root string, sandboxed bool) []string {
+	var dirs []string
+	for _, k := range []string{"npm_config_cache", "NPM_CONFIG_CACHE"} {
+		if v := t.Env[k]; v != "" {
+			dirs = append(dirs, root+v)
+		}
+	}
+	if sandboxed {
+		// The sandbox's /tmp starts empty, so /tmp/home there exists only
+		// when the sandbox replaced a HOME the server could not use.
+		dirs = append(dirs, root+"/tmp/home/.npm")
+	}
+	home, ok := t.Env["HOME"]
+	if !ok {
+		home = os.Getenv("HOME")
+	}
+	if home != "" {
+		dirs = append(dirs, root+filepath.Join(home, ".npm"))
+	}
+	return dirs
+}
+
+// npxDirHash is the directory npx installs a set of package specs into,
+// under <cache>/_npx/: the first 16 hex digits of the SHA-512 of the
+// sorted specs joined by newlines (npm's libnpmexec).
+func npxDirHash(specs ...string) string {
+	specs = slices.Clone(specs)
+	sort.Strings(specs)
+	sum := sha512.Sum512([]byte(strings.Join(specs, "\n")))
+	return hex.EncodeToString(sum[:])[:16]
+}
+
+// npxResolved reads the version and integrity npx installed for spec
+// (package name) from the first cache dir that holds spec's install.
+func npxResolved(cacheDirs []string, spec, name string) (version, integrity string, err error) {
+	hash := npxDirHash(spec)
+	var tried []string
+	for _, c := range cacheDirs {
+		dir := filepath.Join(c, "_npx", hash)
+		v, i, err := lockedPackage(dir, name)
+		if errors.Is(err, fs.ErrNotExist) {
+			tried = append(tried, dir)
+			continue
+		}
+		if err != nil {
+			return "", "", fmt.Errorf("reading the npx install of %s in %s: %w", spec, dir, err)
+		}
+		return v, i, nil
+	}
+	return "", "", fmt.Errorf("no npx install of %s found (looked in %s)", spec, strings.Join(tried, ", "))
+}
+
+// lockedPackage reads name's entry from an npx install's lockfile: the
+// hidden node_modules/.package-lock.json npm writes on install, else the
+// package-lock.json beside it.
+func lockedPackage(dir, name string) (version, integrity string, err error) {
+	var raw []byte
+	for _, p := range []string{filepath.Join(dir, "node_modules", ".package-lock.json"), filepath.Join(dir, "package-lock.json")} {
+		raw, err = readBounded(p, maxLockfileBytes)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", "", err
+		}
+	}
+	if err != nil {
+		return "", "", err
+	}
+	var lock struct {
+		Packages map[string]struct {
+			Version   string `json:"version"`
+			Integrity string `json:"integrity"`
+		} `json:"packages"`
+	}
+	if err := json.Unmarshal(raw, &lock); err != nil {
+		return "", "", fmt.Errorf("parsing the lockfile: %w", err)
+	}
+	e, ok := lock.Packages["node_modules/"+name]
+	if !ok || e.Integrity == "" {
+		return "", "", fmt.Errorf("the lockfile has no integrity for %s", name)
+	}
+	return e.Version, e.Integrity, nil
+}
+
+// readBounded reads a whole file of at most max bytes.
+func readBounded(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%s is over %d bytes", path, max)
+	}
+	return b, nil
 }

@@ -1,6 +1,13 @@
 package monitor
 
-import "testing"
+import (
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/rugwatch/rugwatch"
+)
 
 func TestPackageFindings(t *testing.T) {
 	cases := []struct {
@@ -39,5 +46,41 @@ func TestPackageFindings(t *testing.T) {
 				t.Errorf("%s %v: %v, want %v", tc.command, tc.args, fs, tc.want)
 			}
 		}
+	}
+}
+
+// The package findings travel in the launch identity, which the server
+// record keeps and status --json prints as "launch".
+func TestLaunchCarriesPackageFindings(t *testing.T) {
+	npx, err := exec.LookPath("npx")
+	if err != nil {
+		t.Skip("npx not installed")
+	}
+	l, err := launchOf(t.Context(), Target{Command: npx, Args: []string{"-y", "@modelcontextprotocol/server-filesytem"}}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(l)
+	var got struct {
+		Package  string             `json:"package"`
+		Findings []rugwatch.Finding `json:"findings"`
+	}
+	if err := json.Unmarshal(raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	rules := map[string]bool{}
+	for _, f := range got.Findings {
+		rules[f.Rule] = true
+	}
+	if got.Package != "@modelcontextprotocol/server-filesytem" || !rules[RuleUnpinnedPackage] || !rules[RulePackageLookalike] {
+		t.Fatalf("launch identity %s: want both package findings", raw)
+	}
+	// A command that is no package runner carries no package part.
+	l, err = launchOf(t.Context(), Target{Command: npx[:strings.LastIndex(npx, "/")+1] + "node"}, nil, nil)
+	if err != nil {
+		t.Skip("node not next to npx:", err)
+	}
+	if raw, _ := json.Marshal(l); strings.Contains(string(raw), "findings") {
+		t.Fatalf("node launch %s has package findings", raw)
 	}
 }

@@ -29,6 +29,9 @@ type Target struct {
 	Headers   map[string]string
 	// Sandbox confines a stdio server; the zero value sandboxes it.
 	Sandbox Sandbox
+	// Integrity, for an npx launch, is the registry integrity (sha512-…)
+	// the package that runs must have; a poll of any other artifact fails.
+	Integrity string
 }
 
 // Sandbox says how a stdio server is confined (see package sandbox).
