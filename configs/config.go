@@ -95,6 +95,12 @@ type Server struct {
 	// RevisionCheck lists the server once per protocol era it offers and
 	// raises tool.cloaked where the tools differ (stdio and http only).
 	RevisionCheck bool `yaml:"revision_check"`
+	// Integrity, for an npx launch, is the npm registry integrity
+	// (sha512-…) of the package that must run; a poll that finds another
+	// artifact installed fails instead of listing it.
+	Integrity string `yaml:"integrity"`
+	// RequireTLS refuses a url server reached over plain http://.
+	RequireTLS bool `yaml:"require_tls"`
 }
 
 // Transports.

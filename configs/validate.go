@@ -7,6 +7,7 @@ import (
 	"net/mail"
 	"net/textproto"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -211,6 +212,29 @@ func (v *validator) server(p string, s Server, names map[string]int, i int) {
 	}
 	v.headers(p, s.Headers)
 	v.secretTransport(p, s.URL, s.Headers)
+	v.integrity(p, s)
+	if s.RequireTLS && strings.HasPrefix(strings.ToLower(s.URL), "http://") {
+		v.fail(p+".url", "plain http:// with require_tls: true; use https://")
+	} else if s.RequireTLS && s.URL == "" {
+		v.fail(p+".require_tls", "only for url servers")
+	}
+}
+
+// integrityRE is an npm (Subresource Integrity) hash: sha512- and the
+// padded base64 of 64 bytes.
+var integrityRE = regexp.MustCompile(`^sha512-[A-Za-z0-9+/]{86}==$`)
+
+// integrity checks servers[].integrity: only where npx reports one.
+func (v *validator) integrity(p string, s Server) {
+	if s.Integrity == "" && !v.c.has(p+".integrity") {
+		return
+	}
+	switch {
+	case filepath.Base(s.Command) != "npx":
+		v.fail(p+".integrity", "only for npx launches: it is the npm lockfile integrity of the package npx runs")
+	case !integrityRE.MatchString(s.Integrity):
+		v.fail(p+".integrity", "must be an npm integrity: sha512- and the base64 of 64 bytes, as in package-lock.json")
+	}
 }
 
 func (v *validator) headers(p string, h map[string]Secret) {
