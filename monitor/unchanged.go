@@ -31,14 +31,24 @@ import (
 var ErrListingStale = errors.New("unchanged listing, but the server's state moved since it was recorded")
 
 // unchangedFor returns the DialOptions.Unchanged of a poll of server:
-// true when the fingerprint is the one recorded at its last poll. The
-// state is checked again when the poll is recorded.
+// true when the fingerprint is the one recorded at its last poll and the
+// server's state is still the one that poll left. The state is checked
+// again when the poll is recorded; checking it here as well keeps the
+// fast path from being taken after an approval, which would make the
+// poll list the server a second time (a server counts listings, and an
+// extra one is an extra round trip to a possibly slow server).
 func (r *Recorder) unchangedFor(server string) func([32]byte) bool {
 	return func(fp [32]byte) bool {
 		var same bool
+		r.mu.Lock() // r.check's cache, as inside the write transaction
+		defer r.mu.Unlock()
 		_ = r.DB.View(func(tx *store.Tx) error {
-			stored, _, ok := tx.ListingState(server)
-			same = ok && stored == fp
+			stored, want, ok := tx.ListingState(server)
+			if !ok || stored != fp {
+				return nil
+			}
+			have, ok, err := r.stateDigest(tx, server)
+			same = err == nil && ok && have == want
 			return nil
 		})
 		return same
