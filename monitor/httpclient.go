@@ -86,6 +86,14 @@ func (b *boundedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	return resp, nil
 }
 
+// CloseIdleConnections closes the idle connections of the transport
+// underneath. http.Client.CloseIdleConnections reaches only a transport
+// that has this method: without it closeIdle did nothing, and as each poll
+// has a transport of its own, every poll of a fleet left its keep-alive
+// connection open (two goroutines and their buffers each) until the
+// server dropped it, memory that grew with the fleet.
+func (b *boundedTransport) CloseIdleConnections() { b.base.CloseIdleConnections() }
+
 // limitedBody fails reads past max bytes instead of truncating silently, so
 // a truncated listing can never pass for a complete one.
 type limitedBody struct {

@@ -33,7 +33,8 @@ type Listing struct {
 	InstructionsDigest rugwatch.Digest // empty when the server sent none
 	Tools              []Tool          // sorted by name
 	Pages              int
-	Launch             *Launch // stdio servers only
+	Launch             *Launch         // stdio servers only
+	Identity           *RemoteIdentity // http and sse servers only (identity.go)
 	Warnings           []string
 	Elapsed            time.Duration
 
@@ -147,6 +148,7 @@ func (s *Session) noteCache(l *Listing, ttl, scope json.RawMessage) {
 // deadline fails the poll: a listing recorded without its launch identity
 // because the hash ran out of time would let a swapped executable pass.
 func (s *Session) describeLaunch(ctx context.Context, l *Listing) error {
+	s.describeIdentity(l)
 	if s.proc == nil {
 		return nil
 	}
@@ -333,8 +335,9 @@ func (s *Session) fingerprint(pages hash.Hash, l *Listing, lim Limits) [32]byte 
 		Sandboxed          bool
 		SandboxNote        string
 		Limits             Limits
+		Identity           *RemoteIdentity
 	}{1, l.ProtocolVersion, l.ServerInfo, l.Instructions, l.InstructionsDigest, l.Offered, l.Cache, l.Warnings,
-		launch, l.Sandboxed, l.SandboxNote, lim})
+		launch, l.Sandboxed, l.SandboxNote, lim, l.Identity})
 	fmt.Fprintf(pages, "rest %d\n", len(rest))
 	pages.Write(rest)
 	var out [32]byte

@@ -464,6 +464,7 @@ func (r *Recorder) record(server, transport string, l *Listing, pollErr error, n
 		out = Evaluate(in)
 		out.Events = append(replays, out.Events...)
 		out.Events = append(out.Events, r.noteRevision(prev, l, &out.Server)...)
+		out.Events = append(out.Events, noteIdentity(l, &out.Server, now)...)
 		if l != nil {
 			out.Server.Sandboxed, out.Server.SandboxNote = l.Sandboxed, l.SandboxNote
 		}

@@ -126,7 +126,7 @@ func dial(ctx context.Context, t Target, opts DialOptions, want era) (*Session, 
 		s.proc = p
 		tr = &mcp.IOTransport{Reader: p.stdout, Writer: p.stdin, MaxLineLength: int(opts.Limits.MaxResponseBytes)}
 	case TransportHTTP, TransportSSE:
-		hc, err := newHTTPClient(t, opts.Limits.MaxResponseBytes)
+		hc, err := newHTTPClient(t, opts.Limits.MaxResponseBytes, opts.RootCAs)
 		if err != nil {
 			cancel()
 			return nil, err

@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -110,6 +111,9 @@ type DialOptions struct {
 	// per-tool checks and canonical forms (see Listing.Fingerprint). Only
 	// the Poller sets it, per poll.
 	Unchanged func(fingerprint [32]byte) bool
+	// RootCAs, when set, are the only roots a remote server's certificate
+	// may chain to (tests inject their CAs here); nil uses the system's.
+	RootCAs *x509.CertPool
 }
 
 // LimitError says which limit a server response broke.

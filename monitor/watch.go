@@ -233,7 +233,7 @@ func (w *Watcher) statelessHTTP(ctx context.Context, s *Session) error {
 // standaloneHTTP holds an SDK client session open for its standalone
 // event stream (handshake era) and turns list_changed into a poll request.
 func (w *Watcher) standaloneHTTP(ctx context.Context) error {
-	hc, err := newHTTPClient(w.Target, w.Opts.Limits.withDefaults().MaxResponseBytes)
+	hc, err := newHTTPClient(w.Target, w.Opts.Limits.withDefaults().MaxResponseBytes, w.Opts.RootCAs)
 	if err != nil {
 		return err
 	}

@@ -57,6 +57,13 @@ type ServerRecord struct {
 	// difference is raised once.
 	ProtocolVersion string            `json:"protocol_version,omitempty"`
 	Cloaked         map[string]string `json:"cloaked,omitempty"`
+
+	// Identity is the remote identity of an HTTP or SSE server at the
+	// last poll (monitor.RemoteIdentity); IdentityPinned the one pinned at
+	// first sight or the last approval, IdentityDrifted that they differ.
+	Identity        json.RawMessage `json:"identity,omitempty"`
+	IdentityPinned  json.RawMessage `json:"identity_pinned,omitempty"`
+	IdentityDrifted bool            `json:"identity_drifted,omitempty"`
 }
 
 // ToolRecord is where one tool of one server stands.

@@ -255,9 +255,14 @@ func floor(b *testing.B, base string, n, concurrency int) (time.Duration, int64)
 
 // childRun is one rugwatch child process, measured from outside.
 type childRun struct {
-	wall    time.Duration
-	cpu     time.Duration
-	peakRSS int64 // bytes: ru_maxrss, the child's VmHWM
+	wall time.Duration
+	cpu  time.Duration
+	// peakRSS is the child's VmHWM from /proc/<pid>/status, last read
+	// before it exited. Not ru_maxrss: Go starts a child with
+	// CLONE_VFORK|CLONE_VM, and Linux carries the parent's RSS high-water
+	// mark into the child's at exec, so ru_maxrss counts this benchmark's
+	// own memory (the reports it holds) as rugwatch's.
+	peakRSS int64
 	// peakAnon and peakFile are the highest RssAnon (heap, stacks) and
 	// RssFile (pages of mapped files: bbolt's mmap, the binary) sampled
 	// from /proc/<pid>/status: VmHWM counts both, and file pages are the
@@ -278,7 +283,7 @@ func runChild(b *testing.B, bin string, env []string, args ...string) childRun {
 	if err := cmd.Start(); err != nil {
 		b.Fatalf("starting rugwatch %v: %v", args, err)
 	}
-	var anon, file int64
+	var anon, file, hwm int64
 	done := make(chan struct{})
 	sampled := make(chan struct{})
 	go func() {
@@ -288,8 +293,8 @@ func runChild(b *testing.B, bin string, env []string, args ...string) childRun {
 		defer tick.Stop()
 		for {
 			if raw, err := os.ReadFile(status); err == nil {
-				a, f := rssOf(raw)
-				anon, file = max(anon, a), max(file, f)
+				a, f, h := rssOf(raw)
+				anon, file, hwm = max(anon, a), max(file, f), max(hwm, h)
 			}
 			select {
 			case <-done:
@@ -301,7 +306,7 @@ func runChild(b *testing.B, bin string, env []string, args ...string) childRun {
 	err := cmd.Wait()
 	close(done)
 	<-sampled
-	r := childRun{wall: time.Since(start), stdout: out.Bytes(), stderr: errb.String(), peakAnon: anon, peakFile: file}
+	r := childRun{wall: time.Since(start), stdout: out.Bytes(), stderr: errb.String(), peakAnon: anon, peakFile: file, peakRSS: max(hwm, anon+file)}
 	if ee, ok := err.(*exec.ExitError); ok {
 		r.code = ee.ExitCode()
 	} else if err != nil {
@@ -309,13 +314,12 @@ func runChild(b *testing.B, bin string, env []string, args ...string) childRun {
 	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		r.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		r.peakRSS = ru.Maxrss * 1024
 	}
 	return r
 }
 
-// rssOf reads RssAnon and RssFile (bytes) from a /proc/<pid>/status.
-func rssOf(status []byte) (anon, file int64) {
+// rssOf reads RssAnon, RssFile and VmHWM (bytes) from a /proc/<pid>/status.
+func rssOf(status []byte) (anon, file, hwm int64) {
 	for _, line := range strings.Split(string(status), "\n") {
 		k, v, ok := strings.Cut(line, ":")
 		if !ok {
@@ -330,9 +334,11 @@ func rssOf(status []byte) (anon, file int64) {
 			anon = kb << 10
 		case "RssFile":
 			file = kb << 10
+		case "VmHWM":
+			hwm = kb << 10
 		}
 	}
-	return anon, file
+	return anon, file, hwm
 }
 
 // tailBuffer keeps the last max bytes written (a first cycle's debug log
