@@ -34,9 +34,20 @@ func Command(spec Spec) (*Cmd, error) {
 	}
 	is := initSpec{Spec: spec, Root: os.Geteuid() == 0}
 	is.ExeFD = strings.HasPrefix(filepath.Clean(spec.Path), "/tmp/") || (is.Root && !reachableByOthers(spec.Path))
-	if real, err := filepath.EvalSymlinks(spec.Path); err == nil {
-		if top := tmpTop(real); top != "" {
-			is.TmpKeep = append(is.TmpKeep, top)
+	// What the server is given by path under the host's /tmp — its
+	// executable, a script or directory among its arguments (`node
+	// /tmp/checkout/server.js`), its working directory — is kept; the rest
+	// of the host's /tmp is not there.
+	keep := map[string]bool{}
+	for _, p := range append([]string{spec.Path, spec.Dir}, spec.Args...) {
+		if !filepath.IsAbs(p) {
+			continue
+		}
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			if top := tmpTop(real); top != "" && !keep[top] {
+				keep[top] = true
+				is.TmpKeep = append(is.TmpKeep, top)
+			}
 		}
 	}
 	if len(is.Args) == 0 {
