@@ -1,6 +1,8 @@
 package monitor
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -15,17 +17,25 @@ import (
 // legacy SSE server names its POST endpoint in an "endpoint" event, and
 // may name any URL there: another host on the monitor's network, or a
 // collector), and caps every response body at max bytes.
-func newHTTPClient(t Target, max int64) (*http.Client, error) {
+//
+// roots, when set, replaces the system roots (tests trust their own CA
+// through DialOptions.RootCAs, never through a global).
+func newHTTPClient(t Target, max int64, roots *x509.CertPool) (*http.Client, error) {
 	u, err := url.Parse(t.URL)
 	if err != nil {
 		return nil, fmt.Errorf("parsing url: %w", err)
 	}
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	if roots != nil {
+		base.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	}
 	return &http.Client{
 		Transport: &boundedTransport{
-			base:    http.DefaultTransport.(*http.Transport).Clone(),
+			base:    base,
 			origin:  origin(u),
 			headers: t.Headers,
 			max:     max,
+			tls:     &tlsSeen{},
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return errRedirect
@@ -56,6 +66,8 @@ type boundedTransport struct {
 	origin  string
 	headers map[string]string
 	max     int64
+	// tls keeps the first answer's TLS state, for the remote identity.
+	tls *tlsSeen
 }
 
 func (b *boundedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -78,6 +90,7 @@ func (b *boundedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if err != nil {
 		return nil, err
 	}
+	b.tls.note(resp.TLS)
 	if resp.ContentLength > b.max {
 		resp.Body.Close()
 		return nil, &LimitError{Limit: "max_response_bytes", Value: b.max}
