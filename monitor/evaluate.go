@@ -540,10 +540,27 @@ func evaluateLaunch(in Input, next *store.ServerRecord, ev func(rugwatch.Event))
 	case bytes.Equal(next.LaunchPinned, cur):
 		// Unchanged, or changed back: a launch drift, like a tool's, is
 		// cleared only by an approval that pins again.
+	case !next.LaunchDrifted && onlyAdds(Diff(next.LaunchPinned, cur)):
+		// Fields the pin never had (a newer rugwatch records more of what
+		// runs: package version, integrity, findings): nothing that was
+		// pinned changed, so the pin grows quietly instead of raising a
+		// drift on every such server at upgrade.
+		next.LaunchPinned = cur
 	case !next.LaunchDrifted || !bytes.Equal(last, cur):
 		next.LaunchDrifted = true
 		changes := Diff(next.LaunchPinned, cur)
 		ev(rugwatch.Event{Type: rugwatch.EventLaunchDrifted, Severity: rugwatch.SeverityWarning, Changes: changes,
 			Message: "what runs for this server changed: " + summarize(changes)})
 	}
+}
+
+// onlyAdds reports whether every change adds a field, none alters or
+// removes one.
+func onlyAdds(changes []rugwatch.Change) bool {
+	for _, c := range changes {
+		if c.Op != "add" {
+			return false
+		}
+	}
+	return len(changes) > 0
 }

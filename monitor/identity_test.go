@@ -185,3 +185,48 @@ func TestPlaintextTransportFinding(t *testing.T) {
 		}
 	}
 }
+
+// TestIdentityDriftIsApprovedWithLaunch: a human accepts a new identity
+// with approve --launch (Ledger.Approve pinning the launch); the report is
+// unclean until then and clean after, and the next poll raises nothing.
+func TestIdentityDriftIsApprovedWithLaunch(t *testing.T) {
+	ca1, ca2 := newTestCA(t, "ca one"), newTestCA(t, "ca two")
+	roots := x509.NewCertPool()
+	roots.AddCert(ca1.cert)
+	roots.AddCert(ca2.cert)
+	var cert atomic.Pointer[tls.Certificate]
+	cert.Store(ca1.leaf(t, "mcp.test"))
+	srv := tlsMCP(t, &cert)
+	h := newHarness(t)
+	poll := func() []rugwatch.Event {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		l, err := Poll(ctx, Target{Name: "remote", Transport: TransportHTTP, URL: srv.URL}, DialOptions{RootCAs: roots})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, evs := h.record(l, nil)
+		return evs
+	}
+	poll()
+	cert.Store(ca2.leaf(t, "mcp.test"))
+	poll()
+	if !h.server().IdentityDrifted || ServerReportOf(h.server(), TransportHTTP).IdentityDrifted != true {
+		t.Fatal("the new CA did not leave the server identity-drifted")
+	}
+	if rep := (Report{Servers: []ServerReport{ServerReportOf(h.server(), TransportHTTP)}}); rep.Clean() {
+		t.Fatal("a report with a drifted identity is clean")
+	}
+	if _, err := h.ledger().Approve(context.Background(), "srv", nil, true); err != nil {
+		t.Fatal(err)
+	}
+	if h.server().IdentityDrifted {
+		t.Fatal("approve --launch did not pin the new identity")
+	}
+	for _, e := range poll() {
+		if e.Type == EventIdentityDrifted {
+			t.Fatalf("drift raised again after it was approved: %+v", e)
+		}
+	}
+}

@@ -305,6 +305,19 @@ func (l *Ledger) Approve(ctx context.Context, server string, approvals []SignedA
 			}
 			n++
 		}
+		// A remote server's identity (origin, issuing CA, names, revision)
+		// is accepted the same way: approve --launch is "what runs, or
+		// who answers, is as it should be".
+		if pinLaunch && rec.IdentityDrifted {
+			PinIdentity(&rec)
+			if err := l.appendEvent(tx, &rugwatch.Event{
+				Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityInfo, Server: server, OccurredAt: now,
+				Message: "remote identity pinned: " + string(rec.Identity),
+			}); err != nil {
+				return err
+			}
+			n++
+		}
 		for _, sa := range approvals {
 			if sa.Kind == store.KindInstructions {
 				if err := l.approveInstructions(tx, &rec, sa, now); err != nil {

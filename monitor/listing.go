@@ -158,6 +158,11 @@ func (s *Session) describeLaunch(ctx context.Context, l *Listing) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("hashing the executable of the launch identity: %w", ctx.Err())
 		}
+		if s.target.Integrity != "" {
+			// A pinned artifact must be confirmed; without a launch
+			// identity nothing was.
+			return fmt.Errorf("integrity %s cannot be confirmed: launch identity: %w", s.target.Integrity, err)
+		}
 		l.Warnings = append(l.Warnings, "launch identity: "+err.Error())
 		return nil
 	}

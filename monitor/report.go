@@ -35,6 +35,11 @@ type ServerReport struct {
 	// from the pinned one.
 	Launch        json.RawMessage `json:"launch,omitempty"`
 	LaunchDrifted bool            `json:"launch_drifted,omitempty"`
+	// Identity is who answered an HTTP or SSE server (origin, issuing CA
+	// key, certificate names, serverInfo, revision); IdentityDrifted says
+	// it differs from the pinned one.
+	Identity        json.RawMessage `json:"identity,omitempty"`
+	IdentityDrifted bool            `json:"identity_drifted,omitempty"`
 	// Sandboxed says the last poll of a stdio server ran it sandboxed;
 	// SandboxNote says why not.
 	Sandboxed   bool         `json:"sandboxed"`
@@ -118,6 +123,7 @@ func ServerReportOf(r store.ServerRecord, transport string) ServerReport {
 		InstructionsDigest: r.InstructionsDigest, Tools: []ToolReport{},
 		InstructionsState: r.InstructionsState, InstructionsFindings: r.InstructionsFindings,
 		Launch: r.Launch, LaunchDrifted: r.LaunchDrifted, Sandboxed: r.Sandboxed, SandboxNote: r.SandboxNote,
+		Identity: r.Identity, IdentityDrifted: r.IdentityDrifted,
 	}
 	if sr.Transport == "" {
 		sr.Transport = transport
@@ -142,7 +148,7 @@ func ServerReportOf(r store.ServerRecord, transport string) ServerReport {
 // reached and every tool approved.
 func (r Report) Clean() bool {
 	for _, s := range r.Servers {
-		if !s.Reachable || s.LaunchDrifted || (s.InstructionsState != "" && !s.InstructionsState.Clean()) {
+		if !s.Reachable || s.LaunchDrifted || s.IdentityDrifted || (s.InstructionsState != "" && !s.InstructionsState.Clean()) {
 			return false
 		}
 		for _, t := range s.Tools {

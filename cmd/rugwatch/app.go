@@ -266,6 +266,7 @@ func (a *App) target(s configs.Server) (monitor.Target, error) {
 	// names (data dir with store, keys and control socket; the config;
 	// every ${file:} secret) and the approver's key wherever it lives.
 	t.Sandbox = monitor.Sandbox{Mode: sandbox.Mode(s.Sandbox), Hide: append([]string(nil), s.SandboxHide...)}
+	t.Integrity = s.Integrity
 	if v, ok := a.LookupEnv("RUGWATCH_KEY"); ok && v != "" {
 		t.Sandbox.Hide = append(t.Sandbox.Hide, v)
 	}

@@ -64,7 +64,7 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 		return err
 	}
 	instr := (*all || *withInstructions) && rec.InstructionsDigest != "" && rec.InstructionsState != rugwatch.StateApproved
-	launch := (*all || *withLaunch) && rec.LaunchDrifted
+	launch := (*all || *withLaunch) && (rec.LaunchDrifted || rec.IdentityDrifted)
 	if *withInstructions && rec.InstructionsDigest == "" {
 		return fmt.Errorf("server %s sends no instructions", server)
 	}

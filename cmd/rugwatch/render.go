@@ -260,6 +260,9 @@ func printServer(w io.Writer, s monitor.ServerReport, first bool) {
 	if s.LaunchDrifted {
 		rows = append(rows, row{"(launch)", "DRIFTED", "", "", "what runs changed; see history, then approve " + s.Name + " --launch"})
 	}
+	if s.IdentityDrifted {
+		rows = append(rows, row{"(identity)", "DRIFTED", "", "", "who answers changed; see history, then approve " + s.Name + " --launch"})
+	}
 	for _, t := range s.Tools {
 		extra := ""
 		if len(t.Changes) > 0 {
@@ -288,6 +291,10 @@ func printServer(w io.Writer, s monitor.ServerReport, first bool) {
 		printFindings(w, "    ", s.InstructionsFindings)
 	}
 	if s.LaunchDrifted {
+		printRow(rows[next])
+		next++
+	}
+	if s.IdentityDrifted {
 		printRow(rows[next])
 		next++
 	}
