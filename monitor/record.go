@@ -56,6 +56,10 @@ type Recorder struct {
 	// the reset that follows a failed batch.
 	mu sync.Mutex
 
+	// Classify, when set, adds an external classifier's findings to each
+	// new or changed definition's (see Classifier).
+	Classify func(server string, t Tool) []rugwatch.Finding
+
 	// index is every server's tool names, for shadowing findings. It is
 	// read by findings computed outside the write transaction and changed
 	// only inside it, under idxMu.
@@ -338,7 +342,12 @@ func (r *Recorder) findingsFor(server string, tools []Tool) map[string]Precomput
 	fc := FindingContext{Server: server, Index: r.index}
 	out := make(map[string]Precomputed, len(tools))
 	for _, t := range tools {
-		out[t.Name] = Precomputed{Digest: t.Digest, Findings: Findings(t.Canonical, fc)}
+		fs := Findings(t.Canonical, fc)
+		if r.Classify != nil {
+			// Outside any transaction, once per new or changed definition.
+			fs = append(fs, r.Classify(server, t)...)
+		}
+		out[t.Name] = Precomputed{Digest: t.Digest, Findings: fs}
 	}
 	return out
 }

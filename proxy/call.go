@@ -64,6 +64,11 @@ func (s *session) callTool(ctx context.Context, up *monitor.Session, req *jsonrp
 		return &jsonrpc.Response{ID: req.ID, Error: rpcErr}
 	}
 	scan := monitor.ScanResult(res, monitor.ResultScanOptions{Redact: s.opts.Results == ResultsRedact})
+	if s.opts.Classify != nil {
+		if text := resultText(res); text != "" {
+			scan.Findings = append(scan.Findings, s.opts.Classify(ctx, params.Name, text)...)
+		}
+	}
 	if findings := scan.Findings; len(findings) > 0 {
 		// What a flagged result carried is remembered for the session, so
 		// a later call cannot carry it on to an open-world tool.
@@ -198,4 +203,34 @@ func walkStrings(v any, path string, depth int, fn func(text, path string)) {
 			walkStrings(e, path+"/"+strings.NewReplacer("~", "~0", "/", "~1").Replace(k), depth+1, fn)
 		}
 	}
+}
+
+// maxClassified bounds the result text handed to an external classifier.
+const maxClassified = 256 << 10
+
+// resultText is the text content of a tool result, joined, for an
+// external classifier; what the rules read in full goes through
+// monitor.ScanResult.
+func resultText(raw json.RawMessage) string {
+	var res struct {
+		Content []struct {
+			Text string `json:"text"`
+		} `json:"content"`
+	}
+	if json.Unmarshal(raw, &res) != nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, c := range res.Content {
+		if c.Text == "" {
+			continue
+		}
+		if b.Len()+len(c.Text) > maxClassified {
+			b.WriteString(c.Text[:max(maxClassified-b.Len(), 0)])
+			break
+		}
+		b.WriteString(c.Text)
+		b.WriteString("\n")
+	}
+	return b.String()
 }

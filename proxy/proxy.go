@@ -53,6 +53,9 @@ type Options struct {
 	ConnectTimeout time.Duration
 	// Observe, when set, sees every refused call (metrics).
 	Observe func(event string)
+	// Classify, when set, adds an external classifier's findings on a
+	// tool result's text to the rules' (see monitor.Classifier).
+	Classify func(ctx context.Context, tool, text string) []rugwatch.Finding
 	// Watch, when set, runs for the life of the session and calls changed
 	// whenever the server's tool list may have changed. A stdio server's
 	// list_changed arrives on the proxied session itself; over HTTP the

@@ -2,14 +2,17 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"time"
 
+	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/configs"
 	"github.com/rugwatch/rugwatch/control"
 	"github.com/rugwatch/rugwatch/monitor"
 	"github.com/rugwatch/rugwatch/notify"
+	"github.com/rugwatch/rugwatch/sandbox"
 	"github.com/rugwatch/rugwatch/store"
 )
 
@@ -107,6 +110,18 @@ func (a *App) ledger(cfg *configs.Config, db *store.DB, ver monitor.Verifier, al
 // approve_first_seen it holds the one private key the daemon may hold.
 func (a *App) recorder(cfg *configs.Config, db *store.DB, ver monitor.Verifier, al *notify.Alerting) (*monitor.Recorder, error) {
 	rec := &monitor.Recorder{DB: db, Verifier: ver, UnreachableAfter: cfg.UnreachableAfter, InTx: al.InTx, Log: a.log}
+	if cl := a.classifier(cfg); cl != nil {
+		rec.Classify = func(server string, t monitor.Tool) []rugwatch.Finding {
+			var def struct {
+				Description string `json:"description"`
+			}
+			if json.Unmarshal(t.Canonical, &def) != nil || def.Description == "" {
+				return nil
+			}
+			return cl.Classify(context.Background(), monitor.ClassifyRequest{Kind: "description", Server: server, Tool: t.Name,
+				Path: "/description", Text: def.Description})
+		}
+	}
 	if cfg.ApproveFirstSeen {
 		key := cfg.SigningKey
 		if key == "" {
@@ -148,4 +163,19 @@ func (a *App) specs(cfg *configs.Config, names []string) ([]monitor.ServerSpec, 
 		}
 	}
 	return out, nil
+}
+
+// classifier is the config's external classifier, run sandboxed with the
+// same hide list as a stdio server; nil when none is configured.
+func (a *App) classifier(cfg *configs.Config) *monitor.Classifier {
+	c := &cfg.Classifier
+	if !c.Enabled() {
+		return nil
+	}
+	hide := cfg.ReferencedPaths()
+	if dir, err := a.keyDir(); err == nil {
+		hide = append(hide, dir)
+	}
+	return &monitor.Classifier{Command: c.Command, Timeout: c.EffectiveTimeout(), OnError: c.OnError, Log: a.log,
+		Sandbox: monitor.Sandbox{Mode: sandbox.Mode(cfg.Defaults.Sandbox), Hide: hide}}
 }

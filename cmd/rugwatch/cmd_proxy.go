@@ -9,6 +9,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/configs"
 	"github.com/rugwatch/rugwatch/control"
 	"github.com/rugwatch/rugwatch/monitor"
@@ -68,6 +69,11 @@ func (a *App) proxyOptions(cfg *configs.Config, srv configs.Server, backend func
 			opts.Peer, opts.Capabilities = peer, caps
 			return monitor.Dial(ctx, t, opts)
 		},
+	}
+	if cl := a.classifier(cfg); cl != nil {
+		opts.Classify = func(ctx context.Context, tool, text string) []rugwatch.Finding {
+			return cl.Classify(ctx, monitor.ClassifyRequest{Kind: "result", Server: srv.Name, Tool: tool, Path: "/content", Text: text})
+		}
 	}
 	if srv.Transport != monitor.TransportStdio {
 		// Over HTTP a server's list_changed travels on a stream of its
