@@ -138,7 +138,7 @@ func Discover(home, project string) DiscoverReport {
 		if src.key == "claude.json" {
 			groups = append(groups, group{asObject(doc["mcpServers"]), "mcpServers", ""})
 			projects := asObject(doc["projects"])
-			for _, dir := range sortedKeysOf(projects) {
+			for _, dir := range sortedKeys(projects) {
 				groups = append(groups, group{asObject(asObject(projects[dir])["mcpServers"]),
 					fmt.Sprintf("projects[%q].mcpServers", dir), dir})
 			}
@@ -146,7 +146,7 @@ func Discover(home, project string) DiscoverReport {
 			groups = append(groups, group{asObject(doc[src.key]), src.key, src.project})
 		}
 		for _, g := range groups {
-			for _, name := range sortedKeysOf(g.entries) {
+			for _, name := range sortedKeys(g.entries) {
 				src.Servers++
 				o := DiscoverOrigin{Client: src.Client, Path: src.Path, Entry: fmt.Sprintf("%s[%q]", g.prefix, name)}
 				s, reason := convertEntry(name, g.entries[name], g.project, home, filepath.Dir(src.Path))
@@ -283,15 +283,6 @@ func stripJSONC(in []byte) []byte {
 func asObject(v any) map[string]any {
 	m, _ := v.(map[string]any)
 	return m
-}
-
-func sortedKeysOf(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func asString(v any) (string, bool) {

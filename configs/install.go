@@ -348,7 +348,7 @@ func proxiedEntry(orig []byte, s *DiscoveredServer, name, rugwatch, cfgPath stri
 	}
 	// command and args first, as people write them; the rest sorted.
 	keys := []string{"command", "args"}
-	for _, k := range sortedKeysOf(entry) {
+	for _, k := range sortedKeys(entry) {
 		if k != "command" && k != "args" {
 			keys = append(keys, k)
 		}
