@@ -8,6 +8,7 @@ import (
 
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/store"
+	"github.com/rugwatch/rugwatch/visible"
 )
 
 // Summary events: one alert for a poll that moved several tools of one
@@ -126,7 +127,13 @@ func summaryEvent(server string, first bool, tools int, folded []rugwatch.Event,
 		what string
 	}{{rugwatch.EventToolDrifted, "drifted"}, {rugwatch.EventToolNew, "new"}, {rugwatch.EventToolRemoved, "removed"}, {rugwatch.EventToolApproved, "approved"}} {
 		if n := counts[c.t]; n > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", n, c.what))
+			part := fmt.Sprintf("%d %s", n, c.what)
+			if c.t == rugwatch.EventToolDrifted || c.t == rugwatch.EventToolRemoved {
+				// The ones a person must look at are named (server text,
+				// made visible; a few, then a count).
+				part += " (" + namesOf(folded, c.t, 5) + ")"
+			}
+			parts = append(parts, part)
 		}
 	}
 	if first {
@@ -138,4 +145,25 @@ func summaryEvent(server string, first bool, tools int, folded []rugwatch.Event,
 		e.Message += fmt.Sprintf("; %d findings", len(e.Findings))
 	}
 	return e
+}
+
+// namesOf lists up to max tool names of the events of type t, visible.
+func namesOf(events []rugwatch.Event, t rugwatch.EventType, max int) string {
+	var names []string
+	more := 0
+	for _, e := range events {
+		if e.Type != t {
+			continue
+		}
+		if len(names) == max {
+			more++
+			continue
+		}
+		names = append(names, visible.Line(clip(e.Tool, 0, 64)))
+	}
+	out := strings.Join(names, ", ")
+	if more > 0 {
+		out += fmt.Sprintf(", +%d more", more)
+	}
+	return out
 }
