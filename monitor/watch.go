@@ -111,10 +111,17 @@ func (w *Watcher) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Over stdio and SSE the listing is taken on the watched session.
+	return w.follow(ctx, s, ended, func() { w.list(ctx, s) })
+}
+
+// follow logs the watch, re-checks once at once (what changed while no
+// session was open is caught now) and then on every change notification,
+// paced by MinInterval, until ctx, the session or its subscription ends.
+func (w *Watcher) follow(ctx context.Context, s *Session, ended <-chan error, recheck func()) error {
 	w.Log.Info("watching", "server", w.Target.Name, "transport", w.Target.Transport,
 		"protocol", s.Init.ProtocolVersion, "list_changed", s.Init.ListChanged)
-	// What changed while no session was open is caught by listing now.
-	w.list(ctx, s)
+	recheck()
 	last := time.Now()
 	for {
 		select {
@@ -131,7 +138,7 @@ func (w *Watcher) session(ctx context.Context) error {
 			if !w.pace(ctx, &last) {
 				return nil
 			}
-			w.list(ctx, s)
+			recheck()
 		}
 	}
 }
@@ -206,28 +213,8 @@ func (w *Watcher) statelessHTTP(ctx context.Context, s *Session) error {
 	if err != nil {
 		return err
 	}
-	w.Log.Info("watching", "server", w.Target.Name, "transport", w.Target.Transport,
-		"protocol", s.Init.ProtocolVersion, "list_changed", s.Init.ListChanged)
-	w.OnListing(ctx, nil, nil)
-	last := time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-s.Done():
-			return s.Err()
-		case err := <-ended:
-			return err
-		case <-s.Changed():
-			if w.Changes != nil {
-				w.Changes()
-			}
-			if !w.pace(ctx, &last) {
-				return nil
-			}
-			w.OnListing(ctx, nil, nil)
-		}
-	}
+	// Each notification asks for a fresh poll.
+	return w.follow(ctx, s, ended, func() { w.OnListing(ctx, nil, nil) })
 }
 
 // standaloneHTTP holds an SDK client session open for its standalone
