@@ -203,36 +203,35 @@ func firstPollAt(name string, sc cron.Schedule, now time.Time) time.Duration {
 }
 
 func (s *Scheduler) loop(ctx context.Context, e *entry) {
-	if e.first > 0 {
-		// A PollNow (check through the daemon) need not wait for it.
-		timer := time.NewTimer(e.first)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return
-		case <-timer.C:
-			s.run(ctx, e)
-		case reply := <-e.trigger:
-			timer.Stop()
-			reply <- s.run(ctx, e)
-		}
-	} else {
+	if e.first <= 0 {
 		s.run(ctx, e) // first poll right after start
+	} else if !s.wait(ctx, e, e.first) {
+		// The first poll at the job's spread-out point in its interval;
+		// a PollNow (check through the daemon) need not wait for it.
+		return
 	}
 	for {
 		next := e.sched.Next(s.now()).Add(e.jitter)
-		timer := time.NewTimer(time.Until(next))
-		select {
-		case <-ctx.Done():
-			timer.Stop()
+		if !s.wait(ctx, e, time.Until(next)) {
 			return
-		case <-timer.C:
-			s.run(ctx, e)
-		case reply := <-e.trigger:
-			timer.Stop()
-			reply <- s.run(ctx, e)
 		}
 	}
+}
+
+// wait polls once after d, or at once when asked to (PollNow), and
+// reports false when ctx ended first.
+func (s *Scheduler) wait(ctx context.Context, e *entry, d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		s.run(ctx, e)
+	case reply := <-e.trigger:
+		reply <- s.run(ctx, e)
+	}
+	return true
 }
 
 // run polls once under the job's lock and the global cap.
