@@ -35,6 +35,9 @@ type ResultScanOptions struct {
 	// letters, bidi reordering, hidden characters, decoding): only tests
 	// set it, to show an evasion passing without it.
 	Raw bool
+	// noPrefilter runs every gated expression on every text: only tests
+	// set it, to prove the literal gates change no finding.
+	noPrefilter bool
 }
 
 // ResultScan is what one scan found.
@@ -72,7 +75,7 @@ func ScanResult(raw json.RawMessage, opts ResultScanOptions) ResultScan {
 		return ResultScan{}
 	}
 	isErr, _ := res["isError"].(bool)
-	s := &resultScanner{opts: opts, c: &collector{}, budget: opts.MaxBytes, decoded: opts.MaxDecoded, isError: isErr}
+	s := &resultScanner{opts: opts, c: &collector{noPrefilter: opts.noPrefilter}, budget: opts.MaxBytes, decoded: opts.MaxDecoded, isError: isErr}
 	changed := false
 	edit := func(text, path string) (string, bool) {
 		out, masked := s.scanString(text, path)
@@ -123,7 +126,7 @@ func ScanText(text, path string, opts ResultScanOptions) ResultScan {
 	if opts.MaxDepth <= 0 {
 		opts.MaxDepth = 2
 	}
-	s := &resultScanner{opts: opts, c: &collector{}, budget: opts.MaxBytes, decoded: opts.MaxDecoded}
+	s := &resultScanner{opts: opts, c: &collector{noPrefilter: opts.noPrefilter}, budget: opts.MaxBytes, decoded: opts.MaxDecoded}
 	s.scanString(text, path)
 	return ResultScan{Findings: s.c.sorted(), Secrets: s.secrets, Sensitive: s.sensitive}
 }
@@ -201,8 +204,12 @@ func (s *resultScanner) scan(text, path string, depth int, how string) [][2]int 
 				s.sensitive = append(s.sensitive, m)
 			}
 		}
-		if s.isError || errorWordRE.MatchString(t) {
-			if loc := firstMatch(escalationREs, t); loc != nil {
+		folded := ""
+		if !s.opts.noPrefilter {
+			folded = foldASCII(t)
+		}
+		if s.isError || errorWordGated.match(t, folded, s.opts.noPrefilter) {
+			if loc := firstMatchGated(escalationGated, t, folded, s.opts.noPrefilter); loc != nil {
 				s.c.add(RuleFalseErrorEscalation, path, false, fmt.Sprintf("%san error that sends the model elsewhere: %s", how, quote(t[loc[0]:loc[1]])))
 			}
 		}
@@ -552,6 +559,37 @@ var escalationREs = compileAll(
 	`(?i)\b(escalate|elevate)\s+(your\s+|the\s+)?(privileges?|permissions?|access|rights)\b|\b(disable|turn\s+off|bypass|skip)\s+(the\s+)?(sandbox|safety|security|confirmation|approval|guard)\w*`,
 	`(?i)\bgrant\s+(yourself|the\s+assistant|me)\s+(full\s+|admin\s+|root\s+)?(access|permissions?|privileges?)\b`,
 )
+
+// errorWordGated and escalationGated are errorWordRE and escalationREs
+// gated by the words their matches hold (see gatedRE): results run to
+// megabytes, and most hold none of them.
+var (
+	errorWordGated = gatedRE{errorWordRE, [][]string{
+		{"error", "fail", "denied", "unauthori", "forbidden", "permitted", "exception", "could", "cannot", "unable"},
+	}}
+	escalationGated = []gatedRE{
+		{escalationREs[0], [][]string{{"try", "run"}}},
+		{escalationREs[1], [][]string{{"shell", "exec", "command", "bash", "terminal", "eval", "sudo"}}},
+		{escalationREs[2], [][]string{{"instead", "first", "now"}}},
+		{escalationREs[3], [][]string{{"escalate", "elevate", "disable", "turn", "bypass", "skip"}}},
+		{escalationREs[4], [][]string{{"grant"}}},
+	}
+)
+
+// firstMatchGated is firstMatch over gated expressions, skipping those
+// whose gate shuts on folded (foldASCII of s).
+func firstMatchGated(res []gatedRE, s, folded string, noPrefilter bool) []int {
+	var best []int
+	for _, g := range res {
+		if !noPrefilter && !g.admits(folded) {
+			continue
+		}
+		if loc := g.re.FindStringIndex(s); loc != nil && (best == nil || loc[0] < best[0]) {
+			best = loc
+		}
+	}
+	return best
+}
 
 // secretREs are credentials whose shape alone identifies them.
 // Each has needles, case-sensitive literals of which every match holds
