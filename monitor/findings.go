@@ -535,14 +535,34 @@ func sendOrder(s string, loc []int) string {
 // results run to megabytes, and Go's case-folding NFA costs about a
 // microsecond per byte per expression.
 func firstMatchQuick(res []*regexp.Regexp, needles [][]string, s string) []int {
-	lower := asciiLower(s)
+	lower, gate := gateLower(s)
 	var best []int
 	for i, re := range res {
-		if loc := windowMatch(re, needles[i], s, lower); loc != nil && (best == nil || loc[0] < best[0]) {
+		var loc []int
+		if gate {
+			loc = windowMatch(re, needles[i], s, lower)
+		} else {
+			loc = re.FindStringIndex(s)
+		}
+		if loc != nil && (best == nil || loc[0] < best[0]) {
 			best = loc
 		}
 	}
 	return best
+}
+
+// gateLower is s with its ASCII letters lowered, the same length, for
+// finding a needle's offset; gate is false when s holds a letter that a
+// (?i) expression reads as an ASCII one (ſ as s, K KELVIN SIGN as k), which
+// the lowered copy would not show: then the expressions must read the
+// whole text, or "ignore previouſ inſtructions" would pass unread.
+func gateLower(s string) (lower string, gate bool) {
+	for _, r := range s {
+		if r >= utf8.RuneSelf && foldRuneASCII(r) != r {
+			return "", false
+		}
+	}
+	return asciiLower(s), true
 }
 
 // matchSpan bounds how far a match of the rule expressions reaches from
@@ -951,9 +971,14 @@ func sensitive(s string) string {
 	}
 	// One pass for the secret words over the whole text, then the verb
 	// in each one's sentence (a sentence ends at . ! ? or a line break).
-	lower := asciiLower(s)
+	lower, gate := gateLower(s)
 	for from := 0; from < len(s); {
-		loc := windowMatch(secretWordRE, secretNeedles, s[from:], lower[from:])
+		var loc []int
+		if gate {
+			loc = windowMatch(secretWordRE, secretNeedles, s[from:], lower[from:])
+		} else {
+			loc = secretWordRE.FindStringIndex(s[from:])
+		}
 		if loc == nil {
 			break
 		}

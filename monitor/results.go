@@ -215,9 +215,9 @@ func (s *resultScanner) scan(text, path string, depth int, how string) [][2]int 
 		}
 	}
 	var spans [][2]int
-	lower := asciiLower(text)
+	lower, gate := gateLower(text)
 	for _, sr := range secretREs {
-		if !containsAny(text, sr.needles) && !containsAny(lower, sr.lowerNeedles) {
+		if gate && !containsAny(text, sr.needles) && !containsAny(lower, sr.lowerNeedles) {
 			continue
 		}
 		for _, loc := range sr.re.FindAllStringIndex(text, 8) {
