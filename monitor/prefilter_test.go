@@ -292,6 +292,7 @@ func TestPrefilterSameFindingsCorpus(t *testing.T) {
 		}
 	}
 	descs := map[string]bool{}
+	digits := regexp.MustCompile(`[0-9]+`)
 	for s := range 1000 {
 		for i := range 50 {
 			def := fleetTool(s, i)
@@ -302,7 +303,7 @@ func TestPrefilterSameFindingsCorpus(t *testing.T) {
 			}
 			// The description differs by server only in its digits; the
 			// whole rule set runs on each distinct shape.
-			shape := regexp.MustCompile(`[0-9]+`).ReplaceAllString(d.Description, "N")
+			shape := digits.ReplaceAllString(d.Description, "N")
 			if !descs[shape] {
 				descs[shape] = true
 				sameFindings(t, def, FindingContext{Server: fmt.Sprint(s)})
