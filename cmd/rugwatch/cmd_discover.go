@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/rugwatch/rugwatch/configs"
@@ -119,6 +121,19 @@ func (a *App) installClient(client, home, project string, uninstall, force, asJS
 	if len(plan.Added) > 0 {
 		fmt.Fprintf(a.Stdout, "added to %s: %s\n", cfg.Path, strings.Join(plan.Added, ", "))
 	}
+	// The secrets moved into the client's entry reach `rugwatch proxy`
+	// from the client; a check or serve from a shell needs them too.
+	var unset []string
+	for _, m := range envRef.FindAllStringSubmatch(plan.ConfigYAML, -1) {
+		if _, ok := a.LookupEnv(m[1]); !ok && !slices.Contains(unset, m[1]) {
+			unset = append(unset, m[1])
+		}
+	}
+	if len(unset) > 0 {
+		fmt.Fprintf(a.Stdout, "the added servers read %s (their values are in the client's config now): set them for check and serve\n", strings.Join(unset, ", "))
+	}
 	fmt.Fprintf(a.Stdout, "next: rugwatch --config %s check, then approve what you trust; until then the client sees no tools\n", cfg.Path)
 	return nil
 }
+
+var envRef = regexp.MustCompile(`\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}`)
