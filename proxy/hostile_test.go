@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -96,4 +97,51 @@ func TestHostileUpstreamCannotHangOrCrashTheProxy(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestListChangedFloodCostsOneListingAtATime: a server that answers its
+// first tools/list with 300 list_changed notifications on the same stream
+// gets a handful of listings, one at a time, not one listing and one
+// goroutine per notification.
+func TestListChangedFloodCostsOneListingAtATime(t *testing.T) {
+	var lists, inFlight, maxInFlight atomic.Int64
+	url := hostileUpstream(t, func(w http.ResponseWriter, r *http.Request, id json.RawMessage) {
+		// Only tools/list reaches here before the client calls anything.
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for {
+			m := maxInFlight.Load()
+			if n <= m || maxInFlight.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		first := lists.Add(1) == 1
+		w.Header().Set("Content-Type", "text/event-stream")
+		if first {
+			for range 300 {
+				io.WriteString(w, "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n")
+			}
+		}
+		io.WriteString(w, "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":"+string(id)+",\"result\":{\"tools\":[]}}\n\n")
+	})
+	r := newRig(t)
+	opts := r.options(ResultsFlag)
+	opts.Watch = nil
+	opts.Dial = func(ctx context.Context, peer monitor.Peer, caps json.RawMessage) (*monitor.Session, error) {
+		return monitor.Dial(ctx, monitor.Target{Name: "up", Transport: monitor.TransportHTTP, URL: url},
+			monitor.DialOptions{Peer: peer, Capabilities: caps})
+	}
+	cs, _ := r.connect(opts, nil)
+	// The client's own listings are ordinary ones; after them the flood has
+	// been taken in.
+	for range 3 {
+		toolNames(t, cs)
+	}
+	if got := lists.Load(); got > 20 {
+		t.Errorf("300 list_changed cost %d upstream listings", got)
+	}
+	if got := maxInFlight.Load(); got > 2 {
+		t.Errorf("%d listings ran at once", got)
+	}
+	t.Logf("300 notifications: %d listings, at most %d at once", lists.Load(), maxInFlight.Load())
 }

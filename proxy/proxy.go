@@ -92,6 +92,8 @@ type session struct {
 	upMu        sync.Mutex      // one redial at a time
 	caps        json.RawMessage // the client's capabilities, declared upstream
 	initialized atomic.Bool
+	// relistBusy and relistAgain coalesce the server's list_changed (relay.go).
+	relistBusy, relistAgain atomic.Bool
 
 	mu      sync.Mutex
 	allowed monitor.Allowed            // what passes now

@@ -48,13 +48,7 @@ func (s *session) Notify(req *jsonrpc.Request) {
 	ctx := s.life
 	switch req.Method {
 	case "notifications/tools/list_changed":
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			if s.relist(ctx) {
-				s.toolsChanged(ctx)
-			}
-		}()
+		s.relistSoon(ctx)
 		return
 	case "notifications/subscriptions/acknowledged":
 		if up := s.up.Load(); up != nil && up.Stateless() {
@@ -129,4 +123,32 @@ func (s *session) clientNotified(ctx context.Context, req *jsonrpc.Request) {
 	if err := up.Notify(ctx, req.Method, req.Params); err != nil {
 		s.log.Debug("forwarding a notification failed", "method", req.Method, "error", err)
 	}
+}
+
+// relistSoon lists upstream again off the read loop. At most one such
+// listing runs at a time, and the notifications that arrive meanwhile
+// coalesce into one more: a server flooding list_changed costs one listing
+// at a time, not a goroutine and a listing per notification.
+func (s *session) relistSoon(ctx context.Context) {
+	s.relistAgain.Store(true)
+	if !s.relistBusy.CompareAndSwap(false, true) {
+		return // the running one will list again
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			for s.relistAgain.Swap(false) {
+				if s.relist(ctx) {
+					s.toolsChanged(ctx)
+				}
+			}
+			s.relistBusy.Store(false)
+			// A notification that came after the last Swap but before
+			// busy was cleared found busy set and left its work here.
+			if !s.relistAgain.Load() || !s.relistBusy.CompareAndSwap(false, true) {
+				return
+			}
+		}
+	}()
 }
