@@ -74,7 +74,20 @@ func Open(path string, opts Options) (*DB, error) {
 	if opts.ReadOnly {
 		err = bdb.View(func(tx *bolt.Tx) error { return checkSchema(tx, migrations) })
 	} else {
-		err = bdb.Update(func(tx *bolt.Tx) error { return migrate(tx, migrations) })
+		// A write transaction commits and fsyncs even when it changes
+		// nothing; most opens (every CLI command, a proxy's twice-a-second
+		// read) find the schema current, so look first.
+		var pending bool
+		err = bdb.View(func(tx *bolt.Tx) error {
+			cur, err := schemaVersion(tx)
+			pending = err != nil || cur < latestVersion(migrations)
+			return nil
+		})
+		if err == nil && pending {
+			err = bdb.Update(func(tx *bolt.Tx) error { return migrate(tx, migrations) })
+		} else if err == nil {
+			err = bdb.View(func(tx *bolt.Tx) error { return checkSchema(tx, migrations) })
+		}
 	}
 	if err != nil {
 		_ = bdb.Close()
