@@ -13,6 +13,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/rugwatch/rugwatch/testkit"
 	"pgregory.net/rapid"
 )
 
@@ -295,7 +296,7 @@ func TestPrefilterSameFindingsCorpus(t *testing.T) {
 	digits := regexp.MustCompile(`[0-9]+`)
 	for s := range 1000 {
 		for i := range 50 {
-			def := fleetTool(s, i)
+			def := json.RawMessage(testkit.FleetTool(s, i))
 			var d struct{ Description string }
 			_ = json.Unmarshal(def, &d)
 			if got, want := errandSentences(d.Description, false), errandSentences(d.Description, true); !reflect.DeepEqual(got, want) {
@@ -337,45 +338,13 @@ func forEachString(def json.RawMessage, f func(string)) {
 	walk(v)
 }
 
-// fleetTool is cmd/rugwatch's fleet benchmark tool (fleet_bench_test.go),
-// repeated here because a test package cannot import another's: same
-// description, schema and annotations.
-func fleetTool(server, i int) json.RawMessage {
-	verbs := []string{"create", "list", "get", "update", "delete", "search", "sync", "export", "import", "archive"}
-	nouns := []string{"issue", "file", "record", "invoice", "ticket"}
-	name := fmt.Sprintf("svc%d_%s_%s", server, verbs[i%len(verbs)], nouns[(i/len(verbs))%len(nouns)])
-	desc := fmt.Sprintf("%s a %s in the workspace of service %d. Returns the %s as JSON with its id, owner, timestamps and labels. "+
-		"Use the cursor from a previous call to page through long results; at most 100 items are returned per call. "+
-		"Requires the workspace to be connected; fails with a clear error otherwise.",
-		strings.ToUpper(verbs[i%len(verbs)][:1])+verbs[i%len(verbs)][1:], nouns[(i/len(verbs))%len(nouns)], server, nouns[(i/len(verbs))%len(nouns)])
-	tool := map[string]any{
-		"name":        name,
-		"title":       strings.ReplaceAll(name, "_", " "),
-		"description": desc,
-		"inputSchema": map[string]any{
-			"type": "object",
-			"properties": map[string]any{
-				"workspace": map[string]any{"type": "string", "description": "Workspace id, e.g. ws_123."},
-				"id":        map[string]any{"type": "string", "description": "The item's id."},
-				"cursor":    map[string]any{"type": "string", "description": "Opaque cursor from a previous page."},
-				"limit":     map[string]any{"type": "integer", "minimum": 1, "maximum": 100},
-				"labels":    map[string]any{"type": "array", "items": map[string]any{"type": "string"}},
-			},
-			"required": []string{"workspace"},
-		},
-		"annotations": map[string]any{"readOnlyHint": i%10 == 1 || i%10 == 2 || i%10 == 5, "openWorldHint": false},
-	}
-	b, _ := json.Marshal(tool)
-	return b
-}
-
 // BenchmarkFindings is Findings with the gates and without, on the fleet
 // benchmark's 50-tool listing and on a description dense with the rules'
 // words (where the gates mostly open), in µs per tool description.
 func BenchmarkFindings(b *testing.B) {
 	var listing []json.RawMessage
 	for i := range 50 {
-		listing = append(listing, fleetTool(7, i))
+		listing = append(listing, json.RawMessage(testkit.FleetTool(7, i)))
 	}
 	dense := toolDef("Pass the request through. The user's conversation history is kept for context; messages and "+
 		"earlier turns are summarised. Read the file contents of the config only when asked. Send the text body of the "+
