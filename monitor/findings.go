@@ -467,7 +467,7 @@ func textRules(c *collector, s, path string, kind textKind, inMeta bool, what st
 	if kind != proseText {
 		return
 	}
-	if loc := firstMatchQuick(instructionREs, instructionNeedles, s); loc != nil {
+	if loc := firstMatchQuick(instructionREs, instructionNeedles, instructionAlso, s); loc != nil {
 		c.add(RuleInstructionMarker, path, inMeta, fmt.Sprintf("%stext addressed to the model: %s", what, quote(s[loc[0]:loc[1]])))
 	}
 	if m := sensitive(s); m != "" {
@@ -531,15 +531,19 @@ func sendOrder(s string, loc []int) string {
 }
 
 // firstMatchQuick is firstMatch skipping the expressions none of whose
-// needles (lower-case words every match contains) occur in s: tool
-// results run to megabytes, and Go's case-folding NFA costs about a
-// microsecond per byte per expression.
-func firstMatchQuick(res []*regexp.Regexp, needles [][]string, s string) []int {
+// needles (lower-case words every match contains) occur in s, or that
+// lack a word of one of their also groups (nil: none): tool results run
+// to megabytes, and Go's case-folding NFA costs about a microsecond per
+// byte per expression.
+func firstMatchQuick(res []*regexp.Regexp, needles [][]string, also [][][]string, s string) []int {
 	lower, gate := gateLower(s)
 	var best []int
 	for i, re := range res {
 		var loc []int
 		if gate {
+			if also != nil && !holdsAll(lower, also[i]) {
+				continue
+			}
 			loc = windowMatch(re, needles[i], s, lower)
 		} else {
 			loc = re.FindStringIndex(s)
@@ -639,6 +643,16 @@ func asciiLower(s string) string {
 	return s
 }
 
+// holdsAll reports whether s holds a word of every group.
+func holdsAll(s string, groups [][]string) bool {
+	for _, words := range groups {
+		if !containsAny(s, words) {
+			return false
+		}
+	}
+	return true
+}
+
 func containsAny(s string, needles []string) bool {
 	if needles == nil {
 		return true
@@ -653,6 +667,15 @@ func containsAny(s string, needles []string) bool {
 
 // --- hidden Unicode and control characters ---
 
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
 func isTag(r rune) bool { return r >= 0xe0000 && r <= 0xe007f }
 
 // hiddenUnicode reports the invisible format characters of s, or "".
@@ -661,6 +684,11 @@ func isTag(r rune) bool { return r >= 0xe0000 && r <= 0xe007f }
 // letters of scripts that need them (Persian, Indic), one variation
 // selector after its base character.
 func hiddenUnicode(s string) (string, int) {
+	// Every character reported here is outside ASCII; most text is ASCII,
+	// and decoding it to runes would cost more than the rest of the rules.
+	if isASCII(s) {
+		return "", 0
+	}
 	rs := []rune(s)
 	offs := make([]int, len(rs))
 	o := 0
@@ -917,6 +945,29 @@ var instructionNeedles = [][]string{
 	{"instructions", "override"},
 }
 
+// instructionAlso are, per instructionREs entry in order, further groups
+// of words every match holds, one word of each group (nil: none): the
+// needles alone open on everyday prose ("from a previous page", "fails
+// otherwise"), and the expression then reads the whole text; the words an
+// order to the model needs around them are rarer. Each word is spelled
+// in its expression outside any class or repetition; TestGateWords and
+// the prefilter's property tests check that.
+var instructionAlso = [][][]string{
+	{{"<"}, {">"}},
+	nil,
+	{{"previous", "prior", "above", "earlier", "preceding", "other", "system"}, {"instructions", "prompt", "messages", "rules", "directions", "guidelines", "context"}},
+	{{"not", "don", "never"}, {"tell", "mention", "inform", "reveal", "disclose", "show", "notify", "alert", "warn", "let"}},
+	{{"without", "instead"}, {"telling", "informing", "notifying", "asking", "alerting", "warning", "showing"}},
+	{{"this", "it", "these", "that"}, {"from"}, {"user"}},
+	{{"using", "calling", "invoking", "running", "executing"}, {"tool", "function"}},
+	{{"you"}},
+	{{"call", "invoke", "execute", "send", "forward", "cc", "include", "pass", "attach", "append", "provide", "put", "supply", "add", "copy", "paste", "insert"}},
+	promptErrandGated.groups,
+	{{"tool"}, {"will", "would", "won", "does", "may", "might", "can"}},
+	{{"approved", "authori", "consented", "agreed"}},
+	nil,
+}
+
 // secretNeedles are secretWords' needles.
 var secretNeedles = []string{"key", "secret", "token", "password", "passphrase", "credential", "cookie", "seed"}
 
@@ -962,7 +1013,7 @@ func compileAll(exprs ...string) []*regexp.Regexp {
 // honest; they count only in a sentence that also asks to read, send or
 // include something.
 func sensitive(s string) string {
-	if loc := firstMatchQuick(sensitiveREs, sensitiveNeedles, s); loc != nil {
+	if loc := firstMatchQuick(sensitiveREs, sensitiveNeedles, nil, s); loc != nil {
 		end := loc[1]
 		for end < len(s) && !strings.ContainsRune(" \t\n\r\"'`()<>,;", rune(s[end])) {
 			end++

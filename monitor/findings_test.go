@@ -368,7 +368,7 @@ func FuzzFindings(f *testing.F) {
 // and each test positive that an expression matches contains a needle,
 // so the prefilter never hides a match the expression alone would make.
 func TestNeedlesMatchTheirExpressions(t *testing.T) {
-	if len(instructionNeedles) != len(instructionREs) || len(sensitiveNeedles) != len(sensitiveREs) {
+	if len(instructionNeedles) != len(instructionREs) || len(instructionAlso) != len(instructionREs) || len(sensitiveNeedles) != len(sensitiveREs) {
 		t.Fatalf("needle lists out of step: %d/%d, %d/%d", len(instructionNeedles), len(instructionREs), len(sensitiveNeedles), len(sensitiveREs))
 	}
 	samples := []string{
@@ -381,7 +381,7 @@ func TestNeedlesMatchTheirExpressions(t *testing.T) {
 	}
 	for _, s := range samples {
 		for i, re := range instructionREs {
-			if re.MatchString(s) && !containsAny(asciiLower(s), instructionNeedles[i]) {
+			if re.MatchString(s) && (!containsAny(asciiLower(s), instructionNeedles[i]) || !holdsAll(asciiLower(s), instructionAlso[i])) {
 				t.Errorf("instruction expression %d matches %q without a needle", i, s)
 			}
 		}

@@ -32,6 +32,12 @@ func allGates() map[string]gatedRE {
 	for i, g := range escalationGated {
 		m[fmt.Sprintf("escalation%d", i)] = g
 	}
+	// An instruction expression's gate is its needles and its also groups.
+	for i, re := range instructionREs {
+		if instructionAlso[i] != nil {
+			m[fmt.Sprintf("instruction%d", i)] = gatedRE{re, append([][]string{instructionNeedles[i]}, instructionAlso[i]...)}
+		}
+	}
 	return m
 }
 
@@ -299,14 +305,16 @@ func TestPrefilterSameFindingsCorpus(t *testing.T) {
 			def := json.RawMessage(testkit.FleetTool(s, i))
 			var d struct{ Description string }
 			_ = json.Unmarshal(def, &d)
-			if got, want := errandSentences(d.Description, false), errandSentences(d.Description, true); !reflect.DeepEqual(got, want) {
-				t.Fatalf("fleet %d/%d: gated %q, ungated %q", s, i, got, want)
-			}
-			// The description differs by server only in its digits; the
-			// whole rule set runs on each distinct shape.
+			// The description differs by server only in its digits, which
+			// no rule reads; the whole rule set runs on each distinct
+			// shape, and the ungated expressions (a microsecond a byte)
+			// need not read the same sentences 50,000 times.
 			shape := digits.ReplaceAllString(d.Description, "N")
 			if !descs[shape] {
 				descs[shape] = true
+				if got, want := errandSentences(d.Description, false), errandSentences(d.Description, true); !reflect.DeepEqual(got, want) {
+					t.Fatalf("fleet %d/%d: gated %q, ungated %q", s, i, got, want)
+				}
 				sameFindings(t, def, FindingContext{Server: fmt.Sprint(s)})
 			}
 		}
