@@ -1282,69 +1282,136 @@ func mixedScript(name string) string {
 
 // ToolIndex finds registered tools by their lower-case name, so that the
 // shadowing rule looks up the words of a description instead of scanning
-// every tool of a fleet for every string.
+// every tool of a fleet for every string. It holds every tool of a fleet
+// (500,000 at 10,000 × 50), so it is laid out for size: servers by
+// number, one small entry per tool in a slice, each name's entries
+// chained through it, about 60 bytes a tool beyond the names.
 type ToolIndex struct {
-	byName   map[string][]ToolRef
-	byServer map[string][]string
-	// odd are tools whose names hold characters that split words ('.',
-	// spaces…): few, checked one by one.
-	odd map[ToolRef]bool
+	servers  []string
+	serverID map[string]int32
+	// byName is the first entry of each lower-case name.
+	byName  map[string]int32
+	entries []indexEntry
+	free    int32 // first entry of the free list, -1 when none
+	// byServer is, per server number, its entries.
+	byServer [][]int32
+	// odd are entries of tools whose names hold characters that split
+	// words ('.', spaces…): few, checked one by one.
+	odd map[int32]struct{}
+}
+
+type indexEntry struct {
+	tool   string
+	server int32
+	next   int32 // the next entry of the same lower-case name, -1 at the end
 }
 
 // NewToolIndex indexes refs.
 func NewToolIndex(refs []ToolRef) *ToolIndex {
-	x := &ToolIndex{byName: map[string][]ToolRef{}, byServer: map[string][]string{}, odd: map[ToolRef]bool{}}
+	x := &ToolIndex{serverID: map[string]int32{}, byName: map[string]int32{}, free: -1, odd: map[int32]struct{}{}}
 	for _, r := range refs {
-		x.add(r)
+		x.add(x.server(r.Server), r.Tool)
 	}
 	return x
 }
 
-func (x *ToolIndex) add(r ToolRef) {
-	if r.Tool == "" {
+// server is the number of server, given one if it has none.
+func (x *ToolIndex) server(name string) int32 {
+	id, ok := x.serverID[name]
+	if !ok {
+		id = int32(len(x.servers))
+		x.servers = append(x.servers, name)
+		x.byServer = append(x.byServer, nil)
+		x.serverID[name] = id
+	}
+	return id
+}
+
+func (x *ToolIndex) add(server int32, tool string) {
+	if tool == "" {
 		return
 	}
-	name := strings.ToLower(r.Tool)
-	x.byName[name] = append(x.byName[name], r)
-	x.byServer[r.Server] = append(x.byServer[r.Server], r.Tool)
+	name := strings.ToLower(tool)
+	e := indexEntry{tool: tool, server: server, next: -1}
+	if head, ok := x.byName[name]; ok {
+		e.next = head
+	}
+	var id int32
+	if x.free >= 0 {
+		id = x.free
+		x.free = x.entries[id].next
+		x.entries[id] = e
+	} else {
+		id = int32(len(x.entries))
+		x.entries = append(x.entries, e)
+	}
+	x.byName[name] = id
+	x.byServer[server] = append(x.byServer[server], id)
 	for i := 0; i < len(name); i++ {
 		if !nameByte(name[i]) {
-			x.odd[r] = true
+			x.odd[id] = struct{}{}
 			break
 		}
 	}
 }
 
-// SetServer replaces the tools indexed for server.
-func (x *ToolIndex) SetServer(server string, tools []string) {
-	for _, t := range x.byServer[server] {
-		name := strings.ToLower(t)
-		refs := x.byName[name][:0]
-		for _, r := range x.byName[name] {
-			if r.Server != server {
-				refs = append(refs, r)
+// unlink takes entry id out of its name's chain and onto the free list.
+func (x *ToolIndex) unlink(id int32) {
+	name := strings.ToLower(x.entries[id].tool)
+	if head := x.byName[name]; head == id {
+		if next := x.entries[id].next; next >= 0 {
+			x.byName[name] = next
+		} else {
+			delete(x.byName, name)
+		}
+	} else {
+		for at := head; at >= 0; at = x.entries[at].next {
+			if x.entries[at].next == id {
+				x.entries[at].next = x.entries[id].next
+				break
 			}
 		}
-		if len(refs) == 0 {
-			delete(x.byName, name)
-		} else {
-			x.byName[name] = refs
-		}
-		delete(x.odd, ToolRef{Server: server, Tool: t})
 	}
-	delete(x.byServer, server)
+	delete(x.odd, id)
+	x.entries[id] = indexEntry{next: x.free}
+	x.free = id
+}
+
+// SetServer replaces the tools indexed for server.
+func (x *ToolIndex) SetServer(server string, tools []string) {
+	id := x.server(server)
+	for _, e := range x.byServer[id] {
+		x.unlink(e)
+	}
+	x.byServer[id] = x.byServer[id][:0]
 	for _, t := range tools {
-		x.add(ToolRef{Server: server, Tool: t})
+		x.add(id, t)
 	}
 }
 
 func (x *ToolIndex) empty() bool { return x == nil || len(x.byName) == 0 }
 
+func (x *ToolIndex) ref(id int32) ToolRef {
+	return ToolRef{Server: x.servers[x.entries[id].server], Tool: x.entries[id].tool}
+}
+
 func (x *ToolIndex) lookup(lowerName string) []ToolRef {
 	if x == nil {
 		return nil
 	}
-	return x.byName[lowerName]
+	return x.appendNamed(nil, lowerName)
+}
+
+// appendNamed appends the tools named lowerName to out.
+func (x *ToolIndex) appendNamed(out []ToolRef, lowerName string) []ToolRef {
+	head, ok := x.byName[lowerName]
+	if !ok {
+		return out
+	}
+	for at := head; at >= 0; at = x.entries[at].next {
+		out = append(out, x.ref(at))
+	}
+	return out
 }
 
 // candidates are the tools whose name appears in lower as a word, or as
@@ -1357,7 +1424,7 @@ func (x *ToolIndex) candidates(lower string) []ToolRef {
 			return
 		}
 		seen[word] = true
-		out = append(out, x.byName[word]...)
+		out = x.appendNamed(out, word)
 	}
 	for i := 0; i < len(lower); {
 		if !nameByte(lower[i]) {
@@ -1377,9 +1444,9 @@ func (x *ToolIndex) candidates(lower string) []ToolRef {
 		}
 		i = j
 	}
-	for r := range x.odd {
-		if strings.Contains(lower, strings.ToLower(r.Tool)) {
-			out = append(out, r)
+	for id := range x.odd {
+		if strings.Contains(lower, strings.ToLower(x.entries[id].tool)) {
+			out = append(out, x.ref(id))
 		}
 	}
 	return out
