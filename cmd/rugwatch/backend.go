@@ -137,7 +137,7 @@ func (a *App) recorder(cfg *configs.Config, db *store.DB, ver monitor.Verifier, 
 }
 
 func (a *App) poller(cfg *configs.Config, rec *monitor.Recorder) *monitor.Poller {
-	return &monitor.Poller{Recorder: rec, Opts: a.dialOptions(cfg), Log: a.log, Sightings: &a.sightings}
+	return &monitor.Poller{Recorder: rec, Opts: a.dialOptions(cfg), Log: a.log}
 }
 
 // specs turns the named configured servers (all if none) into what the

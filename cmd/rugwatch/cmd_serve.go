@@ -413,6 +413,12 @@ func (d *daemon) apply(cfg *configs.Config) error {
 	d.rec = rec
 	d.mu.Unlock()
 	p := d.app.poller(cfg, rec)
+	if cfg.ProxyListen != "" {
+		// Only this process's proxy compares its listings with the
+		// polls': without one, remembering 50 digests a server for a
+		// fleet is memory nothing reads (a one-shot check never does).
+		p.Sightings = &d.app.sightings
+	}
 	p.OnEvent = func(e rugwatch.Event) { d.wake(); d.metrics.Event(e) }
 	p.Observer = d.metrics
 	specs, err := d.app.specs(cfg, nil)
