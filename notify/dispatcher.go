@@ -231,6 +231,10 @@ type attempted struct {
 // before the commit sends the batch again, deduplicated by event id as
 // any retry (at least once). Everything read for the batch (the
 // channel's disabled state, the events) comes from one read transaction.
+// releaseEvery is how many events a batch reads between releases of the
+// store's mapped pages.
+const releaseEvery = 64
+
 func (d *Dispatcher) deliverBatch(ctx context.Context, list []store.Delivery) error {
 	if len(list) == 0 {
 		return nil
@@ -246,6 +250,14 @@ func (d *Dispatcher) deliverBatch(ctx context.Context, list []store.Delivery) er
 				var err error
 				if events[i], found[i], err = tx.Event(dl.EventSeq); err != nil {
 					return fmt.Errorf("load event %d for %s: %w", dl.EventSeq, dl.ID, err)
+				}
+				// A first sight's events lie among its many records:
+				// read one by one, a batch's would map hundreds of MiB
+				// of the file (store.Tx.ReleaseMapped). Only memory
+				// accounting is at stake, so a failure is no reason
+				// to stop.
+				if i%releaseEvery == releaseEvery-1 {
+					_ = tx.ReleaseMapped()
 				}
 			}
 			return nil

@@ -16,11 +16,21 @@ import (
 // the end. It runs inside a read transaction, which holds bbolt's mmap
 // lock, so the mapping cannot move while the range is given up.
 func (db *DB) ReleaseMapped() error {
-	return db.bolt.View(func(tx *bolt.Tx) error {
-		info := db.bolt.Info()
-		if _, _, errno := unix.Syscall(unix.SYS_MADVISE, info.Data, uintptr(tx.Size()), unix.MADV_DONTNEED); errno != 0 {
-			return fmt.Errorf("releasing mapped store pages: %w", errno)
-		}
-		return nil
-	})
+	return db.bolt.View(func(tx *bolt.Tx) error { return release(db, tx) })
+}
+
+// ReleaseMapped is DB.ReleaseMapped inside a transaction that reads a
+// long run of scattered records: each read fault maps the pages around
+// it too (the kernel's fault-around, 64 KiB), so 10,000 small reads can
+// make most of a large file resident before the transaction ends. (A
+// second read transaction opened inside this one could wait forever on a
+// writer queued for the mmap lock.)
+func (t *Tx) ReleaseMapped() error { return release(t.db, t.tx) }
+
+func release(db *DB, tx *bolt.Tx) error {
+	info := db.bolt.Info()
+	if _, _, errno := unix.Syscall(unix.SYS_MADVISE, info.Data, uintptr(tx.Size()), unix.MADV_DONTNEED); errno != 0 {
+		return fmt.Errorf("releasing mapped store pages: %w", errno)
+	}
+	return nil
 }

@@ -5,3 +5,6 @@ package store
 // ReleaseMapped is a no-op where the kernel is not asked to drop mapped
 // pages (see mapped_linux.go).
 func (db *DB) ReleaseMapped() error { return nil }
+
+// ReleaseMapped is a no-op here too.
+func (t *Tx) ReleaseMapped() error { return nil }
