@@ -18,49 +18,80 @@ const statusChunk = 128
 // StatusEach is Status one server at a time: the stored records of the
 // named servers (all if none), in config order, read in chunks of a few
 // short read transactions and handed to fn outside them, so neither the
-// report nor a transaction grows with the fleet. An error from fn stops
-// it and is returned.
+// report nor a transaction grows with the fleet. The next chunk is
+// decoded while fn prints this one: at 10,000 servers the decoding and
+// the printing were each about a second of one core. An error from fn
+// stops it and is returned.
 func (l *Ledger) StatusEach(ctx context.Context, names []string, fn func(ServerReport) error) error {
 	servers, err := l.selectServers(names)
 	if err != nil {
 		return err
 	}
-	chunk := make([]ServerReport, 0, statusChunk)
-	for start := 0; start < len(servers); start += statusChunk {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		part := servers[start:min(start+statusChunk, len(servers))]
-		chunk = chunk[:0]
-		err := l.DB.View(func(tx *store.Tx) error {
-			for _, s := range part {
-				r, ok, err := tx.Server(s.Name)
-				if err != nil {
-					return err
-				}
-				if !ok {
-					r = store.ServerRecord{Name: s.Name, Transport: s.Transport}
-				}
-				chunk = append(chunk, ServerReportOf(r, s.Transport))
+	type chunk struct {
+		reports []ServerReport
+		err     error
+	}
+	chunks := make(chan chunk, 1)
+	stop, done := make(chan struct{}), make(chan struct{})
+	// Returning waits for the reader: no transaction outlives the call.
+	defer func() { close(stop); <-done }()
+	go func() {
+		defer close(done)
+		defer close(chunks)
+		for start := 0; start < len(servers); start += statusChunk {
+			c := chunk{err: ctx.Err()}
+			if c.err == nil {
+				c.reports, c.err = l.readChunk(servers[start:min(start+statusChunk, len(servers))])
 			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("reading server states: %w", err)
+			select {
+			case chunks <- c:
+			case <-stop:
+				return
+			}
+			if c.err != nil {
+				return
+			}
 		}
-		// The records read are decoded; their pages of the mapped file
-		// need not stay this process's resident memory.
-		if err := l.DB.ReleaseMapped(); err != nil {
-			return err
+	}()
+	for c := range chunks {
+		if c.err != nil {
+			return c.err
 		}
-		for i := range chunk {
-			if err := fn(chunk[i]); err != nil {
+		for i := range c.reports {
+			if err := fn(c.reports[i]); err != nil {
 				return err
 			}
-			chunk[i] = ServerReport{} // let the printed report go
+			c.reports[i] = ServerReport{} // let the printed report go
 		}
 	}
 	return nil
+}
+
+// readChunk reads the reports of part in one read transaction.
+func (l *Ledger) readChunk(part []ServerRef) ([]ServerReport, error) {
+	out := make([]ServerReport, 0, len(part))
+	err := l.DB.View(func(tx *store.Tx) error {
+		for _, s := range part {
+			r, ok, err := tx.ServerStates(s.Name)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				r = store.ServerRecord{Name: s.Name, Transport: s.Transport}
+			}
+			out = append(out, ServerReportOf(r, s.Transport))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading server states: %w", err)
+	}
+	// The records read are decoded; their pages of the mapped file need
+	// not stay this process's resident memory.
+	if err := l.DB.ReleaseMapped(); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // CheckEach is Check with the report handed to fn server by server, as

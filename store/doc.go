@@ -9,7 +9,9 @@
 //	│   ├── "schema"            → uint64, big endian: the applied migration version
 //	│   └── "head"              → "sha256:<hex>" of the last event record's stored bytes
 //	├── servers
-//	│   └── <server>            → ServerRecord, its tools inline
+//	│   └── <server>            → ServerRecord, its tools inline but for their definitions
+//	├── definitions             (schema v6)
+//	│   └── <server>            → {"<tool>": its canonical definition, …}
 //	├── polled                  (created by the first poll that changed nothing)
 //	│   └── <server>            → uint64 BE unix ns: when it was last polled; a
 //	│                             reader takes the later of this and the record's

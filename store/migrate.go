@@ -59,6 +59,70 @@ var migrations = []migration{
 		}
 		return nil
 	}},
+	{version: 6, name: "move definitions out of server records", apply: moveDefinitions},
+}
+
+// moveDefinitions takes every tool's Definition out of its server's
+// record into definitions/<server> (see bucketDefinitions),
+// editing records as raw JSON objects as backfillTransitions does.
+func moveDefinitions(tx *bolt.Tx) error {
+	servers := tx.Bucket(bucketServers)
+	defs, err := tx.CreateBucketIfNotExists(bucketDefinitions)
+	if err != nil {
+		return fmt.Errorf("create bucket %q: %w", bucketDefinitions, err)
+	}
+	updated := map[string][]byte{}
+	err = servers.ForEach(func(k, v []byte) error {
+		var rec map[string]json.RawMessage
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return fmt.Errorf("decode server %q: %w", k, err)
+		}
+		var tools map[string]map[string]json.RawMessage
+		if raw := rec["Tools"]; len(raw) > 0 && string(raw) != "null" {
+			if err := json.Unmarshal(raw, &tools); err != nil {
+				return fmt.Errorf("decode tools of server %q: %w", k, err)
+			}
+		}
+		if len(tools) == 0 {
+			return nil
+		}
+		moved := map[string]json.RawMessage{}
+		for name, obj := range tools {
+			if d := obj["Definition"]; len(d) > 0 && string(d) != "null" {
+				moved[name] = d
+			}
+			delete(obj, "Definition")
+		}
+		if len(moved) > 0 {
+			v, err := encode(moved)
+			if err != nil {
+				return fmt.Errorf("encode definitions of %q: %w", k, err)
+			}
+			if err := defs.Put(k, v); err != nil {
+				return fmt.Errorf("put definitions of %q: %w", k, err)
+			}
+		}
+		raw, err := encode(tools)
+		if err != nil {
+			return fmt.Errorf("encode tools of server %q: %w", k, err)
+		}
+		rec["Tools"] = raw
+		out, err := encode(rec)
+		if err != nil {
+			return fmt.Errorf("encode server %q: %w", k, err)
+		}
+		updated[string(k)] = out
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for k, v := range updated {
+		if err := servers.Put([]byte(k), v); err != nil {
+			return fmt.Errorf("put server %q: %w", k, err)
+		}
+	}
+	return nil
 }
 
 // backfillTransitions gives every stored tool (and server's instructions)

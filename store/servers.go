@@ -166,7 +166,141 @@ func (t *Tx) Server(name string) (ServerRecord, bool, error) {
 		return ServerRecord{}, false, fmt.Errorf("decode server %q: %w", name, err)
 	}
 	t.foldPolled(&r)
+	if err := t.fillDefinitions(&r); err != nil {
+		return ServerRecord{}, false, err
+	}
 	return r, true, nil
+}
+
+// ServerStates is Server without the tools' definitions (Definition is
+// nil): what a report prints, read without the bytes it does not print.
+func (t *Tx) ServerStates(name string) (ServerRecord, bool, error) {
+	b, err := t.bucket(bucketServers)
+	if err != nil {
+		return ServerRecord{}, false, err
+	}
+	if name == "" {
+		return ServerRecord{}, false, nil
+	}
+	v := b.Get([]byte(name))
+	if v == nil {
+		return ServerRecord{}, false, nil
+	}
+	var r ServerRecord
+	if err := json.Unmarshal(v, &r); err != nil {
+		return ServerRecord{}, false, fmt.Errorf("decode server %q: %w", name, err)
+	}
+	t.foldPolled(&r)
+	return r, true, nil
+}
+
+// bucketDefinitions holds the canonical definitions of each server's
+// tools apart from its record: definitions/<server> → a JSON object,
+// tool name → definition, byte for byte. The record keeps the states,
+// digests and findings. Definitions are most of a record's bytes, and
+// most readers (a report, a summary, the unchanged-listing check's
+// digest of the record) never look at them; a record holding them made
+// every status decode and hash all of them. One value per server, not a
+// bucket of one key per tool: a bucket per server costs a branch page
+// and half-filled leaves, a long value packs into whole pages.
+var bucketDefinitions = []byte("definitions")
+
+// fillDefinitions reads r's tools' definitions (copies: bbolt's bytes
+// live only as long as the transaction).
+func (t *Tx) fillDefinitions(r *ServerRecord) error {
+	b := t.tx.Bucket(bucketDefinitions)
+	if b == nil || len(r.Tools) == 0 {
+		return nil
+	}
+	v := b.Get([]byte(r.Name))
+	if v == nil {
+		return nil
+	}
+	var defs map[string]json.RawMessage
+	if err := json.Unmarshal(v, &defs); err != nil {
+		return fmt.Errorf("decode definitions of %q: %w", r.Name, err)
+	}
+	for k, tr := range r.Tools {
+		if d, ok := defs[k]; ok {
+			tr.Definition = d
+			r.Tools[k] = tr
+		}
+	}
+	return nil
+}
+
+// encodeDefinitions is the value of r's definitions, nil when it has none.
+func encodeDefinitions(r ServerRecord) ([]byte, error) {
+	defs := make(map[string]json.RawMessage, len(r.Tools))
+	for k, tr := range r.Tools {
+		if len(tr.Definition) > 0 {
+			defs[k] = tr.Definition
+		}
+	}
+	if len(defs) == 0 {
+		return nil, nil
+	}
+	v, err := encode(defs)
+	if err != nil {
+		return nil, fmt.Errorf("encode definitions of %q: %w", r.Name, err)
+	}
+	return v, nil
+}
+
+// putDefinitions stores r's tools' definitions when their bytes changed.
+func (t *Tx) putDefinitions(r ServerRecord) error {
+	v, err := encodeDefinitions(r)
+	if err != nil {
+		return err
+	}
+	b := t.tx.Bucket(bucketDefinitions)
+	if b == nil {
+		if v == nil {
+			return nil
+		}
+		if b, err = t.tx.CreateBucket(bucketDefinitions); err != nil {
+			return fmt.Errorf("create definitions bucket: %w", err)
+		}
+	}
+	cur := b.Get([]byte(r.Name))
+	switch {
+	case v == nil && cur != nil:
+		err = b.Delete([]byte(r.Name))
+	case v != nil && !bytes.Equal(cur, v):
+		err = b.Put([]byte(r.Name), v)
+	}
+	if err != nil {
+		return fmt.Errorf("put definitions of %q: %w", r.Name, err)
+	}
+	return nil
+}
+
+// sameDefinitions reports whether the stored definitions of r's server
+// are exactly r's.
+func (t *Tx) sameDefinitions(r ServerRecord) (bool, error) {
+	v, err := encodeDefinitions(r)
+	if err != nil {
+		return false, err
+	}
+	var cur []byte
+	if b := t.tx.Bucket(bucketDefinitions); b != nil {
+		cur = b.Get([]byte(r.Name))
+	}
+	return bytes.Equal(cur, v), nil
+}
+
+// withoutDefinitions is r as its record stores it: definitions apart.
+func withoutDefinitions(r ServerRecord) ServerRecord {
+	if len(r.Tools) == 0 {
+		return r
+	}
+	tools := make(map[string]ToolRecord, len(r.Tools))
+	for k, tr := range r.Tools {
+		tr.Definition = nil
+		tools[k] = tr
+	}
+	r.Tools = tools
+	return r
 }
 
 // Servers returns every stored server, sorted by name.
@@ -182,6 +316,9 @@ func (t *Tx) Servers() ([]ServerRecord, error) {
 			return fmt.Errorf("decode server %q: %w", k, err)
 		}
 		t.foldPolled(&r)
+		if err := t.fillDefinitions(&r); err != nil {
+			return err
+		}
 		out = append(out, r)
 		return nil
 	})
@@ -204,14 +341,14 @@ func (t *Tx) PutServer(r ServerRecord) error {
 		}
 	}
 	r = normalized(r)
-	v, err := encode(r)
+	v, err := encode(withoutDefinitions(r))
 	if err != nil {
 		return fmt.Errorf("encode server %q: %w", r.Name, err)
 	}
 	if err := b.Put([]byte(r.Name), v); err != nil {
 		return fmt.Errorf("put server %q: %w", r.Name, err)
 	}
-	return nil
+	return t.putDefinitions(r)
 }
 
 // normalized is r as PutServer stores it: every tool named by its key.
@@ -242,6 +379,11 @@ func (t *Tx) DeleteServer(name string) (bool, error) {
 	}
 	if err := b.Delete([]byte(name)); err != nil {
 		return false, fmt.Errorf("delete server %q: %w", name, err)
+	}
+	if b := t.tx.Bucket(bucketDefinitions); b != nil {
+		if err := b.Delete([]byte(name)); err != nil {
+			return false, fmt.Errorf("delete definitions of %q: %w", name, err)
+		}
 	}
 	return true, nil
 }
@@ -312,11 +454,15 @@ func (t *Tx) SameServer(r ServerRecord) (bool, error) {
 	if cur == nil {
 		return false, nil
 	}
-	v, err := encode(normalized(r))
+	r = normalized(r)
+	v, err := encode(withoutDefinitions(r))
 	if err != nil {
 		return false, fmt.Errorf("encode server %q: %w", r.Name, err)
 	}
-	return equalButPolled(v, cur), nil
+	if !equalButPolled(v, cur) {
+		return false, nil
+	}
+	return t.sameDefinitions(r)
 }
 
 // equalButPolled compares two encoded ServerRecords except for the value
