@@ -218,14 +218,8 @@ func (s *Session) ListTools(ctx context.Context) (*Listing, error) {
 		l.Pages++
 		fmt.Fprintf(fp, "page %d\n", len(raw))
 		fp.Write(raw)
-		var page struct {
-			Tools      *[]json.RawMessage `json:"tools"`
-			NextCursor *string            `json:"nextCursor"`
-			ResultType *string            `json:"resultType"`
-			TTLMs      json.RawMessage    `json:"ttlMs"`
-			CacheScope json.RawMessage    `json:"cacheScope"`
-		}
-		if err := json.Unmarshal(raw, &page); err != nil {
+		page, err := readPage(raw)
+		if err != nil {
 			return nil, &HostileError{Reason: fmt.Sprintf("page %d: result is not a tools/list result: %v", l.Pages, err)}
 		}
 		if page.Tools == nil {
