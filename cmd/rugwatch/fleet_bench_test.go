@@ -167,7 +167,7 @@ func startFleet(b *testing.B, n int) string {
 // (server/discover, initialize, notifications/initialized, tools/list)
 // and a SHA-256 per tool, concurrency at a time. It returns the bytes of
 // the definitions.
-func floor(b *testing.B, base string, n, concurrency int) (time.Duration, int64) {
+func floor(b *testing.B, base string, n, concurrency int) (time.Duration, time.Duration, int64) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency}}
 	post := func(url, body string) []byte {
 		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
@@ -187,6 +187,7 @@ func floor(b *testing.B, base string, n, concurrency int) (time.Duration, int64)
 		bytes int64
 	)
 	sem := make(chan struct{}, concurrency)
+	cpu0 := selfCPU()
 	start := time.Now()
 	for i := range n {
 		sem <- struct{}{}
@@ -217,7 +218,17 @@ func floor(b *testing.B, base string, n, concurrency int) (time.Duration, int64)
 		})
 	}
 	wg.Wait()
-	return time.Since(start), bytes
+	return time.Since(start), selfCPU() - cpu0, bytes
+}
+
+// selfCPU is this process's user+system CPU so far: the floor's own cost
+// (nothing else of the benchmark runs while it does).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // childRun is one rugwatch child process, measured from outside.
@@ -360,7 +371,7 @@ func BenchmarkFleet(b *testing.B) {
 		return append(env[:len(env):len(env)], "RUGWATCH_CPUPROFILE="+filepath.Join(profDir, name))
 	}
 	for b.Loop() {
-		floorFirst, defBytes := floor(b, base, n, concurrency)
+		floorFirst, floorFirstCPU, defBytes := floor(b, base, n, concurrency)
 		dbPath := filepath.Join(dir, "data", "rugwatch.db")
 		check := func(name string) (childRun, int64) {
 			r := runChild(b, bin, envFor(name), "check", "--json")
@@ -371,7 +382,7 @@ func BenchmarkFleet(b *testing.B) {
 			return r, fileSize(b, dbPath)
 		}
 		first, storeFirst := check(fmt.Sprintf("first-%d.pprof", n))
-		floorSteady, _ := floor(b, base, n, concurrency)
+		floorSteady, floorSteadyCPU, _ := floor(b, base, n, concurrency)
 		steady, storeSteady := check(fmt.Sprintf("steady-%d.pprof", n))
 		_, storeThird := check(fmt.Sprintf("third-%d.pprof", n))
 		tools := int64(n * fleetTools)
@@ -382,7 +393,10 @@ func BenchmarkFleet(b *testing.B) {
 		fmt.Printf("%-34s %12s %12s\n", "rugwatch check --json", rnd(first.wall), rnd(steady.wall))
 		fmt.Printf("%-34s %12.1f %12.1f\n", "  × floor", ratio(first.wall, floorFirst), ratio(steady.wall, floorSteady))
 		fmt.Printf("%-34s %12s %12s\n", "  CPU (user+sys)", rnd(first.cpu), rnd(steady.cpu))
-		fmt.Printf("%-34s %12s %12s\n", "  CPU per poll", (first.cpu / time.Duration(n)).Round(time.Microsecond), (steady.cpu / time.Duration(n)).Round(time.Microsecond))
+		perPoll := func(d time.Duration) time.Duration { return (d / time.Duration(n)).Round(time.Microsecond) }
+		fmt.Printf("%-34s %12s %12s\n", "  CPU per poll", perPoll(first.cpu), perPoll(steady.cpu))
+		fmt.Printf("%-34s %12s %12s\n", "  floor's CPU per poll", perPoll(floorFirstCPU), perPoll(floorSteadyCPU))
+		fmt.Printf("%-34s %12s %12s\n", "  CPU per poll above the floor", perPoll(first.cpu-floorFirstCPU), perPoll(steady.cpu-floorSteadyCPU))
 		fmt.Printf("%-34s %9d MiB %9d MiB\n", "  peak RSS (VmHWM)", first.peakRSS>>20, steady.peakRSS>>20)
 		fmt.Printf("%-34s %9d MiB %9d MiB\n", "    of it heap (peak RssAnon)", first.peakAnon>>20, steady.peakAnon>>20)
 		fmt.Printf("%-34s %9d MiB %9d MiB\n", "    mapped files (peak RssFile)", first.peakFile>>20, steady.peakFile>>20)
@@ -394,6 +408,7 @@ func BenchmarkFleet(b *testing.B) {
 		b.ReportMetric(first.wall.Seconds(), "first-s")
 		b.ReportMetric(steady.wall.Seconds(), "steady-s")
 		b.ReportMetric(floorSteady.Seconds(), "floor-s")
+		b.ReportMetric(float64(perPoll(steady.cpu-floorSteadyCPU).Microseconds()), "steady-µs-CPU/poll-over-floor")
 		b.ReportMetric(float64(max(first.peakRSS, steady.peakRSS)>>20), "peakRSS-MiB")
 		b.ReportMetric(float64(max(first.peakAnon, steady.peakAnon)>>20), "peakAnon-MiB")
 		b.ReportMetric(float64((storeSteady-defBytes)/tools), "store-B/tool-over-defs")
