@@ -72,9 +72,9 @@ type ToolRecord struct {
 	State          rugwatch.State
 	Severity       rugwatch.Severity
 	ObservedDigest rugwatch.Digest
-	// Definition is the canonical observed definition, stored and returned
-	// byte for byte.
-	Definition     json.RawMessage
+	// Definition is the canonical observed definition, stored (apart from
+	// the record, see bucketDefinitions) and returned byte for byte.
+	Definition     json.RawMessage    `json:",omitempty"`
 	ApprovedDigest rugwatch.Digest    `json:",omitempty"`
 	Findings       []rugwatch.Finding `json:",omitempty"`
 	Changes        []rugwatch.Change  `json:",omitempty"`
