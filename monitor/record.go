@@ -219,9 +219,39 @@ func (r *Recorder) check(a store.ApprovalRecord) Approved {
 		if r.verified == nil || len(r.verified) > 1<<20 {
 			r.verified = map[[32]byte]Approved{}
 		}
-		r.verified[key] = v
+		// The verdict, not the definition: a fleet's 500,000 approvals
+		// would otherwise keep every approved definition in memory a
+		// second time. withDefinition gets it back when a drift needs it.
+		kept := v
+		kept.Definition = nil
+		r.verified[key] = kept
 	}
 	return v
+}
+
+// withDefinition is check with the signed definition, which the cache
+// does not keep: only a drift diffs against it, and a drift is rare
+// enough to verify its envelope again.
+func (r *Recorder) withDefinition(a store.ApprovalRecord) Approved {
+	v := r.check(a)
+	if v.Valid && v.Definition == nil {
+		v = CheckApproval(r.Verifier, a)
+	}
+	return v
+}
+
+// observedDigest is what l shows for the subject of approval a ("" for
+// a tool it does not list).
+func observedDigest(l *Listing, a store.ApprovalRecord) rugwatch.Digest {
+	if a.Kind == store.KindInstructions {
+		return l.InstructionsDigest
+	}
+	for _, t := range l.Tools {
+		if t.Name == a.Tool {
+			return t.Digest
+		}
+	}
+	return ""
 }
 
 // resetCaches forgets everything learnt inside transactions, after one
@@ -431,6 +461,9 @@ func (r *Recorder) record(server, transport string, l *Listing, pollErr error, n
 		var replays []rugwatch.Event
 		for _, a := range current {
 			ap := r.check(a)
+			if ap.Valid && l != nil && observedDigest(l, a) != a.Digest {
+				ap = r.withDefinition(a) // diffed against below
+			}
 			if ap.Valid {
 				problem, err := r.replayed(tx, a, ap, prev)
 				if err != nil {
@@ -461,7 +494,7 @@ func (r *Recorder) record(server, transport string, l *Listing, pollErr error, n
 			if !drifted || t.ApprovedDigest == "" {
 				continue
 			}
-			a, ok, err := FindApproval(tx, r.check, server, name, t.ApprovedDigest)
+			a, ok, err := FindApproval(tx, r.withDefinition, server, name, t.ApprovedDigest)
 			if err != nil {
 				return err
 			}
