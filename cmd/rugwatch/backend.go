@@ -145,13 +145,19 @@ func (a *App) poller(cfg *configs.Config, rec *monitor.Recorder) *monitor.Poller
 func (a *App) specs(cfg *configs.Config, names []string) ([]monitor.ServerSpec, error) {
 	servers := cfg.Servers
 	if len(names) > 0 {
+		// A check names every server: looking each up in the list was
+		// 50 million comparisons at 10,000.
+		byName := make(map[string]int, len(cfg.Servers))
+		for i, s := range cfg.Servers {
+			byName[s.Name] = i
+		}
 		servers = make([]configs.Server, len(names))
 		for i, n := range names {
-			s, ok := cfg.Server(n)
+			at, ok := byName[n]
 			if !ok {
 				return nil, fmt.Errorf("no server %q in %s", n, cfg.Path)
 			}
-			servers[i] = s
+			servers[i] = cfg.Servers[at]
 		}
 	}
 	out := make([]monitor.ServerSpec, len(servers))
