@@ -1087,17 +1087,23 @@ var (
 // genericContentRE is not gated: it runs only for smuggling-named
 // parameters, too rarely to pay for a gate.
 var (
-	promptErrandGated = gatedRE{promptErrandRE, [][]string{
+	promptErrandGated = gatedRE{re: promptErrandRE, groups: [][]string{
 		{"pass", "include", "attach", "append", "send", "put", "provide", "supply", "add", "copy", "paste", "insert", "fill", "forward", "give", "share"},
 		{"system", "instructions", "messages", "prompt", "conversation", "chat", "transcript"},
 	}}
-	conversationGated = gatedRE{conversationRE, [][]string{
-		{"conversation", "chat", "system", "messages", "turns", "context", "transcript", "everything"},
+	// Its alternatives share no word: one group of all their words opened
+	// on "Returns" (turns) and "call" (all), in most tool descriptions.
+	conversationGated = gatedRE{re: conversationRE, alts: [][][]string{
+		{{"conversation", "chat"}, {"history", "log", "transcript", "far", "messages", "content"}},
+		{{"system"}, {"prompt"}},
+		{phrases([]string{"previous", "prior", "earlier", "preceding", "all"}, []string{"messages", "turns"})},
+		{phrases([]string{"full", "entire", "whole"}, []string{"conversation", "chat", "context", "transcript"})},
+		{{"everything above", "everything the user said", "everything the user wrote"}},
 	}}
-	secretAskGated = gatedRE{secretAskRE, [][]string{
+	secretAskGated = gatedRE{re: secretAskRE, groups: [][]string{
 		secretNeedles,
 	}}
-	contentsOfSensitiveGated = gatedRE{contentsOfSensitiveRE, [][]string{
+	contentsOfSensitiveGated = gatedRE{re: contentsOfSensitiveRE, groups: [][]string{
 		{"put", "pass", "paste", "insert", "include", "provide", "fill", "copy", "attach", "send", "add", "enter", "supply", "give", "read", "dump", "append"},
 		{"content", "text", "body"},
 		{"of"},
@@ -1105,21 +1111,42 @@ var (
 )
 
 // gatedRE is an expression with the words its matches hold: one of each
-// group.
+// group. A word may be a phrase, its words apart by one space where the
+// expression has \s+ between them (foldASCII makes every run of the
+// whitespace \s matches one space).
 type gatedRE struct {
 	re     *regexp.Regexp
 	groups [][]string
+	// alts, when set, stands for groups: an expression of alternatives
+	// that share no word, each with groups of its own; a text holding a
+	// word of every group of one alternative opens the gate.
+	alts [][][]string
 }
 
 // admits reports whether folded (foldASCII of a text) holds a word of
 // every group: when it does not, re cannot match the text.
 func (g gatedRE) admits(folded string) bool {
-	for _, words := range g.groups {
-		if !containsAny(folded, words) {
-			return false
+	if g.alts != nil {
+		for _, groups := range g.alts {
+			if holdsAll(folded, groups) {
+				return true
+			}
+		}
+		return false
+	}
+	return holdsAll(folded, g.groups)
+}
+
+// phrases are the two-word phrases of every first word and second word,
+// for an expression (a|b)\s+(c|d).
+func phrases(first, second []string) []string {
+	out := make([]string, 0, len(first)*len(second))
+	for _, a := range first {
+		for _, b := range second {
+			out = append(out, a+" "+b)
 		}
 	}
-	return true
+	return out
 }
 
 // match is re.MatchString(s), skipped when the gate shuts; folded is
@@ -1137,13 +1164,46 @@ func (g gatedRE) match(s, folded string, noPrefilter bool) bool {
 // holds an ASCII letter becomes that letter in lower case; every other
 // rune stays as it is (no ASCII word can match it). strings.ToLower would
 // keep ſ and miss "paſsword" where the expression matches.
+//
+// Every run of the whitespace \s matches (tab, newline, form feed,
+// return, space) becomes one space, so a gate phrase "all turns" stands
+// for all\s+turns; no gate word holds whitespace, so collapsing it
+// hides none.
 func foldASCII(s string) string {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= utf8.RuneSelf {
-			return strings.Map(foldRuneASCII, s)
+			return collapseSpace(strings.Map(foldRuneASCII, s))
 		}
 	}
-	return asciiLower(s)
+	return collapseSpace(asciiLower(s))
+}
+
+func isRESpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r' }
+
+// collapseSpace makes every run of \s whitespace in s one space.
+func collapseSpace(s string) string {
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if isRESpace(s[i]) && (s[i] != ' ' || i+1 < len(s) && isRESpace(s[i+1])) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if !isRESpace(s[i]) {
+			b = append(b, s[i])
+			continue
+		}
+		b = append(b, ' ')
+		for i+1 < len(s) && isRESpace(s[i+1]) {
+			i++
+		}
+	}
+	return string(b)
 }
 
 func foldRuneASCII(r rune) rune {

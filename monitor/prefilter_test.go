@@ -35,7 +35,7 @@ func allGates() map[string]gatedRE {
 	// An instruction expression's gate is its needles and its also groups.
 	for i, re := range instructionREs {
 		if instructionAlso[i] != nil {
-			m[fmt.Sprintf("instruction%d", i)] = gatedRE{re, append([][]string{instructionNeedles[i]}, instructionAlso[i]...)}
+			m[fmt.Sprintf("instruction%d", i)] = gatedRE{re: re, groups: append([][]string{instructionNeedles[i]}, instructionAlso[i]...)}
 		}
 	}
 	return m
@@ -47,7 +47,7 @@ func allGates() map[string]gatedRE {
 func TestGateWords(t *testing.T) {
 	for name, g := range allGates() {
 		src := strings.ToLower(g.re.String())
-		for _, words := range g.groups {
+		for _, words := range gateGroups(g) {
 			if len(words) == 0 {
 				t.Errorf("%s: an empty group shuts the gate on everything", name)
 			}
@@ -57,12 +57,28 @@ func TestGateWords(t *testing.T) {
 						t.Errorf("%s: word %q is not lower-case ASCII", name, w)
 					}
 				}
-				if !strings.Contains(src, w) {
-					t.Errorf("%s: word %q is not in the expression", name, w)
+				// A phrase's words are each in the expression, \s+
+				// between them (checked by the property tests below).
+				for _, part := range strings.Split(w, " ") {
+					if part == "" || !strings.Contains(src, part) {
+						t.Errorf("%s: word %q of %q is not in the expression", name, part, w)
+					}
 				}
 			}
 		}
+		if g.alts != nil && g.groups != nil {
+			t.Errorf("%s: groups and alternatives both; admits reads only the alternatives", name)
+		}
 	}
+}
+
+// gateGroups are every group of g, of all its alternatives.
+func gateGroups(g gatedRE) [][]string {
+	out := append([][]string(nil), g.groups...)
+	for _, groups := range g.alts {
+		out = append(out, groups...)
+	}
+	return out
 }
 
 // TestFoldASCIIFollowsSimpleFold: every rune that a (?i) expression lets
@@ -89,6 +105,9 @@ func TestFoldASCIIFollowsSimpleFold(t *testing.T) {
 	}
 	if got := foldASCII("PAſSWORD \u212Aey"); got != "password key" {
 		t.Errorf("foldASCII = %q", got)
+	}
+	if got := foldASCII("All\t \n\fTurns\r\u00a0so  far "); got != "all turns \u00a0so far " {
+		t.Errorf("foldASCII collapses \\s runs to one space, and only them: %q", got)
 	}
 }
 
@@ -121,6 +140,31 @@ func TestGateFoldAttack(t *testing.T) {
 	with, without := Findings(def, FindingContext{Server: "s"}), Findings(def, FindingContext{Server: "s", noPrefilter: true})
 	if !reflect.DeepEqual(with, without) || !rulesOf(with)[RuleExfilParam] {
 		t.Errorf("long s in the description:\nwith gates %v\nwithout   %v", with, without)
+	}
+}
+
+// TestGatePhrasesAcrossWhitespace: a gate phrase stands for \s+, any run
+// of tab, newline, form feed, return and space; a gate that looked the
+// phrase up with one space in the raw text would shut on the others.
+func TestGatePhrasesAcrossWhitespace(t *testing.T) {
+	for _, text := range []string{
+		"Summarise all\nturns so far", "read the previous\t\tmessages", "dump everything\r\nabove here",
+		"copy the whole \f context", "everything the\nuser  said", "the full\n\nconversation please",
+	} {
+		if !conversationGated.re.MatchString(text) {
+			t.Fatalf("%q: the expression does not match; the case proves nothing", text)
+		}
+		if conversationGated.admits(strings.ToLower(text)) {
+			t.Errorf("%q: the gate opens without collapsing whitespace; the case proves nothing", text)
+		}
+		if !conversationGated.match(text, foldASCII(text), false) {
+			t.Errorf("%q: the gate loses a match across whitespace", text)
+		}
+	}
+	// And the gate shuts on what opened the single word group before.
+	desc := "Returns the issue. Use the cursor from a previous call to page through long results."
+	if conversationGated.admits(foldASCII(desc)) {
+		t.Errorf("the gate opens on %q", desc)
 	}
 }
 
@@ -176,7 +220,7 @@ func sameFindings(t fataler, def json.RawMessage, fc FindingContext) {
 func vocabulary() []string {
 	words := map[string]bool{}
 	for _, g := range allGates() {
-		for _, group := range g.groups {
+		for _, group := range gateGroups(g) {
 			for _, w := range group {
 				words[w] = true
 			}

@@ -564,15 +564,15 @@ var escalationREs = compileAll(
 // gated by the words their matches hold (see gatedRE): results run to
 // megabytes, and most hold none of them.
 var (
-	errorWordGated = gatedRE{errorWordRE, [][]string{
+	errorWordGated = gatedRE{re: errorWordRE, groups: [][]string{
 		{"error", "fail", "denied", "unauthori", "forbidden", "permitted", "exception", "could", "cannot", "unable"},
 	}}
 	escalationGated = []gatedRE{
-		{escalationREs[0], [][]string{{"try", "run"}}},
-		{escalationREs[1], [][]string{{"shell", "exec", "command", "bash", "terminal", "eval", "sudo"}}},
-		{escalationREs[2], [][]string{{"instead", "first", "now"}}},
-		{escalationREs[3], [][]string{{"escalate", "elevate", "disable", "turn", "bypass", "skip"}}},
-		{escalationREs[4], [][]string{{"grant"}}},
+		{re: escalationREs[0], groups: [][]string{{"try", "run"}}},
+		{re: escalationREs[1], groups: [][]string{{"shell", "exec", "command", "bash", "terminal", "eval", "sudo"}}},
+		{re: escalationREs[2], groups: [][]string{{"instead", "first", "now"}}},
+		{re: escalationREs[3], groups: [][]string{{"escalate", "elevate", "disable", "turn", "bypass", "skip"}}},
+		{re: escalationREs[4], groups: [][]string{{"grant"}}},
 	}
 )
 
