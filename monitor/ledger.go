@@ -156,9 +156,21 @@ func (l *Ledger) selectServers(names []string) ([]ServerRef, error) {
 	if len(names) == 0 {
 		return l.Servers, nil
 	}
+	lookup := l.server
+	if len(names) > 8 {
+		// check names every server it polled: a scan per name was 50
+		// million comparisons at 10,000.
+		byName := make(map[string]ServerRef, len(l.Servers))
+		for _, s := range l.Servers {
+			if _, dup := byName[s.Name]; !dup {
+				byName[s.Name] = s
+			}
+		}
+		lookup = func(n string) (ServerRef, bool) { s, ok := byName[n]; return s, ok }
+	}
 	out := make([]ServerRef, 0, len(names))
 	for _, n := range names {
-		s, ok := l.server(n)
+		s, ok := lookup(n)
 		if !ok {
 			return nil, usagef("no server %q in %s (configured: %s)", n, l.Where, l.serverNames())
 		}
