@@ -3,6 +3,7 @@ package monitor
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/rugwatch/rugwatch/store"
 )
@@ -15,13 +16,16 @@ import (
 // writers of a running daemon for as long as the report takes to print.
 const statusChunk = 128
 
+// statusReaders is how many chunks StatusEach decodes at once, ahead of
+// the one being printed.
+const statusReaders = 2
+
 // StatusEach is Status one server at a time: the stored records of the
 // named servers (all if none), in config order, read in chunks of a few
 // short read transactions and handed to fn outside them, so neither the
-// report nor a transaction grows with the fleet. The next chunk is
-// decoded while fn prints this one: at 10,000 servers the decoding and
-// the printing were each about a second of one core. An error from fn
-// stops it and is returned.
+// report nor a transaction grows with the fleet. The next chunks are
+// decoded, statusReaders at once, while fn prints this one. An error
+// from fn stops it and is returned.
 func (l *Ledger) StatusEach(ctx context.Context, names []string, fn func(ServerReport) error) error {
 	servers, err := l.selectServers(names)
 	if err != nil {
@@ -31,29 +35,34 @@ func (l *Ledger) StatusEach(ctx context.Context, names []string, fn func(ServerR
 		reports []ServerReport
 		err     error
 	}
-	chunks := make(chan chunk, 1)
-	stop, done := make(chan struct{}), make(chan struct{})
-	// Returning waits for the reader: no transaction outlives the call.
-	defer func() { close(stop); <-done }()
-	go func() {
-		defer close(done)
-		defer close(chunks)
+	// Each chunk's result comes through its own channel, queued in config
+	// order: the readers finish in any order, fn sees the servers in one.
+	pending := make(chan chan chunk, statusReaders)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	// Returning waits for the readers: no transaction outlives the call.
+	defer func() { close(stop); wg.Wait() }()
+	wg.Go(func() {
+		defer close(pending)
 		for start := 0; start < len(servers); start += statusChunk {
-			c := chunk{err: ctx.Err()}
-			if c.err == nil {
-				c.reports, c.err = l.readChunk(servers[start:min(start+statusChunk, len(servers))])
-			}
+			result := make(chan chunk, 1)
 			select {
-			case chunks <- c:
+			case pending <- result:
 			case <-stop:
 				return
 			}
-			if c.err != nil {
-				return
-			}
+			part := servers[start:min(start+statusChunk, len(servers))]
+			wg.Go(func() {
+				c := chunk{err: ctx.Err()}
+				if c.err == nil {
+					c.reports, c.err = l.readChunk(part)
+				}
+				result <- c
+			})
 		}
-	}()
-	for c := range chunks {
+	})
+	for result := range pending {
+		c := <-result
 		if c.err != nil {
 			return c.err
 		}
