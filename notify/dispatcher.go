@@ -360,23 +360,27 @@ func (d *Dispatcher) recordAll(done []attempted) error {
 
 // recordTx stores one outcome in tx; true when it queued a report.
 func (d *Dispatcher) recordTx(tx *store.Tx, dl store.Delivery, ev rugwatch.Event, o outcome, now time.Time) (bool, error) {
-	cur, ok, err := tx.Delivery(dl.ID)
-	if err != nil {
-		return false, err
-	}
-	if !ok || cur.State != store.DeliveryPending {
-		return false, nil // someone else settled it meanwhile
-	}
-	cur.Attempts++
-	cur.State = o.state
-	cur.LastError = o.lastErr
-	switch o.state {
-	case store.DeliveryDelivered:
-		cur.DeliveredAt = now
-	case store.DeliveryPending:
-		cur.NextAttempt = now.Add(o.retryIn)
-	}
-	if err := tx.UpdateDelivery(cur); err != nil {
+	var (
+		cur     store.Delivery
+		settled bool
+	)
+	_, err := tx.ModifyDelivery(dl.ID, func(d *store.Delivery) bool {
+		if d.State != store.DeliveryPending {
+			return false // someone else settled it meanwhile
+		}
+		d.Attempts++
+		d.State = o.state
+		d.LastError = o.lastErr
+		switch o.state {
+		case store.DeliveryDelivered:
+			d.DeliveredAt = now
+		case store.DeliveryPending:
+			d.NextAttempt = now.Add(o.retryIn)
+		}
+		cur, settled = *d, true
+		return true
+	})
+	if err != nil || !settled {
 		return false, err
 	}
 	if o.disable {

@@ -158,6 +158,39 @@ func (t *Tx) UpdateDelivery(d Delivery) error {
 	if !ok {
 		return fmt.Errorf("update delivery %s: no such delivery", d.ID)
 	}
+	return replaceDelivery(deliveries, due, old, d)
+}
+
+// ModifyDelivery reads the delivery with id, lets fn change it and stores
+// the change as UpdateDelivery does, decoding it once: settling a batch
+// read every delivery twice, a third of the dispatcher's cost. fn returns
+// false to leave the delivery as it is. ok is false, and fn not called,
+// when there is no such delivery.
+func (t *Tx) ModifyDelivery(id string, fn func(d *Delivery) bool) (ok bool, err error) {
+	deliveries, due, _, err := t.outbox(true)
+	if err != nil {
+		return false, err
+	}
+	old, ok, err := getDelivery(deliveries, id)
+	if err != nil || !ok {
+		return false, err
+	}
+	d := old
+	if !fn(&d) {
+		return true, nil
+	}
+	if d.ID != old.ID {
+		return true, fmt.Errorf("update delivery %s: its id cannot change", id)
+	}
+	if err := checkDeliveryState(d.State); err != nil {
+		return true, fmt.Errorf("update delivery %s: %w", d.ID, err)
+	}
+	return true, replaceDelivery(deliveries, due, old, d)
+}
+
+// replaceDelivery stores d over old (the same id, read in this
+// transaction) and keeps the due index in step.
+func replaceDelivery(deliveries, due *bolt.Bucket, old, d Delivery) error {
 	if old.EventID != d.EventID || old.EventSeq != d.EventSeq || old.Channel != d.Channel {
 		return fmt.Errorf("update delivery %s: event and channel cannot change", d.ID)
 	}

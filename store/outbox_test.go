@@ -333,3 +333,46 @@ func TestOutboxPersistsAndReadsReadOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// ModifyDelivery changes a delivery as UpdateDelivery does, reading it
+// once: the due index follows its state, fn may leave it alone, and what
+// UpdateDelivery refuses it refuses.
+func TestModifyDelivery(t *testing.T) {
+	db := openTest(t)
+	now := time.Now()
+	e := enqueueFor(t, db, now, "log")
+	id := DeliveryID(e.ID, "log")
+	if err := db.Update(func(tx *Tx) error {
+		if ok, err := tx.ModifyDelivery("dlv_nope", func(*Delivery) bool { t.Error("fn called for no delivery"); return true }); ok || err != nil {
+			t.Errorf("no such delivery: ok %v, %v", ok, err)
+		}
+		if ok, err := tx.ModifyDelivery(id, func(d *Delivery) bool { d.State = DeliveryDelivered; return false }); !ok || err != nil {
+			t.Errorf("left alone: ok %v, %v", ok, err)
+		}
+		if due, _ := tx.DueDeliveries(now, 0); len(due) != 1 {
+			t.Errorf("fn said no, yet %d due", len(due))
+		}
+		if _, err := tx.ModifyDelivery(id, func(d *Delivery) bool { d.Channel = "webhook"; return true }); err == nil {
+			t.Error("a delivery's channel changed")
+		}
+		if _, err := tx.ModifyDelivery(id, func(d *Delivery) bool { d.State = "lost"; return true }); err == nil {
+			t.Error("an unknown state was stored")
+		}
+		_, err := tx.ModifyDelivery(id, func(d *Delivery) bool { d.State, d.Attempts, d.DeliveredAt = DeliveryDelivered, 1, now; return true })
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.View(func(tx *Tx) error {
+		if due, _ := tx.DueDeliveries(now, 0); len(due) != 0 {
+			t.Errorf("delivered, still %d due", len(due))
+		}
+		d, ok, err := tx.Delivery(id)
+		if err != nil || !ok || d.State != DeliveryDelivered || d.Attempts != 1 {
+			t.Errorf("stored %+v, %v %v", d, ok, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
