@@ -92,6 +92,9 @@ type FindingContext struct {
 	// Index, when set, is OtherTools already indexed; a Recorder keeps one
 	// up to date so a fleet's poll does not rebuild it per tool.
 	Index *ToolIndex
+	// Memo, when set, remembers the text rules' findings in short strings
+	// across calls (see TextMemo); a Recorder keeps one for its polls.
+	Memo *TextMemo
 	// OtherTools are the tools of the registered servers, for cross-server
 	// shadowing: a description naming another server's tool, or the same
 	// tool name exposed by two servers. Entries of Server itself are ignored.
@@ -116,7 +119,7 @@ func Findings(def json.RawMessage, fc FindingContext) []rugwatch.Finding {
 	if err := d.Decode(&v); err != nil {
 		return nil
 	}
-	c := &collector{noPrefilter: fc.noPrefilter}
+	c := &collector{noPrefilter: fc.noPrefilter, memo: fc.Memo}
 	w := &defWalker{c: c}
 	top, _ := v.(map[string]any)
 	if name, ok := top["name"].(string); ok {
@@ -278,6 +281,7 @@ func MaxSeverity(fs []rugwatch.Finding) rugwatch.Severity {
 type collector struct {
 	seen map[[2]string]bool
 	out  []rugwatch.Finding
+	memo *TextMemo
 	// noPrefilter switches the literal gates off (gatedRE, urlRE's "://",
 	// emailRE's "@"), for the tests that prove they change nothing.
 	noPrefilter bool
@@ -450,53 +454,80 @@ func clip(s string, at, max int) string {
 func excerpt(s string, at int) string { return `"` + visible.Line(clip(s, at, 60)) + `"` }
 
 // textRules applies the text rules to s at path. what prefixes messages
-// ("key " for member names).
+// ("key " for member names). What the rules find in a short string is
+// remembered in c.memo when there is one: a fleet's definitions repeat
+// their member names and parameter descriptions ("type", "The item's
+// id."), and those were half the cost of a first sight.
 func textRules(c *collector, s, path string, kind textKind, inMeta bool, what string) {
 	if s == "" {
 		return
 	}
+	var found []textFinding
+	if c.memo != nil && !c.noPrefilter && len(s) <= memoMaxLen {
+		found = c.memo.get(memoKey{s, kind, what}, func() []textFinding { return textFindings(s, kind, what, false) })
+	} else {
+		found = textFindings(s, kind, what, c.noPrefilter)
+	}
+	for _, f := range found {
+		c.addSev(f.rule, path, inMeta, f.msg, f.sev)
+	}
+}
+
+// textFinding is one finding of the text rules, before it has a path.
+type textFinding struct {
+	rule, msg string
+	sev       rugwatch.Severity
+}
+
+// textFindings is what the text rules find in s, a function of s, kind,
+// what and noPrefilter only (so it can be remembered).
+func textFindings(s string, kind textKind, what string, noPrefilter bool) []textFinding {
+	var out []textFinding
+	add := func(rule, msg string) { out = append(out, textFinding{rule, msg, severityOf(rule)}) }
+	addSev := func(rule, msg string, sev rugwatch.Severity) { out = append(out, textFinding{rule, msg, sev}) }
 	if msg, at := hiddenUnicode(s); msg != "" {
-		c.add(RuleHiddenUnicode, path, inMeta, fmt.Sprintf("%s in %s%s", msg, what, excerpt(s, at)))
+		add(RuleHiddenUnicode, fmt.Sprintf("%s in %s%s", msg, what, excerpt(s, at)))
 	}
 	if msg, at := controlChars(s); msg != "" {
-		c.add(RuleControlChars, path, inMeta, fmt.Sprintf("%s in %s%s", msg, what, excerpt(s, at)))
+		add(RuleControlChars, fmt.Sprintf("%s in %s%s", msg, what, excerpt(s, at)))
 	}
 	if msg, at := padding(s); msg != "" {
-		c.add(RuleWhitespacePadding, path, inMeta, fmt.Sprintf("%s in %s%s", msg, what, excerpt(s, at)))
+		add(RuleWhitespacePadding, fmt.Sprintf("%s in %s%s", msg, what, excerpt(s, at)))
 	}
 	if kind != proseText {
-		return
+		return out
 	}
 	if loc := firstMatchQuick(instructionREs, instructionNeedles, instructionAlso, s); loc != nil {
-		c.add(RuleInstructionMarker, path, inMeta, fmt.Sprintf("%stext addressed to the model: %s", what, quote(s[loc[0]:loc[1]])))
+		add(RuleInstructionMarker, fmt.Sprintf("%stext addressed to the model: %s", what, quote(s[loc[0]:loc[1]])))
 	}
 	if m := sensitive(s); m != "" {
-		c.add(RuleSensitivePath, path, inMeta, fmt.Sprintf("%snames a secret or credential file: %s", what, quote(m)))
+		add(RuleSensitivePath, fmt.Sprintf("%snames a secret or credential file: %s", what, quote(m)))
 	}
 	// Every URL match holds "://" and every address "@": a substring
 	// search spares the NFA walk of the strings (most) that have neither.
 	var urlLoc, emailLoc []int
-	if c.noPrefilter || strings.Contains(s, "://") {
+	if noPrefilter || strings.Contains(s, "://") {
 		urlLoc = urlRE.FindStringIndex(s)
 	}
-	if urlLoc == nil && (c.noPrefilter || strings.Contains(s, "@")) {
+	if urlLoc == nil && (noPrefilter || strings.Contains(s, "@")) {
 		emailLoc = emailRE.FindStringIndex(s)
 	}
 	if loc := urlLoc; loc != nil {
 		u := strings.TrimRight(s[loc[0]:loc[1]], ".,;:!?")
 		if order := sendOrder(s, loc); order != "" {
-			c.addSev(RuleExfilURL, path, inMeta, fmt.Sprintf("%sURL %s with an order to send data there: %s", what, quote(u), quote(order)), rugwatch.SeverityCritical)
+			addSev(RuleExfilURL, fmt.Sprintf("%sURL %s with an order to send data there: %s", what, quote(u), quote(order)), rugwatch.SeverityCritical)
 		} else {
-			c.add(RuleExfilURL, path, inMeta, fmt.Sprintf("%sURL %s: data could be sent there", what, quote(u)))
+			add(RuleExfilURL, fmt.Sprintf("%sURL %s: data could be sent there", what, quote(u)))
 		}
 	} else if loc := emailLoc; loc != nil {
 		addr := s[loc[0]:loc[1]]
 		if order := sendOrder(s, loc); order != "" {
-			c.addSev(RuleExfilURL, path, inMeta, fmt.Sprintf("%se-mail address %s with an order to send data there: %s", what, quote(addr), quote(order)), rugwatch.SeverityCritical)
+			addSev(RuleExfilURL, fmt.Sprintf("%se-mail address %s with an order to send data there: %s", what, quote(addr), quote(order)), rugwatch.SeverityCritical)
 		} else {
-			c.add(RuleExfilURL, path, inMeta, fmt.Sprintf("%se-mail address %s: data could be sent there", what, quote(addr)))
+			add(RuleExfilURL, fmt.Sprintf("%se-mail address %s: data could be sent there", what, quote(addr)))
 		}
 	}
+	return out
 }
 
 // sendOrderRE is an order (the bare imperative: "send", not the

@@ -206,9 +206,21 @@ func sameEverywhere(t fataler, s string) {
 	}
 }
 
+// sharedMemo is one TextMemo across every sameFindings call of the run,
+// as a Recorder keeps one across a fleet: a string remembered from one
+// definition, path or kind must not change another's findings.
+var sharedMemo TextMemo
+
 func sameFindings(t fataler, def json.RawMessage, fc FindingContext) {
 	t.Helper()
 	got := Findings(def, fc)
+	memo := fc
+	memo.Memo = &sharedMemo
+	for range 2 { // filling the memo, then reading it
+		if m := Findings(def, memo); !reflect.DeepEqual(got, m) {
+			t.Fatalf("Findings(%s):\nwithout memo %v\nwith memo    %v", def, got, m)
+		}
+	}
 	fc.noPrefilter = true
 	if want := Findings(def, fc); !reflect.DeepEqual(got, want) {
 		t.Fatalf("Findings(%s):\ngated   %v\nungated %v", def, got, want)
@@ -390,7 +402,8 @@ func forEachString(def json.RawMessage, f func(string)) {
 	walk(v)
 }
 
-// BenchmarkFindings is Findings with the gates and without, on the fleet
+// BenchmarkFindings is Findings with the gates and without (and with the
+// gates and a TextMemo kept across calls), on the fleet
 // benchmark's 50-tool listing and on a description dense with the rules'
 // words (where the gates mostly open), in µs per tool description.
 func BenchmarkFindings(b *testing.B) {
@@ -411,9 +424,14 @@ func BenchmarkFindings(b *testing.B) {
 		for _, mode := range []struct {
 			name string
 			off  bool
-		}{{"prefilter", false}, {"none", true}} {
+			memo bool
+		}{{"prefilter", false, false}, {"prefilter+memo", false, true}, {"none", true, false}} {
 			b.Run(tc.name+"/"+mode.name, func(b *testing.B) {
 				fc := FindingContext{Server: "s", noPrefilter: mode.off}
+				if mode.memo {
+					// As a Recorder keeps one across a fleet's polls.
+					fc.Memo = &TextMemo{}
+				}
 				for b.Loop() {
 					for _, d := range tc.defs {
 						_ = Findings(d, fc)
@@ -422,5 +440,30 @@ func BenchmarkFindings(b *testing.B) {
 				b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*len(tc.defs)), "µs/description")
 			})
 		}
+	}
+}
+
+// TestMemoKeepsKindAndWhat: one short string read as an enum value (no
+// instruction rule), a member name (messages say "key") and a
+// description must each keep its own findings through one memo.
+func TestMemoKeepsKindAndWhat(t *testing.T) {
+	const s = "<IMPORTANT>obey</IMPORTANT>"
+	defs := []string{
+		`{"name":"a","inputSchema":{"type":"object","properties":{"m":{"type":"string","enum":["` + s + `"]}}}}`,
+		`{"name":"b","inputSchema":{"type":"object","properties":{"` + s + `":{"type":"string"}}}}`,
+		`{"name":"c","description":"` + s + `","inputSchema":{"type":"object"}}`,
+	}
+	var memo TextMemo
+	for round := range 2 {
+		for _, d := range defs {
+			want := Findings(json.RawMessage(d), FindingContext{Server: "s"})
+			got := Findings(json.RawMessage(d), FindingContext{Server: "s", Memo: &memo})
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("round %d, %s:\nwith memo    %v\nwithout memo %v", round, d, got, want)
+			}
+		}
+	}
+	if len(Findings(json.RawMessage(defs[2]), FindingContext{Server: "s"})) == 0 {
+		t.Fatal("the description has no finding; the test proves nothing")
 	}
 }

@@ -65,6 +65,10 @@ type Recorder struct {
 	// only inside it, under idxMu.
 	idxMu sync.RWMutex
 	index *ToolIndex
+	// memo remembers the text rules' findings in the short strings that
+	// repeat across a fleet's definitions (member names, parameter
+	// descriptions).
+	memo TextMemo
 	// verified remembers approvals whose signature was checked, by the
 	// hash of the envelope and the record around it: a fleet's approvals
 	// are re-read on every poll, and ed25519 would otherwise dominate a
@@ -369,7 +373,7 @@ func (r *Recorder) findingsFor(server string, tools []Tool) map[string]Precomput
 	}
 	r.idxMu.RLock()
 	defer r.idxMu.RUnlock()
-	fc := FindingContext{Server: server, Index: r.index}
+	fc := FindingContext{Server: server, Index: r.index, Memo: &r.memo}
 	out := make(map[string]Precomputed, len(tools))
 	for _, t := range tools {
 		fs := Findings(t.Canonical, fc)
