@@ -63,28 +63,15 @@ var migrations = []migration{
 }
 
 // moveDefinitions takes every tool's Definition out of its server's
-// record into definitions/<server> (see bucketDefinitions),
-// editing records as raw JSON objects as backfillTransitions does.
+// record into definitions/<server> (see bucketDefinitions).
 func moveDefinitions(tx *bolt.Tx) error {
-	servers := tx.Bucket(bucketServers)
 	defs, err := tx.CreateBucketIfNotExists(bucketDefinitions)
 	if err != nil {
 		return fmt.Errorf("create bucket %q: %w", bucketDefinitions, err)
 	}
-	updated := map[string][]byte{}
-	err = servers.ForEach(func(k, v []byte) error {
-		var rec map[string]json.RawMessage
-		if err := json.Unmarshal(v, &rec); err != nil {
-			return fmt.Errorf("decode server %q: %w", k, err)
-		}
-		var tools map[string]map[string]json.RawMessage
-		if raw := rec["Tools"]; len(raw) > 0 && string(raw) != "null" {
-			if err := json.Unmarshal(raw, &tools); err != nil {
-				return fmt.Errorf("decode tools of server %q: %w", k, err)
-			}
-		}
+	return editRecords(tx, func(k []byte, _ map[string]json.RawMessage, tools map[string]map[string]json.RawMessage) (bool, error) {
 		if len(tools) == 0 {
-			return nil
+			return false, nil
 		}
 		moved := map[string]json.RawMessage{}
 		for name, obj := range tools {
@@ -96,17 +83,46 @@ func moveDefinitions(tx *bolt.Tx) error {
 		if len(moved) > 0 {
 			v, err := encode(moved)
 			if err != nil {
-				return fmt.Errorf("encode definitions of %q: %w", k, err)
+				return false, fmt.Errorf("encode definitions of %q: %w", k, err)
 			}
 			if err := defs.Put(k, v); err != nil {
-				return fmt.Errorf("put definitions of %q: %w", k, err)
+				return false, fmt.Errorf("put definitions of %q: %w", k, err)
 			}
 		}
-		raw, err := encode(tools)
-		if err != nil {
-			return fmt.Errorf("encode tools of server %q: %w", k, err)
+		return true, nil
+	})
+}
+
+// editRecords lets edit change every server record as raw JSON objects,
+// so fields a migration does not know keep their exact bytes: edit gets
+// the record's name, its members and its tools' members (nil when it has
+// none) and says whether it changed them. Changed records are written
+// back after the walk, as bbolt forbids writing the bucket it iterates.
+func editRecords(tx *bolt.Tx, edit func(name []byte, rec map[string]json.RawMessage, tools map[string]map[string]json.RawMessage) (bool, error)) error {
+	servers := tx.Bucket(bucketServers)
+	updated := map[string][]byte{}
+	err := servers.ForEach(func(k, v []byte) error {
+		var rec map[string]json.RawMessage
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return fmt.Errorf("decode server %q: %w", k, err)
 		}
-		rec["Tools"] = raw
+		var tools map[string]map[string]json.RawMessage
+		if raw := rec["Tools"]; len(raw) > 0 && string(raw) != "null" {
+			if err := json.Unmarshal(raw, &tools); err != nil {
+				return fmt.Errorf("decode tools of server %q: %w", k, err)
+			}
+		}
+		changed, err := edit(k, rec, tools)
+		if err != nil || !changed {
+			return err
+		}
+		if tools != nil {
+			raw, err := encode(tools)
+			if err != nil {
+				return fmt.Errorf("encode tools of server %q: %w", k, err)
+			}
+			rec["Tools"] = raw
+		}
 		out, err := encode(rec)
 		if err != nil {
 			return fmt.Errorf("encode server %q: %w", k, err)
@@ -158,16 +174,10 @@ func backfillTransitions(tx *bolt.Tx) error {
 			s.withdrawn = tr.Seq
 		}
 	}
-	servers := tx.Bucket(bucketServers)
-	updated := map[string][]byte{}
-	err := servers.ForEach(func(k, v []byte) error {
+	return editRecords(tx, func(k []byte, rec map[string]json.RawMessage, recTools map[string]map[string]json.RawMessage) (bool, error) {
 		tools := per[string(k)]
 		if tools == nil {
-			return nil
-		}
-		var rec map[string]json.RawMessage
-		if err := json.Unmarshal(v, &rec); err != nil {
-			return fmt.Errorf("decode server %q: %w", k, err)
+			return false, nil
 		}
 		put := func(obj map[string]json.RawMessage, s *seqs, last, withdrawn string) {
 			if s.last > 0 {
@@ -180,40 +190,13 @@ func backfillTransitions(tx *bolt.Tx) error {
 		if s := tools[""]; s != nil {
 			put(rec, s, "InstructionsTransitionSeq", "InstructionsWithdrawnSeq")
 		}
-		var recTools map[string]map[string]json.RawMessage
-		if raw := rec["Tools"]; len(raw) > 0 && string(raw) != "null" {
-			if err := json.Unmarshal(raw, &recTools); err != nil {
-				return fmt.Errorf("decode tools of server %q: %w", k, err)
-			}
-		}
 		for name, obj := range recTools {
 			if s := tools[name]; s != nil {
 				put(obj, s, "LastTransitionSeq", "WithdrawnSeq")
 			}
 		}
-		if recTools != nil {
-			raw, err := encode(recTools)
-			if err != nil {
-				return fmt.Errorf("encode tools of server %q: %w", k, err)
-			}
-			rec["Tools"] = raw
-		}
-		out, err := encode(rec)
-		if err != nil {
-			return fmt.Errorf("encode server %q: %w", k, err)
-		}
-		updated[string(k)] = out
-		return nil
+		return true, nil
 	})
-	if err != nil {
-		return err
-	}
-	for k, v := range updated {
-		if err := servers.Put([]byte(k), v); err != nil {
-			return fmt.Errorf("put server %q: %w", k, err)
-		}
-	}
-	return nil
 }
 
 // SchemaVersion is the schema this binary writes and reads.

@@ -150,22 +150,10 @@ func (r *ServerRecord) NoteEvent(e rugwatch.Event) {
 
 // Server returns the record of one server; false if none is stored.
 func (t *Tx) Server(name string) (ServerRecord, bool, error) {
-	b, err := t.bucket(bucketServers)
-	if err != nil {
-		return ServerRecord{}, false, err
+	r, ok, err := t.ServerStates(name)
+	if err != nil || !ok {
+		return r, ok, err
 	}
-	if name == "" {
-		return ServerRecord{}, false, nil
-	}
-	v := b.Get([]byte(name))
-	if v == nil {
-		return ServerRecord{}, false, nil
-	}
-	var r ServerRecord
-	if err := json.Unmarshal(v, &r); err != nil {
-		return ServerRecord{}, false, fmt.Errorf("decode server %q: %w", name, err)
-	}
-	t.foldPolled(&r)
 	if err := t.fillDefinitions(&r); err != nil {
 		return ServerRecord{}, false, err
 	}
