@@ -244,18 +244,19 @@ func (r *Recorder) withDefinition(a store.ApprovalRecord) Approved {
 	return v
 }
 
-// observedDigest is what l shows for the subject of approval a ("" for
-// a tool it does not list).
-func observedDigest(l *Listing, a store.ApprovalRecord) rugwatch.Digest {
-	if a.Kind == store.KindInstructions {
-		return l.InstructionsDigest
+// observedDigests is what l shows for the subjects of approvals: each
+// tool's digest by name, the instructions' under "" (a tool needs a
+// name). Nil for no listing.
+func observedDigests(l *Listing) map[string]rugwatch.Digest {
+	if l == nil {
+		return nil
 	}
+	out := make(map[string]rugwatch.Digest, len(l.Tools)+1)
 	for _, t := range l.Tools {
-		if t.Name == a.Tool {
-			return t.Digest
-		}
+		out[t.Name] = t.Digest
 	}
-	return ""
+	out[""] = l.InstructionsDigest
+	return out
 }
 
 // resetCaches forgets everything learnt inside transactions, after one
@@ -463,9 +464,14 @@ func (r *Recorder) record(server, transport string, l *Listing, pollErr error, n
 			return err
 		}
 		var replays []rugwatch.Event
+		observed := observedDigests(l)
 		for _, a := range current {
 			ap := r.check(a)
-			if ap.Valid && l != nil && observedDigest(l, a) != a.Digest {
+			subject := a.Tool
+			if a.Kind == store.KindInstructions {
+				subject = ""
+			}
+			if ap.Valid && observed != nil && observed[subject] != a.Digest {
 				ap = r.withDefinition(a) // diffed against below
 			}
 			if ap.Valid {
