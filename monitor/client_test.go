@@ -181,17 +181,8 @@ func TestPoll100kTools(t *testing.T) {
 	}
 }
 
-// sharedDir is where a sandboxed stdio server may write what a test reads:
-// outside /tmp (the sandbox's /tmp is its own) and writable by the
-// sandbox's uid (nobody, under a root daemon).
-func sharedDir(t testing.TB) string {
-	t.Helper()
-	d := outsideTmp(t)
-	if err := os.Chmod(d, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
+// sharedDir is where a sandboxed stdio server may write what a test reads.
+func sharedDir(t testing.TB) string { return testkit.OutsideTmp(t, 0o777) }
 
 // TestStdioLeavesNothingBehind is the unsandboxed path (sandbox: off, or
 // auto where the kernel refuses): the process group and every descendant

@@ -20,6 +20,7 @@ import (
 
 	"github.com/rugwatch/rugwatch/sandbox"
 	"github.com/rugwatch/rugwatch/store"
+	"github.com/rugwatch/rugwatch/testkit"
 )
 
 // A hostile stdio server: the test binary re-executed with
@@ -86,26 +87,9 @@ func hostileAttacks() map[string]bool {
 	return r
 }
 
-// outsideTmp makes a directory that is not under /tmp, where a sandboxed
-// server's private /tmp would hide it whatever the hide list says, and
-// that others may enter, so that only the sandbox keeps a root daemon's
-// nobody-mapped server out.
-func outsideTmp(t testing.TB) string {
-	t.Helper()
-	base := os.Getenv("RUGWATCH_TEST_OUTSIDE_TMP")
-	if base == "" {
-		base = "/var/tmp"
-	}
-	d, err := os.MkdirTemp(base, "rugwatch-monitor-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	if err := os.Chmod(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
+// outsideTmp is a directory others may enter, outside /tmp, so that only
+// the sandbox keeps a root daemon's nobody-mapped server out.
+func outsideTmp(t testing.TB) string { return testkit.OutsideTmp(t, 0o755) }
 
 // reachableSelf copies the test binary where the sandbox user may run it:
 // go test builds it in a 0700 directory, closed to a root daemon's nobody.

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/rugwatch/rugwatch/testkit"
 )
 
 // The test binary is re-executed as the sandbox init.
@@ -44,22 +46,7 @@ func TestMain(m *testing.M) {
 
 // outsideTmp makes a directory that is not under /tmp: the sandbox's /tmp
 // is its own, which would hide anything there whatever the hide list says.
-func outsideTmp(t *testing.T) string {
-	t.Helper()
-	base := os.Getenv("SANDBOX_TEST_DIR")
-	if base == "" {
-		base = "/var/tmp"
-	}
-	d, err := os.MkdirTemp(base, "rugwatch-sandbox-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	if err := os.Chmod(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
+func outsideTmp(t *testing.T) string { return testkit.OutsideTmp(t, 0o755) }
 
 // run runs script with sh, sandboxed or not, and returns its stdout.
 func run(t *testing.T, sandboxed bool, spec Spec) (string, string, error) {
@@ -336,7 +323,7 @@ func TestAsUnprivilegedUser(t *testing.T) {
 	}
 	cmd := exec.Command(copyExe, "-test.run=^(TestAttacksFromInside|TestOnlyTheGivenEnvironment|TestDoubleForkedGrandchildDiesWithTheSandbox|TestRefusedWithoutUserNamespaces)$", "-test.v")
 	cmd.Dir = work
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + work, "TMPDIR=" + work, "SANDBOX_TEST_DIR=" + work}
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + work, "TMPDIR=" + work, "RUGWATCH_TEST_OUTSIDE_TMP=" + work}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}}
 	out, err := cmd.CombinedOutput()
 	t.Logf("as uid 65534:\n%s", out)
