@@ -25,7 +25,12 @@ func (db *DB) ReleaseMapped() error {
 // make most of a large file resident before the transaction ends. (A
 // second read transaction opened inside this one could wait forever on a
 // writer queued for the mmap lock.)
-func (t *Tx) ReleaseMapped() error { return release(t.db, t.tx) }
+func (t *Tx) ReleaseMapped() error {
+	if t.tx.DB() == nil {
+		return ErrTxClosed // bbolt's Size would read the ended tx's nil meta
+	}
+	return release(t.db, t.tx)
+}
 
 func release(db *DB, tx *bolt.Tx) error {
 	info := db.bolt.Info()

@@ -6,5 +6,10 @@ package store
 // pages (see mapped_linux.go).
 func (db *DB) ReleaseMapped() error { return nil }
 
-// ReleaseMapped is a no-op here too.
-func (t *Tx) ReleaseMapped() error { return nil }
+// ReleaseMapped is a no-op here too, but for an ended transaction.
+func (t *Tx) ReleaseMapped() error {
+	if t.tx.DB() == nil {
+		return ErrTxClosed
+	}
+	return nil
+}

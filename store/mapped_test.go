@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -60,5 +61,22 @@ func TestReleaseMappedKeepsData(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A Tx kept past its transaction gets ErrTxClosed from ReleaseMapped, as
+// from every other method, not a nil dereference inside bbolt.
+func TestReleaseMappedAfterTxEnds(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "rugwatch.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var kept *Tx
+	if err := db.View(func(tx *Tx) error { kept = tx; return tx.ReleaseMapped() }); err != nil {
+		t.Fatal(err)
+	}
+	if err := kept.ReleaseMapped(); !errors.Is(err, ErrTxClosed) {
+		t.Errorf("after the transaction: %v, want ErrTxClosed", err)
 	}
 }
