@@ -76,6 +76,7 @@ func TestPollRefusesHostileResponses(t *testing.T) {
 		{scenario: "dup-keys", hostile: true},
 		{scenario: "dup-instructions", hostile: true},
 		{scenario: "dup-tools-key", hostile: true},
+		{scenario: "dup-tools-case", hostile: true},
 		{scenario: "dup-names", hostile: true},
 		{scenario: "bad-utf8", hostile: true},
 		{scenario: "deep", hostile: true},

@@ -374,6 +374,7 @@ func checkPageKeys(raw []byte, maxDepth int) error {
 		return errors.New("result is not an object")
 	}
 	seen := map[string]bool{}
+	spelled := map[string]string{}
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
@@ -384,6 +385,18 @@ func checkPageKeys(raw []byte, maxDepth int) error {
 			return fmt.Errorf("result has key %q twice", key)
 		}
 		seen[key] = true
+		// readPage, as encoding/json, also reads a member whose name is
+		// one of these in another case ("Tools"), the last one winning; a
+		// client reading names exactly takes the other. Two spellings of
+		// one member are refused as two of the same.
+		for _, m := range pageMembers {
+			if strings.EqualFold(key, m) {
+				if first, dup := spelled[m]; dup {
+					return fmt.Errorf("result has member %q twice (as %q and %q)", m, first, key)
+				}
+				spelled[m] = key
+			}
+		}
 		var skip json.RawMessage
 		if err := dec.Decode(&skip); err != nil {
 			return fmt.Errorf("result is not JSON: %v", err)

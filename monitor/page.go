@@ -8,6 +8,9 @@ import (
 	"strings"
 )
 
+// pageMembers are the names of the members readPage reads.
+var pageMembers = []string{"tools", "nextCursor", "resultType", "ttlMs", "cacheScope"}
+
 // pageFields are the members of a tools/list result a listing reads.
 type pageFields struct {
 	Tools      *[]json.RawMessage
