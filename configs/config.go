@@ -366,6 +366,7 @@ func (c *Config) setSecretDirs(base string) {
 		c.Notify.Email[i].Password.dir = base
 	}
 	c.HTTPToken.dir = base
+	c.Proxy.Token.dir = base
 }
 
 // has reports whether the key at path was written in the file.
@@ -443,7 +444,7 @@ func (c *Config) ApplyDefaults() {
 		}
 	}
 	if len(c.Servers) > 0 {
-		hide := append(c.ReferencedPaths(), c.httpTokenPaths()...)
+		hide := c.ReferencedPaths()
 		for i := range c.Servers {
 			if c.Servers[i].Command != "" {
 				c.Servers[i].SandboxHide = hide

@@ -2,7 +2,6 @@ package configs
 
 import (
 	"net"
-	"path/filepath"
 	"strconv"
 )
 
@@ -44,24 +43,4 @@ func (v *validator) httpListen(c *Config) {
 func (c *Config) HTTPLoopback() bool {
 	host, _, err := net.SplitHostPort(c.HTTPListen)
 	return err == nil && IsLoopbackHost(host)
-}
-
-// httpTokenPaths are the files http_token reads, for the sandbox to hide.
-func (c *Config) httpTokenPaths() []string {
-	var out []string
-	parts, _ := parseTemplate(c.HTTPToken.tmpl)
-	for _, p := range parts {
-		if p.kind != partFile {
-			continue
-		}
-		f := p.text
-		if !filepath.IsAbs(f) && c.HTTPToken.dir != "" {
-			f = filepath.Join(c.HTTPToken.dir, f)
-		}
-		if abs, err := filepath.Abs(f); err == nil {
-			f = abs
-		}
-		out = append(out, filepath.Clean(f))
-	}
-	return out
 }

@@ -45,3 +45,19 @@ func TestHTTPTokenFileIsHiddenFromSandboxedServers(t *testing.T) {
 		t.Error("0.0.0.0 reads as loopback")
 	}
 }
+
+// proxy.token's file, relative to the config like every ${file:}, is
+// hidden from sandboxed servers too, as is every token file from the
+// classifier's sandbox (both take ReferencedPaths).
+func TestProxyTokenFileIsHiddenFromSandboxedServers(t *testing.T) {
+	c, err := Parse([]byte("proxy_listen: 0.0.0.0:9465\nproxy:\n  token: ${file:secrets/proxy_token}\nservers:\n  - name: s\n    command: /bin/true\n"), "/etc/rugwatch/rugwatch.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(c.Servers[0].SandboxHide, "/etc/rugwatch/secrets/proxy_token") {
+		t.Errorf("proxy token file not hidden: %v", c.Servers[0].SandboxHide)
+	}
+	if !slices.Contains(c.ReferencedPaths(), "/etc/rugwatch/secrets/proxy_token") {
+		t.Errorf("ReferencedPaths leaves out the proxy token: %v", c.ReferencedPaths())
+	}
+}

@@ -8,7 +8,7 @@ import (
 // ReferencedPaths lists every file and directory of rugwatch's own that
 // this config names: the config file itself, the data dir, the trusted
 // keys, the signing key and every ${file:} secret of every server, webhook
-// and email channel, all absolute. It is what a sandboxed server must not
+// and email channel and of http_token and proxy.token, all absolute. It is what a sandboxed server must not
 // reach; the caller adds what the config does not name (the control
 // socket, a key outside the data dir).
 func (c *Config) ReferencedPaths() []string {
@@ -58,6 +58,8 @@ func (c *Config) ReferencedPaths() []string {
 	for _, e := range c.Notify.Email {
 		addSecret(e.Password)
 	}
+	addSecret(c.HTTPToken)
+	addSecret(c.Proxy.Token)
 	out := make([]string, 0, len(seen))
 	for p := range seen {
 		out = append(out, p)

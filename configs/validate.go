@@ -573,6 +573,7 @@ func (c *Config) CheckReferences(r Resolver) error {
 		check(fmt.Sprintf("notify.email[%d].password", i), e.Password)
 	}
 	check("http_token", c.HTTPToken)
+	check("proxy.token", c.Proxy.Token)
 	if len(errs) > 0 {
 		return c.joinErrors(errs)
 	}
