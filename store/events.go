@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -421,6 +422,41 @@ type ChainTracker struct {
 	verified bool
 	err      error  // of the newest Verify
 	reported string // the last error handed to Check's report, "" when none
+	// failedOn is the log's end when the newest Verify failed, and
+	// failedAt when: a failed walk leaves the head where it was, so the
+	// next would walk the whole log again, and Check runs after every
+	// poll.
+	failedOn logEnd
+	failedAt time.Time
+	walks    int // Verify's walks, for tests
+}
+
+// chainRecheck is how long Check trusts a failed walk of a log whose end
+// has not moved: a mend that leaves the end as it was (an edited record
+// put back) is seen within it, anything appended at once.
+const chainRecheck = time.Minute
+
+// logEnd is where the event log ends: its last seq and stored head.
+type logEnd struct {
+	seq  uint64
+	head string
+}
+
+func (db *DB) logEnd() (logEnd, error) {
+	var e logEnd
+	err := db.View(func(t *Tx) error {
+		b, err := t.bucket(bucketEvents)
+		if err != nil {
+			return err
+		}
+		meta, err := t.bucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		e = logEnd{seq: b.Sequence(), head: string(meta.Get(keyHead))}
+		return nil
+	})
+	return e, err
 }
 
 // NewChainTracker tracks db's chain; nothing is verified until Verify.
@@ -437,9 +473,15 @@ func (c *ChainTracker) Verify() (Head, int, error) {
 	if c.verified {
 		from = c.last
 	}
+	end, endErr := c.db.logEnd()
+	c.walks++
 	last, n, err := c.db.verifyFrom(from)
 	c.err = err
 	if err != nil {
+		c.failedOn, c.failedAt = end, time.Now()
+		if endErr != nil {
+			c.failedAt = time.Time{} // unknown end: walk again next time
+		}
 		return c.last, n, err
 	}
 	c.last, c.verified = last, true
@@ -466,6 +508,9 @@ func (c *ChainTracker) Last() (Head, bool) {
 // broken chain once rather than on every poll. A chain that checks out
 // again clears the memory.
 func (c *ChainTracker) Check(report func(error)) {
+	if c.stillBroken() {
+		return // reported already; nothing to walk again
+	}
 	_, _, err := c.Verify()
 	c.mu.Lock()
 	msg := ""
@@ -478,6 +523,21 @@ func (c *ChainTracker) Check(report func(error)) {
 	if fresh && report != nil {
 		report(err)
 	}
+}
+
+// stillBroken reports whether the newest Verify failed, recently, with
+// the break Check reported, on a log whose end has not moved since.
+func (c *ChainTracker) stillBroken() bool {
+	c.mu.Lock()
+	// Only a break Check has reported: one a Verify found since is news.
+	failed := c.err != nil && c.err.Error() == c.reported
+	on, at := c.failedOn, c.failedAt
+	c.mu.Unlock()
+	if !failed || at.IsZero() || time.Since(at) >= chainRecheck {
+		return false
+	}
+	end, err := c.db.logEnd()
+	return err == nil && end == on
 }
 
 // Transition is the part of an event that says which tool (or the

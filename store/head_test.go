@@ -275,6 +275,15 @@ func TestChainTrackerIncremental(t *testing.T) {
 	if len(reports) != 1 {
 		t.Fatalf("Check reported %d times, want once: %v", len(reports), reports)
 	}
+	// A daemon checks after every poll: the broken log, its end where it
+	// was, is not walked again on each.
+	walked := tr2.walks
+	for range 100 {
+		tr2.Check(func(err error) { reports = append(reports, err) })
+	}
+	if tr2.walks != walked {
+		t.Errorf("100 checks of an unmoved broken log walked it %d more times", tr2.walks-walked)
+	}
 	if tr2.Err() == nil || tr.Err() == nil {
 		t.Error("Err() forgets the break the last Verify found")
 	}
