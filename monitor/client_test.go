@@ -77,6 +77,7 @@ func TestPollRefusesHostileResponses(t *testing.T) {
 		{scenario: "dup-instructions", hostile: true},
 		{scenario: "dup-tools-key", hostile: true},
 		{scenario: "dup-tools-case", hostile: true},
+		{scenario: "padded-dup", hostile: true},
 		{scenario: "dup-names", hostile: true},
 		{scenario: "bad-utf8", hostile: true},
 		{scenario: "deep", hostile: true},
@@ -298,5 +299,17 @@ func TestPollErrorsNeverCarryConfiguredSecrets(t *testing.T) {
 	_, err = Poll(pollCtx(t, 10*time.Second), Target{Transport: TransportHTTP, URL: srv.URL, Headers: map[string]string{"Authorization": "Bearer " + key}}, DialOptions{})
 	if err == nil || strings.Contains(err.Error(), key) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// A page that is mostly padding outside "tools" lists its tools as any
+// other (they are kept as copies, the page is not).
+func TestPollPaddedPage(t *testing.T) {
+	l, err := Poll(pollCtx(t, 30*time.Second), selfTarget(t, "raw:padded", nil), DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Tools) != 1 || !strings.Contains(string(l.Tools[0].Raw), `"Adds."`) {
+		t.Fatalf("tools %+v", l.Tools)
 	}
 }

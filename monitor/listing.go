@@ -198,8 +198,9 @@ func (s *Session) ListTools(ctx context.Context) (*Listing, error) {
 	// and each tool is checked and canonicalised after, only if the
 	// fingerprint is not one the caller already recorded.
 	type pageOfTools struct {
-		raw   []byte
-		tools []json.RawMessage
+		raw     []byte
+		tools   []json.RawMessage
+		checked bool // read whole by checkPageKeys already
 	}
 	var pages []pageOfTools
 	cursor := ""
@@ -232,14 +233,26 @@ func (s *Session) ListTools(ctx context.Context) (*Listing, error) {
 				l.Pages, `"`+s.serverText(*page.ResultType, maxIDText)+`"`)}
 		}
 		s.noteCache(l, page.TTLMs, page.CacheScope)
+		var inTools int64
 		for _, tr := range *page.Tools {
 			// Counted as the tools are read, as before, so a server
 			// cannot make rugwatch hold more than the listing limit.
+			inTools += int64(len(tr))
 			if total += int64(len(tr)); total > lim.MaxListingBytes {
 				return nil, &LimitError{Limit: "max_listing_bytes", Value: lim.MaxListingBytes}
 			}
 		}
-		pages = append(pages, pageOfTools{raw: raw, tools: *page.Tools})
+		kept := pageOfTools{raw: raw, tools: *page.Tools}
+		if int64(len(raw)) > 2*inTools+64<<10 {
+			// Mostly not tools: padding outside "tools" would make a
+			// listing hold max_pages whole responses. Such a page is read
+			// whole now and only copies of its tools are kept.
+			if err := checkPageKeys(raw, lim.MaxDepth); err != nil {
+				return nil, &HostileError{Reason: fmt.Sprintf("page %d: %v", l.Pages, err)}
+			}
+			kept = pageOfTools{tools: copyTools(*page.Tools), checked: true}
+		}
+		pages = append(pages, kept)
 		if page.NextCursor == nil || *page.NextCursor == "" {
 			break
 		}
@@ -270,8 +283,10 @@ func (s *Session) ListTools(ctx context.Context) (*Listing, error) {
 		// way when the model's client may read it another. Each tool is
 		// then checked strictly on its own by signatures.Digest; hashing
 		// the whole page first as well would double the cost of a poll.
-		if err := checkPageKeys(pg.raw, lim.MaxDepth); err != nil {
-			return nil, &HostileError{Reason: fmt.Sprintf("page %d: %v", pageNo, err)}
+		if !pg.checked {
+			if err := checkPageKeys(pg.raw, lim.MaxDepth); err != nil {
+				return nil, &HostileError{Reason: fmt.Sprintf("page %d: %v", pageNo, err)}
+			}
 		}
 		for i, tr := range pg.tools {
 			if len(l.Tools) >= lim.MaxTools {
@@ -313,6 +328,22 @@ func (s *Session) ListTools(ctx context.Context) (*Listing, error) {
 	}
 	sort.Slice(l.Tools, func(i, j int) bool { return l.Tools[i].Name < l.Tools[j].Name })
 	return l, nil
+}
+
+// copyTools copies each tool's bytes out of the page they were sliced
+// from, into one buffer.
+func copyTools(tools []json.RawMessage) []json.RawMessage {
+	n := 0
+	for _, t := range tools {
+		n += len(t)
+	}
+	buf := make([]byte, 0, n)
+	out := make([]json.RawMessage, len(tools))
+	for i, t := range tools {
+		buf = append(buf, t...)
+		out[i] = buf[len(buf)-len(t) : len(buf) : len(buf)]
+	}
+	return out
 }
 
 // fingerprint finishes a listing's Fingerprint: the pages hashed so far,

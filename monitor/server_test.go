@@ -145,6 +145,14 @@ func rawListing(scenario string) string {
 		return `{"tools":[{"name":"a","description":"x","description":"y","inputSchema":{"type":"object"}}]}`
 	case "dup-tools-key":
 		return `{"tools":[{"name":"a","inputSchema":{"type":"object"}}],"tools":[]}`
+	case "padded", "padded-dup":
+		// Mostly padding outside "tools": read whole at once, the tools
+		// kept as copies; a duplicate key in it is still refused.
+		pad := `,"pad":"` + strings.Repeat("x", 200<<10) + `"`
+		if scenario == "padded-dup" {
+			pad += `,"pad2":1,"pad2":2`
+		}
+		return `{"tools":[{"name":"a","description":"Adds.","inputSchema":{"type":"object"}}]` + pad + `}`
 	case "dup-tools-case":
 		// Read exactly, as the SDK clients do, the model gets the first
 		// list; read case-folded, the last.
