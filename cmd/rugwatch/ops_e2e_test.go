@@ -536,3 +536,23 @@ servers:
 		t.Errorf("partial files left: %v", left)
 	}
 }
+
+// A reload cannot open a public listener: http_listen stays bound where
+// it started, and a new config that moved it to loopback and dropped
+// http_token is refused, the token still asked for.
+func TestReloadKeepsTheListenerGuarded(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, "ephemeral: true\nhttp_listen: 0.0.0.0:0\nhttp_token: ${env:TOK}\nservers: []\n")
+	p := serveInProcess(t, cfg, map[string]string{"TOK": "s3cret"})
+	if code, _, _ := p.get(t, "/metrics"); code != http.StatusUnauthorized {
+		t.Fatalf("/metrics without the token: %d, want 401", code)
+	}
+	writeConfig(t, dir, "ephemeral: true\nhttp_listen: 127.0.0.1:0\nservers: []\n")
+	p.d.Reload()
+	if !strings.Contains(p.logs.String(), "reload refused; keeping the running config") {
+		t.Errorf("the reload was not refused:\n%s", p.logs.String())
+	}
+	if code, _, _ := p.get(t, "/metrics"); code != http.StatusUnauthorized {
+		t.Errorf("/metrics without the token after the reload: %d, want 401", code)
+	}
+}
