@@ -37,7 +37,9 @@ func (l *Ledger) StatusEach(ctx context.Context, names []string, fn func(ServerR
 	}
 	// Each chunk's result comes through its own channel, queued in config
 	// order: the readers finish in any order, fn sees the servers in one.
-	pending := make(chan chan chunk, statusReaders)
+	// The chunk fn waits on is out of the queue: statusReaders-1 queued
+	// behind it makes statusReaders readers at most.
+	pending := make(chan chan chunk, statusReaders-1)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	// Returning waits for the readers: no transaction outlives the call.

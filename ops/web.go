@@ -135,7 +135,7 @@ func (wv *Web) servers(w http.ResponseWriter, r *http.Request) {
 
 func rowOf(s monitor.ServerReport) serverRow {
 	row := serverRow{Name: s.Name, Transport: s.Transport, Reachable: s.Reachable, Error: visible.Message(s.Error),
-		Protocol: protocolVersion(s), Instructions: string(s.InstructionsState)}
+		Protocol: visible.Line(s.ProtocolVersion), Instructions: string(s.InstructionsState)}
 	if s.LastPolledAt != nil {
 		row.LastPolled = s.LastPolledAt.UTC().Format(time.RFC3339)
 	}
@@ -147,21 +147,6 @@ func rowOf(s monitor.ServerReport) serverRow {
 		row.Counts = append(row.Counts, stateCount{string(st), n[st]})
 	}
 	return row
-}
-
-// protocolVersion is the negotiated MCP revision, read from the report's
-// JSON so it shows as soon as the monitor records it (the field is
-// "protocol_version" in status --json).
-func protocolVersion(s monitor.ServerReport) string {
-	b, err := json.Marshal(s)
-	if err != nil {
-		return ""
-	}
-	var m struct {
-		P string `json:"protocol_version"`
-	}
-	_ = json.Unmarshal(b, &m)
-	return visible.Line(m.P)
 }
 
 type toolRow struct {

@@ -93,6 +93,9 @@ func (a *App) drainBound() time.Duration {
 		if d, err := time.ParseDuration(v); err == nil && d > 0 {
 			return d
 		}
+		// "30" (no unit) or "-1s" would otherwise quietly mean two
+		// minutes to a CI job that asked for less.
+		fmt.Fprintf(a.Stderr, "rugwatch: warning: RUGWATCH_ALERT_DRAIN_TIMEOUT=%q is not a positive Go duration (such as 30s); using %s\n", v, defaultDrainBound)
 	}
 	return defaultDrainBound
 }

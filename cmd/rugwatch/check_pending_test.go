@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestCheckReportsWhileAlertsPending: a receiver that does not answer
@@ -53,5 +54,21 @@ func TestCheckReportsWhileAlertsPending(t *testing.T) {
 	list := c.run("", "alerts")
 	if !strings.Contains(list.stdout, "webhook:slow") || !strings.Contains(strings.ToLower(list.stdout), "pending") {
 		t.Errorf("alerts does not list the pending delivery:\n%s\n%s", list.stdout, list.stderr)
+	}
+}
+
+// A drain bound that is not a positive duration is named on stderr, not
+// quietly read as the two-minute default.
+func TestDrainBoundWarnsOnABadValue(t *testing.T) {
+	for v, warn := range map[string]bool{"30": true, "-1s": true, "soon": true, "45s": false} {
+		var stderr strings.Builder
+		a := &App{Stderr: &stderr, LookupEnv: func(k string) (string, bool) { return v, k == "RUGWATCH_ALERT_DRAIN_TIMEOUT" }}
+		d := a.drainBound()
+		if got := strings.Contains(stderr.String(), "RUGWATCH_ALERT_DRAIN_TIMEOUT"); got != warn {
+			t.Errorf("%q: warned %v, want %v (%q)", v, got, warn, stderr.String())
+		}
+		if !warn && d != 45*time.Second || warn && d != defaultDrainBound {
+			t.Errorf("%q: bound %v", v, d)
+		}
 	}
 }
