@@ -125,6 +125,12 @@ type session struct {
 
 	slots chan struct{}
 	wg    sync.WaitGroup
+	// ending is set, under endMu, before Serve waits for wg: a goroutine
+	// started from outside the session's own (the upstream's read loop
+	// announcing list_changed) checks it first, so none is added to wg
+	// while or after Serve waits.
+	endMu  sync.Mutex
+	ending bool
 	// life is the context of the whole session (a request's own ends
 	// with it): what initialize starts runs under it.
 	life context.Context
@@ -155,6 +161,9 @@ func Serve(ctx context.Context, client mcp.Connection, opts Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	s.life = ctx
 	defer func() {
+		s.endMu.Lock()
+		s.ending = true
+		s.endMu.Unlock()
 		cancel()
 		s.wg.Wait()
 		if up := s.up.Load(); up != nil {

@@ -134,7 +134,15 @@ func (s *session) relistSoon(ctx context.Context) {
 	if !s.relistBusy.CompareAndSwap(false, true) {
 		return // the running one will list again
 	}
+	// Called from the upstream's read loop, not one of the session's own
+	// goroutines: it may still deliver while Serve ends.
+	s.endMu.Lock()
+	if s.ending {
+		s.endMu.Unlock()
+		return
+	}
 	s.wg.Add(1)
+	s.endMu.Unlock()
 	go func() {
 		defer s.wg.Done()
 		for {
