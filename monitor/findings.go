@@ -30,6 +30,7 @@ const (
 	// Rules of what the proxy sees at call time and of who the server is.
 	RuleFalseErrorEscalation = "false-error-escalation"
 	RuleSecretInResult       = "secret-in-result"
+	RuleUnscannedResult      = "unscanned-result"
 	RuleArgumentInjection    = "argument-injection"
 	RuleExfilChain           = "exfiltration-chain"
 	RulePlaintextTransport   = "plaintext-transport"
@@ -63,6 +64,7 @@ var rules = []Rule{
 	{RuleShadowing, rugwatch.SeverityWarning, "names another server's tool, or exposes the same tool name as another server"},
 	{RuleFalseErrorEscalation, rugwatch.SeverityCritical, "an error result that tells the model to call another tool, run a shell or escalate its privileges"},
 	{RuleSecretInResult, rugwatch.SeverityCritical, "a tool result carries a private key, cloud access key, bearer token or JWT"},
+	{RuleUnscannedResult, rugwatch.SeverityCritical, "a tool result holds more text than the rules read (4 MiB by default): what lies past it is unchecked"},
 	{RuleArgumentInjection, rugwatch.SeverityCritical, "a string argument to a tool that runs commands or reaches hosts carries shell metacharacter chains or command substitution"},
 	{RuleExfilChain, rugwatch.SeverityCritical, "a call to an open-world tool carries a secret or sensitive text this session received in a flagged result"},
 	{RulePlaintextTransport, rugwatch.SeverityWarning, "a remote server is reached over plain http:// on a non-loopback host"},

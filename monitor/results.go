@@ -165,18 +165,27 @@ func (s *resultScanner) walk(v any, path string, depth int, edit func(string, st
 // scanString scans one string of the result and returns it with its
 // secrets masked (when Redact is set) and whether anything was masked.
 func (s *resultScanner) scanString(text, path string) (string, bool) {
-	if text == "" || s.budget <= 0 {
+	if text == "" {
 		return text, false
 	}
-	if len(text) > s.budget {
-		text = text[:s.budget]
+	read := text
+	if len(read) > s.budget {
+		// Padding a result past the budget must not carry what follows
+		// past the rules unseen: the unread part is itself the finding.
+		read = text[:max(s.budget, 0)]
+		s.c.add(RuleUnscannedResult, path, false, fmt.Sprintf("%d bytes of result text past the first %d were not read by the rules", len(text)-len(read), s.opts.MaxBytes))
 	}
-	s.budget -= len(text)
-	spans := s.scan(text, path, 0, "")
+	s.budget -= len(read)
+	if read == "" {
+		return text, false
+	}
+	spans := s.scan(read, path, 0, "")
 	if !s.opts.Redact || len(spans) == 0 {
 		return text, false
 	}
-	return mask(text, spans), true
+	// The masked part read, the rest as it came (the finding above says
+	// it is unread): cutting it off would change the result.
+	return mask(read, spans) + text[len(read):], true
 }
 
 // scan applies the rules to text found at path, depth decodings deep (how

@@ -212,6 +212,25 @@ func TestResultScanBounds(t *testing.T) {
 	if hasRule(ScanResult(textResult("z "+once, false), ResultScanOptions{MaxDecoded: 10}).Findings, RuleInstructionMarker, "") {
 		t.Fatal("decoded past MaxDecoded")
 	}
+	// What lies past the bound is unread, and that is a critical finding
+	// of its own: padding must not carry an order past the rules.
+	if !hasRule(ScanResult(textResult(big, false), ResultScanOptions{MaxBytes: 100}).Findings, RuleUnscannedResult, rugwatch.SeverityCritical) {
+		t.Fatal("text past MaxBytes passed without a finding")
+	}
+	two, _ := json.Marshal(map[string]any{"content": []any{
+		map[string]any{"type": "text", "text": strings.Repeat("a", 100)}, map[string]any{"type": "text", "text": p}}})
+	if !hasRule(ScanResult(two, ResultScanOptions{MaxBytes: 100}).Findings, RuleUnscannedResult, rugwatch.SeverityCritical) {
+		t.Fatal("a second content item past MaxBytes passed without a finding")
+	}
+	if hasRule(ScanResult(textResult(p, false), ResultScanOptions{}).Findings, RuleUnscannedResult, "") {
+		t.Fatal("a result inside the bound is called unread")
+	}
+	// Redacting keeps the unread tail rather than cutting it off.
+	key := "AKIA" + "IOSFODNN7EXAMPLE"
+	res := ScanResult(textResult(key+" "+strings.Repeat("b", 200)+" tail", false), ResultScanOptions{MaxBytes: 100, Redact: true})
+	if !strings.Contains(string(res.Redacted), " tail") || strings.Contains(string(res.Redacted), key) {
+		t.Fatalf("redacted past the bound: %.200s", res.Redacted)
+	}
 }
 
 // TestResultStructuredAndResource: structured content strings and
