@@ -18,15 +18,13 @@ import (
 // refuseUnapproved refuses a call of a tool that does not pass now, or
 // returns nil.
 func (s *session) refuseUnapproved(req *jsonrpc.Request) *jsonrpc.Response {
-	var params struct {
-		Name string `json:"name"`
+	name, _, err := callParams(req.Params)
+	if err != nil {
+		return errorResponse(req.ID, jsonrpc.CodeInvalidParams, "tools/call: "+err.Error())
 	}
-	if json.Unmarshal(req.Params, &params) != nil {
-		return errorResponse(req.ID, jsonrpc.CodeInvalidParams, "tools/call: malformed params")
-	}
-	if _, ok := s.passes(params.Name); !ok {
+	if _, ok := s.passes(name); !ok {
 		return s.refuse(req.ID, "not_approved", fmt.Sprintf("tool %q is not approved as it is now (pending, drifted, revoked, removed or never listed); see `rugwatch status %s`",
-			visible.Line(params.Name), s.opts.Server))
+			visible.Line(name), s.opts.Server))
 	}
 	return nil
 }
@@ -35,10 +33,11 @@ func (s *session) refuseUnapproved(req *jsonrpc.Request) *jsonrpc.Response {
 // approved schema accepts, and checks the result before the model sees it.
 func (s *session) callTool(ctx context.Context, up *monitor.Session, req *jsonrpc.Request) *jsonrpc.Response {
 	var params struct {
-		Name      string          `json:"name"`
-		Arguments json.RawMessage `json:"arguments"`
+		Name      string
+		Arguments json.RawMessage
 	}
-	if err := json.Unmarshal(req.Params, &params); err != nil {
+	var err error
+	if params.Name, params.Arguments, err = callParams(req.Params); err != nil {
 		return errorResponse(req.ID, jsonrpc.CodeInvalidParams, "tools/call: "+err.Error())
 	}
 	tool, ok := s.passes(params.Name)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/monitor"
+	"github.com/rugwatch/rugwatch/visible"
 )
 
 // Backend is what the proxy needs of rugwatch's state machine: a
@@ -190,8 +191,19 @@ func Serve(ctx context.Context, client mcp.Connection, opts Options) error {
 		}
 		switch m := msg.(type) {
 		case *jsonrpc.Response:
+			if m.Result, err = strictJSON(m.Result); err != nil {
+				m.Result, m.Error = nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "rugwatch proxy: the client's answer was refused: " + err.Error()}
+				s.log.Warn("refused a client answer", "error", err)
+			}
 			s.clientAnswered(m)
 		case *jsonrpc.Request:
+			if m.Params, err = strictJSON(m.Params); err != nil {
+				s.log.Warn("refused a client request", "method", visible.Line(m.Method), "error", err)
+				if m.IsCall() {
+					s.write(ctx, errorResponse(m.ID, jsonrpc.CodeInvalidParams, "rugwatch proxy: "+err.Error()))
+				}
+				continue
+			}
 			if !m.IsCall() {
 				s.clientNotified(ctx, m)
 				continue

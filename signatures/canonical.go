@@ -202,11 +202,34 @@ func (f *frame) childPath() string {
 	return f.path + "/" + strconv.Itoa(f.index)
 }
 
-// validate walks raw with encoding/json's tokenizer, which checks the
-// grammar, while this function checks what the tokenizer forgives:
-// duplicate keys, invalid UTF-8 and lone surrogates (both silently turned
-// into U+FFFD by encoding/json), and the limits.
+// CheckMembers refuses JSON that two parsers could read two ways, as
+// hostile: a duplicate member, or two member names of one object that are
+// equal once case is folded (Go's encoding/json matches names without
+// regard to case, last one winning; JavaScript's parsers take the exact
+// name, first one winning), at any depth; invalid UTF-8 and lone
+// surrogates; input over the limits. What passes reads the same to every
+// parser that matches names exactly, and to those that fold case.
+func CheckMembers(raw []byte, lim Limits) error {
+	return walk(raw, lim, true)
+}
+
+// validate is CheckMembers with exact member names only.
 func validate(raw []byte, lim Limits) error {
+	return walk(raw, lim, false)
+}
+
+// foldName is a member name with case folded the way a case-insensitive
+// decoder folds it, Kelvin sign and long s included.
+func foldName(s string) string {
+	return strings.ToLower(strings.ToUpper(s))
+}
+
+// walk walks raw with encoding/json's tokenizer, which checks the
+// grammar, while this function checks what the tokenizer forgives:
+// duplicate keys (case-folded with fold), invalid UTF-8 and lone
+// surrogates (both silently turned into U+FFFD by encoding/json), and the
+// limits.
+func walk(raw []byte, lim Limits, fold bool) error {
 	lim = lim.withDefaults()
 	if len(raw) > lim.MaxBytes {
 		return &HostileError{Reason: ReasonTooLarge, Detail: fmt.Sprintf("%d bytes, limit %d", len(raw), lim.MaxBytes)}
@@ -257,10 +280,14 @@ func validate(raw []byte, lim Limits) error {
 			if err := checkString(raw[start:end], lim, func() string { return path }); err != nil {
 				return err
 			}
-			if _, dup := top.keys[key]; dup {
+			seen := key
+			if fold {
+				seen = foldName(key)
+			}
+			if _, dup := top.keys[seen]; dup {
 				return &HostileError{Reason: ReasonDuplicateKey, Path: path}
 			}
-			top.keys[key] = struct{}{}
+			top.keys[seen] = struct{}{}
 			top.key = key
 			top.wantKey = false
 			continue
