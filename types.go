@@ -99,6 +99,9 @@ const (
 	// EventToolCloaked: a server lists a tool differently (or not at all)
 	// to clients of different protocol revisions (revision_check).
 	EventToolCloaked EventType = "tool.cloaked"
+	// EventNetworkRefused: the sandbox refused a server's connection to a
+	// destination its egress allow-list does not name.
+	EventNetworkRefused EventType = "network.refused"
 )
 
 // Change is one field-level difference between two JSON documents, addressed

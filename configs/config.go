@@ -61,6 +61,13 @@ type Defaults struct {
 	// where the kernel allows it, strict refuses a server it cannot
 	// sandbox, off runs servers as rugwatch's own user (unsafe).
 	Sandbox string `yaml:"sandbox"`
+	// Network is what a sandboxed server may reach: egress (default: its
+	// own loopback and the egress proxy), none, or host (unsafe).
+	Network string `yaml:"network"`
+	// Egress lists host:port patterns every server may reach.
+	Egress []string `yaml:"egress"`
+	// Resources bound every sandboxed server.
+	Resources Resources `yaml:"resources"`
 }
 
 // Limits bound what a server may send. Zero means the default.
@@ -88,7 +95,13 @@ type Server struct {
 	Timeout   Duration          `yaml:"timeout"`  // 0 means Defaults.Timeout
 	Watch     bool              `yaml:"watch"`
 	Sandbox   string            `yaml:"sandbox"` // stdio only; "" at load means Defaults.Sandbox
-	Line      int               `yaml:"-"`       // line of the server's entry, for errors
+	// Network, Egress, Resources and Mounts confine a stdio server (see
+	// package sandbox); "" and zero mean the defaults.
+	Network   string    `yaml:"network"`
+	Egress    []string  `yaml:"egress"`
+	Resources Resources `yaml:"resources"`
+	Mounts    []Mount   `yaml:"mounts"`
+	Line      int       `yaml:"-"` // line of the server's entry, for errors
 	// SandboxHide is what the server's sandbox hides: the config's
 	// ReferencedPaths, filled by ApplyDefaults. Call ApplyDefaults again
 	// after changing DataDir, TrustedKeys or SigningKey in code.

@@ -2,6 +2,7 @@ package configs
 
 import (
 	"fmt"
+	"math"
 	"reflect"
 	"strconv"
 
@@ -102,6 +103,13 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		v.SetInt(i)
+	case reflect.Float64:
+		f, err := strconv.ParseFloat(n.Value, 64)
+		if n.Kind != yaml.ScalarNode || err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			d.fail(n.Line, path, "must be a number")
+			return
+		}
+		v.SetFloat(f)
 	default:
 		// Only reachable if a field of an unsupported kind is added.
 		d.fail(n.Line, path, "unsupported field type "+v.Type().String())

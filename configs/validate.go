@@ -101,6 +101,7 @@ func (c *Config) validate() []fieldError {
 		v.fail("defaults.timeout", "must be greater than 0")
 	}
 	v.sandbox("defaults.sandbox", c.Defaults.Sandbox)
+	v.sandboxKeys("defaults", c.Defaults.Network, c.Defaults.Egress, c.Defaults.Resources, nil)
 	v.positive("limits.max_response_bytes", c.Limits.MaxResponseBytes)
 	v.positive("limits.max_listing_bytes", c.Limits.MaxListingBytes)
 	v.positive("limits.max_depth", int64(c.Limits.MaxDepth))
@@ -204,6 +205,15 @@ func (v *validator) server(p string, s Server, names map[string]int, i int) {
 		} else {
 			v.sandbox(p+".sandbox", s.Sandbox)
 		}
+	}
+	if s.Command == "" {
+		for _, k := range []string{"network", "egress", "resources", "mounts"} {
+			if v.c.has(p + "." + k) {
+				v.fail(p+"."+k, "only for command servers: it confines a server rugwatch starts")
+			}
+		}
+	} else {
+		v.sandboxKeys(p, s.Network, s.Egress, s.Resources, s.Mounts)
 	}
 	for _, k := range sortedKeys(s.Env) {
 		if !envName.MatchString(k) {

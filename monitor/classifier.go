@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/rugwatch/rugwatch"
@@ -91,36 +90,18 @@ func (c *Classifier) run(ctx context.Context, req ClassifyRequest) ([]byte, erro
 	if err != nil {
 		return nil, fmt.Errorf("finding %s: %w", c.Command[0], err)
 	}
-	env := []string{"PATH=/usr/local/bin:/usr/bin:/bin"}
-	var cmd *exec.Cmd
-	start := func() error { return cmd.Start() }
-	if c.Sandbox.Mode != sandbox.Off {
-		sc, err := sandbox.Command(sandbox.Spec{Path: path, Args: c.Command, Env: env, Hide: c.Sandbox.Hide})
-		if err != nil {
-			return nil, err
-		}
-		cmd, start = sc.Cmd, sc.Start
-	} else {
-		cmd = exec.Command(path, c.Command[1:]...)
-		cmd.Env = env
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	}
+	// The same start policy and confinement as a stdio server's: a fresh
+	// HOME, and the network only through the egress allow-list (a local
+	// model's API, where one is granted).
+	spec := sandbox.Spec{Path: path, Args: c.Command, Env: []string{"PATH=/usr/local/bin:/usr/bin:/bin"},
+		Protect: c.Sandbox.Hide, Mounts: c.Sandbox.Mounts, Network: c.Sandbox.Network,
+		Egress: &sandbox.Egress{Allow: c.Sandbox.Egress}, Resources: c.Sandbox.Resources}
+	cmd := sandbox.Command(c.Sandbox.Mode, spec)
 	stdout := &boundedBuffer{max: maxClassifierOutput}
 	stderr := &capBuffer{max: maxClassifierStderr}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(in), stdout, stderr
-	if err := start(); err != nil {
-		var ue *sandbox.UnavailableError
-		if !errors.As(err, &ue) || c.Sandbox.Mode == sandbox.Strict {
-			return nil, fmt.Errorf("starting the classifier: %w", err)
-		}
-		// auto, and the kernel refused: as for a stdio server, run it
-		// unsandboxed rather than not at all.
-		cmd = exec.Command(path, c.Command[1:]...)
-		cmd.Env, cmd.SysProcAttr = env, &syscall.SysProcAttr{Setpgid: true}
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(in), stdout, stderr
-		if err := cmd.Start(); err != nil {
-			return nil, fmt.Errorf("starting the classifier: %w", err)
-		}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting the classifier: %w", err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -130,12 +111,9 @@ func (c *Classifier) run(ctx context.Context, req ClassifyRequest) ([]byte, erro
 			return nil, fmt.Errorf("the classifier exited: %v; stderr: %s", err, boundText(stderr.String(), 300))
 		}
 	case <-ctx.Done():
-		// The sandbox's init is its PID 1: killing it ends everything the
-		// classifier started; unsandboxed, the process group goes.
-		if cmd.SysProcAttr != nil && cmd.SysProcAttr.Setpgid {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		}
-		_ = cmd.Process.Kill()
+		// Kill ends the sandbox, and everything the classifier started in
+		// it; unconfined, its process group.
+		cmd.Kill()
 		<-done
 		return nil, fmt.Errorf("the classifier did not answer within %v", timeout)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -216,7 +217,9 @@ func TestStdioChildSeesOnlyItsEnvironment(t *testing.T) {
 	t.Setenv("RUGWATCH_WEBHOOK_SECRET", "whsec_topsecret")
 	t.Setenv("SMTP_PASSWORD", "hunter2")
 	dump := filepath.Join(sharedDir(t), "env")
-	_, err := Poll(pollCtx(t, 20*time.Second), selfTarget(t, "dumpenv", map[string]string{"DUMPFILE": dump, "API_KEY": "for-the-child"}), DialOptions{})
+	target := selfTarget(t, "dumpenv", map[string]string{"DUMPFILE": dump, "API_KEY": "for-the-child"})
+	target.Sandbox.Mounts = []sandbox.Mount{{Path: filepath.Dir(dump), Write: true}}
+	_, err := Poll(pollCtx(t, 20*time.Second), target, DialOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,9 +237,13 @@ func TestStdioChildSeesOnlyItsEnvironment(t *testing.T) {
 			t.Errorf("child environment holds %q", leak)
 		}
 	}
+	// The sandbox's own proxy variables point at its forwarder: they are
+	// not the daemon's.
+	sandboxVars := sandbox.ProxyVariables()
 	for k := range env {
-		switch k {
-		case "PATH", "HOME", "API_KEY", "DUMPFILE", "RUGWATCH_TEST_SERVER", markerVar:
+		switch {
+		case k == "PATH", k == "HOME", k == "API_KEY", k == "DUMPFILE", k == "RUGWATCH_TEST_SERVER", k == markerVar:
+		case slices.Contains(sandboxVars, k):
 		default:
 			t.Errorf("child got variable %s", k)
 		}

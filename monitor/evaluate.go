@@ -3,7 +3,9 @@ package monitor
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -99,6 +101,7 @@ func Evaluate(in Input) Outcome {
 		out.Events = append(out.Events, e)
 	}
 
+	evaluateRefused(in, ev)
 	if in.Listing == nil {
 		// An unreachable server keeps its tools' last states: a network
 		// outage must never read as every tool removed.
@@ -551,6 +554,27 @@ func evaluateLaunch(in Input, next *store.ServerRecord, ev func(rugwatch.Event))
 		changes := Diff(next.LaunchPinned, cur)
 		ev(rugwatch.Event{Type: rugwatch.EventLaunchDrifted, Severity: rugwatch.SeverityWarning, Changes: changes,
 			Message: "what runs for this server changed: " + summarize(changes)})
+	}
+}
+
+// evaluateRefused raises one network.refused event per destination the
+// sandbox refused the server during the poll, whether or not the poll
+// succeeded: a refusal is often why it failed.
+func evaluateRefused(in Input, ev func(rugwatch.Event)) {
+	refused := []Refusal(nil)
+	var re *EgressRefusedError
+	switch {
+	case in.Listing != nil:
+		refused = in.Listing.Refused
+	case errors.As(in.PollErr, &re):
+		refused = re.Refused
+	}
+	for _, r := range refused {
+		msg := "the sandbox refused the server a connection to " + r.Dest
+		if r.Allow != "" {
+			msg += "; to allow it, add " + strconv.Quote(r.Dest) + " to " + r.Allow
+		}
+		ev(rugwatch.Event{Type: rugwatch.EventNetworkRefused, Severity: rugwatch.SeverityWarning, Message: msg})
 	}
 }
 

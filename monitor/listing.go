@@ -38,6 +38,9 @@ type Listing struct {
 	Warnings           []string
 	Elapsed            time.Duration
 
+	// Refused are the destinations the sandbox's egress path refused the
+	// server during the poll.
+	Refused []Refusal
 	// Sandboxed says a stdio server ran in the sandbox; SandboxNote says
 	// why it did not (sandbox: off, or the kernel refused under auto).
 	Sandboxed   bool
@@ -96,7 +99,24 @@ func Poll(ctx context.Context, t Target, opts DialOptions) (*Listing, error) {
 	return pollEra(ctx, t, opts, eraAuto)
 }
 
+// pollEra polls once and says which destinations the sandbox refused the
+// server meanwhile: on the listing, or on the error of a poll that failed
+// (often because of them).
 func pollEra(ctx context.Context, t Target, opts DialOptions, want era) (*Listing, error) {
+	t.Sandbox.refused = &refusals{}
+	l, err := pollOnce(ctx, t, opts, want)
+	refused := t.Sandbox.refused.list()
+	switch {
+	case len(refused) == 0:
+		return l, err
+	case err != nil:
+		return nil, &EgressRefusedError{Refused: refused, Err: err}
+	}
+	l.Refused = refused
+	return l, nil
+}
+
+func pollOnce(ctx context.Context, t Target, opts DialOptions, want era) (*Listing, error) {
 	start := time.Now()
 	s, err := dial(ctx, t, opts, want)
 	if err != nil {

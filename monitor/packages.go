@@ -172,11 +172,10 @@ const maxLockfileBytes = 16 << 20
 // poll when the target pins an integrity the artifact does not have.
 //
 // The cache read is the one the server's npx actually used: a sandboxed
-// server's files are read through /proc/<pid>/root, because a root daemon's
-// sandbox gives the server a private HOME on its own /tmp that the daemon
-// cannot otherwise see, and that vanishes with the poll. The lockfile sits
-// in a cache the running package can write, so the integrity says what npm
-// verified when it installed, unless the package itself rewrote it since.
+// server's npm cache lives in its persistent HOME on the host, which the
+// daemon reads directly. The lockfile sits in a cache the running package
+// can write, so the integrity says what npm verified when it installed,
+// unless the package itself rewrote it since.
 func (s *Session) resolvePackage(l *Listing) error {
 	launch := l.Launch
 	if launch == nil || launch.PackageInfo == nil || filepath.Base(s.target.Command) != "npx" {
@@ -185,12 +184,8 @@ func (s *Session) resolvePackage(l *Listing) error {
 		}
 		return nil
 	}
-	root := ""
-	if s.proc != nil && s.proc.sandboxed && s.proc.cmd.Process != nil {
-		root = fmt.Sprintf("/proc/%d/root", s.proc.cmd.Process.Pid)
-	}
 	name, _ := splitPackageSpec(launch.Package)
-	version, integrity, err := npxResolved(npmCacheDirs(s.target, root, s.proc != nil && s.proc.sandboxed), launch.Package, name)
+	version, integrity, err := npxResolved(npmCacheDirs(s.target, s.proc != nil && s.proc.sandboxed), launch.Package, name)
 	if err != nil {
 		if s.target.Integrity != "" {
 			return fmt.Errorf("confirming integrity %s of %s: %w; refusing a server whose artifact cannot be confirmed", s.target.Integrity, launch.Package, err)
@@ -207,25 +202,25 @@ func (s *Session) resolvePackage(l *Listing) error {
 }
 
 // npmCacheDirs lists, most likely first, where the server's npm keeps its
-// cache, as the daemon reaches it (root prefixes a sandbox's view).
-func npmCacheDirs(t Target, root string, sandboxed bool) []string {
+// cache, as the daemon reaches it: a sandboxed server's HOME is its
+// persistent one on the host (a fresh one, gone with the poll, cannot be
+// read at all).
+func npmCacheDirs(t Target, sandboxed bool) []string {
 	var dirs []string
 	for _, k := range []string{"npm_config_cache", "NPM_CONFIG_CACHE"} {
-		if v := t.Env[k]; v != "" {
-			dirs = append(dirs, root+v)
+		if v := t.Env[k]; v != "" && !sandboxed {
+			dirs = append(dirs, v)
 		}
 	}
-	if sandboxed {
-		// The sandbox's /tmp starts empty, so /tmp/home there exists only
-		// when the sandbox replaced a HOME the server could not use.
-		dirs = append(dirs, root+"/tmp/home/.npm")
-	}
-	home, ok := t.Env["HOME"]
-	if !ok {
-		home = os.Getenv("HOME")
+	home := t.Sandbox.Home
+	if home == "" && !sandboxed {
+		var ok bool
+		if home, ok = t.Env["HOME"]; !ok {
+			home = os.Getenv("HOME")
+		}
 	}
 	if home != "" {
-		dirs = append(dirs, root+filepath.Join(home, ".npm"))
+		dirs = append(dirs, filepath.Join(home, ".npm"))
 	}
 	return dirs
 }

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -130,7 +131,7 @@ func pollNpx(t *testing.T, npx string, env map[string]string, mode sandbox.Mode,
 	env["RUGWATCH_TEST_SERVER"] = "sdk"
 	env["TOOLS"] = "1"
 	target := Target{Name: "npx", Transport: TransportStdio, Command: npx, Args: []string{"-test.run=^$", "-y", fixtureSpec},
-		Env: env, Sandbox: Sandbox{Mode: mode}, Integrity: integrity}
+		Env: env, Sandbox: Sandbox{Mode: mode, Home: env["HOME"]}, Integrity: integrity}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return Poll(ctx, target, DialOptions{})
@@ -182,12 +183,12 @@ func TestPollRecordsNpxIntegrity(t *testing.T) {
 	}
 }
 
-// A server whose HOME it cannot use gets a private one on the sandbox's
-// own /tmp, which the daemon sees only through /proc/<pid>/root: the
-// install is found there while the server runs.
-func TestPollReadsSandboxPrivateNpxCache(t *testing.T) {
+// A sandboxed server without a persistent HOME installs into a fresh one
+// that is gone with the poll: its artifact cannot be confirmed, which is a
+// warning, never a pass, and a refusal where an integrity is pinned.
+func TestPollWithoutPersistentHomeCannotConfirm(t *testing.T) {
 	npx, _, cache := npxFixture(t)
-	env := map[string]string{"HOME": "/nonexistent-rugwatch-home", "RUGWATCH_TEST_NPX_FIXTURE": cache}
+	env := map[string]string{"RUGWATCH_TEST_NPX_FIXTURE": cache}
 	l, err := pollNpx(t, npx, env, sandbox.Auto, "")
 	if err != nil {
 		t.Fatal(err)
@@ -195,12 +196,10 @@ func TestPollReadsSandboxPrivateNpxCache(t *testing.T) {
 	if !l.Sandboxed {
 		t.Skip("the sandbox is unavailable here:", l.SandboxNote)
 	}
-	if l.Launch.Integrity != fixtureIntegrity {
+	if l.Launch.Integrity != "" || !slices.ContainsFunc(l.Warnings, func(w string) bool { return strings.Contains(w, "package integrity") }) {
 		t.Fatalf("launch %+v, warnings %v", l.Launch, l.Warnings)
 	}
-	// Read from the daemon's own view instead, the private HOME is not
-	// there: the /proc/<pid>/root path is what finds it.
-	if _, _, err := npxResolved(npmCacheDirs(Target{Env: env}, "", true), fixtureSpec, fixtureSpec); err == nil {
-		t.Fatal("the private HOME's install is visible from the host view")
+	if _, err := pollNpx(t, npx, map[string]string{"RUGWATCH_TEST_NPX_FIXTURE": cache}, sandbox.Auto, fixtureIntegrity); err == nil || !strings.Contains(err.Error(), "cannot be confirmed") {
+		t.Fatalf("a pinned integrity without a readable install: %v", err)
 	}
 }

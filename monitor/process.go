@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,11 +48,10 @@ func childEnv(configured map[string]string, marker string) []string {
 	return env
 }
 
-// process is one stdio server child: sandboxed (see package sandbox), or
-// else in its own process group, so that everything it starts can be ended
-// with it.
+// process is one stdio server child, started under the sandbox's one
+// start policy (see sandbox.Cmd).
 type process struct {
-	cmd    *exec.Cmd
+	cmd    *sandbox.Cmd
 	stdin  io.WriteCloser
 	stdout io.ReadCloser
 	stderr *capBuffer
@@ -68,6 +68,81 @@ type process struct {
 	sandboxNote string
 }
 
+// refusals collects the destinations a server's egress path refused during
+// one poll, each once, in the order they came.
+type refusals struct {
+	mu    sync.Mutex
+	seen  map[string]bool
+	dests []Refusal
+}
+
+// Refusal is one destination the sandbox's egress path refused a server,
+// and the config key that would allow it.
+type Refusal struct {
+	Dest  string `json:"dest"`
+	Allow string `json:"allow,omitempty"`
+}
+
+func (r *refusals) add(dest, allow string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.seen[dest] {
+		return
+	}
+	if r.seen == nil {
+		r.seen = map[string]bool{}
+	}
+	r.seen[dest] = true
+	r.dests = append(r.dests, Refusal{Dest: dest, Allow: allow})
+}
+
+func (r *refusals) list() []Refusal {
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.dests)
+}
+
+// EgressRefusedError is a failed poll during which the sandbox refused the
+// server destinations: often the reason it failed (npx could not reach its
+// registry).
+type EgressRefusedError struct {
+	Refused []Refusal
+	Err     error
+}
+
+func (e *EgressRefusedError) Error() string {
+	dests := make([]string, len(e.Refused))
+	for i, r := range e.Refused {
+		dests[i] = r.Dest
+	}
+	return fmt.Sprintf("%v (the sandbox refused the server network access to %s)", e.Err, strings.Join(dests, ", "))
+}
+
+func (e *EgressRefusedError) Unwrap() error { return e.Err }
+
+// sandboxSpec is what the sandbox runs for t.
+func sandboxSpec(t Target, path string, env []string) sandbox.Spec {
+	sb := t.Sandbox
+	spec := sandbox.Spec{
+		Path: path, Args: append([]string{t.Command}, t.Args...), Env: env, Dir: t.Cwd,
+		Home: sb.Home, Mounts: sb.Mounts, Protect: sb.Hide, Network: sb.Network, Resources: sb.Resources,
+		Egress: &sandbox.Egress{Allow: sb.Egress},
+	}
+	if sb.refused != nil {
+		spec.Egress.OnRefused = func(dest string) {
+			allow := ""
+			if sb.Allow != nil {
+				allow = sb.Allow(dest)
+			}
+			sb.refused.add(dest, allow)
+		}
+	}
+	return spec
+}
+
 func startProcess(t Target, maxStderr int) (*process, error) {
 	if t.Command == "" {
 		return nil, errors.New("no command")
@@ -76,94 +151,39 @@ func startProcess(t Target, maxStderr int) (*process, error) {
 	if err != nil {
 		return nil, fmt.Errorf("finding command %q: %w", t.Command, err)
 	}
-	var rnd [12]byte
-	_, _ = rand.Read(rnd[:])
-	marker := hex.EncodeToString(rnd[:])
-	env := childEnv(t.Env, marker)
-	mode, err := sandbox.ParseMode(string(t.Sandbox.Mode))
-	if err != nil {
-		return nil, fmt.Errorf("sandbox mode %q: %w", t.Sandbox.Mode, err)
-	}
-	note := "sandbox: off (the server runs as rugwatch's own user)"
-	if mode != sandbox.Off {
-		p, err := startSandboxed(t, path, env, marker, maxStderr)
-		if err == nil {
-			return p, nil
-		}
-		var ue *sandbox.UnavailableError
-		if !errors.As(err, &ue) {
-			return nil, err
-		}
-		if mode == sandbox.Strict {
-			return nil, fmt.Errorf("starting %q: refused by sandbox: strict: %w", t.Command, err)
-		}
-		note = "not sandboxed (sandbox: auto): " + err.Error()
-	}
-	cmd := exec.Command(path, t.Args...)
-	cmd.Args[0] = t.Command
-	cmd.Env = env
-	cmd.Dir = t.Cwd
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Setpgid: true,
-		// If rugwatch dies, its children die with it rather than linger.
-		Pdeathsig: syscall.SIGKILL,
-	}
-	p, err := startCmd(t, cmd, cmd.Start, marker, maxStderr)
-	if err != nil {
-		return nil, err
-	}
-	p.sandboxNote = note
-	return p, nil
-}
-
-// startSandboxed starts the server in the sandbox. The process group and
-// the descendant kill of stop still apply, to the sandbox's init.
-func startSandboxed(t Target, path string, env []string, marker string, maxStderr int) (*process, error) {
 	if !filepath.IsAbs(path) {
-		// A relative command is relative to the server's cwd, as for
-		// exec without a sandbox.
+		// A relative command is relative to the server's cwd, as for exec.
 		base := t.Cwd
 		if base == "" {
 			base, _ = os.Getwd()
 		}
 		path = filepath.Join(base, path)
 	}
-	args := append([]string{t.Command}, t.Args...)
-	sc, err := sandbox.Command(sandbox.Spec{Path: path, Args: args, Env: env, Dir: t.Cwd, Hide: t.Sandbox.Hide})
-	if err != nil {
-		return nil, err
-	}
-	sc.SysProcAttr.Setpgid = true
-	p, err := startCmd(t, sc.Cmd, sc.Start, marker, maxStderr)
-	if err != nil {
-		return nil, err
-	}
-	p.sandboxed = true
-	return p, nil
-}
-
-// startCmd wires a prepared command's pipes, starts it and waits for it in
-// the background.
-func startCmd(t Target, cmd *exec.Cmd, start func() error, marker string, maxStderr int) (*process, error) {
+	var rnd [12]byte
+	_, _ = rand.Read(rnd[:])
+	marker := hex.EncodeToString(rnd[:])
+	cmd := sandbox.Command(t.Sandbox.Mode, sandboxSpec(t, path, childEnv(t.Env, marker)))
 	// A descendant that keeps stderr or stdout open must not hold Wait,
 	// and with it the poll, past the child's exit.
 	cmd.WaitDelay = time.Second
 	p := &process{cmd: cmd, stderr: &capBuffer{max: maxStderr}, waited: make(chan struct{}), marker: marker}
 	cmd.Stderr = p.stderr
-	var err error
 	if p.stdin, err = cmd.StdinPipe(); err != nil {
 		return nil, fmt.Errorf("opening stdin of %q: %w", t.Command, err)
 	}
 	if p.stdout, err = cmd.StdoutPipe(); err != nil {
+		p.stdin.Close()
 		return nil, fmt.Errorf("opening stdout of %q: %w", t.Command, err)
 	}
-	if err := start(); err != nil {
-		var ue *sandbox.UnavailableError
-		if errors.As(err, &ue) {
-			return nil, err
+	if err := cmd.Start(); err != nil {
+		p.stdin.Close()
+		p.stdout.Close()
+		if sandbox.IsRefused(err) && t.Sandbox.Mode == sandbox.Strict {
+			return nil, fmt.Errorf("starting %q: refused by sandbox: strict: %w", t.Command, err)
 		}
 		return nil, fmt.Errorf("starting %q: %w", t.Command, err)
 	}
+	p.sandboxed, p.sandboxNote = cmd.Sandboxed, cmd.Note
 	go func() {
 		err := cmd.Wait()
 		p.waitMu.Lock()

@@ -47,6 +47,19 @@ type ServerReport struct {
 	Tools       []ToolReport `json:"tools"`
 }
 
+// NotSandboxed is the mark every view shows of a stdio server whose last
+// poll ran it unconfined ("NOT SANDBOXED: " and why), or "" when it ran
+// sandboxed, was never polled, or is not a stdio server.
+func (s ServerReport) NotSandboxed() string {
+	if s.Sandboxed || s.SandboxNote == "" || s.Transport != TransportStdio {
+		return ""
+	}
+	if strings.HasPrefix(s.SandboxNote, "NOT SANDBOXED") {
+		return s.SandboxNote
+	}
+	return "NOT SANDBOXED: " + s.SandboxNote
+}
+
 // ToolState is what a report, a diff and a web page all say of a tool.
 type ToolState struct {
 	State          rugwatch.State    `json:"state"`

@@ -38,12 +38,31 @@ type Target struct {
 // Sandbox says how a stdio server is confined (see package sandbox).
 type Sandbox struct {
 	// Mode is auto (also ""), strict or off. Auto runs the server
-	// unsandboxed, with a note, where the kernel refuses; strict fails the
-	// poll instead.
+	// unconfined, with a note, only where the kernel refuses the sandbox;
+	// strict fails the poll instead.
 	Mode sandbox.Mode
-	// Hide lists the paths the server must not reach: the data dir, the
-	// config file, every file it references, keys and the control socket.
+	// Hide lists the paths the server must not reach even where a grant
+	// would show them: the data dir, the config file, every file it
+	// references, keys and the control socket.
 	Hide []string
+	// Home is the server's private, persistent HOME on the host
+	// (<data_dir>/servers/<name>/home); "" gives it a fresh one per poll.
+	Home string
+	// Mounts grant more of the host, explicitly.
+	Mounts []sandbox.Mount
+	// Network is egress (""), none or host; Egress the destinations the
+	// egress path lets through.
+	Network sandbox.Network
+	Egress  []string
+	// Resources bound the server.
+	Resources sandbox.Resources
+	// Allow says, for a refused destination, which config key would
+	// allow it ("servers[2].egress (line 14)"); nil says nothing.
+	Allow func(dest string) string
+
+	// refused collects the destinations refused during one poll; set by
+	// the poll on its own copy of the Target.
+	refused *refusals
 }
 
 // Limits bound what a server may send. Every field has a default (see

@@ -36,7 +36,7 @@ const pageSource = `
 
 {{define "servers"}}{{template "head" "servers"}}<h1>Servers</h1>
 <table><tr><th>server</th><th>transport</th><th>protocol</th><th>reachable</th><th>last polled</th><th>tools</th><th>instructions</th></tr>
-{{range .Servers}}<tr><td><a href="/servers/{{.Name}}">{{.Name}}</a></td><td>{{.Transport}}</td><td>{{.Protocol}}</td>
+{{range .Servers}}<tr><td><a href="/servers/{{.Name}}">{{.Name}}</a>{{if .NotSandboxed}}<div class="warn">NOT SANDBOXED</div>{{end}}</td><td>{{.Transport}}</td><td>{{.Protocol}}</td>
 <td>{{if .Reachable}}yes{{else}}<span class="s-drifted">no</span>{{end}}{{if .Error}}<div class="u muted">{{.Error}}</div>{{end}}</td>
 <td>{{.LastPolled}}</td><td>{{template "counts" .Counts}}</td><td>{{.Instructions}}</td></tr>
 {{else}}<tr><td colspan="7">no servers configured</td></tr>{{end}}</table>{{template "foot"}}{{end}}
@@ -44,6 +44,7 @@ const pageSource = `
 {{define "server"}}{{template "head" .Server.Name}}<nav><a href="/">servers</a></nav>
 <h1>{{.Server.Name}}</h1>
 <p>{{.Server.Transport}}{{if .Server.Protocol}} · protocol {{.Server.Protocol}}{{end}} · {{if .Server.Reachable}}reachable{{else}}<span class="s-drifted">unreachable</span>{{end}}{{if .Server.LastPolled}} · last polled {{.Server.LastPolled}}{{end}} · {{template "counts" .Server.Counts}}</p>
+{{if .Server.NotSandboxed}}<p class="warn u">{{.Server.NotSandboxed}}</p>{{end}}
 {{if .Server.Error}}<pre class="u">{{.Server.Error}}</pre>{{end}}
 <table><tr><th>tool</th><th>state</th><th>severity</th><th>findings</th></tr>
 {{range .Tools}}<tr><td class="u"><a href="{{.Href}}">{{.Name}}</a></td><td class="s-{{.State}}">{{.State}}</td><td class="sev-{{.Severity}}">{{.Severity}}</td><td>{{.Findings}}</td></tr>

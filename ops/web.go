@@ -108,6 +108,7 @@ type errorPage struct{ Title, Message string }
 
 type serverRow struct {
 	Name, Transport, Protocol, LastPolled, Error string
+	NotSandboxed                                 string
 	Reachable                                    bool
 	Counts                                       []stateCount
 	Instructions                                 string
@@ -135,7 +136,8 @@ func (wv *Web) servers(w http.ResponseWriter, r *http.Request) {
 
 func rowOf(s monitor.ServerReport) serverRow {
 	row := serverRow{Name: s.Name, Transport: s.Transport, Reachable: s.Reachable, Error: visible.Message(s.Error),
-		Protocol: visible.Line(s.ProtocolVersion), Instructions: string(s.InstructionsState)}
+		Protocol: visible.Line(s.ProtocolVersion), Instructions: string(s.InstructionsState),
+		NotSandboxed: visible.Line(s.NotSandboxed())}
 	if s.LastPolledAt != nil {
 		row.LastPolled = s.LastPolledAt.UTC().Format(time.RFC3339)
 	}

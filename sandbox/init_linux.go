@@ -6,183 +6,357 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// Init turns this process into the sandbox init when it was started as
-// one, and never returns then; otherwise it returns at once. Call it first
-// thing in main, and in TestMain of tests that start sandboxed servers
-// (the test binary is re-executed as the init).
+// Init turns this process into one of the sandbox's stages when it was
+// started as one, and never returns then; otherwise it returns at once.
+// Call it first thing in main, and in TestMain of tests that start
+// sandboxed programs (the test binary is re-executed as the stages).
 func Init() {
-	if len(os.Args) != 1 || os.Args[0] != initArg0 || os.Getenv(initEnv) != "1" {
+	stage := os.Getenv(stageEnv)
+	if stage == "" || len(os.Args) == 0 {
 		return
 	}
-	os.Exit(runInit())
+	switch {
+	case stage == "launch" && os.Args[0] == launchArg0 && len(os.Args) == 2:
+		os.Exit(runLauncher())
+	case stage == "init" && os.Args[0] == initArg0 && len(os.Args) == 1:
+		os.Exit(runInit())
+	case stage == "exec" && os.Args[0] == execArg0 && len(os.Args) >= 5:
+		runExec()
+	}
 }
 
-// Exit codes of the init when the server never ran.
-const (
-	exitSetup = 125 // the sandbox could not be set up; the report says why
-)
+// exitSetup is a stage's exit code when the program never ran; the report
+// says why.
+const exitSetup = 125
 
-func runInit() int {
-	// no_new_privs and the parent-death signal belong to a thread, and the
-	// server is started from this one: keep it.
-	runtime.LockOSThread()
-	_ = os.Unsetenv(initEnv)
-	specF := os.NewFile(3, "sandbox-spec")
-	status := os.NewFile(4, "sandbox-status")
-	if specF == nil || status == nil {
-		return exitSetup
-	}
-	report := func(step string, err error) int {
-		b, _ := json.Marshal(initReport{Step: step, Error: err.Error()})
+// reporter writes a stage's one report to the daemon and closes the pipe.
+func reporter(status *os.File) func(step string, err error, refused bool) int {
+	return func(step string, err error, refused bool) int {
+		b, _ := json.Marshal(initReport{Step: step, Error: err.Error(), Refused: refused})
 		_, _ = status.Write(b)
 		_ = status.Close()
 		return exitSetup
 	}
+}
+
+// kernelRefused reports whether an error of creating or first using namespaces is
+// the kernel's policy rather than a fault: disabled or exhausted user
+// namespaces (EPERM, EINVAL, ENOSPC, EUSERS), or namespaces without
+// capabilities (AppArmor's restriction makes the first mount fail with
+// EPERM or EACCES).
+func kernelRefused(err error) bool {
+	for _, e := range []error{unix.EPERM, unix.EINVAL, unix.ENOSPC, unix.EUSERS, unix.EACCES} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// runLauncher is the first stage: a fresh exec of this binary, run by the
+// daemon without namespaces. It exists because the daemon is not dumpable:
+// a non-dumpable process's children start non-dumpable too, their
+// /proc/<pid>/uid_map then belongs to root, and an ordinary user's daemon
+// could not map the sandbox's user namespace. An exec resets that, so the
+// launcher, dumpable and holding nothing secret, creates the namespaces and
+// then makes itself non-dumpable too.
+func runLauncher() int {
+	// The init's parent-death signal belongs to this thread.
+	runtime.LockOSThread()
+	status := os.NewFile(fdStatus, "sandbox-status")
+	report := reporter(status)
+	network := Network(os.Args[1])
+	files := make([]*os.File, 0, 3)
+	for fd := fdSpec; fd <= fdEgress; fd++ {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
+			files = append(files, nil) // not handed over (no egress path)
+			continue
+		}
+		files = append(files, os.NewFile(uintptr(fd), "sandbox-fd-"+strconv.Itoa(fd)))
+	}
+	flags := uintptr(unix.CLONE_NEWUSER | unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS)
+	if network != NetHost {
+		flags |= unix.CLONE_NEWNET
+	}
+	uid, gid := os.Geteuid(), os.Getegid()
+	root := uid == 0
+	// The init is root of its namespace only: in the kernel's eyes the
+	// daemon's own user. A root daemon's init is root mapped to itself,
+	// so that it can bind what root's closed directories hold, beside
+	// nobody, the user its programs run as; its capabilities still reach
+	// no further than its own namespaces.
+	uidMap := []syscall.SysProcIDMap{{ContainerID: 0, HostID: uid, Size: 1}}
+	gidMap := []syscall.SysProcIDMap{{ContainerID: 0, HostID: gid, Size: 1}}
+	if root {
+		uidMap = append(uidMap, syscall.SysProcIDMap{ContainerID: nobody, HostID: nobody, Size: 1})
+		gidMap = append(gidMap, syscall.SysProcIDMap{ContainerID: nobody, HostID: nobody, Size: 1})
+	}
+	attr := &syscall.SysProcAttr{
+		Cloneflags:  flags,
+		UidMappings: uidMap,
+		GidMappings: gidMap,
+		// An unprivileged writer of gid_map must deny setgroups; root may
+		// allow it, and must, to drop root's supplementary groups below.
+		GidMappingsEnableSetgroups: root,
+		Pdeathsig:                  syscall.SIGKILL,
+	}
+	if root {
+		// Supplementary groups survive the namespace: gid 0 among them
+		// would open every root-group-readable file to the program.
+		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0, Groups: []uint32{}}
+	}
+	cmd := &exec.Cmd{
+		Path:        "/proc/self/exe",
+		Args:        []string{initArg0},
+		Env:         []string{stageEnv + "=init"},
+		Stdin:       os.Stdin,
+		Stdout:      os.Stdout,
+		Stderr:      os.Stderr,
+		ExtraFiles:  files,
+		SysProcAttr: attr,
+	}
+	if raceBuild {
+		cmd.Env = append(cmd.Env, "GORACE=atexit_sleep_ms=0")
+	}
+	if err := cmd.Start(); err != nil {
+		return report("creating namespaces", err, kernelRefused(err))
+	}
+	// Only the init holds the pipes now, so the daemon hears its report
+	// and its end.
+	for _, f := range files {
+		if f != nil {
+			f.Close()
+		}
+	}
+	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	forward(cmd.Process.Pid)
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return exitSetup
+	}
+	return 0
+}
+
+// forward passes termination signals on to pid.
+func forward(pid int) {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	go func() {
+		for s := range sigs {
+			_ = syscall.Kill(pid, s.(syscall.Signal))
+		}
+	}()
+}
+
+// runInit is the second stage: PID 1 of the sandbox's namespaces. It builds
+// the program's root from nothing (see root_linux.go), isolates its network,
+// bounds its resources, starts it through the exec stage and reaps.
+func runInit() int {
+	// no_new_privs and the parent-death signal belong to a thread, and the
+	// exec stage is started from this one: keep it.
+	runtime.LockOSThread()
+	_ = os.Unsetenv(stageEnv)
+	status := os.NewFile(fdStatus, "sandbox-status")
+	report := reporter(status)
 	// A non-dumpable init's /proc/1 files belong to root of the user
-	// namespace and cannot be read or traced by the server.
+	// namespace and cannot be read or traced by the program.
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
-		return report("making the init non-dumpable", err)
+		return report("making the init non-dumpable", err, false)
 	}
 	var sp initSpec
+	specF := os.NewFile(fdSpec, "sandbox-spec")
 	err := json.NewDecoder(io.LimitReader(specF, 64<<20)).Decode(&sp)
 	_ = specF.Close()
 	if err != nil {
-		return report("reading the spec", err)
+		return report("reading the spec", err, false)
 	}
-	// Nothing the init inherited beyond stdio and the status pipe may
-	// reach the server.
-	_ = unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	// Nothing the init holds may reach the program.
+	_ = unix.CloseRange(fdSpec, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
 
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return report("making mounts private", err)
+		return report("making mounts private", err, kernelRefused(err))
 	}
-	if err := hideAll(sp.Hide); err != nil {
-		return report("hiding paths", err)
-	}
-	// An executable under the host's /tmp (`go run`, a test binary) is
-	// gone under the private /tmp, and one in a root daemon's cache is
-	// closed to the sandbox user: the daemon passed it as an O_PATH
-	// descriptor (fd 5), which the server is started from as
-	// /proc/self/fd/3 — a binary, in practice (an interpreter would read
-	// a script through the same path). The server keeps fd 3, a path-only
-	// handle on its own executable.
-	var exe *os.File
-	path := sp.Path
-	if sp.ExeFD {
-		exe = os.NewFile(5, "server-executable")
-		path = "/proc/self/fd/3"
-	}
-	// Directories of the host's /tmp the server's own code lives in are
-	// held by descriptor before the private /tmp covers them, then bound
-	// back read-only below, with the hiding mounts inside them.
-	keep := make([]int, 0, len(sp.TmpKeep))
-	for _, dir := range sp.TmpKeep {
-		fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return report("holding "+dir, err)
-		}
-		keep = append(keep, fd)
-	}
-	// Fresh /tmp and /dev/shm after hiding: hidden paths under /tmp were
-	// hidden from the host's view, and the server gets its own.
-	if err := unix.Mount("tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777,size=256m"); err != nil {
-		return report("mounting a private /tmp", err)
-	}
-	for i, dir := range sp.TmpKeep {
-		if err := bindKept(keep[i], dir); err != nil {
-			return report("keeping "+dir, err)
+	_ = unix.Sethostname([]byte("rugwatch-sandbox"))
+	if sp.Network != NetHost {
+		if err := loopbackUp(); err != nil {
+			return report("bringing up the sandbox's loopback", err, false)
 		}
 	}
-	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-		if err := unix.Mount("tmpfs", "/dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=64m"); err != nil {
-			return report("mounting a private /dev/shm", err)
-		}
+	if step, err := buildRoot(&sp); err != nil {
+		return report(step, err, false)
 	}
-	// The init is PID 1 of the new PID namespace, so this /proc shows the
-	// sandbox's processes and nothing of the daemon's.
-	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return report("mounting /proc", err)
-	}
-	env := sp.Env
-	if home, ok := lookupEnv(env, "HOME"); !ok || unix.Access(home, unix.R_OK|unix.X_OK) != nil {
-		// A root daemon's HOME is root's and closed to nobody: give the
-		// server an empty private one rather than a broken one.
-		if err := os.Mkdir("/tmp/home", 0o700); err != nil {
-			return report("making a private HOME", err)
-		}
-		env = setEnv(env, "HOME", "/tmp/home")
-	}
-	dir := sp.Dir
-	if sp.DefaultDir && unix.Access(dir, unix.X_OK) != nil {
-		dir = "/"
-	}
-	if err := os.Chdir("/"); err != nil {
-		return report("changing to /", err)
+	if err := limit(); err != nil {
+		return report("setting resource limits", err, false)
 	}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return report("setting no_new_privs", err)
+		return report("setting no_new_privs", err, false)
 	}
-	// The server gets a user and mount namespace of its own: mounts copied
-	// into a namespace owned by a less privileged user namespace are
-	// locked, so the hiding mounts cannot be taken off, and as a non-root
-	// user there it has no capabilities at all.
-	files := []*os.File{os.Stdin, os.Stdout, os.Stderr}
-	if exe != nil {
-		files = append(files, exe)
+	env := setEnv(sp.Env, "HOME", homeOf(sp))
+	if sp.Network == NetEgress {
+		port, err := forwardEgress(os.NewFile(fdEgress, "egress"))
+		if err != nil {
+			return report("starting the egress forwarder", err, false)
+		}
+		env = proxyEnv(env, port)
 	}
-	proc, err := os.StartProcess(path, sp.Args, &os.ProcAttr{
-		Dir:   dir,
-		Env:   env,
-		Files: files,
+	if _, err := os.Stat(sp.Path); err != nil {
+		return report("finding the executable in the sandbox", err, false)
+	}
+	// The program runs in a user and mount namespace of its own: mounts
+	// copied into a namespace owned by a less privileged user namespace
+	// are locked, so none can be taken off to uncover what lies beneath,
+	// and as a non-root user there it has no capabilities at all. The
+	// exec stage installs the system-call filter and becomes the program.
+	argv := append([]string{execArg0, strconv.FormatInt(sp.Resources.MemoryBytes, 10), strconv.Itoa(sp.Resources.Pids), sp.Path}, sp.Args...)
+	proc, err := os.StartProcess("/proc/self/exe", argv, &os.ProcAttr{
+		Dir:   sp.Dir,
+		Env:   append(env, stageEnv+"=exec"),
+		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
 		Sys: &syscall.SysProcAttr{
 			Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS,
-			UidMappings: []syscall.SysProcIDMap{{ContainerID: sp.UID, HostID: 0, Size: 1}},
-			GidMappings: []syscall.SysProcIDMap{{ContainerID: sp.GID, HostID: 0, Size: 1}},
+			UidMappings: []syscall.SysProcIDMap{{ContainerID: sp.UID, HostID: sp.InitUID, Size: 1}},
+			GidMappings: []syscall.SysProcIDMap{{ContainerID: sp.GID, HostID: sp.InitGID, Size: 1}},
 			Credential:  &syscall.Credential{Uid: uint32(sp.UID), Gid: uint32(sp.GID), NoSetGroups: true},
 			Pdeathsig:   syscall.SIGKILL,
 		},
 	})
 	if err != nil {
-		return report(fmt.Sprintf("starting the server as uid %d", sp.UID), err)
+		return report(fmt.Sprintf("starting the program as uid %d", sp.UID), err, false)
 	}
 	_, _ = status.Write([]byte("{}"))
 	_ = status.Close()
 	return reap(proc.Pid)
 }
 
-// bindKept binds the directory held by fd at dir, recursively (so the
-// hiding mounts inside come along) and read-only.
-func bindKept(fd int, dir string) error {
-	defer unix.Close(fd)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+func homeOf(sp initSpec) string {
+	if sp.Home != "" {
+		return sp.Home
 	}
-	if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", fd), dir, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return err
-	}
-	return unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, "")
+	return freshHome
 }
 
-// reap forwards termination signals to the server, reaps every process
-// that ends up a child of PID 1, and returns the server's exit code once it
+// ProxyVariables are the variables a sandbox with an egress path sets for
+// its program: every proxy convention a program may honour (curl, Python,
+// Go's net/http, npm and npx, global-agent, and Node's own fetch and http
+// from 22.21 and 24 on), pointed at the sandbox's forwarder. A program
+// that ignores them meets a network with no route out, and its connection
+// fails at once.
+func ProxyVariables() []string {
+	return []string{"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "npm_config_proxy", "npm_config_https_proxy",
+		"GLOBAL_AGENT_HTTP_PROXY", "NO_PROXY", "no_proxy", "NODE_USE_ENV_PROXY"}
+}
+
+func proxyEnv(env []string, port int) []string {
+	url := "http://127.0.0.1:" + strconv.Itoa(port)
+	for _, k := range ProxyVariables() {
+		switch k {
+		case "NO_PROXY", "no_proxy":
+			// Empty: the sandbox's loopback is its own, so 127.0.0.1
+			// through the proxy is the host's, reached only where the
+			// allow-list names it (a local API the user granted). Go's
+			// net/http never proxies loopback names whatever this says:
+			// a Go server reaches a granted local API by another of the
+			// host's addresses.
+			env = setEnv(env, k, "")
+		case "NODE_USE_ENV_PROXY":
+			env = setEnv(env, k, "1")
+		default:
+			env = setEnv(env, k, url)
+		}
+	}
+	return env
+}
+
+// runExec is the last stage: already the program's user in its own
+// namespaces, it installs the system-call filter and execs the program.
+func runExec() {
+	mem, err1 := strconv.ParseInt(os.Args[1], 10, 64)
+	pids, err2 := strconv.ParseInt(os.Args[2], 10, 64)
+	if err1 != nil || err2 != nil || mem < 0 || pids < 0 {
+		fmt.Fprintf(os.Stderr, "rugwatch sandbox: bad limits %q %q\n", os.Args[1], os.Args[2])
+		os.Exit(exitSetup)
+	}
+	path, argv := os.Args[3], os.Args[4:]
+	env := make([]string, 0, len(os.Environ()))
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, stageEnv+"=") {
+			env = append(env, e)
+		}
+	}
+	// Everything execve needs is built before the limits are set: from
+	// then on no Go code may run. This stage's own runtime started
+	// without them (a race-enabled build maps terabytes of shadow memory
+	// and could not start, nor start a thread, under a data limit), and
+	// its threads are gone at the exec, so the process limit counts the
+	// program's own tasks alone.
+	pathp, err := syscall.BytePtrFromString(path)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "rugwatch sandbox: exec %q: %v\n", path, err)
+		os.Exit(127)
+	}
+	argvp, err := syscall.SlicePtrFromStrings(argv)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "rugwatch sandbox: exec %q: %v\n", path, err)
+		os.Exit(127)
+	}
+	envp, err := syscall.SlicePtrFromStrings(env)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "rugwatch sandbox: exec %q: %v\n", path, err)
+		os.Exit(127)
+	}
+	if err := installSeccomp(); err != nil {
+		fmt.Fprintf(os.Stderr, "rugwatch sandbox: installing the system-call filter: %v\n", err)
+		os.Exit(exitSetup)
+	}
+	runtime.LockOSThread()
+	step, errno := limitAndExec(mem, pids, pathp, argvp, envp)
+	fmt.Fprintf(os.Stderr, "rugwatch sandbox: %s %s: %v\n", step, path, errno)
+	os.Exit(127)
+}
+
+// limitAndExec sets the memory and process limits and execs, in raw
+// system calls with nothing in between; it returns only on failure.
+func limitAndExec(mem, pids int64, path *byte, argv, envp []*byte) (string, unix.Errno) {
+	for _, l := range []struct {
+		res int
+		v   int64
+	}{{unix.RLIMIT_DATA, mem}, {unix.RLIMIT_NPROC, pids}} {
+		if l.v <= 0 {
+			continue
+		}
+		lim := unix.Rlimit{Cur: uint64(l.v), Max: uint64(l.v)}
+		if _, _, e := unix.RawSyscall6(unix.SYS_PRLIMIT64, 0, uintptr(l.res), uintptr(unsafe.Pointer(&lim)), 0, 0, 0); e != 0 {
+			return "setting a resource limit for", e
+		}
+	}
+	_, _, e := unix.RawSyscall(unix.SYS_EXECVE, uintptr(unsafe.Pointer(path)), uintptr(unsafe.Pointer(&argv[0])), uintptr(unsafe.Pointer(&envp[0])))
+	return "exec", e
+}
+
+// reap forwards termination signals to the program, reaps every process
+// that ends up a child of PID 1, and returns the program's exit code once it
 // has ended. Returning ends the PID namespace, and with it every process
 // left in it.
 func reap(server int) int {
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	go func() {
-		for s := range sigs {
-			_ = syscall.Kill(server, s.(syscall.Signal))
-		}
-	}()
+	forward(server)
 	for {
 		var ws syscall.WaitStatus
 		pid, err := syscall.Wait4(-1, &ws, 0, nil)
@@ -204,77 +378,9 @@ func reap(server int) int {
 	}
 }
 
-// hideAll makes every path unreachable: an empty, read-only tmpfs with
-// mode 0000 over a directory, a read-only bind of an empty regular file
-// over anything else (not /dev/null: a device opens for writing even on a
-// read-only mount). A path that does not exist, or that the sandbox user
-// cannot reach anyway, needs nothing.
-func hideAll(paths []string) error {
-	var files, dirs []string
-	for _, p := range paths {
-		var st unix.Stat_t
-		if err := unix.Stat(p, &st); err != nil {
-			if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.ELOOP) {
-				continue
-			}
-			return fmt.Errorf("%s: %w", p, err)
-		}
-		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			dirs = append(dirs, p)
-		} else {
-			files = append(files, p)
-		}
-	}
-	if len(files) > 0 {
-		// The empty file lives on a scratch tmpfs over /dev/shm (or /proc),
-		// both mounted afresh afterwards, so it is reachable from nowhere
-		// but the binds.
-		scratch := "/dev/shm"
-		if fi, err := os.Stat(scratch); err != nil || !fi.IsDir() {
-			scratch = "/proc"
-		}
-		if err := unix.Mount("tmpfs", scratch, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0700,size=4k"); err != nil {
-			return fmt.Errorf("mounting a scratch tmpfs on %s: %w", scratch, err)
-		}
-		empty := scratch + "/empty"
-		if err := os.WriteFile(empty, nil, 0); err != nil {
-			return err
-		}
-		for _, p := range files {
-			if err := unix.Mount(empty, p, "", unix.MS_BIND, ""); err != nil {
-				return fmt.Errorf("%s: %w", p, err)
-			}
-			if err := unix.Mount("", p, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-				return fmt.Errorf("%s: making it read-only: %w", p, err)
-			}
-		}
-		if err := unix.Unmount(scratch, unix.MNT_DETACH); err != nil {
-			return fmt.Errorf("unmounting the scratch tmpfs: %w", err)
-		}
-	}
-	for _, p := range dirs {
-		if err := unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0000,size=4k,nr_inodes=1"); err != nil {
-			return fmt.Errorf("%s: %w", p, err)
-		}
-	}
-	return nil
-}
-
-func lookupEnv(env []string, key string) (string, bool) {
-	for i := len(env) - 1; i >= 0; i-- {
-		if v, ok := strings.CutPrefix(env[i], key+"="); ok {
-			return v, true
-		}
-	}
-	return "", false
-}
-
-func setEnv(env []string, key, val string) []string {
-	out := make([]string, 0, len(env)+1)
-	for _, e := range env {
-		if !strings.HasPrefix(e, key+"=") {
-			out = append(out, e)
-		}
-	}
-	return append(out, key+"="+val)
+// limit sets what the init itself sets for the program: no core dumps of
+// hostile code into its HOME. The memory and process limits are the exec
+// stage's (see runExec).
+func limit() error {
+	return unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{})
 }

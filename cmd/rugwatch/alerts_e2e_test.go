@@ -135,17 +135,18 @@ defaults: { schedule: "@every 1s", timeout: 10s }
 servers:
   - name: demo
     command: "@self"
-    args: ["demo-server", "--after", "1", "--state", "%s/demo.state"]
+    args: ["demo-server", "--after", "1", "--state", "%[1]s/demo.state"]
+    mounts: [{path: "%[1]s", mode: rw}]
 notify:
   webhooks:
     - name: ops
-      url: %s/hook
+      url: %[2]s/hook
       secret: "${env:E2E_WEBHOOK_SECRET}"
       min_severity: warning
   email:
     - name: security
       host: 127.0.0.1
-      port: %d
+      port: %[3]d
       tls: none
       from: rugwatch@example.com
       to: [security@example.com]

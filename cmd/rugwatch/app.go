@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/rugwatch/rugwatch/configs"
 	"github.com/rugwatch/rugwatch/demo"
@@ -260,12 +261,23 @@ func (a *App) resolver() configs.Resolver {
 
 // target resolves one configured server into something to dial. Secrets
 // exist only in the returned value, for the length of one poll.
-func (a *App) target(s configs.Server) (monitor.Target, error) {
+func (a *App) target(cfg *configs.Config, s configs.Server) (monitor.Target, error) {
 	t := monitor.Target{Name: s.Name, Transport: s.Transport, Command: s.Command, Args: s.Args, Cwd: s.Cwd, URL: s.URL}
-	// The server must reach none of rugwatch's own files: what the config
+	// The sandbox is an allow-list: the server sees the system, its own
+	// code, its own HOME and what its mounts grant. Hide names what must
+	// stay covered even where a grant would show it: what the config
 	// names (data dir with store, keys and control socket; the config;
 	// every ${file:} secret) and the approver's key wherever it lives.
-	t.Sandbox = monitor.Sandbox{Mode: sandbox.Mode(s.Sandbox), Hide: append([]string(nil), s.SandboxHide...)}
+	t.Sandbox = monitor.Sandbox{
+		Mode: sandbox.Mode(s.Sandbox), Hide: append([]string(nil), s.SandboxHide...),
+		Home: cfg.ServerHome(s.Name), Mounts: s.SandboxMounts(),
+		Network: s.EffectiveNetwork(cfg.Defaults), Egress: s.EffectiveEgress(cfg.Defaults),
+		Resources: s.EffectiveResources(cfg.Defaults),
+	}
+	if i := slices.IndexFunc(cfg.Servers, func(o configs.Server) bool { return o.Name == s.Name }); i >= 0 {
+		key := cfg.EgressKey(i)
+		t.Sandbox.Allow = func(string) string { return key }
+	}
 	t.Integrity = s.Integrity
 	if v, ok := a.LookupEnv("RUGWATCH_KEY"); ok && v != "" {
 		t.Sandbox.Hide = append(t.Sandbox.Hide, v)

@@ -168,7 +168,7 @@ func (a *App) specs(cfg *configs.Config, names []string) ([]monitor.ServerSpec, 
 		out[i] = monitor.ServerSpec{
 			Name: s.Name, Transport: s.Transport, Schedule: s.EffectiveSchedule(cfg.Defaults),
 			Timeout: s.EffectiveTimeout(cfg.Defaults), Watch: s.Watch, RevisionCheck: s.RevisionCheck, Key: cfg.ServerKey(s),
-			Resolve: func() (monitor.Target, error) { return a.target(s) },
+			Resolve: func() (monitor.Target, error) { return a.target(cfg, s) },
 		}
 	}
 	return out, nil
@@ -186,5 +186,7 @@ func (a *App) classifier(cfg *configs.Config) *monitor.Classifier {
 		hide = append(hide, dir)
 	}
 	return &monitor.Classifier{Command: c.Command, Timeout: c.EffectiveTimeout(), OnError: c.OnError, Log: a.log,
-		Sandbox: monitor.Sandbox{Mode: sandbox.Mode(cfg.Defaults.Sandbox), Hide: hide}}
+		Sandbox: monitor.Sandbox{Mode: sandbox.Mode(cfg.Defaults.Sandbox), Hide: hide,
+			Network: (configs.Server{}).EffectiveNetwork(cfg.Defaults), Egress: cfg.Defaults.Egress,
+			Resources: (configs.Server{}).EffectiveResources(cfg.Defaults)}}
 }

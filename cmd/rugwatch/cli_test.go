@@ -70,15 +70,16 @@ func newCLI(t *testing.T, after int) *cli {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := fmt.Sprintf(`data_dir: %s/data
+	cfg := fmt.Sprintf(`data_dir: %[1]s/data
 defaults:
   timeout: 20s
 servers:
   - name: demo
-    command: %s
+    command: %[2]s
     args: ["-test.run=^$"]
     env:
-      RUGWATCH_TEST_DEMO: "--after %d --state %s/demo.state"
+      RUGWATCH_TEST_DEMO: "--after %[3]d --state %[4]s/demo.state"
+    mounts: [{path: "%[4]s", mode: rw}]
 `, dir, exe, after, sharedDir(t))
 	path := filepath.Join(dir, "rugwatch.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {

@@ -61,7 +61,7 @@ func (a *App) proxyOptions(cfg *configs.Config, srv configs.Server, backend func
 		Server: srv.Name, Results: cfg.Proxy.Results, Log: a.log, Backend: backend,
 		ConnectTimeout: srv.EffectiveTimeout(cfg.Defaults),
 		Dial: func(ctx context.Context, peer monitor.Peer, caps json.RawMessage) (*monitor.Session, error) {
-			t, err := a.target(srv)
+			t, err := a.target(cfg, srv)
 			if err != nil {
 				return nil, err
 			}
@@ -80,7 +80,7 @@ func (a *App) proxyOptions(cfg *configs.Config, srv configs.Server, backend func
 		// own; the monitor's watcher holds it open for the proxy.
 		opts.Watch = func(ctx context.Context, changed func()) {
 			(&monitor.Watcher{Opts: a.dialOptions(cfg), Log: a.log, ConnectTimeout: srv.EffectiveTimeout(cfg.Defaults),
-				Resolve:   func() (monitor.Target, error) { return a.target(srv) },
+				Resolve:   func() (monitor.Target, error) { return a.target(cfg, srv) },
 				OnListing: func(context.Context, *monitor.Listing, error) { changed() }}).Run(ctx)
 		}
 	}

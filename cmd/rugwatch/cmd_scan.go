@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/configs"
 	"github.com/rugwatch/rugwatch/monitor"
 	"github.com/rugwatch/rugwatch/visible"
 )
@@ -28,10 +29,15 @@ type ScanReport struct {
 	// each revision's clients are shown, and those that differ.
 	Revisions []ScanRevision `json:"revisions,omitempty"`
 	Cloaked   []string       `json:"cloaked,omitempty"`
-	Pages     int            `json:"pages"`
-	ElapsedMS int64          `json:"elapsed_ms"`
-	Warnings  []string       `json:"warnings"`
-	Tools     []ScanTool     `json:"tools"`
+	// Sandboxed says a stdio server ran in the sandbox; SandboxNote says
+	// why it did not. Refused lists the destinations it was refused.
+	Sandboxed   bool              `json:"sandboxed"`
+	SandboxNote string            `json:"sandbox_note,omitempty"`
+	Refused     []monitor.Refusal `json:"network_refused,omitempty"`
+	Pages       int               `json:"pages"`
+	ElapsedMS   int64             `json:"elapsed_ms"`
+	Warnings    []string          `json:"warnings"`
+	Tools       []ScanTool        `json:"tools"`
 }
 
 // ScanRevision is what one revision's clients were listed.
@@ -74,7 +80,9 @@ func (a *App) runScan(ctx context.Context, args []string) error {
 			t.Transport = monitor.TransportSSE
 		}
 	} else {
-		t = monitor.Target{Name: "scan", Transport: monitor.TransportStdio, Command: pos[0], Args: pos[1:]}
+		t = monitor.Target{Name: "scan", Transport: monitor.TransportStdio, Command: pos[0], Args: pos[1:],
+			// A fresh HOME and no grants; npx and uvx reach their registry.
+			Sandbox: monitor.Sandbox{Egress: configs.LauncherEgress(pos[0], nil)}}
 	}
 	pctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
@@ -89,7 +97,8 @@ func (a *App) runScan(ctx context.Context, args []string) error {
 	rep := ScanReport{SchemaVersion: 1, Target: strings.Join(pos, " "), Transport: t.Transport,
 		ProtocolVersion: l.ProtocolVersion, InstructionsDigest: l.InstructionsDigest, Pages: l.Pages,
 		ElapsedMS: l.Elapsed.Milliseconds(), Warnings: append([]string{}, l.Warnings...), Tools: []ScanTool{},
-		ProtocolVersionsOffered: l.Offered, Cache: l.Cache}
+		ProtocolVersionsOffered: l.Offered, Cache: l.Cache,
+		Sandboxed: l.Sandboxed, SandboxNote: l.SandboxNote, Refused: l.Refused}
 	for _, rev := range l.Revisions {
 		sr := ScanRevision{ProtocolVersion: rev.ProtocolVersion, Tools: map[string]rugwatch.Digest{}}
 		for _, tool := range rev.Tools {
@@ -133,6 +142,12 @@ func (a *App) runScan(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(a.Stdout, "%s (%s, protocol %s): %d tools in %d page(s), %v\n", visible.Line(rep.Target), t.Transport,
 		visible.Line(l.ProtocolVersion), len(l.Tools), l.Pages, l.Elapsed.Round(time.Millisecond))
+	if t.Transport == monitor.TransportStdio && !l.Sandboxed {
+		fmt.Fprintf(a.Stdout, "%s\n", visible.Line(l.SandboxNote))
+	}
+	for _, r := range l.Refused {
+		fmt.Fprintf(a.Stdout, "network refused: %s (the sandbox allows only its registry to a scan)\n", visible.Line(r.Dest))
+	}
 	if len(l.Offered) > 0 {
 		fmt.Fprintf(a.Stdout, "server offers %s\n", visible.Line(strings.Join(l.Offered, ", ")))
 	}

@@ -31,6 +31,12 @@ var (
 func rugwatchBin(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
+		// .ci/run builds it once for the run as an ordinary user, who has
+		// no module cache to build from.
+		if p := os.Getenv("RUGWATCH_TEST_BIN"); p != "" {
+			binPath = p
+			return
+		}
 		dir, err := os.MkdirTemp("", "rugwatch-bin-")
 		if err != nil {
 			buildErr = err
@@ -147,6 +153,7 @@ servers:
   - name: demo
     command: %[5]s
     args: ["demo-server", "--after", "1", "--state", "%[6]s/demo.state"]
+    mounts: [{path: "%[6]s", mode: rw}]
 `, dir, ev, httpURL, tokenFile, bin, sharedDir(t))
 	cfgPath := filepath.Join(dir, "rugwatch.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {

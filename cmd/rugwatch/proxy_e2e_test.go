@@ -423,9 +423,11 @@ servers:
   - name: demo-ts
     command: "@self"
     args: ["demo-server", "--after", "1000", "--turn-when-exists", "%[4]s/turn-ts"]
+    mounts: [{path: "%[4]s"}]
   - name: demo-go
     command: "@self"
     args: ["demo-server", "--after", "1000", "--turn-when-exists", "%[4]s/turn-go"]
+    mounts: [{path: "%[4]s"}]
 `, dir, ev, extra, shared))
 	r := &proxyRig{dir: dir, shared: shared, cfg: cfg, env: baseEnv(dir)}
 	r.run(t, 0, "init")

@@ -249,6 +249,9 @@ func printServer(w io.Writer, s monitor.ServerReport, first bool) {
 		reach = "UNREACHABLE"
 	}
 	fmt.Fprintf(w, "%s (%s)  %s  polled %s\n", s.Name, s.Transport, reach, when)
+	if mark := s.NotSandboxed(); mark != "" {
+		fmt.Fprintf(w, "  %s\n", visible.Line(mark))
+	}
 	if s.Error != "" {
 		fmt.Fprintf(w, "  error: %s\n", visible.Line(s.Error))
 	}

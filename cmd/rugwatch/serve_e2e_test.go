@@ -222,6 +222,7 @@ servers:
   - name: stdio
     command: %s
     args: ["demo-server", "--after", "1000", "--turn-when-exists", "%s"]
+    mounts: [{path: "%s"}]
     watch: true
   - name: http
     url: %s
@@ -230,7 +231,7 @@ servers:
     url: %s
     transport: sse
     watch: true
-`, rugwatchBin(t), trigger, urlHTTP, urlSSE))
+`, rugwatchBin(t), trigger, filepath.Dir(trigger), urlHTTP, urlSSE))
 	d := startDaemon(t, baseEnv(dir), "serve", "--config", cfg)
 	next := 0
 	for _, s := range []string{"stdio", "http", "sse"} {
@@ -363,6 +364,7 @@ servers:
   - name: demo
     command: %[2]s
     args: ["demo-server", "--after", "1", "--state", "%[3]s/demo.state"]
+    mounts: [{path: "%[3]s", mode: rw}]
 `, dir, rugwatchBin(t), sharedDir(t)))
 	env := append(baseEnv(dir), "RUGWATCH_CONFIG="+cfg)
 	must := func(code int, args ...string) string {
