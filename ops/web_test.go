@@ -158,25 +158,67 @@ func TestGuardRequiresTheBearerToken(t *testing.T) {
 	}
 	// Without the guard the same request reads the view: the test above
 	// would fail if the guard did nothing.
-	if resp, _ := get(t, Guard{}.Wrap(ok), "/", nil); resp.StatusCode != 200 {
+	if resp, _ := get(t, ok, "/", nil); resp.StatusCode != 200 {
 		t.Errorf("unguarded: %s", resp.Status)
+	}
+	// No token configured, or an empty one, is no door left open: every
+	// request is refused, loopback or not.
+	for _, tok := range []func() (string, error){nil, func() (string, error) { return "", nil }} {
+		if resp, body := get(t, Guard{Token: tok, Log: slog.New(slog.DiscardHandler)}.Wrap(ok), "/", map[string]string{"Authorization": "Bearer "}); resp.StatusCode != 503 || strings.Contains(body, "secret view") {
+			t.Errorf("no token: %s %q", resp.Status, body)
+		}
+	}
+}
+
+// A browser logs in once with ?token=: a cookie, and a redirect that
+// drops the token from the address; a wrong token sets nothing.
+func TestGuardCookieLogin(t *testing.T) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("secret view")) })
+	g := Guard{Token: func() (string, error) { return "s3cret-token", nil }, Log: slog.New(slog.DiscardHandler)}.Wrap(ok)
+	rec := httptest.NewRecorder()
+	g.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/servers/demo?token=wrong&x=1", nil))
+	if rec.Code != 401 || len(rec.Result().Cookies()) != 0 {
+		t.Fatalf("wrong token: %d %v", rec.Code, rec.Result().Cookies())
+	}
+	rec = httptest.NewRecorder()
+	g.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/servers/demo?token=s3cret-token&x=1", nil))
+	cookies := rec.Result().Cookies()
+	if rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != "/servers/demo?x=1" || len(cookies) != 1 ||
+		!cookies[0].HttpOnly || cookies[0].SameSite != http.SameSiteStrictMode {
+		t.Fatalf("login: %d %q %+v", rec.Code, rec.Header().Get("Location"), cookies)
+	}
+	req := httptest.NewRequest(http.MethodGet, "/servers/demo", nil)
+	req.AddCookie(cookies[0])
+	rec = httptest.NewRecorder()
+	g.ServeHTTP(rec, req)
+	if rec.Code != 200 || rec.Body.String() != "secret view" {
+		t.Errorf("with the cookie: %d", rec.Code)
+	}
+	req = httptest.NewRequest(http.MethodGet, "/servers/demo", nil)
+	req.AddCookie(&http.Cookie{Name: cookieName, Value: "guess"})
+	rec = httptest.NewRecorder()
+	g.ServeHTTP(rec, req)
+	if rec.Code != 401 {
+		t.Errorf("a guessed cookie: %d", rec.Code)
 	}
 }
 
 func TestGuardRefusesAForeignHostOnLoopback(t *testing.T) {
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("view")) })
-	g := Guard{LoopbackHost: true}.Wrap(ok)
+	g := Guard{LoopbackHost: true, Token: func() (string, error) { return "t", nil }}.Wrap(ok)
 	for host, code := range map[string]int{"127.0.0.1:9464": 200, "localhost:9464": 200, "[::1]:9464": 200, "rebind.attacker.example:9464": 421, "10.0.0.1": 421} {
 		req := httptest.NewRequestWithContext(context.Background(), http.MethodGet, "/", nil)
+		req.Header.Set("Authorization", "Bearer t")
 		req.Host = host
 		rec := httptest.NewRecorder()
 		g.ServeHTTP(rec, req)
 		if rec.Code != code {
 			t.Errorf("Host %s: %d, want %d", host, rec.Code, code)
 		}
-		// Off, a rebound name reads the view.
+		// Off, a rebound name (with the token: a page that learnt it) reads
+		// the view.
 		rec = httptest.NewRecorder()
-		Guard{}.Wrap(ok).ServeHTTP(rec, req)
+		Guard{Token: func() (string, error) { return "t", nil }}.Wrap(ok).ServeHTTP(rec, req)
 		if rec.Code != 200 {
 			t.Errorf("unguarded Host %s: %d", host, rec.Code)
 		}

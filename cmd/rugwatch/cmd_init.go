@@ -35,6 +35,15 @@ func (a *App) runInit(ctx context.Context, args []string) error {
 	}
 	pubPath := filepath.Join(cfg.DataDir, signatures.PublicKeyFile)
 	keyPath := a.approverKeyPath(cfg, "")
+	if tokPath, err := a.tokenPath(); err == nil {
+		wrote, err := writeToken(tokPath)
+		if err != nil {
+			return fmt.Errorf("writing the listener token: %w", err)
+		}
+		if wrote {
+			defer fmt.Fprintf(a.Stdout, "listener token %s (0600: the bearer token http_listen and proxy_listen require)\n", tokPath)
+		}
+	}
 	defer func() {
 		for _, w := range looseModes(a.privateModes(cfg)) {
 			fmt.Fprintf(a.Stderr, "warning: %s\n", w)

@@ -107,6 +107,53 @@ type daemon struct {
 	// metrics is what /metrics serves; the poller, the dispatcher and
 	// the proxy feed it.
 	metrics *ops.Metrics
+
+	// tokenFile holds the listeners' bearer token where the config names
+	// none: init's, or an ephemeral run's own.
+	tokenFile string
+}
+
+// httpToken and proxyToken resolve the listeners' bearer tokens from the
+// config in force at each request: http_token, else the token file;
+// proxy.token, else the same as http_listen.
+func (d *daemon) httpToken() (string, error) {
+	c, _, _ := d.current()
+	return d.app.listenerToken(c.HTTPToken, "http_token", d.tokenFile)()
+}
+
+func (d *daemon) proxyToken() (string, error) {
+	c, _, _ := d.current()
+	if !c.Proxy.Token.IsZero() {
+		return d.app.listenerToken(c.Proxy.Token, "proxy.token", d.tokenFile)()
+	}
+	return d.app.listenerToken(c.HTTPToken, "proxy.token (or http_token)", d.tokenFile)()
+}
+
+// checkTokens fails the start when a configured listener would have no
+// token to ask for.
+func (d *daemon) checkTokens(cfg *configs.Config) error {
+	if d.tokenFile == "" {
+		p, err := d.app.tokenPath()
+		if err != nil && (cfg.HTTPListen != "" || cfg.ProxyListen != "") {
+			return fmt.Errorf("finding the listener token: %w", err)
+		}
+		d.tokenFile = p
+	}
+	if cfg.HTTPListen != "" {
+		if _, err := d.app.listenerToken(cfg.HTTPToken, "http_token", d.tokenFile)(); err != nil {
+			return fmt.Errorf("http_listen needs a bearer token: %w", err)
+		}
+	}
+	if cfg.ProxyListen != "" {
+		tok := cfg.Proxy.Token
+		if tok.IsZero() {
+			tok = cfg.HTTPToken
+		}
+		if _, err := d.app.listenerToken(tok, "proxy.token", d.tokenFile)(); err != nil {
+			return fmt.Errorf("proxy_listen needs a bearer token: %w", err)
+		}
+	}
+	return nil
 }
 
 // Start brings the daemon up. The returned cleanup closes the store and
@@ -128,6 +175,9 @@ func (d *daemon) Start(ctx context.Context, cfg *configs.Config) (cleanup func()
 	}
 	if cfg.ApproveFirstSeen && cfg.SigningKey == "" {
 		cfg.SigningKey = d.app.approverKeyPath(cfg, "")
+	}
+	if err := d.checkTokens(cfg); err != nil {
+		return cleanup, err
 	}
 	// The data dir or keys may have moved (ephemeral): what the sandbox
 	// hides follows them.
@@ -225,10 +275,7 @@ func (d *daemon) startProxy(cfg *configs.Config) error {
 		// Off loopback the Host header names whatever the clients dial.
 		h.Hosts = append(h.Hosts, cfg.ProxyListen)
 	}
-	if !cfg.Proxy.Token.IsZero() {
-		tok := cfg.Proxy.Token
-		h.Token = func() (string, error) { return tok.Resolve(d.app.resolver()) }
-	}
+	h.Token = d.proxyToken
 	h.Start(d.ctx)
 	d.proxyHTTP = h
 	d.proxySrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
@@ -250,6 +297,15 @@ func (d *daemon) ephemeral(cfg *configs.Config) (string, error) {
 	}
 	cfg.DataDir = dir
 	cfg.TrustedKeys = []string{filepath.Join(dir, "approver.pub")}
+	// The listeners' token too is this run's own.
+	d.tokenFile = filepath.Join(dir, tokenFileName)
+	if _, err := writeToken(d.tokenFile); err != nil {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("writing the ephemeral listener token: %w", err)
+	}
+	if cfg.HTTPListen != "" || cfg.ProxyListen != "" {
+		d.app.log.Info("ephemeral listener token", "token_file", d.tokenFile)
+	}
 	if cfg.ApproveFirstSeen {
 		cfg.SigningKey = filepath.Join(dir, "approver.key")
 	}
@@ -489,13 +545,7 @@ func (d *daemon) Reload() {
 // guard. The web view reads through the same backend the control socket
 // serves, built per request.
 func (d *daemon) httpHandler(cfg *configs.Config) http.Handler {
-	guard := ops.Guard{LoopbackHost: cfg.HTTPLoopback(), Log: d.app.log, Token: func() (string, error) {
-		c, _, _ := d.current()
-		if c.HTTPToken.IsZero() {
-			return "", nil
-		}
-		return c.HTTPToken.Resolve(d.app.resolver())
-	}}
+	guard := ops.Guard{LoopbackHost: cfg.HTTPLoopback(), Log: d.app.log, Token: d.httpToken}
 	web := ops.NewWeb(func() ops.Reader { return d.backend() }, d.app.log)
 	views := http.NewServeMux()
 	views.Handle("GET /metrics", d.metrics.Handler())

@@ -93,9 +93,32 @@ func (p *inProcess) client(t *testing.T) *control.Client {
 	return c
 }
 
+// get reads path from http_listen with the daemon's bearer token.
 func (p *inProcess) get(t *testing.T, path string) (int, http.Header, string) {
 	t.Helper()
-	resp, err := http.Get("http://" + p.d.healthAddr.String() + path)
+	tok, err := p.d.httpToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.request(t, path, tok)
+}
+
+// getAnon reads path as any local process would: with no token.
+func (p *inProcess) getAnon(t *testing.T, path string) (int, http.Header, string) {
+	t.Helper()
+	return p.request(t, path, "")
+}
+
+func (p *inProcess) request(t *testing.T, path, token string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+p.d.healthAddr.String()+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,6 +200,16 @@ servers:
 		t.Fatalf("second check: %+v %v", rep, err)
 	}
 
+	// Loopback is no door: any local process can reach it, and reads
+	// nothing without the token; the probes stay open.
+	for _, path := range []string{"/metrics", "/", "/servers/fixture/tools/add"} {
+		if code, _, body := p.getAnon(t, path); code != http.StatusUnauthorized || strings.Contains(body, "fixture") {
+			t.Errorf("%s without the token: %d", path, code)
+		}
+	}
+	if code, _, _ := p.getAnon(t, "/healthz"); code != 200 {
+		t.Errorf("/healthz: %d", code)
+	}
 	code, hdr, text := p.get(t, "/metrics")
 	if code != 200 || !strings.HasPrefix(hdr.Get("Content-Type"), "text/plain") {
 		t.Fatalf("/metrics: %d %s", code, hdr.Get("Content-Type"))
@@ -230,7 +263,11 @@ servers:
 	if !strings.Contains(body, "rugwatch approve fixture add --digest sha256:") {
 		t.Errorf("no approve command on the page")
 	}
-	browse(t, page, art)
+	tok, err := p.d.httpToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	browse(t, page, tok, art)
 }
 
 // browser runs headless Chromium with this machine's flags, or skips
@@ -261,7 +298,7 @@ func browser(t *testing.T) context.Context {
 
 // browse loads the tool page and checks that nothing of the payload ran
 // or hid, then keeps a screenshot.
-func browse(t *testing.T, page, art string) {
+func browse(t *testing.T, page, token, art string) {
 	ctx := browser(t)
 
 	// The detector first: the same payload put on a page as markup, with
@@ -279,7 +316,8 @@ func browse(t *testing.T, page, art string) {
 		t.Fatalf("the payload did not run even as raw markup (title %q, %v); the test cannot tell inert from broken", rawTitle, err)
 	}
 
-	if err := chromedp.Do(ctx, chromedp.Navigate(page), chromedp.WaitVisible("#definition")); err != nil {
+	// The person logs in once with the token; the cookie carries it on.
+	if err := chromedp.Do(ctx, chromedp.Navigate(page+"?token="+token), chromedp.WaitVisible("#definition")); err != nil {
 		t.Fatal(err)
 	}
 	title := run(t, ctx, chromedp.Title())
@@ -544,7 +582,7 @@ func TestReloadKeepsTheListenerGuarded(t *testing.T) {
 	dir := t.TempDir()
 	cfg := writeConfig(t, dir, "ephemeral: true\nhttp_listen: 0.0.0.0:0\nhttp_token: ${env:TOK}\nservers: []\n")
 	p := serveInProcess(t, cfg, map[string]string{"TOK": "s3cret"})
-	if code, _, _ := p.get(t, "/metrics"); code != http.StatusUnauthorized {
+	if code, _, _ := p.getAnon(t, "/metrics"); code != http.StatusUnauthorized {
 		t.Fatalf("/metrics without the token: %d, want 401", code)
 	}
 	writeConfig(t, dir, "ephemeral: true\nhttp_listen: 127.0.0.1:0\nservers: []\n")
@@ -552,7 +590,7 @@ func TestReloadKeepsTheListenerGuarded(t *testing.T) {
 	if !strings.Contains(p.logs.String(), "reload refused; keeping the running config") {
 		t.Errorf("the reload was not refused:\n%s", p.logs.String())
 	}
-	if code, _, _ := p.get(t, "/metrics"); code != http.StatusUnauthorized {
+	if code, _, _ := p.getAnon(t, "/metrics"); code != http.StatusUnauthorized {
 		t.Errorf("/metrics without the token after the reload: %d, want 401", code)
 	}
 }

@@ -7,6 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -612,21 +616,90 @@ func TestProxyE2EListen(t *testing.T) {
 	d := startDaemon(t, r.env, "serve", "--config", r.cfg)
 	l, _ := d.wait(0, 60*time.Second, func(l logLine) bool { return l.str("msg") == "proxy listening" })
 	base := "http://" + l.str("proxy_listen") + "/mcp/"
+	// init wrote the listeners' token; a client without it is refused,
+	// loopback or not: any local process reaches loopback.
+	tok := readToken(t, filepath.Join(r.dir, ".config", "rugwatch", "token"))
+	anon := startTSExpectingFailure(t, r.env, "http", base+"everything")
+	if !strings.Contains(anon, "401") {
+		t.Errorf("a client without the token: %s", anon)
+	}
+	env := append(slices.Clone(r.env), "RUGWATCH_TEST_BEARER="+tok)
 	t.Run("typescript", func(t *testing.T) {
-		c := startTS(t, r.env, "http", base+"everything")
+		c := startTS(t, env, "http", base+"everything")
 		enforce(t, r.env, r.cfg, c, "echo", true)
 		c.close()
 	})
 	t.Run("go-sdk", func(t *testing.T) {
-		c := connectGo(t, &mcp.StreamableClientTransport{Endpoint: base + "everything"})
+		c := connectGo(t, &mcp.StreamableClientTransport{Endpoint: base + "everything", HTTPClient: bearerClient(tok)})
 		enforce(t, r.env, r.cfg, c, "get-tiny-image", false)
 		c.close()
 	})
 	t.Run("typescript rug pull", func(t *testing.T) {
-		c := startTS(t, r.env, "http", base+"demo-ts")
+		c := startTS(t, env, "http", base+"demo-ts")
 		r.drift(t, c, "demo-ts", "turn-ts", true)
 		c.close()
 	})
+}
+
+// readToken reads a listener token file.
+func readToken(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("the listener token: %v", err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// bearerClient is an HTTP client that sends token on every request.
+func bearerClient(token string) *http.Client {
+	return &http.Client{Transport: bearerTransport{token: token, next: http.DefaultTransport}}
+}
+
+type bearerTransport struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(r)
+}
+
+// withBearer puts a reverse proxy that adds token in front of target and
+// returns its URL.
+func withBearer(t *testing.T, target, token string) string {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(u)
+		r.Out.Header.Set("Authorization", "Bearer "+token)
+	}, FlushInterval: -1}
+	hs := httptest.NewServer(rp)
+	t.Cleanup(hs.Close)
+	return hs.URL
+}
+
+// startTSExpectingFailure runs the TypeScript client where it must fail to
+// connect, and returns what it said.
+func startTSExpectingFailure(t *testing.T, env []string, args ...string) string {
+	t.Helper()
+	script, err := filepath.Abs("testdata/proxy/client.mjs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(nodeBin(t), append([]string{script}, args...)...)
+	cmd.Env = env
+	cmd.Stdin = strings.NewReader("")
+	out, err := cmd.CombinedOutput()
+	if err == nil && strings.Contains(string(out), `"op":"connected"`) {
+		t.Fatalf("the client connected: %s", out)
+	}
+	return string(out)
 }
 
 // conformanceRun runs the MCP conformance suite's server scenarios against
@@ -713,7 +786,10 @@ servers:
 	l, _ := d.wait(0, 60*time.Second, func(l logLine) bool { return l.str("msg") == "proxy listening" })
 	// The first poll approves what it sees (approve_first_seen).
 	d.wait(0, 60*time.Second, event("tool.approved", "everything", "echo"))
-	proxied := "http://" + l.str("proxy_listen") + "/mcp/everything"
+	tl, _ := d.wait(0, 10*time.Second, func(l logLine) bool { return l.str("msg") == "ephemeral listener token" })
+	// The suite takes no headers: a reverse proxy in front holds the
+	// token for it, as a client configured with it would.
+	proxied := withBearer(t, "http://"+l.str("proxy_listen"), readToken(t, tl.str("token_file"))) + "/mcp/everything"
 
 	dres := conformanceRun(t, direct)
 	pres := conformanceRun(t, proxied)

@@ -3,7 +3,7 @@
 // entry runs it) or Streamable HTTP (a URL).
 //
 //   node client.mjs stdio COMMAND [ARG...]
-//   node client.mjs http URL
+//   node client.mjs http URL       ($RUGWATCH_TEST_BEARER, if set, is sent as a bearer token)
 //
 // It reads one JSON command per line on stdin and writes one JSON line per
 // answer on stdout:
@@ -26,7 +26,10 @@ if (mode === "stdio") {
   // The child gets this process's environment, as a client app passes its own.
   transport = new StdioClientTransport({ command: target, args: rest, env: process.env, stderr: "inherit" });
 } else if (mode === "http") {
-  transport = new StreamableHTTPClientTransport(new URL(target));
+  // rugwatch's listeners want a bearer token, loopback included.
+  const bearer = process.env.RUGWATCH_TEST_BEARER;
+  const requestInit = bearer ? { headers: { Authorization: `Bearer ${bearer}` } } : undefined;
+  transport = new StreamableHTTPClientTransport(new URL(target), { requestInit });
 } else {
   process.stderr.write("usage: client.mjs stdio COMMAND [ARG...] | http URL\n");
   process.exit(2);
