@@ -620,7 +620,7 @@ func TestProxyE2EListen(t *testing.T) {
 	// loopback or not: any local process reaches loopback.
 	tok := readToken(t, filepath.Join(r.dir, ".config", "rugwatch", "token"))
 	anon := startTSExpectingFailure(t, r.env, "http", base+"everything")
-	if !strings.Contains(anon, "401") {
+	if !strings.Contains(anon, "bearer token required") {
 		t.Errorf("a client without the token: %s", anon)
 	}
 	env := append(slices.Clone(r.env), "RUGWATCH_TEST_BEARER="+tok)
