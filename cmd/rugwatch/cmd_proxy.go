@@ -95,6 +95,12 @@ func (a *App) proxyBackend(cfg *configs.Config) func(context.Context) (proxy.Bac
 		if c, ok := control.Dial(ctx, socketPath(cfg)); ok {
 			return c, func() { c.Close() }, nil
 		}
+		// A session that is ending asks nothing more: falling back to the
+		// store here waited on the daemon's lock for its timeout, a second
+		// or two at every close while serve runs.
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
 		ver, err := a.verifier(cfg)
 		if err != nil {
 			return nil, nil, err

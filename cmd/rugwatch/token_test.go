@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rugwatch/rugwatch/configs"
 )
 
 // init writes the listeners' token once, 0600, beside the approver key and
@@ -50,5 +53,42 @@ func TestInitWritesTheListenerTokenAndServeNeedsIt(t *testing.T) {
 	}
 	if again, _ := os.ReadFile(tok); !bytes.Equal(first, again) {
 		t.Errorf("init replaced the token")
+	}
+}
+
+// An ending proxy session does not fall back to the store, where it would
+// wait on the daemon's lock: it stops at once with its context's error.
+func TestProxyBackendStopsWithItsSession(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, "data_dir: "+filepath.Join(dir, "data")+"\nservers: []\n")
+	app := &App{Stdin: bytes.NewReader(nil), Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}, LookupEnv: func(k string) (string, bool) {
+		if k == "HOME" {
+			return dir, true
+		}
+		return "", false
+	}}
+	if code := app.Run(context.Background(), []string{"--config", cfg, "init"}); code != 0 {
+		t.Fatalf("init: %d", code)
+	}
+	c, err := configs.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The store is held, as a running daemon holds it.
+	db, err := app.openStore(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, _, err = app.proxyBackend(c)(ctx)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("an ended session's backend: %v, want context.Canceled", err)
+	}
+	// A live context does go on to the store, and meets the lock.
+	_, _, err = app.proxyBackend(c)(context.Background())
+	if err == nil || errors.Is(err, context.Canceled) {
+		t.Fatalf("a live session's backend with the store held: %v", err)
 	}
 }
