@@ -190,7 +190,7 @@ func (s *Session) describeLaunch(ctx context.Context, l *Listing) error {
 	// client: part of what runs, so it shows as launch drift.
 	launch.ProtocolVersion = s.Init.ProtocolVersion
 	l.Launch = launch
-	return s.resolvePackage(l)
+	return s.resolvePackage(ctx, l)
 }
 
 // ListTools fetches every page of tools/list over an open session.
