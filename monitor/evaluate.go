@@ -531,7 +531,19 @@ func evaluateLaunch(in Input, next *store.ServerRecord, ev func(rugwatch.Event))
 	if in.Listing.Launch == nil {
 		return
 	}
-	cur, err := json.Marshal(in.Listing.Launch)
+	launch := *in.Listing.Launch
+	if in.Listing.RevisionChosen {
+		// The revision of a session whose era rugwatch chose (the proxy's)
+		// says nothing of the server: the recorded one stands, or every
+		// proxy session would flip it against the polls.
+		var rec struct {
+			ProtocolVersion string `json:"protocol_version"`
+		}
+		if json.Unmarshal(next.Launch, &rec) == nil {
+			launch.ProtocolVersion = rec.ProtocolVersion
+		}
+	}
+	cur, err := json.Marshal(&launch)
 	if err != nil {
 		return
 	}

@@ -79,6 +79,7 @@ func (t *tlsSeen) get() *tls.ConnectionState {
 
 // describeIdentity fills the remote identity of an HTTP or SSE listing.
 func (s *Session) describeIdentity(l *Listing) {
+	l.RevisionChosen = s.opts.PreferHandshake
 	if s.http == nil {
 		return
 	}
@@ -161,6 +162,16 @@ func isLoopbackHost(host string) bool {
 func noteIdentity(l *Listing, next *store.ServerRecord, now time.Time) []rugwatch.Event {
 	if l == nil || l.Identity == nil {
 		return nil
+	}
+	id := *l.Identity
+	if l.RevisionChosen {
+		// The revision of a session whose era rugwatch chose says nothing
+		// of the server: the recorded one stands.
+		var rec RemoteIdentity
+		if json.Unmarshal(next.Identity, &rec) == nil {
+			id.ProtocolVersion = rec.ProtocolVersion
+		}
+		l.Identity = &id
 	}
 	cur, err := json.Marshal(l.Identity)
 	if err != nil {

@@ -41,6 +41,12 @@ type Listing struct {
 	// Refused are the destinations the sandbox's egress path refused the
 	// server during the poll.
 	Refused []Refusal
+	// RevisionChosen says rugwatch chose the session's revision (the
+	// proxy speaks its clients' handshake era, PreferHandshake) rather
+	// than negotiating the newest: the protocol_version of its launch and
+	// remote identity measures nothing of the server, and the recorded
+	// one stands.
+	RevisionChosen bool
 	// Sandboxed says a stdio server ran in the sandbox; SandboxNote says
 	// why it did not (sandbox: off, or the kernel refused under auto).
 	Sandboxed   bool
@@ -190,6 +196,7 @@ func (s *Session) describeLaunch(ctx context.Context, l *Listing) error {
 	// client: part of what runs, so it shows as launch drift.
 	launch.ProtocolVersion = s.Init.ProtocolVersion
 	l.Launch = launch
+	l.RevisionChosen = s.opts.PreferHandshake
 	return s.resolvePackage(ctx, l)
 }
 

@@ -714,3 +714,70 @@ func TestListenThatNeverAnswersLeavesNothingRunning(t *testing.T) {
 		t.Fatal("the listen request outlived its session")
 	}
 }
+
+// PreferHandshake (the proxy's dial: its clients speak the handshake era)
+// speaks the handshake era where the server offers it. (A go-sdk server
+// narrowed to the stateless revision still answers initialize, so the
+// fallback to the stateless revision is not reached here.)
+func TestDialPreferHandshake(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		versions []string
+		want     string
+	}{
+		{"both", bothEras, "2025-11-25"},
+		{"2025-only", onlyHandshake, "2025-11-25"},
+	} {
+		for _, transport := range []string{TransportStdio, TransportHTTP} {
+			t.Run(c.name+"/"+transport, func(t *testing.T) {
+				tg := eraStdio(t, "plain", c.versions, nil)
+				if transport == TransportHTTP {
+					tg = eraHTTP(t, eraServer("plain", c.versions, ""), c.name != "2025-only")
+				}
+				s, err := Dial(pollCtx(t, 20*time.Second), tg, DialOptions{PreferHandshake: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer s.Close()
+				if got := s.Init.ProtocolVersion; got != c.want {
+					t.Errorf("spoke %q, want %q", got, c.want)
+				}
+				if l, err := s.ListTools(pollCtx(t, 20*time.Second)); err != nil || len(l.Tools) != 3 {
+					t.Errorf("listing in the handshake era: %v", err)
+				}
+				// Without the preference a server of both eras is spoken to
+				// in the newest, which is what the proxy must not do.
+				if c.name == "both" {
+					s2, err := Dial(pollCtx(t, 20*time.Second), tg, DialOptions{})
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer s2.Close()
+					if s2.Init.ProtocolVersion != StatelessVersion {
+						t.Errorf("without the preference: %q", s2.Init.ProtocolVersion)
+					}
+				}
+			})
+		}
+	}
+}
+
+// A listing from a session whose era rugwatch chose (the proxy's) does not
+// move the launch identity's revision: polls negotiate the newest, the
+// proxy speaks its clients' era, and without this every proxy session
+// would raise launch.drifted against the polls.
+func TestChosenRevisionLeavesTheLaunchAlone(t *testing.T) {
+	h := newHarness(t)
+	launch := func(v string) *Launch { return &Launch{Executable: "/usr/bin/srv", SHA256: "ab", ProtocolVersion: v} }
+	h.record(&Listing{Launch: launch(StatelessVersion)}, nil)
+	if _, ev := h.record(&Listing{Launch: launch("2025-11-25"), RevisionChosen: true}, nil); len(ev) != 0 {
+		t.Fatalf("a proxy session's listing raised %v", eventTypes(ev))
+	}
+	if _, ev := h.record(&Listing{Launch: launch(StatelessVersion)}, nil); len(ev) != 0 {
+		t.Fatalf("the next poll raised %v", eventTypes(ev))
+	}
+	// The same listing from a negotiating session is a revision move.
+	if _, ev := h.record(&Listing{Launch: launch("2025-11-25")}, nil); len(ev) != 1 || ev[0].Type != rugwatch.EventLaunchDrifted {
+		t.Fatalf("a negotiated move: %v", eventTypes(ev))
+	}
+}

@@ -94,6 +94,16 @@ func (s *Session) Stateless() bool { return s.stateless }
 // (stdio, Streamable HTTP), the initialize handshake otherwise. The
 // context bounds both; the session itself lives until Close.
 func Dial(ctx context.Context, t Target, opts DialOptions) (*Session, error) {
+	if !opts.PreferHandshake {
+		return dial(ctx, t, opts, eraAuto)
+	}
+	s, err := dial(ctx, t, opts, eraHandshake)
+	var le *LimitError
+	var he *HostileError
+	if err == nil || ctx.Err() != nil || errors.As(err, &le) || errors.As(err, &he) {
+		return s, err
+	}
+	// A server of the stateless revision alone: speak that.
 	return dial(ctx, t, opts, eraAuto)
 }
 

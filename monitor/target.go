@@ -130,6 +130,12 @@ type DialOptions struct {
 	// per-tool checks and canonical forms (see Listing.Fingerprint). Only
 	// the Poller sets it, per poll.
 	Unchanged func(fingerprint [32]byte) bool
+	// PreferHandshake makes Dial speak the handshake era where the server
+	// offers it, and the stateless revision only where it offers nothing
+	// else. The proxy sets it: its clients speak the handshake era, and
+	// what changed between the eras (the log level, resource
+	// subscriptions) then passes through as it is.
+	PreferHandshake bool
 	// RootCAs, when set, are the only roots a remote server's certificate
 	// may chain to (tests inject their CAs here); nil uses the system's.
 	RootCAs *x509.CertPool

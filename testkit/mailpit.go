@@ -125,6 +125,13 @@ func StartMailpit(t testing.TB, extra ...string) *Mailpit {
 	return m
 }
 
+// WaitListening returns the one TCP port pid listens on, once it does
+// (a server started on port 0 says where only through /proc).
+func WaitListening(t testing.TB, pid int, exited <-chan struct{}, out *Output, timeout time.Duration) int {
+	t.Helper()
+	return waitListening(t, pid, exited, out, timeout)
+}
+
 // waitListening returns the one TCP port pid listens on, once it does.
 func waitListening(t testing.TB, pid int, exited <-chan struct{}, out *Output, timeout time.Duration) int {
 	t.Helper()

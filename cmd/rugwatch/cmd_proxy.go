@@ -67,6 +67,9 @@ func (a *App) proxyOptions(cfg *configs.Config, srv configs.Server, backend func
 			}
 			opts := a.dialOptions(cfg)
 			opts.Peer, opts.Capabilities = peer, caps
+			// The proxy's clients speak the handshake era (it answers
+			// server/discover "not found"): the upstream does too.
+			opts.PreferHandshake = true
 			return monitor.Dial(ctx, t, opts)
 		},
 	}

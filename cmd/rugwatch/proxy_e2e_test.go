@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -675,12 +676,28 @@ func withBearer(t *testing.T, target, token string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var self string // the front's own host:port
 	rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
 		r.SetURL(u)
 		r.Out.Header.Set("Authorization", "Bearer "+token)
+		// Transparent for Host and Origin: the front's own address maps to
+		// the target's, anything else (a DNS-rebinding test's foreign
+		// Host) goes on as sent.
+		_, port, _ := net.SplitHostPort(self)
+		switch r.In.Host {
+		case self, "localhost:" + port:
+			r.Out.Host = u.Host
+		default:
+			r.Out.Host = r.In.Host
+		}
+		switch o := r.In.Header.Get("Origin"); o {
+		case "http://" + self, "http://localhost:" + port:
+			r.Out.Header.Set("Origin", "http://"+u.Host)
+		}
 	}, FlushInterval: -1}
 	hs := httptest.NewServer(rp)
 	t.Cleanup(hs.Close)
+	self = hs.Listener.Addr().String()
 	return hs.URL
 }
 
@@ -772,7 +789,48 @@ func TestProxyConformance(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end to end")
 	}
-	direct := startEverythingHTTP(t, everythingBin(t))
+	compareConformance(t, startEverythingHTTP(t, everythingBin(t)))
+}
+
+// TestProxyConformanceGoSDK: the same against the go-sdk v1.8.0
+// conformance everything-server, which also speaks the stateless
+// 2026-07-28 revision: the proxy's upstream speaks its clients' handshake
+// era, so what changed between the eras (logging/setLevel, resource
+// subscriptions) passes through.
+func TestProxyConformanceGoSDK(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end")
+	}
+	bin := filepath.Join(t.TempDir(), "everything-server")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/modelcontextprotocol/go-sdk/conformance/everything-server").CombinedOutput(); err != nil {
+		t.Fatalf("building the go-sdk conformance server: %v\n%s", err, out)
+	}
+	// Both of its HTTP modes: stateless (its default, where the issue saw
+	// logging/setLevel and resource subscriptions fail through the proxy)
+	// and with sessions.
+	for _, mode := range []string{"-stateless=true", "-stateless=false"} {
+		t.Run(mode, func(t *testing.T) {
+			cmd := exec.Command(bin, "-http", "127.0.0.1:0", mode)
+			out := &testkit.Output{}
+			cmd.Stdout, cmd.Stderr = out, out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan struct{})
+			go func() { _ = cmd.Wait(); close(exited) }()
+			t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+			port := testkit.WaitListening(t, cmd.Process.Pid, exited, out, 20*time.Second)
+			compareConformance(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
+		})
+	}
+}
+
+// compareConformance runs the suite against direct and through
+// proxy_listen (every tool approved on first sight): every scenario that
+// passes directly must pass through the proxy, but for a call the proxy
+// refuses by contract (a tool the server never listed).
+func compareConformance(t *testing.T, direct string) {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := writeConfig(t, dir, fmt.Sprintf(`ephemeral: true
 approve_first_seen: true
@@ -785,12 +843,11 @@ servers:
 	d := startDaemon(t, baseEnv(dir), "serve", "--config", cfg)
 	l, _ := d.wait(0, 60*time.Second, func(l logLine) bool { return l.str("msg") == "proxy listening" })
 	// The first poll approves what it sees (approve_first_seen).
-	d.wait(0, 60*time.Second, event("tool.approved", "everything", "echo"))
+	d.wait(0, 60*time.Second, func(l logLine) bool { return l.str("type") == "server.new" && l.str("server") == "everything" })
 	tl, _ := d.wait(0, 10*time.Second, func(l logLine) bool { return l.str("msg") == "ephemeral listener token" })
 	// The suite takes no headers: a reverse proxy in front holds the
 	// token for it, as a client configured with it would.
 	proxied := withBearer(t, "http://"+l.str("proxy_listen"), readToken(t, tl.str("token_file"))) + "/mcp/everything"
-
 	dres := conformanceRun(t, direct)
 	pres := conformanceRun(t, proxied)
 	listed := map[string]bool{}
