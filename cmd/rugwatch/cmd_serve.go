@@ -236,7 +236,8 @@ func (d *daemon) Start(ctx context.Context, cfg *configs.Config) (cleanup func()
 			return cleanup, d.abort(fmt.Errorf("listening on http_listen %s: %w", cfg.HTTPListen, err))
 		}
 		d.healthAddr = hl.Addr()
-		d.health = &http.Server{Handler: d.httpHandler(cfg), ReadHeaderTimeout: 10 * time.Second}
+		d.health = &http.Server{Handler: d.httpHandler(cfg), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 		d.serve("health endpoint", d.health, hl)
 	}
 	if cfg.ProxyListen != "" {
@@ -278,7 +279,10 @@ func (d *daemon) startProxy(cfg *configs.Config) error {
 	h.Token = d.proxyToken
 	h.Start(d.ctx)
 	d.proxyHTTP = h
-	d.proxySrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	// No WriteTimeout: it would cut every event stream. Bodies are bounded
+	// in time and size by the handler; idle keep-alive connections and
+	// oversized headers are not held.
+	d.proxySrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	d.serve("proxy", d.proxySrv, pl)
 	d.app.log.Info("proxy listening", "proxy_listen", pl.Addr().String())
 	return nil
