@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/rugwatch/rugwatch"
@@ -36,6 +37,18 @@ type Allowed struct {
 	// Version changes whenever the set or a definition does: the proxy
 	// tells its client list_changed when it moves.
 	Version string `json:"version"`
+	// Drifted names the pinned identities of the server that no longer
+	// hold ("launch": what runs for a stdio server; "identity": who
+	// answers for a remote one). While any does, no tool and no
+	// instructions pass, whatever their approvals say: the approvals were
+	// given to what ran or answered then, and an impostor serving the
+	// same definitions must not inherit them. `rugwatch approve SERVER
+	// --launch` pins again.
+	Drifted []string `json:"drifted,omitempty"`
+	// Withheld is the state of every recorded tool that does not pass
+	// (approved for one whose approval did not verify, or while Drifted),
+	// so that the proxy can tell its client why tools are missing.
+	Withheld map[string]rugwatch.State `json:"withheld,omitempty"`
 }
 
 // Tool returns the allowed tool called name.
@@ -49,8 +62,42 @@ func (a Allowed) Tool(name string) (AllowedTool, bool) {
 
 // Enforce records a listing the proxy took upstream through the same
 // Recorder as a poll — a drift it saw is an event and an alert at once —
-// and returns what may pass now.
+// and returns what may pass now. A launch or identity drift the listing
+// shows is recorded before what may pass is read, so the very listing
+// that shows an impostor serves nothing.
 func (l *Ledger) Enforce(ctx context.Context, server string, listing *Listing) (Allowed, error) {
+	return l.enforce(ctx, server, listing, nil)
+}
+
+// Observed is a Ledger that also hands every event the proxy's
+// recordings store (Enforce, FlagResult) to OnEvent once it is stored, as
+// Poller.OnEvent does for polls: the daemon counts both in
+// rugwatch_events_total. Every other method is the Ledger's.
+type Observed struct {
+	*Ledger
+	OnEvent func(rugwatch.Event)
+}
+
+// Enforce is Ledger.Enforce, telling OnEvent what it recorded.
+func (o Observed) Enforce(ctx context.Context, server string, listing *Listing) (Allowed, error) {
+	return o.enforce(ctx, server, listing, o.OnEvent)
+}
+
+// FlagResult is Ledger.FlagResult, telling OnEvent what it recorded.
+func (o Observed) FlagResult(ctx context.Context, server, tool string, findings []rugwatch.Finding, blocked bool) error {
+	return o.flagResult(ctx, server, tool, findings, blocked, o.OnEvent)
+}
+
+func tell(onEvent func(rugwatch.Event), events []rugwatch.Event) {
+	if onEvent == nil {
+		return
+	}
+	for _, e := range events {
+		onEvent(e)
+	}
+}
+
+func (l *Ledger) enforce(ctx context.Context, server string, listing *Listing, onEvent func(rugwatch.Event)) (Allowed, error) {
 	ref, ok := l.server(server)
 	if !ok {
 		return Allowed{}, usagef("no server %q in %s (configured: %s)", server, l.Where, l.serverNames())
@@ -82,12 +129,16 @@ func (l *Ledger) Enforce(ctx context.Context, server string, listing *Listing) (
 		listing.InstructionsDigest = d
 	}
 	sort.Slice(listing.Tools, func(i, j int) bool { return listing.Tools[i].Name < listing.Tools[j].Name })
-	if err := l.cloaking(server, listing); err != nil {
+	cloaked, err := l.cloaking(server, listing)
+	if err != nil {
 		return Allowed{}, err
 	}
-	if _, _, err := l.Recorder.Record(server, ref.Transport, listing, nil); err != nil {
+	tell(onEvent, cloaked)
+	_, events, err := l.Recorder.Record(server, ref.Transport, listing, nil)
+	if err != nil {
 		return Allowed{}, fmt.Errorf("recording the proxy's listing of %s: %w", server, err)
 	}
+	tell(onEvent, events)
 	if err := l.afterWrite(ctx); err != nil {
 		return Allowed{}, err
 	}
@@ -99,29 +150,33 @@ func (l *Ledger) Enforce(ctx context.Context, server string, listing *Listing) (
 // minute: the revision says a tool list must not vary per connection, and
 // a server that shows its watcher one thing and the model another is
 // hiding a rug pull from the watcher.
-func (l *Ledger) cloaking(server string, listing *Listing) error {
+func (l *Ledger) cloaking(server string, listing *Listing) ([]rugwatch.Event, error) {
 	diff := l.Sightings.Cloaked(server, listing, l.now())
 	if len(diff) == 0 {
-		return nil
+		return nil, nil
 	}
+	var events []rugwatch.Event
 	err := l.DB.Update(func(tx *store.Tx) error {
+		events = events[:0]
 		for _, name := range sortedNames(diff) {
 			var shown rugwatch.Digest
 			if t, ok := listing.Tool(name); ok {
 				shown = t.Digest
 			}
 			msg := fmt.Sprintf("the proxy was shown %s, the poll of the last minute %s, at the same revision", digestOrAbsent(shown), digestOrAbsent(diff[name]))
-			if err := l.appendEvent(tx, &rugwatch.Event{Type: rugwatch.EventToolCloaked, Severity: rugwatch.SeverityCritical,
-				Server: server, Tool: name, ObservedDigest: shown, OccurredAt: l.now(), Message: msg}); err != nil {
+			e := rugwatch.Event{Type: rugwatch.EventToolCloaked, Severity: rugwatch.SeverityCritical,
+				Server: server, Tool: name, ObservedDigest: shown, OccurredAt: l.now(), Message: msg}
+			if err := l.appendEvent(tx, &e); err != nil {
 				return err
 			}
+			events = append(events, e)
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("recording cloaked tools of %s: %w", server, err)
+		return nil, fmt.Errorf("recording cloaked tools of %s: %w", server, err)
 	}
-	return nil
+	return events, nil
 }
 
 func digestOrAbsent(d rugwatch.Digest) string {
@@ -146,20 +201,23 @@ func (l *Ledger) Allowed(ctx context.Context, server string) (Allowed, error) {
 		if err != nil || !ok {
 			return err
 		}
+		out.Drifted = pinDrifts(rec)
+		out.Withheld = map[string]rugwatch.State{}
 		for name, t := range rec.Tools {
-			if t.State != rugwatch.StateApproved || t.ObservedDigest == "" || t.ObservedDigest != t.ApprovedDigest {
-				continue
+			if len(out.Drifted) == 0 {
+				at, ok, err := l.allowedTool(tx, server, name, t)
+				if err != nil {
+					return err
+				}
+				if ok {
+					out.Tools = append(out.Tools, at)
+					continue
+				}
 			}
-			ap, ok, err := tx.Approval(server, store.KindTool, name)
-			if err != nil {
-				return err
-			}
-			if !ok || ap.Digest != t.ObservedDigest {
-				continue
-			}
-			if v := l.Verified.Check(l.Verifier, ap); v.Valid && len(v.Definition) > 0 {
-				out.Tools = append(out.Tools, AllowedTool{Name: name, Digest: ap.Digest, Definition: v.Definition})
-			}
+			out.Withheld[name] = t.State
+		}
+		if len(out.Drifted) > 0 {
+			return nil // no instructions either: they come from the same impostor
 		}
 		if rec.InstructionsState == rugwatch.StateApproved && rec.InstructionsDigest == rec.InstructionsApproved {
 			ap, ok, err := tx.Approval(server, store.KindInstructions, "")
@@ -186,13 +244,56 @@ func (l *Ledger) Allowed(ctx context.Context, server string) (Allowed, error) {
 		fmt.Fprintf(h, "%s\x00%s\x00", t.Name, t.Digest)
 	}
 	fmt.Fprintf(h, "instructions\x00%s", out.InstructionsDigest)
+	if len(out.Drifted) > 0 {
+		// A drift that empties an already empty set still moves the
+		// version: the client lists again and hears why.
+		fmt.Fprintf(h, "\x00drifted\x00%s", strings.Join(out.Drifted, ","))
+	}
 	out.Version = hex.EncodeToString(h.Sum(nil)[:12])
 	return out, nil
+}
+
+// pinDrifts names the pinned identities of rec that no longer hold.
+func pinDrifts(rec store.ServerRecord) []string {
+	var out []string
+	if rec.LaunchDrifted {
+		out = append(out, DriftLaunch)
+	}
+	if rec.IdentityDrifted {
+		out = append(out, DriftIdentity)
+	}
+	return out
+}
+
+// What Allowed.Drifted names.
+const (
+	DriftLaunch   = "launch"   // launch.drifted: what runs for a stdio server changed
+	DriftIdentity = "identity" // identity.drifted: who answers for a remote server changed
+)
+
+// allowedTool returns t as it may pass: its observed definition matches a
+// current approval whose signature verifies.
+func (l *Ledger) allowedTool(tx *store.Tx, server, name string, t store.ToolRecord) (AllowedTool, bool, error) {
+	if t.State != rugwatch.StateApproved || t.ObservedDigest == "" || t.ObservedDigest != t.ApprovedDigest {
+		return AllowedTool{}, false, nil
+	}
+	ap, ok, err := tx.Approval(server, store.KindTool, name)
+	if err != nil || !ok || ap.Digest != t.ObservedDigest {
+		return AllowedTool{}, false, err
+	}
+	if v := l.Verified.Check(l.Verifier, ap); v.Valid && len(v.Definition) > 0 {
+		return AllowedTool{Name: name, Digest: ap.Digest, Definition: v.Definition}, true, nil
+	}
+	return AllowedTool{}, false, nil
 }
 
 // FlagResult records that a tool result carried poisoning (blocked: the
 // proxy withheld it), as a result.flagged event with its findings.
 func (l *Ledger) FlagResult(ctx context.Context, server, tool string, findings []rugwatch.Finding, blocked bool) error {
+	return l.flagResult(ctx, server, tool, findings, blocked, nil)
+}
+
+func (l *Ledger) flagResult(ctx context.Context, server, tool string, findings []rugwatch.Finding, blocked bool, onEvent func(rugwatch.Event)) error {
 	if _, ok := l.server(server); !ok {
 		return usagef("no server %q in %s (configured: %s)", server, l.Where, l.serverNames())
 	}
@@ -200,13 +301,13 @@ func (l *Ledger) FlagResult(ctx context.Context, server, tool string, findings [
 	if blocked {
 		msg = "a tool result carried text the poisoning rules flag; the proxy withheld it"
 	}
-	err := l.DB.Update(func(tx *store.Tx) error {
-		return l.appendEvent(tx, &rugwatch.Event{Type: EventResultFlagged, Severity: MaxSeverity(findings), Server: server, Tool: tool,
-			Findings: findings, OccurredAt: l.now(), Message: msg})
-	})
+	e := rugwatch.Event{Type: EventResultFlagged, Severity: MaxSeverity(findings), Server: server, Tool: tool,
+		Findings: findings, OccurredAt: l.now(), Message: msg}
+	err := l.DB.Update(func(tx *store.Tx) error { return l.appendEvent(tx, &e) })
 	if err != nil {
 		return err
 	}
+	tell(onEvent, []rugwatch.Event{e})
 	return l.afterWrite(ctx)
 }
 

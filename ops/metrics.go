@@ -72,7 +72,7 @@ func NewMetrics(src StoreSource, build BuildInfo) *Metrics {
 		}, []string{"result"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rugwatch_events_total",
-			Help: "Events recorded by polls and watch sessions, by type and severity.",
+			Help: "Events recorded by polls, watch sessions and proxy sessions, by type and severity.",
 		}, []string{"type", "severity"}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rugwatch_alert_deliveries_total",
@@ -135,7 +135,8 @@ func (m *Metrics) Polled(server string, took time.Duration, result string) {
 	}
 }
 
-// Event counts one recorded event (feed it from monitor.Poller.OnEvent).
+// Event counts one recorded event (feed it from monitor.Poller.OnEvent
+// and monitor.Observed.OnEvent).
 func (m *Metrics) Event(e rugwatch.Event) {
 	m.events.WithLabelValues(string(e.Type), string(e.Severity)).Inc()
 }
@@ -154,13 +155,18 @@ type Proxy struct {
 }
 
 // Reasons a proxy refuses a call; anything else is counted as "other", so
-// that no free text becomes a label.
+// that no free text becomes a label. The proxy's own list (proxy.Refused*)
+// holds the same values; a proxy test feeds each through Refused and
+// fails on one counted as "other".
 const (
-	RefusedNotApproved     = "not_approved"      // the tool is pending, drifted, revoked or removed
-	RefusedUnknownTool     = "unknown_tool"      // never listed
-	RefusedInvalidArgs     = "invalid_arguments" // fails the approved input schema
-	RefusedBlockedResult   = "blocked_result"    // proxy.results: block withheld a result
-	RefusedNoApprovalsRead = "no_approvals"      // fail closed: approvals could not be read
+	RefusedNotApproved       = "not_approved"       // the tool is pending, drifted, revoked or removed
+	RefusedUnknownTool       = "unknown_tool"       // never listed
+	RefusedInvalidArgs       = "invalid_arguments"  // fails the approved input schema
+	RefusedBlockedResult     = "blocked_result"     // proxy.results: block withheld a result
+	RefusedNoApprovalsRead   = "no_approvals"       // fail closed: approvals could not be read
+	RefusedIdentityDrifted   = "identity_drifted"   // the server's pinned launch or remote identity drifted
+	RefusedArgumentInjection = "argument_injection" // the arguments carry injected text (proxy.results: block)
+	RefusedExfiltration      = "exfiltration_chain" // the arguments carry a secret a flagged result brought
 )
 
 func newProxy(m *Metrics) *Proxy {
@@ -197,7 +203,8 @@ func (p *Proxy) Refused(server, reason string) {
 		return
 	}
 	switch reason {
-	case RefusedNotApproved, RefusedUnknownTool, RefusedInvalidArgs, RefusedBlockedResult, RefusedNoApprovalsRead:
+	case RefusedNotApproved, RefusedUnknownTool, RefusedInvalidArgs, RefusedBlockedResult, RefusedNoApprovalsRead,
+		RefusedIdentityDrifted, RefusedArgumentInjection, RefusedExfiltration:
 	default:
 		reason = "other"
 	}

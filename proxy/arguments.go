@@ -135,9 +135,9 @@ func (s *session) checkArguments(ctx context.Context, id jsonrpc.ID, tool monito
 	if !refused {
 		return nil
 	}
-	what := "argument_injection"
+	what := RefusedArgumentInjection
 	if chain {
-		what = "exfiltration_chain"
+		what = RefusedExfiltration
 	}
 	return s.refuse(id, what, fmt.Sprintf("tool %q: the call was refused (%s)", visible.Line(name), findingRules(findings)))
 }

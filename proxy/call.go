@@ -23,10 +23,45 @@ func (s *session) refuseUnapproved(req *jsonrpc.Request) *jsonrpc.Response {
 		return errorResponse(req.ID, jsonrpc.CodeInvalidParams, "tools/call: "+err.Error())
 	}
 	if _, ok := s.passes(name); !ok {
-		return s.refuse(req.ID, "not_approved", fmt.Sprintf("tool %q is not approved as it is now (pending, drifted, revoked, removed or never listed); see `rugwatch status %s`",
-			visible.Line(name), s.opts.Server))
+		reason, msg := s.whyNot(name)
+		return s.refuse(req.ID, reason, msg)
 	}
 	return nil
+}
+
+// whyNot says why the tool called name does not pass now: one of the
+// Refused reasons, and the error the client reads, which names what to
+// run about it.
+func (s *session) whyNot(name string) (reason, msg string) {
+	server, shown := s.opts.Server, visible.Line(name)
+	s.mu.Lock()
+	drifted, unreadable := s.allowed.Drifted, s.unreadable
+	_, live := s.live[name]
+	state, recorded := s.allowed.Withheld[name]
+	_, approved := s.allowed.Tool(name)
+	s.mu.Unlock()
+	switch {
+	case len(drifted) > 0:
+		// Checked first: the tool's own approval may well hold, and it is
+		// exactly what an impostor serving the same definitions inherits.
+		return RefusedIdentityDrifted, fmt.Sprintf("tool %q is not served: %s since it was approved, so none of its tools is; review it with `rugwatch status %s`, then `rugwatch approve %s --launch`",
+			shown, driftText(drifted, server), server, server)
+	case unreadable:
+		return RefusedNoApprovals, fmt.Sprintf("tool %q is not served: rugwatch cannot read its approvals now and serves no tools (fail closed); see `rugwatch status %s`", shown, server)
+	case !live && !recorded && !approved:
+		return RefusedUnknownTool, fmt.Sprintf("tool %q is not approved as it is now (%s never listed it); see `rugwatch status %s`", shown, server, server)
+	}
+	why := string(rugwatch.StatePending)
+	switch {
+	case recorded && state == rugwatch.StateApproved:
+		why = "its approval does not verify"
+	case recorded:
+		why = string(state)
+	case approved:
+		why = string(rugwatch.StateDrifted)
+	}
+	return RefusedNotApproved, fmt.Sprintf("tool %q is not approved as it is now (%s); review it with `rugwatch status %s`, then `rugwatch approve %s`",
+		shown, why, server, server)
 }
 
 // callTool forwards a call of a tool that passes now with arguments the
@@ -42,15 +77,15 @@ func (s *session) callTool(ctx context.Context, up *monitor.Session, req *jsonrp
 	}
 	tool, ok := s.passes(params.Name)
 	if !ok {
-		return s.refuse(req.ID, "not_approved", fmt.Sprintf("tool %q is not approved as it is now (pending, drifted, revoked, removed or never listed); see `rugwatch status %s`",
-			visible.Line(params.Name), s.opts.Server))
+		reason, msg := s.whyNot(params.Name)
+		return s.refuse(req.ID, reason, msg)
 	}
 	check, err := s.schemaFor(tool)
 	if err != nil {
-		return s.refuse(req.ID, "schema", fmt.Sprintf("tool %q: its approved input schema cannot be used to check arguments: %v", visible.Line(params.Name), err))
+		return s.refuse(req.ID, RefusedInvalidArgs, fmt.Sprintf("tool %q: its approved input schema cannot be used to check arguments: %v", visible.Line(params.Name), err))
 	}
 	if err := check.validate(params.Arguments); err != nil {
-		return s.refuse(req.ID, "arguments", fmt.Sprintf("tool %q: arguments refused: %s", visible.Line(params.Name), visible.Line(err.Error())))
+		return s.refuse(req.ID, RefusedInvalidArgs, fmt.Sprintf("tool %q: arguments refused: %s", visible.Line(params.Name), visible.Line(err.Error())))
 	}
 	if resp := s.checkArguments(ctx, req.ID, tool, params.Name, params.Arguments); resp != nil {
 		return resp
@@ -78,7 +113,7 @@ func (s *session) callTool(ctx context.Context, up *monitor.Session, req *jsonrp
 			s.log.Error("recording a flagged result failed", "tool", visible.Line(params.Name), "error", err)
 		}
 		if blocked {
-			return s.refuse(req.ID, "result_blocked", fmt.Sprintf("tool %q returned text the poisoning rules flag (%s); the result was withheld",
+			return s.refuse(req.ID, RefusedBlockedResult, fmt.Sprintf("tool %q returned text the poisoning rules flag (%s); the result was withheld",
 				visible.Line(params.Name), findingRules(findings)))
 		}
 		if scan.Redacted != nil {

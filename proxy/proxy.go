@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,8 +55,9 @@ type Options struct {
 	Refresh time.Duration
 	// ConnectTimeout bounds the upstream connect and each listing.
 	ConnectTimeout time.Duration
-	// Observe, when set, sees every refused call (metrics).
-	Observe func(event string)
+	// Observe, when set, is told of this session and of every call it
+	// refuses (metrics: *ops.Proxy is one).
+	Observe Observer
 	// Classify, when set, adds an external classifier's findings on a
 	// tool result's text to the rules' (see monitor.Classifier).
 	Classify func(ctx context.Context, tool, text string) []rugwatch.Finding
@@ -68,6 +72,29 @@ type Options struct {
 	// share their readings of the allowed set.
 	shared *allowedCache
 }
+
+// Observer is told when a client session starts and ends and of every
+// call the proxy refuses, with one of the Refused reasons. Its methods are
+// called from the session's goroutines and must not block.
+type Observer interface {
+	SessionStarted(server string)
+	SessionEnded(server string)
+	Refused(server, reason string)
+}
+
+// Reasons a call is refused, as Observer.Refused hears them: the reason
+// label of rugwatch_proxy_refused_calls_total, so ops keeps the same
+// values (TestRefusalReasonsAreMetricLabels holds the two together).
+const (
+	RefusedNotApproved       = "not_approved"       // pending, drifted, revoked or removed
+	RefusedUnknownTool       = "unknown_tool"       // never listed
+	RefusedInvalidArgs       = "invalid_arguments"  // outside the approved input schema
+	RefusedBlockedResult     = "blocked_result"     // proxy.results: block withheld the result
+	RefusedNoApprovals       = "no_approvals"       // fail closed: approvals cannot be read
+	RefusedIdentityDrifted   = "identity_drifted"   // the server's launch or remote identity drifted
+	RefusedArgumentInjection = "argument_injection" // arguments.go
+	RefusedExfiltration      = "exfiltration_chain" // arguments.go
+)
 
 // recordEvery bounds how long a listing identical to the one this session
 // last recorded is answered without recording it again. A changed listing
@@ -100,13 +127,22 @@ type session struct {
 	allowed monitor.Allowed            // what passes now
 	live    map[string]rugwatch.Digest // the upstream definitions last listed
 	listed  bool                       // the client has listed tools
-	schemas map[string]*schemaCheck    // by digest
-	taint   taint                      // secrets this session's results carried (call.go)
+	// unreadable says the allowed set is empty because approvals could
+	// not be read (fail closed), not because nothing is approved.
+	unreadable bool
+	schemas    map[string]*schemaCheck // by digest
+	taint      taint                   // secrets this session's results carried (call.go)
+	// told is the withheld set the client was last told of
+	// (withheldNotice), so that it hears of each change once, not on
+	// every listing; level is the log level the client set ("" for none).
+	told  string
+	level string
 	// What this session last recorded through Enforce, and the allowed
 	// set's version it returned; zero until the first recording.
 	recorded struct {
 		tools        map[string]rugwatch.Digest
 		instructions rugwatch.Digest
+		pins         string // launch and remote identity (pinsOf)
 		version      string
 		at           time.Time
 	}
@@ -158,6 +194,12 @@ func Serve(ctx context.Context, client mcp.Connection, opts Options) error {
 		relays: map[string]chan *jsonrpc.Response{}, upIDs: map[string]string{},
 		cancels: map[string]context.CancelFunc{}, schemas: map[string]*schemaCheck{},
 		slots: make(chan struct{}, maxInFlight),
+	}
+	if opts.Observe != nil {
+		opts.Observe.SessionStarted(opts.Server)
+		// Deferred first, so it runs last: the session counts as open
+		// until everything it started has stopped.
+		defer opts.Observe.SessionEnded(opts.Server)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	s.life = ctx
@@ -277,8 +319,11 @@ func (s *session) handle(ctx context.Context, req *jsonrpc.Request) *jsonrpc.Res
 	if !s.initialized.Load() {
 		return errorResponse(req.ID, jsonrpc.CodeInvalidRequest, "rugwatch proxy: initialize first")
 	}
-	if req.Method == "tools/list" {
+	switch req.Method {
+	case "tools/list":
 		return s.listTools(ctx, req)
+	case "logging/setLevel":
+		return s.setLevel(ctx, req)
 	}
 	up, err := s.upstream(ctx)
 	if err != nil {
@@ -356,6 +401,12 @@ func (s *session) initialize(ctx context.Context, req *jsonrpc.Request) *jsonrpc
 		caps = map[string]json.RawMessage{}
 	}
 	caps["tools"] = json.RawMessage(`{"listChanged":true}`)
+	if _, ok := caps["logging"]; !ok {
+		// The proxy sends notifications/message of its own (why tools are
+		// withheld), and a server that does MUST declare logging; setLevel
+		// is then answered by the proxy (setLevel).
+		caps["logging"] = json.RawMessage(`{}`)
+	}
 	res["capabilities"], _ = json.Marshal(caps)
 	delete(res, "instructions")
 	s.mu.Lock()
@@ -500,7 +551,12 @@ func (s *session) relist(ctx context.Context) bool {
 	s.mu.Lock()
 	rec := s.recorded
 	s.mu.Unlock()
-	if !rec.at.IsZero() && time.Since(rec.at) < recordEvery && sameDigests(live, rec.tools) && l.InstructionsDigest == rec.instructions {
+	pins := pinsOf(l)
+	// Who answers counts as much as what it lists: an upstream dialled
+	// again (after a crash) may be another process or host serving the
+	// same definitions, and its identity must be recorded (and drift
+	// found) at once, not after recordEvery.
+	if !rec.at.IsZero() && time.Since(rec.at) < recordEvery && sameDigests(live, rec.tools) && l.InstructionsDigest == rec.instructions && pins == rec.pins {
 		var current monitor.Allowed
 		err := s.withBackend(ctx, func(b Backend) error {
 			var err error
@@ -523,11 +579,12 @@ func (s *session) relist(ctx context.Context) bool {
 		s.mu.Lock()
 		s.recorded.at = time.Time{}
 		s.mu.Unlock()
-		return s.install(monitor.Allowed{Server: s.opts.Server}, live)
+		return s.failClosed(live)
 	}
 	s.opts.shared.put(s.opts.Server, allowed)
 	s.mu.Lock()
 	s.recorded.tools, s.recorded.instructions, s.recorded.version, s.recorded.at = live, l.InstructionsDigest, allowed.Version, time.Now()
+	s.recorded.pins = pins
 	s.mu.Unlock()
 	return s.install(allowed, live)
 }
@@ -543,15 +600,15 @@ func (s *session) refresh(ctx context.Context) bool {
 		})
 		return allowed, err
 	})
+	s.mu.Lock()
+	live := s.live
+	s.mu.Unlock()
 	if err != nil {
 		if ctx.Err() == nil {
 			s.log.Error("proxy cannot read approvals; serving no tools", "error", err)
 		}
-		allowed = monitor.Allowed{Server: s.opts.Server}
+		return s.failClosed(live)
 	}
-	s.mu.Lock()
-	live := s.live
-	s.mu.Unlock()
 	return s.install(allowed, live)
 }
 
@@ -566,11 +623,31 @@ func (s *session) withBackend(ctx context.Context, fn func(Backend) error) error
 
 // install makes allowed and live current and reports a change.
 func (s *session) install(allowed monitor.Allowed, live map[string]rugwatch.Digest) bool {
+	return s.installAs(allowed, live, false)
+}
+
+// failClosed installs an empty allowed set because approvals cannot be
+// read: calls are refused as no_approvals, and the client is told so.
+func (s *session) failClosed(live map[string]rugwatch.Digest) bool {
+	return s.installAs(monitor.Allowed{Server: s.opts.Server}, live, true)
+}
+
+func (s *session) installAs(allowed monitor.Allowed, live map[string]rugwatch.Digest, unreadable bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	changed := allowed.Version != s.allowed.Version || !sameDigests(live, s.live)
-	s.allowed, s.live = allowed, live
+	changed := allowed.Version != s.allowed.Version || !sameDigests(live, s.live) || unreadable != s.unreadable
+	s.allowed, s.live, s.unreadable = allowed, live, unreadable
 	return changed
+}
+
+// pinsOf is what a listing says of the launch and remote identity, for
+// telling whether the upstream changed under the same tools.
+func pinsOf(l *monitor.Listing) string {
+	b, _ := json.Marshal(struct {
+		Launch   *monitor.Launch
+		Identity *monitor.RemoteIdentity
+	}{l.Launch, l.Identity})
+	return string(b)
 }
 
 func sameDigests(a, b map[string]rugwatch.Digest) bool {
@@ -636,7 +713,11 @@ func (s *session) listTools(ctx context.Context, req *jsonrpc.Request) *jsonrpc.
 			tools = append(tools, t.Definition)
 		}
 	}
+	notice, level := s.withheldNotice(), s.level
 	s.mu.Unlock()
+	if notice != nil {
+		s.tellWithheld(ctx, *notice, level)
+	}
 	raw, err := json.Marshal(map[string]any{"tools": tools})
 	if err != nil {
 		return errorResponse(req.ID, jsonrpc.CodeInternalError, err.Error())
@@ -644,10 +725,182 @@ func (s *session) listTools(ctx context.Context, req *jsonrpc.Request) *jsonrpc.
 	return &jsonrpc.Response{ID: req.ID, Result: raw}
 }
 
-func (s *session) refuse(id jsonrpc.ID, what, msg string) *jsonrpc.Response {
+func (s *session) refuse(id jsonrpc.ID, reason, msg string) *jsonrpc.Response {
 	if s.opts.Observe != nil {
-		s.opts.Observe(what)
+		s.opts.Observe.Refused(s.opts.Server, reason)
 	}
-	s.log.Warn("proxy refused a call", "reason", what, "detail", msg)
+	s.log.Warn("proxy refused a call", "reason", reason, "detail", msg)
 	return errorResponse(id, codeNotApproved, "rugwatch proxy: "+msg)
+}
+
+// notice is what a client is told of the tools a listing withheld.
+type notice struct {
+	held, offered int
+	why           string // "2 pending, 1 drifted", or the one reason all are held
+	approve       string // the command that lets them through
+	text          string // the whole message, for the client
+}
+
+// withheldNotice returns what to tell the client of the tools the listing
+// being answered withholds, or nil when nothing is withheld or the client
+// was told of this very set already (s.mu held). Only counts and reasons
+// are told, never a tool name: a name is the server's text, and the
+// client shows this message to the user as rugwatch's.
+func (s *session) withheldNotice() *notice {
+	names := make([]string, 0, len(s.live))
+	for n := range s.live {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	server := s.opts.Server
+	n := notice{offered: len(names), approve: "rugwatch approve " + server}
+	counts := map[string]int{}
+	var key strings.Builder
+	for _, name := range names {
+		if t, ok := s.allowed.Tool(name); ok && t.Digest == s.live[name] {
+			continue
+		}
+		why := s.heldAs(name)
+		counts[why]++
+		n.held++
+		fmt.Fprintf(&key, "%s\x00%s\x00", name, why)
+	}
+	if n.held == 0 {
+		s.told = "" // a set withheld later is news again
+		return nil
+	}
+	if key.String() == s.told {
+		return nil
+	}
+	s.told = key.String()
+	status := "`rugwatch status " + server + "`"
+	head := fmt.Sprintf("rugwatch withheld %d of the %d tools %s offers", n.held, n.offered, server)
+	switch {
+	case len(s.allowed.Drifted) > 0:
+		n.why = driftText(s.allowed.Drifted, server) + " since it was approved"
+		n.approve += " --launch"
+		n.text = fmt.Sprintf("%s: %s, so none of its tools is served. Review it with %s, then approve it with `%s`.", head, n.why, status, n.approve)
+	case s.unreadable:
+		n.why = "rugwatch cannot read its approvals now"
+		n.text = fmt.Sprintf("%s: %s, so it serves none (fail closed). See %s; tools are approved with `%s`.", head, n.why, status, n.approve)
+	default:
+		parts := make([]string, 0, len(counts))
+		for _, why := range sortedKeys(counts) {
+			parts = append(parts, fmt.Sprintf("%d %s", counts[why], why))
+		}
+		n.why = strings.Join(parts, ", ")
+		n.text = fmt.Sprintf("%s (%s): a tool reaches the model only as a human approved it. Review them with %s, then approve with `%s`.", head, n.why, status, n.approve)
+	}
+	return &n
+}
+
+// heldAs is one word for why the live tool called name does not pass
+// (s.mu held).
+func (s *session) heldAs(name string) string {
+	switch {
+	case len(s.allowed.Drifted) > 0:
+		return "identity drifted"
+	case s.unreadable:
+		return "approvals unreadable"
+	}
+	if st, ok := s.allowed.Withheld[name]; ok {
+		if st == rugwatch.StateApproved {
+			return "unverified" // approved, but the approval does not verify
+		}
+		return string(st)
+	}
+	if _, ok := s.allowed.Tool(name); ok {
+		return string(rugwatch.StateDrifted) // listed otherwise than approved, not yet recorded
+	}
+	return string(rugwatch.StatePending)
+}
+
+func sortedKeys(m map[string]int) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// driftText says which pinned identities of server drifted.
+func driftText(drifted []string, server string) string {
+	var parts []string
+	for _, d := range drifted {
+		switch d {
+		case monitor.DriftLaunch:
+			parts = append(parts, "what runs for "+server+" changed (launch.drifted)")
+		case monitor.DriftIdentity:
+			parts = append(parts, "who answers for "+server+" changed (identity.drifted)")
+		default:
+			parts = append(parts, "its "+visible.Line(d)+" changed")
+		}
+	}
+	return strings.Join(parts, " and ")
+}
+
+// tellWithheld tells the client, and the operator on stderr, why tools
+// are missing. It goes to the client whether or not it ever sent
+// logging/setLevel: the revisions the proxy speaks ask a server that
+// logs to declare logging (initialize does) and leave what it sends
+// before a setLevel to the server; a user looking at a connected server
+// with no tools has no other channel to learn why. A level the client did
+// set above warning is honoured.
+func (s *session) tellWithheld(ctx context.Context, n notice, level string) {
+	s.log.Warn("tools withheld from the client", "withheld", n.held, "offered", n.offered, "why", n.why,
+		"review", "rugwatch status "+s.opts.Server, "approve", n.approve)
+	if level != "" && slices.Index(logLevels, level) > slices.Index(logLevels, "warning") {
+		return
+	}
+	params, _ := json.Marshal(map[string]any{"level": "warning", "logger": "rugwatch", "data": n.text})
+	s.write(ctx, &jsonrpc.Request{Method: "notifications/message", Params: params})
+}
+
+// logLevels are MCP's log levels (RFC 5424), least severe first.
+var logLevels = []string{"debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"}
+
+// setLevel records the client's log level for the proxy's own messages
+// and passes it to a server that declared logging; one that did not (the
+// proxy declared it on its behalf) or a 2026-07-28 server, which has no
+// setLevel, gets nothing and the client its answer from the proxy.
+func (s *session) setLevel(ctx context.Context, req *jsonrpc.Request) *jsonrpc.Response {
+	var p struct {
+		Level string `json:"level"`
+	}
+	if json.Unmarshal(req.Params, &p) != nil || !slices.Contains(logLevels, p.Level) {
+		return errorResponse(req.ID, jsonrpc.CodeInvalidParams, "logging/setLevel: level must be one of "+strings.Join(logLevels, ", "))
+	}
+	s.mu.Lock()
+	s.level = p.Level
+	s.mu.Unlock()
+	up, err := s.upstream(ctx)
+	if err != nil {
+		return errorResponse(req.ID, codeUpstream, "rugwatch proxy: the server cannot be reached: "+err.Error())
+	}
+	if !declaresLogging(up) {
+		return &jsonrpc.Response{ID: req.ID, Result: json.RawMessage("{}")}
+	}
+	res, rpcErr, err := up.Forward(ctx, req.Method, req.Params)
+	if err != nil {
+		return errorResponse(req.ID, codeUpstream, "rugwatch proxy: "+err.Error())
+	}
+	if rpcErr != nil {
+		return &jsonrpc.Response{ID: req.ID, Error: rpcErr}
+	}
+	return &jsonrpc.Response{ID: req.ID, Result: res}
+}
+
+// declaresLogging reports whether the upstream server declared the
+// logging capability in its handshake.
+func declaresLogging(up *monitor.Session) bool {
+	if up.Stateless() {
+		return false
+	}
+	var res struct {
+		Capabilities struct {
+			Logging json.RawMessage `json:"logging"`
+		} `json:"capabilities"`
+	}
+	return json.Unmarshal(up.Init.Raw, &res) == nil && len(res.Capabilities.Logging) > 0 && string(res.Capabilities.Logging) != "null"
 }

@@ -269,7 +269,9 @@ func (d *daemon) startProxy(cfg *configs.Config) error {
 			if !ok {
 				return proxy.Options{}, false
 			}
-			return d.app.proxyOptions(cur, srv, inProcess), true
+			opts := d.app.proxyOptions(cur, srv, inProcess)
+			opts.Observe = d.metrics.Proxy()
+			return opts, true
 		},
 	}
 	if host, _, _ := net.SplitHostPort(cfg.ProxyListen); !configs.IsLoopbackHost(host) {
@@ -455,7 +457,13 @@ func (d *daemon) backend() control.Backend {
 	d.mu.RLock()
 	l.Recorder = d.rec
 	d.mu.RUnlock()
-	return l
+	// What the proxies record (proxy_listen's sessions here, a stdio
+	// `rugwatch proxy` through the control socket) is logged and counted
+	// like a poll's events.
+	return monitor.Observed{Ledger: l, OnEvent: func(e rugwatch.Event) {
+		monitor.LogEvent(d.app.log, e)
+		d.metrics.Event(e)
+	}}
 }
 
 // apply schedules every server of cfg and reconciles watch sessions.
