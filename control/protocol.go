@@ -38,6 +38,9 @@ type Backend interface {
 	Enforce(ctx context.Context, server string, l *monitor.Listing) (monitor.Allowed, error)
 	Allowed(ctx context.Context, server string) (monitor.Allowed, error)
 	FlagResult(ctx context.Context, server, tool string, findings []rugwatch.Finding, blocked bool) error
+	// Generation is the daemon's approvals generation (see
+	// monitor.Ledger.Generation).
+	Generation(ctx context.Context) (uint64, error)
 }
 
 var _ Backend = (*monitor.Ledger)(nil)
@@ -150,6 +153,10 @@ var methods = map[string]handler{
 	"allowed": method(func(ctx context.Context, b Backend, r serverReq) (monitor.Allowed, error) {
 		return b.Allowed(ctx, r.Server)
 	}),
+	"generation": method(func(ctx context.Context, b Backend, r empty) (generationResp, error) {
+		g, err := b.Generation(ctx)
+		return generationResp{Generation: g}, err
+	}),
 	"result.flag": method(func(ctx context.Context, b Backend, r flagReq) (empty, error) {
 		return empty{}, b.FlagResult(ctx, r.Server, r.Tool, r.Findings, r.Blocked)
 	}),
@@ -221,6 +228,16 @@ func (c *Client) Enforce(ctx context.Context, server string, l *monitor.Listing)
 
 func (c *Client) Allowed(ctx context.Context, server string) (monitor.Allowed, error) {
 	return call[monitor.Allowed](ctx, c, "allowed", serverReq{Server: server})
+}
+
+type generationResp struct {
+	Generation uint64 `json:"generation"`
+}
+
+// Generation asks the daemon for its approvals generation.
+func (c *Client) Generation(ctx context.Context) (uint64, error) {
+	r, err := call[generationResp](ctx, c, "generation", empty{})
+	return r.Generation, err
 }
 
 func (c *Client) FlagResult(ctx context.Context, server, tool string, findings []rugwatch.Finding, blocked bool) error {

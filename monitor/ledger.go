@@ -59,6 +59,10 @@ const EventAlertTest rugwatch.EventType = "alert.test"
 type Ledger struct {
 	DB       *store.DB
 	Verifier Verifier
+	// Gen, when set, is the daemon's approvals generation: it moves on
+	// every write that may change what a proxy lets pass (see
+	// Generation). nil: this Ledger keeps none (the CLI's, offline).
+	Gen func() uint64
 	// Servers is every configured server in config order; Where names the
 	// config for errors about unknown servers.
 	Servers []ServerRef
@@ -99,6 +103,21 @@ func (l *Ledger) afterWrite(ctx context.Context) error {
 		return nil
 	}
 	return l.AfterWrite(ctx)
+}
+
+// ErrNoGeneration says a backend keeps no approvals generation: a proxy
+// then relies on its periodic re-read alone.
+var ErrNoGeneration = errors.New("no approvals generation kept here")
+
+// Generation is the daemon's approvals generation. A proxy compares it
+// before each call with the one its allowed set was read at and reads the
+// set again when it moved, so a revocation or a drift is in force for
+// calls before the command that caused it returns.
+func (l *Ledger) Generation(context.Context) (uint64, error) {
+	if l.Gen == nil {
+		return 0, ErrNoGeneration
+	}
+	return l.Gen(), nil
 }
 
 // appendEvent appends e and hands it to InTx in the same transaction.

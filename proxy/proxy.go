@@ -122,6 +122,9 @@ type session struct {
 	initialized atomic.Bool
 	// relistBusy and relistAgain coalesce the server's list_changed (relay.go).
 	relistBusy, relistAgain atomic.Bool
+	// gen is the backend's approvals generation the allowed set was last
+	// read at by freshen (0: none yet).
+	gen atomic.Uint64
 
 	mu      sync.Mutex
 	allowed monitor.Allowed            // what passes now
@@ -324,6 +327,9 @@ func (s *session) handle(ctx context.Context, req *jsonrpc.Request) *jsonrpc.Res
 		return s.listTools(ctx, req)
 	case "logging/setLevel":
 		return s.setLevel(ctx, req)
+	}
+	if req.Method == "tools/call" {
+		s.freshen(ctx)
 	}
 	up, err := s.upstream(ctx)
 	if err != nil {
@@ -591,7 +597,42 @@ func (s *session) relist(ctx context.Context) bool {
 
 // refresh re-reads the allowed set without listing upstream.
 func (s *session) refresh(ctx context.Context) bool {
-	allowed, err := s.opts.shared.read(s.opts.Server, s.opts.Refresh/2, func() (monitor.Allowed, error) {
+	return s.refreshAt(ctx, 0)
+}
+
+// generationOf is the backend's approvals generation, where it keeps one
+// (the daemon does; a proxy that opens the store itself has none).
+type generationOf interface {
+	Generation(ctx context.Context) (uint64, error)
+}
+
+// freshen reads the allowed set again, before a call is decided, when the
+// backend's approvals generation moved since it was last read: a
+// revocation or a drift is in force for calls before the command that
+// caused it returns. Without a generation the periodic re-read (Refresh)
+// is all there is.
+func (s *session) freshen(ctx context.Context) {
+	var g uint64
+	err := s.withBackend(ctx, func(b Backend) error {
+		gb, ok := b.(generationOf)
+		if !ok {
+			return monitor.ErrNoGeneration
+		}
+		var err error
+		g, err = gb.Generation(ctx)
+		return err
+	})
+	if err != nil || g == s.gen.Load() {
+		return
+	}
+	s.refreshAt(ctx, g)
+	s.gen.Store(g)
+}
+
+// refreshAt reads the allowed set, at approvals generation gen (0:
+// unknown), and installs it.
+func (s *session) refreshAt(ctx context.Context, gen uint64) bool {
+	allowed, err := s.opts.shared.read(s.opts.Server, s.opts.Refresh/2, gen, func() (monitor.Allowed, error) {
 		var allowed monitor.Allowed
 		err := s.withBackend(ctx, func(b Backend) error {
 			var err error

@@ -23,6 +23,7 @@ type allowedEntry struct {
 	mu      sync.Mutex // held while reading: concurrent readers wait and share
 	allowed monitor.Allowed
 	at      time.Time
+	gen     uint64 // the approvals generation the reading was taken at; 0 unknown
 }
 
 func newAllowedCache() *allowedCache {
@@ -40,16 +41,18 @@ func (c *allowedCache) entry(server string) *allowedEntry {
 	return e
 }
 
-// read returns a reading of server's allowed set no older than maxAge,
-// taking one with fn when there is none.
-func (c *allowedCache) read(server string, maxAge time.Duration, fn func() (monitor.Allowed, error)) (monitor.Allowed, error) {
+// read returns a reading of server's allowed set no older than maxAge and,
+// when gen is known (not 0), taken at that approvals generation or later,
+// taking one with fn (at gen) when there is none: a reading from before a
+// revocation is never handed on after it.
+func (c *allowedCache) read(server string, maxAge time.Duration, gen uint64, fn func() (monitor.Allowed, error)) (monitor.Allowed, error) {
 	if c == nil {
 		return fn()
 	}
 	e := c.entry(server)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if !e.at.IsZero() && time.Since(e.at) < maxAge {
+	if !e.at.IsZero() && time.Since(e.at) < maxAge && (gen == 0 || e.gen >= gen) {
 		return e.allowed, nil
 	}
 	a, err := fn()
@@ -57,7 +60,7 @@ func (c *allowedCache) read(server string, maxAge time.Duration, fn func() (moni
 		e.at = time.Time{}
 		return a, err
 	}
-	e.allowed, e.at = a, time.Now()
+	e.allowed, e.at, e.gen = a, time.Now(), gen
 	return a, nil
 }
 
@@ -68,6 +71,6 @@ func (c *allowedCache) put(server string, a monitor.Allowed) {
 	}
 	e := c.entry(server)
 	e.mu.Lock()
-	e.allowed, e.at = a, time.Now()
+	e.allowed, e.at, e.gen = a, time.Now(), 0
 	e.mu.Unlock()
 }

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -111,6 +112,11 @@ type daemon struct {
 	// tokenFile holds the listeners' bearer token where the config names
 	// none: init's, or an ephemeral run's own.
 	tokenFile string
+
+	// gen is the approvals generation: it moves on every write that may
+	// change what a proxy lets pass, and a proxy compares it before each
+	// call (monitor.Ledger.Generation). It starts at 1, so 0 means unknown.
+	gen atomic.Uint64
 }
 
 // httpToken and proxyToken resolve the listeners' bearer tokens from the
@@ -212,6 +218,7 @@ func (d *daemon) Start(ctx context.Context, cfg *configs.Config) (cleanup func()
 		return cleanup, err
 	}
 	d.ctx, d.cancel = context.WithCancel(ctx)
+	d.gen.Store(1)
 	undo = append(undo, d.cancel)
 	bi := readBuildInfo()
 	d.metrics = ops.NewMetrics(ops.StoreSource{DB: db, Watching: func() int {
@@ -279,6 +286,7 @@ func (d *daemon) startProxy(cfg *configs.Config) error {
 		h.Hosts = append(h.Hosts, cfg.ProxyListen)
 	}
 	h.Token = d.proxyToken
+	h.MaxSessionsPerClient = cfg.Proxy.MaxSessionsPerClient
 	h.Start(d.ctx)
 	d.proxyHTTP = h
 	// No WriteTimeout: it would cut every event stream. Bodies are bounded
@@ -452,7 +460,8 @@ func (d *daemon) startDispatcher() {
 func (d *daemon) backend() control.Backend {
 	cfg, ver, al := d.current()
 	l := d.app.ledger(cfg, d.db, ver, al)
-	l.AfterWrite = func(context.Context) error { d.wake(); return nil }
+	l.AfterWrite = func(context.Context) error { d.gen.Add(1); d.wake(); return nil }
+	l.Gen = d.gen.Load
 	l.Poll = d.fleet.PollNow
 	d.mu.RLock()
 	l.Recorder = d.rec
@@ -461,6 +470,7 @@ func (d *daemon) backend() control.Backend {
 	// `rugwatch proxy` through the control socket) is logged and counted
 	// like a poll's events.
 	return monitor.Observed{Ledger: l, OnEvent: func(e rugwatch.Event) {
+		d.gen.Add(1)
 		monitor.LogEvent(d.app.log, e)
 		d.metrics.Event(e)
 	}}
@@ -487,7 +497,9 @@ func (d *daemon) apply(cfg *configs.Config) error {
 		// fleet is memory nothing reads (a one-shot check never does).
 		p.Sightings = &d.app.sightings
 	}
-	p.OnEvent = func(e rugwatch.Event) { d.wake(); d.metrics.Event(e) }
+	// An event of a poll may move what a proxy lets pass (a drift): the
+	// approvals generation moves with it.
+	p.OnEvent = func(e rugwatch.Event) { d.gen.Add(1); d.wake(); d.metrics.Event(e) }
 	p.Observer = d.metrics
 	specs, err := d.app.specs(cfg, nil)
 	if err != nil {

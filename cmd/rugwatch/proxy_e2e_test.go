@@ -695,9 +695,10 @@ func withBearer(t *testing.T, target, token string) string {
 			r.Out.Header.Set("Origin", "http://"+u.Host)
 		}
 	}, FlushInterval: -1}
-	hs := httptest.NewServer(rp)
+	hs := httptest.NewUnstartedServer(rp)
+	self = hs.Listener.Addr().String() // before any request reads it
+	hs.Start()
 	t.Cleanup(hs.Close)
-	self = hs.Listener.Addr().String()
 	return hs.URL
 }
 
@@ -832,9 +833,12 @@ func TestProxyConformanceGoSDK(t *testing.T) {
 func compareConformance(t *testing.T, direct string) {
 	t.Helper()
 	dir := t.TempDir()
+	// The suite opens a session per scenario and leaves them open: one
+	// client of thirty sessions, where the default allows sixteen.
 	cfg := writeConfig(t, dir, fmt.Sprintf(`ephemeral: true
 approve_first_seen: true
 proxy_listen: 127.0.0.1:0
+proxy: { max_sessions_per_client: 64 }
 defaults: { schedule: "@every 1h", timeout: 30s }
 servers:
   - name: everything
@@ -914,4 +918,39 @@ servers:
 	for _, n := range names {
 		t.Logf("  %-32s direct %-5v proxied %v", n, conformancePassed(dres[n]), conformancePassed(pres[n]))
 	}
+}
+
+// TestRevokeInForceWhenItReturns: with serve running, a revocation made from
+// the CLI is in force for the next call of every client, over stdio
+// (`rugwatch proxy`, which asks the daemon) and over proxy_listen, the
+// moment the command returns; the issue saw 24 calls forwarded in the
+// 0.3 s after revoke returned.
+func TestRevokeInForceWhenItReturns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end")
+	}
+	r := newProxyRig(t, "proxy_listen: 127.0.0.1:0")
+	d := startDaemon(t, r.env, "serve", "--config", r.cfg)
+	l, _ := d.wait(0, 60*time.Second, func(l logLine) bool { return l.str("msg") == "proxy listening" })
+	tok := readToken(t, filepath.Join(r.dir, ".config", "rugwatch", "token"))
+	env := append(slices.Clone(r.env), "RUGWATCH_TEST_BEARER="+tok)
+	clients := map[string]*tsClient{
+		"stdio":        startTS(t, env, append([]string{"stdio", rugwatchBin(t)}, r.proxyArgs("everything")...)...),
+		"proxy_listen": startTS(t, env, "http", "http://"+l.str("proxy_listen")+"/mcp/everything"),
+	}
+	for name, c := range clients {
+		if got := resultText(t, mustCall(t, c, "get-sum", map[string]any{"a": 2, "b": 3})); !strings.Contains(got, "5") {
+			t.Fatalf("%s: get-sum before the revocation: %q", name, got)
+		}
+	}
+	r.run(t, 0, "revoke", "everything", "get-sum", "--reason", "in force at once")
+	for name, c := range clients {
+		if res, _, _ := c.call("get-sum", map[string]any{"a": 2, "b": 3}); res != nil {
+			t.Errorf("%s: a call right after revoke returned was forwarded: %s", name, res)
+		}
+	}
+	for _, c := range clients {
+		c.close()
+	}
+	d.stop()
 }

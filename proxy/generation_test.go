@@ -1,0 +1,58 @@
+package proxy
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// A revocation is in force for the very next call, not at the proxy's next
+// periodic re-read: the proxy compares the backend's approvals generation
+// before each call. Without a generation the same call still passes (the
+// re-read every Refresh is all there is), so the test can fail.
+func TestRevocationInForceBeforeTheCommandReturns(t *testing.T) {
+	for _, withGen := range []bool{true, false} {
+		name := map[bool]string{true: "generation", false: "no generation"}[withGen]
+		t.Run(name, func(t *testing.T) {
+			r := newRig(t)
+			var gen atomic.Uint64
+			gen.Store(1)
+			if withGen {
+				r.ledger.Gen = gen.Load
+				r.ledger.AfterWrite = func(context.Context) error { gen.Add(1); return nil }
+			}
+			first, _ := r.connect(r.options(ResultsFlag), nil)
+			toolNames(t, first) // recorded: pending
+			r.approve("echo")
+			opts := r.options(ResultsFlag)
+			// No periodic re-read within the test: only the generation
+			// can bring the revocation in.
+			opts.Refresh = time.Hour
+			opts.Watch = nil
+			cs, _ := r.connect(opts, nil)
+			toolNames(t, cs)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			call := func() error {
+				_, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "x"}})
+				return err
+			}
+			if err := call(); err != nil {
+				t.Fatalf("an approved call: %v", err)
+			}
+			if _, err := r.ledger.Revoke(ctx, "up", []string{"echo"}, false, "test"); err != nil {
+				t.Fatal(err)
+			}
+			err := call()
+			if withGen && err == nil {
+				t.Fatal("a call right after the revocation returned was forwarded")
+			}
+			if !withGen && err != nil {
+				t.Fatalf("without a generation the call was refused (%v): the test cannot tell the generation works", err)
+			}
+		})
+	}
+}
