@@ -57,11 +57,11 @@ func TestLoadExample(t *testing.T) {
 		ReadFile:  func(string) ([]byte, error) { return nil, os.ErrNotExist },
 	})
 	for _, want := range []string{
-		`rugwatch.example.yaml:68: servers[0] "everything": env.API_KEY: ${env:EVERYTHING_KEY}: not set`,
-		`rugwatch.example.yaml:76: servers[1] "remote": headers.Authorization: ${file:/run/secrets/remote_token}: no such file`,
-		`rugwatch.example.yaml:84: notify.webhooks[0] "ops": secret: ${env:RUGWATCH_WEBHOOK_SECRET}: not set`,
-		`rugwatch.example.yaml:85: notify.webhooks[0] "ops": secrets[0]: ${file:./old_webhook_secret}: no such file`,
-		`rugwatch.example.yaml:94: notify.email[0] "security": password: ${env:SMTP_PASSWORD}: not set`,
+		`rugwatch.example.yaml:84: servers[0] "everything": env.API_KEY: ${env:EVERYTHING_KEY}: not set`,
+		`rugwatch.example.yaml:92: servers[1] "remote": headers.Authorization: ${file:/run/secrets/remote_token}: no such file`,
+		`rugwatch.example.yaml:100: notify.webhooks[0] "ops": secret: ${env:RUGWATCH_WEBHOOK_SECRET}: not set`,
+		`rugwatch.example.yaml:101: notify.webhooks[0] "ops": secrets[0]: ${file:./old_webhook_secret}: no such file`,
+		`rugwatch.example.yaml:110: notify.email[0] "security": password: ${env:SMTP_PASSWORD}: not set`,
 	} {
 		if err == nil || !containsLine(err.Error(), want) {
 			t.Errorf("CheckReferences error lacks line\n%s\ngot:\n%v", want, err)

@@ -14,6 +14,9 @@ type Proxy struct {
 	// Origins are extra Origin header values proxy_listen accepts besides
 	// its own loopback ones (browser-based clients).
 	Origins []string `yaml:"origins"`
+	// MaxSessionsPerClient bounds the sessions one client (address, and
+	// bearer once checked) holds open on proxy_listen; default 16.
+	MaxSessionsPerClient int `yaml:"max_sessions_per_client"`
 }
 
 // validateProxy checks proxy and proxy_listen.
@@ -22,6 +25,9 @@ func (v *validator) validateProxy(c *Config) {
 	case "", "flag", "block", "redact":
 	default:
 		v.fail("proxy.results", "must be flag, block or redact, not %q", c.Proxy.Results)
+	}
+	if c.Proxy.MaxSessionsPerClient < 0 || (c.Proxy.MaxSessionsPerClient == 0 && v.c.has("proxy.max_sessions_per_client")) {
+		v.fail("proxy.max_sessions_per_client", "must be greater than 0")
 	}
 	if c.ProxyListen == "" {
 		return

@@ -310,6 +310,28 @@ type treeEntry struct {
 	target string // symlinks
 }
 
+// codeExt are the file names a runtime loads as code or package metadata.
+var codeExt = map[string]bool{
+	".js": true, ".mjs": true, ".cjs": true, ".jsx": true, ".ts": true, ".mts": true, ".cts": true, ".tsx": true,
+	".json": true, ".node": true, ".wasm": true, ".py": true, ".pyc": true, ".pth": true, ".so": true, ".sh": true,
+}
+
+// loadable says whether an entry of a package tree can change what runs:
+// a symlink, an executable, a file a runtime loads (by its name). What a
+// server writes beside its code (server-memory keeps its graph in its own
+// package directory, memory.jsonl) is data, and pinning it would raise a
+// launch drift after every session that wrote it. Directories count
+// through the paths of the files in them.
+func loadable(e treeEntry) bool {
+	switch e.kind {
+	case "symlink":
+		return true
+	case "file":
+		return e.exec || codeExt[strings.ToLower(path.Ext(e.rel))]
+	}
+	return false
+}
+
 // hashTree is the digest of the tree at rel below root (see readTree):
 // "sha256:<hex>" over every entry below it, in the order of their relative paths, each as its
 // quoted path, its kind, and for a regular file its execute bit, size and
@@ -321,6 +343,9 @@ func hashTree(ctx context.Context, cache *HashCache, root, rel string) (string, 
 	}
 	h := sha256.New()
 	for _, e := range entries {
+		if !loadable(e) {
+			continue
+		}
 		fmt.Fprintf(h, "%s %s", strconv.Quote(e.rel), e.kind)
 		switch e.kind {
 		case "file":

@@ -101,7 +101,18 @@ func TestHashTreeChanges(t *testing.T) {
 			return rewriteKeepingMtime(in(dir, "node_modules/dep/a.js"), "module.exports = 2;\n")
 		}, true},
 		{"new file", func(dir string) error { return os.WriteFile(in(dir, "dist/extra.js"), nil, 0o644) }, true},
-		{"new empty directory", func(dir string) error { return os.Mkdir(in(dir, "dist/more"), 0o755) }, true},
+		// Data a server writes beside its code is not what runs (see
+		// loadable): server-memory keeps its graph in its own package.
+		{"new empty directory", func(dir string) error { return os.Mkdir(in(dir, "dist/more"), 0o755) }, false},
+		{"a data file written beside the code", func(dir string) error {
+			return os.WriteFile(in(dir, "dist/memory.jsonl"), []byte(`{"type":"entity"}`), 0o644)
+		}, false},
+		{"a package shadowing a dependency", func(dir string) error {
+			if err := os.MkdirAll(in(dir, "dist/node_modules/dep"), 0o755); err != nil {
+				return err
+			}
+			return os.WriteFile(in(dir, "dist/node_modules/dep/index.js"), []byte("evil"), 0o644)
+		}, true},
 		{"removed file", func(dir string) error { return os.Remove(in(dir, "dist/deep/data.json")) }, true},
 		{"renamed file", func(dir string) error {
 			return os.Rename(in(dir, "dist/deep/data.json"), in(dir, "dist/deep/data2.json"))
@@ -121,7 +132,8 @@ func TestHashTreeChanges(t *testing.T) {
 			}
 			return os.Symlink("../data.json", p)
 		}, true},
-		{"fifo added", func(dir string) error { return syscall.Mkfifo(in(dir, "dist/pipe"), 0o644) }, true},
+		{"fifo added", func(dir string) error { return syscall.Mkfifo(in(dir, "dist/pipe"), 0o644) }, false},
+		{"an executable added", func(dir string) error { return os.WriteFile(in(dir, "dist/run"), []byte("#!/bin/sh\n"), 0o755) }, true},
 	}
 	var first string
 	for _, c := range cases {

@@ -406,6 +406,8 @@ func (in npxInstall) verifyInstalled(ctx context.Context, cache *HashCache, name
 			if ok {
 				diffs = append(diffs, strconv.Quote(e.rel)+" is a directory, a file in the tarball")
 			}
+		case !ok && !loadable(e):
+			// Data the server wrote beside its code (see loadable).
 		case !ok:
 			diffs = append(diffs, strconv.Quote(e.rel)+" is installed but not in the tarball")
 		case e.kind != "file":
