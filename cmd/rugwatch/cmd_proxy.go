@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"sync"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -92,11 +94,32 @@ func (a *App) proxyOptions(cfg *configs.Config, srv configs.Server, backend func
 
 // proxyBackend opens a backend per operation: the daemon's socket when
 // serve runs, else the store, held only for the operation so that many
-// proxies and the CLI take turns instead of locking each other out.
+// proxies and the CLI take turns instead of locking each other out. A
+// daemon found once is kept while its socket is there: the proxy asks it
+// before every call (the approvals generation), and a ping and a fresh
+// connection per call would cost more than the question.
 func (a *App) proxyBackend(cfg *configs.Config) func(context.Context) (proxy.Backend, func(), error) {
+	sock := socketPath(cfg)
+	var mu sync.Mutex
+	var daemon *control.Client
 	return func(ctx context.Context) (proxy.Backend, func(), error) {
-		if c, ok := control.Dial(ctx, socketPath(cfg)); ok {
-			return c, func() { c.Close() }, nil
+		mu.Lock()
+		c := daemon
+		mu.Unlock()
+		if c != nil {
+			if fi, err := os.Stat(sock); err == nil && fi.Mode()&os.ModeSocket != 0 {
+				return c, func() {}, nil
+			}
+			mu.Lock()
+			daemon = nil
+			mu.Unlock()
+			c.Close()
+		}
+		if c, ok := control.Dial(ctx, sock); ok {
+			mu.Lock()
+			daemon = c
+			mu.Unlock()
+			return c, func() {}, nil
 		}
 		// A session that is ending asks nothing more: falling back to the
 		// store here waited on the daemon's lock for its timeout, a second
