@@ -79,6 +79,13 @@ func codePaths(path string, args, env []string) (exe string, paths []string, err
 		paths = append(paths, p)
 	}
 	add(codeRoot(exe, false))
+	if clean := filepath.Clean(path); clean != exe && !isSystem(clean) {
+		// A runtime reached through a link outside the system directories
+		// (a venv's bin/python → /usr/bin/python3.11): the runtime finds
+		// its environment beside the link (pyvenv.cfg, site-packages), so
+		// the link's installation prefix is code too.
+		add(codeRoot(clean, true))
+	}
 	if interp := shebang(exe); interp != "" {
 		if ip, err := interpreterPath(interp, env); err == nil {
 			add(codeRoot(ip, true))
