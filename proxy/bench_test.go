@@ -63,6 +63,12 @@ type benchPair struct {
 func newBenchPair(b *testing.B) benchPair {
 	b.Helper()
 	r := newRigWith(b, newBenchUpstream(b))
+	// As in serve: the daemon keeps an approvals generation that moves
+	// with every write, and the proxy asks it before each call.
+	var gen atomic.Uint64
+	gen.Store(1)
+	r.ledger.Gen = gen.Load
+	r.ledger.AfterWrite = func(context.Context) error { gen.Add(1); return nil }
 	h := &HTTP{Options: func(server string) (Options, bool) {
 		o := r.options(ResultsFlag)
 		// As configured in production: the rig's 20ms re-read would

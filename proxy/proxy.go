@@ -562,7 +562,19 @@ func (s *session) relist(ctx context.Context) bool {
 	// again (after a crash) may be another process or host serving the
 	// same definitions, and its identity must be recorded (and drift
 	// found) at once, not after recordEvery.
+	gen := s.generation(ctx)
 	if !rec.at.IsZero() && time.Since(rec.at) < recordEvery && sameDigests(live, rec.tools) && l.InstructionsDigest == rec.instructions && pins == rec.pins {
+		// Nothing written since the allowed set was read (the approvals
+		// generation has not moved): it stands as it is, without reading
+		// and verifying every approval again for each client listing.
+		if gen != 0 && gen == s.gen.Load() {
+			s.mu.Lock()
+			current := s.allowed
+			s.mu.Unlock()
+			if current.Version == rec.version {
+				return s.install(current, live)
+			}
+		}
 		var current monitor.Allowed
 		err := s.withBackend(ctx, func(b Backend) error {
 			var err error
@@ -571,6 +583,7 @@ func (s *session) relist(ctx context.Context) bool {
 		})
 		if err == nil && current.Version == rec.version {
 			s.opts.shared.put(s.opts.Server, current)
+			s.gen.Store(gen)
 			return s.install(current, live)
 		}
 	}
@@ -588,6 +601,10 @@ func (s *session) relist(ctx context.Context) bool {
 		return s.failClosed(live)
 	}
 	s.opts.shared.put(s.opts.Server, allowed)
+	// The generation read before Enforce: a write since (a drift Enforce
+	// itself recorded, a revocation meanwhile) moved it past gen, and the
+	// next call reads the allowed set again.
+	s.gen.Store(gen)
 	s.mu.Lock()
 	s.recorded.tools, s.recorded.instructions, s.recorded.version, s.recorded.at = live, l.InstructionsDigest, allowed.Version, time.Now()
 	s.recorded.pins = pins
@@ -612,6 +629,17 @@ type generationOf interface {
 // caused it returns. Without a generation the periodic re-read (Refresh)
 // is all there is.
 func (s *session) freshen(ctx context.Context) {
+	g := s.generation(ctx)
+	if g == 0 || g == s.gen.Load() {
+		return
+	}
+	s.refreshAt(ctx, g)
+	s.gen.Store(g)
+}
+
+// generation is the backend's approvals generation, 0 where it keeps none
+// or cannot say.
+func (s *session) generation(ctx context.Context) uint64 {
 	var g uint64
 	err := s.withBackend(ctx, func(b Backend) error {
 		gb, ok := b.(generationOf)
@@ -622,11 +650,10 @@ func (s *session) freshen(ctx context.Context) {
 		g, err = gb.Generation(ctx)
 		return err
 	})
-	if err != nil || g == s.gen.Load() {
-		return
+	if err != nil {
+		return 0
 	}
-	s.refreshAt(ctx, g)
-	s.gen.Store(g)
+	return g
 }
 
 // refreshAt reads the allowed set, at approvals generation gen (0:

@@ -561,6 +561,8 @@ func (d *daemon) Reload() {
 		log.Error("reload half applied", "error", err)
 		return
 	}
+	// Trusted keys or servers may have changed what passes.
+	d.gen.Add(1)
 	log.Info("config reloaded", "config", cfg.Path, "servers", len(cfg.Servers))
 }
 
