@@ -17,10 +17,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// The stages start from this package's initialisation, not from main:
+// Go initialises every package a binary imports before main runs, and
+// rugwatch's (the SDK, sigstore, the JSON Schema validator…) cost each
+// of the three stages milliseconds they have no use for. This package
+// imports only the standard library and x/sys, and its import path sorts
+// before most, so it runs early.
+func init() { Init() }
+
 // Init turns this process into one of the sandbox's stages when it was
 // started as one, and never returns then; otherwise it returns at once.
-// Call it first thing in main, and in TestMain of tests that start
-// sandboxed programs (the test binary is re-executed as the stages).
+// The package's own initialisation calls it; calling it first thing in
+// main, and in TestMain of tests that start sandboxed programs, is
+// harmless and says where the stages begin.
 func Init() {
 	stage := os.Getenv(stageEnv)
 	if stage == "" || len(os.Args) == 0 {
