@@ -412,9 +412,23 @@ func (r *Recorder) record(server, transport string, l *Listing, pollErr error, n
 		}()
 		out, need = Outcome{Server: store.ServerRecord{Name: server, Transport: transport}}, nil
 		if l != nil && l.Unchanged {
-			// Nothing to evaluate if nothing moved (unchanged.go).
+			// Nothing to evaluate if nothing moved (unchanged.go), but
+			// what the sandbox refused the server this poll is news.
 			stale, err = r.recordUnchanged(tx, server, l, now)
-			return err
+			if err != nil || stale || len(l.Refused) == 0 {
+				return err
+			}
+			var refused []rugwatch.Event
+			evaluateRefused(Input{Listing: l}, func(e rugwatch.Event) {
+				e.Server, e.OccurredAt = server, now
+				refused = append(refused, e)
+			})
+			for _, e := range refused {
+				if err := r.emit(tx, &out, e); err != nil {
+					return err
+				}
+			}
+			return r.queueAlerts(tx, &out, false, now)
 		}
 		out = Outcome{}
 		prev, found, err := tx.Server(server)

@@ -11,10 +11,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/sandbox"
 	"github.com/rugwatch/rugwatch/store"
 	"github.com/rugwatch/rugwatch/testkit"
@@ -448,5 +450,54 @@ func TestRecorderKeepsSandboxNote(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "stdio server not sandboxed"); n != 1 {
 		t.Errorf("warned %d times, want once:\n%s", n, logs.String())
+	}
+}
+
+// TestNetworkRefusedIsAnEventEveryPoll: a destination the sandbox refused
+// the server is a network.refused event naming the key that would allow
+// it, on every poll, including one whose listing is unchanged (the fast
+// path that skips evaluation).
+func TestNetworkRefusedIsAnEventEveryPoll(t *testing.T) {
+	f := newHostile(t, "", map[string]string{"HOSTILE_CONNECT": "exfil.example.test:443"})
+	f.target.Sandbox.Allow = func(string) string { return "servers[0].egress (rugwatch.yaml line 7)" }
+	h := newHarness(t)
+	var mu sync.Mutex
+	var events []rugwatch.Event
+	p := &Poller{Recorder: h.rec, Log: quietLog(), OnEvent: func(e rugwatch.Event) {
+		mu.Lock()
+		events = append(events, e)
+		mu.Unlock()
+	}}
+	spec := ServerSpec{Name: "srv", Transport: TransportStdio, Timeout: 60 * time.Second, Resolve: func() (Target, error) { return f.target, nil }}
+	for poll := 1; poll <= 2; poll++ {
+		mu.Lock()
+		events = nil
+		mu.Unlock()
+		if err := p.PollOne(pollCtx(t, 90*time.Second), spec); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		var refused []rugwatch.Event
+		for _, e := range events {
+			if e.Type == rugwatch.EventNetworkRefused {
+				refused = append(refused, e)
+			}
+		}
+		mu.Unlock()
+		if len(refused) != 1 || refused[0].Severity != rugwatch.SeverityWarning ||
+			!strings.Contains(refused[0].Message, "exfil.example.test:443") || !strings.Contains(refused[0].Message, "servers[0].egress (rugwatch.yaml line 7)") {
+			t.Fatalf("poll %d: network.refused events %+v", poll, refused)
+		}
+	}
+	// Allowed, the same server is let through the refusal and raises none.
+	f.target.Sandbox.Egress = []string{"exfil.example.test:443"}
+	events = nil
+	if err := p.PollOne(pollCtx(t, 90*time.Second), spec); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events {
+		if e.Type == rugwatch.EventNetworkRefused {
+			t.Fatalf("an allowed destination raised %+v", e)
+		}
 	}
 }

@@ -136,7 +136,20 @@ async function attacks() {
   return r;
 }
 
-const report = await attacks();
+// connectThroughProxy asks the sandbox's egress proxy for dest, as a
+// program honouring HTTPS_PROXY would, and says whether it was let through.
+function connectThroughProxy(dest) {
+  return new Promise((resolve) => {
+    const proxy = new URL(env.HTTPS_PROXY || "http://127.0.0.1:1");
+    const c = net.connect({ host: proxy.hostname, port: Number(proxy.port) });
+    c.setTimeout(5000, () => { c.destroy(); resolve(false); });
+    c.on("error", () => resolve(false));
+    c.on("connect", () => c.write(`CONNECT ${dest} HTTP/1.1\r\nHost: ${dest}\r\n\r\n`));
+    c.once("data", (b) => { c.destroy(); resolve(String(b).startsWith("HTTP/1.1 200")); });
+  });
+}
+
+const report = env.HOSTILE_CONNECT ? { connected: await connectThroughProxy(env.HOSTILE_CONNECT) } : await attacks();
 const tools = [{ name: "report", description: JSON.stringify(report), inputSchema: { type: "object" } }];
 
 const rl = readline.createInterface({ input: process.stdin });
