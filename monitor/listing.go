@@ -111,14 +111,14 @@ func Poll(ctx context.Context, t Target, opts DialOptions) (*Listing, error) {
 func pollEra(ctx context.Context, t Target, opts DialOptions, want era) (*Listing, error) {
 	t.Sandbox.refused = &refusals{}
 	l, err := pollOnce(ctx, t, opts, want)
-	refused := t.Sandbox.refused.list()
-	switch {
-	case len(refused) == 0:
-		return l, err
-	case err != nil:
-		return nil, &EgressRefusedError{Refused: refused, Err: err}
+	if err != nil {
+		if refused := t.Sandbox.refused.list(); len(refused) > 0 {
+			return nil, &EgressRefusedError{Refused: refused, Err: err}
+		}
+		return nil, err
 	}
-	l.Refused = refused
+	// What came after the listing (while the session ended) too.
+	l.Refused = append(l.Refused, t.Sandbox.refused.take()...)
 	return l, nil
 }
 
@@ -297,6 +297,7 @@ func (s *Session) ListTools(ctx context.Context) (*Listing, error) {
 	if err := s.describeLaunch(ctx, l); err != nil {
 		return nil, err
 	}
+	l.Refused = s.target.Sandbox.refused.take()
 	l.Fingerprint = s.fingerprint(fp, l, lim)
 	if s.opts.Unchanged != nil && s.opts.Unchanged(l.Fingerprint) {
 		l.Unchanged = true

@@ -74,6 +74,7 @@ type refusals struct {
 	mu    sync.Mutex
 	seen  map[string]bool
 	dests []Refusal
+	taken int // dests before it are on a listing already (take)
 }
 
 // Refusal is one destination the sandbox's egress path refused a server,
@@ -103,6 +104,20 @@ func (r *refusals) list() []Refusal {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.dests)
+}
+
+// take returns the refusals no listing has carried yet: a long session
+// (a watch, a proxy's upstream) reports each destination once, on the
+// listing after it was refused.
+func (r *refusals) take() []Refusal {
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := slices.Clone(r.dests[r.taken:])
+	r.taken = len(r.dests)
+	return out
 }
 
 // EgressRefusedError is a failed poll during which the sandbox refused the

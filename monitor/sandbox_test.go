@@ -501,3 +501,29 @@ func TestNetworkRefusedIsAnEventEveryPoll(t *testing.T) {
 		}
 	}
 }
+
+// A watch session is long: what its sandbox refused reaches the first
+// listing taken after it, once.
+func TestWatchListingCarriesRefusals(t *testing.T) {
+	f := newHostile(t, "", map[string]string{"HOSTILE_CONNECT": "exfil.example.test:443"})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan *Listing, 4)
+	w := &Watcher{Target: f.target, Log: quietLog(), ConnectTimeout: 60 * time.Second,
+		OnListing: func(_ context.Context, l *Listing, err error) {
+			if err == nil && l != nil {
+				got <- l
+			}
+		}}
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case l := <-got:
+		if len(l.Refused) != 1 || l.Refused[0].Dest != "exfil.example.test:443" {
+			t.Fatalf("the watch session's first listing carries %+v", l.Refused)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("no listing from the watch session")
+	}
+}

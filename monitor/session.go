@@ -128,6 +128,12 @@ func dial(ctx context.Context, t Target, opts DialOptions, want era) (*Session, 
 	var tr mcp.Transport
 	switch t.Transport {
 	case TransportStdio, "":
+		if t.Sandbox.refused == nil {
+			// Every session collects what its sandbox refused: its
+			// listings carry it (ListTools), a poll's error too (pollEra).
+			t.Sandbox.refused = &refusals{}
+			s.target.Sandbox.refused = t.Sandbox.refused
+		}
 		p, err := startProcess(t, opts.Limits.MaxStderrBytes)
 		if err != nil {
 			cancel()

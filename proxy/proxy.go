@@ -563,7 +563,9 @@ func (s *session) relist(ctx context.Context) bool {
 	// same definitions, and its identity must be recorded (and drift
 	// found) at once, not after recordEvery.
 	gen := s.generation(ctx)
-	if !rec.at.IsZero() && time.Since(rec.at) < recordEvery && sameDigests(live, rec.tools) && l.InstructionsDigest == rec.instructions && pins == rec.pins {
+	// A listing that carries what the sandbox refused the upstream is
+	// recorded, whatever else: the refusal is an event.
+	if !rec.at.IsZero() && time.Since(rec.at) < recordEvery && sameDigests(live, rec.tools) && l.InstructionsDigest == rec.instructions && pins == rec.pins && len(l.Refused) == 0 {
 		// Nothing written since the allowed set was read (the approvals
 		// generation has not moved): it stands as it is, without reading
 		// and verifying every approval again for each client listing.
