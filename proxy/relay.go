@@ -3,7 +3,9 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 )
@@ -26,7 +28,7 @@ func (s *session) Request(ctx context.Context, req *jsonrpc.Request) *jsonrpc.Re
 		delete(s.upIDs, upKey)
 		s.relayMu.Unlock()
 	}()
-	if err := s.client.Write(ctx, &jsonrpc.Request{ID: id, Method: req.Method, Params: req.Params}); err != nil {
+	if err := s.writeRequest(ctx, &jsonrpc.Request{ID: id, Method: req.Method, Params: req.Params}); err != nil {
 		return errorResponse(req.ID, jsonrpc.CodeInternalError, "rugwatch proxy: the client is gone")
 	}
 	select {
@@ -37,6 +39,36 @@ func (s *session) Request(ctx context.Context, req *jsonrpc.Request) *jsonrpc.Re
 		params, _ := json.Marshal(map[string]any{"requestId": id.Raw(), "reason": "the server's request ended"})
 		s.write(ctx, &jsonrpc.Request{Method: "notifications/cancelled", Params: params})
 		return errorResponse(req.ID, jsonrpc.CodeInternalError, "rugwatch proxy: the client did not answer in time")
+	}
+}
+
+// codeRejected is the go-sdk transport's "rejected by transport": over
+// Streamable HTTP, a request to the client with no stream to carry it.
+const codeRejected = -32005
+
+// writeRequest sends a request to the client. Over Streamable HTTP the
+// proxy's requests travel on the client's standalone stream, which the
+// SDKs open in the background after initialize: a server's elicitation or
+// sampling request that comes before it is refused by the transport, and
+// is tried again, briefly, rather than lost.
+func (s *session) writeRequest(ctx context.Context, req *jsonrpc.Request) error {
+	wait := time.NewTicker(20 * time.Millisecond)
+	defer wait.Stop()
+	deadline := time.NewTimer(5 * time.Second)
+	defer deadline.Stop()
+	for {
+		err := s.client.Write(ctx, req)
+		var we *jsonrpc.Error
+		if err == nil || !errors.As(err, &we) || we.Code != codeRejected {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-deadline.C:
+			return err
+		case <-wait.C:
+		}
 	}
 }
 
