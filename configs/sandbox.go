@@ -211,6 +211,12 @@ func (v *validator) sandboxKeys(p, network string, egress []string, r Resources,
 				v.fail(mp+".path", "lies inside %s, which no server may reach", pr)
 				break
 			}
+			// Covered only by path, a protected path inside a writable
+			// grant could be renamed out from under its cover.
+			if m.Mode == MountRW && strings.HasPrefix(pr, clean+"/") {
+				v.fail(mp+".path", "is granted rw and holds %s, which no server may reach: grant a directory beside it, or ro", pr)
+				break
+			}
 		}
 	}
 }

@@ -32,6 +32,8 @@ func TestSandboxKeyErrors(t *testing.T) {
 			`rugwatch.yaml:4: servers[0] "a": mounts[0].path: the whole host is not a grant; name the directory the server needs`},
 		{"mount data dir", "data_dir: /var/lib/rw\nservers:\n  - name: a\n    command: x\n    mounts: [{path: /var/lib/rw/servers}]\n",
 			`rugwatch.yaml:5: servers[0] "a": mounts[0].path: lies inside /var/lib/rw, which no server may reach`},
+		{"rw mount holding the data dir", "data_dir: /home/me/work/data\nservers:\n  - name: a\n    command: x\n    mounts: [{path: /home/me/work, mode: rw}]\n",
+			`rugwatch.yaml:5: servers[0] "a": mounts[0].path: is granted rw and holds /home/me/work/data, which no server may reach: grant a directory beside it, or ro`},
 		{"mount on a url server", "servers:\n  - name: a\n    url: https://h/\n    mounts: [{path: /srv}]\n",
 			`rugwatch.yaml:4: servers[0] "a": mounts: only for command servers: it confines a server rugwatch starts`},
 		{"unknown key", "servers:\n  - name: a\n    command: x\n    mounts: [{path: /srv, mdoe: rw}]\n",

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // systemPrefixes are the host directories every sandbox gets read-only
@@ -156,11 +157,16 @@ func scriptExt(p string) bool {
 // shebang is the interpreter a script's #! line names ("node" for
 // "#!/usr/bin/env node"), or "".
 func shebang(path string) string {
-	f, err := os.Open(path)
+	// Non-blocking and not through a link: a file swapped for a FIFO must
+	// not hang the daemon's poll, nor a link lead it elsewhere.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return ""
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return ""
+	}
 	buf := make([]byte, 256)
 	n, err := io.ReadFull(f, buf)
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {

@@ -72,3 +72,64 @@ func TestCodePaths(t *testing.T) {
 		})
 	}
 }
+
+// The init binds what the daemon checked and nothing else: a grant turned
+// into a link since, or replaced by another directory, is refused; a
+// writable grant holding a protected path is refused outright.
+func TestGrantsAreWhatWasChecked(t *testing.T) {
+	dir := outsideTmp(t)
+	grant := filepath.Join(dir, "work")
+	if err := os.MkdirAll(grant, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	spec := Spec{Path: "/bin/sh", Args: []string{"sh"}, Env: []string{"PATH=/usr/bin:/bin"}, Mounts: []Mount{{Path: grant}}}
+	is, err := plan(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := is.Binds[len(is.Binds)-1]
+	if b.Path != grant {
+		t.Fatalf("bind %+v", b)
+	}
+	fd, err := openGrant(b)
+	if err != nil {
+		t.Fatalf("the grant as checked: %v", err)
+	}
+	_ = os.NewFile(uintptr(fd), "grant").Close()
+
+	// Replaced by another directory of the same name.
+	if err := os.Rename(grant, grant+".old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(grant, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openGrant(b); err == nil {
+		t.Error("a directory put in the grant's place was opened")
+	}
+	// Replaced by a link to somewhere else.
+	if err := os.Remove(grant); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc", grant); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openGrant(b); err == nil {
+		t.Error("a link put in the grant's place was followed")
+	}
+
+	// A writable grant that holds a protected path.
+	data := filepath.Join(dir, "rw", "data")
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	spec.Mounts = []Mount{{Path: filepath.Dir(data), Write: true}}
+	spec.Protect = []string{data}
+	if _, err := plan(spec); err == nil {
+		t.Error("a writable grant holding the data dir was accepted")
+	}
+	spec.Mounts[0].Write = false
+	if _, err := plan(spec); err != nil {
+		t.Errorf("a read-only grant holding it (covered inside): %v", err)
+	}
+}

@@ -30,8 +30,10 @@ var etcFiles = []string{
 }
 
 // devNodes are the devices of the minimal /dev, bound from the host's (a
-// user namespace may not create device nodes).
-var devNodes = []string{"null", "zero", "full", "random", "urandom", "tty"}
+// user namespace may not create device nodes). Not tty: the program has no
+// controlling terminal (the launcher's own session), and none of the
+// user's is to be reached.
+var devNodes = []string{"null", "zero", "full", "random", "urandom"}
 
 // buildRoot assembles the program's root from nothing, the way bubblewrap
 // does: an empty tmpfs, the system directories read-only, a minimal /dev,
@@ -50,7 +52,7 @@ func buildRoot(sp *initSpec) (string, error) {
 		}
 	}()
 	for i, b := range sp.Binds {
-		fd, err := unix.Open(b.Path, unix.O_PATH|unix.O_CLOEXEC, 0)
+		fd, err := openGrant(b)
 		if err != nil {
 			return "granting " + b.Path, err
 		}
@@ -158,8 +160,61 @@ func bindSystem(src, dst string) error {
 	return bindReadOnly(src, dst, false)
 }
 
+// openGrant opens what the daemon saw at b.Path and nothing else: no link
+// on the way (a program that can write beside a grant could have put one
+// there since), and the same file (device and inode).
+func openGrant(b bind) (int, error) {
+	fd, err := unix.Openat2(unix.AT_FDCWD, b.Path, &unix.OpenHow{
+		Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS})
+	if errors.Is(err, unix.ENOSYS) {
+		// Before Linux 5.6: the final component at least.
+		fd, err = unix.Open(b.Path, unix.O_PATH|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	}
+	if err != nil {
+		return -1, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	if b.Ino != 0 && (st.Dev != b.Dev || st.Ino != b.Ino) {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%s is not the file the daemon checked (replaced meanwhile)", b.Path)
+	}
+	return fd, nil
+}
+
+// noLinks refuses a mount target under newRoot that a link leads through:
+// inside a writable grant the program could have made one, and a mount
+// (or a mount point created) through it would land outside the new root.
+func noLinks(dst string) error {
+	rel, ok := strings.CutPrefix(dst, newRoot+"/")
+	if !ok {
+		return fmt.Errorf("%s is not under the sandbox's root", dst)
+	}
+	at := newRoot
+	for _, part := range strings.Split(rel, "/") {
+		at += "/" + part
+		fi, err := os.Lstat(at)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&os.ModeSymlink != 0 {
+			return fmt.Errorf("%s leads through a link", strings.TrimPrefix(at, newRoot))
+		}
+	}
+	return nil
+}
+
 // bindGrant binds a granted path, held by fd, at dst.
 func bindGrant(b bind, fd int, dst string) error {
+	if err := noLinks(dst); err != nil {
+		return err
+	}
 	if err := mountPoint(dst, b.Dir); err != nil {
 		return err
 	}
@@ -296,8 +351,11 @@ func protect(sp *initSpec, r func(string) string) error {
 		if !exposed {
 			continue
 		}
+		if err := noLinks(r(p)); err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
 		var st unix.Stat_t
-		if err := unix.Stat(r(p), &st); err != nil {
+		if err := unix.Lstat(r(p), &st); err != nil {
 			if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.EACCES) {
 				continue
 			}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"syscall"
@@ -202,6 +203,10 @@ type bind struct {
 	Path  string `json:"path"`
 	Dir   bool   `json:"dir"`
 	Write bool   `json:"write"`
+	// Dev and Ino are what the daemon saw at Path: the init binds that
+	// file, or nothing.
+	Dev uint64 `json:"dev"`
+	Ino uint64 `json:"ino"`
 }
 
 // freshHome is where a program without a persistent HOME gets its own.
@@ -209,7 +214,7 @@ const freshHome = "/home/sandbox"
 
 // plan turns a Spec into what the init needs.
 func plan(s Spec) (initSpec, error) {
-	is := initSpec{Env: s.Env, Protect: cleanAll(s.Protect), Resources: s.Resources.withDefaults()}
+	is := initSpec{Env: s.Env, Protect: resolveAll(cleanAll(s.Protect)), Resources: s.Resources.withDefaults()}
 	var err error
 	if is.Network, err = ParseNetwork(string(s.Network)); err != nil {
 		return is, &SetupError{Step: "reading the spec", Err: err}
@@ -256,12 +261,23 @@ func plan(s Spec) (initSpec, error) {
 		if !filepath.IsAbs(p) {
 			return is, &SetupError{Step: "granting mounts", Err: fmt.Errorf("%s is not absolute", m.Path)}
 		}
+		// What is granted is what the path resolves to now; the init binds
+		// exactly that, refusing a link put in its way since.
+		real, err := filepath.EvalSymlinks(p)
+		if err != nil {
+			return is, &SetupError{Step: "granting " + p, Err: err}
+		}
 		for _, pr := range is.Protect {
-			if within(p, pr) {
+			if within(real, pr) {
 				return is, &SetupError{Step: "granting mounts", Err: fmt.Errorf("%s lies inside %s, which no server may reach", p, pr)}
 			}
+			// A protected path inside a writable grant is covered by path,
+			// and the program could rename its way around the cover.
+			if m.Write && within(pr, real) {
+				return is, &SetupError{Step: "granting mounts", Err: fmt.Errorf("%s is granted writable and holds %s, which no server may reach: grant a directory beside it, or read-only", p, pr)}
+			}
 		}
-		grants = append(grants, grant{p, m.Write})
+		grants = append(grants, grant{real, m.Write})
 	}
 	// Parents before children: a grant under /tmp lands on the fresh /tmp,
 	// one under a granted directory on top of that grant.
@@ -271,7 +287,11 @@ func plan(s Spec) (initSpec, error) {
 		if err != nil {
 			return is, &SetupError{Step: "granting " + g.path, Err: err}
 		}
-		is.Binds = append(is.Binds, bind{Path: g.path, Dir: fi.IsDir(), Write: g.write})
+		b := bind{Path: g.path, Dir: fi.IsDir(), Write: g.write}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			b.Dev, b.Ino = uint64(st.Dev), st.Ino
+		}
+		is.Binds = append(is.Binds, b)
 	}
 	switch {
 	case s.Dir != "":
@@ -308,6 +328,19 @@ func cleanAll(paths []string) []string {
 			p = abs
 		}
 		out = append(out, filepath.Clean(p))
+	}
+	return out
+}
+
+// resolveAll adds, for each path that resolves elsewhere through a link,
+// what it resolves to: a protected path is covered by what it is, and by
+// the name it was given.
+func resolveAll(paths []string) []string {
+	out := slices.Clone(paths)
+	for _, p := range paths {
+		if real, err := filepath.EvalSymlinks(p); err == nil && real != p {
+			out = append(out, real)
+		}
 	}
 	return out
 }
@@ -370,7 +403,11 @@ func (c *Cmd) startSandboxed() error {
 		Env:        []string{stageEnv + "=launch"},
 		ExtraFiles: extra,
 		// The launcher dies with the daemon; the init with the launcher.
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
+		// A session of its own: no controlling terminal reaches the
+		// program (from a terminal, it could take the foreground and read
+		// keystrokes, as bubblewrap's --new-session guards against), and
+		// as a session leader it leads the process group Kill ends.
+		SysProcAttr: &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL},
 	}
 	if raceBuild {
 		cmd.Env = append(cmd.Env, "GORACE=atexit_sleep_ms=0")
