@@ -390,13 +390,51 @@ func refuseLocal(_, address string, _ syscall.RawConn) error {
 	return nil
 }
 
+// specialPrefixes are the ranges a public name has no business resolving
+// to: private networks (the host's LAN, a Docker bridge), carrier-grade
+// NAT (Alibaba's metadata service at 100.100.100.200), benchmarking, and
+// IPv6 unique-local (AWS's IPv6 metadata service, fd00:ec2::254) and
+// IPv4-translation ranges. An allow-list entry that is an address literal
+// still reaches them: the user named it.
+var specialPrefixes = []netip.Prefix{
+	netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("172.16.0.0/12"), netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("100.64.0.0/10"), netip.MustParsePrefix("198.18.0.0/15"), netip.MustParsePrefix("192.0.0.0/24"),
+	netip.MustParsePrefix("fc00::/7"), netip.MustParsePrefix("64:ff9b::/96"), netip.MustParsePrefix("64:ff9b:1::/48"),
+}
+
 // isLocal reports addresses that reach the host itself, its link (where
-// cloud metadata services live, 169.254.169.254) or no single host.
+// cloud metadata services live, 169.254.169.254), a private network, or
+// no single host; and any address of the host's own interfaces.
 func isLocal(ip netip.Addr) bool {
-	return ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
+	if ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
 		ip.IsMulticast() || ip.IsUnspecified() ||
 		// 0.0.0.0/8: Linux connects 0.x.y.z to the host itself.
-		(ip.Is4() && ip.As4()[0] == 0)
+		(ip.Is4() && ip.As4()[0] == 0) {
+		return true
+	}
+	for _, p := range specialPrefixes {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return hostAddress(ip)
+}
+
+// hostAddress reports whether ip is configured on one of this host's
+// interfaces (a service bound to 0.0.0.0 answers on all of them).
+func hostAddress(ip netip.Addr) bool {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return true // cannot tell: refuse
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if h, ok := netip.AddrFromSlice(n.IP); ok && h.Unmap() == ip {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (e *Egress) noteRefused(dest string) {

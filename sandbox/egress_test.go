@@ -382,6 +382,14 @@ func TestEgressNameResolvingToLocalIsRefused(t *testing.T) {
 		{"api.example.test", "169.254.169.254"},
 		{"api.example.test", "fe80::1"},
 		{"api.example.test", "224.0.0.1"},
+		// Private networks, carrier-grade NAT (Alibaba's metadata), IPv6
+		// unique-local (AWS's IPv6 metadata): a public name resolving
+		// there is DNS rebinding into the host's networks.
+		{"api.example.test", "10.1.2.3"},
+		{"api.example.test", "192.168.1.10"},
+		{"api.example.test", "172.17.0.1"},
+		{"api.example.test", "100.100.100.200"},
+		{"api.example.test", "fd00:ec2::254"},
 	} {
 		t.Run(tc.pattern+"="+tc.resolvesTo, func(t *testing.T) {
 			var refused recorder
