@@ -50,8 +50,8 @@
 // meets a network with no route out: its connection fails at once with
 // ENETUNREACH, which shows in the poll's error with its stderr. A name
 // that resolves to a loopback or link-local address (DNS rebinding, cloud
-// metadata at 169.254.169.254) is refused unless the allow-list names the
-// address itself. NetNone allows nothing; NetHost shares the host's
+// metadata at 169.254.169.254), a private network or one of the host's own
+// addresses is refused unless the allow-list names the address itself. NetNone allows nothing; NetHost shares the host's
 // network and is unsafe.
 //
 // # Resources and system calls
@@ -102,7 +102,11 @@
 //     unmounted to uncover what lies beneath.
 //
 // Each stage dies with its parent (SIGKILL as parent-death signal);
-// killing the launcher's process group ends the whole sandbox.
+// killing the launcher's process group ends the whole sandbox. The launcher
+// starts a session of its own, so no controlling terminal reaches the
+// program. Grants are bound as the daemon saw them: the init opens each
+// without following a link and checks its device and inode, and refuses a
+// mount target a link leads through.
 //
 // # Why our own init and not bubblewrap
 //
