@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"unicode"
@@ -640,6 +641,27 @@ func yamlString(s string) string {
 // discoverComment renders untrusted text for a YAML comment: one line, visible.
 func discoverComment(s string) string { return visible.Line(s) }
 
+// grantedDirs are the existing directories a discovered stdio server was
+// handed by absolute path (its args and cwd): under rugwatch's allow-list
+// sandbox it sees none of them unless granted. Never "/" (the whole host
+// is not a grant).
+func grantedDirs(s DiscoveredServer) []string {
+	var out []string
+	for _, p := range append(append([]string(nil), s.Args...), s.Cwd) {
+		if !filepath.IsAbs(p) {
+			continue
+		}
+		p = filepath.Clean(p)
+		if p == "/" || slices.Contains(out, p) {
+			continue
+		}
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 func WriteDiscoverYAML(w io.Writer, rep DiscoverReport, home string) error {
 	var b strings.Builder
 	files := 0
@@ -695,6 +717,16 @@ func WriteDiscoverYAML(w io.Writer, rep DiscoverReport, home string) error {
 				fmt.Fprintf(&b, "    cwd: %s\n", yamlString(s.Cwd))
 			}
 			writeYAMLMap(&b, "env", s.Env)
+			if dirs := grantedDirs(s); len(dirs) > 0 {
+				// The sandbox shows a server only what is granted: the
+				// directories the client handed it become explicit,
+				// read-only grants the user reviews here.
+				b.WriteString("    # the directories its args name, read-only; mode: rw if it must write there\n")
+				b.WriteString("    mounts:\n")
+				for _, d := range dirs {
+					fmt.Fprintf(&b, "      - {path: %s, mode: ro}\n", yamlString(d))
+				}
+			}
 		} else {
 			fmt.Fprintf(&b, "    url: %s\n", yamlString(s.URL))
 			fmt.Fprintf(&b, "    transport: %s\n", s.Transport)

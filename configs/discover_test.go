@@ -240,3 +240,28 @@ func TestNormalizeServerName(t *testing.T) {
 		t.Error(envRefName("9lives", "api-key"))
 	}
 }
+
+// A discovered server handed a directory by absolute path (a filesystem
+// server's root) gets it as a read-only grant, or under the sandbox it
+// would see nothing; "/" , files and relative args are never grants.
+func TestDiscoverGrantsTheDirectoriesArgsName(t *testing.T) {
+	dir, cwd := t.TempDir(), t.TempDir()
+	file := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep := DiscoverReport{Servers: []DiscoveredServer{{Name: "files", Transport: TransportStdio, Command: "npx",
+		Args: []string{"-y", "@modelcontextprotocol/server-filesystem", dir, dir + "/", "/", file, "rel/dir"}, Cwd: cwd}}}
+	var out bytes.Buffer
+	if err := WriteDiscoverYAML(&out, rep, t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse(out.Bytes(), filepath.Join(t.TempDir(), "rugwatch.yaml"))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	got := cfg.Servers[0].Mounts
+	if len(got) != 2 || got[0] != (Mount{Path: dir, Mode: MountRO}) || got[1] != (Mount{Path: cwd, Mode: MountRO}) {
+		t.Errorf("mounts %+v\n%s", got, out.String())
+	}
+}
