@@ -154,18 +154,33 @@ func (e *Egress) serveConnect(ctx context.Context, c net.Conn, br *bufio.Reader,
 	if up == nil {
 		return
 	}
+	if _, err := io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
+		_ = up.Close()
+		return
+	}
+	// From br, not c: it may hold bytes the client sent right after the
+	// headers, which belong to the tunnel. A tunnel has no half-close
+	// here: either side ending ends it.
+	relay(ctx, c, up, func() error {
+		_, _ = io.Copy(up, br)
+		return io.EOF
+	})
+}
+
+// relay runs send (client to upstream) and copies the upstream's answer to
+// the client at once, until the answer ends or send fails; ctx ending
+// closes both. up is closed when it returns.
+func relay(ctx context.Context, c, up net.Conn, send func() error) {
 	defer up.Close()
 	stopUp := context.AfterFunc(ctx, func() { _ = up.Close() })
 	defer stopUp()
-	if _, err := io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
-		return
-	}
-
 	var wg sync.WaitGroup
 	closeBoth := sync.OnceFunc(func() { _ = c.Close(); _ = up.Close() })
-	// From br, not c: it may hold bytes the client sent right after the
-	// headers, which belong to the tunnel.
-	wg.Go(func() { _, _ = io.Copy(up, br); closeBoth() })
+	wg.Go(func() {
+		if err := send(); err != nil {
+			closeBoth()
+		}
+	})
 	wg.Go(func() { _, _ = io.Copy(c, up); closeBoth() })
 	wg.Wait()
 }
@@ -204,25 +219,12 @@ func (e *Egress) serveForward(ctx context.Context, c net.Conn, req *http.Request
 	if up == nil {
 		return
 	}
-	defer up.Close()
-	stopUp := context.AfterFunc(ctx, func() { _ = up.Close() })
-	defer stopUp()
-
 	originForm(req, dest)
-
-	var wg sync.WaitGroup
-	closeBoth := sync.OnceFunc(func() { _ = c.Close(); _ = up.Close() })
 	// Writing the request and reading the answer run at once: an upstream
 	// may answer (100 Continue, or an early error) before the body is in.
-	wg.Go(func() {
-		if err := req.Write(up); err != nil {
-			closeBoth()
-		}
-	})
 	// The answer is copied as it comes: Connection: close makes the
 	// upstream end it by closing.
-	wg.Go(func() { _, _ = io.Copy(c, up); closeBoth() })
-	wg.Wait()
+	relay(ctx, c, up, func() error { return req.Write(up) })
 }
 
 // originForm turns a parsed proxy request into the one sent upstream: the
