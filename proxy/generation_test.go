@@ -56,3 +56,36 @@ func TestRevocationInForceBeforeTheCommandReturns(t *testing.T) {
 		})
 	}
 }
+
+// A backend that keeps no generation (a stdio proxy opening the store
+// itself) is not opened for every call just to learn that: between two
+// periodic re-reads it is asked once.
+func TestNoGenerationIsNotAskedPerCall(t *testing.T) {
+	r := newRig(t)
+	first, _ := r.connect(r.options(ResultsFlag), nil)
+	toolNames(t, first)
+	r.approve("echo")
+	opts := r.options(ResultsFlag)
+	opts.Refresh = time.Hour
+	opts.Watch = nil
+	inner := opts.Backend
+	var opened atomic.Int64
+	opts.Backend = func(ctx context.Context) (Backend, func(), error) {
+		opened.Add(1)
+		return inner(ctx)
+	}
+	cs, _ := r.connect(opts, nil)
+	toolNames(t, cs)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	before := opened.Load()
+	const calls = 20
+	for range calls {
+		if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "x"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := opened.Load() - before; n > 2 {
+		t.Errorf("%d calls opened the backend %d times", calls, n)
+	}
+}

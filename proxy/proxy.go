@@ -123,8 +123,10 @@ type session struct {
 	// relistBusy and relistAgain coalesce the server's list_changed (relay.go).
 	relistBusy, relistAgain atomic.Bool
 	// gen is the backend's approvals generation the allowed set was last
-	// read at by freshen (0: none yet).
-	gen atomic.Uint64
+	// read at by freshen (0: none yet); noGenUntil (unix ns) is until when
+	// a backend that keeps none is not asked again.
+	gen        atomic.Uint64
+	noGenUntil atomic.Int64
 
 	mu      sync.Mutex
 	allowed monitor.Allowed            // what passes now
@@ -642,6 +644,12 @@ func (s *session) freshen(ctx context.Context) {
 // generation is the backend's approvals generation, 0 where it keeps none
 // or cannot say.
 func (s *session) generation(ctx context.Context) uint64 {
+	// A backend that keeps none (a proxy opening the store itself, with no
+	// daemon) is not asked again before its next periodic re-read: asking
+	// opens the store, which a call must not pay for.
+	if until := s.noGenUntil.Load(); until != 0 && time.Now().UnixNano() < until {
+		return 0
+	}
 	var g uint64
 	err := s.withBackend(ctx, func(b Backend) error {
 		gb, ok := b.(generationOf)
@@ -652,6 +660,9 @@ func (s *session) generation(ctx context.Context) uint64 {
 		g, err = gb.Generation(ctx)
 		return err
 	})
+	if errors.Is(err, monitor.ErrNoGeneration) {
+		s.noGenUntil.Store(time.Now().Add(s.opts.Refresh).UnixNano())
+	}
 	if err != nil {
 		return 0
 	}
