@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -49,15 +52,31 @@ func newBenchUpstream(tb testing.TB) *upstream {
 				`"page":{"type":"integer","minimum":1},"limit":{"type":"integer","minimum":1,"maximum":100}},"required":["id"]}`),
 		}, echo)
 	}
+	// page returns a 64 KiB web page's text, the size of a browser tool's
+	// snapshot: what the result rules must scan on every call.
+	page := benchPage()
+	srv.AddTool(&mcp.Tool{Name: "page", Description: "Returns the text of the current page.",
+		InputSchema: json.RawMessage(`{"type":"object","properties":{},"additionalProperties":false}`)},
+		func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: page}}}, nil
+		})
 	hs := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil))
 	tb.Cleanup(hs.Close)
 	return &upstream{srv: srv, url: hs.URL}
 }
 
+// benchPage is 64 KiB of honest page text: prose, links, an address, a
+// little non-Latin script and numbers, nothing any rule should flag.
+func benchPage() string {
+	para := "The quarterly report lists revenue by region; see https://example.com/reports/q3 for the full tables. " +
+		"Contact sales@example.com with questions. Привет from the Moscow office: 1,234 units shipped in week 42.\n"
+	return strings.Repeat(para, 64*1024/len(para)+1)[:64*1024]
+}
+
 // benchPair is one upstream with every tool approved, and the URLs of it
 // directly and through proxy_listen.
 type benchPair struct {
-	direct, proxied string
+	direct, floor, proxied string
 }
 
 func newBenchPair(b *testing.B) benchPair {
@@ -80,7 +99,14 @@ func newBenchPair(b *testing.B) benchPair {
 	h.Hosts = LoopbackHosts(srv.Listener.Addr())
 	h.Start(context.Background())
 	b.Cleanup(func() { srv.Close(); h.Close() })
-	p := benchPair{direct: r.up.url, proxied: srv.URL + "/mcp/up"}
+	// The floor: a reverse proxy that forwards bytes and checks nothing,
+	// the least any HTTP hop between client and server costs here.
+	target, _ := url.Parse(r.up.url)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.FlushInterval = -1 // stream SSE at once, as an MCP relay must
+	floor := httptest.NewServer(rp)
+	b.Cleanup(floor.Close)
+	p := benchPair{direct: r.up.url, floor: floor.URL, proxied: srv.URL + "/mcp/up"}
 
 	// The first listing through the proxy records every tool (pending);
 	// approve them all, as `rugwatch approve up --all` would.
@@ -89,14 +115,14 @@ func newBenchPair(b *testing.B) benchPair {
 	if _, err := cs.ListTools(context.Background(), nil); err != nil {
 		b.Fatal(err)
 	}
-	names := []string{"echo"}
+	names := []string{"echo", "page"}
 	for i := 1; i < benchTools; i++ {
 		names = append(names, fmt.Sprintf("tool_%02d", i))
 	}
 	r.approve(names...)
 	res, err := cs.ListTools(context.Background(), nil)
-	if err != nil || len(res.Tools) != benchTools {
-		b.Fatalf("after approval the proxy lists %d tools (%v), want %d", len(res.Tools), err, benchTools)
+	if err != nil || len(res.Tools) != benchTools+1 {
+		b.Fatalf("after approval the proxy lists %d tools (%v), want %d", len(res.Tools), err, benchTools+1)
 	}
 	return p
 }
@@ -129,6 +155,7 @@ func (l latencies) report(b *testing.B) {
 func benchEach(b *testing.B, fn func(b *testing.B, url string)) {
 	p := newBenchPair(b)
 	b.Run("direct", func(b *testing.B) { fn(b, p.direct) })
+	b.Run("floor", func(b *testing.B) { fn(b, p.floor) })
 	b.Run("proxied", func(b *testing.B) { fn(b, p.proxied) })
 }
 
@@ -201,9 +228,55 @@ func BenchmarkToolsList50(b *testing.B) {
 			start := time.Now()
 			res, err := cs.ListTools(ctx, nil)
 			lat = append(lat, time.Since(start))
-			if err != nil || len(res.Tools) != benchTools {
+			if err != nil || len(res.Tools) != benchTools+1 {
 				b.Fatalf("list: %d tools, %v", len(res.Tools), err)
 			}
+		}
+		b.StopTimer()
+		lat.report(b)
+	})
+}
+
+// BenchmarkToolsCall64KiB: one client calling page, whose result is 64 KiB
+// of text that the proxy's result rules read in full.
+func BenchmarkToolsCall64KiB(b *testing.B) {
+	benchEach(b, func(b *testing.B, url string) {
+		cs := benchConnect(b, url)
+		defer cs.Close()
+		ctx := context.Background()
+		params := &mcp.CallToolParams{Name: "page", Arguments: map[string]any{}}
+		lat := make(latencies, 0, b.N)
+		b.SetBytes(64 * 1024)
+		b.ResetTimer()
+		for range b.N {
+			start := time.Now()
+			res, err := cs.CallTool(ctx, params)
+			lat = append(lat, time.Since(start))
+			if err != nil || res.IsError || len(res.Content) != 1 {
+				b.Fatalf("call: %+v %v", res, err)
+			}
+		}
+		b.StopTimer()
+		lat.report(b)
+	})
+}
+
+// BenchmarkSessionStart: a client connects (initialize, initialized),
+// lists the tools once and leaves, as an agent does on start.
+func BenchmarkSessionStart(b *testing.B) {
+	benchEach(b, func(b *testing.B, url string) {
+		ctx := context.Background()
+		lat := make(latencies, 0, b.N)
+		b.ResetTimer()
+		for range b.N {
+			start := time.Now()
+			cs := benchConnect(b, url)
+			res, err := cs.ListTools(ctx, nil)
+			lat = append(lat, time.Since(start))
+			if err != nil || len(res.Tools) != benchTools+1 {
+				b.Fatalf("list: %v", err)
+			}
+			cs.Close()
 		}
 		b.StopTimer()
 		lat.report(b)

@@ -124,7 +124,7 @@ func (h *HTTP) Start(ctx context.Context) {
 	h.sessions = map[string]*httpSession{}
 	h.perClient = map[string]int{}
 	h.changed = make(chan struct{})
-	h.allowed = newAllowedCache()
+	h.allowed = newAllowedCache(h.ctx)
 	if h.MaxSessions <= 0 {
 		h.MaxSessions = 1024
 	}
@@ -163,6 +163,7 @@ func (h *HTTP) Close() {
 	h.mu.Unlock()
 	h.cancel()
 	h.wg.Wait()
+	h.allowed.wg.Wait()
 }
 
 // Sessions is the number of sessions holding an upstream: the open ones

@@ -62,11 +62,13 @@ type Options struct {
 	// tool result's text to the rules' (see monitor.Classifier).
 	Classify func(ctx context.Context, tool, text string) []rugwatch.Finding
 	// Watch, when set, runs for the life of the session and calls changed
-	// whenever the server's tool list may have changed. A stdio server's
+	// whenever the server's tool list may have changed, with the listing
+	// that says so (nil when it has none). Over proxy_listen one runs for
+	// all the sessions of a server. A stdio server's
 	// list_changed arrives on the proxied session itself; over HTTP the
 	// notifications live on a stream of their own (the monitor's
 	// Watcher), which this hook supplies.
-	Watch func(ctx context.Context, changed func())
+	Watch func(ctx context.Context, changed func(*monitor.Listing))
 
 	// shared, when set (proxy_listen), lets the sessions of one server
 	// share their readings of the allowed set.
@@ -144,13 +146,12 @@ type session struct {
 	level string
 	// What this session last recorded through Enforce, and the allowed
 	// set's version it returned; zero until the first recording.
-	recorded struct {
-		tools        map[string]rugwatch.Digest
-		instructions rugwatch.Digest
-		pins         string // launch and remote identity (pinsOf)
-		version      string
-		at           time.Time
-	}
+	recorded recording
+	// ownListed says the upstream this session dialled has been listed:
+	// a session that started from the shared listing dials its own
+	// upstream lazily, and lists it before anything is forwarded, so
+	// that a launch or identity drift of that process fails it closed.
+	ownListed bool
 
 	// Requests the proxy sent the client for the server (sampling,
 	// elicitation, roots), by the id the client sees.
@@ -176,6 +177,17 @@ type session struct {
 	// life is the context of the whole session (a request's own ends
 	// with it): what initialize starts runs under it.
 	life context.Context
+}
+
+// recording is what a listing recorded through Enforce said: the live
+// digests, the instructions, who answered, and the allowed set's version
+// Enforce returned.
+type recording struct {
+	tools        map[string]rugwatch.Digest
+	instructions rugwatch.Digest
+	pins         string // launch and remote identity (pinsOf)
+	version      string
+	at           time.Time
 }
 
 // Serve proxies one client connection until it ends or ctx does. It
@@ -333,7 +345,7 @@ func (s *session) handle(ctx context.Context, req *jsonrpc.Request) *jsonrpc.Res
 	if req.Method == "tools/call" {
 		s.freshen(ctx)
 	}
-	up, err := s.upstream(ctx)
+	up, err := s.ownUpstream(ctx)
 	if err != nil {
 		if req.Method == "tools/call" {
 			// Refused first for what it is, if the tool is not approved.
@@ -371,32 +383,26 @@ func (s *session) initialize(ctx context.Context, req *jsonrpc.Request) *jsonrpc
 		return errorResponse(req.ID, jsonrpc.CodeInvalidParams, "initialize: "+err.Error())
 	}
 	s.caps = params.Capabilities
-	up, err := s.upstream(ctx)
-	if err != nil {
-		return errorResponse(req.ID, codeUpstream, "rugwatch proxy: "+err.Error())
+	// While another session's listing of this server is fresh, its
+	// handshake answers this client too, and the upstream is dialled only
+	// when a request must go there.
+	init, ok := s.opts.shared.greeting(s.opts.Server, s.generation(ctx))
+	if !ok {
+		up, err := s.upstream(ctx)
+		if err != nil {
+			return errorResponse(req.ID, codeUpstream, "rugwatch proxy: "+err.Error())
+		}
+		init = up.Init
 	}
 	if !s.initialized.CompareAndSwap(false, true) {
 		return errorResponse(req.ID, jsonrpc.CodeInvalidRequest, "rugwatch proxy: already initialized")
 	}
-	life := s.life
 	// List once now, so the allowed set and the live digests reflect this
 	// very server before the client asks for anything.
 	s.relist(ctx)
-	if s.opts.Watch != nil {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.opts.Watch(life, func() {
-				// Only a change the client would see is announced: the
-				// watcher's own first listing is not one.
-				if s.relist(life) {
-					s.toolsChanged(life)
-				}
-			})
-		}()
-	}
+	s.watch()
 
-	res := handshakeResult(up.Init)
+	res := handshakeResult(init)
 	version := protocolVersions[0]
 	for _, v := range protocolVersions {
 		if v == params.ProtocolVersion {
@@ -508,7 +514,11 @@ func (s *session) upstream(ctx context.Context) (*monitor.Session, error) {
 		s.log.Warn("proxy could not reach the server", "error", err)
 		return nil, fmt.Errorf("connecting to %s: %w", s.opts.Server, err)
 	}
+	s.mu.Lock()
+	s.ownListed = false
+	s.mu.Unlock()
 	s.up.Store(up)
+	s.opts.shared.greeted(s.opts.Server, up.Init)
 	if up.Stateless() {
 		// A 2026-07-28 server sends list_changed only on a
 		// subscriptions/listen: the proxy holds one open for the session.
@@ -530,12 +540,103 @@ func ended(up *monitor.Session) bool {
 	}
 }
 
-// relist takes a full upstream listing, records it and installs what may
-// pass. It reports whether the allowed set changed.
+// ownUpstream is the session's upstream, dialled now if it has none, and
+// listed before anything is forwarded to it if it never was: a stdio
+// server is a process of this session's own, and what it is (its launch
+// identity) is known, and checked against the approved one, only once
+// it has been listed.
+func (s *session) ownUpstream(ctx context.Context) (*monitor.Session, error) {
+	up, err := s.upstream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	listed := s.ownListed
+	s.mu.Unlock()
+	if !listed {
+		if s.listUpstream(ctx) {
+			s.toolsChanged(ctx)
+		}
+	}
+	return up, nil
+}
+
+// watch starts following the server's list_changed for this session:
+// over proxy_listen one watcher serves every session of the server, for
+// a stdio proxy the session's own (Options.Watch).
+func (s *session) watch() {
+	if s.opts.Watch == nil {
+		return
+	}
+	if s.opts.shared != nil {
+		leave := s.opts.shared.watch(s)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			<-s.life.Done()
+			leave()
+		}()
+		return
+	}
+	life := s.life
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.opts.Watch(life, func(*monitor.Listing) {
+			// Only a change the client would see is announced: the
+			// watcher's own first listing is not one.
+			if s.relist(life) {
+				s.toolsChanged(life)
+			}
+		})
+	}()
+}
+
+// relist installs what may pass from a listing of the server: the one
+// another session of this proxy_listen recorded, while it is fresh and
+// the approvals have not moved since, else a full upstream listing of its
+// own. It reports whether the allowed set changed.
 func (s *session) relist(ctx context.Context) bool {
 	if !s.initialized.Load() && s.up.Load() == nil {
 		return false
 	}
+	if changed, ok := s.installShared(ctx); ok {
+		return changed
+	}
+	return s.opts.shared.listing(s.opts.Server, func() bool {
+		// Another session may have listed while this one waited.
+		if changed, ok := s.installShared(ctx); ok {
+			return changed
+		}
+		return s.listUpstream(ctx)
+	})
+}
+
+// installShared installs the server's shared listing (ok), if it is
+// fresh and this session has no upstream of its own that was never
+// listed, and reports whether the allowed set changed.
+func (s *session) installShared(ctx context.Context) (changed, ok bool) {
+	if s.opts.shared == nil {
+		return false, false
+	}
+	s.mu.Lock()
+	mustListOwn := s.up.Load() != nil && !s.ownListed
+	s.mu.Unlock()
+	if mustListOwn {
+		return false, false
+	}
+	gen := s.generation(ctx)
+	l, ok := s.opts.shared.fresh(s.opts.Server, gen)
+	if !ok {
+		return false, false
+	}
+	s.gen.Store(gen)
+	return s.install(l.allowed, l.rec.tools), true
+}
+
+// listUpstream takes a full upstream listing, records it and installs
+// what may pass. It reports whether the allowed set changed.
+func (s *session) listUpstream(ctx context.Context) bool {
 	up, err := s.upstream(ctx)
 	if err != nil {
 		return s.install(monitor.Allowed{Server: s.opts.Server}, map[string]rugwatch.Digest{})
@@ -547,6 +648,9 @@ func (s *session) relist(ctx context.Context) bool {
 		s.log.Warn("proxy listing failed; serving no tools until the next one succeeds", "error", err)
 		return s.install(monitor.Allowed{Server: s.opts.Server}, map[string]rugwatch.Digest{})
 	}
+	s.mu.Lock()
+	s.ownListed = s.up.Load() == up
+	s.mu.Unlock()
 	live := make(map[string]rugwatch.Digest, len(l.Tools))
 	for _, t := range l.Tools {
 		live[t.Name] = t.Digest
@@ -559,6 +663,11 @@ func (s *session) relist(ctx context.Context) bool {
 	s.mu.Lock()
 	rec := s.recorded
 	s.mu.Unlock()
+	if rec.at.IsZero() {
+		// Recorded by another session of this proxy_listen: the same
+		// listing needs no second record either.
+		rec = s.opts.shared.lastRecording(s.opts.Server)
+	}
 	pins := pinsOf(l)
 	// Who answers counts as much as what it lists: an upstream dialled
 	// again (after a crash) may be another process or host serving the
@@ -576,6 +685,7 @@ func (s *session) relist(ctx context.Context) bool {
 			current := s.allowed
 			s.mu.Unlock()
 			if current.Version == rec.version {
+				s.opts.shared.recorded(s.opts.Server, rec, current, gen)
 				return s.install(current, live)
 			}
 		}
@@ -587,6 +697,7 @@ func (s *session) relist(ctx context.Context) bool {
 		})
 		if err == nil && current.Version == rec.version {
 			s.opts.shared.put(s.opts.Server, current)
+			s.opts.shared.recorded(s.opts.Server, rec, current, gen)
 			s.gen.Store(gen)
 			return s.install(current, live)
 		}
@@ -609,11 +720,37 @@ func (s *session) relist(ctx context.Context) bool {
 	// itself recorded, a revocation meanwhile) moved it past gen, and the
 	// next call reads the allowed set again.
 	s.gen.Store(gen)
+	rec = recording{tools: live, instructions: l.InstructionsDigest, pins: pins, version: allowed.Version, at: time.Now()}
 	s.mu.Lock()
-	s.recorded.tools, s.recorded.instructions, s.recorded.version, s.recorded.at = live, l.InstructionsDigest, allowed.Version, time.Now()
-	s.recorded.pins = pins
+	s.recorded = rec
 	s.mu.Unlock()
+	s.shareRecorded(ctx, rec)
 	return s.install(allowed, live)
+}
+
+// shareRecorded hands the listing this session just recorded to the
+// other sessions of its server. Recording it moved the approvals
+// generation, and whether anything else did meanwhile (a revocation) is
+// unknown: the allowed set is read again after the generation, so that
+// what is shared is at least as new as the generation it is shared at.
+func (s *session) shareRecorded(ctx context.Context, rec recording) {
+	if s.opts.shared == nil {
+		return
+	}
+	gen := s.generation(ctx)
+	if gen == 0 {
+		return
+	}
+	var allowed monitor.Allowed
+	err := s.withBackend(ctx, func(b Backend) error {
+		var err error
+		allowed, err = b.Allowed(ctx, s.opts.Server)
+		return err
+	})
+	if err != nil {
+		return
+	}
+	s.opts.shared.recorded(s.opts.Server, rec, allowed, gen)
 }
 
 // refresh re-reads the allowed set without listing upstream.
@@ -955,7 +1092,7 @@ func (s *session) setLevel(ctx context.Context, req *jsonrpc.Request) *jsonrpc.R
 	s.mu.Lock()
 	s.level = p.Level
 	s.mu.Unlock()
-	up, err := s.upstream(ctx)
+	up, err := s.ownUpstream(ctx)
 	if err != nil {
 		return errorResponse(req.ID, codeUpstream, "rugwatch proxy: the server cannot be reached: "+err.Error())
 	}

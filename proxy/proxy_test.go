@@ -125,10 +125,15 @@ func (r *rig) options(results string) Options {
 			return monitor.Dial(ctx, monitor.Target{Name: "up", Transport: monitor.TransportHTTP, URL: r.up.url},
 				monitor.DialOptions{Peer: peer, Capabilities: caps})
 		},
-		Watch: func(ctx context.Context, changed func()) {
+		Watch: func(ctx context.Context, changed func(*monitor.Listing)) {
 			t := monitor.Target{Name: "up", Transport: monitor.TransportHTTP, URL: r.up.url}
 			(&monitor.Watcher{Target: t, Log: slog.New(slog.DiscardHandler), ConnectTimeout: 10 * time.Second, MinInterval: time.Millisecond,
-				OnListing: func(context.Context, *monitor.Listing, error) { changed() }}).Run(ctx)
+				OnListing: func(_ context.Context, l *monitor.Listing, err error) {
+					if err != nil {
+						l = nil
+					}
+					changed(l)
+				}}).Run(ctx)
 		},
 		Backend: func(context.Context) (Backend, func(), error) {
 			r.mu.Lock()

@@ -80,6 +80,12 @@ func (s *session) Notify(req *jsonrpc.Request) {
 	ctx := s.life
 	switch req.Method {
 	case "notifications/tools/list_changed":
+		// The session's own upstream changed: a listing shared from
+		// another session's no longer stands, and this one lists its own.
+		s.opts.shared.forget(s.opts.Server)
+		s.mu.Lock()
+		s.ownListed = false
+		s.mu.Unlock()
 		s.relistSoon(ctx)
 		return
 	case "notifications/subscriptions/acknowledged":

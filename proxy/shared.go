@@ -1,20 +1,34 @@
 package proxy
 
 import (
+	"context"
 	"sync"
 	"time"
 
 	"github.com/rugwatch/rugwatch/monitor"
 )
 
-// allowedCache shares readings of each server's allowed set among the
-// sessions of one proxy_listen: reading it checks the signature of every
-// approved tool, and a few hundred sessions each re-reading twice a second
-// would spend the machine on that. A reading younger than maxAge is
-// handed to the next session as is; errors are never kept, so a failing
-// backend fails each session closed on its own next read. A nil cache
-// reads every time (one stdio session per process).
+// allowedCache is what the sessions of one proxy_listen share, per
+// server: readings of the allowed set, the last listing recorded, the
+// server's handshake, and one watcher of its list_changed.
+//
+// Reading the allowed set checks the signature of every approved tool,
+// and a listing is an upstream round trip, a canonical digest per tool
+// and a record through the state machine: a few hundred sessions each
+// doing both for every client's start would spend the machine on it, and
+// a session that only lists would hold an upstream (for a stdio server, a
+// process tree) for nothing. A session that starts while a listing is
+// fresh answers from it and dials its own upstream only when a request
+// must go there (lazily started upstreams).
+//
+// Errors are never kept, so a failing backend fails each session closed
+// on its own next read. A nil cache shares nothing (one stdio session per
+// process).
 type allowedCache struct {
+	// ctx bounds the shared watchers (the proxy_listen's life); wg waits
+	// for them.
+	ctx     context.Context
+	wg      sync.WaitGroup
 	mu      sync.Mutex
 	servers map[string]*allowedEntry
 }
@@ -24,10 +38,36 @@ type allowedEntry struct {
 	allowed monitor.Allowed
 	at      time.Time
 	gen     uint64 // the approvals generation the reading was taken at; 0 unknown
+
+	// listMu is held by a session taking a full listing for the server,
+	// so that sessions starting together list once, not once each.
+	listMu sync.Mutex
+
+	lmu     sync.Mutex // guards listing, last, hello and subs
+	listing *sharedListing
+	last    recording // listing's, kept when a list_changed ends it
+	hello   *monitor.InitializeInfo
+	subs    map[*session]struct{}
+	stop    context.CancelFunc // the shared watcher's, while it runs
 }
 
-func newAllowedCache() *allowedCache {
-	return &allowedCache{servers: map[string]*allowedEntry{}}
+// sharedListing is the last listing a session of the server recorded and
+// the allowed set it installed with it.
+type sharedListing struct {
+	rec     recording // rec.tools are the live digests
+	allowed monitor.Allowed
+	gen     uint64    // approvals generation it was read at; 0 unknown
+	at      time.Time // when it was listed (rec.at: last recorded)
+}
+
+// shareFor bounds how long a recorded listing is handed to sessions that
+// did not take it, as recordEvery bounds re-recording one session's: a
+// server that changed without saying so (no list_changed) is listed again
+// within it. A list_changed, an approval or a revocation ends it at once.
+const shareFor = recordEvery
+
+func newAllowedCache(ctx context.Context) *allowedCache {
+	return &allowedCache{ctx: ctx, servers: map[string]*allowedEntry{}}
 }
 
 func (c *allowedCache) entry(server string) *allowedEntry {
@@ -35,7 +75,7 @@ func (c *allowedCache) entry(server string) *allowedEntry {
 	defer c.mu.Unlock()
 	e := c.servers[server]
 	if e == nil {
-		e = &allowedEntry{}
+		e = &allowedEntry{subs: map[*session]struct{}{}}
 		c.servers[server] = e
 	}
 	return e
@@ -73,4 +113,170 @@ func (c *allowedCache) put(server string, a monitor.Allowed) {
 	e.mu.Lock()
 	e.allowed, e.at, e.gen = a, time.Now(), 0
 	e.mu.Unlock()
+}
+
+// recorded keeps the listing a session just took, as recorded in rec,
+// with the allowed set installed for it at approvals generation gen.
+func (c *allowedCache) recorded(server string, rec recording, allowed monitor.Allowed, gen uint64) {
+	if c == nil {
+		return
+	}
+	e := c.entry(server)
+	e.lmu.Lock()
+	e.listing = &sharedListing{rec: rec, allowed: allowed, gen: gen, at: time.Now()}
+	e.lmu.Unlock()
+}
+
+// lastRecording is what the server's last shared listing recorded (zero
+// when there is none), kept past its freshness: a session's listing that
+// matches it need not be recorded again within recordEvery.
+func (c *allowedCache) lastRecording(server string) recording {
+	if c == nil {
+		return recording{}
+	}
+	e := c.entry(server)
+	e.lmu.Lock()
+	defer e.lmu.Unlock()
+	if e.listing == nil {
+		return e.last
+	}
+	return e.listing.rec
+}
+
+// fresh returns the server's shared listing when one is younger than
+// shareFor and the approvals generation has not moved since it was read
+// (gen 0, unknown, never matches: without a generation a session cannot
+// tell a revocation happened, so it lists and reads for itself).
+func (c *allowedCache) fresh(server string, gen uint64) (*sharedListing, bool) {
+	if c == nil || gen == 0 {
+		return nil, false
+	}
+	e := c.entry(server)
+	e.lmu.Lock()
+	defer e.lmu.Unlock()
+	l := e.listing
+	if l == nil || l.gen != gen || time.Since(l.at) >= shareFor {
+		return nil, false
+	}
+	return l, true
+}
+
+// forget ends the shared listing: the server said its list changed.
+func (c *allowedCache) forget(server string) {
+	if c == nil {
+		return
+	}
+	e := c.entry(server)
+	e.lmu.Lock()
+	if e.listing != nil {
+		e.last = e.listing.rec
+	}
+	e.listing = nil
+	e.lmu.Unlock()
+}
+
+// unchanged reports whether the watcher's listing l says what the shared
+// listing does (nil: the watcher could not list, which says nothing).
+func (c *allowedCache) unchanged(server string, l *monitor.Listing) bool {
+	if l == nil {
+		return false
+	}
+	e := c.entry(server)
+	e.lmu.Lock()
+	defer e.lmu.Unlock()
+	if e.listing == nil || len(l.Refused) > 0 || l.InstructionsDigest != e.listing.rec.instructions {
+		return false
+	}
+	if len(l.Tools) != len(e.listing.rec.tools) {
+		return false
+	}
+	for _, t := range l.Tools {
+		if e.listing.rec.tools[t.Name] != t.Digest {
+			return false
+		}
+	}
+	return true
+}
+
+// listing serialises full listings of server: fn runs with no other
+// session of the server listing.
+func (c *allowedCache) listing(server string, fn func() bool) bool {
+	if c == nil {
+		return fn()
+	}
+	e := c.entry(server)
+	e.listMu.Lock()
+	defer e.listMu.Unlock()
+	return fn()
+}
+
+// greeted keeps the server's handshake, as a session's dial saw it.
+func (c *allowedCache) greeted(server string, init monitor.InitializeInfo) {
+	if c == nil {
+		return
+	}
+	e := c.entry(server)
+	e.lmu.Lock()
+	e.hello = &init
+	e.lmu.Unlock()
+}
+
+// greeting is the server's handshake as the last dial saw it, while a
+// fresh shared listing stands beside it: a session may then answer its
+// client's initialize without an upstream of its own.
+func (c *allowedCache) greeting(server string, gen uint64) (monitor.InitializeInfo, bool) {
+	if _, ok := c.fresh(server, gen); !ok {
+		return monitor.InitializeInfo{}, false
+	}
+	e := c.entry(server)
+	e.lmu.Lock()
+	defer e.lmu.Unlock()
+	if e.hello == nil {
+		return monitor.InitializeInfo{}, false
+	}
+	return *e.hello, true
+}
+
+// watch subscribes s to the server's list_changed: the first subscriber
+// starts one watcher (with its session's Watch) for all, the last to
+// leave stops it. Each change ends the shared listing and has every
+// subscriber list again (the first lists, the rest share its listing).
+func (c *allowedCache) watch(s *session) (leave func()) {
+	server, run := s.opts.Server, s.opts.Watch
+	e := c.entry(server)
+	e.lmu.Lock()
+	defer e.lmu.Unlock()
+	e.subs[s] = struct{}{}
+	if e.stop == nil {
+		ctx, cancel := context.WithCancel(c.ctx)
+		e.stop = cancel
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			run(ctx, func(l *monitor.Listing) {
+				if c.unchanged(server, l) {
+					return // the watcher's own first listing, or a spurious list_changed
+				}
+				c.forget(server)
+				e.lmu.Lock()
+				subs := make([]*session, 0, len(e.subs))
+				for sub := range e.subs {
+					subs = append(subs, sub)
+				}
+				e.lmu.Unlock()
+				for _, sub := range subs {
+					sub.relistSoon(sub.life)
+				}
+			})
+		}()
+	}
+	return func() {
+		e.lmu.Lock()
+		defer e.lmu.Unlock()
+		delete(e.subs, s)
+		if len(e.subs) == 0 && e.stop != nil {
+			e.stop()
+			e.stop = nil
+		}
+	}
 }

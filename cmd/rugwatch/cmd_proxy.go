@@ -83,10 +83,15 @@ func (a *App) proxyOptions(cfg *configs.Config, srv configs.Server, backend func
 	if srv.Transport != monitor.TransportStdio {
 		// Over HTTP a server's list_changed travels on a stream of its
 		// own; the monitor's watcher holds it open for the proxy.
-		opts.Watch = func(ctx context.Context, changed func()) {
+		opts.Watch = func(ctx context.Context, changed func(*monitor.Listing)) {
 			(&monitor.Watcher{Opts: a.dialOptions(cfg), Log: a.log, ConnectTimeout: srv.EffectiveTimeout(cfg.Defaults),
-				Resolve:   func() (monitor.Target, error) { return a.target(cfg, srv) },
-				OnListing: func(context.Context, *monitor.Listing, error) { changed() }}).Run(ctx)
+				Resolve: func() (monitor.Target, error) { return a.target(cfg, srv) },
+				OnListing: func(_ context.Context, l *monitor.Listing, err error) {
+					if err != nil {
+						l = nil
+					}
+					changed(l)
+				}}).Run(ctx)
 		}
 	}
 	return opts
