@@ -307,13 +307,23 @@ func (s *Session) meta(v string) json.RawMessage {
 	}
 	ver, _ := json.Marshal(v)
 	info, _ := json.Marshal(map[string]string{"name": s.opts.ClientInfo.Name, "version": s.opts.ClientInfo.Version})
-	m, _ := json.Marshal(map[string]json.RawMessage{
+	keys := map[string]json.RawMessage{
 		mcp.MetaKeyProtocolVersion:    ver,
 		mcp.MetaKeyClientCapabilities: caps,
 		mcp.MetaKeyClientInfo:         info,
-	})
+	}
+	if level, _ := s.logLevel.Load().(string); level != "" {
+		//lint:ignore SA1019 deprecated in this era, yet how a handshake-era client's setLevel reaches a server that speaks only it.
+		keys[mcp.MetaKeyLogLevel], _ = json.Marshal(level)
+	}
+	m, _ := json.Marshal(keys)
 	return m
 }
+
+// SetLogLevel is logging/setLevel in the stateless era, where the method
+// is gone and the level travels in each request's _meta: the proxy
+// translates its handshake-era client's setLevel to it.
+func (s *Session) SetLogLevel(level string) { s.logLevel.Store(level) }
 
 // withMeta adds the per-request _meta keys to a request's params, keeping
 // every other member, and every other key of a _meta they carry, as it

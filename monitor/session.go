@@ -58,6 +58,9 @@ type Session struct {
 	// stateless is set once server/discover settled on the 2026-07-28
 	// revision: every request then carries the per-request _meta keys.
 	stateless bool
+	// logLevel is the level the proxy's client set (SetLogLevel), sent
+	// in every stateless request's _meta; a string, "" for none.
+	logLevel atomic.Value
 	// listenID is the JSON-RPC id of this session's own
 	// subscriptions/listen request, 0 when none is open; only change
 	// notifications stamped with it (or with none) count.

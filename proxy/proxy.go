@@ -70,6 +70,10 @@ type Options struct {
 	// Watcher), which this hook supplies.
 	Watch func(ctx context.Context, changed func(*monitor.Listing))
 
+	// noTranslation forwards what a stateless-only server lacks as it
+	// came (tests: the translation must be shown to matter).
+	noTranslation bool
+
 	// shared, when set (proxy_listen), lets the sessions of one server
 	// share their readings of the allowed set.
 	shared *allowedCache
@@ -161,6 +165,10 @@ type session struct {
 	// upIDs maps the server's request id (idKey) to the id the client
 	// saw, for notifications/cancelled from the server.
 	upIDs map[string]string
+
+	// listen is the subscriptions/listen the proxy holds open on a
+	// 2026-07-28 upstream (eras.go).
+	listen listenState
 
 	// cancels maps the client's in-flight request ids to their contexts.
 	cancelMu sync.Mutex
@@ -358,6 +366,11 @@ func (s *session) handle(ctx context.Context, req *jsonrpc.Request) *jsonrpc.Res
 	if req.Method == "tools/call" {
 		return s.callTool(ctx, up, req)
 	}
+	if up.Stateless() && !s.opts.noTranslation {
+		if resp, ok := s.translate(up, req); ok {
+			return resp
+		}
+	}
 	res, rpcErr, err := up.Forward(ctx, req.Method, req.Params)
 	if err != nil {
 		return errorResponse(req.ID, codeUpstream, "rugwatch proxy: "+err.Error())
@@ -471,22 +484,6 @@ func handshakeResult(init monitor.InitializeInfo) map[string]json.RawMessage {
 	return res
 }
 
-// listenUpstream holds a subscriptions/listen for tools list_changed open
-// on a 2026-07-28 server until the session ends; the notifications come
-// to Notify like a handshake-era server's.
-func (s *session) listenUpstream(ctx context.Context, up *monitor.Session) {
-	_, rpcErr, err := up.Forward(ctx, "subscriptions/listen", json.RawMessage(`{"notifications":{"toolsListChanged":true}}`))
-	if ctx.Err() != nil {
-		return
-	}
-	switch {
-	case err != nil:
-		s.log.Warn("the server's subscriptions/listen ended; its list_changed no longer reaches the proxy", "error", err)
-	case rpcErr != nil:
-		s.log.Warn("the server refused subscriptions/listen; its list_changed will not reach the proxy", "error", rpcErr.Message)
-	}
-}
-
 // upstream returns the live upstream session, dialling it again when the
 // last one ended (a stdio server that crashed, a hostile answer that
 // broke the session): the client keeps its session and gets an error
@@ -522,11 +519,7 @@ func (s *session) upstream(ctx context.Context) (*monitor.Session, error) {
 	if up.Stateless() {
 		// A 2026-07-28 server sends list_changed only on a
 		// subscriptions/listen: the proxy holds one open for the session.
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.listenUpstream(s.life, up)
-		}()
+		s.relisten(up)
 	}
 	return up, nil
 }
@@ -1095,6 +1088,11 @@ func (s *session) setLevel(ctx context.Context, req *jsonrpc.Request) *jsonrpc.R
 	up, err := s.ownUpstream(ctx)
 	if err != nil {
 		return errorResponse(req.ID, codeUpstream, "rugwatch proxy: the server cannot be reached: "+err.Error())
+	}
+	if up.Stateless() && !s.opts.noTranslation {
+		// No setLevel in that era: the level rides on each request.
+		up.SetLogLevel(p.Level)
+		return &jsonrpc.Response{ID: req.ID, Result: json.RawMessage("{}")}
 	}
 	if !declaresLogging(up) {
 		return &jsonrpc.Response{ID: req.ID, Result: json.RawMessage("{}")}

@@ -90,6 +90,7 @@ func (s *session) Notify(req *jsonrpc.Request) {
 		return
 	case "notifications/subscriptions/acknowledged":
 		if up := s.up.Load(); up != nil && up.Stateless() {
+			s.listen.acknowledged()
 			return // the answer to the proxy's own listen; the client sent none
 		}
 	case "notifications/cancelled":
