@@ -34,7 +34,9 @@ import (
 // TypeScript SDK's Client (testdata/proxy/client.mjs, @modelcontextprotocol/sdk
 // pinned in package-lock.json) and the go-sdk's, through the built binary's
 // `rugwatch proxy` and serve's proxy_listen, to server-everything and to the
-// demo server turning malicious under a connected client.
+// demo server turning malicious under a connected client; the MCP
+// conformance suite both ways (proxy_inspector_test.go has the MCP
+// Inspector's CLI, stdio_bridge_test.go the suite's way to the stdio proxy).
 
 // mcpDriver is one connected MCP client, whichever SDK.
 type mcpDriver interface {
@@ -780,7 +782,8 @@ func conformancePassed(checks []conformanceCheck) bool {
 }
 
 // TestProxyConformance: every conformance scenario that passes against
-// server-everything directly passes through proxy_listen, except where
+// server-everything directly passes through proxy_listen and through the
+// stdio `rugwatch proxy`, except where
 // the proxy refuses by contract what the suite accepts from the server: a
 // call of a tool the server never listed (server-everything answers it
 // with an isError "not found" result, which those scenarios count as a
@@ -826,16 +829,21 @@ func TestProxyConformanceGoSDK(t *testing.T) {
 	}
 }
 
-// compareConformance runs the suite against direct and through
-// proxy_listen (every tool approved on first sight): every scenario that
-// passes directly must pass through the proxy, but for a call the proxy
-// refuses by contract (a tool the server never listed).
+// compareConformance runs the suite against direct, through proxy_listen
+// and through the stdio `rugwatch proxy` (the suite speaks HTTP only: a
+// stdioBridge in front starts one `rugwatch proxy` per session), every
+// tool approved on first sight. Every scenario that passes directly must
+// pass both ways through the proxy, but for a call the proxy refuses by
+// contract (a tool the server never listed).
 func compareConformance(t *testing.T, direct string) {
 	t.Helper()
 	dir := t.TempDir()
+	env := baseEnv(dir)
+	// A data dir of its own, not an ephemeral one: the stdio proxies find
+	// the daemon's socket in it, and ask the daemon, which holds the store.
 	// The suite opens a session per scenario and leaves them open: one
 	// client of thirty sessions, where the default allows sixteen.
-	cfg := writeConfig(t, dir, fmt.Sprintf(`ephemeral: true
+	cfg := writeConfig(t, dir, fmt.Sprintf(`data_dir: %s/data
 approve_first_seen: true
 proxy_listen: 127.0.0.1:0
 proxy: { max_sessions_per_client: 64 }
@@ -843,17 +851,28 @@ defaults: { schedule: "@every 1h", timeout: 30s }
 servers:
   - name: everything
     url: %s
-`, direct))
-	d := startDaemon(t, baseEnv(dir), "serve", "--config", cfg)
+`, dir, direct))
+	if r := runBin(t, env, "", "--config", cfg, "init"); r.code != 0 {
+		t.Fatalf("rugwatch init: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	d := startDaemon(t, env, "serve", "--config", cfg)
 	l, _ := d.wait(0, 60*time.Second, func(l logLine) bool { return l.str("msg") == "proxy listening" })
 	// The first poll approves what it sees (approve_first_seen).
 	d.wait(0, 60*time.Second, func(l logLine) bool { return l.str("type") == "server.new" && l.str("server") == "everything" })
-	tl, _ := d.wait(0, 10*time.Second, func(l logLine) bool { return l.str("msg") == "ephemeral listener token" })
 	// The suite takes no headers: a reverse proxy in front holds the
 	// token for it, as a client configured with it would.
-	proxied := withBearer(t, "http://"+l.str("proxy_listen"), readToken(t, tl.str("token_file"))) + "/mcp/everything"
+	tok := readToken(t, filepath.Join(dir, ".config", "rugwatch", "token"))
+	listen := withBearer(t, "http://"+l.str("proxy_listen"), tok) + "/mcp/everything"
+	bridge := startStdioBridge(t, env, rugwatchBin(t), "--config", cfg, "--log-level", "warn", "proxy", "everything")
+
 	dres := conformanceRun(t, direct)
-	pres := conformanceRun(t, proxied)
+	routes := []struct {
+		name string
+		res  map[string][]conformanceCheck
+	}{
+		{"proxy_listen", conformanceRun(t, listen)},
+		{"stdio proxy", conformanceRun(t, bridge.URL)},
+	}
 	listed := map[string]bool{}
 	for _, c := range dres["tools-list"] {
 		var det struct{ Tools []string }
@@ -867,57 +886,83 @@ servers:
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	var dPass, pPass, refused int
+	dPass := 0
+	pass, refused := make([]int, len(routes)), make([]int, len(routes))
 	for _, n := range names {
-		dOK, pOK := conformancePassed(dres[n]), conformancePassed(pres[n])
+		dOK := conformancePassed(dres[n])
 		if dOK {
 			dPass++
 		}
-		if pOK {
-			pPass++
-		}
-		if _, ok := pres[n]; !ok {
-			t.Errorf("scenario %s did not run through the proxy", n)
-			continue
-		}
-		if !dOK || pOK {
-			continue
-		}
-		// Passed directly, failed through the proxy: only a refused
-		// call of a never-listed tool may explain it.
-		why := ""
-		for _, c := range pres[n] {
-			if c.Status == "FAILURE" {
-				why = c.ErrorMessage
+		for i, r := range routes {
+			checks, ran := r.res[n]
+			pOK := ran && conformancePassed(checks)
+			if pOK {
+				pass[i]++
 			}
-		}
-		var tool string
-		if _, rest, ok := strings.Cut(why, `tool "`); ok {
-			tool, _, _ = strings.Cut(rest, `"`)
-		}
-		var directNotFound bool
-		for _, c := range dres[n] {
-			var det struct {
-				Result struct {
-					IsError bool `json:"isError"`
-					Content []struct{ Text string }
+			switch {
+			case !ran:
+				t.Errorf("scenario %s did not run through the %s", n, r.name)
+			case !dOK || pOK:
+			case refusedNeverListed(dres[n], checks, listed):
+				refused[i]++
+				t.Logf("%s through the %s: the server answers a never-listed tool with a \"not found\" result; the proxy refuses the call (by contract)", n, r.name)
+			default:
+				why := ""
+				for _, c := range checks {
+					if c.Status == "FAILURE" {
+						why = c.ErrorMessage
+					}
 				}
+				t.Errorf("scenario %s passes directly and fails through the %s: %s", n, r.name, why)
 			}
-			_ = json.Unmarshal(c.Details, &det)
-			directNotFound = directNotFound || det.Result.IsError && len(det.Result.Content) > 0 && strings.Contains(det.Result.Content[0].Text, "not found")
 		}
-		if tool == "" || listed[tool] || !strings.Contains(why, "is not approved as it is now") || !directNotFound {
-			t.Errorf("scenario %s passes directly and fails through the proxy: %s", n, why)
-			continue
-		}
-		refused++
-		t.Logf("%s: the server answers its never-listed tool %q with a \"not found\" result; the proxy refuses the call (by contract)", n, tool)
 	}
-	t.Logf("conformance (active suite, %d scenarios): %d pass directly, %d through proxy_listen; %d differ only by the proxy's refusal of a never-listed tool",
-		len(names), dPass, pPass, refused)
+	if t.Failed() {
+		t.Logf("the stdio proxies' stderr:\n%s", bridge.Stderr.String())
+	}
+	t.Logf("conformance (active suite, %d scenarios): %d pass directly, %d through proxy_listen, %d through the stdio rugwatch proxy (%d sessions, one child each); by-contract refusals of a never-listed tool: %d and %d",
+		len(names), dPass, pass[0], pass[1], bridge.Opened(), refused[0], refused[1])
+	// (dns-rebinding-protection tests the HTTP front: in the stdio column
+	// that is the bridge's Host check, made as proxy_listen makes it.)
+	t.Logf("  %-32s %-7s %-13s %s", "scenario", "direct", "proxy_listen", "stdio proxy")
+	mark := func(ok bool) string {
+		if ok {
+			return "pass"
+		}
+		return "FAIL"
+	}
 	for _, n := range names {
-		t.Logf("  %-32s direct %-5v proxied %v", n, conformancePassed(dres[n]), conformancePassed(pres[n]))
+		t.Logf("  %-32s %-7s %-13s %s", n, mark(conformancePassed(dres[n])), mark(conformancePassed(routes[0].res[n])), mark(conformancePassed(routes[1].res[n])))
 	}
+}
+
+// refusedNeverListed says whether a scenario that passed directly failed
+// through the proxy only because the proxy refused, by contract, a call
+// of a tool the server never listed, which the server answered directly
+// with an isError "not found" result (and the suite counts as a pass).
+func refusedNeverListed(direct, proxied []conformanceCheck, listed map[string]bool) bool {
+	why := ""
+	for _, c := range proxied {
+		if c.Status == "FAILURE" {
+			why = c.ErrorMessage
+		}
+	}
+	var tool string
+	if _, rest, ok := strings.Cut(why, `tool "`); ok {
+		tool, _, _ = strings.Cut(rest, `"`)
+	}
+	var directNotFound bool
+	for _, c := range direct {
+		var det struct {
+			Result struct {
+				IsError bool `json:"isError"`
+				Content []struct{ Text string }
+			}
+		}
+		_ = json.Unmarshal(c.Details, &det)
+		directNotFound = directNotFound || det.Result.IsError && len(det.Result.Content) > 0 && strings.Contains(det.Result.Content[0].Text, "not found")
+	}
+	return tool != "" && !listed[tool] && strings.Contains(why, "is not approved as it is now") && directNotFound
 }
 
 // TestRevokeInForceWhenItReturns: with serve running, a revocation made from
