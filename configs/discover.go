@@ -515,12 +515,6 @@ func envRefName(server, key string) string {
 	return n
 }
 
-// reservedDiscoverHeaders are set by rugwatch itself; configs rejects them.
-var reservedDiscoverHeaders = map[string]bool{
-	"Host": true, "Content-Length": true, "Transfer-Encoding": true, "Connection": true,
-	"Content-Type": true, "Mcp-Session-Id": true, "Mcp-Protocol-Version": true, "Accept": true,
-}
-
 // referenceSecrets fills Env and Headers with templates: literal secrets
 // become ${env:<SERVER>_<NAME>} and are listed for the user to export.
 func (s *DiscoveredServer) referenceSecrets() []DiscoverExport {
@@ -557,7 +551,7 @@ func (s *DiscoveredServer) referenceSecrets() []DiscoverExport {
 	for _, k := range sortedStrings(s.rawHdr) {
 		v := s.rawHdr[k]
 		ck := textproto.CanonicalMIMEHeaderKey(k)
-		if !validDiscoverHeader(k) || reservedDiscoverHeaders[ck] || strings.ContainsAny(v, "\r\n") {
+		if !validDiscoverHeader(k) || ReservedHeader(ServerHeaders, ck) || strings.ContainsAny(v, "\r\n") {
 			s.Notes = append(s.Notes, fmt.Sprintf("header %s left out: rugwatch sets it itself or it is malformed", visible.Line(k)))
 			continue
 		}

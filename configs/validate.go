@@ -20,14 +20,6 @@ import (
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
 
-// reservedHeaders are set by rugwatch itself; a configured value would
-// break framing, the MCP session or the webhook signature.
-var reservedHeaders = map[string]bool{
-	"Host": true, "Content-Length": true, "Transfer-Encoding": true, "Connection": true,
-	"Content-Type": true, "Mcp-Session-Id": true, "Mcp-Protocol-Version": true,
-	"Webhook-Id": true, "Webhook-Timestamp": true, "Webhook-Signature": true,
-}
-
 // Validate checks every value and reports every problem, one per line, each
 // naming file:line, the entry and the key. Values Parse would default must
 // already be filled in (see ApplyDefaults).
@@ -221,7 +213,7 @@ func (v *validator) server(p string, s Server, names map[string]int, i int) {
 		}
 		v.secret(p+".env."+k, s.Env[k])
 	}
-	v.headers(p, s.Headers)
+	v.headers(p, ServerHeaders, s.Headers)
 	v.secretTransport(p, s.URL, s.Headers)
 	v.integrity(p, s)
 	if s.RequireTLS && strings.HasPrefix(strings.ToLower(s.URL), "http://") {
@@ -248,7 +240,7 @@ func (v *validator) integrity(p string, s Server) {
 	}
 }
 
-func (v *validator) headers(p string, h map[string]Secret) {
+func (v *validator) headers(p string, use HeaderUse, h map[string]Secret) {
 	seen := map[string]string{}
 	for _, k := range sortedKeys(h) {
 		kp := p + ".headers." + k
@@ -257,7 +249,7 @@ func (v *validator) headers(p string, h map[string]Secret) {
 			continue
 		}
 		ck := textproto.CanonicalMIMEHeaderKey(k)
-		if reservedHeaders[ck] {
+		if ReservedHeader(use, ck) {
 			v.fail(kp, "set by rugwatch itself")
 		}
 		if other, dup := seen[ck]; dup {
@@ -311,7 +303,7 @@ func (v *validator) webhook(p string, w Webhook, channels map[string]string) {
 		}
 		v.secret(sp, s)
 	}
-	v.headers(p, w.Headers)
+	v.headers(p, WebhookHeaders, w.Headers)
 	v.secretTransport(p, w.URL, w.Headers)
 	v.severity(p, w.MinSeverity)
 }

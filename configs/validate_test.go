@@ -63,6 +63,12 @@ func TestValidationErrors(t *testing.T) {
 			`rugwatch.yaml:5: servers[0] "r": headers.Bad Header: not a valid header name`},
 		{"reserved header", "servers:\n  - name: r\n    url: https://h/\n    headers:\n      host: v\n",
 			`rugwatch.yaml:5: servers[0] "r": headers.host: set by rugwatch itself`},
+		// A configured Accept replaced the SDK's on every request, and the
+		// server then answered in a form the client refuses.
+		{"accept on a server", "servers:\n  - name: r\n    url: https://h/\n    headers:\n      Accept: text/html\n",
+			`rugwatch.yaml:5: servers[0] "r": headers.Accept: set by rugwatch itself`},
+		{"a 2026-07-28 parameter header", "servers:\n  - name: r\n    url: https://h/\n    headers:\n      mcp-param-path: /etc\n",
+			`rugwatch.yaml:5: servers[0] "r": headers.mcp-param-path: set by rugwatch itself`},
 		{"malformed reference", "servers:\n  - name: r\n    command: x\n    env:\n      A: \"${vault:x}\"\n",
 			`rugwatch.yaml:5: servers[0] "r": env.A: malformed reference: want ${env:NAME} or ${file:PATH} (write $${ for a literal ${)`},
 		{"args not a list", "servers:\n  - name: r\n    command: x\n    args: -y\n",

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/rugwatch/rugwatch/configs"
 )
 
 // newHTTPClient returns the client for one HTTP or SSE target. It never
@@ -83,6 +85,11 @@ func (b *boundedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if len(b.headers) > 0 {
 		req = req.Clone(req.Context())
 		for k, v := range b.headers {
+			// Validation refuses them; a target built elsewhere must not
+			// override what the transport sets either.
+			if configs.ReservedHeader(configs.ServerHeaders, k) {
+				continue
+			}
 			req.Header.Set(k, v)
 		}
 	}

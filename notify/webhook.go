@@ -35,13 +35,6 @@ const (
 	errBodyRead  = 8 << 10
 )
 
-// reservedWebhookHeaders are set by rugwatch; a custom header of the same
-// name would break framing or the signature. configs rejects them too.
-var reservedWebhookHeaders = map[string]bool{
-	"Host": true, "Content-Length": true, "Transfer-Encoding": true, "Connection": true,
-	"Content-Type": true, "Webhook-Id": true, "Webhook-Timestamp": true, "Webhook-Signature": true,
-}
-
 // Webhook posts events to a Standard Webhooks endpoint.
 type Webhook struct {
 	Config   configs.Webhook
@@ -123,7 +116,7 @@ func (w *Webhook) notify(ctx context.Context, e rugwatch.Event, forms *[]string)
 	// Sorted so that a refusal names the same header on every attempt.
 	for _, name := range slices.Sorted(maps.Keys(w.Config.Headers)) {
 		canon := textproto.CanonicalMIMEHeaderKey(name)
-		if reservedWebhookHeaders[canon] {
+		if configs.ReservedHeader(configs.WebhookHeaders, canon) {
 			return false, fmt.Errorf("header %s is set by rugwatch itself", canon)
 		}
 		v, err := w.Config.Headers[name].Resolve(w.Resolver)
