@@ -102,6 +102,39 @@ const (
 	// EventNetworkRefused: the sandbox refused a server's connection to a
 	// destination its egress allow-list does not name.
 	EventNetworkRefused EventType = "network.refused"
+	// EventIdentityDrifted: a remote server's identity (certificate,
+	// address, server info) differs from the one pinned at first sight.
+	EventIdentityDrifted EventType = "identity.drifted"
+	// EventResultFlagged: a tool result the proxy found poisoning in.
+	EventResultFlagged EventType = "result.flagged"
+
+	// Summary events: one alert for a poll that moved several tools of
+	// one server, in place of one alert per tool. A first cycle of 10,000
+	// servers of 50 tools is 10,000 alerts, not 500,000, and a receiver of
+	// a server that drifted 40 tools at once gets one message naming them
+	// all.
+
+	// EventServerNew is the first sight of a server with more than one
+	// tool: its changes list every tool ("/tools/<name>", op "add", the
+	// observed digest as new).
+	EventServerNew EventType = "server.new"
+	// EventServerChanged is a later poll that moved more than one tool:
+	// a drifted tool is "replace" (old the approved digest, new the
+	// observed one) followed by its field changes under its path, a new
+	// tool "add", a removed one "remove".
+	EventServerChanged EventType = "server.changed"
+
+	// Events of the alerting machinery itself.
+
+	// EventAlertTest is the event `rugwatch alerts test` sends.
+	EventAlertTest EventType = "alert.test"
+	// EventAlertDead reports a delivery given up on (permanent error or
+	// out of time); it goes to every other channel.
+	EventAlertDead EventType = "alert.dead"
+	// EventAlertDisabled reports a webhook endpoint that answered 410 Gone
+	// and receives nothing more, across reloads and restarts, until
+	// `rugwatch alerts enable CHANNEL`.
+	EventAlertDisabled EventType = "alert.disabled"
 )
 
 // Change is one field-level difference between two JSON documents, addressed

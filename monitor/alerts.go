@@ -11,22 +11,6 @@ import (
 	"github.com/rugwatch/rugwatch/visible"
 )
 
-// Summary events: one alert for a poll that moved several tools of one
-// server, in place of one alert per tool. A first cycle of 10,000 servers
-// of 50 tools is 10,000 alerts, not 500,000, and a receiver of a server
-// that drifted 40 tools at once gets one message naming them all.
-const (
-	// EventServerNew is the first sight of a server with more than one
-	// tool: its changes list every tool ("/tools/<name>", op "add", the
-	// observed digest as new).
-	EventServerNew rugwatch.EventType = "server.new"
-	// EventServerChanged is a later poll that moved more than one tool:
-	// a drifted tool is "replace" (old the approved digest, new the
-	// observed one) followed by its field changes under its path, a new
-	// tool "add", a removed one "remove".
-	EventServerChanged rugwatch.EventType = "server.changed"
-)
-
 // folds reports whether e is a per-tool event a summary stands in for.
 // Everything else (approval.invalid, tool.cloaked, instructions, launch,
 // reachability) stays an alert of its own: each is rare and says
@@ -86,9 +70,9 @@ func (r *Recorder) queueAlerts(tx *store.Tx, out *Outcome, first bool, now time.
 
 // summaryEvent folds the per-tool events of one poll into one.
 func summaryEvent(server string, first bool, tools int, folded []rugwatch.Event, now time.Time) rugwatch.Event {
-	e := rugwatch.Event{Type: EventServerChanged, Severity: rugwatch.SeverityInfo, Server: server, OccurredAt: now}
+	e := rugwatch.Event{Type: rugwatch.EventServerChanged, Severity: rugwatch.SeverityInfo, Server: server, OccurredAt: now}
 	if first {
-		e.Type = EventServerNew
+		e.Type = rugwatch.EventServerNew
 	}
 	counts := map[rugwatch.EventType]int{}
 	digest := func(d rugwatch.Digest) json.RawMessage {

@@ -38,7 +38,7 @@ func TestOneAlertPerPoll(t *testing.T) {
 		return listingOf(t, raws...)
 	}
 	_, events := h.record(listing("a", "b", "c"), nil)
-	if len(queued) != 1 || queued[0].Type != EventServerNew {
+	if len(queued) != 1 || queued[0].Type != rugwatch.EventServerNew {
 		t.Fatalf("first sight queued %d alerts %v, want one server.new", len(queued), types(queued))
 	}
 	sum := queued[0]
@@ -60,7 +60,7 @@ func TestOneAlertPerPoll(t *testing.T) {
 
 	queued = nil
 	h.record(listing("a2", "b2", "c"), nil)
-	if len(queued) != 1 || queued[0].Type != EventServerChanged {
+	if len(queued) != 1 || queued[0].Type != rugwatch.EventServerChanged {
 		t.Fatalf("two drifts queued %v, want one server.changed", types(queued))
 	}
 	replaced := map[string]bool{}

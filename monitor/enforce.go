@@ -15,9 +15,6 @@ import (
 	"github.com/rugwatch/rugwatch/store"
 )
 
-// EventResultFlagged is a tool result the proxy found poisoning in.
-const EventResultFlagged rugwatch.EventType = "result.flagged"
-
 // AllowedTool is one tool the proxy may show the model: exactly the
 // definition the approver signed.
 type AllowedTool struct {
@@ -301,7 +298,7 @@ func (l *Ledger) flagResult(ctx context.Context, server, tool string, findings [
 	if blocked {
 		msg = "a tool result carried text the poisoning rules flag; the proxy withheld it"
 	}
-	e := rugwatch.Event{Type: EventResultFlagged, Severity: MaxSeverity(findings), Server: server, Tool: tool,
+	e := rugwatch.Event{Type: rugwatch.EventResultFlagged, Severity: MaxSeverity(findings), Server: server, Tool: tool,
 		Findings: findings, OccurredAt: l.now(), Message: msg}
 	err := l.DB.Update(func(tx *store.Tx) error { return l.appendEvent(tx, &e) })
 	if err != nil {

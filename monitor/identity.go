@@ -24,11 +24,6 @@ import (
 // different server behind the same URL would pass unnoticed while the
 // tools stay the same.
 
-// EventIdentityDrifted is raised when a remote server's identity differs
-// from the one pinned at first sight. (DESIGN.md lists it; it belongs
-// beside the other event types in the root package.)
-const EventIdentityDrifted rugwatch.EventType = "identity.drifted"
-
 // RemoteIdentity is what identifies a remote server. The leaf's key is
 // left out on purpose: ACME certificates rotate it every few weeks, so
 // pinning it would cry wolf; the issuing CA's key and the names the leaf
@@ -203,7 +198,7 @@ func noteIdentity(l *Listing, next *store.ServerRecord, now time.Time) []rugwatc
 	for _, c := range changed {
 		changes = append(changes, rugwatch.Change{Path: "/identity/" + c, Op: "replace"})
 	}
-	return []rugwatch.Event{{Type: EventIdentityDrifted, Severity: sev, Server: next.Name, OccurredAt: now, Changes: changes,
+	return []rugwatch.Event{{Type: rugwatch.EventIdentityDrifted, Severity: sev, Server: next.Name, OccurredAt: now, Changes: changes,
 		Message: "who answers for this server changed: " + strings.Join(changed, ", ")}}
 }
 

@@ -112,7 +112,7 @@ func TestRemoteIdentityDrift(t *testing.T) {
 	drifts := func(evs []rugwatch.Event) []rugwatch.Event {
 		var out []rugwatch.Event
 		for _, e := range evs {
-			if e.Type == EventIdentityDrifted {
+			if e.Type == rugwatch.EventIdentityDrifted {
 				out = append(out, e)
 			}
 		}
@@ -225,7 +225,7 @@ func TestIdentityDriftIsApprovedWithLaunch(t *testing.T) {
 		t.Fatal("approve --launch did not pin the new identity")
 	}
 	for _, e := range poll() {
-		if e.Type == EventIdentityDrifted {
+		if e.Type == rugwatch.EventIdentityDrifted {
 			t.Fatalf("drift raised again after it was approved: %+v", e)
 		}
 	}

@@ -46,9 +46,6 @@ type SignedApproval struct {
 	Note     string          `json:"note,omitempty"`
 }
 
-// EventAlertTest is the event `alerts test` sends.
-const EventAlertTest rugwatch.EventType = "alert.test"
-
 // Ledger owns every transition a human asks for — approve, revoke, pin a
 // launch identity — and the reads around them (status, diff, history,
 // verify, alerts). The Recorder owns the transitions a poll makes; between
@@ -661,7 +658,7 @@ func (l *Ledger) TestAlert(ctx context.Context, channel string) ([]store.Deliver
 	}
 	var ids []string
 	err := l.DB.Update(func(tx *store.Tx) error {
-		e := rugwatch.Event{Type: EventAlertTest, Severity: rugwatch.SeverityCritical, Server: "rugwatch",
+		e := rugwatch.Event{Type: rugwatch.EventAlertTest, Severity: rugwatch.SeverityCritical, Server: "rugwatch",
 			Message: "test alert from `rugwatch alerts test`; no tool changed", OccurredAt: l.now()}
 		if err := tx.AppendEvent(&e); err != nil {
 			return err

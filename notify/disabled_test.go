@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/store"
 	"github.com/rugwatch/rugwatch/testkit"
 )
@@ -55,7 +56,7 @@ func TestGoneDisableSurvivesANewDispatcher(t *testing.T) {
 	if n := len(gone.deliveries()); n != 1 {
 		t.Errorf("after a restart the gone endpoint was posted to again: %d requests", n)
 	}
-	if n := len(eventsOfType(t, db, EventAlertDisabled)); n != 1 {
+	if n := len(eventsOfType(t, db, rugwatch.EventAlertDisabled)); n != 1 {
 		t.Errorf("%d alert.disabled events, want 1 (a restart must not report it again)", n)
 	}
 	d2, _ := getDelivery(t, db, e2.ID, "webhook:gone")

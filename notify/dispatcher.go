@@ -308,10 +308,10 @@ func (d *Dispatcher) judge(dl store.Delivery, retry bool, err error) outcome {
 		msg = strings.ToValidUTF8(msg[:maxLastError], "") + "…"
 	}
 	if errors.Is(err, ErrGone) {
-		return outcome{state: store.DeliveryDead, lastErr: msg, report: EventAlertDisabled, disable: true}
+		return outcome{state: store.DeliveryDead, lastErr: msg, report: rugwatch.EventAlertDisabled, disable: true}
 	}
 	if !retry {
-		return outcome{state: store.DeliveryDead, lastErr: msg, report: EventAlertDead}
+		return outcome{state: store.DeliveryDead, lastErr: msg, report: rugwatch.EventAlertDead}
 	}
 	b := d.Backoff.withDefaults()
 	wait := b.Delay(dl.Attempts + 1)
@@ -321,7 +321,7 @@ func (d *Dispatcher) judge(dl store.Delivery, retry bool, err error) outcome {
 	}
 	now := d.now()
 	if dl.Attempts+1 >= minAttemptsToGiveUp && now.Add(wait).Sub(dl.CreatedAt) > b.GiveUpAfter {
-		return outcome{state: store.DeliveryDead, lastErr: msg + fmt.Sprintf(" (gave up after %d attempts)", dl.Attempts+1), report: EventAlertDead}
+		return outcome{state: store.DeliveryDead, lastErr: msg + fmt.Sprintf(" (gave up after %d attempts)", dl.Attempts+1), report: rugwatch.EventAlertDead}
 	}
 	return outcome{state: store.DeliveryPending, lastErr: msg, retryIn: wait}
 }
@@ -392,7 +392,7 @@ func (d *Dispatcher) recordTx(tx *store.Tx, dl store.Delivery, ev rugwatch.Event
 	}
 	// Reports about reports are not raised: two broken channels would
 	// otherwise bounce alert.dead events between them forever.
-	if o.report == "" || ev.Type == EventAlertDead || ev.Type == EventAlertDisabled || ev.ID == "" {
+	if o.report == "" || ev.Type == rugwatch.EventAlertDead || ev.Type == rugwatch.EventAlertDisabled || ev.ID == "" {
 		return false, nil
 	}
 	r := d.reportEvent(o.report, dl, cur, ev, now)
@@ -433,7 +433,7 @@ func (d *Dispatcher) logOutcome(dl store.Delivery, o outcome) {
 
 func (d *Dispatcher) reportEvent(typ rugwatch.EventType, dl, cur store.Delivery, ev rugwatch.Event, now time.Time) rugwatch.Event {
 	var what string
-	if typ == EventAlertDisabled {
+	if typ == rugwatch.EventAlertDisabled {
 		what = fmt.Sprintf("alert channel %s answered 410 Gone and is disabled until `rugwatch alerts enable %s`; "+
 			"event %s (%s) was not delivered to it: %s", dl.Channel, dl.Channel, ev.ID, ev.Type, cur.LastError)
 	} else {

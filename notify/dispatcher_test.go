@@ -205,7 +205,7 @@ func TestDispatcherPermanentFailureReportsDead(t *testing.T) {
 	if n := len(bad.deliveries()); n != 1 {
 		t.Errorf("a 400 was retried: %d requests", n)
 	}
-	dead := eventsOfType(t, db, EventAlertDead)
+	dead := eventsOfType(t, db, rugwatch.EventAlertDead)
 	if len(dead) != 1 {
 		t.Fatalf("%d alert.dead events", len(dead))
 	}
@@ -217,7 +217,7 @@ func TestDispatcherPermanentFailureReportsDead(t *testing.T) {
 		ID   string `json:"id"`
 		Type string `json:"type"`
 	}
-	if err := json.Unmarshal(good.deliveries()[0].Body, &p); err != nil || p.Type != string(EventAlertDead) || p.ID != dead[0].ID {
+	if err := json.Unmarshal(good.deliveries()[0].Body, &p); err != nil || p.Type != string(rugwatch.EventAlertDead) || p.ID != dead[0].ID {
 		t.Errorf("other channel got %+v (%v)", p, err)
 	}
 	r.eventually(t, "report to the log", stateIs(t, db, dead[0].ID, "log", store.DeliveryDelivered))
@@ -249,16 +249,16 @@ func TestDispatcherGoneDisablesChannel(t *testing.T) {
 	if !strings.Contains(d2.LastError, "disabled") {
 		t.Errorf("second delivery: %+v", d2)
 	}
-	reports := eventsOfType(t, db, EventAlertDisabled)
+	reports := eventsOfType(t, db, rugwatch.EventAlertDisabled)
 	if len(reports) != 1 || !strings.Contains(reports[0].Message, "410") {
 		t.Fatalf("alert.disabled events: %+v", reports)
 	}
-	if len(eventsOfType(t, db, EventAlertDead)) != 0 {
+	if len(eventsOfType(t, db, rugwatch.EventAlertDead)) != 0 {
 		t.Error("disabled channel also raised alert.dead")
 	}
 	var p struct{ Type string }
 	_ = json.Unmarshal(good.deliveries()[0].Body, &p)
-	if p.Type != string(EventAlertDisabled) {
+	if p.Type != string(rugwatch.EventAlertDisabled) {
 		t.Errorf("other channel got %q", p.Type)
 	}
 }
@@ -337,7 +337,7 @@ func TestDispatcherGivesUpAfterSpan(t *testing.T) {
 	if len(rcv.deliveries()) != d.Attempts {
 		t.Errorf("%d requests for %d attempts", len(rcv.deliveries()), d.Attempts)
 	}
-	dead := eventsOfType(t, db, EventAlertDead)
+	dead := eventsOfType(t, db, rugwatch.EventAlertDead)
 	if len(dead) != 1 {
 		t.Fatalf("%d alert.dead events", len(dead))
 	}
@@ -384,7 +384,7 @@ func TestDispatcherEmailRetryThenDeliveredAndDead(t *testing.T) {
 		t.Errorf("event mailed %d times, want 1", mine)
 	}
 	// The report of the refused mail reaches the flaky-but-working one.
-	reports := eventsOfType(t, db, EventAlertDead)
+	reports := eventsOfType(t, db, rugwatch.EventAlertDead)
 	if len(reports) != 1 {
 		t.Fatalf("%d alert.dead", len(reports))
 	}

@@ -8,18 +8,6 @@ import (
 	"github.com/rugwatch/rugwatch"
 )
 
-// Event types the dispatcher itself raises. They live here rather than in
-// the root package because only the alerting machinery produces them.
-const (
-	// EventAlertDead reports a delivery given up on (permanent error or
-	// out of time); it goes to every other channel.
-	EventAlertDead rugwatch.EventType = "alert.dead"
-	// EventAlertDisabled reports a webhook endpoint that answered 410 Gone
-	// and receives nothing more, across reloads and restarts, until
-	// `rugwatch alerts enable CHANNEL`.
-	EventAlertDisabled rugwatch.EventType = "alert.disabled"
-)
-
 // PayloadVersion is the "version" of the webhook body.
 const PayloadVersion = 1
 

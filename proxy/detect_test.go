@@ -23,7 +23,7 @@ func flaggedRules(t *testing.T, r *rig, tool string) map[string]bool {
 	}
 	out := map[string]bool{}
 	for _, e := range events {
-		if e.Type == monitor.EventResultFlagged && e.Tool == tool {
+		if e.Type == rugwatch.EventResultFlagged && e.Tool == tool {
 			for _, f := range e.Findings {
 				out[f.Rule] = true
 			}

@@ -366,7 +366,7 @@ func TestProxyFlagsAndBlocksPoisonedResults(t *testing.T) {
 			events, _ := r.ledger.History(context.Background(), "up", 0)
 			var flagged bool
 			for _, e := range events {
-				flagged = flagged || (e.Type == monitor.EventResultFlagged && e.Tool == "echo" && e.Severity == rugwatch.SeverityCritical)
+				flagged = flagged || (e.Type == rugwatch.EventResultFlagged && e.Tool == "echo" && e.Severity == rugwatch.SeverityCritical)
 			}
 			if !flagged {
 				t.Fatalf("no result.flagged event: %+v", events)

@@ -24,7 +24,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/rugwatch/rugwatch"
-	"github.com/rugwatch/rugwatch/monitor"
 	"github.com/rugwatch/rugwatch/store"
 	"github.com/rugwatch/rugwatch/testkit"
 )
@@ -160,7 +159,7 @@ notify:
 		if e.Type == rugwatch.EventToolDrifted && e.Tool == "add" {
 			return true
 		}
-		if e.Type != monitor.EventServerChanged {
+		if e.Type != rugwatch.EventServerChanged {
 			return false
 		}
 		for _, c := range e.Changes {

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rugwatch/rugwatch/monitor"
+	"github.com/rugwatch/rugwatch"
 )
 
 func TestAlertsCommand(t *testing.T) {
@@ -26,7 +26,7 @@ func TestAlertsCommand(t *testing.T) {
 		t.Errorf("alerts test: %q", out)
 	}
 	got, _ := recv.received()
-	if len(got) != 1 || got[0].event.Type != monitor.EventAlertTest {
+	if len(got) != 1 || got[0].event.Type != rugwatch.EventAlertTest {
 		t.Fatalf("receiver got %+v", got)
 	}
 	c.want(1, "", "alerts", "test", "webhook:broken")
