@@ -521,35 +521,16 @@ func (d *daemon) Reload() {
 		log.Error("reload refused; keeping the running config", "config", old.Path, "error", err)
 		return
 	}
-	if old.Ephemeral || cfg.Ephemeral {
-		cfg.Ephemeral, cfg.DataDir, cfg.TrustedKeys = old.Ephemeral, old.DataDir, old.TrustedKeys
-		if cfg.ApproveFirstSeen {
-			cfg.SigningKey = old.SigningKey
-		}
+	cfg, deferred, err := configs.PlanReload(old, cfg)
+	if err != nil {
+		log.Error("reload refused; keeping the running config", "config", old.Path, "error", err)
+		return
+	}
+	for _, k := range deferred {
+		log.Warn(k.Key+" changed; it takes effect at the next start", "running", k.Running, "new", k.New)
 	}
 	if cfg.ApproveFirstSeen && cfg.SigningKey == "" {
 		cfg.SigningKey = d.app.approverKeyPath(cfg, "")
-	}
-	if cfg.DataDir != old.DataDir {
-		log.Warn("data_dir changed; it takes effect at the next start", "running", old.DataDir, "new", cfg.DataDir)
-		cfg.DataDir = old.DataDir
-	}
-	// The listeners stay bound where they started. The token the guard
-	// asks for is read from the config in force, so a reload that moved
-	// http_listen to loopback and dropped http_token would otherwise leave
-	// the bound public listener open.
-	if cfg.HTTPListen != old.HTTPListen {
-		log.Warn("http_listen changed; it takes effect at the next start", "running", old.HTTPListen, "new", cfg.HTTPListen)
-		cfg.HTTPListen = old.HTTPListen
-	}
-	if cfg.ProxyListen != old.ProxyListen {
-		log.Warn("proxy_listen changed; it takes effect at the next start", "running", old.ProxyListen, "new", cfg.ProxyListen)
-		cfg.ProxyListen = old.ProxyListen
-	}
-	if cfg.HTTPListen != "" && !cfg.HTTPLoopback() && cfg.HTTPToken.IsZero() {
-		log.Error("reload refused; keeping the running config", "config", old.Path,
-			"error", fmt.Sprintf("http_listen %s, still bound, is not loopback and the new config has no http_token", cfg.HTTPListen))
-		return
 	}
 	cfg.ApplyDefaults()
 	if err := d.setConfig(cfg); err != nil {
