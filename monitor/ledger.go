@@ -378,8 +378,8 @@ func (l *Ledger) approveTool(tx *store.Tx, rec *store.ServerRecord, sa SignedApp
 	if err != nil {
 		return fmt.Errorf("approval of %s/%s does not verify with a trusted key: %w", server, sa.Tool, err)
 	}
-	if st.Kind != store.KindTool || st.Server != server || st.Tool != sa.Tool || st.Digest != sa.Digest {
-		return fmt.Errorf("approval of %s/%s signs something else (%s %s/%s %s)", server, sa.Tool, st.Kind, st.Server, st.Tool, st.Digest)
+	if !st.Names(store.KindTool, server, sa.Tool, sa.Digest) {
+		return fmt.Errorf("approval of %s/%s signs something else (%s)", server, sa.Tool, st.Subject())
 	}
 	if err := checkBound(server+"/"+sa.Tool, st, cur.LastTransitionSeq); err != nil {
 		return err
@@ -412,8 +412,8 @@ func (l *Ledger) approveInstructions(tx *store.Tx, rec *store.ServerRecord, sa S
 	if err != nil {
 		return fmt.Errorf("approval of %s instructions does not verify with a trusted key: %w", rec.Name, err)
 	}
-	if st.Kind != store.KindInstructions || st.Server != rec.Name || st.Digest != sa.Digest {
-		return fmt.Errorf("approval of %s instructions signs something else (%s %s %s)", rec.Name, st.Kind, st.Server, st.Digest)
+	if !st.Names(store.KindInstructions, rec.Name, "", sa.Digest) {
+		return fmt.Errorf("approval of %s instructions signs something else (%s)", rec.Name, st.Subject())
 	}
 	if err := checkBound(rec.Name+" instructions", st, rec.InstructionsTransitionSeq); err != nil {
 		return err

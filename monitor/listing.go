@@ -211,12 +211,11 @@ func (s *Session) ListTools(ctx context.Context) (*Listing, error) {
 		Offered:         s.Init.Offered,
 	}
 	if l.Instructions != nil {
-		raw, _ := json.Marshal(*l.Instructions)
-		d, _, err := signatures.Digest(raw, slim)
+		canon, err := signatures.InstructionsCanonical(*l.Instructions, slim)
 		if err != nil {
 			return nil, s.wrapErr("digesting instructions", err)
 		}
-		l.InstructionsDigest = d
+		l.InstructionsDigest = signatures.DigestOf(canon)
 	}
 	var total int64
 	seenCursor := map[string]bool{}

@@ -2,7 +2,6 @@ package monitor
 
 import (
 	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -555,16 +554,12 @@ func (r *Recorder) record(server, transport string, l *Listing, pollErr error, n
 			}
 		}
 		if out.ApproveInstructions && l != nil && l.Instructions != nil {
-			def, _ := json.Marshal(*l.Instructions)
-			canon, err := signatures.Canonical(def, signatures.Limits{})
+			st, err := signatures.InstructionsStatement(server, *l.Instructions, l.InstructionsDigest, signatures.Review{
+				Seq: out.Server.InstructionsTransitionSeq, ApprovedAt: now, Note: "approved on first sight (approve_first_seen)"})
 			if err != nil {
 				return err
 			}
-			env, err := r.Signer.SignApproval(signatures.Statement{
-				Kind: store.KindInstructions, Server: server, Digest: l.InstructionsDigest, Definition: canon,
-				ApprovedAt: now, Note: "approved on first sight (approve_first_seen)",
-				Resolves: signatures.ResolvesSeq(out.Server.InstructionsTransitionSeq),
-			})
+			env, err := r.Signer.SignApproval(st)
 			if err != nil {
 				return fmt.Errorf("signing first-sight approval of %s instructions: %w", server, err)
 			}
@@ -594,11 +589,8 @@ func (r *Recorder) record(server, transport string, l *Listing, pollErr error, n
 				continue
 			}
 			rec := out.Server.Tools[t.Name]
-			env, err := r.Signer.SignApproval(signatures.Statement{
-				Kind: store.KindTool, Server: server, Tool: t.Name, Digest: t.Digest,
-				Definition: t.Canonical, ApprovedAt: now, Note: "approved on first sight (approve_first_seen)",
-				Resolves: signatures.ResolvesSeq(rec.LastTransitionSeq),
-			})
+			env, err := r.Signer.SignApproval(signatures.ToolStatement(server, t.Name, t.Digest, t.Canonical, signatures.Review{
+				Seq: rec.LastTransitionSeq, ApprovedAt: now, Note: "approved on first sight (approve_first_seen)"}))
 			if err != nil {
 				return fmt.Errorf("signing first-sight approval of %s/%s: %w", server, t.Name, err)
 			}
@@ -708,9 +700,9 @@ func CheckApproval(v Verifier, a store.ApprovalRecord) Approved {
 		out.Problem = err.Error()
 		return out
 	}
-	if st.Server != a.Server || st.Tool != a.Tool || st.Kind != a.Kind || st.Digest != a.Digest {
-		out.Problem = fmt.Sprintf("signed statement names %s %s/%s %s, record says %s %s/%s %s",
-			st.Kind, st.Server, st.Tool, st.Digest, a.Kind, a.Server, a.Tool, a.Digest)
+	if !st.Names(a.Kind, a.Server, a.Tool, a.Digest) {
+		out.Problem = fmt.Sprintf("signed statement names %s, record says %s %s/%s %s",
+			st.Subject(), a.Kind, a.Server, a.Tool, a.Digest)
 		return out
 	}
 	out.Definition = st.Definition

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -124,42 +123,22 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 	now := time.Now().UTC()
 	signed := make([]monitor.SignedApproval, 0, len(picked))
 	for _, t := range picked {
-		var accepted []string
-		for _, f := range t.Findings {
-			if f.Severity == rugwatch.SeverityCritical {
-				accepted = append(accepted, f.Rule+" "+f.Path)
-			}
-		}
-		env, err := signer.SignApproval(signatures.Statement{
-			Kind: store.KindTool, Server: server, Tool: t.Name, Digest: t.ObservedDigest,
-			Definition: t.Definition, ApprovedAt: now, Note: *note, AcceptedFindings: accepted,
-			// Bound to the state just shown: the daemon takes it only
-			// while this is still the tool's newest transition.
-			Resolves: signatures.ResolvesSeq(t.LastTransitionSeq),
-		})
+		// Bound to the state just shown (Seq): the daemon takes it only
+		// while this is still the tool's newest transition.
+		env, err := signer.SignApproval(signatures.ToolStatement(server, t.Name, t.ObservedDigest, t.Definition, signatures.Review{
+			Seq: t.LastTransitionSeq, ApprovedAt: now, Note: *note, Accepted: signatures.AcceptedFindings(t.Findings)}))
 		if err != nil {
 			return fmt.Errorf("signing %s/%s: %w", server, t.Name, err)
 		}
 		signed = append(signed, monitor.SignedApproval{Tool: t.Name, Digest: t.ObservedDigest, Envelope: env, Note: *note})
 	}
 	if instr {
-		def, err := json.Marshal(rec.Instructions)
+		st, err := signatures.InstructionsStatement(server, rec.Instructions, rec.InstructionsDigest, signatures.Review{
+			Seq: rec.InstructionsTransitionSeq, ApprovedAt: now, Note: *note, Accepted: signatures.AcceptedFindings(rec.InstructionsFindings)})
 		if err != nil {
 			return err
 		}
-		canon, err := signatures.Canonical(def, signatures.Limits{})
-		if err != nil {
-			return err
-		}
-		var accepted []string
-		for _, f := range rec.InstructionsFindings {
-			if f.Severity == rugwatch.SeverityCritical {
-				accepted = append(accepted, f.Rule+" "+f.Path)
-			}
-		}
-		env, err := signer.SignApproval(signatures.Statement{Kind: store.KindInstructions, Server: server, Digest: rec.InstructionsDigest,
-			Definition: canon, ApprovedAt: now, Note: *note, AcceptedFindings: accepted,
-			Resolves: signatures.ResolvesSeq(rec.InstructionsTransitionSeq)})
+		env, err := signer.SignApproval(st)
 		if err != nil {
 			return fmt.Errorf("signing %s instructions: %w", server, err)
 		}
