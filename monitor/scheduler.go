@@ -306,17 +306,6 @@ func (s *Scheduler) acquire(ctx context.Context, e *entry) (release func(), err 
 	return func() { e.pollMu.Unlock(); <-s.sem }, nil
 }
 
-// Names lists the scheduled jobs.
-func (s *Scheduler) Names() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]string, 0, len(s.jobs))
-	for n := range s.jobs {
-		out = append(out, n)
-	}
-	return out
-}
-
 // Running reports whether the scheduler accepts jobs.
 func (s *Scheduler) Running() bool {
 	s.mu.Lock()

@@ -56,9 +56,6 @@ func NewWeb(get func() Reader, log *slog.Logger) *Web {
 		"img-src 'none'; script-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"}
 }
 
-// CSP is the Content-Security-Policy every page is sent with.
-func (wv *Web) CSP() string { return wv.csp }
-
 // Handler routes the view's pages.
 func (wv *Web) Handler() http.Handler {
 	mux := http.NewServeMux()

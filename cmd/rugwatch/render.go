@@ -156,13 +156,6 @@ func printFindings(w io.Writer, indent string, fs []rugwatch.Finding) {
 	}
 }
 
-// printReport writes the human table of a whole report.
-func printReport(w io.Writer, r monitor.Report) {
-	for i, s := range r.Servers {
-		printServer(w, s, i == 0)
-	}
-}
-
 // reportPrinter prints a report as its servers arrive, so check and
 // status of a fleet hold one server's report at a time, not the fleet's:
 // text and JSON are written server by server (the JSON is byte for byte

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"testing"
 	"time"
 
@@ -58,5 +59,13 @@ func TestReportPrinterMatchesWholeReport(t *testing.T) {
 				t.Errorf("%s, %d servers: streamed clean %v, whole %v", format, len(rep.Servers), p.clean, rep.Clean())
 			}
 		}
+	}
+}
+
+// printReport writes the human table of a whole report at once: what the
+// streaming printer must print server by server.
+func printReport(w io.Writer, r monitor.Report) {
+	for i, s := range r.Servers {
+		printServer(w, s, i == 0)
 	}
 }
