@@ -1,8 +1,10 @@
 package configs
 
 import (
+	"maps"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -43,7 +45,7 @@ func (v *validator) secretTransport(p, rawURL string, h map[string]Secret) {
 	if len(h) == 0 || !plainRemote(rawURL) {
 		return
 	}
-	for _, k := range sortedKeys(h) {
+	for _, k := range slices.Sorted(maps.Keys(h)) {
 		if len(h[k].references()) == 0 {
 			continue
 		}

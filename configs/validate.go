@@ -3,12 +3,14 @@ package configs
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/mail"
 	"net/textproto"
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,6 +21,11 @@ import (
 )
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+
+// ValidName reports whether name is a valid name for a server or an alert
+// channel: what discovery turns a client's server keys into must pass the
+// same check the config does.
+func ValidName(name string) bool { return nameRE.MatchString(name) }
 
 // Validate checks every value and reports every problem, one per line, each
 // naming file:line, the entry and the key. Values Parse would default must
@@ -207,7 +214,7 @@ func (v *validator) server(p string, s Server, names map[string]int, i int) {
 	} else {
 		v.sandboxKeys(p, s.Network, s.Egress, s.Resources, s.Mounts)
 	}
-	for _, k := range sortedKeys(s.Env) {
+	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
 		if !envName.MatchString(k) {
 			v.fail(p+".env."+k, "not a valid environment variable name")
 		}
@@ -242,7 +249,7 @@ func (v *validator) integrity(p string, s Server) {
 
 func (v *validator) headers(p string, use HeaderUse, h map[string]Secret) {
 	seen := map[string]string{}
-	for _, k := range sortedKeys(h) {
+	for _, k := range slices.Sorted(maps.Keys(h)) {
 		kp := p + ".headers." + k
 		if !validHeaderName(k) {
 			v.fail(kp, "not a valid header name")
@@ -433,15 +440,6 @@ func validHeaderName(s string) bool {
 	return true
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 var entryPath = regexp.MustCompile(`(?s)^(servers|notify\.webhooks|notify\.email)\[(\d+)\]\.?(.*)$`)
 
 // label turns a key path into what an error shows:
@@ -554,7 +552,7 @@ func (c *Config) CheckReferences(r Resolver) error {
 		}
 	}
 	inMap := func(p string, m map[string]Secret) {
-		for _, k := range sortedKeys(m) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			check(p+"."+k, m[k])
 		}
 	}

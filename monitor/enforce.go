@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -155,7 +157,7 @@ func (l *Ledger) cloaking(server string, listing *Listing) ([]rugwatch.Event, er
 	var events []rugwatch.Event
 	err := l.DB.Update(func(tx *store.Tx) error {
 		events = events[:0]
-		for _, name := range sortedNames(diff) {
+		for _, name := range slices.Sorted(maps.Keys(diff)) {
 			var shown rugwatch.Digest
 			if t, ok := listing.Tool(name); ok {
 				shown = t.Digest

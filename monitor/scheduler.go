@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -140,21 +141,12 @@ func (s *Scheduler) Set(jobs []Job) (added, removed, changed []string, err error
 		if _, running := s.jobs[j.Name]; running {
 			continue
 		}
-		if !contains(changed, j.Name) {
+		if !slices.Contains(changed, j.Name) {
 			added = append(added, j.Name)
 		}
 		s.start(j, parsed[j.Name], spread)
 	}
 	return added, removed, changed, nil
-}
-
-func contains(xs []string, x string) bool {
-	for _, v := range xs {
-		if v == x {
-			return true
-		}
-	}
-	return false
 }
 
 func (s *Scheduler) start(j Job, sc cron.Schedule, spread bool) {

@@ -1,7 +1,6 @@
 package monitor
 
 import (
-	"sort"
 	"sync"
 	"time"
 
@@ -82,14 +81,5 @@ func (s *Sightings) Cloaked(server string, l *Listing, now time.Time) map[string
 			out[name] = d
 		}
 	}
-	return out
-}
-
-func sortedNames[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
 	return out
 }

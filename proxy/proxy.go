@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -996,7 +997,7 @@ func (s *session) withheldNotice() *notice {
 		n.text = fmt.Sprintf("%s: %s, so it serves none (fail closed). See %s; tools are approved with `%s`.", head, n.why, status, n.approve)
 	default:
 		parts := make([]string, 0, len(counts))
-		for _, why := range sortedKeys(counts) {
+		for _, why := range slices.Sorted(maps.Keys(counts)) {
 			parts = append(parts, fmt.Sprintf("%d %s", counts[why], why))
 		}
 		n.why = strings.Join(parts, ", ")
@@ -1024,15 +1025,6 @@ func (s *session) heldAs(name string) string {
 		return string(rugwatch.StateDrifted) // listed otherwise than approved, not yet recorded
 	}
 	return string(rugwatch.StatePending)
-}
-
-func sortedKeys(m map[string]int) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // driftText says which pinned identities of server drifted.
