@@ -7,6 +7,10 @@
 // without keeping it, and every way of printing a Secret (fmt, JSON, YAML,
 // slog) prints "<secret>". Errors name the reference, never its value.
 //
+// Other MCP clients' config files (discover, install, uninstall) are not
+// this package's: they belong to package clients, which imports this one;
+// this package must never import it.
+//
 // The package imports only the standard library, yaml and robfig/cron (to
 // check schedules the way the scheduler will parse them).
 package configs

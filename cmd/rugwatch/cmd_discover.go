@@ -9,7 +9,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/rugwatch/rugwatch/configs"
+	"github.com/rugwatch/rugwatch/clients"
 	"github.com/rugwatch/rugwatch/visible"
 )
 
@@ -52,22 +52,22 @@ func (a *App) runDiscover(ctx context.Context, args []string) error {
 	if *install != "" {
 		return a.installClient(*install, *home, *project, *uninstall, *force, *asJSON)
 	}
-	rep := configs.Discover(*home, *project)
+	rep := clients.Discover(*home, *project)
 	if *asJSON {
 		return writeJSON(a.Stdout, rep)
 	}
-	return configs.WriteDiscoverYAML(a.Stdout, rep, *home)
+	return clients.WriteYAML(a.Stdout, rep, *home)
 }
 
 // installClient rewrites one client's config so that each of its servers
 // runs through `rugwatch proxy` under this rugwatch and config, adding the
 // servers the config lacks; uninstall puts the client's files back.
 func (a *App) installClient(client, home, project string, uninstall, force, asJSON bool) error {
-	if _, ok := configs.InstallClients[client]; !ok {
+	if _, ok := clients.Names[client]; !ok {
 		return usagef("--install: unknown client %q (claude-desktop, claude-code, cursor, vscode, windsurf)", client)
 	}
 	if uninstall {
-		restored, err := configs.Uninstall(home, project, client)
+		restored, err := clients.Uninstall(home, project, client)
 		if err != nil {
 			return err
 		}
@@ -75,7 +75,7 @@ func (a *App) installClient(client, home, project string, uninstall, force, asJS
 			return writeJSON(a.Stdout, map[string]any{"restored": restored})
 		}
 		for _, p := range restored {
-			fmt.Fprintf(a.Stdout, "restored %s from %s%s\n", p, p, configs.BackupSuffix)
+			fmt.Fprintf(a.Stdout, "restored %s from %s%s\n", p, p, clients.BackupSuffix)
 		}
 		fmt.Fprintln(a.Stdout, "the servers added to rugwatch's config stay there; remove them by hand if you no longer want them watched")
 		return nil
@@ -94,7 +94,7 @@ func (a *App) installClient(client, home, project string, uninstall, force, asJS
 	if cfg.Path, err = filepath.Abs(cfg.Path); err != nil {
 		return err
 	}
-	plan, err := configs.PlanInstall(configs.InstallOptions{Home: home, Project: project, Client: client, Rugwatch: exe, Config: cfg, Force: force})
+	plan, err := clients.PlanInstall(clients.InstallOptions{Home: home, Project: project, Client: client, Rugwatch: exe, Config: cfg, Force: force})
 	if err != nil {
 		return err
 	}

@@ -8,11 +8,11 @@ import (
 	"testing"
 )
 
-// TestDiscoverCommand runs the command on the configs package's client
+// TestDiscoverCommand runs the command on the clients package's client
 // fixtures; what discover finds is tested there.
 func TestDiscoverCommand(t *testing.T) {
-	home, _ := filepath.Abs("../../configs/testdata/discover/home")
-	project, _ := filepath.Abs("../../configs/testdata/discover/project")
+	home, _ := filepath.Abs("../../clients/testdata/discover/home")
+	project, _ := filepath.Abs("../../clients/testdata/discover/project")
 	var out bytes.Buffer
 	a := &App{Stdout: &out, Stderr: &out}
 	if err := a.runDiscover(context.Background(), []string{"--json", "--home", home, "--project", project}); err != nil {

@@ -1,4 +1,4 @@
-package configs
+package clients
 
 import (
 	"bytes"
@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/rugwatch/rugwatch/configs"
 )
 
 // `discover --install CLIENT` routes a client's MCP servers through
@@ -35,8 +38,8 @@ import (
 // BackupSuffix names the backup of a client config next to it.
 const BackupSuffix = ".rugwatch-backup"
 
-// InstallClients maps the CLI's client names to discover's.
-var InstallClients = map[string]string{
+// Names maps the CLI's client names to discover's.
+var Names = map[string]string{
 	"claude-desktop": "Claude Desktop",
 	"claude-code":    "Claude Code",
 	"cursor":         "Cursor",
@@ -47,9 +50,9 @@ var InstallClients = map[string]string{
 // InstallOptions says what an install routes through which rugwatch.
 type InstallOptions struct {
 	Home, Project string
-	Client        string // a key of InstallClients
+	Client        string // a key of Names
 	Rugwatch      string // absolute path of the rugwatch executable
-	Config        *Config
+	Config        *configs.Config
 	Force         bool // rewrite entries even if comments inside them are lost
 }
 
@@ -77,10 +80,10 @@ type InstallResult struct {
 
 // PlanInstall works out an install without writing anything.
 func PlanInstall(o InstallOptions) (*InstallResult, error) {
-	client, ok := InstallClients[o.Client]
+	client, ok := Names[o.Client]
 	if !ok {
-		names := make([]string, 0, len(InstallClients))
-		for k := range InstallClients {
+		names := make([]string, 0, len(Names))
+		for k := range Names {
 			names = append(names, k)
 		}
 		sort.Strings(names)
@@ -98,9 +101,9 @@ func PlanInstall(o InstallOptions) (*InstallResult, error) {
 		taken[s.Name] = true
 	}
 	res := &InstallResult{Added: []string{}, writes: map[string][]byte{}}
-	byOrigin := map[string]*DiscoveredServer{} // path + "\x00" + entry
-	nameOf := map[*DiscoveredServer]string{}
-	var added []DiscoveredServer
+	byOrigin := map[string]*Server{} // path + "\x00" + entry
+	nameOf := map[*Server]string{}
+	var added []Server
 	for i := range rep.Servers {
 		s := &rep.Servers[i]
 		inClient := false
@@ -113,7 +116,7 @@ func PlanInstall(o InstallOptions) (*InstallResult, error) {
 		if !inClient || s.proxiedBy(o.Rugwatch) {
 			continue
 		}
-		if name, ok := o.Config.sameServer(s); ok {
+		if name, ok := sameServer(o.Config, s); ok {
 			nameOf[s] = name
 			continue
 		}
@@ -186,7 +189,7 @@ func PlanInstall(o InstallOptions) (*InstallResult, error) {
 			return nil, fmt.Errorf("reading %s: %w", o.Config.Path, err)
 		}
 		res.NewConfig = appendServers(old, res.ConfigYAML)
-		if _, err := Parse(res.NewConfig, o.Config.Path); err != nil {
+		if _, err := configs.Parse(res.NewConfig, o.Config.Path); err != nil {
 			return nil, fmt.Errorf("the servers to add do not make a valid config (nothing was written): %w", err)
 		}
 	}
@@ -220,7 +223,7 @@ func (r *InstallResult) Apply(configPath string) error {
 // Uninstall puts back each of the client's files from its backup and
 // removes the backup. It reports the files restored.
 func Uninstall(home, project, clientKey string) ([]string, error) {
-	client, ok := InstallClients[clientKey]
+	client, ok := Names[clientKey]
 	if !ok {
 		return nil, fmt.Errorf("unknown client %q", clientKey)
 	}
@@ -307,12 +310,12 @@ func writeAtomic(path string, data []byte) error {
 }
 
 // proxiedBy reports an entry that already runs `rugwatch proxy`.
-func (s *DiscoveredServer) proxiedBy(rugwatch string) bool {
+func (s *Server) proxiedBy(rugwatch string) bool {
 	return s.Command != "" && (s.Command == rugwatch || filepath.Base(s.Command) == "rugwatch") && slices.Contains(s.Args, "proxy")
 }
 
-// sameServer finds a configured server launched as s is.
-func (c *Config) sameServer(s *DiscoveredServer) (string, bool) {
+// sameServer finds a server of c launched as s is.
+func sameServer(c *configs.Config, s *Server) (string, bool) {
 	for _, cs := range c.Servers {
 		if s.Command != "" && cs.Command == s.Command && slices.Equal(cs.Args, s.Args) && cs.Cwd == s.Cwd {
 			return cs.Name, true
@@ -327,7 +330,7 @@ func (c *Config) sameServer(s *DiscoveredServer) (string, bool) {
 // proxiedEntry is the rewritten entry: rugwatch proxy in the server's
 // place, with the values of the references rugwatch's config holds for
 // it in env, and the entry's other settings (disabled, timeouts, …) kept.
-func proxiedEntry(orig []byte, s *DiscoveredServer, name, rugwatch, cfgPath string) ([]byte, error) {
+func proxiedEntry(orig []byte, s *Server, name, rugwatch, cfgPath string) ([]byte, error) {
 	d := json.NewDecoder(bytes.NewReader(stripJSONC(orig)))
 	d.UseNumber()
 	var entry map[string]any
@@ -348,7 +351,7 @@ func proxiedEntry(orig []byte, s *DiscoveredServer, name, rugwatch, cfgPath stri
 	}
 	// command and args first, as people write them; the rest sorted.
 	keys := []string{"command", "args"}
-	for _, k := range sortedKeys(entry) {
+	for _, k := range slices.Sorted(maps.Keys(entry)) {
 		if k != "command" && k != "args" {
 			keys = append(keys, k)
 		}
@@ -379,7 +382,7 @@ func proxiedEntry(orig []byte, s *DiscoveredServer, name, rugwatch, cfgPath stri
 // referenceValues maps each ${env:NAME} rugwatch's config holds for s in
 // place of a value of the client's to that value: what `rugwatch proxy`
 // needs in its environment to start the server as the client did.
-func (s *DiscoveredServer) referenceValues() map[string]string {
+func (s *Server) referenceValues() map[string]string {
 	out := map[string]string{}
 	for k, t := range s.Env {
 		if n, ok := soleRef(t); ok && !refersToEnv(s.rawEnv[k], n) {
@@ -566,9 +569,9 @@ func applyEdits(orig []byte, edits []spanEdit) []byte {
 }
 
 // writeServerItems renders servers as discover's YAML list items.
-func writeServerItems(b *strings.Builder, servers []DiscoveredServer, home string) error {
+func writeServerItems(b *strings.Builder, servers []Server, home string) error {
 	var full strings.Builder
-	if err := WriteDiscoverYAML(&full, DiscoverReport{Servers: servers}, home); err != nil {
+	if err := WriteYAML(&full, Report{Servers: servers}, home); err != nil {
 		return err
 	}
 	_, items, ok := strings.Cut(full.String(), "\nservers:\n")

@@ -1,4 +1,4 @@
-package configs
+package clients
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/rugwatch/rugwatch/configs"
 )
 
 // installRig is a copy of the discover fixtures and a rugwatch config
@@ -34,7 +36,7 @@ func newInstallRig(t *testing.T) *installRig {
 
 func (r *installRig) install(t *testing.T, client string, force bool) (*InstallResult, error) {
 	t.Helper()
-	cfg, err := Load(r.cfg)
+	cfg, err := configs.Load(r.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,12 +71,12 @@ func mustRead(t *testing.T, path string) []byte {
 // original is the backup, no literal secret reaches rugwatch's config,
 // and --uninstall restores the file byte for byte.
 func TestInstallRoutesEveryClient(t *testing.T) {
-	for client := range InstallClients {
+	for client := range Names {
 		t.Run(client, func(t *testing.T) {
 			r := newInstallRig(t)
 			before := map[string][]byte{}
 			for _, src := range clientSources(r.home, r.project) {
-				if b, err := os.ReadFile(src.Path); err == nil && src.Client == InstallClients[client] {
+				if b, err := os.ReadFile(src.Path); err == nil && src.Client == Names[client] {
 					before[src.Path] = b
 				}
 			}
@@ -82,7 +84,7 @@ func TestInstallRoutesEveryClient(t *testing.T) {
 			if err != nil {
 				t.Fatalf("install %s: %v", client, err)
 			}
-			cfg, err := Load(r.cfg)
+			cfg, err := configs.Load(r.cfg)
 			if err != nil {
 				t.Fatalf("the config after install does not load: %v\n%s", err, mustRead(t, r.cfg))
 			}
@@ -176,7 +178,7 @@ func TestInstallSecretsTravelInTheClientEntry(t *testing.T) {
 	if _, err := r.install(t, "cursor", false); err != nil {
 		t.Fatal(err)
 	}
-	cfg, _ := Load(r.cfg)
+	cfg, _ := configs.Load(r.cfg)
 	brave, ok := cfg.Server("brave-search")
 	if !ok || brave.Env["BRAVE_API_KEY"].Template() != "${env:BRAVE_SEARCH_BRAVE_API_KEY}" {
 		t.Fatalf("brave-search in the config: %+v", brave)

@@ -1,4 +1,4 @@
-package configs
+package clients
 
 import (
 	"bytes"
@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/rugwatch/rugwatch/configs"
 )
 
 var showDiscover = flag.Bool("show-discover", false, "print discover's output on the fixtures")
@@ -32,7 +34,7 @@ func runDiscoverFixture(t *testing.T, extra ...string) (string, string) {
 		enc.SetEscapeHTML(false)
 		err = enc.Encode(rep)
 	} else {
-		err = WriteDiscoverYAML(&out, rep, home)
+		err = WriteYAML(&out, rep, home)
 	}
 	if err != nil {
 		t.Fatalf("discover: %v\n%s", err, out.String())
@@ -50,11 +52,11 @@ func TestDiscoverYAMLIsAValidConfig(t *testing.T) {
 			t.Errorf("secret %q in the output", s)
 		}
 	}
-	cfg, err := Parse([]byte(out), filepath.Join(t.TempDir(), "rugwatch.yaml"))
+	cfg, err := configs.Parse([]byte(out), filepath.Join(t.TempDir(), "rugwatch.yaml"))
 	if err != nil {
 		t.Fatalf("Parse rejects discover's output: %v\n%s", err, out)
 	}
-	got := map[string]Server{}
+	got := map[string]configs.Server{}
 	for _, s := range cfg.Servers {
 		got[s.Name] = s
 	}
@@ -149,7 +151,7 @@ func TestDiscoverJSON(t *testing.T) {
 			t.Errorf("secret %q in the JSON", s)
 		}
 	}
-	var rep DiscoverReport
+	var rep Report
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatal(err)
 	}
@@ -178,17 +180,17 @@ func TestDiscoverJSON(t *testing.T) {
 func TestDiscoverNothingAndBrokenFiles(t *testing.T) {
 	home := t.TempDir()
 	var out bytes.Buffer
-	if err := WriteDiscoverYAML(&out, Discover(home, home), home); err != nil {
+	if err := WriteYAML(&out, Discover(home, home), home); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Parse(out.Bytes(), filepath.Join(home, "rugwatch.yaml")); err != nil || !strings.Contains(out.String(), "servers: []") {
+	if _, err := configs.Parse(out.Bytes(), filepath.Join(home, "rugwatch.yaml")); err != nil || !strings.Contains(out.String(), "servers: []") {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	_ = os.MkdirAll(filepath.Join(home, ".cursor"), 0o700)
 	_ = os.WriteFile(filepath.Join(home, ".cursor", "mcp.json"), []byte(`{"mcpServers": {"x": {"command": "a", "env": {"K": "s3cr3tFAKE"`), 0o600)
 	_ = os.WriteFile(filepath.Join(home, ".mcp.json"), []byte(`[1,2]`), 0o600)
 	out.Reset()
-	if err := WriteDiscoverYAML(&out, Discover(home, home), home); err != nil {
+	if err := WriteYAML(&out, Discover(home, home), home); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "mcp.json: skipped, not valid JSON") || !strings.Contains(out.String(), ".mcp.json: skipped, not a JSON object") ||
@@ -250,18 +252,18 @@ func TestDiscoverGrantsTheDirectoriesArgsName(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	rep := DiscoverReport{Servers: []DiscoveredServer{{Name: "files", Transport: TransportStdio, Command: "npx",
+	rep := Report{Servers: []Server{{Name: "files", Transport: configs.TransportStdio, Command: "npx",
 		Args: []string{"-y", "@modelcontextprotocol/server-filesystem", dir, dir + "/", "/", file, "rel/dir"}, Cwd: cwd}}}
 	var out bytes.Buffer
-	if err := WriteDiscoverYAML(&out, rep, t.TempDir()); err != nil {
+	if err := WriteYAML(&out, rep, t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := Parse(out.Bytes(), filepath.Join(t.TempDir(), "rugwatch.yaml"))
+	cfg, err := configs.Parse(out.Bytes(), filepath.Join(t.TempDir(), "rugwatch.yaml"))
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	got := cfg.Servers[0].Mounts
-	if len(got) != 2 || got[0] != (Mount{Path: dir, Mode: MountRO}) || got[1] != (Mount{Path: cwd, Mode: MountRO}) {
+	if len(got) != 2 || got[0] != (configs.Mount{Path: dir, Mode: configs.MountRO}) || got[1] != (configs.Mount{Path: cwd, Mode: configs.MountRO}) {
 		t.Errorf("mounts %+v\n%s", got, out.String())
 	}
 }

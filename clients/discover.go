@@ -1,4 +1,4 @@
-package configs
+package clients
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/textproto"
 	"net/url"
 	"os"
@@ -17,11 +18,12 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/rugwatch/rugwatch/configs"
 	"github.com/rugwatch/rugwatch/visible"
 )
 
-// discoverSource is one MCP client config file rugwatch knows how to read.
-type discoverSource struct {
+// source is one MCP client config file rugwatch knows how to read.
+type source struct {
 	Client string `json:"client"`
 	Path   string `json:"path"`
 	Found  bool   `json:"found"`
@@ -33,18 +35,19 @@ type discoverSource struct {
 	project string // workspace folder, for ${workspaceFolder}
 }
 
-// DiscoverOrigin says where one server entry was found.
-type DiscoverOrigin struct {
+// Origin says where one server entry was found.
+type Origin struct {
 	Client string `json:"client"`
 	Path   string `json:"path"`
 	Entry  string `json:"entry"` // e.g. mcpServers["github"]
 }
 
-// DiscoveredServer is one server of `discover --json`. Env and header
-// values are templates: secrets are ${env:…} references, never values.
-type DiscoveredServer struct {
+// Server is one server found in the clients' config files, as `discover
+// --json` prints it. Env and header values are templates: secrets are
+// ${env:…} references, never values.
+type Server struct {
 	Name      string            `json:"name"`
-	Origins   []DiscoverOrigin  `json:"origins"`
+	Origins   []Origin          `json:"origins"`
 	Transport string            `json:"transport"`
 	Command   string            `json:"command,omitempty"`
 	Args      []string          `json:"args,omitempty"`
@@ -60,24 +63,24 @@ type DiscoveredServer struct {
 	rawHdr  map[string]string
 }
 
-// DiscoverExport is one environment variable the user must set.
-type DiscoverExport struct {
+// Export is one environment variable the user must set.
+type Export struct {
 	Name string `json:"name"`
 	For  string `json:"for"`
 }
 
-// DiscoverSkipped is an entry that could not become a rugwatch server.
-type DiscoverSkipped struct {
-	DiscoverOrigin
+// Skipped is an entry that could not become a rugwatch server.
+type Skipped struct {
+	Origin
 	Reason string `json:"reason"`
 }
 
-// DiscoverReport is `discover --json`.
-type DiscoverReport struct {
-	Sources []discoverSource   `json:"sources"`
-	Servers []DiscoveredServer `json:"servers"`
-	Exports []DiscoverExport   `json:"exports"`
-	Skipped []DiscoverSkipped  `json:"skipped"`
+// Report is `discover --json`.
+type Report struct {
+	Sources []source  `json:"sources"`
+	Servers []Server  `json:"servers"`
+	Exports []Export  `json:"exports"`
+	Skipped []Skipped `json:"skipped"`
 }
 
 // maxClientConfig bounds what discover reads from one file; ~/.claude.json
@@ -86,10 +89,10 @@ const maxClientConfig = 32 << 20
 
 // clientSources lists the config files of the MCP clients, user files first.
 // %APPDATA% (Windows) is not searched.
-func clientSources(home, project string) []discoverSource {
+func clientSources(home, project string) []source {
 	h := func(p ...string) string { return filepath.Join(append([]string{home}, p...)...) }
 	p := func(q ...string) string { return filepath.Join(append([]string{project}, q...)...) }
-	src := []discoverSource{
+	src := []source{
 		{Client: "Claude Desktop", Path: h("Library", "Application Support", "Claude", "claude_desktop_config.json"), key: "mcpServers"},
 		{Client: "Claude Desktop", Path: h(".config", "Claude", "claude_desktop_config.json"), key: "mcpServers"},
 		{Client: "Claude Code", Path: h(".claude.json"), key: "claude.json"},
@@ -114,9 +117,9 @@ func clientSources(home, project string) []discoverSource {
 }
 
 // Discover reads every client config under home and project.
-func Discover(home, project string) DiscoverReport {
-	rep := DiscoverReport{Servers: []DiscoveredServer{}, Exports: []DiscoverExport{}, Skipped: []DiscoverSkipped{}}
-	var found []DiscoveredServer
+func Discover(home, project string) Report {
+	rep := Report{Servers: []Server{}, Exports: []Export{}, Skipped: []Skipped{}}
+	var found []Server
 	for _, src := range clientSources(home, project) {
 		doc, err := readClientConfig(src.Path)
 		switch {
@@ -139,7 +142,7 @@ func Discover(home, project string) DiscoverReport {
 		if src.key == "claude.json" {
 			groups = append(groups, group{asObject(doc["mcpServers"]), "mcpServers", ""})
 			projects := asObject(doc["projects"])
-			for _, dir := range sortedKeys(projects) {
+			for _, dir := range slices.Sorted(maps.Keys(projects)) {
 				groups = append(groups, group{asObject(asObject(projects[dir])["mcpServers"]),
 					fmt.Sprintf("projects[%q].mcpServers", dir), dir})
 			}
@@ -147,18 +150,18 @@ func Discover(home, project string) DiscoverReport {
 			groups = append(groups, group{asObject(doc[src.key]), src.key, src.project})
 		}
 		for _, g := range groups {
-			for _, name := range sortedKeys(g.entries) {
+			for _, name := range slices.Sorted(maps.Keys(g.entries)) {
 				src.Servers++
-				o := DiscoverOrigin{Client: src.Client, Path: src.Path, Entry: fmt.Sprintf("%s[%q]", g.prefix, name)}
+				o := Origin{Client: src.Client, Path: src.Path, Entry: fmt.Sprintf("%s[%q]", g.prefix, name)}
 				s, reason := convertEntry(name, g.entries[name], g.project, home, filepath.Dir(src.Path))
 				if reason != "" {
-					rep.Skipped = append(rep.Skipped, DiscoverSkipped{o, reason})
+					rep.Skipped = append(rep.Skipped, Skipped{o, reason})
 					continue
 				}
 				if g.project != "" && src.key == "claude.json" {
 					s.Notes = append(s.Notes, "Claude Code project "+g.project)
 				}
-				s.Origins = []DiscoverOrigin{o}
+				s.Origins = []Origin{o}
 				found = append(found, s)
 			}
 		}
@@ -166,7 +169,7 @@ func Discover(home, project string) DiscoverReport {
 	}
 	// The same server set up in two clients is watched once.
 	byIdent := map[string]int{}
-	var merged []DiscoveredServer
+	var merged []Server
 	for _, s := range found {
 		if i, ok := byIdent[s.ident]; ok {
 			merged[i].Origins = append(merged[i].Origins, s.Origins...)
@@ -314,12 +317,12 @@ func asStringMap(v any) (map[string]string, []string) {
 }
 
 // convertEntry turns one client entry into a server, or says why not.
-func convertEntry(name string, v any, project, home, dir string) (DiscoveredServer, string) {
+func convertEntry(name string, v any, project, home, dir string) (Server, string) {
 	e := asObject(v)
 	if e == nil {
-		return DiscoveredServer{}, "not a JSON object"
+		return Server{}, "not a JSON object"
 	}
-	s := DiscoveredServer{rawName: name}
+	s := Server{rawName: name}
 	typ, _ := asString(e["type"])
 	typ = strings.ToLower(typ)
 	if t, ok := asString(e["transport"]); ok && typ == "" {
@@ -341,7 +344,7 @@ func convertEntry(name string, v any, project, home, dir string) (DiscoveredServ
 	}
 	switch {
 	case command != "" && (typ == "" || typ == "stdio"):
-		s.Transport = TransportStdio
+		s.Transport = configs.TransportStdio
 		s.Command = expand(command)
 		for _, a := range asArray(e["args"]) {
 			str, ok := asString(a)
@@ -371,9 +374,9 @@ func convertEntry(name string, v any, project, home, dir string) (DiscoveredServ
 	case rawURL != "":
 		switch typ {
 		case "sse":
-			s.Transport = TransportSSE
+			s.Transport = configs.TransportSSE
 		case "", "http", "streamable-http", "streamablehttp", "streamable_http":
-			s.Transport = TransportHTTP
+			s.Transport = configs.TransportHTTP
 		default:
 			return s, fmt.Sprintf("transport %q is not one rugwatch speaks (http, sse, stdio)", visible.Line(typ))
 		}
@@ -390,7 +393,7 @@ func convertEntry(name string, v any, project, home, dir string) (DiscoveredServ
 			}
 		}
 		if typ == "" && strings.HasSuffix(strings.TrimSuffix(u.Path, "/"), "/sse") {
-			s.Transport = TransportSSE
+			s.Transport = configs.TransportSSE
 			s.Notes = append(s.Notes, "no type given; the /sse path suggests legacy HTTP+SSE")
 		}
 		s.URL = u.String()
@@ -431,9 +434,9 @@ func normalizeServerName(s string) string {
 	}
 	out := strings.TrimLeft(b.String(), "-._")
 	out = strings.TrimRight(out, "-")
-	if out == "" || !nameRE.MatchString(out) {
+	if out == "" || !configs.ValidName(out) {
 		out = "server" + strings.TrimLeft("-"+out, "-")
-		if !nameRE.MatchString(out) {
+		if !configs.ValidName(out) {
 			out = "server"
 		}
 	}
@@ -490,7 +493,7 @@ func clientTemplate(v string) (t string, ref, ok bool) {
 		return v, false, true
 	}
 	t = bareRefRE.ReplaceAllString(v, "$${env:$1}")
-	if _, err := NewSecret(t); err == nil {
+	if _, err := configs.NewSecret(t); err == nil {
 		return t, true, true
 	}
 	return "", false, false
@@ -517,17 +520,17 @@ func envRefName(server, key string) string {
 
 // referenceSecrets fills Env and Headers with templates: literal secrets
 // become ${env:<SERVER>_<NAME>} and are listed for the user to export.
-func (s *DiscoveredServer) referenceSecrets() []DiscoverExport {
-	var exports []DiscoverExport
+func (s *Server) referenceSecrets() []Export {
+	var exports []Export
 	ref := func(kind, key string) string {
 		n := envRefName(s.Name, key)
-		exports = append(exports, DiscoverExport{Name: n, For: fmt.Sprintf("%s %s of server %s (%s)", kind, key, s.Name, s.Origins[0].Client)})
+		exports = append(exports, Export{Name: n, For: fmt.Sprintf("%s %s of server %s (%s)", kind, key, s.Name, s.Origins[0].Client)})
 		return "${env:" + n + "}"
 	}
 	if len(s.rawEnv) > 0 {
 		s.Env = map[string]string{}
 	}
-	for _, k := range sortedStrings(s.rawEnv) {
+	for _, k := range slices.Sorted(maps.Keys(s.rawEnv)) {
 		v := s.rawEnv[k]
 		if !envNameRE.MatchString(k) {
 			s.Notes = append(s.Notes, fmt.Sprintf("env %s left out: not a valid variable name", visible.Line(k)))
@@ -548,10 +551,10 @@ func (s *DiscoveredServer) referenceSecrets() []DiscoverExport {
 	if len(s.rawHdr) > 0 {
 		s.Headers = map[string]string{}
 	}
-	for _, k := range sortedStrings(s.rawHdr) {
+	for _, k := range slices.Sorted(maps.Keys(s.rawHdr)) {
 		v := s.rawHdr[k]
 		ck := textproto.CanonicalMIMEHeaderKey(k)
-		if !validDiscoverHeader(k) || ReservedHeader(ServerHeaders, ck) || strings.ContainsAny(v, "\r\n") {
+		if !validHeaderName(k) || configs.ReservedHeader(configs.ServerHeaders, ck) || strings.ContainsAny(v, "\r\n") {
 			s.Notes = append(s.Notes, fmt.Sprintf("header %s left out: rugwatch sets it itself or it is malformed", visible.Line(k)))
 			continue
 		}
@@ -573,7 +576,7 @@ func (s *DiscoveredServer) referenceSecrets() []DiscoverExport {
 	return exports
 }
 
-func validDiscoverHeader(k string) bool {
+func validHeaderName(k string) bool {
 	if k == "" {
 		return false
 	}
@@ -583,15 +586,6 @@ func validDiscoverHeader(k string) bool {
 		}
 	}
 	return true
-}
-
-func sortedStrings(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // displayPath shows path with the home directory as ~.
@@ -632,14 +626,14 @@ func yamlString(s string) string {
 	return b.String()
 }
 
-// discoverComment renders untrusted text for a YAML comment: one line, visible.
-func discoverComment(s string) string { return visible.Line(s) }
+// yamlComment renders untrusted text for a YAML comment: one line, visible.
+func yamlComment(s string) string { return visible.Line(s) }
 
 // grantedDirs are the existing directories a discovered stdio server was
 // handed by absolute path (its args and cwd): under rugwatch's allow-list
 // sandbox it sees none of them unless granted. Never "/" (the whole host
 // is not a grant).
-func grantedDirs(s DiscoveredServer) []string {
+func grantedDirs(s Server) []string {
 	var out []string
 	for _, p := range append(append([]string(nil), s.Args...), s.Cwd) {
 		if !filepath.IsAbs(p) {
@@ -656,7 +650,10 @@ func grantedDirs(s DiscoveredServer) []string {
 	return out
 }
 
-func WriteDiscoverYAML(w io.Writer, rep DiscoverReport, home string) error {
+// WriteYAML prints rep as a rugwatch config: what was read and skipped,
+// and the exports the secret references need, as comments, then the
+// `servers:` list.
+func WriteYAML(w io.Writer, rep Report, home string) error {
 	var b strings.Builder
 	files := 0
 	for _, s := range rep.Sources {
@@ -668,18 +665,18 @@ func WriteDiscoverYAML(w io.Writer, rep DiscoverReport, home string) error {
 	for _, s := range rep.Sources {
 		switch {
 		case s.Error != "":
-			fmt.Fprintf(&b, "#   %s %s: skipped, %s\n", s.Client, discoverComment(displayPath(s.Path, home)), discoverComment(s.Error))
+			fmt.Fprintf(&b, "#   %s %s: skipped, %s\n", s.Client, yamlComment(displayPath(s.Path, home)), yamlComment(s.Error))
 		case s.Found:
-			fmt.Fprintf(&b, "#   %s %s: %d entr%s\n", s.Client, discoverComment(displayPath(s.Path, home)), s.Servers, discoverPlural(s.Servers, "y", "ies"))
+			fmt.Fprintf(&b, "#   %s %s: %d entr%s\n", s.Client, yamlComment(displayPath(s.Path, home)), s.Servers, plural(s.Servers, "y", "ies"))
 		}
 	}
 	for _, sk := range rep.Skipped {
-		fmt.Fprintf(&b, "# skipped %s %s in %s: %s\n", sk.Client, discoverComment(sk.Entry), discoverComment(displayPath(sk.Path, home)), discoverComment(sk.Reason))
+		fmt.Fprintf(&b, "# skipped %s %s in %s: %s\n", sk.Client, yamlComment(sk.Entry), yamlComment(displayPath(sk.Path, home)), yamlComment(sk.Reason))
 	}
 	if len(rep.Exports) > 0 {
 		b.WriteString("# Secrets were not copied. Export these before rugwatch polls (or switch them to ${file:…}):\n")
 		for _, e := range rep.Exports {
-			fmt.Fprintf(&b, "#   export %s=…   # %s\n", e.Name, discoverComment(e.For))
+			fmt.Fprintf(&b, "#   export %s=…   # %s\n", e.Name, yamlComment(e.For))
 		}
 	}
 	if len(rep.Servers) == 0 {
@@ -693,10 +690,10 @@ func WriteDiscoverYAML(w io.Writer, rep DiscoverReport, home string) error {
 			b.WriteString("\n")
 		}
 		for _, o := range s.Origins {
-			fmt.Fprintf(&b, "  # from %s: %s %s\n", o.Client, discoverComment(displayPath(o.Path, home)), discoverComment(o.Entry))
+			fmt.Fprintf(&b, "  # from %s: %s %s\n", o.Client, yamlComment(displayPath(o.Path, home)), yamlComment(o.Entry))
 		}
 		for _, n := range s.Notes {
-			fmt.Fprintf(&b, "  # note: %s\n", discoverComment(n))
+			fmt.Fprintf(&b, "  # note: %s\n", yamlComment(n))
 		}
 		fmt.Fprintf(&b, "  - name: %s\n", yamlString(s.Name))
 		if s.Command != "" {
@@ -736,12 +733,12 @@ func writeYAMLMap(b *strings.Builder, key string, m map[string]string) {
 		return
 	}
 	fmt.Fprintf(b, "    %s:\n", key)
-	for _, k := range sortedStrings(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		fmt.Fprintf(b, "      %s: %s\n", yamlString(k), yamlString(m[k]))
 	}
 }
 
-func discoverPlural(n int, one, many string) string {
+func plural(n int, one, many string) string {
 	if n == 1 {
 		return one
 	}
