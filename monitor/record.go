@@ -319,8 +319,26 @@ func (r *Recorder) Record(server, transport string, l *Listing, pollErr error) (
 		pre  map[string]Precomputed
 		need []Tool
 	)
+	if l != nil && !l.Unchanged {
+		// New or changed definitions are found in a read transaction, so
+		// a poll that has some does not take the write lock only to learn
+		// it must first compute their findings.
+		var prev store.ServerRecord
+		if err := r.DB.View(func(tx *store.Tx) error {
+			var err error
+			prev, _, err = tx.ServerStates(server)
+			return err
+		}); err != nil {
+			return store.ServerRecord{}, nil, fmt.Errorf("recording poll of %s: %w", server, err)
+		}
+		if changed := changedTools(prev, l); changed != nil {
+			pre = r.findingsFor(server, changed)
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		var err error
+		// Asked again inside the write only if nothing was computed: a
+		// definition may have changed since (another poll of the server).
 		out, need, err = r.record(server, transport, l, pollErr, now, pre, attempt == 0)
 		if err != nil {
 			return store.ServerRecord{}, nil, err
@@ -389,6 +407,12 @@ func (r *Recorder) findingsFor(server string, tools []Tool) map[string]Precomput
 // record is one attempt at recording a poll. With ask set, a poll with
 // new or changed definitions and no precomputed findings writes nothing
 // and returns those tools, for Record to compute their findings first.
+//
+// It runs in four steps inside one group commit: gather what the store
+// says (the record, the verified approvals, the index of tool names),
+// decide (Evaluate, a pure function of that), apply the decision (revoke,
+// emit, sign first-sight approvals, queue alerts), and persist the
+// record.
 func (r *Recorder) record(server, transport string, l *Listing, pollErr error, now time.Time,
 	pre map[string]Precomputed, ask bool) (Outcome, []Tool, error) {
 	var (
@@ -411,237 +435,36 @@ func (r *Recorder) record(server, transport string, l *Listing, pollErr error, n
 		}()
 		out, need = Outcome{Server: store.ServerRecord{Name: server, Transport: transport}}, nil
 		if l != nil && l.Unchanged {
-			// Nothing to evaluate if nothing moved (unchanged.go), but
-			// what the sandbox refused the server this poll is news.
-			stale, err = r.recordUnchanged(tx, server, l, now)
-			if err != nil || stale || len(l.Refused) == 0 {
-				return err
-			}
-			var refused []rugwatch.Event
-			evaluateRefused(Input{Listing: l}, func(e rugwatch.Event) {
-				e.Server, e.OccurredAt = server, now
-				refused = append(refused, e)
-			})
-			for _, e := range refused {
-				if err := r.emit(tx, &out, e); err != nil {
-					return err
-				}
-			}
-			return r.queueAlerts(tx, &out, false, now)
+			stale, err = r.recordUnchangedPoll(tx, server, l, now, &out)
+			return err
 		}
 		out = Outcome{}
 		prev, found, err := tx.Server(server)
 		if err != nil {
 			return err
 		}
-		if ask && pre == nil && l != nil {
-			for _, t := range l.Tools {
-				if old, ok := prev.Tools[t.Name]; !ok || old.ObservedDigest != t.Digest {
-					need = append(need, t)
-				}
-			}
-			if need != nil {
+		if ask && pre == nil {
+			// Found changed since Record looked (changedTools): their
+			// findings are computed outside the lock, then this again.
+			if need = changedTools(prev, l); need != nil {
 				return nil
 			}
 		}
-		in := Input{
+		in, replays, err := r.gather(tx, Input{
 			Server: server, Transport: transport, Listing: l, PollErr: pollErr, Now: now,
-			UnreachableAfter: r.UnreachableAfter, FirstSight: r.Signer != nil,
-			Approvals: map[string]Approved{}, Revoked: map[string]Approved{}, Findings: pre,
-		}
-		if found {
-			in.Prev = &prev
-		}
-		if r.index == nil && (needsFindings(prev, l, pre) || lostTools(prev, l)) {
-			// Loaded once, and only when a definition is new or changed
-			// (findings are computed only then); kept current below.
-			// Reading every server's record on every poll would make a
-			// fleet's cycle quadratic; a steady cycle never loads it.
-			idx := NewToolIndex(nil)
-			if err := tx.ServerTools(func(name string, tools map[string]rugwatch.State) error {
-				idx.SetServer(name, liveTools(tools))
-				return nil
-			}); err != nil {
-				return err
-			}
-			r.idxMu.Lock()
-			r.index = idx
-			r.idxMu.Unlock()
-		}
-		in.Index = r.index
-		current, err := tx.Approvals(server)
+			UnreachableAfter: r.UnreachableAfter, FirstSight: r.Signer != nil, Findings: pre,
+		}, prev, found)
 		if err != nil {
 			return err
 		}
-		if err := r.refreshWithdrawn(tx); err != nil {
+		out = r.decide(in, replays, prev)
+		if err := r.apply(tx, in, &out); err != nil {
 			return err
-		}
-		var replays []rugwatch.Event
-		observed := observedDigests(l)
-		for _, a := range current {
-			ap := r.check(a)
-			subject := a.Tool
-			if a.Kind == store.KindInstructions {
-				subject = ""
-			}
-			if ap.Valid && observed != nil && observed[subject] != a.Digest {
-				ap = r.withDefinition(a) // diffed against below
-			}
-			if ap.Valid {
-				problem, err := r.replayed(tx, a, ap, prev)
-				if err != nil {
-					return err
-				}
-				if problem != "" {
-					// Out of the current approvals, so it is reported
-					// once, and no reader of approvals believes it.
-					if _, _, err := tx.RevokeApproval(server, a.Kind, a.Tool, problem, now); err != nil {
-						return fmt.Errorf("withdrawing replayed approval of %s/%s: %w", server, a.Tool, err)
-					}
-					replays = append(replays, rugwatch.Event{Type: rugwatch.EventApprovalInvalid, Severity: rugwatch.SeverityCritical,
-						Server: server, Tool: a.Tool, ApprovedDigest: a.Digest, KeyID: ap.KeyID, OccurredAt: now, Message: problem})
-					continue
-				}
-			}
-			switch a.Kind {
-			case store.KindTool:
-				in.Approvals[a.Tool] = ap
-			case store.KindInstructions:
-				in.Instructions = &ap
-			}
-		}
-		// Drifted tools (also those removed while drifted) are diffed
-		// against the approval drift withdrew.
-		for name, t := range prev.Tools {
-			drifted := t.State == rugwatch.StateDrifted || (t.State == rugwatch.StateRemoved && t.PrevState == rugwatch.StateDrifted)
-			if !drifted || t.ApprovedDigest == "" {
-				continue
-			}
-			a, ok, err := FindApproval(tx, r.withDefinition, server, name, t.ApprovedDigest)
-			if err != nil {
-				return err
-			}
-			if ok {
-				in.Revoked[name] = a
-			}
-		}
-		adoptLaunchRevision(in.Prev, l)
-		out = Evaluate(in)
-		out.Events = append(replays, out.Events...)
-		out.Events = append(out.Events, r.noteRevision(prev, l, &out.Server)...)
-		out.Events = append(out.Events, noteIdentity(l, &out.Server, now)...)
-		if l != nil {
-			out.Server.Sandboxed, out.Server.SandboxNote = l.Sandboxed, l.SandboxNote
-		}
-		for _, name := range out.Revoke {
-			obs := out.Server.Tools[name].ObservedDigest
-			if _, _, err := tx.RevokeApproval(server, store.KindTool, name, "drift: observed "+string(obs), now); err != nil {
-				return fmt.Errorf("revoking approval of %s/%s: %w", server, name, err)
-			}
-		}
-		if out.RevokeInstructions {
-			if _, _, err := tx.RevokeApproval(server, store.KindInstructions, "", "drift: observed "+string(out.Server.InstructionsDigest), now); err != nil {
-				return fmt.Errorf("revoking approval of %s instructions: %w", server, err)
-			}
-		}
-		// Events first, so each tool's record knows the seq of its
-		// newest transition before a first-sight approval is bound to it.
-		events := out.Events
-		out.Events = nil
-		for _, e := range events {
-			if err := r.emit(tx, &out, e); err != nil {
-				return err
-			}
-		}
-		if out.ApproveInstructions && l != nil && l.Instructions != nil {
-			st, err := signatures.InstructionsStatement(server, *l.Instructions, l.InstructionsDigest, signatures.Review{
-				Seq: out.Server.InstructionsTransitionSeq, ApprovedAt: now, Note: "approved on first sight (approve_first_seen)"})
-			if err != nil {
-				return err
-			}
-			env, err := r.Signer.SignApproval(st)
-			if err != nil {
-				return fmt.Errorf("signing first-sight approval of %s instructions: %w", server, err)
-			}
-			if err := tx.PutApproval(store.ApprovalRecord{Kind: store.KindInstructions, Server: server, Digest: l.InstructionsDigest,
-				KeyID: r.Signer.KeyID(), ApprovedAt: now, Envelope: env, Note: "approved on first sight"}); err != nil {
-				return err
-			}
-			out.Server.InstructionsState = rugwatch.StateApproved
-			out.Server.InstructionsApproved = l.InstructionsDigest
-			if err := r.emit(tx, &out, rugwatch.Event{
-				Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityInfo, Server: server,
-				ApprovedDigest: l.InstructionsDigest, ObservedDigest: l.InstructionsDigest, KeyID: r.Signer.KeyID(), OccurredAt: now,
-				Message: "server instructions approved on first sight (approve_first_seen)",
-			}); err != nil {
-				return err
-			}
-		}
-		for _, t := range out.Approve {
-			// First sight means first: a tool with any approval history
-			// (approved, drifted, revoked before) is never approved
-			// without a human, whatever the record says now.
-			hist, err := tx.ApprovalHistory(server, t.Name)
-			if err != nil {
-				return err
-			}
-			if len(hist) > 0 {
-				continue
-			}
-			rec := out.Server.Tools[t.Name]
-			env, err := r.Signer.SignApproval(signatures.ToolStatement(server, t.Name, t.Digest, t.Canonical, signatures.Review{
-				Seq: rec.LastTransitionSeq, ApprovedAt: now, Note: "approved on first sight (approve_first_seen)"}))
-			if err != nil {
-				return fmt.Errorf("signing first-sight approval of %s/%s: %w", server, t.Name, err)
-			}
-			if err := tx.PutApproval(store.ApprovalRecord{
-				Kind: store.KindTool, Server: server, Tool: t.Name, Digest: t.Digest, KeyID: r.Signer.KeyID(),
-				ApprovedAt: now, Envelope: env, Note: "approved on first sight",
-			}); err != nil {
-				return err
-			}
-			rec.State = rugwatch.StateApproved
-			rec.ApprovedDigest = t.Digest
-			out.Server.Tools[t.Name] = rec
-			if err := r.emit(tx, &out, rugwatch.Event{
-				Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityInfo, Server: server, Tool: t.Name,
-				ApprovedDigest: t.Digest, ObservedDigest: t.Digest, KeyID: r.Signer.KeyID(), OccurredAt: now,
-				Message: "approved on first sight (approve_first_seen)",
-			}); err != nil {
-				return err
-			}
 		}
 		if err := r.queueAlerts(tx, &out, !found, now); err != nil {
 			return err
 		}
-		if found && len(out.Events) == 0 && len(out.Revoke) == 0 && !out.RevokeInstructions {
-			// Nothing moved: the poll leaves only its time, never the
-			// record with its tools inline, so a steady fleet writes a
-			// few bytes per server per cycle and the file does not grow.
-			same, err := tx.SameServer(out.Server)
-			if err != nil {
-				return err
-			}
-			if same {
-				if err := tx.MarkPolled(server, now); err != nil {
-					return err
-				}
-				return r.noteListing(tx, server, l)
-			}
-		}
-		if err := tx.PutServer(out.Server); err != nil {
-			return err
-		}
-		if r.index != nil {
-			r.idxMu.Lock()
-			r.index.SetServer(server, toolNames(out.Server))
-			r.idxMu.Unlock()
-			// The other servers' twins of a name gained or lost.
-			if err := refreshShadowing(tx, server, toolNames(prev), toolNames(out.Server), r.index); err != nil {
-				return err
-			}
-		}
-		return r.noteListing(tx, server, l)
+		return r.persist(tx, in, prev, found, &out)
 	})
 	if err != nil {
 		r.mu.Lock()
@@ -653,6 +476,267 @@ func (r *Recorder) record(server, transport string, l *Listing, pollErr error, n
 		return Outcome{}, nil, fmt.Errorf("recording poll of %s: %w", server, ErrListingStale)
 	}
 	return out, need, nil
+}
+
+// changedTools lists the tools of l that are new or changed since prev:
+// the ones whose findings must be computed.
+func changedTools(prev store.ServerRecord, l *Listing) []Tool {
+	if l == nil {
+		return nil
+	}
+	var need []Tool
+	for _, t := range l.Tools {
+		if old, ok := prev.Tools[t.Name]; !ok || old.ObservedDigest != t.Digest {
+			need = append(need, t)
+		}
+	}
+	return need
+}
+
+// recordUnchangedPoll records a listing identical to the last one
+// (unchanged.go): nothing to evaluate, but what the sandbox refused the
+// server this poll is news.
+func (r *Recorder) recordUnchangedPoll(tx *store.Tx, server string, l *Listing, now time.Time, out *Outcome) (stale bool, err error) {
+	stale, err = r.recordUnchanged(tx, server, l, now)
+	if err != nil || stale || len(l.Refused) == 0 {
+		return stale, err
+	}
+	var refused []rugwatch.Event
+	evaluateRefused(Input{Listing: l}, func(e rugwatch.Event) {
+		e.Server, e.OccurredAt = server, now
+		refused = append(refused, e)
+	})
+	for _, e := range refused {
+		if err := r.emit(tx, out, e); err != nil {
+			return false, err
+		}
+	}
+	return false, r.queueAlerts(tx, out, false, now)
+}
+
+// gather completes in with what the store says of the server: its last
+// record, the verified current approvals (withdrawing those that are
+// replays, which returns their approval.invalid events), the approvals
+// drift withdrew from drifted tools, and the index of every server's
+// tool names when findings will need it.
+func (r *Recorder) gather(tx *store.Tx, in Input, prev store.ServerRecord, found bool) (Input, []rugwatch.Event, error) {
+	server, l := in.Server, in.Listing
+	in.Approvals, in.Revoked = map[string]Approved{}, map[string]Approved{}
+	if found {
+		in.Prev = &prev
+	}
+	if r.index == nil && (needsFindings(prev, l, in.Findings) || lostTools(prev, l)) {
+		// Loaded once, and only when a definition is new or changed
+		// (findings are computed only then); kept current by persist.
+		// Reading every server's record on every poll would make a
+		// fleet's cycle quadratic; a steady cycle never loads it.
+		idx := NewToolIndex(nil)
+		if err := tx.ServerTools(func(name string, tools map[string]rugwatch.State) error {
+			idx.SetServer(name, liveTools(tools))
+			return nil
+		}); err != nil {
+			return in, nil, err
+		}
+		r.idxMu.Lock()
+		r.index = idx
+		r.idxMu.Unlock()
+	}
+	in.Index = r.index
+	current, err := tx.Approvals(server)
+	if err != nil {
+		return in, nil, err
+	}
+	if err := r.refreshWithdrawn(tx); err != nil {
+		return in, nil, err
+	}
+	var replays []rugwatch.Event
+	observed := observedDigests(l)
+	for _, a := range current {
+		ap := r.check(a)
+		subject := a.Tool
+		if a.Kind == store.KindInstructions {
+			subject = ""
+		}
+		if ap.Valid && observed != nil && observed[subject] != a.Digest {
+			ap = r.withDefinition(a) // diffed against by Evaluate
+		}
+		if ap.Valid {
+			problem, err := r.replayed(tx, a, ap, prev)
+			if err != nil {
+				return in, nil, err
+			}
+			if problem != "" {
+				// Out of the current approvals, so it is reported once,
+				// and no reader of approvals believes it.
+				if _, _, err := tx.RevokeApproval(server, a.Kind, a.Tool, problem, in.Now); err != nil {
+					return in, nil, fmt.Errorf("withdrawing replayed approval of %s/%s: %w", server, a.Tool, err)
+				}
+				replays = append(replays, rugwatch.Event{Type: rugwatch.EventApprovalInvalid, Severity: rugwatch.SeverityCritical,
+					Server: server, Tool: a.Tool, ApprovedDigest: a.Digest, KeyID: ap.KeyID, OccurredAt: in.Now, Message: problem})
+				continue
+			}
+		}
+		switch a.Kind {
+		case store.KindTool:
+			in.Approvals[a.Tool] = ap
+		case store.KindInstructions:
+			in.Instructions = &ap
+		}
+	}
+	// Drifted tools (also those removed while drifted) are diffed against
+	// the approval drift withdrew.
+	for name, t := range prev.Tools {
+		drifted := t.State == rugwatch.StateDrifted || (t.State == rugwatch.StateRemoved && t.PrevState == rugwatch.StateDrifted)
+		if !drifted || t.ApprovedDigest == "" {
+			continue
+		}
+		a, ok, err := FindApproval(tx, r.withDefinition, server, name, t.ApprovedDigest)
+		if err != nil {
+			return in, nil, err
+		}
+		if ok {
+			in.Revoked[name] = a
+		}
+	}
+	adoptLaunchRevision(in.Prev, l)
+	return in, replays, nil
+}
+
+// decide is Evaluate and the pins it does not own (revision, remote
+// identity, sandbox), with the replays gather found first.
+func (r *Recorder) decide(in Input, replays []rugwatch.Event, prev store.ServerRecord) Outcome {
+	l := in.Listing
+	out := Evaluate(in)
+	out.Events = append(replays, out.Events...)
+	out.Events = append(out.Events, r.noteRevision(prev, l, &out.Server)...)
+	out.Events = append(out.Events, noteIdentity(l, &out.Server, in.Now)...)
+	if l != nil {
+		out.Server.Sandboxed, out.Server.SandboxNote = l.Sandboxed, l.SandboxNote
+	}
+	return out
+}
+
+// apply carries out what decide decided: approvals drift withdrew are
+// revoked, the events appended (each with its seq), and what
+// approve_first_seen approves is signed and stored.
+func (r *Recorder) apply(tx *store.Tx, in Input, out *Outcome) error {
+	server, l, now := in.Server, in.Listing, in.Now
+	for _, name := range out.Revoke {
+		obs := out.Server.Tools[name].ObservedDigest
+		if _, _, err := tx.RevokeApproval(server, store.KindTool, name, "drift: observed "+string(obs), now); err != nil {
+			return fmt.Errorf("revoking approval of %s/%s: %w", server, name, err)
+		}
+	}
+	if out.RevokeInstructions {
+		if _, _, err := tx.RevokeApproval(server, store.KindInstructions, "", "drift: observed "+string(out.Server.InstructionsDigest), now); err != nil {
+			return fmt.Errorf("revoking approval of %s instructions: %w", server, err)
+		}
+	}
+	// Events first, so each tool's record knows the seq of its newest
+	// transition before a first-sight approval is bound to it.
+	events := out.Events
+	out.Events = nil
+	for _, e := range events {
+		if err := r.emit(tx, out, e); err != nil {
+			return err
+		}
+	}
+	if out.ApproveInstructions && l != nil && l.Instructions != nil {
+		st, err := signatures.InstructionsStatement(server, *l.Instructions, l.InstructionsDigest, signatures.Review{
+			Seq: out.Server.InstructionsTransitionSeq, ApprovedAt: now, Note: firstSightNote})
+		if err != nil {
+			return err
+		}
+		if err := r.approveFirstSight(tx, out, st, "server instructions "+firstSightNote); err != nil {
+			return err
+		}
+	}
+	for _, t := range out.Approve {
+		// First sight means first: a tool with any approval history
+		// (approved, drifted, revoked before) is never approved without a
+		// human, whatever the record says now.
+		hist, err := tx.ApprovalHistory(server, t.Name)
+		if err != nil {
+			return err
+		}
+		if len(hist) > 0 {
+			continue
+		}
+		st := signatures.ToolStatement(server, t.Name, t.Digest, t.Canonical, signatures.Review{
+			Seq: out.Server.Tools[t.Name].LastTransitionSeq, ApprovedAt: now, Note: firstSightNote})
+		if err := r.approveFirstSight(tx, out, st, firstSightNote); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// firstSightNote is what an approve_first_seen approval says of itself.
+const firstSightNote = "approved on first sight (approve_first_seen)"
+
+// approveFirstSight signs st with the daemon's key, stores it as the
+// current approval of its subject (a tool, or the instructions), marks the
+// subject approved in out, and emits tool.approved saying message.
+func (r *Recorder) approveFirstSight(tx *store.Tx, out *Outcome, st signatures.Statement, message string) error {
+	what := st.Server + " instructions"
+	if st.Kind == store.KindTool {
+		what = st.Server + "/" + st.Tool
+	}
+	env, err := r.Signer.SignApproval(st)
+	if err != nil {
+		return fmt.Errorf("signing first-sight approval of %s: %w", what, err)
+	}
+	now := st.ApprovedAt
+	if err := tx.PutApproval(store.ApprovalRecord{Kind: st.Kind, Server: st.Server, Tool: st.Tool, Digest: st.Digest,
+		KeyID: r.Signer.KeyID(), ApprovedAt: now, Envelope: env, Note: "approved on first sight"}); err != nil {
+		return err
+	}
+	if st.Kind == store.KindTool {
+		rec := out.Server.Tools[st.Tool]
+		rec.State, rec.ApprovedDigest = rugwatch.StateApproved, st.Digest
+		out.Server.Tools[st.Tool] = rec
+	} else {
+		out.Server.InstructionsState, out.Server.InstructionsApproved = rugwatch.StateApproved, st.Digest
+	}
+	return r.emit(tx, out, rugwatch.Event{
+		Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityInfo, Server: st.Server, Tool: st.Tool,
+		ApprovedDigest: st.Digest, ObservedDigest: st.Digest, KeyID: r.Signer.KeyID(), OccurredAt: now, Message: message,
+	})
+}
+
+// persist writes the server's record: only the poll's time when nothing
+// moved, else the whole record, keeping the index of tool names and the
+// other servers' shadowing findings current.
+func (r *Recorder) persist(tx *store.Tx, in Input, prev store.ServerRecord, found bool, out *Outcome) error {
+	server, l := in.Server, in.Listing
+	if found && len(out.Events) == 0 && len(out.Revoke) == 0 && !out.RevokeInstructions {
+		// Nothing moved: the poll leaves only its time, never the record
+		// with its tools inline, so a steady fleet writes a few bytes per
+		// server per cycle and the file does not grow.
+		same, err := tx.SameServer(out.Server)
+		if err != nil {
+			return err
+		}
+		if same {
+			if err := tx.MarkPolled(server, in.Now); err != nil {
+				return err
+			}
+			return r.noteListing(tx, server, l)
+		}
+	}
+	if err := tx.PutServer(out.Server); err != nil {
+		return err
+	}
+	if r.index != nil {
+		r.idxMu.Lock()
+		r.index.SetServer(server, toolNames(out.Server))
+		r.idxMu.Unlock()
+		// The other servers' twins of a name gained or lost.
+		if err := refreshShadowing(tx, server, toolNames(prev), toolNames(out.Server), r.index); err != nil {
+			return err
+		}
+	}
+	return r.noteListing(tx, server, l)
 }
 
 // emit appends e, moves the transition seqs of the tool it is about and
