@@ -306,8 +306,9 @@ type collector struct {
 	seen map[[2]string]bool
 	out  []rugwatch.Finding
 	memo *TextMemo
-	// noPrefilter switches the literal gates off (gatedRE, urlRE's "://",
-	// emailRE's "@"), for the tests that prove they change nothing.
+	// noPrefilter switches the literal gates off (gatedRE, and the needle
+	// windows of the text rules: each expression reads the whole text),
+	// for the tests that prove they change nothing.
 	noPrefilter bool
 }
 
@@ -506,6 +507,16 @@ type textFinding struct {
 // textFindings is what the text rules find in s, a function of s, kind,
 // what and noPrefilter only (so it can be remembered).
 func textFindings(s string, kind textKind, what string, noPrefilter bool) []textFinding {
+	var m *textMatch
+	if kind == proseText {
+		m = newTextMatch(s, noPrefilter)
+	}
+	return textFindingsOf(s, m, what)
+}
+
+// textFindingsOf is textFindings of s read through m, the prose rules'
+// expressions; m nil reads s with the character rules only (keywordText).
+func textFindingsOf(s string, m *textMatch, what string) []textFinding {
 	var out []textFinding
 	add := func(rule, msg string) { out = append(out, textFinding{rule, msg, severityOf(rule)}) }
 	addSev := func(rule, msg string, sev rugwatch.Severity) { out = append(out, textFinding{rule, msg, sev}) }
@@ -518,23 +529,19 @@ func textFindings(s string, kind textKind, what string, noPrefilter bool) []text
 	if msg, at := padding(s); msg != "" {
 		add(RuleWhitespacePadding, fmt.Sprintf("%s in %s%s", msg, what, excerpt(s, at)))
 	}
-	if kind != proseText {
+	if m == nil {
 		return out
 	}
-	if loc := firstMatchQuick(instructionREs, instructionNeedles, instructionAlso, s); loc != nil {
+	if loc := m.firstOf(textExprs.instruction); loc != nil {
 		add(RuleInstructionMarker, fmt.Sprintf("%stext addressed to the model: %s", what, quote(s[loc[0]:loc[1]])))
 	}
-	if m := sensitive(s); m != "" {
-		add(RuleSensitivePath, fmt.Sprintf("%snames a secret or credential file: %s", what, quote(m)))
+	if sens := m.sensitive(); sens != "" {
+		add(RuleSensitivePath, fmt.Sprintf("%snames a secret or credential file: %s", what, quote(sens)))
 	}
-	// Every URL match holds "://" and every address "@": a substring
-	// search spares the NFA walk of the strings (most) that have neither.
-	var urlLoc, emailLoc []int
-	if noPrefilter || strings.Contains(s, "://") {
-		urlLoc = urlRE.FindStringIndex(s)
-	}
-	if urlLoc == nil && (noPrefilter || strings.Contains(s, "@")) {
-		emailLoc = emailRE.FindStringIndex(s)
+	urlLoc := m.first(textExprs.url, 0)
+	var emailLoc []int
+	if urlLoc == nil {
+		emailLoc = m.first(textExprs.email, 0)
 	}
 	if loc := urlLoc; loc != nil {
 		u := strings.TrimRight(s[loc[0]:loc[1]], ".,;:!?")
@@ -585,104 +592,7 @@ func sendOrder(s string, loc []int) string {
 	return ""
 }
 
-// firstMatchQuick is firstMatch skipping the expressions none of whose
-// needles (lower-case words every match contains) occur in s, or that
-// lack a word of one of their also groups (nil: none): tool results run
-// to megabytes, and Go's case-folding NFA costs about a microsecond per
-// byte per expression.
-func firstMatchQuick(res []*regexp.Regexp, needles [][]string, also [][][]string, s string) []int {
-	lower, gate := gateLower(s)
-	var best []int
-	for i, re := range res {
-		var loc []int
-		if gate {
-			if also != nil && !holdsAll(lower, also[i]) {
-				continue
-			}
-			loc = windowMatch(re, needles[i], s, lower)
-		} else {
-			loc = re.FindStringIndex(s)
-		}
-		if loc != nil && (best == nil || loc[0] < best[0]) {
-			best = loc
-		}
-	}
-	return best
-}
-
-// gateLower is s with its ASCII letters lowered, the same length, for
-// finding a needle's offset; gate is false when s holds a letter that a
-// (?i) expression reads as an ASCII one (ſ as s, K KELVIN SIGN as k), which
-// the lowered copy would not show: then the expressions must read the
-// whole text, or "ignore previouſ inſtructions" would pass unread.
-func gateLower(s string) (lower string, gate bool) {
-	for _, r := range s {
-		if r >= utf8.RuneSelf && foldRuneASCII(r) != r {
-			return "", false
-		}
-	}
-	return asciiLower(s), true
-}
-
-// matchSpan bounds how far a match of the rule expressions reaches from
-// its needle; their repetitions are bounded well inside it.
-const matchSpan = 320
-
-// windowMatch finds the first match of re in s, running re only on the
-// stretches of text around occurrences of its needles (lower is s with
-// ASCII lowered): text without them costs a substring search, not an NFA
-// walk. Windows are widened to whitespace so \b reads as in s.
-func windowMatch(re *regexp.Regexp, needles []string, s, lower string) []int {
-	if needles == nil || len(s) <= 4*matchSpan {
-		if !containsAny(lower, needles) {
-			return nil
-		}
-		return re.FindStringIndex(s)
-	}
-	var hits []int
-	for _, n := range needles {
-		for at := 0; len(hits) < 4096; {
-			i := strings.Index(lower[at:], n)
-			if i < 0 {
-				break
-			}
-			hits = append(hits, at+i)
-			at += i + len(n)
-		}
-	}
-	if len(hits) == 0 {
-		return nil
-	}
-	if len(hits) >= 4096 {
-		return re.FindStringIndex(s)
-	}
-	sort.Ints(hits)
-	for k := 0; k < len(hits); {
-		start := max(hits[k]-matchSpan, 0)
-		end := min(hits[k]+matchSpan, len(s))
-		k++
-		for k < len(hits) && hits[k]-matchSpan <= end {
-			end = min(hits[k]+matchSpan, len(s))
-			k++
-		}
-		for start > 0 && !isSpaceByte(s[start-1]) {
-			start--
-		}
-		for end < len(s) && !isSpaceByte(s[end]) {
-			end++
-		}
-		if loc := re.FindStringIndex(s[start:end]); loc != nil {
-			return []int{start + loc[0], start + loc[1]}
-		}
-	}
-	return nil
-}
-
-func isSpaceByte(c byte) bool { return c == ' ' || c == '\n' || c == '\t' || c == '\r' }
-
-// asciiLower lowers ASCII letters only, keeping byte offsets: the
-// needles are ASCII, and text whose letters only fold to them (Kelvin
-// sign, long s) is matched after NFKC by the result scan.
+// asciiLower lowers ASCII letters only: foldASCII of ASCII text.
 func asciiLower(s string) string {
 	for i := 0; i < len(s); i++ {
 		if 'A' <= s[i] && s[i] <= 'Z' {
@@ -739,11 +649,17 @@ func isTag(r rune) bool { return r >= 0xe0000 && r <= 0xe007f }
 // letters of scripts that need them (Persian, Indic), one variation
 // selector after its base character.
 func hiddenUnicode(s string) (string, int) {
-	// Every character reported here is outside ASCII; most text is ASCII,
-	// and decoding it to runes would cost more than the rest of the rules.
-	if isASCII(s) {
+	// Every character reported here is one of few outside ASCII; most
+	// text holds none, and decoding it to runes would cost more than the
+	// rest of the rules.
+	if !holdsRune(s, mayHide) {
 		return "", 0
 	}
+	return hiddenRunes(s)
+}
+
+// hiddenRunes is hiddenUnicode without the look for a rune it reports.
+func hiddenRunes(s string) (string, int) {
 	rs := []rune(s)
 	offs := make([]int, len(rs))
 	o := 0
@@ -837,6 +753,47 @@ func hiddenUnicode(s string) (string, int) {
 	return msg, first
 }
 
+// mayHide reports a rune hiddenRunes reports in some context: alone, where
+// nothing around it excuses it (TestMayHideIsWhatHiddenRunesReports).
+func mayHide(r rune) bool {
+	return r == 0xad || r >= 0x600 && (unicode.Is(unicode.Cf, r) || isTag(r) || isVariationSelector(r) ||
+		r == 0x2028 || r == 0x2029 || r == 0x115f || r == 0x1160 || r == 0x3164 || r == 0xffa0)
+}
+
+// holdsRune reports whether s holds a rune outside ASCII that is.
+func holdsRune(s string, is func(rune) bool) bool { return indexRune(s, is) >= 0 }
+
+// indexRune is where s holds the first rune outside ASCII that is, or -1.
+// Invalid UTF-8 is RuneError, as strings.Map reads it.
+func indexRune(s string, is func(rune) bool) int {
+	for i := 0; ; {
+		i += asciiPrefix(s[i:])
+		if i == len(s) {
+			return -1
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if is(r) {
+			return i
+		}
+		i += n
+	}
+}
+
+// asciiPrefix is the length of the ASCII s begins with, read eight bytes
+// at a time.
+func asciiPrefix(s string) int {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		if (s[i]|s[i+1]|s[i+2]|s[i+3]|s[i+4]|s[i+5]|s[i+6]|s[i+7])&0x80 != 0 {
+			break
+		}
+	}
+	for i < len(s) && s[i] < utf8.RuneSelf {
+		i++
+	}
+	return i
+}
+
 func isVariationSelector(r rune) bool {
 	return r >= 0xfe00 && r <= 0xfe0f || r >= 0xe0100 && r <= 0xe01ef
 }
@@ -868,6 +825,14 @@ func joinsScript(r rune) bool {
 
 // controlChars reports C0 (but tab and newline), DEL and C1 characters.
 func controlChars(s string) (string, int) {
+	if !mayControl(s) {
+		return "", 0
+	}
+	return controlRunes(s)
+}
+
+// controlRunes is controlChars without the look for a byte of one.
+func controlRunes(s string) (string, int) {
 	first := -1
 	var kinds []string
 	seen := map[string]bool{}
@@ -907,7 +872,27 @@ func controlChars(s string) (string, int) {
 	return "control characters: " + strings.Join(kinds, ", "), first
 }
 
+// mayControl reports whether s holds a byte of a character controlChars
+// reports: below space but tab and newline, DEL, or C2 80–9F (C1).
+func mayControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 && c != '\n' && c != '\t' || c == 0x7f || c == 0xc2 && i+1 < len(s) && s[i+1] <= 0x9f {
+			return true
+		}
+	}
+	return false
+}
+
 // --- padding ---
+
+// visiblePrefix is the length of the visible ASCII s begins with.
+func visiblePrefix(s string) int {
+	i := 0
+	for i < len(s) && s[i] > ' ' && s[i] < utf8.RuneSelf {
+		i++
+	}
+	return i
+}
 
 const (
 	padSpaces = 50 // a run this long pushes text past any review pane
@@ -919,7 +904,19 @@ const (
 func padding(s string) (string, int) {
 	run, runStart, blank := 0, 0, false
 	lines, lineStart := 0, 0
-	for i, r := range s {
+	for at := 0; at < len(s); {
+		if run == 0 && lines == 0 {
+			// Text after text: nothing to count to the next space.
+			at += visiblePrefix(s[at:])
+			if at == len(s) {
+				break
+			}
+		}
+		i, r, size := at, rune(s[at]), 1
+		if r >= utf8.RuneSelf {
+			r, size = utf8.DecodeRuneInString(s[at:])
+		}
+		at += size
 		switch {
 		case r == '\n':
 			if lines == 0 {
@@ -928,7 +925,7 @@ func padding(s string) (string, int) {
 			lines++
 			run, blank = 0, false
 			continue
-		case r == ' ' || r == '\t' || visible.Blank(r):
+		case r == ' ' || r == '\t' || r >= utf8.RuneSelf && visible.Blank(r):
 			// visible.Blank: the other Unicode spaces and the characters
 			// that only look blank (braille blank, Hangul fillers) push
 			// text away just as well.
@@ -1067,8 +1064,12 @@ func compileAll(exprs ...string) []*regexp.Regexp {
 // a secret in s, or "". Secret words alone ("requires an API key") are
 // honest; they count only in a sentence that also asks to read, send or
 // include something.
-func sensitive(s string) string {
-	if loc := firstMatchQuick(sensitiveREs, sensitiveNeedles, nil, s); loc != nil {
+func sensitive(s string) string { return newTextMatch(s, false).sensitive() }
+
+// sensitive is sensitive of the text m reads.
+func (m *textMatch) sensitive() string {
+	s := m.s
+	if loc := m.firstOf(textExprs.sensitive); loc != nil {
 		end := loc[1]
 		for end < len(s) && !strings.ContainsRune(" \t\n\r\"'`()<>,;", rune(s[end])) {
 			end++
@@ -1077,18 +1078,11 @@ func sensitive(s string) string {
 	}
 	// One pass for the secret words over the whole text, then the verb
 	// in each one's sentence (a sentence ends at . ! ? or a line break).
-	lower, gate := gateLower(s)
 	for from := 0; from < len(s); {
-		var loc []int
-		if gate {
-			loc = windowMatch(secretWordRE, secretNeedles, s[from:], lower[from:])
-		} else {
-			loc = secretWordRE.FindStringIndex(s[from:])
-		}
+		loc := m.first(textExprs.secretWord, from)
 		if loc == nil {
 			break
 		}
-		loc[0], loc[1] = loc[0]+from, loc[1]+from
 		from = loc[1]
 		start := strings.LastIndexAny(s[:loc[0]], ".!?\n") + 1
 		end := len(s)
@@ -1261,17 +1255,17 @@ func collapseSpace(s string) string {
 	return string(b)
 }
 
+// foldRuneASCII is r as foldASCII reads it: ASCII letters lowered, and ſ
+// and K as s and k, the only other runes whose simple-fold orbit holds an
+// ASCII letter (TestOnlyTwoRunesFoldToASCII).
 func foldRuneASCII(r rune) rune {
-	if r < utf8.RuneSelf {
-		if 'A' <= r && r <= 'Z' {
-			return r + 'a' - 'A'
-		}
-		return r
-	}
-	for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
-		if f < utf8.RuneSelf {
-			return unicode.ToLower(f)
-		}
+	switch {
+	case 'A' <= r && r <= 'Z':
+		return r + 'a' - 'A'
+	case r == 0x17f:
+		return 's'
+	case r == 0x212a:
+		return 'k'
 	}
 	return r
 }

@@ -194,42 +194,35 @@ func (s *resultScanner) scanString(text, path string) (string, bool) {
 func (s *resultScanner) scan(text, path string, depth int, how string) [][2]int {
 	// Character rules read the text as it came: the hidden characters
 	// are the finding.
-	textRules(s.c, text, path, proseText, false, how)
+	mt := newTextMatch(text, s.opts.noPrefilter)
+	s.textRules(mt, path, how)
 	// The rules read again only the lines normalisation changed: a page
 	// of Cyrillic prose is not scanned twice over.
-	texts := []string{text}
+	ms := []*textMatch{mt}
 	if !s.opts.Raw {
 		if changed, undone := normalizeLines(text); len(undone) > 0 {
-			texts = append(texts, changed)
-			what := how + "(after undoing " + strings.Join(undone, ", ") + ") "
-			textRules(s.c, changed, path, proseText, false, what)
+			mc := newTextMatch(changed, s.opts.noPrefilter)
+			ms = append(ms, mc)
+			s.textRules(mc, path, how+"(after undoing "+strings.Join(undone, ", ")+") ")
 		}
 	}
-	for _, t := range texts {
+	for _, m := range ms {
 		// sensitive ran in textRules; it runs again only to keep the
 		// match when that found one.
 		if s.c.seen[[2]string{path, RuleSensitivePath}] {
-			if m := sensitive(t); m != "" {
-				s.sensitive = append(s.sensitive, m)
+			if sens := m.sensitive(); sens != "" {
+				s.sensitive = append(s.sensitive, sens)
 			}
 		}
-		folded := ""
-		if !s.opts.noPrefilter {
-			folded = foldASCII(t)
-		}
-		if s.isError || errorWordGated.match(t, folded, s.opts.noPrefilter) {
-			if loc := firstMatchGated(escalationGated, t, folded, s.opts.noPrefilter); loc != nil {
-				s.c.add(RuleFalseErrorEscalation, path, false, fmt.Sprintf("%san error that sends the model elsewhere: %s", how, quote(t[loc[0]:loc[1]])))
+		if s.isError || m.first(textExprs.errorWord, 0) != nil {
+			if loc := m.firstOf(textExprs.escalation); loc != nil {
+				s.c.add(RuleFalseErrorEscalation, path, false, fmt.Sprintf("%san error that sends the model elsewhere: %s", how, quote(m.s[loc[0]:loc[1]])))
 			}
 		}
 	}
 	var spans [][2]int
-	lower, gate := gateLower(text)
-	for _, sr := range secretREs {
-		if gate && !containsAny(text, sr.needles) && !containsAny(lower, sr.lowerNeedles) {
-			continue
-		}
-		for _, loc := range sr.re.FindAllStringIndex(text, 8) {
+	for i, sr := range secretREs {
+		for _, loc := range mt.all(textExprs.secrets[i], 8) {
 			spans = append(spans, [2]int{loc[0], loc[1]})
 			s.secrets = append(s.secrets, text[loc[0]:loc[1]])
 			s.c.add(RuleSecretInResult, path, false, fmt.Sprintf("%s%s (%d characters, not shown)", how, sr.kind, loc[1]-loc[0]))
@@ -256,6 +249,14 @@ func (s *resultScanner) scan(text, path string, depth int, how string) [][2]int 
 		}
 	}
 	return spans
+}
+
+// textRules is textRules for a result's text, read through m (which the
+// result rules read again; results keep no memo).
+func (s *resultScanner) textRules(m *textMatch, path, what string) {
+	for _, f := range textFindingsOf(m.s, m, what) {
+		s.c.addSev(f.rule, path, false, f.msg, f.sev)
+	}
 }
 
 // mask replaces the spans of s with a marker; overlapping spans merge.
@@ -326,19 +327,26 @@ func normalizeLines(s string) (string, []string) {
 // skeleton (look-alike Cyrillic and Greek letters to Latin). It says
 // which it undid.
 func normalizeText(s string) (string, []string) {
+	// ASCII is NFKC, holds no hidden character and no look-alike: most
+	// lines of most results.
+	if isASCII(s) {
+		return s, nil
+	}
 	var undone []string
 	if t := unBidi(s); t != s {
 		s = t
 		undone = append(undone, "a right-to-left override")
 	}
-	if t := strings.Map(func(r rune) rune {
-		if unicode.Is(unicode.Cf, r) || isVariationSelector(r) {
-			return -1
+	if holdsRune(s, isHiddenOrBad) {
+		if t := strings.Map(func(r rune) rune {
+			if unicode.Is(unicode.Cf, r) || isVariationSelector(r) {
+				return -1
+			}
+			return r
+		}, s); t != s {
+			s = t
+			undone = append(undone, "hidden characters")
 		}
-		return r
-	}, s); t != s {
-		s = t
-		undone = append(undone, "hidden characters")
 	}
 	if !norm.NFKC.IsNormalString(s) {
 		s = norm.NFKC.String(s)
@@ -409,23 +417,42 @@ var skeletonTable = func() map[rune]rune {
 // SkeletonTableSize is the number of look-alike letters the skeleton maps.
 func SkeletonTableSize() int { return len(skeletonTable) }
 
+// isHiddenOrBad is a rune normalizeText drops, or RuneError: strings.Map
+// writes invalid UTF-8 out as U+FFFD, so it changes a string that holds
+// some whatever it maps.
+func isHiddenOrBad(r rune) bool {
+	return r == utf8.RuneError || unicode.Is(unicode.Cf, r) || isVariationSelector(r)
+}
+
+// isLookalikeOrBad is a rune skeleton maps, or RuneError (isHiddenOrBad).
+func isLookalikeOrBad(r rune) bool {
+	_, ok := skeletonTable[r]
+	return ok || r == utf8.RuneError
+}
+
+// skeleton maps the look-alike letters of s to the Latin ones, as
+// strings.Map with skeletonTable would (invalid UTF-8 written as U+FFFD),
+// copying the ASCII between them whole.
 func skeleton(s string) string {
-	ascii := true
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			ascii = false
-			break
-		}
-	}
-	if ascii {
+	i := indexRune(s, isLookalikeOrBad)
+	if i < 0 {
 		return s
 	}
-	return strings.Map(func(r rune) rune {
-		if a, ok := skeletonTable[r]; ok {
-			return a
+	var b strings.Builder
+	b.Grow(len(s) + utf8.UTFMax)
+	for {
+		j := i + asciiPrefix(s[i:])
+		b.WriteString(s[:j])
+		if s = s[j:]; s == "" {
+			return b.String()
 		}
-		return r
-	}, s)
+		r, n := utf8.DecodeRuneInString(s)
+		if a, ok := skeletonTable[r]; ok {
+			r = a
+		}
+		b.WriteRune(r)
+		s, i = s[n:], 0
+	}
 }
 
 // --- encoded blobs ---
@@ -485,9 +512,15 @@ func findBlobs(s string) []blob {
 	return out
 }
 
-func isBase64Byte(c byte) bool {
-	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '+' || c == '/' || c == '_' || c == '-'
-}
+func isBase64Byte(c byte) bool { return base64Bytes[c] }
+
+// base64Bytes are the bytes of the base64 alphabets, standard and URL.
+var base64Bytes = func() (t [256]bool) {
+	for _, c := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-") {
+		t[c] = true
+	}
+	return t
+}()
 
 func isWordByte(c byte) bool { return c >= utf8.RuneSelf }
 
@@ -570,8 +603,8 @@ var escalationREs = compileAll(
 )
 
 // errorWordGated and escalationGated are errorWordRE and escalationREs
-// gated by the words their matches hold (see gatedRE): results run to
-// megabytes, and most hold none of them.
+// with the words their matches hold (see gatedRE), their needles in
+// textExprs: results run to megabytes, and most hold none of them.
 var (
 	errorWordGated = gatedRE{re: errorWordRE, groups: [][]string{
 		{"error", "fail", "denied", "unauthori", "forbidden", "permitted", "exception", "could", "cannot", "unable"},
@@ -585,25 +618,10 @@ var (
 	}
 )
 
-// firstMatchGated is firstMatch over gated expressions, skipping those
-// whose gate shuts on folded (foldASCII of s).
-func firstMatchGated(res []gatedRE, s, folded string, noPrefilter bool) []int {
-	var best []int
-	for _, g := range res {
-		if !noPrefilter && !g.admits(folded) {
-			continue
-		}
-		if loc := g.re.FindStringIndex(s); loc != nil && (best == nil || loc[0] < best[0]) {
-			best = loc
-		}
-	}
-	return best
-}
-
 // secretREs are credentials whose shape alone identifies them.
-// Each has needles, case-sensitive literals of which every match holds
-// one, and lowerNeedles for the case-insensitive ones: the expressions
-// run only on text that has one.
+// Every match holds one of needles, case-sensitive literals, or of
+// lowerNeedles, for the case-insensitive ones: the expressions run only
+// around them (textExprs.secrets).
 var secretREs = []struct {
 	kind                  string
 	re                    *regexp.Regexp
