@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/rugwatch/rugwatch/monitor"
+	"github.com/rugwatch/rugwatch/report"
 	"github.com/rugwatch/rugwatch/store"
 )
 
@@ -88,8 +88,8 @@ func serveVerify(t *testing.T, peers Peers) (path string, logs *lockedBuffer) {
 
 type verifyOnly struct{ Backend }
 
-func (verifyOnly) Verify(context.Context, *store.Head) (monitor.VerifyReport, error) {
-	return monitor.VerifyReport{SchemaVersion: 1, OK: true}, nil
+func (verifyOnly) Verify(context.Context, *store.Head) (report.VerifyReport, error) {
+	return report.VerifyReport{SchemaVersion: 1, OK: true}, nil
 }
 
 // worldExecutable copies the test binary where another uid may run it

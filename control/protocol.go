@@ -8,7 +8,9 @@ import (
 	"net/http"
 
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/mcpclient"
 	"github.com/rugwatch/rugwatch/monitor"
+	"github.com/rugwatch/rugwatch/report"
 	"github.com/rugwatch/rugwatch/store"
 )
 
@@ -16,15 +18,15 @@ import (
 // store when no daemon runs, a *Client of the daemon's socket when one
 // does. Either way a command prints the same thing.
 type Backend interface {
-	Status(ctx context.Context, servers []string) (monitor.Report, error)
-	Check(ctx context.Context, servers []string) (monitor.Report, error)
+	Status(ctx context.Context, servers []string) (report.Report, error)
+	Check(ctx context.Context, servers []string) (report.Report, error)
 	Server(ctx context.Context, name string) (store.ServerRecord, error)
-	Diff(ctx context.Context, server, tool string) (monitor.DiffResult, error)
+	Diff(ctx context.Context, server, tool string) (report.DiffResult, error)
 	Approve(ctx context.Context, server string, approvals []monitor.SignedApproval, pinLaunch bool) (int, error)
 	Revoke(ctx context.Context, server string, tools []string, all bool, reason string) ([]string, error)
 	History(ctx context.Context, server string, limit int) ([]rugwatch.Event, error)
-	Verify(ctx context.Context, head *store.Head) (monitor.VerifyReport, error)
-	Alerts(ctx context.Context, limit int) (monitor.AlertsReport, error)
+	Verify(ctx context.Context, head *store.Head) (report.VerifyReport, error)
+	Alerts(ctx context.Context, limit int) (report.AlertsReport, error)
 	RetryAlert(ctx context.Context, id string) error
 	TestAlert(ctx context.Context, channel string) ([]store.Delivery, error)
 	DisabledAlerts(ctx context.Context) ([]store.DisabledChannel, error)
@@ -35,7 +37,7 @@ type Backend interface {
 
 	// The proxy's: record an upstream listing and learn what may pass,
 	// learn it without recording, and report a flagged tool result.
-	Enforce(ctx context.Context, server string, l *monitor.Listing) (monitor.Allowed, error)
+	Enforce(ctx context.Context, server string, l *mcpclient.Listing) (monitor.Allowed, error)
 	Allowed(ctx context.Context, server string) (monitor.Allowed, error)
 	FlagResult(ctx context.Context, server, tool string, findings []rugwatch.Finding, blocked bool) error
 	// Generation is the daemon's approvals generation (see
@@ -79,8 +81,8 @@ type (
 		Head *store.Head `json:"head,omitempty"`
 	}
 	enforceReq struct {
-		Server  string           `json:"server"`
-		Listing *monitor.Listing `json:"listing"`
+		Server  string             `json:"server"`
+		Listing *mcpclient.Listing `json:"listing"`
 	}
 	flagReq struct {
 		Server   string             `json:"server"`
@@ -111,16 +113,16 @@ type (
 // its request, calls the backend and encodes the answer. The Client's
 // methods below are the same table seen from the other side.
 var methods = map[string]handler{
-	"status": method(func(ctx context.Context, b Backend, r serversReq) (monitor.Report, error) {
+	"status": method(func(ctx context.Context, b Backend, r serversReq) (report.Report, error) {
 		return b.Status(ctx, r.Servers)
 	}),
-	"check": method(func(ctx context.Context, b Backend, r serversReq) (monitor.Report, error) {
+	"check": method(func(ctx context.Context, b Backend, r serversReq) (report.Report, error) {
 		return b.Check(ctx, r.Servers)
 	}),
 	"server": method(func(ctx context.Context, b Backend, r serverReq) (store.ServerRecord, error) {
 		return b.Server(ctx, r.Server)
 	}),
-	"diff": method(func(ctx context.Context, b Backend, r serverReq) (monitor.DiffResult, error) {
+	"diff": method(func(ctx context.Context, b Backend, r serverReq) (report.DiffResult, error) {
 		return b.Diff(ctx, r.Server, r.Tool)
 	}),
 	"approve": method(func(ctx context.Context, b Backend, r approveReq) (countResp, error) {
@@ -135,10 +137,10 @@ var methods = map[string]handler{
 		ev, err := b.History(ctx, r.Server, r.Limit)
 		return eventsResp{Events: ev}, err
 	}),
-	"verify": method(func(ctx context.Context, b Backend, r verifyReq) (monitor.VerifyReport, error) {
+	"verify": method(func(ctx context.Context, b Backend, r verifyReq) (report.VerifyReport, error) {
 		return b.Verify(ctx, r.Head)
 	}),
-	"alerts": method(func(ctx context.Context, b Backend, r alertsReq) (monitor.AlertsReport, error) {
+	"alerts": method(func(ctx context.Context, b Backend, r alertsReq) (report.AlertsReport, error) {
 		return b.Alerts(ctx, r.Limit)
 	}),
 	"alerts.retry": method(func(ctx context.Context, b Backend, r alertsReq) (empty, error) {
@@ -173,20 +175,20 @@ var methods = map[string]handler{
 	}),
 }
 
-func (c *Client) Status(ctx context.Context, servers []string) (monitor.Report, error) {
-	return call[monitor.Report](ctx, c, "status", serversReq{servers})
+func (c *Client) Status(ctx context.Context, servers []string) (report.Report, error) {
+	return call[report.Report](ctx, c, "status", serversReq{servers})
 }
 
-func (c *Client) Check(ctx context.Context, servers []string) (monitor.Report, error) {
-	return call[monitor.Report](ctx, c, "check", serversReq{servers})
+func (c *Client) Check(ctx context.Context, servers []string) (report.Report, error) {
+	return call[report.Report](ctx, c, "check", serversReq{servers})
 }
 
 func (c *Client) Server(ctx context.Context, name string) (store.ServerRecord, error) {
 	return call[store.ServerRecord](ctx, c, "server", serverReq{Server: name})
 }
 
-func (c *Client) Diff(ctx context.Context, server, tool string) (monitor.DiffResult, error) {
-	return call[monitor.DiffResult](ctx, c, "diff", serverReq{Server: server, Tool: tool})
+func (c *Client) Diff(ctx context.Context, server, tool string) (report.DiffResult, error) {
+	return call[report.DiffResult](ctx, c, "diff", serverReq{Server: server, Tool: tool})
 }
 
 func (c *Client) Approve(ctx context.Context, server string, approvals []monitor.SignedApproval, pinLaunch bool) (int, error) {
@@ -204,12 +206,12 @@ func (c *Client) History(ctx context.Context, server string, limit int) ([]rugwa
 	return r.Events, err
 }
 
-func (c *Client) Verify(ctx context.Context, head *store.Head) (monitor.VerifyReport, error) {
-	return call[monitor.VerifyReport](ctx, c, "verify", verifyReq{Head: head})
+func (c *Client) Verify(ctx context.Context, head *store.Head) (report.VerifyReport, error) {
+	return call[report.VerifyReport](ctx, c, "verify", verifyReq{Head: head})
 }
 
-func (c *Client) Alerts(ctx context.Context, limit int) (monitor.AlertsReport, error) {
-	return call[monitor.AlertsReport](ctx, c, "alerts", alertsReq{Limit: limit})
+func (c *Client) Alerts(ctx context.Context, limit int) (report.AlertsReport, error) {
+	return call[report.AlertsReport](ctx, c, "alerts", alertsReq{Limit: limit})
 }
 
 func (c *Client) RetryAlert(ctx context.Context, id string) error {
@@ -222,7 +224,7 @@ func (c *Client) TestAlert(ctx context.Context, channel string) ([]store.Deliver
 	return r.Deliveries, err
 }
 
-func (c *Client) Enforce(ctx context.Context, server string, l *monitor.Listing) (monitor.Allowed, error) {
+func (c *Client) Enforce(ctx context.Context, server string, l *mcpclient.Listing) (monitor.Allowed, error) {
 	return call[monitor.Allowed](ctx, c, "enforce", enforceReq{Server: server, Listing: l})
 }
 

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/rugwatch/rugwatch"
-	"github.com/rugwatch/rugwatch/monitor"
+	"github.com/rugwatch/rugwatch/report"
 	"github.com/rugwatch/rugwatch/store"
 )
 
@@ -20,9 +20,9 @@ type headRecorder struct {
 	got chan *store.Head
 }
 
-func (h headRecorder) Verify(_ context.Context, head *store.Head) (monitor.VerifyReport, error) {
+func (h headRecorder) Verify(_ context.Context, head *store.Head) (report.VerifyReport, error) {
 	h.got <- head
-	return monitor.VerifyReport{SchemaVersion: 1, OK: head == nil, HeadError: "not held"}, nil
+	return report.VerifyReport{SchemaVersion: 1, OK: head == nil, HeadError: "not held"}, nil
 }
 
 // verify --head through the daemon: the head the CLI parsed reaches the

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/detect"
 	"github.com/rugwatch/rugwatch/store"
 	"github.com/rugwatch/rugwatch/visible"
 )
@@ -87,7 +88,7 @@ func summaryEvent(server string, first bool, tools int, folded []rugwatch.Event,
 		if f.Severity.Rank() > e.Severity.Rank() {
 			e.Severity = f.Severity
 		}
-		p := "/tools/" + pointerToken(f.Tool)
+		p := "/tools/" + detect.PointerToken(f.Tool)
 		switch f.Type {
 		case rugwatch.EventToolNew:
 			e.Changes = append(e.Changes, rugwatch.Change{Path: p, Op: "add", New: digest(f.ObservedDigest)})
@@ -143,7 +144,7 @@ func namesOf(events []rugwatch.Event, t rugwatch.EventType, max int) string {
 			more++
 			continue
 		}
-		names = append(names, visible.Line(clip(e.Tool, 0, 64)))
+		names = append(names, visible.Line(detect.Clip(e.Tool, 0, 64)))
 	}
 	out := strings.Join(names, ", ")
 	if more > 0 {

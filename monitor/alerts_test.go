@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/mcpclient"
 	"github.com/rugwatch/rugwatch/store"
 )
 
@@ -30,7 +31,7 @@ func TestOneAlertPerPoll(t *testing.T) {
 		return nil
 	}
 	names := []string{"alpha", "beta", "gamma"}
-	listing := func(descs ...string) *Listing {
+	listing := func(descs ...string) *mcpclient.Listing {
 		raws := make([]json.RawMessage, len(names))
 		for i, n := range names {
 			raws[i] = toolJSON(n, descs[i])

@@ -14,9 +14,11 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/rugwatch/rugwatch/mcpclient"
 	"github.com/rugwatch/rugwatch/signatures"
 	"github.com/rugwatch/rugwatch/store"
 	"github.com/rugwatch/rugwatch/testkit"
+	"github.com/rugwatch/rugwatch/testkit/testservers"
 )
 
 // rusage returns CPU time used so far and the peak RSS in bytes.
@@ -55,12 +57,12 @@ func benchRecorder(b *testing.B) *Recorder {
 // recorded in a real bbolt file.
 func BenchmarkCheckCycle200x50(b *testing.B) {
 	const servers, tools, concurrency = 200, 50, 16
-	targets := make([]Target, servers)
+	targets := make([]mcpclient.Target, servers)
 	for i := range servers {
-		s := fixtureServer(tools, 0)
+		s := testservers.FixtureServer(tools, 0)
 		h := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, &mcp.StreamableHTTPOptions{Stateless: true}))
 		b.Cleanup(h.Close)
-		targets[i] = Target{Name: fmt.Sprintf("srv-%03d", i), Transport: TransportHTTP, URL: h.URL}
+		targets[i] = mcpclient.Target{Name: fmt.Sprintf("srv-%03d", i), Transport: mcpclient.TransportHTTP, URL: h.URL}
 	}
 	rec := benchRecorder(b)
 	cycle := func() {
@@ -75,7 +77,7 @@ func BenchmarkCheckCycle200x50(b *testing.B) {
 				defer func() { <-sem }()
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
-				l, err := Poll(ctx, tg, DialOptions{})
+				l, err := mcpclient.Poll(ctx, tg, mcpclient.DialOptions{})
 				if err != nil {
 					errs <- err
 					return
@@ -117,12 +119,12 @@ func BenchmarkPoll10kTools(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	tg := Target{Name: "big", Transport: TransportStdio, Command: exe, Args: []string{"-test.run=^$"},
+	tg := mcpclient.Target{Name: "big", Transport: mcpclient.TransportStdio, Command: exe, Args: []string{"-test.run=^$"},
 		Env: map[string]string{"RUGWATCH_TEST_SERVER": "sdk", "TOOLS": "10000"}}
 	b.ReportAllocs()
 	for b.Loop() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		l, err := Poll(ctx, tg, DialOptions{})
+		l, err := mcpclient.Poll(ctx, tg, mcpclient.DialOptions{})
 		cancel()
 		if err != nil || len(l.Tools) != 10000 {
 			b.Fatalf("poll: %v", err)
@@ -137,17 +139,17 @@ func BenchmarkPoll10kTools(b *testing.B) {
 // session on Streamable HTTP.
 func BenchmarkWatchLatency(b *testing.B) {
 	for b.Loop() {
-		srv := fixtureServer(5, 0)
+		srv := testservers.FixtureServer(5, 0)
 		handler, streamOpen := testkit.StandaloneStreamOpened(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil))
 		h := httptest.NewServer(handler)
-		tg := Target{Name: "w", Transport: TransportHTTP, URL: h.URL}
+		tg := mcpclient.Target{Name: "w", Transport: mcpclient.TransportHTTP, URL: h.URL}
 		rec := benchRecorder(b)
 		recorded := make(chan time.Time, 4)
 		ctx, cancel := context.WithCancel(context.Background())
 		// MinInterval paces a flood of notifications in production; here
 		// it would measure the pacing, not the path from change to record.
-		w := &Watcher{Target: tg, Log: quietLog(), MinInterval: time.Millisecond, OnListing: func(ctx context.Context, _ *Listing, _ error) {
-			l, err := Poll(ctx, tg, DialOptions{})
+		w := &mcpclient.Watcher{Target: tg, Log: quietLog(), MinInterval: time.Millisecond, OnListing: func(ctx context.Context, _ *mcpclient.Listing, _ error) {
+			l, err := mcpclient.Poll(ctx, tg, mcpclient.DialOptions{})
 			if err != nil {
 				return
 			}
@@ -163,7 +165,7 @@ func BenchmarkWatchLatency(b *testing.B) {
 		<-streamOpen
 		var lags []time.Duration
 		for i := range 100 {
-			t := fixtureTool(0)
+			t := testservers.FixtureTool(0)
 			t.Description = fmt.Sprintf("changed %d", i)
 			start := time.Now()
 			srv.AddTool(t, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
@@ -200,9 +202,9 @@ func BenchmarkPollPastItsTimeout(b *testing.B) {
 	}))
 	defer srv.Close()
 	defer close(hang)
-	targets := map[string]Target{
+	targets := map[string]mcpclient.Target{
 		"stdio-silent": selfTarget(b, "raw:silent", nil),
-		"http-hung":    {Transport: TransportHTTP, URL: srv.URL},
+		"http-hung":    {Transport: mcpclient.TransportHTTP, URL: srv.URL},
 	}
 	for _, name := range []string{"stdio-silent", "http-hung"} {
 		b.Run(name, func(b *testing.B) {
@@ -210,7 +212,7 @@ func BenchmarkPollPastItsTimeout(b *testing.B) {
 			for b.Loop() {
 				ctx, cancel := context.WithTimeout(context.Background(), timeout)
 				start := time.Now()
-				if _, err := Poll(ctx, targets[name], DialOptions{}); err == nil {
+				if _, err := mcpclient.Poll(ctx, targets[name], mcpclient.DialOptions{}); err == nil {
 					b.Fatal("poll of a silent server succeeded")
 				}
 				over += time.Since(start) - timeout

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/mcpclient"
 	"github.com/rugwatch/rugwatch/sandbox"
 	"github.com/rugwatch/rugwatch/visible"
 )
@@ -32,7 +33,7 @@ type Classifier struct {
 	// OnError "ignore" drops a failed run (logged); anything else raises a
 	// warning finding "classifier/error" saying what failed.
 	OnError string
-	Sandbox Sandbox
+	Sandbox mcpclient.Sandbox
 	Log     *slog.Logger
 }
 
@@ -72,7 +73,7 @@ func (c *Classifier) Classify(ctx context.Context, req ClassifyRequest) []rugwat
 		return nil
 	}
 	return []rugwatch.Finding{{Rule: "classifier/error", Severity: rugwatch.SeverityWarning, Path: req.Path,
-		Message: "classifier failed: " + boundText(err.Error(), 300)}}
+		Message: "classifier failed: " + mcpclient.BoundText(err.Error(), 300)}}
 }
 
 func (c *Classifier) run(ctx context.Context, req ClassifyRequest) ([]byte, error) {
@@ -98,7 +99,7 @@ func (c *Classifier) run(ctx context.Context, req ClassifyRequest) ([]byte, erro
 		Egress: &sandbox.Egress{Allow: c.Sandbox.Egress}, Resources: c.Sandbox.Resources}
 	cmd := sandbox.Command(c.Sandbox.Mode, spec)
 	stdout := &boundedBuffer{max: maxClassifierOutput}
-	stderr := &capBuffer{max: maxClassifierStderr}
+	stderr := mcpclient.NewCapBuffer(maxClassifierStderr)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(in), stdout, stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting the classifier: %w", err)
@@ -108,7 +109,7 @@ func (c *Classifier) run(ctx context.Context, req ClassifyRequest) ([]byte, erro
 	select {
 	case err := <-done:
 		if err != nil {
-			return nil, fmt.Errorf("the classifier exited: %v; stderr: %s", err, boundText(stderr.String(), 300))
+			return nil, fmt.Errorf("the classifier exited: %v; stderr: %s", err, mcpclient.BoundText(stderr.String(), 300))
 		}
 	case <-ctx.Done():
 		// Kill ends the sandbox, and everything the classifier started in
@@ -118,7 +119,7 @@ func (c *Classifier) run(ctx context.Context, req ClassifyRequest) ([]byte, erro
 		return nil, fmt.Errorf("the classifier did not answer within %v", timeout)
 	}
 	if stdout.over {
-		return nil, &LimitError{Limit: "classifier output", Value: maxClassifierOutput}
+		return nil, &mcpclient.LimitError{Limit: "classifier output", Value: maxClassifierOutput}
 	}
 	return stdout.buf.Bytes(), nil
 }
@@ -179,7 +180,7 @@ func parseClassifierOutput(out []byte, defaultPath string) ([]rugwatch.Finding, 
 			path = visible.Line(f.Path)
 		}
 		out2 = append(out2, rugwatch.Finding{Rule: "classifier/" + ruleToken(f.Rule), Severity: sev, Path: path,
-			Message: boundText(f.Message, 512)})
+			Message: mcpclient.BoundText(f.Message, 512)})
 	}
 	return out2, nil
 }

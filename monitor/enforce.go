@@ -13,6 +13,8 @@ import (
 	"sync"
 
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/detect"
+	"github.com/rugwatch/rugwatch/mcpclient"
 	"github.com/rugwatch/rugwatch/signatures"
 	"github.com/rugwatch/rugwatch/store"
 )
@@ -64,7 +66,7 @@ func (a Allowed) Tool(name string) (AllowedTool, bool) {
 // and returns what may pass now. A launch or identity drift the listing
 // shows is recorded before what may pass is read, so the very listing
 // that shows an impostor serves nothing.
-func (l *Ledger) Enforce(ctx context.Context, server string, listing *Listing) (Allowed, error) {
+func (l *Ledger) Enforce(ctx context.Context, server string, listing *mcpclient.Listing) (Allowed, error) {
 	return l.enforce(ctx, server, listing, nil)
 }
 
@@ -78,7 +80,7 @@ type Observed struct {
 }
 
 // Enforce is Ledger.Enforce, telling OnEvent what it recorded.
-func (o Observed) Enforce(ctx context.Context, server string, listing *Listing) (Allowed, error) {
+func (o Observed) Enforce(ctx context.Context, server string, listing *mcpclient.Listing) (Allowed, error) {
 	return o.enforce(ctx, server, listing, o.OnEvent)
 }
 
@@ -96,7 +98,7 @@ func tell(onEvent func(rugwatch.Event), events []rugwatch.Event) {
 	}
 }
 
-func (l *Ledger) enforce(ctx context.Context, server string, listing *Listing, onEvent func(rugwatch.Event)) (Allowed, error) {
+func (l *Ledger) enforce(ctx context.Context, server string, listing *mcpclient.Listing, onEvent func(rugwatch.Event)) (Allowed, error) {
 	ref, ok := l.server(server)
 	if !ok {
 		return Allowed{}, usagef("no server %q in %s (configured: %s)", server, l.Where, l.serverNames())
@@ -149,7 +151,7 @@ func (l *Ledger) enforce(ctx context.Context, server string, listing *Listing, o
 // minute: the revision says a tool list must not vary per connection, and
 // a server that shows its watcher one thing and the model another is
 // hiding a rug pull from the watcher.
-func (l *Ledger) cloaking(server string, listing *Listing) ([]rugwatch.Event, error) {
+func (l *Ledger) cloaking(server string, listing *mcpclient.Listing) ([]rugwatch.Event, error) {
 	diff := l.Sightings.Cloaked(server, listing, l.now())
 	if len(diff) == 0 {
 		return nil, nil
@@ -300,7 +302,7 @@ func (l *Ledger) flagResult(ctx context.Context, server, tool string, findings [
 	if blocked {
 		msg = "a tool result carried text the poisoning rules flag; the proxy withheld it"
 	}
-	e := rugwatch.Event{Type: rugwatch.EventResultFlagged, Severity: MaxSeverity(findings), Server: server, Tool: tool,
+	e := rugwatch.Event{Type: rugwatch.EventResultFlagged, Severity: detect.MaxSeverity(findings), Server: server, Tool: tool,
 		Findings: findings, OccurredAt: l.now(), Message: msg}
 	err := l.DB.Update(func(tx *store.Tx) error { return l.appendEvent(tx, &e) })
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/detect"
+	"github.com/rugwatch/rugwatch/mcpclient"
 	"github.com/rugwatch/rugwatch/store"
 )
 
@@ -36,7 +38,7 @@ type Input struct {
 	// for drifted tools, the approval drift revoked, for diffs.
 	Approvals map[string]Approved
 	Revoked   map[string]Approved
-	Listing   *Listing // nil when the poll failed
+	Listing   *mcpclient.Listing // nil when the poll failed
 	PollErr   error
 	Now       time.Time
 	// UnreachableAfter is how many failed polls in a row raise
@@ -46,9 +48,9 @@ type Input struct {
 	FirstSight bool
 	// Others are the tools of the other registered servers, for the
 	// cross-server shadowing finding.
-	Others []ToolRef
+	Others []detect.ToolRef
 	// Index, when set, is Others indexed (a Recorder keeps one current).
-	Index *ToolIndex
+	Index *detect.ToolIndex
 	// Instructions is the current approval of the server's instructions,
 	// nil when there is none.
 	Instructions *Approved
@@ -70,8 +72,8 @@ type Precomputed struct {
 type Outcome struct {
 	Server  store.ServerRecord
 	Events  []rugwatch.Event
-	Revoke  []string // tools whose approval drift withdrew
-	Approve []Tool   // tools to approve on first sight
+	Revoke  []string         // tools whose approval drift withdrew
+	Approve []mcpclient.Tool // tools to approve on first sight
 	// RevokeInstructions: the instructions drifted; ApproveInstructions:
 	// approve them on first sight.
 	RevokeInstructions, ApproveInstructions bool
@@ -128,7 +130,7 @@ func Evaluate(in Input) Outcome {
 	evaluateInstructions(in, prev, &next, &out, ev)
 	evaluateLaunch(in, &next, ev)
 
-	fc := FindingContext{Server: in.Server, OtherTools: in.Others, Index: in.Index}
+	fc := detect.FindingContext{Server: in.Server, OtherTools: in.Others, Index: in.Index}
 	seen := make(map[string]bool, len(in.Listing.Tools))
 	for _, t := range in.Listing.Tools {
 		seen[t.Name] = true
@@ -144,7 +146,7 @@ func Evaluate(in Input) Outcome {
 			if pre, ok := in.Findings[t.Name]; ok && pre.Digest == t.Digest {
 				rec.Findings = pre.Findings
 			} else {
-				rec.Findings = Findings(t.Canonical, fc)
+				rec.Findings = detect.Findings(t.Canonical, fc)
 			}
 		}
 		if !known {
@@ -184,8 +186,8 @@ func Evaluate(in Input) Outcome {
 		case hasApproval && a.Valid:
 			// The rug pull: withdraw the approval at once, so nothing
 			// downstream can treat the new definition as trusted.
-			changes := capChanges(Diff(a.Definition, t.Canonical))
-			sev := DriftSeverity(changes, Findings(a.Definition, fc), rec.Findings)
+			changes := detect.CapChanges(detect.Diff(a.Definition, t.Canonical))
+			sev := DriftSeverity(changes, detect.Findings(a.Definition, fc), rec.Findings)
 			rec.State = rugwatch.StateDrifted
 			rec.ApprovedDigest = a.Digest
 			rec.Severity = sev
@@ -202,8 +204,8 @@ func Evaluate(in Input) Outcome {
 				var changes []rugwatch.Change
 				var approvedFindings []rugwatch.Finding
 				if r, ok := in.Revoked[t.Name]; ok {
-					changes = capChanges(Diff(r.Definition, t.Canonical))
-					approvedFindings = Findings(r.Definition, fc)
+					changes = detect.CapChanges(detect.Diff(r.Definition, t.Canonical))
+					approvedFindings = detect.Findings(r.Definition, fc)
 				}
 				sev := DriftSeverity(changes, approvedFindings, rec.Findings)
 				msg := summarize(changes)
@@ -234,7 +236,7 @@ func Evaluate(in Input) Outcome {
 				if !known || old.State == rugwatch.StateRemoved {
 					// A tool first seen with a critical finding is as loud
 					// as a drift into one.
-					ev(rugwatch.Event{Type: rugwatch.EventToolNew, Severity: rugwatch.SeverityInfo.Max(MaxSeverity(rec.Findings)), Tool: t.Name,
+					ev(rugwatch.Event{Type: rugwatch.EventToolNew, Severity: rugwatch.SeverityInfo.Max(detect.MaxSeverity(rec.Findings)), Tool: t.Name,
 						ObservedDigest: t.Digest, Findings: rec.Findings, Message: newMessage(firstPoll)})
 				}
 			}
@@ -454,7 +456,7 @@ func evaluateInstructions(in Input, prev store.ServerRecord, next *store.ServerR
 	next.InstructionsDigest = digest
 	next.InstructionsFindings = nil
 	if l.Instructions != nil {
-		next.InstructionsFindings = FindingsText(text, "/instructions")
+		next.InstructionsFindings = detect.FindingsText(text, "/instructions")
 	}
 	raw, _ := json.Marshal(text)
 	a := in.Instructions
@@ -471,11 +473,11 @@ func evaluateInstructions(in Input, prev store.ServerRecord, next *store.ServerR
 		out.RevokeInstructions = true
 		next.InstructionsState = rugwatch.StateDrifted
 		next.InstructionsApproved = a.Digest
-		changes := capChanges(Diff(a.Definition, raw))
+		changes := detect.CapChanges(detect.Diff(a.Definition, raw))
 		var before []rugwatch.Finding
 		var was string
 		if json.Unmarshal(a.Definition, &was) == nil {
-			before = FindingsText(was, "/instructions")
+			before = detect.FindingsText(was, "/instructions")
 		}
 		sev := rugwatch.SeverityWarning
 		if newCritical(before, next.InstructionsFindings) {
@@ -555,7 +557,7 @@ func evaluateLaunch(in Input, next *store.ServerRecord, ev func(rugwatch.Event))
 	case bytes.Equal(next.LaunchPinned, cur):
 		// Unchanged, or changed back: a launch drift, like a tool's, is
 		// cleared only by an approval that pins again.
-	case !next.LaunchDrifted && onlyAdds(Diff(next.LaunchPinned, cur)):
+	case !next.LaunchDrifted && onlyAdds(detect.Diff(next.LaunchPinned, cur)):
 		// Fields the pin never had (a newer rugwatch records more of what
 		// runs: package version, integrity, findings): nothing that was
 		// pinned changed, so the pin grows quietly instead of raising a
@@ -563,7 +565,7 @@ func evaluateLaunch(in Input, next *store.ServerRecord, ev func(rugwatch.Event))
 		next.LaunchPinned = cur
 	case !next.LaunchDrifted || !bytes.Equal(last, cur):
 		next.LaunchDrifted = true
-		changes := Diff(next.LaunchPinned, cur)
+		changes := detect.Diff(next.LaunchPinned, cur)
 		ev(rugwatch.Event{Type: rugwatch.EventLaunchDrifted, Severity: rugwatch.SeverityWarning, Changes: changes,
 			Message: "what runs for this server changed: " + summarize(changes)})
 	}
@@ -573,8 +575,8 @@ func evaluateLaunch(in Input, next *store.ServerRecord, ev func(rugwatch.Event))
 // sandbox refused the server during the poll, whether or not the poll
 // succeeded: a refusal is often why it failed.
 func evaluateRefused(in Input, ev func(rugwatch.Event)) {
-	refused := []Refusal(nil)
-	var re *EgressRefusedError
+	refused := []mcpclient.Refusal(nil)
+	var re *mcpclient.EgressRefusedError
 	switch {
 	case in.Listing != nil:
 		refused = in.Listing.Refused

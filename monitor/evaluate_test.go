@@ -11,6 +11,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/detect"
+	"github.com/rugwatch/rugwatch/mcpclient"
 	"github.com/rugwatch/rugwatch/signatures"
 	"github.com/rugwatch/rugwatch/store"
 )
@@ -69,9 +71,9 @@ func newHarness(t *testing.T) *harness {
 	return h
 }
 
-func listingOf(t *testing.T, raws ...json.RawMessage) *Listing {
+func listingOf(t *testing.T, raws ...json.RawMessage) *mcpclient.Listing {
 	t.Helper()
-	l := &Listing{}
+	l := &mcpclient.Listing{}
 	for _, raw := range raws {
 		d, canon, err := signatures.Digest(raw, signatures.Limits{})
 		if err != nil {
@@ -79,14 +81,14 @@ func listingOf(t *testing.T, raws ...json.RawMessage) *Listing {
 		}
 		var head struct{ Name string }
 		_ = json.Unmarshal(raw, &head)
-		l.Tools = append(l.Tools, Tool{Name: head.Name, Raw: raw, Canonical: canon, Digest: d})
+		l.Tools = append(l.Tools, mcpclient.Tool{Name: head.Name, Raw: raw, Canonical: canon, Digest: d})
 	}
 	return l
 }
 
-func (h *harness) record(l *Listing, err error) (store.ServerRecord, []rugwatch.Event) {
+func (h *harness) record(l *mcpclient.Listing, err error) (store.ServerRecord, []rugwatch.Event) {
 	h.t.Helper()
-	r, ev, rerr := h.rec.Record("srv", TransportStdio, l, err)
+	r, ev, rerr := h.rec.Record("srv", mcpclient.TransportStdio, l, err)
 	if rerr != nil {
 		h.t.Fatal(rerr)
 	}
@@ -287,7 +289,7 @@ func TestFirstSightApproval(t *testing.T) {
 func TestDiff(t *testing.T) {
 	a := json.RawMessage(`{"d":"x","p":{"a":1},"r":[1,2]}`)
 	b := json.RawMessage(`{"d":"y","p":{"a":1,"b/c":2},"r":[1]}`)
-	got := Diff(a, b)
+	got := detect.Diff(a, b)
 	want := []rugwatch.Change{
 		{Path: "/d", Op: "replace", Old: json.RawMessage(`"x"`), New: json.RawMessage(`"y"`)},
 		{Path: "/p/b~1c", Op: "add", New: json.RawMessage(`2`)},
@@ -330,7 +332,7 @@ func TestFindingFreeCase(t *testing.T) {
 func TestInstructionsArePinnedLikeTools(t *testing.T) {
 	h := newHarness(t)
 	tool := json.RawMessage(`{"name":"a","inputSchema":{"type":"object"}}`)
-	with := func(text string) *Listing {
+	with := func(text string) *mcpclient.Listing {
 		l := listingOf(t, tool)
 		raw, _ := json.Marshal(text)
 		d, _, err := signatures.Digest(raw, signatures.Limits{})
@@ -391,9 +393,9 @@ func TestReplacedExecutableRaisesLaunchDrifted(t *testing.T) {
 	copyFile(nil)
 	target := selfTarget(t, "sdk", map[string]string{"TOOLS": "2"})
 	target.Command = bin
-	cache := &HashCache{}
+	cache := &mcpclient.HashCache{}
 	poll := func() (store.ServerRecord, []rugwatch.Event) {
-		l, err := Poll(pollCtx(t, 20*time.Second), target, DialOptions{Hashes: cache})
+		l, err := mcpclient.Poll(pollCtx(t, 20*time.Second), target, mcpclient.DialOptions{Hashes: cache})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -429,8 +431,8 @@ func TestPackageSpec(t *testing.T) {
 		{"pipx", []string{"run", "mcp-server-fetch"}, "mcp-server-fetch"},
 		{"node", []string{"server.js"}, ""},
 	} {
-		if got := packageSpec(c.cmd, c.args); got != c.want {
-			t.Errorf("packageSpec(%s %v) = %q, want %q", c.cmd, c.args, got, c.want)
+		if got := detect.PackageSpec(c.cmd, c.args); got != c.want {
+			t.Errorf("detect.PackageSpec(%s %v) = %q, want %q", c.cmd, c.args, got, c.want)
 		}
 	}
 }
@@ -470,12 +472,12 @@ func TestRemovedDriftedToolComesBackDrifted(t *testing.T) {
 
 func TestCapChangesBoundsAlertSize(t *testing.T) {
 	long, _ := json.Marshal(strings.Repeat("é", 10_000)) // 20,000 bytes
-	cs := capChanges([]rugwatch.Change{{Path: "/description", Op: "replace", Old: json.RawMessage(`"short"`), New: long}})
+	cs := detect.CapChanges([]rugwatch.Change{{Path: "/description", Op: "replace", Old: json.RawMessage(`"short"`), New: long}})
 	var got string
 	if err := json.Unmarshal(cs[0].New, &got); err != nil {
 		t.Fatal(err)
 	}
-	if len(cs[0].New) > maxChangeValue+100 || !strings.Contains(got, "more bytes; see rugwatch diff") || !utf8.ValidString(got) {
+	if len(cs[0].New) > detect.MaxChangeValue+100 || !strings.Contains(got, "more bytes; see rugwatch diff") || !utf8.ValidString(got) {
 		t.Fatalf("capped value: %d bytes, %q…", len(cs[0].New), got[len(got)-60:])
 	}
 	if string(cs[0].Old) != `"short"` {
@@ -486,11 +488,11 @@ func TestCapChangesBoundsAlertSize(t *testing.T) {
 func TestDriftSeverityFirstParameters(t *testing.T) {
 	a := json.RawMessage(`{"name":"a","inputSchema":{"type":"object"}}`)
 	b := json.RawMessage(`{"name":"a","inputSchema":{"type":"object","properties":{"path":{"type":"string"}}}}`)
-	if sev := DriftSeverity(Diff(a, b), nil, nil); sev != rugwatch.SeverityCritical {
+	if sev := DriftSeverity(detect.Diff(a, b), nil, nil); sev != rugwatch.SeverityCritical {
 		t.Fatalf("first parameter added as a whole properties object: %s, want critical", sev)
 	}
 	c := json.RawMessage(`{"name":"a","inputSchema":{"type":"object","properties":{}}}`)
-	if sev := DriftSeverity(Diff(a, c), nil, nil); sev != rugwatch.SeverityWarning {
+	if sev := DriftSeverity(detect.Diff(a, c), nil, nil); sev != rugwatch.SeverityWarning {
 		t.Fatalf("empty properties added: %s, want warning", sev)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/mcpclient"
+	"github.com/rugwatch/rugwatch/report"
 	"github.com/rugwatch/rugwatch/visible"
 )
 
@@ -26,14 +28,14 @@ type ServerSpec struct {
 	// raises tool.cloaked where the tool sets differ.
 	RevisionCheck bool
 	Key           string
-	Resolve       func() (Target, error)
+	Resolve       func() (mcpclient.Target, error)
 }
 
 // Poller polls servers and records what it saw: `check` uses it once, the
 // Fleet from its schedules and watch sessions.
 type Poller struct {
 	Recorder *Recorder
-	Opts     DialOptions
+	Opts     mcpclient.DialOptions
 	Log      *slog.Logger
 	// OnEvent sees every recorded event, after it is stored.
 	OnEvent func(rugwatch.Event)
@@ -63,9 +65,9 @@ func (p *Poller) PollOne(ctx context.Context, s ServerSpec) error {
 	}
 	start := time.Now()
 	opts := p.Opts
-	poll := Poll
+	poll := mcpclient.Poll
 	if s.RevisionCheck {
-		poll = PollEachRevision
+		poll = mcpclient.PollEachRevision
 	} else if p.Recorder != nil && p.Recorder.DB != nil {
 		opts.Unchanged = p.Recorder.unchangedFor(s.Name)
 	}
@@ -103,7 +105,7 @@ func (p *Poller) PollOne(ctx context.Context, s ServerSpec) error {
 }
 
 // Record stores one listing (or poll error) of s.
-func (p *Poller) Record(s ServerSpec, l *Listing, pollErr error) error {
+func (p *Poller) Record(s ServerSpec, l *mcpclient.Listing, pollErr error) error {
 	if pollErr != nil {
 		p.Log.Warn("poll failed", "server", s.Name, "error", visible.Message(pollErr.Error()))
 	} else {
@@ -173,7 +175,7 @@ func LogEvent(log *slog.Logger, e rugwatch.Event) {
 		attrs = append(attrs, "observed", string(e.ObservedDigest))
 	}
 	if len(e.Changes) > 0 {
-		attrs = append(attrs, "changes", visible.Line(ChangeSummary(e.Changes)))
+		attrs = append(attrs, "changes", visible.Line(report.ChangeSummary(e.Changes)))
 	}
 	if e.Message != "" {
 		attrs = append(attrs, "message", visible.Line(e.Message))
@@ -308,9 +310,9 @@ func (f *Fleet) reconcileWatchers(ctx context.Context, specs []ServerSpec) {
 		}
 		wctx, cancel := context.WithCancel(ctx)
 		h := &watchHandle{key: s.Key, cancel: cancel, done: make(chan struct{})}
-		w := &Watcher{
+		w := &mcpclient.Watcher{
 			Target: t, Opts: opts, Log: f.log, ConnectTimeout: s.Timeout, Resolve: s.Resolve,
-			OnListing: func(ctx context.Context, l *Listing, err error) { f.onListing(ctx, s, l, err) },
+			OnListing: func(ctx context.Context, l *mcpclient.Listing, err error) { f.onListing(ctx, s, l, err) },
 		}
 		f.watchers[name] = h
 		go func() {
@@ -322,7 +324,7 @@ func (f *Fleet) reconcileWatchers(ctx context.Context, specs []ServerSpec) {
 
 // onListing records what a watch session saw: a listing taken over the
 // session itself, or (nil, nil) when the transport wants a fresh poll.
-func (f *Fleet) onListing(ctx context.Context, s ServerSpec, l *Listing, err error) {
+func (f *Fleet) onListing(ctx context.Context, s ServerSpec, l *mcpclient.Listing, err error) {
 	if l == nil && err == nil {
 		if err := f.sched.PollNow(ctx, s.Name); err != nil && ctx.Err() == nil {
 			f.log.Error("re-check after list_changed failed", "server", s.Name, "error", err)

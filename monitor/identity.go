@@ -1,20 +1,13 @@
 package monitor
 
 import (
-	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
-	"fmt"
-	"net"
-	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/mcpclient"
 	"github.com/rugwatch/rugwatch/store"
 )
 
@@ -24,129 +17,6 @@ import (
 // different server behind the same URL would pass unnoticed while the
 // tools stay the same.
 
-// RemoteIdentity is what identifies a remote server. The leaf's key is
-// left out on purpose: ACME certificates rotate it every few weeks, so
-// pinning it would cry wolf; the issuing CA's key and the names the leaf
-// is valid for stay put across renewals.
-type RemoteIdentity struct {
-	// Origin is scheme://host:port of the configured URL.
-	Origin string `json:"origin"`
-	// CAKeySHA256 is the SHA-256 (hex) of the SubjectPublicKeyInfo of the
-	// certificate that issued the leaf, as verified; CASubject names it
-	// for humans and is not compared.
-	CAKeySHA256 string   `json:"ca_key_sha256,omitempty"`
-	CASubject   string   `json:"ca_subject,omitempty"`
-	LeafSANs    []string `json:"leaf_sans,omitempty"`
-	// ServerName is serverInfo.name; ProtocolVersion the revision
-	// negotiated.
-	ServerName      string             `json:"server_name,omitempty"`
-	ProtocolVersion string             `json:"protocol_version,omitempty"`
-	Findings        []rugwatch.Finding `json:"findings,omitempty"`
-}
-
-// tlsSeen keeps the TLS state of the first response of a session's HTTP
-// client: the chain that answered initialize is the one pinned.
-type tlsSeen struct {
-	mu    sync.Mutex
-	state *tls.ConnectionState
-}
-
-func (t *tlsSeen) note(cs *tls.ConnectionState) {
-	if t == nil || cs == nil {
-		return
-	}
-	t.mu.Lock()
-	if t.state == nil {
-		c := *cs
-		t.state = &c
-	}
-	t.mu.Unlock()
-}
-
-func (t *tlsSeen) get() *tls.ConnectionState {
-	if t == nil {
-		return nil
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.state
-}
-
-// describeIdentity fills the remote identity of an HTTP or SSE listing.
-func (s *Session) describeIdentity(l *Listing) {
-	l.RevisionChosen = s.opts.PreferHandshake
-	if s.http == nil {
-		return
-	}
-	bt, ok := s.http.Transport.(*boundedTransport)
-	if !ok {
-		return
-	}
-	id := remoteIdentityOf(bt.origin, bt.tls.get(), s.Init.ServerInfo)
-	id.ProtocolVersion = s.Init.ProtocolVersion
-	l.Identity = id
-}
-
-// remoteIdentityOf builds the identity of origin from the TLS state of its
-// answer (nil over plain http) and the serverInfo it reported.
-func remoteIdentityOf(origin string, cs *tls.ConnectionState, serverInfo json.RawMessage) *RemoteIdentity {
-	id := &RemoteIdentity{Origin: origin}
-	var info struct{ Name string }
-	if json.Unmarshal(serverInfo, &info) == nil {
-		id.ServerName = boundText(info.Name, maxIDText)
-	}
-	if cs != nil && len(cs.PeerCertificates) > 0 {
-		leaf := cs.PeerCertificates[0]
-		issuer := leaf
-		switch {
-		case len(cs.VerifiedChains) > 0 && len(cs.VerifiedChains[0]) > 1:
-			issuer = cs.VerifiedChains[0][1]
-		case len(cs.PeerCertificates) > 1:
-			issuer = cs.PeerCertificates[1]
-		}
-		sum := sha256.Sum256(issuer.RawSubjectPublicKeyInfo)
-		id.CAKeySHA256 = hex.EncodeToString(sum[:])
-		id.CASubject = boundText(issuer.Subject.String(), maxIDText)
-		id.LeafSANs = sans(leaf)
-	}
-	if u, err := url.Parse(origin); err == nil && u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
-		id.Findings = append(id.Findings, rugwatch.Finding{Rule: RulePlaintextTransport, Severity: severityOf(RulePlaintextTransport), Path: "/identity/origin",
-			Message: fmt.Sprintf("%s is reached over plain http://: anyone on the path reads and rewrites the tools the model gets; use https:// (require_tls: true refuses this)", origin)})
-	}
-	return id
-}
-
-// sans lists every name a leaf is valid for, sorted, bounded.
-func sans(c *x509.Certificate) []string {
-	var out []string
-	out = append(out, c.DNSNames...)
-	for _, ip := range c.IPAddresses {
-		out = append(out, ip.String())
-	}
-	for _, u := range c.URIs {
-		out = append(out, u.String())
-	}
-	out = append(out, c.EmailAddresses...)
-	if len(out) > 64 {
-		out = out[:64]
-	}
-	for i := range out {
-		out[i] = boundText(out[i], maxIDText)
-	}
-	slices.Sort(out)
-	return out
-}
-
-// isLoopbackHost is configs.IsLoopbackHost's rule (monitor does not import
-// configs): localhost or a loopback address.
-func isLoopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 // noteIdentity records l's remote identity on next and returns an
 // identity.drifted event when it differs from the pinned one (first
 // sight pins). Like a launch drift it is raised once per new identity and
@@ -154,7 +24,7 @@ func isLoopbackHost(host string) bool {
 // issuing CA key (a certificate from another authority, or TLS gone) is
 // critical, that is what an impersonation looks like; changed leaf names,
 // serverInfo name or revision alone is a warning.
-func noteIdentity(l *Listing, next *store.ServerRecord, now time.Time) []rugwatch.Event {
+func noteIdentity(l *mcpclient.Listing, next *store.ServerRecord, now time.Time) []rugwatch.Event {
 	if l == nil || l.Identity == nil {
 		return nil
 	}
@@ -162,7 +32,7 @@ func noteIdentity(l *Listing, next *store.ServerRecord, now time.Time) []rugwatc
 	if l.RevisionChosen {
 		// The revision of a session whose era rugwatch chose says nothing
 		// of the server: the recorded one stands.
-		var rec RemoteIdentity
+		var rec mcpclient.RemoteIdentity
 		if json.Unmarshal(next.Identity, &rec) == nil {
 			id.ProtocolVersion = rec.ProtocolVersion
 		}
@@ -174,7 +44,7 @@ func noteIdentity(l *Listing, next *store.ServerRecord, now time.Time) []rugwatc
 	}
 	last := next.Identity
 	next.Identity = cur
-	var pinned RemoteIdentity
+	var pinned mcpclient.RemoteIdentity
 	if len(next.IdentityPinned) == 0 || json.Unmarshal(next.IdentityPinned, &pinned) != nil {
 		next.IdentityPinned = cur
 		return nil
@@ -183,7 +53,7 @@ func noteIdentity(l *Listing, next *store.ServerRecord, now time.Time) []rugwatc
 	if len(changed) == 0 {
 		return nil
 	}
-	var lastID RemoteIdentity
+	var lastID mcpclient.RemoteIdentity
 	if next.IdentityDrifted && json.Unmarshal(last, &lastID) == nil {
 		if c, _ := identityChanges(lastID, *l.Identity); len(c) == 0 {
 			return nil // the same drift, raised already
@@ -204,7 +74,7 @@ func noteIdentity(l *Listing, next *store.ServerRecord, now time.Time) []rugwatc
 
 // identityChanges names the compared fields that differ, and whether one
 // of them is the origin or the CA.
-func identityChanges(a, b RemoteIdentity) (changed []string, critical bool) {
+func identityChanges(a, b mcpclient.RemoteIdentity) (changed []string, critical bool) {
 	if a.Origin != b.Origin {
 		changed, critical = append(changed, "origin"), true
 	}

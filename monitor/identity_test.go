@@ -19,6 +19,10 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/detect"
+	"github.com/rugwatch/rugwatch/mcpclient"
+	"github.com/rugwatch/rugwatch/report"
+	"github.com/rugwatch/rugwatch/testkit/testservers"
 )
 
 // testCA is a certificate authority made for one test.
@@ -68,7 +72,7 @@ func (ca testCA) leaf(t *testing.T, dns ...string) *tls.Certificate {
 // certificate swappable between handshakes.
 func tlsMCP(t *testing.T, cert *atomic.Pointer[tls.Certificate]) *httptest.Server {
 	t.Helper()
-	s := fixtureServer(2, 0)
+	s := testservers.FixtureServer(2, 0)
 	h := httptest.NewUnstartedServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, &mcp.StreamableHTTPOptions{Stateless: true}))
 	// GetConfigForClient, not GetCertificate: without SNI (an IP URL)
 	// crypto/tls serves Certificates, which StartTLS fills.
@@ -98,11 +102,11 @@ func TestRemoteIdentityDrift(t *testing.T) {
 	other := tlsMCP(t, &cert2)
 
 	h := newHarness(t)
-	poll := func(url string) (*Listing, []rugwatch.Event) {
+	poll := func(url string) (*mcpclient.Listing, []rugwatch.Event) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		l, err := Poll(ctx, Target{Name: "remote", Transport: TransportHTTP, URL: url}, DialOptions{RootCAs: roots})
+		l, err := mcpclient.Poll(ctx, mcpclient.Target{Name: "remote", Transport: mcpclient.TransportHTTP, URL: url}, mcpclient.DialOptions{RootCAs: roots})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -168,7 +172,7 @@ func TestRemoteIdentityRootsInjected(t *testing.T) {
 	srv := tlsMCP(t, &cert)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := Poll(ctx, Target{Name: "remote", Transport: TransportHTTP, URL: srv.URL}, DialOptions{}); err == nil {
+	if _, err := mcpclient.Poll(ctx, mcpclient.Target{Name: "remote", Transport: mcpclient.TransportHTTP, URL: srv.URL}, mcpclient.DialOptions{}); err == nil {
 		t.Fatal("an untrusted CA was accepted")
 	}
 }
@@ -179,8 +183,8 @@ func TestPlaintextTransportFinding(t *testing.T) {
 		"http://127.0.0.1:3001": false, "http://localhost:80": false, "http://[::1]:80": false,
 		"https://mcp.example.com:443": false,
 	} {
-		id := remoteIdentityOf(origin, nil, nil)
-		if got := len(id.Findings) == 1 && id.Findings[0].Rule == RulePlaintextTransport; got != want {
+		id := mcpclient.RemoteIdentityOf(origin, nil, nil)
+		if got := len(id.Findings) == 1 && id.Findings[0].Rule == detect.RulePlaintextTransport; got != want {
 			t.Errorf("%s: findings %v", origin, id.Findings)
 		}
 	}
@@ -202,7 +206,7 @@ func TestIdentityDriftIsApprovedWithLaunch(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		l, err := Poll(ctx, Target{Name: "remote", Transport: TransportHTTP, URL: srv.URL}, DialOptions{RootCAs: roots})
+		l, err := mcpclient.Poll(ctx, mcpclient.Target{Name: "remote", Transport: mcpclient.TransportHTTP, URL: srv.URL}, mcpclient.DialOptions{RootCAs: roots})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -212,10 +216,10 @@ func TestIdentityDriftIsApprovedWithLaunch(t *testing.T) {
 	poll()
 	cert.Store(ca2.leaf(t, "mcp.test"))
 	poll()
-	if !h.server().IdentityDrifted || ServerReportOf(h.server(), TransportHTTP).IdentityDrifted != true {
+	if !h.server().IdentityDrifted || report.ServerReportOf(h.server(), mcpclient.TransportHTTP).IdentityDrifted != true {
 		t.Fatal("the new CA did not leave the server identity-drifted")
 	}
-	if rep := (Report{Servers: []ServerReport{ServerReportOf(h.server(), TransportHTTP)}}); rep.Clean() {
+	if rep := (report.Report{Servers: []report.ServerReport{report.ServerReportOf(h.server(), mcpclient.TransportHTTP)}}); rep.Clean() {
 		t.Fatal("a report with a drifted identity is clean")
 	}
 	if _, err := h.ledger().Approve(context.Background(), "srv", nil, true); err != nil {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/detect"
+	"github.com/rugwatch/rugwatch/report"
 	"github.com/rugwatch/rugwatch/signatures"
 	"github.com/rugwatch/rugwatch/store"
 )
@@ -207,37 +209,37 @@ func (l *Ledger) server(name string) (ServerRef, bool) {
 // Status reads the stored records of the named servers (all if none), in
 // config order, without polling. The report holds every server; a caller
 // that prints them one by one uses StatusEach.
-func (l *Ledger) Status(ctx context.Context, names []string) (Report, error) {
-	rep := Report{SchemaVersion: 1, Servers: []ServerReport{}}
-	err := l.StatusEach(ctx, names, func(s ServerReport) error {
+func (l *Ledger) Status(ctx context.Context, names []string) (report.Report, error) {
+	rep := report.Report{SchemaVersion: 1, Servers: []report.ServerReport{}}
+	err := l.StatusEach(ctx, names, func(s report.ServerReport) error {
 		rep.Servers = append(rep.Servers, s)
 		return nil
 	})
 	if err != nil {
-		return Report{}, err
+		return report.Report{}, err
 	}
 	return rep, nil
 }
 
 // Check polls the named servers now, delivers what that queued, and
 // reports their states.
-func (l *Ledger) Check(ctx context.Context, names []string) (Report, error) {
+func (l *Ledger) Check(ctx context.Context, names []string) (report.Report, error) {
 	servers, err := l.selectServers(names)
 	if err != nil {
-		return Report{}, err
+		return report.Report{}, err
 	}
 	if l.Poll == nil {
-		return Report{}, fmt.Errorf("this backend cannot poll")
+		return report.Report{}, fmt.Errorf("this backend cannot poll")
 	}
 	polled := make([]string, len(servers))
 	for i, s := range servers {
 		polled[i] = s.Name
 	}
 	if err := l.Poll(ctx, polled); err != nil {
-		return Report{}, err
+		return report.Report{}, err
 	}
 	if err := l.afterWrite(ctx); err != nil {
-		return Report{}, err
+		return report.Report{}, err
 	}
 	return l.Status(ctx, polled)
 }
@@ -261,8 +263,8 @@ func (l *Ledger) Server(ctx context.Context, name string) (store.ServerRecord, e
 
 // Diff compares approved and observed definitions of one tool, or of every
 // tool of the server that is not approved as observed.
-func (l *Ledger) Diff(ctx context.Context, server, tool string) (DiffResult, error) {
-	res := DiffResult{Tools: []ToolDiff{}, Definitions: map[string]json.RawMessage{}}
+func (l *Ledger) Diff(ctx context.Context, server, tool string) (report.DiffResult, error) {
+	res := report.DiffResult{Tools: []report.ToolDiff{}, Definitions: map[string]json.RawMessage{}}
 	err := l.DB.View(func(tx *store.Tx) error {
 		rec, ok, err := tx.Server(server)
 		if err != nil {
@@ -288,7 +290,7 @@ func (l *Ledger) Diff(ctx context.Context, server, tool string) (DiffResult, err
 			if t.State == rugwatch.StateApproved && tool == "" {
 				continue
 			}
-			d := ToolDiff{Server: server, Tool: n, ToolState: toolState(t), Changes: []rugwatch.Change{},
+			d := report.ToolDiff{Server: server, Tool: n, ToolState: report.ToolStateOf(t), Changes: []rugwatch.Change{},
 				Findings: append([]rugwatch.Finding{}, t.Findings...)}
 			if t.ApprovedDigest != "" && t.ApprovedDigest != t.ObservedDigest {
 				check := func(a store.ApprovalRecord) Approved { return CheckApproval(l.Verifier, a) }
@@ -297,7 +299,7 @@ func (l *Ledger) Diff(ctx context.Context, server, tool string) (DiffResult, err
 					return err
 				}
 				if ok {
-					d.Changes = Diff(a.Definition, t.Definition)
+					d.Changes = detect.Diff(a.Definition, t.Definition)
 				}
 			}
 			res.Definitions[n] = t.Definition
@@ -504,8 +506,8 @@ func (l *Ledger) History(ctx context.Context, server string, limit int) ([]rugwa
 // a head (the seq and chain_head of an alert), that the log still holds
 // it: a chain consistent in itself may still be cut, or an older copy put
 // back, and only a head kept elsewhere shows that.
-func (l *Ledger) Verify(ctx context.Context, head *store.Head) (VerifyReport, error) {
-	rep := VerifyReport{SchemaVersion: 1, InvalidApprovals: []BadApproval{}}
+func (l *Ledger) Verify(ctx context.Context, head *store.Head) (report.VerifyReport, error) {
+	rep := report.VerifyReport{SchemaVersion: 1, InvalidApprovals: []report.BadApproval{}}
 	last, n, chainErr := l.DB.VerifyChainHead()
 	rep.EventsChecked = n
 	if chainErr != nil {
@@ -530,7 +532,7 @@ func (l *Ledger) Verify(ctx context.Context, head *store.Head) (VerifyReport, er
 		for _, ap := range all {
 			rep.ApprovalsChecked++
 			if v := CheckApproval(l.Verifier, ap); !v.Valid {
-				rep.InvalidApprovals = append(rep.InvalidApprovals, BadApproval{Server: ap.Server, Kind: ap.Kind, Tool: ap.Tool, Problem: v.Problem})
+				rep.InvalidApprovals = append(rep.InvalidApprovals, report.BadApproval{Server: ap.Server, Kind: ap.Kind, Tool: ap.Tool, Problem: v.Problem})
 			}
 		}
 		// Signatures that hold can still be replays: envelopes older than
@@ -547,8 +549,8 @@ func (l *Ledger) Verify(ctx context.Context, head *store.Head) (VerifyReport, er
 }
 
 // Alerts lists pending and dead deliveries and the last delivered ones.
-func (l *Ledger) Alerts(ctx context.Context, limit int) (AlertsReport, error) {
-	rep := AlertsReport{SchemaVersion: 1}
+func (l *Ledger) Alerts(ctx context.Context, limit int) (report.AlertsReport, error) {
+	rep := report.AlertsReport{SchemaVersion: 1}
 	err := l.DB.View(func(tx *store.Tx) error {
 		var err error
 		if rep.Pending, err = tx.ListDeliveries(store.DeliveryPending, 0); err != nil {

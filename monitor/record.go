@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/detect"
+	"github.com/rugwatch/rugwatch/mcpclient"
+	"github.com/rugwatch/rugwatch/report"
 	"github.com/rugwatch/rugwatch/signatures"
 	"github.com/rugwatch/rugwatch/store"
 )
@@ -57,17 +60,17 @@ type Recorder struct {
 
 	// Classify, when set, adds an external classifier's findings to each
 	// new or changed definition's (see Classifier).
-	Classify func(server string, t Tool) []rugwatch.Finding
+	Classify func(server string, t mcpclient.Tool) []rugwatch.Finding
 
 	// index is every server's tool names, for shadowing findings. It is
 	// read by findings computed outside the write transaction and changed
 	// only inside it, under idxMu.
 	idxMu sync.RWMutex
-	index *ToolIndex
+	index *detect.ToolIndex
 	// memo remembers the text rules' findings in the short strings that
 	// repeat across a fleet's definitions (member names, parameter
 	// descriptions).
-	memo TextMemo
+	memo detect.TextMemo
 	// verified remembers approvals whose signature was checked, by the
 	// hash of the envelope and the record around it: a fleet's approvals
 	// are re-read on every poll, and ed25519 would otherwise dominate a
@@ -181,7 +184,7 @@ func (r *Recorder) replayed(tx *store.Tx, a store.ApprovalRecord, ap Approved, p
 // Recorder withdraws as replayed at the next poll (signed for a state
 // older than the newest drift or revocation of what they approve), for
 // `verify` to report before that poll runs.
-func Replays(tx *store.Tx, v Verifier) ([]BadApproval, error) {
+func Replays(tx *store.Tx, v Verifier) ([]report.BadApproval, error) {
 	r := &Recorder{Verifier: v}
 	if err := r.refreshWithdrawn(tx); err != nil {
 		return nil, err
@@ -190,7 +193,7 @@ func Replays(tx *store.Tx, v Verifier) ([]BadApproval, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []BadApproval
+	var out []report.BadApproval
 	for _, a := range all {
 		ap := CheckApproval(v, a)
 		if !ap.Valid {
@@ -205,7 +208,7 @@ func Replays(tx *store.Tx, v Verifier) ([]BadApproval, error) {
 			return nil, err
 		}
 		if problem != "" {
-			out = append(out, BadApproval{Server: a.Server, Kind: a.Kind, Tool: a.Tool, Problem: problem})
+			out = append(out, report.BadApproval{Server: a.Server, Kind: a.Kind, Tool: a.Tool, Problem: problem})
 		}
 	}
 	return out, nil
@@ -246,7 +249,7 @@ func (r *Recorder) withDefinition(a store.ApprovalRecord) Approved {
 // observedDigests is what l shows for the subjects of approvals: each
 // tool's digest by name, the instructions' under "" (a tool needs a
 // name). Nil for no listing.
-func observedDigests(l *Listing) map[string]rugwatch.Digest {
+func observedDigests(l *mcpclient.Listing) map[string]rugwatch.Digest {
 	if l == nil {
 		return nil
 	}
@@ -272,7 +275,7 @@ func (r *Recorder) resetCaches() {
 // needsFindings reports whether a listing has a definition that is new
 // or changed since prev: only those get findings, and only findings read
 // the index of every server's tool names.
-func needsFindings(prev store.ServerRecord, l *Listing, pre map[string]Precomputed) bool {
+func needsFindings(prev store.ServerRecord, l *mcpclient.Listing, pre map[string]Precomputed) bool {
 	if l == nil {
 		return false
 	}
@@ -309,7 +312,7 @@ func toolNames(r store.ServerRecord) []string {
 // Record evaluates one poll of one server and stores the outcome. It
 // returns the stored record and the events, with their ids and sequence
 // numbers.
-func (r *Recorder) Record(server, transport string, l *Listing, pollErr error) (store.ServerRecord, []rugwatch.Event, error) {
+func (r *Recorder) Record(server, transport string, l *mcpclient.Listing, pollErr error) (store.ServerRecord, []rugwatch.Event, error) {
 	now := time.Now().UTC()
 	if r.Now != nil {
 		now = r.Now().UTC()
@@ -317,7 +320,7 @@ func (r *Recorder) Record(server, transport string, l *Listing, pollErr error) (
 	var (
 		out  Outcome
 		pre  map[string]Precomputed
-		need []Tool
+		need []mcpclient.Tool
 	)
 	if l != nil && !l.Unchanged {
 		// New or changed definitions are found in a read transaction, so
@@ -368,12 +371,12 @@ func (r *Recorder) Record(server, transport string, l *Listing, pollErr error) (
 }
 
 // findingsFor computes the findings of tools, for Input.Findings.
-func (r *Recorder) findingsFor(server string, tools []Tool) map[string]Precomputed {
+func (r *Recorder) findingsFor(server string, tools []mcpclient.Tool) map[string]Precomputed {
 	r.idxMu.RLock()
 	idx := r.index
 	r.idxMu.RUnlock()
 	if idx == nil {
-		built := NewToolIndex(nil)
+		built := detect.NewToolIndex(nil)
 		err := r.DB.View(func(tx *store.Tx) error {
 			return tx.ServerTools(func(name string, tools map[string]rugwatch.State) error {
 				built.SetServer(name, liveTools(tools))
@@ -391,10 +394,10 @@ func (r *Recorder) findingsFor(server string, tools []Tool) map[string]Precomput
 	}
 	r.idxMu.RLock()
 	defer r.idxMu.RUnlock()
-	fc := FindingContext{Server: server, Index: r.index, Memo: &r.memo}
+	fc := detect.FindingContext{Server: server, Index: r.index, Memo: &r.memo}
 	out := make(map[string]Precomputed, len(tools))
 	for _, t := range tools {
-		fs := Findings(t.Canonical, fc)
+		fs := detect.Findings(t.Canonical, fc)
 		if r.Classify != nil {
 			// Outside any transaction, once per new or changed definition.
 			fs = append(fs, r.Classify(server, t)...)
@@ -413,11 +416,11 @@ func (r *Recorder) findingsFor(server string, tools []Tool) map[string]Precomput
 // decide (Evaluate, a pure function of that), apply the decision (revoke,
 // emit, sign first-sight approvals, queue alerts), and persist the
 // record.
-func (r *Recorder) record(server, transport string, l *Listing, pollErr error, now time.Time,
-	pre map[string]Precomputed, ask bool) (Outcome, []Tool, error) {
+func (r *Recorder) record(server, transport string, l *mcpclient.Listing, pollErr error, now time.Time,
+	pre map[string]Precomputed, ask bool) (Outcome, []mcpclient.Tool, error) {
 	var (
 		out   Outcome
-		need  []Tool
+		need  []mcpclient.Tool
 		stale bool
 	)
 	// One group commit holds this poll's record, its events and their
@@ -480,11 +483,11 @@ func (r *Recorder) record(server, transport string, l *Listing, pollErr error, n
 
 // changedTools lists the tools of l that are new or changed since prev:
 // the ones whose findings must be computed.
-func changedTools(prev store.ServerRecord, l *Listing) []Tool {
+func changedTools(prev store.ServerRecord, l *mcpclient.Listing) []mcpclient.Tool {
 	if l == nil {
 		return nil
 	}
-	var need []Tool
+	var need []mcpclient.Tool
 	for _, t := range l.Tools {
 		if old, ok := prev.Tools[t.Name]; !ok || old.ObservedDigest != t.Digest {
 			need = append(need, t)
@@ -496,7 +499,7 @@ func changedTools(prev store.ServerRecord, l *Listing) []Tool {
 // recordUnchangedPoll records a listing identical to the last one
 // (unchanged.go): nothing to evaluate, but what the sandbox refused the
 // server this poll is news.
-func (r *Recorder) recordUnchangedPoll(tx *store.Tx, server string, l *Listing, now time.Time, out *Outcome) (stale bool, err error) {
+func (r *Recorder) recordUnchangedPoll(tx *store.Tx, server string, l *mcpclient.Listing, now time.Time, out *Outcome) (stale bool, err error) {
 	stale, err = r.recordUnchanged(tx, server, l, now)
 	if err != nil || stale || len(l.Refused) == 0 {
 		return stale, err
@@ -530,7 +533,7 @@ func (r *Recorder) gather(tx *store.Tx, in Input, prev store.ServerRecord, found
 		// (findings are computed only then); kept current by persist.
 		// Reading every server's record on every poll would make a
 		// fleet's cycle quadratic; a steady cycle never loads it.
-		idx := NewToolIndex(nil)
+		idx := detect.NewToolIndex(nil)
 		if err := tx.ServerTools(func(name string, tools map[string]rugwatch.State) error {
 			idx.SetServer(name, liveTools(tools))
 			return nil

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/mcpclient"
+	"github.com/rugwatch/rugwatch/report"
 	"github.com/rugwatch/rugwatch/signatures"
 	"github.com/rugwatch/rugwatch/store"
 )
@@ -20,7 +22,7 @@ var (
 )
 
 func (h *harness) ledger() *Ledger {
-	return &Ledger{DB: h.db, Verifier: h.rec.Verifier, Servers: []ServerRef{{Name: "srv", Transport: TransportStdio}},
+	return &Ledger{DB: h.db, Verifier: h.rec.Verifier, Servers: []ServerRef{{Name: "srv", Transport: mcpclient.TransportStdio}},
 		Where: "the test config", Now: func() time.Time { return h.now }}
 }
 
@@ -439,8 +441,8 @@ func TestReplaysListsAReplayedApprovalBeforeThePoll(t *testing.T) {
 	h.record(listingOf(t, replayBase), nil)
 	h.approveBound("add")
 	h.record(listingOf(t, replayBase), nil)
-	list := func() []BadApproval {
-		var bad []BadApproval
+	list := func() []report.BadApproval {
+		var bad []report.BadApproval
 		if err := h.db.View(func(tx *store.Tx) error {
 			var err error
 			bad, err = Replays(tx, h.rec.Verifier)

@@ -12,7 +12,9 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/mcpclient"
 	"github.com/rugwatch/rugwatch/sandbox"
+	"github.com/rugwatch/rugwatch/testkit/testservers"
 )
 
 // BenchmarkPoll is one `check` of one 50-tool go-sdk server per revision
@@ -23,18 +25,18 @@ func BenchmarkPoll(b *testing.B) {
 	for _, era := range []struct {
 		name     string
 		versions []string
-	}{{StatelessVersion, onlyStateless}, {"2025-11-25", onlyHandshake}} {
-		for _, transport := range []string{TransportStdio, TransportHTTP} {
+	}{{mcpclient.StatelessVersion, onlyStateless}, {"2025-11-25", onlyHandshake}} {
+		for _, transport := range []string{mcpclient.TransportStdio, mcpclient.TransportHTTP} {
 			b.Run(era.name+"/"+transport, func(b *testing.B) {
 				tg := eraStdio(b, "plain", era.versions, map[string]string{"TOOLS": "50"})
-				if transport == TransportHTTP {
-					tg = eraHTTP(b, eraServerN(50, "plain", era.versions, ""), era.name == StatelessVersion)
+				if transport == mcpclient.TransportHTTP {
+					tg = eraHTTP(b, testservers.EraServerN(50, "plain", era.versions, ""), era.name == mcpclient.StatelessVersion)
 				}
 				rec := benchRecorder(b)
 				b.ReportAllocs()
 				for b.Loop() {
 					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-					l, err := Poll(ctx, tg, DialOptions{})
+					l, err := mcpclient.Poll(ctx, tg, mcpclient.DialOptions{})
 					cancel()
 					if err != nil || l.ProtocolVersion != era.name || len(l.Tools) != 50 {
 						b.Fatalf("poll: %v", err)
@@ -54,13 +56,13 @@ func BenchmarkPoll(b *testing.B) {
 // the subscriptions/listen stream, the re-check (a fresh poll over HTTP,
 // a listing on the watched child over stdio) and the Recorder's write.
 func BenchmarkWatchLatency2026(b *testing.B) {
-	for _, transport := range []string{TransportHTTP, TransportStdio} {
+	for _, transport := range []string{mcpclient.TransportHTTP, mcpclient.TransportStdio} {
 		b.Run(transport, func(b *testing.B) {
 			var srv *mcp.Server
-			var tg Target
+			var tg mcpclient.Target
 			pidfile := filepath.Join(b.TempDir(), "pid")
-			if transport == TransportHTTP {
-				srv = eraServerN(5, "plain", onlyStateless, "")
+			if transport == mcpclient.TransportHTTP {
+				srv = testservers.EraServerN(5, "plain", onlyStateless, "")
 				tg = eraHTTP(b, srv, true)
 			} else {
 				tg = eraStdio(b, "signal", onlyStateless, map[string]string{"TOOLS": "5", "PIDFILE": pidfile})
@@ -70,10 +72,10 @@ func BenchmarkWatchLatency2026(b *testing.B) {
 			rec := benchRecorder(b)
 			recorded := make(chan rugwatch.Event, 4)
 			ctx, cancel := context.WithCancel(context.Background())
-			w := &Watcher{Target: tg, Log: quietLog(), MinInterval: time.Millisecond, ConnectTimeout: 10 * time.Second,
-				OnListing: func(ctx context.Context, l *Listing, err error) {
+			w := &mcpclient.Watcher{Target: tg, Log: quietLog(), MinInterval: time.Millisecond, ConnectTimeout: 10 * time.Second,
+				OnListing: func(ctx context.Context, l *mcpclient.Listing, err error) {
 					if l == nil && err == nil {
-						l, err = Poll(ctx, tg, DialOptions{})
+						l, err = mcpclient.Poll(ctx, tg, mcpclient.DialOptions{})
 					}
 					if err != nil {
 						return
@@ -95,9 +97,9 @@ func BenchmarkWatchLatency2026(b *testing.B) {
 			<-recorded // first sight; the listen was acknowledged before it
 			change := func(i int) {
 				if srv != nil {
-					t := fixtureTool(0)
+					t := testservers.FixtureTool(0)
 					t.Description = "changed " + strconv.Itoa(i)
-					srv.AddTool(t, noop)
+					srv.AddTool(t, testservers.Noop)
 					return
 				}
 				raw, err := os.ReadFile(pidfile)

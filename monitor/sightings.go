@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/mcpclient"
 )
 
 // cloakWindow is how recent a poll must be for the proxy to compare what
@@ -29,7 +30,7 @@ type sighting struct {
 }
 
 // Note records a successful poll's listing of server.
-func (s *Sightings) Note(server string, l *Listing, at time.Time) {
+func (s *Sightings) Note(server string, l *mcpclient.Listing, at time.Time) {
 	if s == nil || l == nil {
 		return
 	}
@@ -58,7 +59,7 @@ func (s *Sightings) Note(server string, l *Listing, at time.Time) {
 // poll's of server (or that only one of them has), when that poll was at
 // the same revision within cloakWindow of now; with each, the digest the
 // poll saw ("" for a tool it did not list).
-func (s *Sightings) Cloaked(server string, l *Listing, now time.Time) map[string]rugwatch.Digest {
+func (s *Sightings) Cloaked(server string, l *mcpclient.Listing, now time.Time) map[string]rugwatch.Digest {
 	if s == nil || l == nil {
 		return nil
 	}

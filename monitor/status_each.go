@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/rugwatch/rugwatch/report"
 	"github.com/rugwatch/rugwatch/store"
 )
 
@@ -26,13 +27,13 @@ const statusReaders = 2
 // report nor a transaction grows with the fleet. The next chunks are
 // decoded, statusReaders at once, while fn prints this one. An error
 // from fn stops it and is returned.
-func (l *Ledger) StatusEach(ctx context.Context, names []string, fn func(ServerReport) error) error {
+func (l *Ledger) StatusEach(ctx context.Context, names []string, fn func(report.ServerReport) error) error {
 	servers, err := l.selectServers(names)
 	if err != nil {
 		return err
 	}
 	type chunk struct {
-		reports []ServerReport
+		reports []report.ServerReport
 		err     error
 	}
 	// Each chunk's result comes through its own channel, queued in config
@@ -72,15 +73,15 @@ func (l *Ledger) StatusEach(ctx context.Context, names []string, fn func(ServerR
 			if err := fn(c.reports[i]); err != nil {
 				return err
 			}
-			c.reports[i] = ServerReport{} // let the printed report go
+			c.reports[i] = report.ServerReport{} // let the printed report go
 		}
 	}
 	return nil
 }
 
 // readChunk reads the reports of part in one read transaction.
-func (l *Ledger) readChunk(part []ServerRef) ([]ServerReport, error) {
-	out := make([]ServerReport, 0, len(part))
+func (l *Ledger) readChunk(part []ServerRef) ([]report.ServerReport, error) {
+	out := make([]report.ServerReport, 0, len(part))
 	err := l.DB.View(func(tx *store.Tx) error {
 		for _, s := range part {
 			r, ok, err := tx.ServerStates(s.Name)
@@ -90,7 +91,7 @@ func (l *Ledger) readChunk(part []ServerRef) ([]ServerReport, error) {
 			if !ok {
 				r = store.ServerRecord{Name: s.Name, Transport: s.Transport}
 			}
-			out = append(out, ServerReportOf(r, s.Transport))
+			out = append(out, report.ServerReportOf(r, s.Transport))
 		}
 		return nil
 	})
@@ -107,7 +108,7 @@ func (l *Ledger) readChunk(part []ServerRef) ([]ServerReport, error) {
 
 // CheckEach is Check with the report handed to fn server by server, as
 // StatusEach does.
-func (l *Ledger) CheckEach(ctx context.Context, names []string, fn func(ServerReport) error) error {
+func (l *Ledger) CheckEach(ctx context.Context, names []string, fn func(report.ServerReport) error) error {
 	servers, err := l.selectServers(names)
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/report"
 	"github.com/rugwatch/rugwatch/store"
 )
 
@@ -43,7 +44,7 @@ func TestStatusEachOrderAndStop(t *testing.T) {
 	rand.New(rand.NewPCG(1, 2)).Shuffle(len(refs), func(i, j int) { refs[i], refs[j] = refs[j], refs[i] })
 	l := &Ledger{DB: db, Servers: refs}
 	var got []string
-	if err := l.StatusEach(context.Background(), nil, func(s ServerReport) error {
+	if err := l.StatusEach(context.Background(), nil, func(s report.ServerReport) error {
 		got = append(got, s.Name)
 		return nil
 	}); err != nil {
@@ -59,7 +60,7 @@ func TestStatusEachOrderAndStop(t *testing.T) {
 	}
 	stopAt := errors.New("enough")
 	seen := 0
-	err = l.StatusEach(context.Background(), nil, func(s ServerReport) error {
+	err = l.StatusEach(context.Background(), nil, func(s report.ServerReport) error {
 		if seen++; seen == statusChunk+3 {
 			return stopAt
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/rugwatch/rugwatch/mcpclient"
 	"github.com/rugwatch/rugwatch/store"
 )
 
@@ -91,7 +92,7 @@ func (r *Recorder) stateDigest(tx *store.Tx, server string) ([32]byte, bool, err
 // recordUnchanged records an Unchanged listing as polled at now, if the
 // server's state is still the one its fingerprint was recorded with.
 // stale says it is not, and nothing was written.
-func (r *Recorder) recordUnchanged(tx *store.Tx, server string, l *Listing, now time.Time) (stale bool, err error) {
+func (r *Recorder) recordUnchanged(tx *store.Tx, server string, l *mcpclient.Listing, now time.Time) (stale bool, err error) {
 	fp, want, ok := tx.ListingState(server)
 	if !ok || fp != l.Fingerprint {
 		return true, nil
@@ -109,7 +110,7 @@ func (r *Recorder) recordUnchanged(tx *store.Tx, server string, l *Listing, now 
 // noteListing stores the fingerprint of a listing just recorded in full
 // and the state it left, for the next poll's fast path. A listing taken
 // per revision (its Revisions are no part of the fingerprint) is not.
-func (r *Recorder) noteListing(tx *store.Tx, server string, l *Listing) error {
+func (r *Recorder) noteListing(tx *store.Tx, server string, l *mcpclient.Listing) error {
 	if l == nil || l.Unchanged || l.Fingerprint == ([32]byte{}) || l.Revisions != nil {
 		return nil
 	}

@@ -16,15 +16,15 @@ import (
 	"time"
 
 	"github.com/rugwatch/rugwatch"
-	"github.com/rugwatch/rugwatch/monitor"
+	"github.com/rugwatch/rugwatch/report"
 	"github.com/rugwatch/rugwatch/visible"
 )
 
 // Reader is what the web view reads: the Ledger's read methods, which
 // control.Backend has too (the daemon hands one per request).
 type Reader interface {
-	Status(ctx context.Context, servers []string) (monitor.Report, error)
-	Diff(ctx context.Context, server, tool string) (monitor.DiffResult, error)
+	Status(ctx context.Context, servers []string) (report.Report, error)
+	Diff(ctx context.Context, server, tool string) (report.DiffResult, error)
 	History(ctx context.Context, server string, limit int) ([]rugwatch.Event, error)
 }
 
@@ -131,7 +131,7 @@ func (wv *Web) servers(w http.ResponseWriter, r *http.Request) {
 	wv.render(w, "servers", struct{ Servers []serverRow }{rows})
 }
 
-func rowOf(s monitor.ServerReport) serverRow {
+func rowOf(s report.ServerReport) serverRow {
 	row := serverRow{Name: s.Name, Transport: s.Transport, Reachable: s.Reachable, Error: visible.Message(s.Error),
 		Protocol: visible.Line(s.ProtocolVersion), Instructions: string(s.InstructionsState),
 		NotSandboxed: visible.Line(s.NotSandboxed())}
@@ -260,7 +260,7 @@ func (wv *Web) tool(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		ev := eventView{Seq: e.Seq, At: e.OccurredAt.UTC().Format(time.RFC3339), Type: string(e.Type), Severity: string(e.Severity),
-			Message: visible.Message(e.Message), Changes: visible.Line(monitor.ChangeSummary(e.Changes)), Keys: e.KeyID}
+			Message: visible.Message(e.Message), Changes: visible.Line(report.ChangeSummary(e.Changes)), Keys: e.KeyID}
 		if ev.Message == ev.Changes {
 			ev.Message = ""
 		}

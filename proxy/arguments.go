@@ -11,6 +11,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/detect"
 	"github.com/rugwatch/rugwatch/monitor"
 	"github.com/rugwatch/rugwatch/visible"
 )
@@ -96,7 +97,7 @@ func argumentFindings(def json.RawMessage, args map[string]any, tainted *taint) 
 				return
 			}
 			if loc := injectionRE.FindStringIndex(text); loc != nil {
-				out = append(out, rugwatch.Finding{Rule: monitor.RuleArgumentInjection, Severity: rugwatch.SeverityCritical, Path: path,
+				out = append(out, rugwatch.Finding{Rule: detect.RuleArgumentInjection, Severity: rugwatch.SeverityCritical, Path: path,
 					Message: fmt.Sprintf("argument to a tool that runs commands or reaches hosts carries %q", visible.Line(text[loc[0]:loc[1]]))})
 			}
 		})
@@ -106,7 +107,7 @@ func argumentFindings(def json.RawMessage, args map[string]any, tainted *taint) 
 	openWorld := d.Annotations.OpenWorldHint == nil || *d.Annotations.OpenWorldHint
 	if openWorld && tainted != nil {
 		if n := tainted.carried(all); n > 0 {
-			out = append(out, rugwatch.Finding{Rule: monitor.RuleExfilChain, Severity: rugwatch.SeverityCritical, Path: "/arguments",
+			out = append(out, rugwatch.Finding{Rule: detect.RuleExfilChain, Severity: rugwatch.SeverityCritical, Path: "/arguments",
 				Message: fmt.Sprintf("the arguments carry %d secret or sensitive item(s) this session received in a flagged result, to an open-world tool", n)})
 		}
 	}
@@ -126,7 +127,7 @@ func (s *session) checkArguments(ctx context.Context, id jsonrpc.ID, tool monito
 	}
 	chain := false
 	for _, f := range findings {
-		chain = chain || f.Rule == monitor.RuleExfilChain
+		chain = chain || f.Rule == detect.RuleExfilChain
 	}
 	refused := chain || s.opts.Results == ResultsBlock
 	if err := s.withBackend(ctx, func(b Backend) error { return b.FlagResult(ctx, s.opts.Server, name, findings, refused) }); err != nil {

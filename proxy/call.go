@@ -11,6 +11,8 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/detect"
+	"github.com/rugwatch/rugwatch/mcpclient"
 	"github.com/rugwatch/rugwatch/monitor"
 	"github.com/rugwatch/rugwatch/visible"
 )
@@ -66,7 +68,7 @@ func (s *session) whyNot(name string) (reason, msg string) {
 
 // callTool forwards a call of a tool that passes now with arguments the
 // approved schema accepts, and checks the result before the model sees it.
-func (s *session) callTool(ctx context.Context, up *monitor.Session, req *jsonrpc.Request) *jsonrpc.Response {
+func (s *session) callTool(ctx context.Context, up *mcpclient.Session, req *jsonrpc.Request) *jsonrpc.Response {
 	var params struct {
 		Name      string
 		Arguments json.RawMessage
@@ -97,7 +99,7 @@ func (s *session) callTool(ctx context.Context, up *monitor.Session, req *jsonrp
 	if rpcErr != nil {
 		return &jsonrpc.Response{ID: req.ID, Error: rpcErr}
 	}
-	scan := monitor.ScanResult(res, monitor.ResultScanOptions{Redact: s.opts.Results == ResultsRedact})
+	scan := detect.ScanResult(res, detect.ResultScanOptions{Redact: s.opts.Results == ResultsRedact})
 	if s.opts.Classify != nil {
 		if text := resultText(res); text != "" {
 			scan.Findings = append(scan.Findings, s.opts.Classify(ctx, params.Name, text)...)
@@ -107,7 +109,7 @@ func (s *session) callTool(ctx context.Context, up *monitor.Session, req *jsonrp
 		// What a flagged result carried is remembered for the session, so
 		// a later call cannot carry it on to an open-world tool.
 		s.taint.add(scan.Secrets, scan.Sensitive)
-		blocked := s.opts.Results == ResultsBlock && monitor.MaxSeverity(findings) == rugwatch.SeverityCritical
+		blocked := s.opts.Results == ResultsBlock && detect.MaxSeverity(findings) == rugwatch.SeverityCritical
 		err := s.withBackend(ctx, func(b Backend) error { return b.FlagResult(ctx, s.opts.Server, params.Name, findings, blocked) })
 		if err != nil {
 			s.log.Error("recording a flagged result failed", "tool", visible.Line(params.Name), "error", err)
@@ -244,7 +246,7 @@ const maxClassified = 256 << 10
 
 // resultText is the text content of a tool result, joined, for an
 // external classifier; what the rules read in full goes through
-// monitor.ScanResult.
+// detect.ScanResult.
 func resultText(raw json.RawMessage) string {
 	var res struct {
 		Content []struct {

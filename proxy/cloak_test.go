@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/mcpclient"
 	"github.com/rugwatch/rugwatch/monitor"
 )
 
@@ -22,7 +23,7 @@ func TestProxySeesCloaking(t *testing.T) {
 			r.ledger.Sightings = &seen
 		}
 		ctx := context.Background()
-		l, err := monitor.Poll(ctx, monitor.Target{Name: "up", Transport: monitor.TransportHTTP, URL: r.up.url}, monitor.DialOptions{})
+		l, err := mcpclient.Poll(ctx, mcpclient.Target{Name: "up", Transport: mcpclient.TransportHTTP, URL: r.up.url}, mcpclient.DialOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

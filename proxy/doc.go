@@ -5,7 +5,7 @@
 // It owns one client session at a time (Serve), speaking MCP's JSON-RPC
 // to the client over any SDK connection (stdio for `rugwatch proxy`,
 // Streamable HTTP for serve's proxy_listen) and to the server through a
-// monitor.Session (the same bounded, sandboxed client the polls use):
+// mcpclient.Session (the same bounded, sandboxed client the polls use):
 //
 //   - tools/list is answered from a full upstream listing, recorded first
 //     through the monitor's state machine (Backend.Enforce: a drift the

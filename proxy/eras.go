@@ -8,8 +8,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
-
-	"github.com/rugwatch/rugwatch/monitor"
+	"github.com/rugwatch/rugwatch/mcpclient"
 )
 
 // The proxy speaks the handshake era to its client. Where the server
@@ -18,7 +17,7 @@ import (
 // three methods the client may use, which the proxy translates:
 //
 //   - logging/setLevel: the level rides in each request's _meta
-//     (setLevel, monitor.Session.SetLogLevel);
+//     (setLevel, mcpclient.Session.SetLogLevel);
 //   - resources/subscribe and resources/unsubscribe: the resource URIs
 //     join the session's one subscriptions/listen, reopened with the new
 //     set (the updates arrive on it and pass to the client);
@@ -50,7 +49,7 @@ func (l *listenState) acknowledged() {
 
 // translate answers req for a stateless upstream when its method is one
 // that era lacks (ok); anything else passes on as is.
-func (s *session) translate(up *monitor.Session, req *jsonrpc.Request) (*jsonrpc.Response, bool) {
+func (s *session) translate(up *mcpclient.Session, req *jsonrpc.Request) (*jsonrpc.Response, bool) {
 	switch req.Method {
 	case "resources/subscribe", "resources/unsubscribe":
 	default:
@@ -93,7 +92,7 @@ func (s *session) translate(up *monitor.Session, req *jsonrpc.Request) (*jsonrpc
 // no change falls between the two (a list_changed heard twice costs one
 // listing more). The channel returned is closed when the server
 // acknowledges the new listen.
-func (s *session) relisten(up *monitor.Session) <-chan struct{} {
+func (s *session) relisten(up *mcpclient.Session) <-chan struct{} {
 	s.listen.mu.Lock()
 	uris := make([]string, 0, len(s.listen.uris))
 	for u := range s.listen.uris {

@@ -11,8 +11,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
-
-	"github.com/rugwatch/rugwatch/monitor"
+	"github.com/rugwatch/rugwatch/mcpclient"
 )
 
 // newStatelessOnlyUpstream is a go-sdk server that speaks only the
@@ -22,7 +21,7 @@ import (
 func newStatelessOnlyUpstream(t *testing.T) *upstream {
 	t.Helper()
 	srv := mcp.NewServer(&mcp.Implementation{Name: "stateless-only", Version: "1.0.0"}, &mcp.ServerOptions{
-		SupportedProtocolVersions: []string{monitor.StatelessVersion},
+		SupportedProtocolVersions: []string{mcpclient.StatelessVersion},
 		SubscribeHandler:          func(context.Context, *mcp.SubscribeRequest) error { return nil },
 		UnsubscribeHandler:        func(context.Context, *mcp.UnsubscribeRequest) error { return nil },
 	})

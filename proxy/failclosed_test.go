@@ -19,6 +19,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/mcpclient"
 	"github.com/rugwatch/rugwatch/monitor"
 	"github.com/rugwatch/rugwatch/ops"
 	"github.com/rugwatch/rugwatch/store"
@@ -188,11 +189,11 @@ func TestProxyRecordsAnImpostorAndServesNothing(t *testing.T) {
 
 	// Say the server really moved: the operator checks it (a poll
 	// records who answers now), reviews that and pins it.
-	l, err := monitor.Poll(ctx, monitor.Target{Name: "up", Transport: monitor.TransportHTTP, URL: up.url}, monitor.DialOptions{})
+	l, err := mcpclient.Poll(ctx, mcpclient.Target{Name: "up", Transport: mcpclient.TransportHTTP, URL: up.url}, mcpclient.DialOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := r.ledger.Recorder.Record("up", monitor.TransportHTTP, l, nil); err != nil {
+	if _, _, err := r.ledger.Recorder.Record("up", mcpclient.TransportHTTP, l, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.ledger.Approve(ctx, "up", nil, true); err != nil {
@@ -475,9 +476,9 @@ func TestRelistRecordsANewUpstreamAtOnce(t *testing.T) {
 	up, swap := swappable(t, "weather")
 	r := newRigWith(t, up)
 	ctx := context.Background()
-	dial := func() *monitor.Session {
+	dial := func() *mcpclient.Session {
 		t.Helper()
-		sess, err := monitor.Dial(ctx, monitor.Target{Name: "up", Transport: monitor.TransportHTTP, URL: up.url}, monitor.DialOptions{})
+		sess, err := mcpclient.Dial(ctx, mcpclient.Target{Name: "up", Transport: mcpclient.TransportHTTP, URL: up.url}, mcpclient.DialOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

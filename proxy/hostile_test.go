@@ -13,8 +13,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
-
-	"github.com/rugwatch/rugwatch/monitor"
+	"github.com/rugwatch/rugwatch/mcpclient"
 )
 
 // hostileUpstream answers initialize like a server and then misbehaves on
@@ -76,9 +75,9 @@ func TestHostileUpstreamCannotHangOrCrashTheProxy(t *testing.T) {
 			opts := r.options(ResultsFlag)
 			opts.ConnectTimeout = 2 * time.Second
 			opts.Log = slog.New(slog.DiscardHandler)
-			opts.Dial = func(ctx context.Context, peer monitor.Peer, caps json.RawMessage) (*monitor.Session, error) {
-				return monitor.Dial(ctx, monitor.Target{Name: "up", Transport: monitor.TransportHTTP, URL: url},
-					monitor.DialOptions{Peer: peer, Capabilities: caps})
+			opts.Dial = func(ctx context.Context, peer mcpclient.Peer, caps json.RawMessage) (*mcpclient.Session, error) {
+				return mcpclient.Dial(ctx, mcpclient.Target{Name: "up", Transport: mcpclient.TransportHTTP, URL: url},
+					mcpclient.DialOptions{Peer: peer, Capabilities: caps})
 			}
 			opts.Watch = nil
 			cs, _ := r.connect(opts, nil)
@@ -127,9 +126,9 @@ func TestListChangedFloodCostsOneListingAtATime(t *testing.T) {
 	r := newRig(t)
 	opts := r.options(ResultsFlag)
 	opts.Watch = nil
-	opts.Dial = func(ctx context.Context, peer monitor.Peer, caps json.RawMessage) (*monitor.Session, error) {
-		return monitor.Dial(ctx, monitor.Target{Name: "up", Transport: monitor.TransportHTTP, URL: url},
-			monitor.DialOptions{Peer: peer, Capabilities: caps})
+	opts.Dial = func(ctx context.Context, peer mcpclient.Peer, caps json.RawMessage) (*mcpclient.Session, error) {
+		return mcpclient.Dial(ctx, mcpclient.Target{Name: "up", Transport: mcpclient.TransportHTTP, URL: url},
+			mcpclient.DialOptions{Peer: peer, Capabilities: caps})
 	}
 	cs, _ := r.connect(opts, nil)
 	// The client's own listings are ordinary ones; after them the flood has

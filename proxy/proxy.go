@@ -18,6 +18,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/mcpclient"
 	"github.com/rugwatch/rugwatch/monitor"
 	"github.com/rugwatch/rugwatch/visible"
 )
@@ -25,7 +26,7 @@ import (
 // Backend is what the proxy needs of rugwatch's state machine: a
 // control.Backend (the daemon's socket, or a Ledger over the store).
 type Backend interface {
-	Enforce(ctx context.Context, server string, l *monitor.Listing) (monitor.Allowed, error)
+	Enforce(ctx context.Context, server string, l *mcpclient.Listing) (monitor.Allowed, error)
 	Allowed(ctx context.Context, server string) (monitor.Allowed, error)
 	FlagResult(ctx context.Context, server, tool string, findings []rugwatch.Finding, blocked bool) error
 }
@@ -44,7 +45,7 @@ type Options struct {
 	// Dial connects upstream with the client's capabilities and the peer
 	// that gets the server's requests and notifications. It resolves the
 	// server's own configured credentials; the client's never go upstream.
-	Dial func(ctx context.Context, peer monitor.Peer, capabilities json.RawMessage) (*monitor.Session, error)
+	Dial func(ctx context.Context, peer mcpclient.Peer, capabilities json.RawMessage) (*mcpclient.Session, error)
 	// Backend opens a backend for one operation; release frees it (the
 	// store is not held between operations, so proxies and the CLI do not
 	// block each other when no daemon runs).
@@ -69,7 +70,7 @@ type Options struct {
 	// list_changed arrives on the proxied session itself; over HTTP the
 	// notifications live on a stream of their own (the monitor's
 	// Watcher), which this hook supplies.
-	Watch func(ctx context.Context, changed func(*monitor.Listing))
+	Watch func(ctx context.Context, changed func(*mcpclient.Listing))
 
 	// noTranslation forwards what a stateless-only server lacks as it
 	// came (tests: the translation must be shown to matter).
@@ -123,7 +124,7 @@ type session struct {
 	client mcp.Connection
 	log    *slog.Logger
 
-	up          atomic.Pointer[monitor.Session]
+	up          atomic.Pointer[mcpclient.Session]
 	upMu        sync.Mutex      // one redial at a time
 	caps        json.RawMessage // the client's capabilities, declared upstream
 	initialized atomic.Bool
@@ -456,12 +457,12 @@ func (s *session) initialize(ctx context.Context, req *jsonrpc.Request) *jsonrpc
 // resultType, ttlMs, cacheScope) that mean nothing to an initialize; a
 // client reading it as an initialize result finds no serverInfo and
 // refuses the connection.
-func handshakeResult(init monitor.InitializeInfo) map[string]json.RawMessage {
+func handshakeResult(init mcpclient.InitializeInfo) map[string]json.RawMessage {
 	var res map[string]json.RawMessage
 	if err := json.Unmarshal(init.Raw, &res); err != nil || res == nil {
 		res = map[string]json.RawMessage{}
 	}
-	if init.ProtocolVersion == monitor.StatelessVersion {
+	if init.ProtocolVersion == mcpclient.StatelessVersion {
 		for _, k := range []string{"supportedVersions", "resultType", "ttlMs", "cacheScope"} {
 			delete(res, k)
 		}
@@ -490,7 +491,7 @@ func handshakeResult(init monitor.InitializeInfo) map[string]json.RawMessage {
 // broke the session): the client keeps its session and gets an error
 // per request while the server cannot be reached, never a hang or a
 // closed connection.
-func (s *session) upstream(ctx context.Context) (*monitor.Session, error) {
+func (s *session) upstream(ctx context.Context) (*mcpclient.Session, error) {
 	if up := s.up.Load(); up != nil && !ended(up) {
 		return up, nil
 	}
@@ -525,7 +526,7 @@ func (s *session) upstream(ctx context.Context) (*monitor.Session, error) {
 	return up, nil
 }
 
-func ended(up *monitor.Session) bool {
+func ended(up *mcpclient.Session) bool {
 	select {
 	case <-up.Done():
 		return true
@@ -539,7 +540,7 @@ func ended(up *monitor.Session) bool {
 // server is a process of this session's own, and what it is (its launch
 // identity) is known, and checked against the approved one, only once
 // it has been listed.
-func (s *session) ownUpstream(ctx context.Context) (*monitor.Session, error) {
+func (s *session) ownUpstream(ctx context.Context) (*mcpclient.Session, error) {
 	up, err := s.upstream(ctx)
 	if err != nil {
 		return nil, err
@@ -576,7 +577,7 @@ func (s *session) watch() {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.opts.Watch(life, func(*monitor.Listing) {
+		s.opts.Watch(life, func(*mcpclient.Listing) {
 			// Only a change the client would see is announced: the
 			// watcher's own first listing is not one.
 			if s.relist(life) {
@@ -854,10 +855,10 @@ func (s *session) installAs(allowed monitor.Allowed, live map[string]rugwatch.Di
 
 // pinsOf is what a listing says of the launch and remote identity, for
 // telling whether the upstream changed under the same tools.
-func pinsOf(l *monitor.Listing) string {
+func pinsOf(l *mcpclient.Listing) string {
 	b, _ := json.Marshal(struct {
-		Launch   *monitor.Launch
-		Identity *monitor.RemoteIdentity
+		Launch   *mcpclient.Launch
+		Identity *mcpclient.RemoteIdentity
 	}{l.Launch, l.Identity})
 	return string(b)
 }
@@ -1101,7 +1102,7 @@ func (s *session) setLevel(ctx context.Context, req *jsonrpc.Request) *jsonrpc.R
 
 // declaresLogging reports whether the upstream server declared the
 // logging capability in its handshake.
-func declaresLogging(up *monitor.Session) bool {
+func declaresLogging(up *mcpclient.Session) bool {
 	if up.Stateless() {
 		return false
 	}

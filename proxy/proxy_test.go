@@ -16,6 +16,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/mcpclient"
 	"github.com/rugwatch/rugwatch/monitor"
 	"github.com/rugwatch/rugwatch/signatures"
 	"github.com/rugwatch/rugwatch/store"
@@ -112,7 +113,7 @@ func newRigWith(t testing.TB, up *upstream) *rig {
 	t.Cleanup(func() { db.Close() })
 	ver := signatures.NewVerifier([]signatures.PublicKey{pub})
 	r := &rig{t: t, db: db, ver: ver, signer: signer, up: up}
-	r.ledger = &monitor.Ledger{DB: db, Verifier: ver, Servers: []monitor.ServerRef{{Name: "up", Transport: monitor.TransportHTTP}}, Verified: &monitor.VerifiedCache{},
+	r.ledger = &monitor.Ledger{DB: db, Verifier: ver, Servers: []monitor.ServerRef{{Name: "up", Transport: mcpclient.TransportHTTP}}, Verified: &monitor.VerifiedCache{},
 		Recorder: &monitor.Recorder{DB: db, Verifier: ver, UnreachableAfter: 3}}
 	return r
 }
@@ -121,14 +122,14 @@ func (r *rig) options(results string) Options {
 	return Options{
 		Server: "up", Results: results, Refresh: 20 * time.Millisecond, ConnectTimeout: 10 * time.Second,
 		Log: slog.New(slog.DiscardHandler),
-		Dial: func(ctx context.Context, peer monitor.Peer, caps json.RawMessage) (*monitor.Session, error) {
-			return monitor.Dial(ctx, monitor.Target{Name: "up", Transport: monitor.TransportHTTP, URL: r.up.url},
-				monitor.DialOptions{Peer: peer, Capabilities: caps})
+		Dial: func(ctx context.Context, peer mcpclient.Peer, caps json.RawMessage) (*mcpclient.Session, error) {
+			return mcpclient.Dial(ctx, mcpclient.Target{Name: "up", Transport: mcpclient.TransportHTTP, URL: r.up.url},
+				mcpclient.DialOptions{Peer: peer, Capabilities: caps})
 		},
-		Watch: func(ctx context.Context, changed func(*monitor.Listing)) {
-			t := monitor.Target{Name: "up", Transport: monitor.TransportHTTP, URL: r.up.url}
-			(&monitor.Watcher{Target: t, Log: slog.New(slog.DiscardHandler), ConnectTimeout: 10 * time.Second, MinInterval: time.Millisecond,
-				OnListing: func(_ context.Context, l *monitor.Listing, err error) {
+		Watch: func(ctx context.Context, changed func(*mcpclient.Listing)) {
+			t := mcpclient.Target{Name: "up", Transport: mcpclient.TransportHTTP, URL: r.up.url}
+			(&mcpclient.Watcher{Target: t, Log: slog.New(slog.DiscardHandler), ConnectTimeout: 10 * time.Second, MinInterval: time.Millisecond,
+				OnListing: func(_ context.Context, l *mcpclient.Listing, err error) {
 					if err != nil {
 						l = nil
 					}
@@ -414,7 +415,7 @@ func TestHandshakeResultOfA2026Server(t *testing.T) {
 	discover := `{"_meta":{"io.modelcontextprotocol/serverInfo":{"name":"demo","version":"1.0.0"},"x.example/keep":1},` +
 		`"cacheScope":"public","capabilities":{"tools":{"listChanged":true}},"protocolVersion":"2026-07-28",` +
 		`"resultType":"complete","supportedVersions":["2026-07-28","2025-11-25"],"ttlMs":0}`
-	got := handshakeResult(monitor.InitializeInfo{ProtocolVersion: monitor.StatelessVersion,
+	got := handshakeResult(mcpclient.InitializeInfo{ProtocolVersion: mcpclient.StatelessVersion,
 		ServerInfo: json.RawMessage(`{"name":"demo","version":"1.0.0"}`), Raw: json.RawMessage(discover)})
 	if string(got["serverInfo"]) != `{"name":"demo","version":"1.0.0"}` {
 		t.Errorf("serverInfo: %s", got["serverInfo"])
@@ -429,7 +430,7 @@ func TestHandshakeResultOfA2026Server(t *testing.T) {
 	}
 
 	init := `{"capabilities":{},"protocolVersion":"2025-11-25","serverInfo":{"name":"h","version":"2"},"ttlMs":5}`
-	got = handshakeResult(monitor.InitializeInfo{ProtocolVersion: "2025-11-25", ServerInfo: json.RawMessage(`{"name":"h","version":"2"}`), Raw: json.RawMessage(init)})
+	got = handshakeResult(mcpclient.InitializeInfo{ProtocolVersion: "2025-11-25", ServerInfo: json.RawMessage(`{"name":"h","version":"2"}`), Raw: json.RawMessage(init)})
 	if string(got["serverInfo"]) != `{"name":"h","version":"2"}` || string(got["ttlMs"]) != "5" {
 		t.Errorf("a handshake result was changed: %v", got)
 	}

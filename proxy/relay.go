@@ -12,7 +12,7 @@ import (
 
 // Request relays a server's request (sampling, elicitation, roots, ping)
 // to the client under an id of the proxy's own and returns the client's
-// answer. It implements monitor.Peer.
+// answer. It implements mcpclient.Peer.
 func (s *session) Request(ctx context.Context, req *jsonrpc.Request) *jsonrpc.Response {
 	clientID := fmt.Sprintf("rugwatch-%d", s.relayID.Add(1))
 	id, _ := jsonrpc.MakeID(clientID)

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rugwatch/rugwatch/mcpclient"
 	"github.com/rugwatch/rugwatch/monitor"
 )
 
@@ -46,7 +47,7 @@ type allowedEntry struct {
 	lmu     sync.Mutex // guards listing, last, hello and subs
 	listing *sharedListing
 	last    recording // listing's, kept when a list_changed ends it
-	hello   *monitor.InitializeInfo
+	hello   *mcpclient.InitializeInfo
 	subs    map[*session]struct{}
 	stop    context.CancelFunc // the shared watcher's, while it runs
 }
@@ -177,7 +178,7 @@ func (c *allowedCache) forget(server string) {
 
 // unchanged reports whether the watcher's listing l says what the shared
 // listing does (nil: the watcher could not list, which says nothing).
-func (c *allowedCache) unchanged(server string, l *monitor.Listing) bool {
+func (c *allowedCache) unchanged(server string, l *mcpclient.Listing) bool {
 	if l == nil {
 		return false
 	}
@@ -211,7 +212,7 @@ func (c *allowedCache) listing(server string, fn func() bool) bool {
 }
 
 // greeted keeps the server's handshake, as a session's dial saw it.
-func (c *allowedCache) greeted(server string, init monitor.InitializeInfo) {
+func (c *allowedCache) greeted(server string, init mcpclient.InitializeInfo) {
 	if c == nil {
 		return
 	}
@@ -224,15 +225,15 @@ func (c *allowedCache) greeted(server string, init monitor.InitializeInfo) {
 // greeting is the server's handshake as the last dial saw it, while a
 // fresh shared listing stands beside it: a session may then answer its
 // client's initialize without an upstream of its own.
-func (c *allowedCache) greeting(server string, gen uint64) (monitor.InitializeInfo, bool) {
+func (c *allowedCache) greeting(server string, gen uint64) (mcpclient.InitializeInfo, bool) {
 	if _, ok := c.fresh(server, gen); !ok {
-		return monitor.InitializeInfo{}, false
+		return mcpclient.InitializeInfo{}, false
 	}
 	e := c.entry(server)
 	e.lmu.Lock()
 	defer e.lmu.Unlock()
 	if e.hello == nil {
-		return monitor.InitializeInfo{}, false
+		return mcpclient.InitializeInfo{}, false
 	}
 	return *e.hello, true
 }
@@ -253,7 +254,7 @@ func (c *allowedCache) watch(s *session) (leave func()) {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			run(ctx, func(l *monitor.Listing) {
+			run(ctx, func(l *mcpclient.Listing) {
 				if c.unchanged(server, l) {
 					return // the watcher's own first listing, or a spurious list_changed
 				}

@@ -59,7 +59,7 @@ type ServerRecord struct {
 	Cloaked         map[string]string `json:"cloaked,omitempty"`
 
 	// Identity is the remote identity of an HTTP or SSE server at the
-	// last poll (monitor.RemoteIdentity); IdentityPinned the one pinned at
+	// last poll (mcpclient.RemoteIdentity); IdentityPinned the one pinned at
 	// first sight or the last approval, IdentityDrifted that they differ.
 	Identity        json.RawMessage `json:"identity,omitempty"`
 	IdentityPinned  json.RawMessage `json:"identity_pinned,omitempty"`

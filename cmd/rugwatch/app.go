@@ -14,6 +14,7 @@ import (
 
 	"github.com/rugwatch/rugwatch/configs"
 	"github.com/rugwatch/rugwatch/demo"
+	"github.com/rugwatch/rugwatch/mcpclient"
 	"github.com/rugwatch/rugwatch/monitor"
 	"github.com/rugwatch/rugwatch/sandbox"
 	"github.com/rugwatch/rugwatch/signatures"
@@ -42,7 +43,7 @@ type App struct {
 	// ready, when set, is called once serve is serving (tests).
 	ready func(*daemon)
 	// hashes caches executables' digests for launch identities.
-	hashes monitor.HashCache
+	hashes mcpclient.HashCache
 	// verified caches approval signatures that held, for the proxy's
 	// frequent reads of what may pass.
 	verified monitor.VerifiedCache
@@ -261,14 +262,14 @@ func (a *App) resolver() configs.Resolver {
 
 // target resolves one configured server into something to dial. Secrets
 // exist only in the returned value, for the length of one poll.
-func (a *App) target(cfg *configs.Config, s configs.Server) (monitor.Target, error) {
-	t := monitor.Target{Name: s.Name, Transport: s.Transport, Command: s.Command, Args: s.Args, Cwd: s.Cwd, URL: s.URL}
+func (a *App) target(cfg *configs.Config, s configs.Server) (mcpclient.Target, error) {
+	t := mcpclient.Target{Name: s.Name, Transport: s.Transport, Command: s.Command, Args: s.Args, Cwd: s.Cwd, URL: s.URL}
 	// The sandbox is an allow-list: the server sees the system, its own
 	// code, its own HOME and what its mounts grant. Hide names what must
 	// stay covered even where a grant would show it: what the config
 	// names (data dir with store, keys and control socket; the config;
 	// every ${file:} secret) and the approver's key wherever it lives.
-	t.Sandbox = monitor.Sandbox{
+	t.Sandbox = mcpclient.Sandbox{
 		Mode: sandbox.Mode(s.Sandbox), Hide: append([]string(nil), s.SandboxHide...),
 		Home: cfg.ServerHome(s.Name), Mounts: s.SandboxMounts(),
 		Network: s.EffectiveNetwork(cfg.Defaults), Egress: s.EffectiveEgress(cfg.Defaults),
@@ -320,12 +321,12 @@ func (a *App) target(cfg *configs.Config, s configs.Server) (monitor.Target, err
 	return t, nil
 }
 
-func (a *App) dialOptions(cfg *configs.Config) monitor.DialOptions {
+func (a *App) dialOptions(cfg *configs.Config) mcpclient.DialOptions {
 	l := cfg.Limits
-	return monitor.DialOptions{
+	return mcpclient.DialOptions{
 		Hashes:     &a.hashes,
-		ClientInfo: monitor.ClientInfo{Name: cfg.ClientInfo.Name, Version: cfg.ClientInfo.Version},
-		Limits: monitor.Limits{
+		ClientInfo: mcpclient.ClientInfo{Name: cfg.ClientInfo.Name, Version: cfg.ClientInfo.Version},
+		Limits: mcpclient.Limits{
 			MaxResponseBytes: l.MaxResponseBytes, MaxListingBytes: l.MaxListingBytes, MaxDepth: l.MaxDepth, MaxTools: l.MaxTools,
 			MaxPages: l.MaxPages, MaxStringBytes: l.MaxStringBytes, MaxStderrBytes: l.MaxStderrBytes,
 		},

@@ -10,6 +10,7 @@ import (
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/configs"
 	"github.com/rugwatch/rugwatch/control"
+	"github.com/rugwatch/rugwatch/mcpclient"
 	"github.com/rugwatch/rugwatch/monitor"
 	"github.com/rugwatch/rugwatch/notify"
 	"github.com/rugwatch/rugwatch/sandbox"
@@ -114,7 +115,7 @@ func (a *App) ledger(cfg *configs.Config, db *store.DB, ver monitor.Verifier, al
 func (a *App) recorder(cfg *configs.Config, db *store.DB, ver monitor.Verifier, al *notify.Alerting) (*monitor.Recorder, error) {
 	rec := &monitor.Recorder{DB: db, Verifier: ver, UnreachableAfter: cfg.UnreachableAfter, InTx: al.InTx, Log: a.log}
 	if cl := a.classifier(cfg); cl != nil {
-		rec.Classify = func(server string, t monitor.Tool) []rugwatch.Finding {
+		rec.Classify = func(server string, t mcpclient.Tool) []rugwatch.Finding {
 			var def struct {
 				Description string `json:"description"`
 			}
@@ -168,7 +169,7 @@ func (a *App) specs(cfg *configs.Config, names []string) ([]monitor.ServerSpec, 
 		out[i] = monitor.ServerSpec{
 			Name: s.Name, Transport: s.Transport, Schedule: s.EffectiveSchedule(cfg.Defaults),
 			Timeout: s.EffectiveTimeout(cfg.Defaults), Watch: s.Watch, RevisionCheck: s.RevisionCheck, Key: cfg.ServerKey(s),
-			Resolve: func() (monitor.Target, error) { return a.target(cfg, s) },
+			Resolve: func() (mcpclient.Target, error) { return a.target(cfg, s) },
 		}
 	}
 	return out, nil
@@ -186,7 +187,7 @@ func (a *App) classifier(cfg *configs.Config) *monitor.Classifier {
 		hide = append(hide, dir)
 	}
 	return &monitor.Classifier{Command: c.Command, Timeout: c.EffectiveTimeout(), OnError: c.OnError, Log: a.log,
-		Sandbox: monitor.Sandbox{Mode: sandbox.Mode(cfg.Defaults.Sandbox), Hide: hide,
+		Sandbox: mcpclient.Sandbox{Mode: sandbox.Mode(cfg.Defaults.Sandbox), Hide: hide,
 			Network: (configs.Server{}).EffectiveNetwork(cfg.Defaults), Egress: cfg.Defaults.Egress,
 			Resources: (configs.Server{}).EffectiveResources(cfg.Defaults)}}
 }

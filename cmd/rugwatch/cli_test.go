@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/rugwatch/rugwatch/demo"
-	"github.com/rugwatch/rugwatch/monitor"
+	"github.com/rugwatch/rugwatch/report"
 	"github.com/rugwatch/rugwatch/sandbox"
 )
 
@@ -89,16 +89,16 @@ servers:
 	return &cli{t: t, config: path, env: map[string]string{"XDG_CONFIG_HOME": filepath.Join(dir, "config")}}
 }
 
-func decodeReport(t *testing.T, s string) monitor.Report {
+func decodeReport(t *testing.T, s string) report.Report {
 	t.Helper()
-	var r monitor.Report
+	var r report.Report
 	if err := json.Unmarshal([]byte(s), &r); err != nil {
 		t.Fatalf("decoding report: %v\n%s", err, s)
 	}
 	return r
 }
 
-func states(r monitor.Report) map[string]string {
+func states(r report.Report) map[string]string {
 	m := map[string]string{}
 	for _, s := range r.Servers {
 		for _, t := range s.Tools {
@@ -138,7 +138,7 @@ func TestCLIApproveThenDrift(t *testing.T) {
 	if st["add"] != "drifted" {
 		t.Fatalf("add is %s after the rug pull, want drifted (%v)", st["add"], st)
 	}
-	var add monitor.ToolReport
+	var add report.ToolReport
 	for _, tr := range r.Servers[0].Tools {
 		if tr.Name == "add" {
 			add = tr

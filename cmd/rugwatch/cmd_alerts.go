@@ -6,7 +6,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/rugwatch/rugwatch/monitor"
+	"github.com/rugwatch/rugwatch/report"
 	"github.com/rugwatch/rugwatch/store"
 	"github.com/rugwatch/rugwatch/visible"
 )
@@ -92,7 +92,7 @@ func (a *App) runAlerts(ctx context.Context, args []string) error {
 	now := time.Now()
 	if *asJSON {
 		err = writeJSON(a.Stdout, struct {
-			monitor.AlertsReport
+			report.AlertsReport
 			Disabled []store.DisabledChannel `json:"disabled_channels"`
 		}{rep, disabled})
 	} else {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/detect"
 	"github.com/rugwatch/rugwatch/monitor"
 	"github.com/rugwatch/rugwatch/signatures"
 	"github.com/rugwatch/rugwatch/store"
@@ -98,11 +99,11 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 		fmt.Fprintf(a.Stdout, "── %s launch identity changed\n  pinned: %s\n  now:    %s\n\n", server, visible.Line(string(rec.LaunchPinned)), visible.Line(string(rec.Launch)))
 	}
 	var blocked []string
-	if instr && monitor.MaxSeverity(rec.InstructionsFindings) == rugwatch.SeverityCritical {
+	if instr && detect.MaxSeverity(rec.InstructionsFindings) == rugwatch.SeverityCritical {
 		blocked = append(blocked, "the instructions")
 	}
 	for _, t := range picked {
-		if monitor.MaxSeverity(t.Findings) == rugwatch.SeverityCritical {
+		if detect.MaxSeverity(t.Findings) == rugwatch.SeverityCritical {
 			blocked = append(blocked, visible.Line(t.Name))
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rugwatch/rugwatch/configs"
 	"github.com/rugwatch/rugwatch/monitor"
+	"github.com/rugwatch/rugwatch/report"
 	"github.com/rugwatch/rugwatch/store"
 	"github.com/rugwatch/rugwatch/visible"
 )
@@ -90,17 +91,17 @@ func (a *App) runBackup(ctx context.Context, args []string) error {
 }
 
 // verifyCopy runs verify on a store file that no daemon holds.
-func (a *App) verifyCopy(ctx context.Context, cfg *configs.Config, path string) (monitor.VerifyReport, error) {
+func (a *App) verifyCopy(ctx context.Context, cfg *configs.Config, path string) (report.VerifyReport, error) {
 	ver, err := a.verifier(cfg)
 	if err != nil {
-		return monitor.VerifyReport{}, err
+		return report.VerifyReport{}, err
 	}
 	db, err := store.Open(path, store.Options{ReadOnly: true})
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return monitor.VerifyReport{}, fmt.Errorf("no copy at %s", path)
+			return report.VerifyReport{}, fmt.Errorf("no copy at %s", path)
 		}
-		return monitor.VerifyReport{}, err
+		return report.VerifyReport{}, err
 	}
 	defer db.Close()
 	l := &monitor.Ledger{DB: db, Verifier: ver, Where: path}
@@ -108,7 +109,7 @@ func (a *App) verifyCopy(ctx context.Context, cfg *configs.Config, path string) 
 }
 
 // printVerify is verify's human report, for a copy that failed it.
-func printVerify(a *App, rep monitor.VerifyReport) {
+func printVerify(a *App, rep report.VerifyReport) {
 	if rep.ChainError != "" {
 		fmt.Fprintf(a.Stdout, "event chain: BROKEN after checking %d events: %s\n", rep.EventsChecked, rep.ChainError)
 	}

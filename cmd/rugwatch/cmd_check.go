@@ -8,6 +8,7 @@ import (
 
 	"github.com/rugwatch/rugwatch/control"
 	"github.com/rugwatch/rugwatch/monitor"
+	"github.com/rugwatch/rugwatch/report"
 )
 
 // runCheck polls the servers now, records what it saw and prints states.
@@ -36,8 +37,8 @@ func (a *App) runCheck(ctx context.Context, args []string) error {
 // (each), so memory does not grow with the fleet; the daemon's socket
 // answers one Report (get), printed the same way.
 func (a *App) reportCommand(ctx context.Context, name string, args []string, polling bool,
-	each func(l *monitor.Ledger, ctx context.Context, servers []string, fn func(monitor.ServerReport) error) error,
-	get func(b control.Backend, ctx context.Context, servers []string) (monitor.Report, error)) error {
+	each func(l *monitor.Ledger, ctx context.Context, servers []string, fn func(report.ServerReport) error) error,
+	get func(b control.Backend, ctx context.Context, servers []string) (report.Report, error)) error {
 	fs := a.newFlags(name)
 	asJSON := fs.Bool("json", false, "print JSON (same as --format json)")
 	format := fs.String("format", "text", "text, json or sarif")
@@ -57,7 +58,7 @@ func (a *App) reportCommand(ctx context.Context, name string, args []string, pol
 	if l, ok := b.Backend.(*monitor.Ledger); ok {
 		err = each(l, ctx, names, p.server)
 	} else {
-		var rep monitor.Report
+		var rep report.Report
 		if rep, err = get(b.Backend, ctx, names); err == nil {
 			for _, s := range rep.Servers {
 				if err = p.server(s); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/configs"
 	"github.com/rugwatch/rugwatch/control"
+	"github.com/rugwatch/rugwatch/mcpclient"
 	"github.com/rugwatch/rugwatch/monitor"
 	"github.com/rugwatch/rugwatch/notify"
 	"github.com/rugwatch/rugwatch/proxy"
@@ -62,7 +63,7 @@ func (a *App) proxyOptions(cfg *configs.Config, srv configs.Server, backend func
 	opts := proxy.Options{
 		Server: srv.Name, Results: cfg.Proxy.Results, Log: a.log, Backend: backend,
 		ConnectTimeout: srv.EffectiveTimeout(cfg.Defaults),
-		Dial: func(ctx context.Context, peer monitor.Peer, caps json.RawMessage) (*monitor.Session, error) {
+		Dial: func(ctx context.Context, peer mcpclient.Peer, caps json.RawMessage) (*mcpclient.Session, error) {
 			t, err := a.target(cfg, srv)
 			if err != nil {
 				return nil, err
@@ -72,7 +73,7 @@ func (a *App) proxyOptions(cfg *configs.Config, srv configs.Server, backend func
 			// The proxy's clients speak the handshake era (it answers
 			// server/discover "not found"): the upstream does too.
 			opts.PreferHandshake = true
-			return monitor.Dial(ctx, t, opts)
+			return mcpclient.Dial(ctx, t, opts)
 		},
 	}
 	if cl := a.classifier(cfg); cl != nil {
@@ -80,13 +81,13 @@ func (a *App) proxyOptions(cfg *configs.Config, srv configs.Server, backend func
 			return cl.Classify(ctx, monitor.ClassifyRequest{Kind: "result", Server: srv.Name, Tool: tool, Path: "/content", Text: text})
 		}
 	}
-	if srv.Transport != monitor.TransportStdio {
+	if srv.Transport != mcpclient.TransportStdio {
 		// Over HTTP a server's list_changed travels on a stream of its
 		// own; the monitor's watcher holds it open for the proxy.
-		opts.Watch = func(ctx context.Context, changed func(*monitor.Listing)) {
-			(&monitor.Watcher{Opts: a.dialOptions(cfg), Log: a.log, ConnectTimeout: srv.EffectiveTimeout(cfg.Defaults),
-				Resolve: func() (monitor.Target, error) { return a.target(cfg, srv) },
-				OnListing: func(_ context.Context, l *monitor.Listing, err error) {
+		opts.Watch = func(ctx context.Context, changed func(*mcpclient.Listing)) {
+			(&mcpclient.Watcher{Opts: a.dialOptions(cfg), Log: a.log, ConnectTimeout: srv.EffectiveTimeout(cfg.Defaults),
+				Resolve: func() (mcpclient.Target, error) { return a.target(cfg, srv) },
+				OnListing: func(_ context.Context, l *mcpclient.Listing, err error) {
 					if err != nil {
 						l = nil
 					}

@@ -9,7 +9,9 @@ import (
 
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/configs"
-	"github.com/rugwatch/rugwatch/monitor"
+	"github.com/rugwatch/rugwatch/detect"
+	"github.com/rugwatch/rugwatch/mcpclient"
+	"github.com/rugwatch/rugwatch/report"
 	"github.com/rugwatch/rugwatch/visible"
 )
 
@@ -23,21 +25,21 @@ type ScanReport struct {
 	ProtocolVersionsOffered []string `json:"protocol_versions_offered,omitempty"`
 	// Cache is the 2026-07-28 caching hint of tools/list (ttl_ms,
 	// cache_scope); no digest covers it.
-	Cache              *monitor.CacheHint `json:"cache,omitempty"`
-	InstructionsDigest rugwatch.Digest    `json:"instructions_digest"`
+	Cache              *mcpclient.CacheHint `json:"cache,omitempty"`
+	InstructionsDigest rugwatch.Digest      `json:"instructions_digest"`
 	// Revisions and Cloaked are filled by --revision-check: the tools
 	// each revision's clients are shown, and those that differ.
 	Revisions []ScanRevision `json:"revisions,omitempty"`
 	Cloaked   []string       `json:"cloaked,omitempty"`
 	// Sandboxed says a stdio server ran in the sandbox; SandboxNote says
 	// why it did not. Refused lists the destinations it was refused.
-	Sandboxed   bool              `json:"sandboxed"`
-	SandboxNote string            `json:"sandbox_note,omitempty"`
-	Refused     []monitor.Refusal `json:"network_refused,omitempty"`
-	Pages       int               `json:"pages"`
-	ElapsedMS   int64             `json:"elapsed_ms"`
-	Warnings    []string          `json:"warnings"`
-	Tools       []ScanTool        `json:"tools"`
+	Sandboxed   bool                `json:"sandboxed"`
+	SandboxNote string              `json:"sandbox_note,omitempty"`
+	Refused     []mcpclient.Refusal `json:"network_refused,omitempty"`
+	Pages       int                 `json:"pages"`
+	ElapsedMS   int64               `json:"elapsed_ms"`
+	Warnings    []string            `json:"warnings"`
+	Tools       []ScanTool          `json:"tools"`
 }
 
 // ScanRevision is what one revision's clients were listed.
@@ -73,24 +75,24 @@ func (a *App) runScan(ctx context.Context, args []string) error {
 	if err := checkFormat(format, *asJSON); err != nil {
 		return err
 	}
-	var t monitor.Target
+	var t mcpclient.Target
 	if len(pos) == 1 && (strings.HasPrefix(pos[0], "http://") || strings.HasPrefix(pos[0], "https://")) {
-		t = monitor.Target{Name: "scan", Transport: monitor.TransportHTTP, URL: pos[0]}
+		t = mcpclient.Target{Name: "scan", Transport: mcpclient.TransportHTTP, URL: pos[0]}
 		if *sse {
-			t.Transport = monitor.TransportSSE
+			t.Transport = mcpclient.TransportSSE
 		}
 	} else {
-		t = monitor.Target{Name: "scan", Transport: monitor.TransportStdio, Command: pos[0], Args: pos[1:],
+		t = mcpclient.Target{Name: "scan", Transport: mcpclient.TransportStdio, Command: pos[0], Args: pos[1:],
 			// A fresh HOME and no grants; npx and uvx reach their registry.
-			Sandbox: monitor.Sandbox{Egress: configs.LauncherEgress(pos[0], nil)}}
+			Sandbox: mcpclient.Sandbox{Egress: configs.LauncherEgress(pos[0], nil)}}
 	}
 	pctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	poll := monitor.Poll
+	poll := mcpclient.Poll
 	if *revisionCheck {
-		poll = monitor.PollEachRevision
+		poll = mcpclient.PollEachRevision
 	}
-	l, err := poll(pctx, t, monitor.DialOptions{})
+	l, err := poll(pctx, t, mcpclient.DialOptions{})
 	if err != nil {
 		return fmt.Errorf("scanning %s: %w", strings.Join(pos, " "), err)
 	}
@@ -106,21 +108,21 @@ func (a *App) runScan(ctx context.Context, args []string) error {
 		}
 		rep.Revisions = append(rep.Revisions, sr)
 	}
-	rep.Cloaked = monitor.CloakedTools(l.Revisions)
+	rep.Cloaked = mcpclient.CloakedTools(l.Revisions)
 	// A server that lists other tools per revision is cloaking.
 	critical := len(rep.Cloaked) > 0
-	var sarif []monitor.SARIFInput
+	var sarif []report.SARIFInput
 	for _, tool := range l.Tools {
-		found := monitor.Findings(tool.Canonical, monitor.FindingContext{Server: t.Name})
+		found := detect.Findings(tool.Canonical, detect.FindingContext{Server: t.Name})
 		if found == nil {
 			found = []rugwatch.Finding{}
 		}
-		if monitor.MaxSeverity(found) == rugwatch.SeverityCritical {
+		if detect.MaxSeverity(found) == rugwatch.SeverityCritical {
 			critical = true
 		}
 		rep.Tools = append(rep.Tools, ScanTool{Name: tool.Name, Digest: tool.Digest, Findings: found})
 		if len(found) > 0 {
-			sarif = append(sarif, monitor.SARIFInput{Server: t.Name, Tool: tool.Name, Findings: found, Digest: tool.Digest})
+			sarif = append(sarif, report.SARIFInput{Server: t.Name, Tool: tool.Name, Findings: found, Digest: tool.Digest})
 		}
 	}
 	// A critical finding fails a CI pipeline running scan one-shot.
@@ -135,14 +137,14 @@ func (a *App) runScan(ctx context.Context, args []string) error {
 		}
 		return result
 	case "sarif":
-		if err := monitor.WriteSARIF(a.Stdout, sarif); err != nil {
+		if err := report.WriteSARIF(a.Stdout, sarif); err != nil {
 			return err
 		}
 		return result
 	}
 	fmt.Fprintf(a.Stdout, "%s (%s, protocol %s): %d tools in %d page(s), %v\n", visible.Line(rep.Target), t.Transport,
 		visible.Line(l.ProtocolVersion), len(l.Tools), l.Pages, l.Elapsed.Round(time.Millisecond))
-	if t.Transport == monitor.TransportStdio && !l.Sandboxed {
+	if t.Transport == mcpclient.TransportStdio && !l.Sandboxed {
 		fmt.Fprintf(a.Stdout, "%s\n", visible.Line(l.SandboxNote))
 	}
 	for _, r := range l.Refused {

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rugwatch/rugwatch/monitor"
+	"github.com/rugwatch/rugwatch/report"
 	"github.com/rugwatch/rugwatch/testkit"
 )
 
@@ -171,7 +171,7 @@ servers:
 	}
 	report := func(r binRun) map[string]map[string]string {
 		t.Helper()
-		var rep monitor.Report
+		var rep report.Report
 		if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 			t.Fatalf("decoding %q: %v", r.stdout, err)
 		}

@@ -23,7 +23,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/rugwatch/rugwatch/control"
-	"github.com/rugwatch/rugwatch/monitor"
+	"github.com/rugwatch/rugwatch/report"
 	"github.com/rugwatch/rugwatch/store"
 	"github.com/rugwatch/rugwatch/testkit"
 )
@@ -403,7 +403,7 @@ func (h *webhook410) answer(code int) {
 // untilDelivery waits until the deliveries satisfy match, reading them
 // again after every line the daemon logs: it logs each delivery it
 // settles after committing it.
-func (p *inProcess) untilDelivery(t *testing.T, c *control.Client, what string, match func(monitor.AlertsReport) bool) monitor.AlertsReport {
+func (p *inProcess) untilDelivery(t *testing.T, c *control.Client, what string, match func(report.AlertsReport) bool) report.AlertsReport {
 	t.Helper()
 	deadline := time.NewTimer(30 * time.Second)
 	defer deadline.Stop()
@@ -465,7 +465,7 @@ notify:
 	if _, err := c.Check(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
-	p.untilDelivery(t, c, "the webhook disabled", func(r monitor.AlertsReport) bool {
+	p.untilDelivery(t, c, "the webhook disabled", func(r report.AlertsReport) bool {
 		ds, _ := c.DisabledAlerts(context.Background())
 		return len(ds) == 1 && ds[0].Channel == "webhook:ops"
 	})
@@ -482,7 +482,7 @@ notify:
 	if _, err := c.Check(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
-	rep := p.untilDelivery(t, c, "the drift's webhook delivery settled", func(r monitor.AlertsReport) bool {
+	rep := p.untilDelivery(t, c, "the drift's webhook delivery settled", func(r report.AlertsReport) bool {
 		for _, d := range deliveriesTo(r.Dead, "webhook:ops") {
 			if strings.Contains(d.LastError, "disabled") {
 				return true
@@ -509,7 +509,7 @@ notify:
 	hook.answer(http.StatusServiceUnavailable)
 	cl.want(0, "", "alerts", "enable", "webhook:ops")
 	cl.want(0, "", "alerts", "retry", dead.ID)
-	p.untilDelivery(t, c, "the retried delivery pending after a 503", func(r monitor.AlertsReport) bool {
+	p.untilDelivery(t, c, "the retried delivery pending after a 503", func(r report.AlertsReport) bool {
 		for _, d := range deliveriesTo(r.Pending, "webhook:ops") {
 			if d.ID == dead.ID && d.Attempts == 1 && d.NextAttempt.After(time.Now().Add(30*time.Minute)) {
 				return true
@@ -524,7 +524,7 @@ notify:
 	hook.answer(http.StatusNoContent)
 	posted := hook.count()
 	cl.want(0, "", "alerts", "retry", dead.ID)
-	p.untilDelivery(t, c, "the pending delivery sent at once", func(r monitor.AlertsReport) bool {
+	p.untilDelivery(t, c, "the pending delivery sent at once", func(r report.AlertsReport) bool {
 		return len(deliveriesTo(r.Delivered, "webhook:ops")) > 0 && deliveriesTo(r.Delivered, "webhook:ops")[0].ID == dead.ID
 	})
 	if hook.count() != posted+1 {
@@ -563,8 +563,8 @@ servers:
 	p.stop()
 	r = cl.want(0, "", "backup", "--json", "--force", live)
 	var out struct {
-		Bytes  int64                `json:"bytes"`
-		Verify monitor.VerifyReport `json:"verify"`
+		Bytes  int64               `json:"bytes"`
+		Verify report.VerifyReport `json:"verify"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || !out.Verify.OK || out.Bytes == 0 {
 		t.Errorf("offline backup: %s (%v)", r.stdout, err)

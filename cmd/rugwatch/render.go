@@ -11,7 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/rugwatch/rugwatch"
-	"github.com/rugwatch/rugwatch/monitor"
+	"github.com/rugwatch/rugwatch/report"
 	"github.com/rugwatch/rugwatch/visible"
 )
 
@@ -166,7 +166,7 @@ type reportPrinter struct {
 	format string
 	n      int
 	clean  bool // every server so far needs no one's attention
-	sarif  []monitor.SARIFInput
+	sarif  []report.SARIFInput
 	buf    bytes.Buffer
 	enc    *json.Encoder
 }
@@ -181,8 +181,8 @@ func newReportPrinter(w io.Writer, format string) *reportPrinter {
 	return p
 }
 
-func (p *reportPrinter) server(s monitor.ServerReport) error {
-	one := monitor.Report{SchemaVersion: 1, Servers: []monitor.ServerReport{s}}
+func (p *reportPrinter) server(s report.ServerReport) error {
+	one := report.Report{SchemaVersion: 1, Servers: []report.ServerReport{s}}
 	p.clean = p.clean && one.Clean()
 	first := p.n == 0
 	p.n++
@@ -201,7 +201,7 @@ func (p *reportPrinter) server(s monitor.ServerReport) error {
 		_, err := p.w.Write(p.buf.Bytes())
 		return err
 	case "sarif":
-		p.sarif = append(p.sarif, monitor.SARIFInputs(one)...)
+		p.sarif = append(p.sarif, report.SARIFInputs(one)...)
 		return nil
 	default:
 		printServer(p.w, s, first)
@@ -220,7 +220,7 @@ func (p *reportPrinter) end() error {
 		_, err := io.WriteString(p.w, "\n  ]\n}\n")
 		return err
 	case "sarif":
-		return monitor.WriteSARIF(p.w, p.sarif)
+		return report.WriteSARIF(p.w, p.sarif)
 	}
 	return nil
 }
@@ -229,7 +229,7 @@ func (p *reportPrinter) end() error {
 // sized from what they hold (a tabwriter would restart its columns at
 // every findings line, and a long tool name would push its row out of
 // line). Every server-chosen string goes through visible.Line.
-func printServer(w io.Writer, s monitor.ServerReport, first bool) {
+func printServer(w io.Writer, s report.ServerReport, first bool) {
 	if !first {
 		fmt.Fprintln(w)
 	}
@@ -262,7 +262,7 @@ func printServer(w io.Writer, s monitor.ServerReport, first bool) {
 	for _, t := range s.Tools {
 		extra := ""
 		if len(t.Changes) > 0 {
-			extra = visible.Line(monitor.ChangeSummary(t.Changes))
+			extra = visible.Line(report.ChangeSummary(t.Changes))
 		}
 		rows = append(rows, row{visible.Line(t.Name), strings.ToUpper(string(t.State)), string(t.Severity), t.ObservedDigest.Short(), extra})
 	}

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/rugwatch/rugwatch"
-	"github.com/rugwatch/rugwatch/monitor"
+	"github.com/rugwatch/rugwatch/report"
 )
 
 // The streamed report is byte for byte what encoding the whole Report
@@ -16,17 +16,17 @@ import (
 // a script reads.
 func TestReportPrinterMatchesWholeReport(t *testing.T) {
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	srv := func(name string, tools ...monitor.ToolReport) monitor.ServerReport {
-		return monitor.ServerReport{Name: name, Transport: "http", Reachable: true, LastPolledAt: &at, Tools: append([]monitor.ToolReport{}, tools...)}
+	srv := func(name string, tools ...report.ToolReport) report.ServerReport {
+		return report.ServerReport{Name: name, Transport: "http", Reachable: true, LastPolledAt: &at, Tools: append([]report.ToolReport{}, tools...)}
 	}
-	drifted := monitor.ToolReport{Name: "send<&>", ToolState: monitor.ToolState{State: rugwatch.StateDrifted, Severity: rugwatch.SeverityCritical, ObservedDigest: "sha256:ab"},
+	drifted := report.ToolReport{Name: "send<&>", ToolState: report.ToolState{State: rugwatch.StateDrifted, Severity: rugwatch.SeverityCritical, ObservedDigest: "sha256:ab"},
 		Changes:  []rugwatch.Change{{Op: "replace", Path: "/description", Old: json.RawMessage(`"a"`), New: json.RawMessage(`"b <x>"`)}},
 		Findings: []rugwatch.Finding{{Rule: "instruction-marker", Severity: rugwatch.SeverityWarning, Path: "/description", Message: "m"}}}
-	pending := monitor.ToolReport{Name: "get", ToolState: monitor.ToolState{State: rugwatch.StatePending, Severity: rugwatch.SeverityInfo}}
-	for _, rep := range []monitor.Report{
-		{SchemaVersion: 1, Servers: []monitor.ServerReport{}},
-		{SchemaVersion: 1, Servers: []monitor.ServerReport{srv("a")}},
-		{SchemaVersion: 1, Servers: []monitor.ServerReport{srv("a", pending), srv("b", drifted, pending), {Name: "c", Transport: "stdio", Tools: []monitor.ToolReport{}}}},
+	pending := report.ToolReport{Name: "get", ToolState: report.ToolState{State: rugwatch.StatePending, Severity: rugwatch.SeverityInfo}}
+	for _, rep := range []report.Report{
+		{SchemaVersion: 1, Servers: []report.ServerReport{}},
+		{SchemaVersion: 1, Servers: []report.ServerReport{srv("a")}},
+		{SchemaVersion: 1, Servers: []report.ServerReport{srv("a", pending), srv("b", drifted, pending), {Name: "c", Transport: "stdio", Tools: []report.ToolReport{}}}},
 	} {
 		for _, format := range []string{"json", "text", "sarif"} {
 			var want bytes.Buffer
@@ -36,7 +36,7 @@ func TestReportPrinterMatchesWholeReport(t *testing.T) {
 					t.Fatal(err)
 				}
 			case "sarif":
-				if err := monitor.WriteSARIF(&want, monitor.SARIFInputs(rep)); err != nil {
+				if err := report.WriteSARIF(&want, report.SARIFInputs(rep)); err != nil {
 					t.Fatal(err)
 				}
 			default:
@@ -64,7 +64,7 @@ func TestReportPrinterMatchesWholeReport(t *testing.T) {
 
 // printReport writes the human table of a whole report at once: what the
 // streaming printer must print server by server.
-func printReport(w io.Writer, r monitor.Report) {
+func printReport(w io.Writer, r report.Report) {
 	for i, s := range r.Servers {
 		printServer(w, s, i == 0)
 	}

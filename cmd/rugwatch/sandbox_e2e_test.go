@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rugwatch/rugwatch/monitor"
+	"github.com/rugwatch/rugwatch/report"
 )
 
 // TestRealServersPolledSandboxed: the real server-filesystem, with its
@@ -48,7 +48,7 @@ servers:
 	}
 	c.want(0, "", "init")
 	out := c.want(1, "", "check", "--json").stdout // every tool pending: exit 1
-	var rep monitor.Report
+	var rep report.Report
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ servers:
 	}
 	sandboxed := func(what, out string) {
 		t.Helper()
-		var rep monitor.Report
+		var rep report.Report
 		if err := json.Unmarshal([]byte(out), &rep); err != nil {
 			t.Fatalf("%s: %v\n%s", what, err, out)
 		}

@@ -1,0 +1,177 @@
+package monitor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/rugwatch/rugwatch/mcpclient"
+	"github.com/rugwatch/rugwatch/testkit"
+)
+
+// outsideTmp is a directory others may enter, outside /tmp.
+func outsideTmp(t testing.TB) string { return testkit.OutsideTmp(t, 0o755) }
+
+const rawInit = `{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"hostile","version":"1"}}`
+
+func result(id json.RawMessage, res string) string {
+	return fmt.Sprintf(`{"jsonrpc":"2.0","id":%s,"result":%s}`, id, res)
+}
+
+// rpcServer is a Streamable HTTP MCP server written by hand, answering each
+// POSTed call with whatever handle returns as the whole JSON-RPC message
+// ("" means: answer with result {}). It plays servers no SDK would be.
+func rpcServer(t *testing.T, handle func(method string, id json.RawMessage, params json.RawMessage) string) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			http.Error(w, "POST only", http.StatusMethodNotAllowed)
+			return
+		}
+		var req struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+			Params json.RawMessage `json:"params"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, "bad json", http.StatusBadRequest)
+			return
+		}
+		if req.ID == nil {
+			w.WriteHeader(http.StatusAccepted) // a notification
+			return
+		}
+		msg := handle(req.Method, req.ID, req.Params)
+		if msg == "" {
+			msg = fmt.Sprintf(`{"jsonrpc":"2.0","id":%s,"result":{}}`, req.ID)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, msg)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// eraHTTP serves s over Streamable HTTP; 2026-07-28 needs a stateless
+// handler. methods, when set, hears every method the server receives.
+func eraHTTP(t testing.TB, s *mcp.Server, stateless bool) mcpclient.Target {
+	h := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s },
+		&mcp.StreamableHTTPOptions{Stateless: stateless}))
+	t.Cleanup(h.Close)
+	return mcpclient.Target{Name: "http", Transport: mcpclient.TransportHTTP, URL: h.URL}
+}
+
+func eraStdio(t testing.TB, scenario string, versions []string, env map[string]string) mcpclient.Target {
+	return selfTarget(t, "era:"+scenario+":"+strings.Join(versions, ","), env)
+}
+
+const tinyLib = `export const tools = [{ name: "echo", description: "Echoes its input.", inputSchema: { type: "object" } }];
+`
+
+// tinyServer is a Node stdio MCP server whose tool comes from a sibling
+// module: the code that runs is more than the file node is given.
+const tinyServer = `import readline from "node:readline";
+import { tools } from "./lib.mjs";
+
+const rl = readline.createInterface({ input: process.stdin });
+const send = (m) => process.stdout.write(JSON.stringify(m) + "\n");
+rl.on("line", (line) => {
+  let m;
+  try {
+    m = JSON.parse(line);
+  } catch {
+    return;
+  }
+  if (m.id === undefined) return;
+  switch (m.method) {
+    case "initialize":
+      send({ jsonrpc: "2.0", id: m.id, result: { protocolVersion: m.params.protocolVersion, capabilities: { tools: {} }, serverInfo: { name: "tiny", version: "1" } } });
+      break;
+    case "tools/list":
+      send({ jsonrpc: "2.0", id: m.id, result: { tools } });
+      break;
+    case "ping":
+      send({ jsonrpc: "2.0", id: m.id, result: {} });
+      break;
+    default:
+      send({ jsonrpc: "2.0", id: m.id, error: { code: -32601, message: "method not found" } });
+  }
+});
+rl.on("close", () => process.exit(0));
+`
+
+// writeFiles writes rel → content below dir; a rel ending in "*" is
+// executable (the star is not part of the name).
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for rel, body := range files {
+		mode := os.FileMode(0o644)
+		if r, ok := strings.CutSuffix(rel, "*"); ok {
+			rel, mode = r, 0o755
+		}
+		p := filepath.Join(dir, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Revisions the go-sdk v1.8.0 test servers are narrowed to.
+var (
+	onlyStateless = []string{mcpclient.StatelessVersion}
+	onlyHandshake = []string{"2025-11-25"}
+	bothEras      = []string{mcpclient.StatelessVersion, "2025-11-25"}
+)
+
+type eraCase struct {
+	name      string
+	versions  []string
+	stateless bool // the HTTP handler
+	want      string
+}
+
+var eraCases = []eraCase{
+	{"2026-only", onlyStateless, true, mcpclient.StatelessVersion},
+	{"2025-only", onlyHandshake, false, "2025-11-25"},
+	{"both", bothEras, true, mcpclient.StatelessVersion},
+}
+
+// methodLog records the methods a go-sdk server receives.
+type methodLog struct {
+	mu   sync.Mutex
+	seen []string
+	meta []map[string]any
+}
+
+func (m *methodLog) middleware(next mcp.MethodHandler) mcp.MethodHandler {
+	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		m.mu.Lock()
+		m.seen = append(m.seen, method)
+		if p := req.GetParams(); p != nil {
+			m.meta = append(m.meta, p.GetMeta())
+		} else {
+			m.meta = append(m.meta, nil)
+		}
+		m.mu.Unlock()
+		return next(ctx, method, req)
+	}
+}
+
+func (m *methodLog) has(method string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Contains(m.seen, method)
+}

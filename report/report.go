@@ -1,0 +1,209 @@
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/mcpclient"
+	"github.com/rugwatch/rugwatch/store"
+)
+
+// Report is the JSON of `status --json` and `check --json`. Fields may be
+// added, never renamed.
+type Report struct {
+	SchemaVersion int            `json:"schema_version"`
+	Servers       []ServerReport `json:"servers"`
+}
+
+// ServerReport is one server in a Report.
+type ServerReport struct {
+	Name               string          `json:"name"`
+	Transport          string          `json:"transport"`
+	ProtocolVersion    string          `json:"protocol_version"` // the revision the last good poll negotiated
+	Reachable          bool            `json:"reachable"`
+	LastPolledAt       *time.Time      `json:"last_polled_at"`
+	Error              string          `json:"error"`
+	InstructionsDigest rugwatch.Digest `json:"instructions_digest"`
+	// InstructionsState is approved, pending, drifted or revoked; empty
+	// when the server sends no instructions.
+	InstructionsState    rugwatch.State     `json:"instructions_state,omitempty"`
+	InstructionsFindings []rugwatch.Finding `json:"instructions_findings,omitempty"`
+	// Launch is what ran for a stdio server; LaunchDrifted says it differs
+	// from the pinned one.
+	Launch        json.RawMessage `json:"launch,omitempty"`
+	LaunchDrifted bool            `json:"launch_drifted,omitempty"`
+	// Identity is who answered an HTTP or SSE server (origin, issuing CA
+	// key, certificate names, serverInfo, revision); IdentityDrifted says
+	// it differs from the pinned one.
+	Identity        json.RawMessage `json:"identity,omitempty"`
+	IdentityDrifted bool            `json:"identity_drifted,omitempty"`
+	// Sandboxed says the last poll of a stdio server ran it sandboxed;
+	// SandboxNote says why not.
+	Sandboxed   bool         `json:"sandboxed"`
+	SandboxNote string       `json:"sandbox_note,omitempty"`
+	Tools       []ToolReport `json:"tools"`
+}
+
+// NotSandboxed is the mark every view shows of a stdio server whose last
+// poll ran it unconfined ("NOT SANDBOXED: " and why), or "" when it ran
+// sandboxed, was never polled, or is not a stdio server.
+func (s ServerReport) NotSandboxed() string {
+	if s.Sandboxed || s.SandboxNote == "" || s.Transport != mcpclient.TransportStdio {
+		return ""
+	}
+	if strings.HasPrefix(s.SandboxNote, "NOT SANDBOXED") {
+		return s.SandboxNote
+	}
+	return "NOT SANDBOXED: " + s.SandboxNote
+}
+
+// ToolState is what a report, a diff and a web page all say of a tool.
+type ToolState struct {
+	State          rugwatch.State    `json:"state"`
+	Severity       rugwatch.Severity `json:"severity"`
+	ObservedDigest rugwatch.Digest   `json:"observed_digest"`
+	ApprovedDigest rugwatch.Digest   `json:"approved_digest"`
+}
+
+// ToolStateOf is what a stored tool record says of a tool.
+func ToolStateOf(t store.ToolRecord) ToolState {
+	return ToolState{State: t.State, Severity: t.Severity, ObservedDigest: t.ObservedDigest, ApprovedDigest: t.ApprovedDigest}
+}
+
+// ToolReport is one tool in a Report.
+type ToolReport struct {
+	Name string `json:"name"`
+	ToolState
+	Changes  []rugwatch.Change  `json:"changes,omitempty"`
+	Findings []rugwatch.Finding `json:"findings,omitempty"`
+}
+
+// ToolDiff is one tool in `diff --json`: a ToolReport that names its
+// server and always carries its (possibly empty) changes and findings.
+type ToolDiff struct {
+	Server string `json:"server"`
+	Tool   string `json:"tool"`
+	ToolState
+	Changes  []rugwatch.Change  `json:"changes"`
+	Findings []rugwatch.Finding `json:"findings"`
+}
+
+// DiffResult is what diff shows: the tools and their observed definitions.
+type DiffResult struct {
+	Tools       []ToolDiff                 `json:"tools"`
+	Definitions map[string]json.RawMessage `json:"definitions"`
+}
+
+// VerifyReport is `verify --json`.
+type VerifyReport struct {
+	SchemaVersion    int           `json:"schema_version"`
+	EventsChecked    int           `json:"events_checked"`
+	ChainError       string        `json:"chain_error,omitempty"`
+	ApprovalsChecked int           `json:"approvals_checked"`
+	InvalidApprovals []BadApproval `json:"invalid_approvals"`
+	// Head is where the log ends, SEQ:CHAIN_HEAD, when its chain checks
+	// out; HeadChecked is the head asked about (verify --head) and
+	// HeadError why the log does not hold it (cut or rolled back).
+	Head        string `json:"head,omitempty"`
+	HeadChecked string `json:"head_checked,omitempty"`
+	HeadError   string `json:"head_error,omitempty"`
+	OK          bool   `json:"ok"`
+}
+
+// BadApproval is one approval whose signature does not hold.
+type BadApproval struct {
+	Server  string `json:"server"`
+	Kind    string `json:"kind"`
+	Tool    string `json:"tool,omitempty"`
+	Problem string `json:"problem"`
+}
+
+// AlertsReport is `alerts --json`.
+type AlertsReport struct {
+	SchemaVersion int              `json:"schema_version"`
+	Pending       []store.Delivery `json:"pending"`
+	Dead          []store.Delivery `json:"dead"`
+	Delivered     []store.Delivery `json:"delivered"`
+}
+
+// ServerReportOf is the report of one stored server record; transport
+// stands in for a server never polled yet.
+func ServerReportOf(r store.ServerRecord, transport string) ServerReport {
+	sr := ServerReport{
+		Name: r.Name, Transport: r.Transport, ProtocolVersion: r.ProtocolVersion, Reachable: r.Reachable, Error: r.Error,
+		InstructionsDigest: r.InstructionsDigest, Tools: []ToolReport{},
+		InstructionsState: r.InstructionsState, InstructionsFindings: r.InstructionsFindings,
+		Launch: r.Launch, LaunchDrifted: r.LaunchDrifted, Sandboxed: r.Sandboxed, SandboxNote: r.SandboxNote,
+		Identity: r.Identity, IdentityDrifted: r.IdentityDrifted,
+	}
+	if sr.Transport == "" {
+		sr.Transport = transport
+	}
+	if !r.LastPolledAt.IsZero() {
+		t := r.LastPolledAt.UTC()
+		sr.LastPolledAt = &t
+	}
+	names := make([]string, 0, len(r.Tools))
+	for n := range r.Tools {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		t := r.Tools[n]
+		sr.Tools = append(sr.Tools, ToolReport{Name: t.Name, ToolState: ToolStateOf(t), Changes: t.Changes, Findings: t.Findings})
+	}
+	return sr
+}
+
+// Clean reports whether a report needs no one's attention: every server
+// reached and every tool approved.
+func (r Report) Clean() bool {
+	for _, s := range r.Servers {
+		if !s.Reachable || s.LaunchDrifted || s.IdentityDrifted || (s.InstructionsState != "" && !s.InstructionsState.Clean()) {
+			return false
+		}
+		for _, t := range s.Tools {
+			if !t.State.Clean() {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// ChangeSummary is a one-line list of the first changes, for logs and tables.
+func ChangeSummary(cs []rugwatch.Change) string {
+	var parts []string
+	for i, c := range cs {
+		if i == 3 {
+			parts = append(parts, fmt.Sprintf("+%d more", len(cs)-3))
+			break
+		}
+		parts = append(parts, c.Op+" "+c.Path)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// SARIFInputs turns a report into SARIF results: every finding, and every
+// drift as a result of its own.
+func SARIFInputs(r Report) []SARIFInput {
+	var out []SARIFInput
+	for _, s := range r.Servers {
+		for _, t := range s.Tools {
+			in := SARIFInput{Server: s.Name, Tool: t.Name, Findings: t.Findings, Digest: t.ObservedDigest}
+			if t.State == rugwatch.StateDrifted {
+				in.Drift = &rugwatch.Event{Type: rugwatch.EventToolDrifted, Severity: t.Severity, Server: s.Name, Tool: t.Name,
+					ApprovedDigest: t.ApprovedDigest, ObservedDigest: t.ObservedDigest, Changes: t.Changes,
+					Message: ChangeSummary(t.Changes)}
+			}
+			if len(in.Findings) > 0 || in.Drift != nil {
+				out = append(out, in)
+			}
+		}
+	}
+	return out
+}
