@@ -126,7 +126,7 @@ func Findings(def json.RawMessage, fc FindingContext) []rugwatch.Finding {
 	if name, ok := top["name"].(string); ok {
 		w.toolName = name
 		if msg := mixedScript(name); msg != "" {
-			c.add(RuleMixedScriptName, "/name", false, fmt.Sprintf("tool name %s %s", Quote(name), msg))
+			c.add(RuleMixedScriptName, "/name", false, fmt.Sprintf("tool name %s %s", visible.Quote(name), msg))
 		}
 	}
 	idx := fc.Index
@@ -155,7 +155,7 @@ func Findings(def json.RawMessage, fc FindingContext) []rugwatch.Finding {
 			for name := range props {
 				if sent := errandThrough(errands, name); sent != "" {
 					c.add(RuleExfilParam, "/inputSchema/properties/"+PointerToken(name), false,
-						fmt.Sprintf("parameter %s: the tool's description sends the prompt, the conversation or a secret through it: %s", Quote(name), Quote(sent)))
+						fmt.Sprintf("parameter %s: the tool's description sends the prompt, the conversation or a secret through it: %s", visible.Quote(name), visible.Quote(sent)))
 				}
 			}
 		}
@@ -184,7 +184,7 @@ func SameNameShadowing(server, tool string, idx *ToolIndex) (rugwatch.Finding, b
 	others = slicesCompact(others)
 	names := make([]string, len(others))
 	for i, o := range others {
-		names[i] = Quote(o)
+		names[i] = visible.Quote(o)
 	}
 	verb := "also exposes"
 	if len(others) > 1 {
@@ -192,7 +192,7 @@ func SameNameShadowing(server, tool string, idx *ToolIndex) (rugwatch.Finding, b
 	}
 	return rugwatch.Finding{Rule: RuleShadowing, Severity: SeverityOf(RuleShadowing), Path: "/name",
 		Message: fmt.Sprintf("server %s %s a tool named %s; a model cannot tell which one it calls",
-			strings.Join(names, ", "), verb, Quote(tool))}, true
+			strings.Join(names, ", "), verb, visible.Quote(tool))}, true
 }
 
 func slicesCompact(s []string) []string {
@@ -450,37 +450,6 @@ func PointerToken(s string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
 }
 
-// quote renders untrusted text for a message: visibly, on one line, short.
-func Quote(s string) string { return `"` + visible.Line(Clip(s, 0, 80)) + `"` }
-
-// clip returns up to max runes of s around byte offset at, with ellipses.
-func Clip(s string, at, max int) string {
-	if utf8.RuneCountInString(s) <= max {
-		return s
-	}
-	start := at
-	for n := 0; start > 0 && n < max/3; n++ {
-		_, size := utf8.DecodeLastRuneInString(s[:start])
-		start -= size
-	}
-	end := start
-	for n := 0; end < len(s) && n < max; n++ {
-		_, size := utf8.DecodeRuneInString(s[end:])
-		end += size
-	}
-	out := s[start:end]
-	if start > 0 {
-		out = "…" + out
-	}
-	if end < len(s) {
-		out += "…"
-	}
-	return out
-}
-
-// excerpt quotes s around byte offset at.
-func excerpt(s string, at int) string { return `"` + visible.Line(Clip(s, at, 60)) + `"` }
-
 // textRules applies the text rules to s at path. what prefixes messages
 // ("key " for member names). What the rules find in a short string is
 // remembered in c.memo when there is one: a fleet's definitions repeat
@@ -524,22 +493,22 @@ func textFindingsOf(s string, m *textMatch, what string) []textFinding {
 	add := func(rule, msg string) { out = append(out, textFinding{rule, msg, SeverityOf(rule)}) }
 	addSev := func(rule, msg string, sev rugwatch.Severity) { out = append(out, textFinding{rule, msg, sev}) }
 	if msg, at := hiddenUnicode(s); msg != "" {
-		add(RuleHiddenUnicode, fmt.Sprintf("%s in %s%s", msg, what, excerpt(s, at)))
+		add(RuleHiddenUnicode, fmt.Sprintf("%s in %s%s", msg, what, visible.Excerpt(s, at)))
 	}
 	if msg, at := controlChars(s); msg != "" {
-		add(RuleControlChars, fmt.Sprintf("%s in %s%s", msg, what, excerpt(s, at)))
+		add(RuleControlChars, fmt.Sprintf("%s in %s%s", msg, what, visible.Excerpt(s, at)))
 	}
 	if msg, at := padding(s); msg != "" {
-		add(RuleWhitespacePadding, fmt.Sprintf("%s in %s%s", msg, what, excerpt(s, at)))
+		add(RuleWhitespacePadding, fmt.Sprintf("%s in %s%s", msg, what, visible.Excerpt(s, at)))
 	}
 	if m == nil {
 		return out
 	}
 	if loc := m.firstOf(textExprs.instruction); loc != nil {
-		add(RuleInstructionMarker, fmt.Sprintf("%stext addressed to the model: %s", what, Quote(s[loc[0]:loc[1]])))
+		add(RuleInstructionMarker, fmt.Sprintf("%stext addressed to the model: %s", what, visible.Quote(s[loc[0]:loc[1]])))
 	}
 	if sens := m.sensitive(); sens != "" {
-		add(RuleSensitivePath, fmt.Sprintf("%snames a secret or credential file: %s", what, Quote(sens)))
+		add(RuleSensitivePath, fmt.Sprintf("%snames a secret or credential file: %s", what, visible.Quote(sens)))
 	}
 	urlLoc := m.first(textExprs.url, 0)
 	var emailLoc []int
@@ -549,16 +518,16 @@ func textFindingsOf(s string, m *textMatch, what string) []textFinding {
 	if loc := urlLoc; loc != nil {
 		u := strings.TrimRight(s[loc[0]:loc[1]], ".,;:!?")
 		if order := sendOrder(s, loc); order != "" {
-			addSev(RuleExfilURL, fmt.Sprintf("%sURL %s with an order to send data there: %s", what, Quote(u), Quote(order)), rugwatch.SeverityCritical)
+			addSev(RuleExfilURL, fmt.Sprintf("%sURL %s with an order to send data there: %s", what, visible.Quote(u), visible.Quote(order)), rugwatch.SeverityCritical)
 		} else {
-			add(RuleExfilURL, fmt.Sprintf("%sURL %s: data could be sent there", what, Quote(u)))
+			add(RuleExfilURL, fmt.Sprintf("%sURL %s: data could be sent there", what, visible.Quote(u)))
 		}
 	} else if loc := emailLoc; loc != nil {
 		addr := s[loc[0]:loc[1]]
 		if order := sendOrder(s, loc); order != "" {
-			addSev(RuleExfilURL, fmt.Sprintf("%se-mail address %s with an order to send data there: %s", what, Quote(addr), Quote(order)), rugwatch.SeverityCritical)
+			addSev(RuleExfilURL, fmt.Sprintf("%se-mail address %s with an order to send data there: %s", what, visible.Quote(addr), visible.Quote(order)), rugwatch.SeverityCritical)
 		} else {
-			add(RuleExfilURL, fmt.Sprintf("%se-mail address %s: data could be sent there", what, Quote(addr)))
+			add(RuleExfilURL, fmt.Sprintf("%se-mail address %s: data could be sent there", what, visible.Quote(addr)))
 		}
 	}
 	return out
@@ -751,7 +720,7 @@ func hiddenRunes(s string) (string, int) {
 	}
 	msg := fmt.Sprintf("%d invisible character(s): %s", count, strings.Join(kinds, ", "))
 	if ntags > 0 && tags.Len() > 0 {
-		msg += fmt.Sprintf("; the tag characters spell %s", Quote(tags.String()))
+		msg += fmt.Sprintf("; the tag characters spell %s", visible.Quote(tags.String()))
 	}
 	return msg, first
 }
@@ -1286,7 +1255,7 @@ func normalizeName(s string) string {
 // checkParam looks at one parameter: its name and its description.
 func checkParam(c *collector, name string, schema map[string]any, ptr string) {
 	if msg := mixedScript(name); msg != "" {
-		c.add(RuleMixedScriptName, ptr, false, fmt.Sprintf("parameter name %s %s", Quote(name), msg))
+		c.add(RuleMixedScriptName, ptr, false, fmt.Sprintf("parameter name %s %s", visible.Quote(name), msg))
 	}
 	n := normalizeName(name)
 	var desc string
@@ -1315,9 +1284,9 @@ func checkParam(c *collector, name string, schema map[string]any, ptr string) {
 	if why == "" {
 		return
 	}
-	msg := fmt.Sprintf("parameter %s: %s", Quote(name), why)
+	msg := fmt.Sprintf("parameter %s: %s", visible.Quote(name), why)
 	if d := strings.TrimSpace(desc); d != "" {
-		msg += ": " + Quote(d)
+		msg += ": " + visible.Quote(d)
 	}
 	c.add(RuleExfilParam, ptr, false, msg)
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/visible"
 )
 
 // wellKnownPackages is a small bundled list: the reference servers
@@ -65,11 +66,11 @@ func PackageFindings(command string, args []string) []rugwatch.Finding {
 		}
 		out = append(out, rugwatch.Finding{Rule: RuleUnpinnedPackage, Severity: SeverityOf(RuleUnpinnedPackage), Path: "/launch/package",
 			Message: fmt.Sprintf("%s runs %s with %s: whatever the registry serves today runs; pin it as %s@<version>",
-				filepath.Base(command), Quote(name), what, name)})
+				filepath.Base(command), visible.Quote(name), what, name)})
 	}
 	if near := lookalike(name); near != "" {
 		out = append(out, rugwatch.Finding{Rule: RulePackageLookalike, Severity: SeverityOf(RulePackageLookalike), Path: "/launch/package",
-			Message: fmt.Sprintf("package %s is one edit away from the well-known %s", Quote(name), Quote(near))})
+			Message: fmt.Sprintf("package %s is one edit away from the well-known %s", visible.Quote(name), visible.Quote(near))})
 	}
 	return out
 }

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/text/unicode/norm"
 
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/visible"
 )
 
 // Result scanning: the text a tool result hands the model (documents, web
@@ -114,23 +115,6 @@ func ScanResult(raw json.RawMessage, opts ResultScanOptions) ResultScan {
 	return out
 }
 
-// ScanText is ScanResult for one string (a prompt, a resource, a
-// classifier's input), at path.
-func ScanText(text, path string, opts ResultScanOptions) ResultScan {
-	if opts.MaxBytes <= 0 {
-		opts.MaxBytes = 4 << 20
-	}
-	if opts.MaxDecoded <= 0 {
-		opts.MaxDecoded = 256 << 10
-	}
-	if opts.MaxDepth <= 0 {
-		opts.MaxDepth = 2
-	}
-	s := &resultScanner{opts: opts, c: &collector{noPrefilter: opts.noPrefilter}, budget: opts.MaxBytes, decoded: opts.MaxDecoded}
-	s.scanString(text, path)
-	return ResultScan{Findings: s.c.sorted(), Secrets: s.secrets, Sensitive: s.sensitive}
-}
-
 type resultScanner struct {
 	opts      ResultScanOptions
 	c         *collector
@@ -216,7 +200,7 @@ func (s *resultScanner) scan(text, path string, depth int, how string) [][2]int 
 		}
 		if s.isError || m.first(textExprs.errorWord, 0) != nil {
 			if loc := m.firstOf(textExprs.escalation); loc != nil {
-				s.c.add(RuleFalseErrorEscalation, path, false, fmt.Sprintf("%san error that sends the model elsewhere: %s", how, Quote(m.s[loc[0]:loc[1]])))
+				s.c.add(RuleFalseErrorEscalation, path, false, fmt.Sprintf("%san error that sends the model elsewhere: %s", how, visible.Quote(m.s[loc[0]:loc[1]])))
 			}
 		}
 	}

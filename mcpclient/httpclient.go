@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/rugwatch/rugwatch/configs"
+	"github.com/rugwatch/rugwatch/visible"
 )
 
 // newHTTPClient returns the client for one HTTP or SSE target. It never
@@ -80,7 +81,7 @@ func (b *boundedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		if req.Body != nil {
 			_ = req.Body.Close() // RoundTrip owns the body, also on error
 		}
-		return nil, &HostileError{Reason: fmt.Sprintf("server sent rugwatch to %s; nothing is sent outside %s", BoundText(o, maxIDText), b.origin)}
+		return nil, &HostileError{Reason: fmt.Sprintf("server sent rugwatch to %s; nothing is sent outside %s", visible.Bounded(o, maxIDText), b.origin)}
 	}
 	if len(b.headers) > 0 {
 		req = req.Clone(req.Context())

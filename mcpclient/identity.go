@@ -15,6 +15,7 @@ import (
 
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/detect"
+	"github.com/rugwatch/rugwatch/visible"
 )
 
 // RemoteIdentity is what identifies a remote server. The leaf's key is
@@ -86,7 +87,7 @@ func RemoteIdentityOf(origin string, cs *tls.ConnectionState, serverInfo json.Ra
 	id := &RemoteIdentity{Origin: origin}
 	var info struct{ Name string }
 	if json.Unmarshal(serverInfo, &info) == nil {
-		id.ServerName = BoundText(info.Name, maxIDText)
+		id.ServerName = visible.Bounded(info.Name, maxIDText)
 	}
 	if cs != nil && len(cs.PeerCertificates) > 0 {
 		leaf := cs.PeerCertificates[0]
@@ -99,7 +100,7 @@ func RemoteIdentityOf(origin string, cs *tls.ConnectionState, serverInfo json.Ra
 		}
 		sum := sha256.Sum256(issuer.RawSubjectPublicKeyInfo)
 		id.CAKeySHA256 = hex.EncodeToString(sum[:])
-		id.CASubject = BoundText(issuer.Subject.String(), maxIDText)
+		id.CASubject = visible.Bounded(issuer.Subject.String(), maxIDText)
 		id.LeafSANs = sans(leaf)
 	}
 	if u, err := url.Parse(origin); err == nil && u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
@@ -124,7 +125,7 @@ func sans(c *x509.Certificate) []string {
 		out = out[:64]
 	}
 	for i := range out {
-		out[i] = BoundText(out[i], maxIDText)
+		out[i] = visible.Bounded(out[i], maxIDText)
 	}
 	slices.Sort(out)
 	return out

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/signatures"
+	"github.com/rugwatch/rugwatch/visible"
 )
 
 // Tool is one tool definition as the server sent it.
@@ -164,7 +165,7 @@ func (s *Session) noteCache(l *Listing, ttl, scope json.RawMessage) {
 		if json.Unmarshal(scope, &sc) != nil || len(sc) > maxCacheScopeLen {
 			l.Warnings = append(l.Warnings, fmt.Sprintf("page %d: cacheScope is not a short string; ignored", l.Pages))
 		} else if sc == "private" || l.Cache.CacheScope == "" {
-			l.Cache.CacheScope = BoundText(sc, maxCacheScopeLen)
+			l.Cache.CacheScope = visible.Bounded(sc, maxCacheScopeLen)
 		}
 	}
 }

@@ -27,6 +27,7 @@ import (
 
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/detect"
+	"github.com/rugwatch/rugwatch/visible"
 )
 
 // Package findings for npx/uvx/bunx/pipx launches: a spec with no exact
@@ -103,7 +104,7 @@ func (s *Session) resolvePackage(ctx context.Context, l *Listing) error {
 	launch.PackageVersion, launch.Integrity = in.version, in.integrity
 	if want := s.target.Integrity; want != "" && !slices.Contains(strings.Fields(in.integrity), want) {
 		return fmt.Errorf("npx ran %s@%s with integrity %s, not the configured %s: a different artifact would run; refusing it",
-			name, BoundText(in.version, 64), BoundText(in.integrity, 120), want)
+			name, visible.Bounded(in.version, 64), visible.Bounded(in.integrity, 120), want)
 	}
 	if err := in.verifyInstalled(ctx, s.opts.Hashes, name); err != nil {
 		if ctx.Err() != nil {
@@ -111,7 +112,7 @@ func (s *Session) resolvePackage(ctx context.Context, l *Listing) error {
 		}
 		if s.target.Integrity != "" {
 			return fmt.Errorf("npx ran %s@%s from files that are not its artifact's (integrity %s): %w; refusing it",
-				name, BoundText(in.version, 64), s.target.Integrity, err)
+				name, visible.Bounded(in.version, 64), s.target.Integrity, err)
 		}
 		l.Warnings = append(l.Warnings, "package integrity: "+err.Error())
 	}
@@ -265,7 +266,7 @@ const maxDifferences = 5
 // dependencies, other packages) is left out, on both sides.
 func (in npxInstall) verifyInstalled(ctx context.Context, cache *HashCache, name string) error {
 	if !validPackageName(name) {
-		return fmt.Errorf("%s is not a package name to find the install of", detect.Quote(name))
+		return fmt.Errorf("%s is not a package name to find the install of", visible.Quote(name))
 	}
 	want, err := tarballFiles(ctx, in.cache, in.integrity)
 	if err != nil {
@@ -308,7 +309,7 @@ func (in npxInstall) verifyInstalled(ctx context.Context, cache *HashCache, name
 		more = fmt.Sprintf(" (and %d more)", len(diffs)-maxDifferences)
 		diffs = diffs[:maxDifferences]
 	}
-	return fmt.Errorf("the installed %s is not the tarball with its integrity: %s%s", dir, BoundText(strings.Join(diffs, "; "), 1000), more)
+	return fmt.Errorf("the installed %s is not the tarball with its integrity: %s%s", dir, visible.Bounded(strings.Join(diffs, "; "), 1000), more)
 }
 
 // validPackageName accepts an npm package name as a path below
@@ -345,7 +346,7 @@ func tarballFiles(ctx context.Context, cacheDir, integrity string) (map[string]s
 	defer root.Close()
 	f, err := root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, fmt.Errorf("no tarball with integrity %s in npm's cache: %w", BoundText(integrity, 120), err)
+		return nil, fmt.Errorf("no tarball with integrity %s in npm's cache: %w", visible.Bounded(integrity, 120), err)
 	}
 	defer f.Close()
 	key, mode, err := fileKey(f)
@@ -367,7 +368,7 @@ func tarballFiles(ctx context.Context, cacheDir, integrity string) (map[string]s
 		return nil, err
 	}
 	if !bytes.Equal(sha.Sum(nil), digest) {
-		return nil, fmt.Errorf("the cached tarball %s does not have the integrity %s", filepath.Join(cacheDir, rel), BoundText(integrity, 120))
+		return nil, fmt.Errorf("the cached tarball %s does not have the integrity %s", filepath.Join(cacheDir, rel), visible.Bounded(integrity, 120))
 	}
 	return files, nil
 }
@@ -386,7 +387,7 @@ func sha512Of(integrity string) ([]byte, error) {
 			return d, nil
 		}
 	}
-	return nil, fmt.Errorf("integrity %s has no sha512 digest to find the tarball by", BoundText(integrity, 120))
+	return nil, fmt.Errorf("integrity %s has no sha512 digest to find the tarball by", visible.Bounded(integrity, 120))
 }
 
 // untarFiles reads a gzip'd npm tarball: each regular file's SHA-256 by

@@ -15,6 +15,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/rugwatch/rugwatch/signatures"
+	"github.com/rugwatch/rugwatch/visible"
 )
 
 // StatelessVersion is the stateless revision (SEP-2575): no handshake,
@@ -278,7 +279,7 @@ func listText(vs []string) string {
 	}
 	parts := make([]string, len(vs))
 	for i, v := range vs {
-		parts[i] = BoundText(v, maxVersionBytes)
+		parts[i] = visible.Bounded(v, maxVersionBytes)
 	}
 	return "[" + strings.Join(parts, ", ") + "]"
 }

@@ -509,20 +509,7 @@ const (
 // scrubbed first (a cap must not leave half a token), then at most max
 // bytes, then visible.Line.
 func (s *Session) serverText(raw string, max int) string {
-	return BoundText(scrubText(raw, s.target.secretValues()), max)
-}
-
-// boundText caps raw at max bytes on a rune boundary, says how much was
-// cut, and renders it on one line.
-func BoundText(raw string, max int) string {
-	if len(raw) <= max {
-		return visible.Line(raw)
-	}
-	cut := max
-	for cut > 0 && !utf8.RuneStart(raw[cut]) {
-		cut--
-	}
-	return visible.Line(raw[:cut]) + fmt.Sprintf("… (%d more bytes)", len(raw)-cut)
+	return visible.Bounded(scrubText(raw, s.target.secretValues()), max)
 }
 
 // stderrText keeps the head and the tail of a stdio server's stderr: a
@@ -532,7 +519,7 @@ func (s *Session) stderrText(raw string) string {
 	if len(raw) <= 2*MaxServerText {
 		return visible.Line(raw)
 	}
-	head := BoundText(raw[:len(raw)-MaxServerText], MaxServerText)
+	head := visible.Bounded(raw[:len(raw)-MaxServerText], MaxServerText)
 	tail := len(raw) - MaxServerText
 	for tail < len(raw) && !utf8.RuneStart(raw[tail]) {
 		tail++

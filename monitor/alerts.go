@@ -144,7 +144,7 @@ func namesOf(events []rugwatch.Event, t rugwatch.EventType, max int) string {
 			more++
 			continue
 		}
-		names = append(names, visible.Line(detect.Clip(e.Tool, 0, 64)))
+		names = append(names, visible.Line(visible.Clip(e.Tool, 0, 64)))
 	}
 	out := strings.Join(names, ", ")
 	if more > 0 {

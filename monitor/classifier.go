@@ -73,7 +73,7 @@ func (c *Classifier) Classify(ctx context.Context, req ClassifyRequest) []rugwat
 		return nil
 	}
 	return []rugwatch.Finding{{Rule: "classifier/error", Severity: rugwatch.SeverityWarning, Path: req.Path,
-		Message: "classifier failed: " + mcpclient.BoundText(err.Error(), 300)}}
+		Message: "classifier failed: " + visible.Bounded(err.Error(), 300)}}
 }
 
 func (c *Classifier) run(ctx context.Context, req ClassifyRequest) ([]byte, error) {
@@ -109,7 +109,7 @@ func (c *Classifier) run(ctx context.Context, req ClassifyRequest) ([]byte, erro
 	select {
 	case err := <-done:
 		if err != nil {
-			return nil, fmt.Errorf("the classifier exited: %v; stderr: %s", err, mcpclient.BoundText(stderr.String(), 300))
+			return nil, fmt.Errorf("the classifier exited: %v; stderr: %s", err, visible.Bounded(stderr.String(), 300))
 		}
 	case <-ctx.Done():
 		// Kill ends the sandbox, and everything the classifier started in
@@ -180,7 +180,7 @@ func parseClassifierOutput(out []byte, defaultPath string) ([]rugwatch.Finding, 
 			path = visible.Line(f.Path)
 		}
 		out2 = append(out2, rugwatch.Finding{Rule: "classifier/" + ruleToken(f.Rule), Severity: sev, Path: path,
-			Message: mcpclient.BoundText(f.Message, 512)})
+			Message: visible.Bounded(f.Message, 512)})
 	}
 	return out2, nil
 }

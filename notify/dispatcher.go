@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -303,10 +302,7 @@ func (d *Dispatcher) judge(dl store.Delivery, retry bool, err error) outcome {
 	if err == nil {
 		return outcome{state: store.DeliveryDelivered}
 	}
-	msg := visible.Line(err.Error())
-	if len(msg) > maxLastError {
-		msg = strings.ToValidUTF8(msg[:maxLastError], "") + "…"
-	}
+	msg := visible.Bounded(err.Error(), maxLastError)
 	if errors.Is(err, ErrGone) {
 		return outcome{state: store.DeliveryDead, lastErr: msg, report: rugwatch.EventAlertDisabled, disable: true}
 	}

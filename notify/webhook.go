@@ -163,10 +163,7 @@ func (w *Webhook) notify(ctx context.Context, e rugwatch.Event, forms *[]string)
 	// Redact before escaping too: visible.Line would rewrite a secret
 	// holding a backslash or a control character past recognition.
 	if s := strings.TrimSpace(redact(string(snippet), *forms)); s != "" {
-		if len(s) > errBodyLimit {
-			s = strings.ToValidUTF8(s[:errBodyLimit], "") + "…"
-		}
-		status += ": " + visible.Line(s)
+		status += ": " + visible.Bounded(s, errBodyLimit)
 	}
 	switch {
 	case code == http.StatusGone:
