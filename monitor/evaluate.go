@@ -135,137 +135,182 @@ func Evaluate(in Input) Outcome {
 	for _, t := range in.Listing.Tools {
 		seen[t.Name] = true
 		old, known := prev.Tools[t.Name]
-		rec := old
-		rec.Name = t.Name
-		rec.ObservedDigest = t.Digest
-		rec.Definition = t.Canonical
-		if !known || old.ObservedDigest != t.Digest {
-			// Findings depend on the definition (and, for shadowing, on
-			// the other servers' tools at the time): computed when it is
-			// first seen or changes, not on every poll of a fleet.
-			if pre, ok := in.Findings[t.Name]; ok && pre.Digest == t.Digest {
-				rec.Findings = pre.Findings
-			} else {
-				rec.Findings = detect.Findings(t.Canonical, fc)
-			}
+		v := evaluateTool(in, fc, t, old, known, firstPoll)
+		for _, e := range v.events {
+			ev(e)
 		}
-		if !known {
-			rec.FirstSeen = in.Now
-			rec.LastChanged = in.Now
-		} else if old.ObservedDigest != t.Digest {
-			rec.LastChanged = in.Now
-		}
-		a, hasApproval := in.Approvals[t.Name]
-		// A tool that vanished and came back resumes the state it had:
-		// removing and re-adding a drifted or revoked tool must not
-		// launder it into pending, or into an approval on first sight.
-		was := old.State
-		if was == rugwatch.StateRemoved && (old.PrevState == rugwatch.StateDrifted || old.PrevState == rugwatch.StateRevoked) {
-			was = old.PrevState
-		}
-		rec.PrevState = ""
-		switch {
-		case hasApproval && a.Valid && a.Digest == t.Digest:
-			// Every way into approved leaves an event naming the key. The
-			// Ledger records its own approvals (the record already says
-			// approved by the next poll); an approval that turns up in
-			// the store by any other road is recorded here.
-			before := old.State
-			if before == rugwatch.StateRemoved {
-				before = old.PrevState
-			}
-			if !known || before != rugwatch.StateApproved {
-				ev(rugwatch.Event{Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityWarning, Tool: t.Name,
-					ApprovedDigest: a.Digest, ObservedDigest: t.Digest, KeyID: a.KeyID,
-					Message: "a signed approval found in the store made this tool approved; it was not recorded by rugwatch approve"})
-			}
-			rec.State = rugwatch.StateApproved
-			rec.ApprovedDigest = a.Digest
-			rec.Severity = rugwatch.SeverityInfo
-			rec.Changes = nil
-		case hasApproval && a.Valid:
-			// The rug pull: withdraw the approval at once, so nothing
-			// downstream can treat the new definition as trusted.
-			changes := detect.CapChanges(detect.Diff(a.Definition, t.Canonical))
-			sev := DriftSeverity(changes, detect.Findings(a.Definition, fc), rec.Findings)
-			rec.State = rugwatch.StateDrifted
-			rec.ApprovedDigest = a.Digest
-			rec.Severity = sev
-			rec.Changes = changes
+		if v.revoke {
 			out.Revoke = append(out.Revoke, t.Name)
-			ev(rugwatch.Event{Type: rugwatch.EventToolDrifted, Severity: sev, Tool: t.Name,
-				ApprovedDigest: a.Digest, ObservedDigest: t.Digest, Changes: changes, Findings: rec.Findings,
-				Message: summarize(changes)})
-		case known && was == rugwatch.StateDrifted:
-			// A drifted tool stays drifted until a human approves it, even
-			// if the server changes back.
-			rec.State = rugwatch.StateDrifted
-			if old.ObservedDigest != t.Digest {
-				var changes []rugwatch.Change
-				var approvedFindings []rugwatch.Finding
-				if r, ok := in.Revoked[t.Name]; ok {
-					changes = detect.CapChanges(detect.Diff(r.Definition, t.Canonical))
-					approvedFindings = detect.Findings(r.Definition, fc)
-				}
-				sev := DriftSeverity(changes, approvedFindings, rec.Findings)
-				msg := summarize(changes)
-				if rec.ApprovedDigest == t.Digest {
-					sev = rugwatch.SeverityWarning
-					msg = "changed back to the approved definition; stays drifted until approved again"
-				}
-				rec.Severity = sev
-				rec.Changes = changes
-				ev(rugwatch.Event{Type: rugwatch.EventToolDrifted, Severity: sev, Tool: t.Name,
-					ApprovedDigest: rec.ApprovedDigest, ObservedDigest: t.Digest, Changes: changes, Findings: rec.Findings, Message: msg})
-			}
-		case known && was == rugwatch.StateRevoked:
-			rec.State = rugwatch.StateRevoked
-		default:
-			if hasApproval && !a.Valid && (!known || old.State == rugwatch.StateApproved) {
-				ev(rugwatch.Event{Type: rugwatch.EventApprovalInvalid, Severity: rugwatch.SeverityCritical, Tool: t.Name,
-					ApprovedDigest: a.Digest, ObservedDigest: t.Digest,
-					Message: "approval does not verify and counts as none: " + a.Problem})
-			}
-			rec.State = rugwatch.StatePending
-			rec.ApprovedDigest = ""
-			rec.Severity = rugwatch.SeverityInfo
-			if !known || old.State == rugwatch.StateRemoved || old.State == rugwatch.StateApproved {
-				if in.FirstSight && !known && !hasApproval {
-					out.Approve = append(out.Approve, t)
-				}
-				if !known || old.State == rugwatch.StateRemoved {
-					// A tool first seen with a critical finding is as loud
-					// as a drift into one.
-					ev(rugwatch.Event{Type: rugwatch.EventToolNew, Severity: rugwatch.SeverityInfo.Max(detect.MaxSeverity(rec.Findings)), Tool: t.Name,
-						ObservedDigest: t.Digest, Findings: rec.Findings, Message: newMessage(firstPoll)})
-				}
-			}
 		}
-		next.Tools[t.Name] = rec
+		if v.approve {
+			out.Approve = append(out.Approve, t)
+		}
+		next.Tools[t.Name] = v.rec
 	}
 	for name, old := range prev.Tools {
 		if seen[name] {
 			continue
 		}
-		if _, approved := in.Approvals[name]; old.State == rugwatch.StatePending && !approved && old.ApprovedDigest == "" {
-			// Never approved, now gone: nothing to keep.
+		_, approved := in.Approvals[name]
+		rec, keep, e := evaluateRemoved(old, approved, in.Now)
+		if !keep {
 			delete(next.Tools, name)
 			continue
 		}
-		if old.State == rugwatch.StateRemoved {
-			continue
-		}
-		rec := old
-		rec.PrevState = old.State
-		rec.State = rugwatch.StateRemoved
-		rec.Severity = rugwatch.SeverityInfo
-		rec.LastChanged = in.Now
 		next.Tools[name] = rec
-		ev(rugwatch.Event{Type: rugwatch.EventToolRemoved, Severity: rugwatch.SeverityInfo, Tool: name,
-			ApprovedDigest: old.ApprovedDigest, Message: "no longer listed by the server"})
+		if e != nil {
+			e.Tool = name
+			ev(*e)
+		}
 	}
 	out.Server = next
 	return out
+}
+
+// toolVerdict is what one listed tool comes to: its next record, the
+// events it raises (without server and time, which Evaluate adds), and
+// whether its approval is withdrawn (a drift) or given on first sight.
+type toolVerdict struct {
+	rec     store.ToolRecord
+	events  []rugwatch.Event
+	revoke  bool
+	approve bool
+}
+
+// evaluateTool is the state machine for one listed tool t, given its
+// previous record (known false: never seen), the approvals and the
+// findings context: a pure function, tested as a table.
+func evaluateTool(in Input, fc detect.FindingContext, t mcpclient.Tool, old store.ToolRecord, known, firstPoll bool) toolVerdict {
+	var v toolVerdict
+	ev := func(e rugwatch.Event) { v.events = append(v.events, e) }
+	rec := old
+	rec.Name = t.Name
+	rec.ObservedDigest = t.Digest
+	rec.Definition = t.Canonical
+	if !known || old.ObservedDigest != t.Digest {
+		// Findings depend on the definition (and, for shadowing, on
+		// the other servers' tools at the time): computed when it is
+		// first seen or changes, not on every poll of a fleet.
+		if pre, ok := in.Findings[t.Name]; ok && pre.Digest == t.Digest {
+			rec.Findings = pre.Findings
+		} else {
+			rec.Findings = detect.Findings(t.Canonical, fc)
+		}
+	}
+	if !known {
+		rec.FirstSeen = in.Now
+		rec.LastChanged = in.Now
+	} else if old.ObservedDigest != t.Digest {
+		rec.LastChanged = in.Now
+	}
+	a, hasApproval := in.Approvals[t.Name]
+	// A tool that vanished and came back resumes the state it had:
+	// removing and re-adding a drifted or revoked tool must not
+	// launder it into pending, or into an approval on first sight.
+	was := old.State
+	if was == rugwatch.StateRemoved && (old.PrevState == rugwatch.StateDrifted || old.PrevState == rugwatch.StateRevoked) {
+		was = old.PrevState
+	}
+	rec.PrevState = ""
+	switch {
+	case hasApproval && a.Valid && a.Digest == t.Digest:
+		// Every way into approved leaves an event naming the key. The
+		// Ledger records its own approvals (the record already says
+		// approved by the next poll); an approval that turns up in
+		// the store by any other road is recorded here.
+		before := old.State
+		if before == rugwatch.StateRemoved {
+			before = old.PrevState
+		}
+		if !known || before != rugwatch.StateApproved {
+			ev(rugwatch.Event{Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityWarning, Tool: t.Name,
+				ApprovedDigest: a.Digest, ObservedDigest: t.Digest, KeyID: a.KeyID,
+				Message: "a signed approval found in the store made this tool approved; it was not recorded by rugwatch approve"})
+		}
+		rec.State = rugwatch.StateApproved
+		rec.ApprovedDigest = a.Digest
+		rec.Severity = rugwatch.SeverityInfo
+		rec.Changes = nil
+	case hasApproval && a.Valid:
+		// The rug pull: withdraw the approval at once, so nothing
+		// downstream can treat the new definition as trusted.
+		changes := detect.CapChanges(detect.Diff(a.Definition, t.Canonical))
+		sev := DriftSeverity(changes, detect.Findings(a.Definition, fc), rec.Findings)
+		rec.State = rugwatch.StateDrifted
+		rec.ApprovedDigest = a.Digest
+		rec.Severity = sev
+		rec.Changes = changes
+		v.revoke = true
+		ev(rugwatch.Event{Type: rugwatch.EventToolDrifted, Severity: sev, Tool: t.Name,
+			ApprovedDigest: a.Digest, ObservedDigest: t.Digest, Changes: changes, Findings: rec.Findings,
+			Message: summarize(changes)})
+	case known && was == rugwatch.StateDrifted:
+		// A drifted tool stays drifted until a human approves it, even
+		// if the server changes back.
+		rec.State = rugwatch.StateDrifted
+		if old.ObservedDigest != t.Digest {
+			var changes []rugwatch.Change
+			var approvedFindings []rugwatch.Finding
+			if r, ok := in.Revoked[t.Name]; ok {
+				changes = detect.CapChanges(detect.Diff(r.Definition, t.Canonical))
+				approvedFindings = detect.Findings(r.Definition, fc)
+			}
+			sev := DriftSeverity(changes, approvedFindings, rec.Findings)
+			msg := summarize(changes)
+			if rec.ApprovedDigest == t.Digest {
+				sev = rugwatch.SeverityWarning
+				msg = "changed back to the approved definition; stays drifted until approved again"
+			}
+			rec.Severity = sev
+			rec.Changes = changes
+			ev(rugwatch.Event{Type: rugwatch.EventToolDrifted, Severity: sev, Tool: t.Name,
+				ApprovedDigest: rec.ApprovedDigest, ObservedDigest: t.Digest, Changes: changes, Findings: rec.Findings, Message: msg})
+		}
+	case known && was == rugwatch.StateRevoked:
+		rec.State = rugwatch.StateRevoked
+	default:
+		if hasApproval && !a.Valid && (!known || old.State == rugwatch.StateApproved) {
+			ev(rugwatch.Event{Type: rugwatch.EventApprovalInvalid, Severity: rugwatch.SeverityCritical, Tool: t.Name,
+				ApprovedDigest: a.Digest, ObservedDigest: t.Digest,
+				Message: "approval does not verify and counts as none: " + a.Problem})
+		}
+		rec.State = rugwatch.StatePending
+		rec.ApprovedDigest = ""
+		rec.Severity = rugwatch.SeverityInfo
+		if !known || old.State == rugwatch.StateRemoved || old.State == rugwatch.StateApproved {
+			if in.FirstSight && !known && !hasApproval {
+				v.approve = true
+			}
+			if !known || old.State == rugwatch.StateRemoved {
+				// A tool first seen with a critical finding is as loud
+				// as a drift into one.
+				ev(rugwatch.Event{Type: rugwatch.EventToolNew, Severity: rugwatch.SeverityInfo.Max(detect.MaxSeverity(rec.Findings)), Tool: t.Name,
+					ObservedDigest: t.Digest, Findings: rec.Findings, Message: newMessage(firstPoll)})
+			}
+		}
+	}
+	v.rec = rec
+	return v
+}
+
+// evaluateRemoved is what becomes of a tool the listing no longer has:
+// nothing to keep (keep false) when it was never approved; unchanged and
+// silent when already removed; else removed, remembering the state it
+// had, with a tool.removed event (its Tool left for the caller to fill).
+func evaluateRemoved(old store.ToolRecord, approved bool, now time.Time) (rec store.ToolRecord, keep bool, e *rugwatch.Event) {
+	if old.State == rugwatch.StatePending && !approved && old.ApprovedDigest == "" {
+		return store.ToolRecord{}, false, nil
+	}
+	if old.State == rugwatch.StateRemoved {
+		return old, true, nil
+	}
+	rec = old
+	rec.PrevState = old.State
+	rec.State = rugwatch.StateRemoved
+	rec.Severity = rugwatch.SeverityInfo
+	rec.LastChanged = now
+	return rec, true, &rugwatch.Event{Type: rugwatch.EventToolRemoved, Severity: rugwatch.SeverityInfo,
+		ApprovedDigest: old.ApprovedDigest, Message: "no longer listed by the server"}
 }
 
 func newMessage(firstPoll bool) string {
