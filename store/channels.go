@@ -92,15 +92,7 @@ func (t *Tx) ChannelDisabled(channel string) (DisabledChannel, bool, error) {
 	if err != nil || b == nil {
 		return DisabledChannel{}, false, err
 	}
-	v := b.Get([]byte(channel))
-	if v == nil {
-		return DisabledChannel{}, false, nil
-	}
-	var c DisabledChannel
-	if err := json.Unmarshal(v, &c); err != nil {
-		return DisabledChannel{}, false, fmt.Errorf("decode disabled channel %s: %w", channel, err)
-	}
-	return c, true, nil
+	return getJSON[DisabledChannel](b, []byte(channel), "disabled channel "+channel)
 }
 
 // DisabledChannels lists every disabled channel, by name.

@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -346,13 +345,5 @@ func putDelivery(b *bolt.Bucket, d Delivery) error {
 }
 
 func getDelivery(b *bolt.Bucket, id string) (Delivery, bool, error) {
-	v := b.Get([]byte(id))
-	if v == nil {
-		return Delivery{}, false, nil
-	}
-	var d Delivery
-	if err := json.Unmarshal(v, &d); err != nil {
-		return Delivery{}, false, fmt.Errorf("decode delivery %s: %w", id, err)
-	}
-	return d, true, nil
+	return getJSON[Delivery](b, []byte(id), "delivery "+id)
 }

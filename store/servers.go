@@ -170,13 +170,9 @@ func (t *Tx) ServerStates(name string) (ServerRecord, bool, error) {
 	if name == "" {
 		return ServerRecord{}, false, nil
 	}
-	v := b.Get([]byte(name))
-	if v == nil {
-		return ServerRecord{}, false, nil
-	}
-	var r ServerRecord
-	if err := json.Unmarshal(v, &r); err != nil {
-		return ServerRecord{}, false, fmt.Errorf("decode server %q: %w", name, err)
+	r, ok, err := getJSON[ServerRecord](b, []byte(name), fmt.Sprintf("server %q", name))
+	if err != nil || !ok {
+		return ServerRecord{}, false, err
 	}
 	t.foldPolled(&r)
 	return r, true, nil
