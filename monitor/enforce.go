@@ -282,7 +282,7 @@ func (l *Ledger) allowedTool(tx *store.Tx, server, name string, t store.ToolReco
 	if err != nil || !ok || ap.Digest != t.ObservedDigest {
 		return AllowedTool{}, false, err
 	}
-	if v := l.Verified.Check(l.Verifier, ap); v.Valid && len(v.Definition) > 0 {
+	if v := l.Verified.WithDefinition(l.Verifier, ap); v.Valid && len(v.Definition) > 0 {
 		return AllowedTool{Name: name, Digest: ap.Digest, Definition: v.Definition}, true, nil
 	}
 	return AllowedTool{}, false, nil
@@ -312,22 +312,35 @@ func (l *Ledger) flagResult(ctx context.Context, server, tool string, findings [
 	return l.afterWrite(ctx)
 }
 
-// VerifiedCache remembers approvals whose signature held, so that the
-// proxy's twice-a-second re-read of what may pass does not re-verify every
-// ed25519 signature each time. An entry is keyed by the hash of the
-// envelope and the record around it (edited bytes are checked again) and
-// belongs to one Verifier: a reload that changes the trusted keys starts
-// the cache afresh. Safe for concurrent use; the zero value is ready.
+// VerifiedCache is the one cache of approval verdicts: it remembers
+// approvals whose signature held, so that neither the Recorder (every
+// poll re-reads a server's approvals) nor the Ledger (the proxy's reads
+// of what may pass) re-verifies every ed25519 signature each time. An
+// entry is keyed by the hash of the envelope and the record around it
+// (edited bytes are checked again) and belongs to one Verifier: a reload
+// that changes the trusted keys starts the cache afresh.
+//
+// It keeps verdicts, not definitions: a fleet's 500,000 approvals would
+// otherwise hold every approved definition in memory a second time.
+// WithDefinition decodes the definition from the very envelope bytes the
+// verdict was reached for, which costs a decode, not a signature check.
+// Safe for concurrent use; the zero value is ready.
 type VerifiedCache struct {
 	mu  sync.Mutex
 	ver Verifier
 	m   map[[32]byte]Approved
 }
 
-// Check is CheckApproval through the cache; a nil cache checks every time.
+// maxVerified bounds the cache: past it, it starts afresh.
+const maxVerified = 1 << 20
+
+// Check is CheckApproval through the cache, without the definition; a
+// nil cache checks every time.
 func (c *VerifiedCache) Check(v Verifier, a store.ApprovalRecord) Approved {
 	if c == nil {
-		return CheckApproval(v, a)
+		out := CheckApproval(v, a)
+		out.Definition = nil
+		return out
 	}
 	key := approvalHash(a)
 	c.mu.Lock()
@@ -340,15 +353,32 @@ func (c *VerifiedCache) Check(v Verifier, a store.ApprovalRecord) Approved {
 		return hit
 	}
 	out := CheckApproval(v, a)
+	out.Definition = nil
 	if out.Valid {
 		c.mu.Lock()
 		if c.ver == v {
-			if c.m == nil || len(c.m) >= 1<<16 {
+			if c.m == nil || len(c.m) >= maxVerified {
 				c.m = map[[32]byte]Approved{}
 			}
 			c.m[key] = out
 		}
 		c.mu.Unlock()
 	}
+	return out
+}
+
+// WithDefinition is Check with the signed definition.
+func (c *VerifiedCache) WithDefinition(v Verifier, a store.ApprovalRecord) Approved {
+	out := c.Check(v, a)
+	if !out.Valid {
+		return out
+	}
+	st, err := signatures.StatementOf(a.Envelope)
+	if err != nil {
+		// Verified a moment ago, so this cannot happen; if it does, the
+		// approval counts as none rather than serve nothing as approved.
+		return Approved{Digest: a.Digest, Problem: err.Error()}
+	}
+	out.Definition = st.Definition
 	return out
 }

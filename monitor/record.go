@@ -71,12 +71,12 @@ type Recorder struct {
 	// repeat across a fleet's definitions (member names, parameter
 	// descriptions).
 	memo detect.TextMemo
-	// verified remembers approvals whose signature was checked, by the
-	// hash of the envelope and the record around it: a fleet's approvals
-	// are re-read on every poll, and ed25519 would otherwise dominate a
-	// steady-state cycle. Edited bytes hash differently and are checked
-	// again. Only touched inside the store's write transaction.
-	verified map[[32]byte]Approved
+	// Verified caches verdicts on approvals (shared with the Ledger in
+	// one process): a fleet's approvals are re-read on every poll, and
+	// ed25519 would otherwise dominate a steady-state cycle. Nil: the
+	// Recorder keeps one of its own.
+	Verified    *VerifiedCache
+	ownVerified VerifiedCache
 	// withdrawn is, per server NUL tool ("" for the instructions), the
 	// seq of the newest drift or revocation in the event log, folded in
 	// incrementally (scanned is the newest seq read). It is the
@@ -214,36 +214,22 @@ func Replays(tx *store.Tx, v Verifier) ([]report.BadApproval, error) {
 	return out, nil
 }
 
-// check is CheckApproval through the cache of verified approvals.
+// check is CheckApproval through the cache of verdicts, without the
+// definition: only a drift diffs against it (withDefinition).
 func (r *Recorder) check(a store.ApprovalRecord) Approved {
-	key := approvalHash(a)
-	if v, ok := r.verified[key]; ok {
-		return v
-	}
-	v := CheckApproval(r.Verifier, a)
-	if v.Valid {
-		if r.verified == nil || len(r.verified) > 1<<20 {
-			r.verified = map[[32]byte]Approved{}
-		}
-		// The verdict, not the definition: a fleet's 500,000 approvals
-		// would otherwise keep every approved definition in memory a
-		// second time. withDefinition gets it back when a drift needs it.
-		kept := v
-		kept.Definition = nil
-		r.verified[key] = kept
-	}
-	return v
+	return r.verifiedCache().Check(r.Verifier, a)
 }
 
-// withDefinition is check with the signed definition, which the cache
-// does not keep: only a drift diffs against it, and a drift is rare
-// enough to verify its envelope again.
+// withDefinition is check with the signed definition.
 func (r *Recorder) withDefinition(a store.ApprovalRecord) Approved {
-	v := r.check(a)
-	if v.Valid && v.Definition == nil {
-		v = CheckApproval(r.Verifier, a)
+	return r.verifiedCache().WithDefinition(r.Verifier, a)
+}
+
+func (r *Recorder) verifiedCache() *VerifiedCache {
+	if r.Verified != nil {
+		return r.Verified
 	}
-	return v
+	return &r.ownVerified
 }
 
 // observedDigests is what l shows for the subjects of approvals: each

@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"maps"
 	"testing"
 
 	"github.com/rugwatch/rugwatch"
@@ -51,7 +52,7 @@ func TestVerifiedCacheChecksOncePerVerifier(t *testing.T) {
 	}
 }
 
-// TestRecorderCacheKeepsNoDefinitions: the Recorder's cache of verified
+// TestRecorderCacheKeepsNoDefinitions: the cache of verified
 // approvals keeps verdicts, not the approved definitions (a fleet's
 // would be every definition again), and a drift after a cached
 // verdict is still diffed against the approved definition.
@@ -60,10 +61,14 @@ func TestRecorderCacheKeepsNoDefinitions(t *testing.T) {
 	h.record(listingOf(t, []byte(`{"name":"add","description":"Adds.","inputSchema":{"type":"object"}}`)), nil)
 	h.approveBound("add")
 	h.record(listingOf(t, []byte(`{"name":"add","description":"Adds.","inputSchema":{"type":"object"}}`)), nil)
-	if len(h.rec.verified) == 0 {
+	c := h.rec.verifiedCache()
+	c.mu.Lock()
+	cached := maps.Clone(c.m)
+	c.mu.Unlock()
+	if len(cached) == 0 {
 		t.Fatal("no verdict cached; the test proves nothing")
 	}
-	for _, v := range h.rec.verified {
+	for _, v := range cached {
 		if v.Definition != nil {
 			t.Errorf("the cache keeps a definition: %s", v.Definition)
 		}

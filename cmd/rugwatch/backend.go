@@ -113,7 +113,7 @@ func (a *App) ledger(cfg *configs.Config, db *store.DB, ver monitor.Verifier, al
 // recorder is the state machine's poll side over db, for cfg. With
 // approve_first_seen it holds the one private key the daemon may hold.
 func (a *App) recorder(cfg *configs.Config, db *store.DB, ver monitor.Verifier, al *notify.Alerting) (*monitor.Recorder, error) {
-	rec := &monitor.Recorder{DB: db, Verifier: ver, UnreachableAfter: cfg.UnreachableAfter, InTx: al.InTx, Log: a.log}
+	rec := &monitor.Recorder{DB: db, Verifier: ver, Verified: &a.verified, UnreachableAfter: cfg.UnreachableAfter, InTx: al.InTx, Log: a.log}
 	if cl := a.classifier(cfg); cl != nil {
 		rec.Classify = func(server string, t mcpclient.Tool) []rugwatch.Finding {
 			var def struct {
