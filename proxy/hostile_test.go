@@ -136,7 +136,11 @@ func TestListChangedFloodCostsOneListingAtATime(t *testing.T) {
 	for range 3 {
 		toolNames(t, cs)
 	}
-	if got := lists.Load(); got > 20 {
+	// How many rounds the flood takes depends on how fast the read loop
+	// hands notifications over against how long a listing takes: 3 to 24
+	// seen, the most on CI's loaded cores. Without coalescing it is one
+	// listing per notification, up to 303, which this still tells apart.
+	if got := lists.Load(); got > 60 {
 		t.Errorf("300 list_changed cost %d upstream listings", got)
 	}
 	if got := maxInFlight.Load(); got > 2 {
