@@ -16,47 +16,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/rugwatch/rugwatch/testkit/testservers"
 )
-
-// rpcServer is a Streamable HTTP MCP server written by hand, answering each
-// POSTed call with whatever handle returns as the whole JSON-RPC message
-// ("" means: answer with result {}). It plays servers no SDK would be.
-func rpcServer(t *testing.T, handle func(method string, id json.RawMessage, params json.RawMessage) string) *httptest.Server {
-	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost {
-			http.Error(w, "POST only", http.StatusMethodNotAllowed)
-			return
-		}
-		var req struct {
-			ID     json.RawMessage `json:"id"`
-			Method string          `json:"method"`
-			Params json.RawMessage `json:"params"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			http.Error(w, "bad json", http.StatusBadRequest)
-			return
-		}
-		if req.ID == nil {
-			w.WriteHeader(http.StatusAccepted) // a notification
-			return
-		}
-		msg := handle(req.Method, req.ID, req.Params)
-		if msg == "" {
-			msg = fmt.Sprintf(`{"jsonrpc":"2.0","id":%s,"result":{}}`, req.ID)
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, msg)
-	}))
-	t.Cleanup(srv.Close)
-	return srv
-}
-
-const rawInit = `{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"hostile","version":"1"}}`
-
-func result(id json.RawMessage, res string) string {
-	return fmt.Sprintf(`{"jsonrpc":"2.0","id":%s,"result":%s}`, id, res)
-}
 
 // A legacy SSE server names another origin as its POST endpoint: rugwatch
 // sends that origin nothing. The same server through the SDK's transport
@@ -134,8 +95,8 @@ func TestWrongResponseIDIsProtocolError(t *testing.T) {
 		{"string", `"x\u001b[2J` + strings.Repeat("y", 5000) + `"`, `id "x\e[2J` + strings.Repeat("y", maxIDText-5) + "… (4941 more bytes)\", which no request had (waiting for id 1)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := rpcServer(t, func(method string, id, params json.RawMessage) string {
-				return fmt.Sprintf(`{"jsonrpc":"2.0","id":%s,"result":%s}`, tt.id, rawInit)
+			srv := testservers.RPCServer(t, func(method string, id, params json.RawMessage) string {
+				return fmt.Sprintf(`{"jsonrpc":"2.0","id":%s,"result":%s}`, tt.id, testservers.RawInit)
 			})
 			// The timeout is far beyond what the answer takes: an error
 			// from it would be the old report.

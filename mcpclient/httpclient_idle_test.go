@@ -9,6 +9,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/rugwatch/rugwatch/testkit/testservers"
 )
 
 // A poll leaves no connection open behind it: each poll has a transport
@@ -33,7 +35,7 @@ func TestPollClosesItsConnections(t *testing.T) {
 		res := `{}`
 		switch req.Method {
 		case "initialize":
-			res = rawInit
+			res = testservers.RawInit
 		case "tools/list":
 			res = `{"tools":[{"name":"a","inputSchema":{"type":"object"}}]}`
 		}

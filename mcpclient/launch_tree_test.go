@@ -16,26 +16,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// writeFiles writes rel → content below dir; a rel ending in "*" is
-// executable (the star is not part of the name).
-func writeFiles(t *testing.T, dir string, files map[string]string) {
-	t.Helper()
-	for rel, body := range files {
-		mode := os.FileMode(0o644)
-		if r, ok := strings.CutSuffix(rel, "*"); ok {
-			rel, mode = r, 0o755
-		}
-		p := filepath.Join(dir, filepath.FromSlash(rel))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), mode); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
+	"github.com/rugwatch/rugwatch/testkit/testservers"
+)
 
 // rewriteKeepingMtime writes body over the file at p and sets its mtime
 // back, as the owner of a file can: only its ctime says it changed.
@@ -64,7 +47,7 @@ func TestHashTreeChanges(t *testing.T) {
 	}
 	layout := func(t *testing.T) string {
 		dir := t.TempDir()
-		writeFiles(t, dir, base)
+		testservers.WriteFiles(t, dir, base)
 		if err := os.Symlink("dist/lib.mjs", filepath.Join(dir, "link")); err != nil {
 			t.Fatal(err)
 		}
@@ -176,9 +159,9 @@ func TestHashTreeChanges(t *testing.T) {
 // how far over it is, without reading content past the bound.
 func TestHashTreeHostile(t *testing.T) {
 	outside := t.TempDir()
-	writeFiles(t, outside, map[string]string{"secret": "one", "dir/file": "one"})
+	testservers.WriteFiles(t, outside, map[string]string{"secret": "one", "dir/file": "one"})
 	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{"index.js": "x"})
+	testservers.WriteFiles(t, dir, map[string]string{"index.js": "x"})
 	for name, target := range map[string]string{"file-out": filepath.Join(outside, "secret"), "dir-out": filepath.Join(outside, "dir"), "up": "../../.."} {
 		if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
 			t.Fatal(err)
@@ -204,14 +187,14 @@ func TestHashTreeHostile(t *testing.T) {
 	if want := []string{"dir-out:symlink", "file-out:symlink", "index.js:file", "pipe:fifo", "up:symlink"}; !slices.Equal(rels, want) {
 		t.Fatalf("entries %v, want %v", rels, want)
 	}
-	writeFiles(t, outside, map[string]string{"secret": "two", "dir/file": "two", "dir/new": "x"})
+	testservers.WriteFiles(t, outside, map[string]string{"secret": "two", "dir/file": "two", "dir/new": "x"})
 	if after, err := hashTree(ctx, nil, dir, "."); err != nil || after != before {
 		t.Fatalf("a change outside the tree changed it: %s → %s (%v)", before, after, err)
 	}
 
 	// Content over the bound: a sparse file takes no disk, and is never read.
 	big := t.TempDir()
-	writeFiles(t, big, map[string]string{"a.js": "x"})
+	testservers.WriteFiles(t, big, map[string]string{"a.js": "x"})
 	if err := os.Truncate(filepath.Join(big, "a.js"), maxTreeBytes+1); err != nil {
 		t.Fatal(err)
 	}
@@ -355,10 +338,10 @@ func tinyNpx(t *testing.T) (npx, home, installed string, integrity string) {
 	lock := `{"name":"npx","lockfileVersion":3,"packages":{"":{"dependencies":{"tiny-mcp":"1.2.3"}},` +
 		`"node_modules/tiny-mcp":{"version":"1.2.3","integrity":"` + integrity + `"},` +
 		`"node_modules/dep":{"version":"1.0.0","integrity":"sha512-AAAA"}}}`
-	writeFiles(t, install, map[string]string{"package.json": `{"dependencies":{"tiny-mcp":"1.2.3"}}`, "package-lock.json": lock})
+	testservers.WriteFiles(t, install, map[string]string{"package.json": `{"dependencies":{"tiny-mcp":"1.2.3"}}`, "package-lock.json": lock})
 	installed = filepath.Join(install, "node_modules", tinyName)
-	writeFiles(t, installed, tinyFiles)
-	writeFiles(t, filepath.Join(install, "node_modules"), map[string]string{"dep/index.js": "module.exports = 0;\n", ".package-lock.json": lock})
+	testservers.WriteFiles(t, installed, tinyFiles)
+	testservers.WriteFiles(t, filepath.Join(install, "node_modules"), map[string]string{"dep/index.js": "module.exports = 0;\n", ".package-lock.json": lock})
 	if err := os.Mkdir(filepath.Join(install, "node_modules", ".bin"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -399,7 +382,7 @@ func TestNpxInstalledFilesMatchTheTarball(t *testing.T) {
 	}{
 		{"as installed", func(*testing.T, string, string) {}, nil},
 		{"a nested node_modules", func(t *testing.T, _, installed string) {
-			writeFiles(t, installed, map[string]string{"node_modules/inner/i.js": "x"})
+			testservers.WriteFiles(t, installed, map[string]string{"node_modules/inner/i.js": "x"})
 		}, nil},
 		{"a file rewritten", func(t *testing.T, _, installed string) {
 			if err := rewriteKeepingMtime(filepath.Join(installed, "dist", "util.js"), "module.exports = () => 2;\n"); err != nil {
@@ -407,10 +390,10 @@ func TestNpxInstalledFilesMatchTheTarball(t *testing.T) {
 			}
 		}, []string{`"dist/util.js" differs from the tarball`}},
 		{"package.json rewritten", func(t *testing.T, _, installed string) {
-			writeFiles(t, installed, map[string]string{"package.json": `{"name":"tiny-mcp","version":"1.2.3","scripts":{"postinstall":"curl evil"}}`})
+			testservers.WriteFiles(t, installed, map[string]string{"package.json": `{"name":"tiny-mcp","version":"1.2.3","scripts":{"postinstall":"curl evil"}}`})
 		}, []string{`"package.json" differs`}},
 		{"a file added", func(t *testing.T, _, installed string) {
-			writeFiles(t, installed, map[string]string{"dist/hook.js": "x"})
+			testservers.WriteFiles(t, installed, map[string]string{"dist/hook.js": "x"})
 		}, []string{`"dist/hook.js" is installed but not in the tarball`}},
 		{"a file removed", func(t *testing.T, _, installed string) {
 			if err := os.Remove(filepath.Join(installed, "README.md")); err != nil {

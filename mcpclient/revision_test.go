@@ -157,12 +157,12 @@ func TestHalfOpenHandshakeIsRefused(t *testing.T) {
 // speak, or with the stateless one (which has no handshake), is refused.
 func TestInitializeAnswerMustBeAHandshakeRevision(t *testing.T) {
 	for answer, want := range map[string]string{"2026-07-28": "a stateless revision", "1999-01-01": "does not speak"} {
-		srv := rpcServer(t, func(method string, id, _ json.RawMessage) string {
+		srv := testservers.RPCServer(t, func(method string, id, _ json.RawMessage) string {
 			switch method {
 			case "initialize":
-				return result(id, `{"protocolVersion":"`+answer+`","capabilities":{"tools":{}},"serverInfo":{"name":"x","version":"1"}}`)
+				return testservers.Result(id, `{"protocolVersion":"`+answer+`","capabilities":{"tools":{}},"serverInfo":{"name":"x","version":"1"}}`)
 			case "tools/list":
-				return result(id, `{"tools":[]}`)
+				return testservers.Result(id, `{"tools":[]}`)
 			}
 			return fmt.Sprintf(`{"jsonrpc":"2.0","id":%s,"error":{"code":-32601,"message":"no"}}`, id)
 		})
@@ -188,14 +188,14 @@ func TestDiscoveryIsBounded(t *testing.T) {
 		"long":     `{"supportedVersions":["` + strings.Repeat("9", 1000) + `"],"capabilities":{}}`,
 	} {
 		t.Run(name, func(t *testing.T) {
-			srv := rpcServer(t, func(method string, id, _ json.RawMessage) string {
+			srv := testservers.RPCServer(t, func(method string, id, _ json.RawMessage) string {
 				switch method {
 				case "server/discover":
-					return result(id, discover)
+					return testservers.Result(id, discover)
 				case "initialize":
-					return result(id, rawInit)
+					return testservers.Result(id, testservers.RawInit)
 				case "tools/list":
-					return result(id, `{"tools":[]}`)
+					return testservers.Result(id, `{"tools":[]}`)
 				}
 				return ""
 			})
@@ -229,10 +229,10 @@ func TestDiscoveryIsBounded(t *testing.T) {
 			}
 			res := `{"tools":[{"name":"a","inputSchema":{"type":"object"}}]}`
 			if req.Method == "initialize" {
-				res = rawInit
+				res = testservers.RawInit
 			}
 			w.Header().Set("Content-Type", "application/json")
-			fmt.Fprint(w, result(req.ID, res))
+			fmt.Fprint(w, testservers.Result(req.ID, res))
 		}))
 		defer srv.Close()
 		defer close(stop)
@@ -294,13 +294,13 @@ func TestForwardCarriesRequestMeta(t *testing.T) {
 // subscriptions/listen but never acknowledges it ends the watch session
 // within ConnectTimeout, so the watcher reconnects instead of hanging.
 func TestListenWithoutAcknowledgementEndsTheSession(t *testing.T) {
-	srv := rpcServer(t, func(method string, id, _ json.RawMessage) string {
+	srv := testservers.RPCServer(t, func(method string, id, _ json.RawMessage) string {
 		switch method {
 		case "server/discover":
-			return result(id, `{"supportedVersions":["2026-07-28"],"capabilities":{"tools":{"listChanged":true}}}`)
+			return testservers.Result(id, `{"supportedVersions":["2026-07-28"],"capabilities":{"tools":{"listChanged":true}}}`)
 		case "subscriptions/listen":
 			// Answered at once with nothing acknowledged.
-			return result(id, `{"_meta":{}}`)
+			return testservers.Result(id, `{"_meta":{}}`)
 		}
 		return ""
 	})
@@ -328,7 +328,7 @@ func TestListenThatNeverAnswersLeavesNothingRunning(t *testing.T) {
 		switch req.Method {
 		case "server/discover":
 			w.Header().Set("Content-Type", "application/json")
-			fmt.Fprint(w, result(req.ID, `{"supportedVersions":["2026-07-28"],"capabilities":{"tools":{"listChanged":true}}}`))
+			fmt.Fprint(w, testservers.Result(req.ID, `{"supportedVersions":["2026-07-28"],"capabilities":{"tools":{"listChanged":true}}}`))
 		case "subscriptions/listen":
 			hung <- struct{}{}
 			<-r.Context().Done()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/mcpclient"
+	"github.com/rugwatch/rugwatch/testkit/testservers"
 )
 
 // A server that loops its cursor after the first page would, if the loop
@@ -19,21 +20,21 @@ import (
 // the last good listing stands: b stays approved, no tool.removed event.
 func TestRepeatedCursorKeepsLastGoodListing(t *testing.T) {
 	var looping atomic.Bool
-	srv := rpcServer(t, func(method string, id, params json.RawMessage) string {
+	srv := testservers.RPCServer(t, func(method string, id, params json.RawMessage) string {
 		switch method {
 		case "initialize":
-			return result(id, rawInit)
+			return testservers.Result(id, testservers.RawInit)
 		case "tools/list":
 			var p struct{ Cursor string }
 			_ = json.Unmarshal(params, &p)
 			switch {
 			case p.Cursor == "":
-				return result(id, `{"tools":[{"name":"a","inputSchema":{"type":"object"}}],"nextCursor":"p2"}`)
+				return testservers.Result(id, `{"tools":[{"name":"a","inputSchema":{"type":"object"}}],"nextCursor":"p2"}`)
 			case looping.Load():
 				// Page 2 hides b and points back at itself.
-				return result(id, `{"tools":[],"nextCursor":"p2"}`)
+				return testservers.Result(id, `{"tools":[],"nextCursor":"p2"}`)
 			default:
-				return result(id, `{"tools":[{"name":"b","inputSchema":{"type":"object"}}]}`)
+				return testservers.Result(id, `{"tools":[{"name":"b","inputSchema":{"type":"object"}}]}`)
 			}
 		}
 		return ""
@@ -106,7 +107,7 @@ func TestServerErrorTextIsBoundedAtTheSource(t *testing.T) {
 
 	t.Run("initialize error", func(t *testing.T) {
 		data, _ := json.Marshal(hostile)
-		srv := rpcServer(t, func(method string, id, params json.RawMessage) string {
+		srv := testservers.RPCServer(t, func(method string, id, params json.RawMessage) string {
 			return fmt.Sprintf(`{"jsonrpc":"2.0","id":%s,"error":{"code":-32603,"message":%s,"data":%s}}`, id, data, data)
 		})
 		_, err := mcpclient.Poll(pollCtx(t, 10*time.Second), mcpclient.Target{Transport: mcpclient.TransportHTTP, URL: srv.URL}, mcpclient.DialOptions{})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/mcpclient"
+	"github.com/rugwatch/rugwatch/testkit/testservers"
 )
 
 // A server run by node from a script in node_modules: changing a module
@@ -22,7 +23,7 @@ func TestChangedPackageFileRaisesLaunchDrifted(t *testing.T) {
 		t.Skip("node is not installed")
 	}
 	pkg := filepath.Join(outsideTmp(t), "app", "node_modules", "tiny-mcp")
-	writeFiles(t, pkg, map[string]string{
+	testservers.WriteFiles(t, pkg, map[string]string{
 		"package.json":      `{"name":"tiny-mcp","version":"1.0.0","type":"module"}`,
 		"dist/server.mjs*":  tinyServer,
 		"dist/lib.mjs":      tinyLib,

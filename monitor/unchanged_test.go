@@ -11,6 +11,7 @@ import (
 	"github.com/rugwatch/rugwatch/mcpclient"
 	"github.com/rugwatch/rugwatch/signatures"
 	"github.com/rugwatch/rugwatch/store"
+	"github.com/rugwatch/rugwatch/testkit/testservers"
 )
 
 // A poll whose listing is byte for byte the one recorded last skips the
@@ -24,12 +25,12 @@ func TestUnchangedListingFastPath(t *testing.T) {
 	const good = `{"tools":[{"name":"a","inputSchema":{"type":"object"}},{"name":"b","description":"Adds","inputSchema":{"type":"object"}}]}`
 	var body atomic.Value
 	body.Store(good)
-	srv := rpcServer(t, func(method string, id, params json.RawMessage) string {
+	srv := testservers.RPCServer(t, func(method string, id, params json.RawMessage) string {
 		switch method {
 		case "initialize":
-			return result(id, rawInit)
+			return testservers.Result(id, testservers.RawInit)
 		case "tools/list":
-			return result(id, body.Load().(string))
+			return testservers.Result(id, body.Load().(string))
 		}
 		return ""
 	})
