@@ -309,6 +309,9 @@ func (l *Ledger) flagResult(ctx context.Context, server, tool string, findings [
 		return err
 	}
 	tell(onEvent, []rugwatch.Event{e})
+	if l.AfterNotice != nil {
+		return l.AfterNotice(ctx)
+	}
 	return l.afterWrite(ctx)
 }
 

@@ -85,9 +85,15 @@ type Ledger struct {
 	// all) and queues e for them in tx, returning the delivery ids.
 	TestChannels func(tx *store.Tx, e rugwatch.Event, channel string) ([]string, error)
 	// AfterWrite runs after anything that may have queued alerts: the CLI
-	// attempts them at once, the daemon wakes its dispatcher.
+	// attempts them at once, the daemon wakes its dispatcher (and moves
+	// its approvals generation: the write may change what passes).
 	AfterWrite func(ctx context.Context) error
-	Now        func() time.Time
+	// AfterNotice, when set, runs instead of AfterWrite after a write that
+	// changes no approval and no tool's state (a flagged result): the
+	// daemon wakes its dispatcher without moving the generation, so the
+	// proxy's next call does not read every approval again for nothing.
+	AfterNotice func(ctx context.Context) error
+	Now         func() time.Time
 }
 
 func (l *Ledger) now() time.Time {

@@ -88,6 +88,7 @@ func newBenchPair(b *testing.B) benchPair {
 	gen.Store(1)
 	r.ledger.Gen = gen.Load
 	r.ledger.AfterWrite = func(context.Context) error { gen.Add(1); return nil }
+	r.ledger.AfterNotice = func(context.Context) error { return nil }
 	h := &HTTP{Options: func(server string) (Options, bool) {
 		o := r.options(ResultsFlag)
 		// As configured in production: the rig's 20ms re-read would

@@ -461,6 +461,7 @@ func (d *daemon) backend() control.Backend {
 	cfg, ver, al := d.current()
 	l := d.app.ledger(cfg, d.db, ver, al)
 	l.AfterWrite = func(context.Context) error { d.gen.Add(1); d.wake(); return nil }
+	l.AfterNotice = func(context.Context) error { d.wake(); return nil }
 	l.Gen = d.gen.Load
 	l.Poll = d.fleet.PollNow
 	d.mu.RLock()
