@@ -65,8 +65,10 @@ type Options struct {
 	Classify func(ctx context.Context, tool, text string) []rugwatch.Finding
 	// Watch, when set, runs for the life of the session and calls changed
 	// whenever the server's tool list may have changed, with the listing
-	// that says so (nil when it has none). Over proxy_listen one runs for
-	// all the sessions of a server. A stdio server's
+	// that says so (nil: list anew, as a Streamable HTTP watcher says on
+	// list_changed). Over proxy_listen one runs for all the sessions of a
+	// server. A watcher that fails to list calls nothing: its failure says
+	// nothing of the tools. A stdio server's
 	// list_changed arrives on the proxied session itself; over HTTP the
 	// notifications live on a stream of their own (the monitor's
 	// Watcher), which this hook supplies.

@@ -130,10 +130,9 @@ func (r *rig) options(results string) Options {
 			t := mcpclient.Target{Name: "up", Transport: mcpclient.TransportHTTP, URL: r.up.url}
 			(&mcpclient.Watcher{Target: t, Log: slog.New(slog.DiscardHandler), ConnectTimeout: 10 * time.Second, MinInterval: time.Millisecond,
 				OnListing: func(_ context.Context, l *mcpclient.Listing, err error) {
-					if err != nil {
-						l = nil
+					if err == nil {
+						changed(l)
 					}
-					changed(l)
 				}}).Run(ctx)
 		},
 		Backend: func(context.Context) (Backend, func(), error) {

@@ -177,11 +177,8 @@ func (c *allowedCache) forget(server string) {
 }
 
 // unchanged reports whether the watcher's listing l says what the shared
-// listing does (nil: the watcher could not list, which says nothing).
+// listing does.
 func (c *allowedCache) unchanged(server string, l *mcpclient.Listing) bool {
-	if l == nil {
-		return false
-	}
 	e := c.entry(server)
 	e.lmu.Lock()
 	defer e.lmu.Unlock()
@@ -254,8 +251,22 @@ func (c *allowedCache) watch(s *session) (leave func()) {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
+			started := false
 			run(ctx, func(l *mcpclient.Listing) {
-				if c.unchanged(server, l) {
+				first := !started
+				started = true
+				if ctx.Err() != nil {
+					return // stopping: its last session left
+				}
+				if first && l == nil {
+					// A Streamable HTTP watcher's first word is "list
+					// anew" because it just connected, not because
+					// anything changed; a change it missed before is
+					// caught when the shared listing ages out, as for a
+					// server that never says list_changed.
+					return
+				}
+				if l != nil && c.unchanged(server, l) {
 					return // the watcher's own first listing, or a spurious list_changed
 				}
 				c.forget(server)

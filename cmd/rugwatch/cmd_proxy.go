@@ -88,10 +88,9 @@ func (a *App) proxyOptions(cfg *configs.Config, srv configs.Server, backend func
 			(&mcpclient.Watcher{Opts: a.dialOptions(cfg), Log: a.log, ConnectTimeout: srv.EffectiveTimeout(cfg.Defaults),
 				Resolve: func() (mcpclient.Target, error) { return a.target(cfg, srv) },
 				OnListing: func(_ context.Context, l *mcpclient.Listing, err error) {
-					if err != nil {
-						l = nil
+					if err == nil {
+						changed(l)
 					}
-					changed(l)
 				}}).Run(ctx)
 		}
 	}
