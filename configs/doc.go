@@ -11,6 +11,8 @@
 // this package's: they belong to package clients, which imports this one;
 // this package must never import it.
 //
-// The package imports only the standard library, yaml and robfig/cron (to
-// check schedules the way the scheduler will parse them).
+// The package imports the standard library, yaml, robfig/cron (to check
+// schedules the way the scheduler will parse them) and sandbox, for the
+// sandbox's own types (network modes, resource limits), so that a config
+// is checked by the same parser the sandbox applies.
 package configs
