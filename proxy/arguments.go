@@ -12,7 +12,6 @@ import (
 
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/detect"
-	"github.com/rugwatch/rugwatch/monitor"
 	"github.com/rugwatch/rugwatch/visible"
 )
 
@@ -78,6 +77,18 @@ var injectionRE = regexp.MustCompile("\\$\\([^)]*\\)|`[^`]+`|\\$\\{[^}]+\\}|(;|&
 
 // argumentFindings returns the findings of one call's arguments.
 func argumentFindings(def json.RawMessage, args map[string]any, tainted *taint) []rugwatch.Finding {
+	return argumentFindingsOf(traitsOf(def), args, tainted)
+}
+
+// toolTraits is what the argument rules read of an approved definition:
+// whether it runs commands or reaches hosts (by its words), and whether it
+// may reach the open world (openWorldHint, true by MCP's default).
+// Computed once per approved definition (schemaFor), not per call.
+type toolTraits struct {
+	commands, openWorld bool
+}
+
+func traitsOf(def json.RawMessage) toolTraits {
 	var d struct {
 		Name        string `json:"name"`
 		Title       string `json:"title"`
@@ -87,11 +98,22 @@ func argumentFindings(def json.RawMessage, args map[string]any, tainted *taint) 
 		} `json:"annotations"`
 	}
 	_ = json.Unmarshal(def, &d)
+	return toolTraits{
+		commands: runsCommandsRE.MatchString(d.Name + " " + d.Title + " " + d.Description),
+		// MCP's default for openWorldHint is true: only a tool that says
+		// it stays in a closed world is spared.
+		openWorld: d.Annotations.OpenWorldHint == nil || *d.Annotations.OpenWorldHint,
+	}
+}
+
+// argumentFindingsOf is argumentFindings with the definition's traits
+// already read.
+func argumentFindingsOf(tr toolTraits, args map[string]any, tainted *taint) []rugwatch.Finding {
 	var out []rugwatch.Finding
-	commands := runsCommandsRE.MatchString(d.Name + " " + d.Title + " " + d.Description)
+	commands := tr.commands
 	var all []string
 	for k, v := range args {
-		walkStrings(v, "/arguments/"+strings.NewReplacer("~", "~0", "/", "~1").Replace(k), 0, func(text, path string) {
+		walkStrings(v, "/arguments/"+detect.PointerToken(k), 0, func(text, path string) {
 			all = append(all, text)
 			if !commands {
 				return
@@ -102,10 +124,7 @@ func argumentFindings(def json.RawMessage, args map[string]any, tainted *taint) 
 			}
 		})
 	}
-	// MCP's default for openWorldHint is true: only a tool that says it
-	// stays in a closed world is spared.
-	openWorld := d.Annotations.OpenWorldHint == nil || *d.Annotations.OpenWorldHint
-	if openWorld && tainted != nil {
+	if tr.openWorld && tainted != nil {
 		if n := tainted.carried(all); n > 0 {
 			out = append(out, rugwatch.Finding{Rule: detect.RuleExfilChain, Severity: rugwatch.SeverityCritical, Path: "/arguments",
 				Message: fmt.Sprintf("the arguments carry %d secret or sensitive item(s) this session received in a flagged result, to an open-world tool", n)})
@@ -116,12 +135,8 @@ func argumentFindings(def json.RawMessage, args map[string]any, tainted *taint) 
 
 // checkArguments records argument findings and returns the refusal, or
 // nil to let the call through.
-func (s *session) checkArguments(ctx context.Context, id jsonrpc.ID, tool monitor.AllowedTool, name string, raw json.RawMessage) *jsonrpc.Response {
-	var args map[string]any
-	if len(raw) > 0 {
-		_ = json.Unmarshal(raw, &args)
-	}
-	findings := argumentFindings(tool.Definition, args, &s.taint)
+func (s *session) checkArguments(ctx context.Context, id jsonrpc.ID, check *schemaCheck, name string, args map[string]any) *jsonrpc.Response {
+	findings := argumentFindingsOf(check.traits, args, &s.taint)
 	if len(findings) == 0 {
 		return nil
 	}

@@ -86,10 +86,11 @@ func (s *session) callTool(ctx context.Context, up *mcpclient.Session, req *json
 	if err != nil {
 		return s.refuse(req.ID, RefusedInvalidArgs, fmt.Sprintf("tool %q: its approved input schema cannot be used to check arguments: %v", visible.Line(params.Name), err))
 	}
-	if err := check.validate(params.Arguments); err != nil {
+	args, err := check.validate(params.Arguments)
+	if err != nil {
 		return s.refuse(req.ID, RefusedInvalidArgs, fmt.Sprintf("tool %q: arguments refused: %s", visible.Line(params.Name), visible.Line(err.Error())))
 	}
-	if resp := s.checkArguments(ctx, req.ID, tool, params.Name, params.Arguments); resp != nil {
+	if resp := s.checkArguments(ctx, req.ID, check, params.Name, args); resp != nil {
 		return resp
 	}
 	res, rpcErr, err := up.Forward(ctx, req.Method, req.Params)
@@ -149,6 +150,8 @@ type schemaCheck struct {
 	// them is refused even where the schema would allow it, since a
 	// parameter no one approved is how exfiltration travels.
 	props map[string]bool
+	// traits are what the argument rules read of the definition.
+	traits toolTraits
 }
 
 func (s *session) schemaFor(t monitor.AllowedTool) (*schemaCheck, error) {
@@ -174,7 +177,7 @@ func (s *session) schemaFor(t monitor.AllowedTool) (*schemaCheck, error) {
 	if err != nil {
 		return nil, err
 	}
-	c = &schemaCheck{resolved: rs, props: map[string]bool{}}
+	c = &schemaCheck{resolved: rs, props: map[string]bool{}, traits: traitsOf(t.Definition)}
 	for name := range sch.Properties {
 		c.props[name] = true
 	}
@@ -187,16 +190,16 @@ func (s *session) schemaFor(t monitor.AllowedTool) (*schemaCheck, error) {
 	return c, nil
 }
 
-func (c *schemaCheck) validate(raw json.RawMessage) error {
+func (c *schemaCheck) validate(raw json.RawMessage) (map[string]any, error) {
 	var args any = map[string]any{}
 	if len(raw) > 0 && string(raw) != "null" {
 		if err := json.Unmarshal(raw, &args); err != nil {
-			return fmt.Errorf("not JSON: %w", err)
+			return nil, fmt.Errorf("not JSON: %w", err)
 		}
 	}
 	obj, ok := args.(map[string]any)
 	if !ok {
-		return fmt.Errorf("arguments must be an object")
+		return nil, fmt.Errorf("arguments must be an object")
 	}
 	var unknown []string
 	for k := range obj {
@@ -206,9 +209,9 @@ func (c *schemaCheck) validate(raw json.RawMessage) error {
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
-		return fmt.Errorf("unknown argument %q (the approved schema declares %s)", unknown[0], declared(c.props))
+		return nil, fmt.Errorf("unknown argument %q (the approved schema declares %s)", unknown[0], declared(c.props))
 	}
-	return c.resolved.Validate(obj)
+	return obj, c.resolved.Validate(obj)
 }
 
 func declared(props map[string]bool) string {
