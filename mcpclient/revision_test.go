@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,13 +17,6 @@ import (
 
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/testkit/testservers"
-)
-
-// Revisions the go-sdk v1.8.0 test servers are narrowed to.
-var (
-	onlyStateless = []string{StatelessVersion}
-	onlyHandshake = []string{"2025-11-25"}
-	bothEras      = []string{StatelessVersion, "2025-11-25"}
 )
 
 func eraStdio(t testing.TB, scenario string, versions []string, env map[string]string) Target {
@@ -40,63 +32,29 @@ func eraHTTP(t testing.TB, s *mcp.Server, stateless bool) Target {
 	return Target{Name: "http", Transport: TransportHTTP, URL: h.URL}
 }
 
-// methodLog records the methods a go-sdk server receives.
-type methodLog struct {
-	mu   sync.Mutex
-	seen []string
-	meta []map[string]any
-}
-
-func (m *methodLog) middleware(next mcp.MethodHandler) mcp.MethodHandler {
-	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
-		m.mu.Lock()
-		m.seen = append(m.seen, method)
-		if p := req.GetParams(); p != nil {
-			m.meta = append(m.meta, p.GetMeta())
-		} else {
-			m.meta = append(m.meta, nil)
-		}
-		m.mu.Unlock()
-		return next(ctx, method, req)
-	}
-}
-
-type eraCase struct {
-	name      string
-	versions  []string
-	stateless bool // the HTTP handler
-	want      string
-}
-
-var eraCases = []eraCase{
-	{"2026-only", onlyStateless, true, StatelessVersion},
-	{"2025-only", onlyHandshake, false, "2025-11-25"},
-	{"both", bothEras, true, StatelessVersion},
-}
-
 // Each server is polled in the newest revision both sides speak, and the
 // same tools have the same digests whichever revision carried them: they
 // come from the raw JSON of each tool, not from the envelope around it.
 func TestPollNegotiatesTheNewestRevision(t *testing.T) {
 	digests := map[string]map[rugwatch.Digest]string{}
-	for _, c := range eraCases {
+	for _, c := range testservers.EraCases {
 		for _, transport := range []string{TransportStdio, TransportHTTP} {
-			t.Run(c.name+"/"+transport, func(t *testing.T) {
-				tg := eraStdio(t, "plain", c.versions, nil)
+			t.Run(c.Name+"/"+transport, func(t *testing.T) {
+				tg := eraStdio(t, "plain", c.Versions, nil)
 				if transport == TransportHTTP {
-					tg = eraHTTP(t, testservers.EraServer("plain", c.versions, ""), c.stateless)
+					tg = eraHTTP(t, testservers.EraServer("plain", c.Versions, ""), c.Stateless)
 				}
 				l, err := Poll(pollCtx(t, 20*time.Second), tg, DialOptions{})
 				if err != nil {
 					t.Fatal(err)
 				}
-				if l.ProtocolVersion != c.want {
-					t.Fatalf("negotiated %q, want %q", l.ProtocolVersion, c.want)
+				if l.ProtocolVersion != c.Want {
+					t.Fatalf("negotiated %q, want %q", l.ProtocolVersion, c.Want)
 				}
 				if len(l.Tools) != 3 || l.Instructions == nil || *l.Instructions != "Use these tools for arithmetic." {
 					t.Fatalf("listing: %d tools, instructions %v", len(l.Tools), l.Instructions)
 				}
-				if c.want == StatelessVersion {
+				if c.Want == StatelessVersion {
 					if !slices.Contains(l.Offered, StatelessVersion) {
 						t.Fatalf("offered %v", l.Offered)
 					}
@@ -108,14 +66,14 @@ func TestPollNegotiatesTheNewestRevision(t *testing.T) {
 						t.Fatalf("server info from discover _meta: %s", l.ServerInfo)
 					}
 				}
-				if transport == TransportStdio && (l.Launch == nil || l.Launch.ProtocolVersion != c.want) {
+				if transport == TransportStdio && (l.Launch == nil || l.Launch.ProtocolVersion != c.Want) {
 					t.Fatalf("launch identity does not name the revision: %+v", l.Launch)
 				}
 				for _, tool := range l.Tools {
 					if digests[tool.Name] == nil {
 						digests[tool.Name] = map[rugwatch.Digest]string{}
 					}
-					digests[tool.Name][tool.Digest] = c.name + "/" + transport
+					digests[tool.Name][tool.Digest] = c.Name + "/" + transport
 				}
 			})
 		}
@@ -134,7 +92,7 @@ func TestPollNegotiatesTheNewestRevision(t *testing.T) {
 // SSE transport) rugwatch refuses to take that listing; a handshake made
 // without asking server/discover (the protection off) takes it.
 func TestHalfOpenHandshakeIsRefused(t *testing.T) {
-	srv := testservers.EraServer("plain", onlyStateless, "")
+	srv := testservers.EraServer("plain", testservers.OnlyStateless, "")
 	stateful := eraHTTP(t, srv, false)
 	_, sse := httpTargets(t, srv)
 	for name, tg := range map[string]Target{"stateful-http": stateful, "sse": sse} {
@@ -257,9 +215,9 @@ func TestDiscoveryIsBounded(t *testing.T) {
 // client, carries the per-request _meta keys, merged into a _meta the
 // params bring: the revision is rugwatch's, the client's other keys stay.
 func TestForwardCarriesRequestMeta(t *testing.T) {
-	srv := testservers.EraServer("plain", onlyStateless, "")
-	ml := &methodLog{}
-	srv.AddReceivingMiddleware(ml.middleware)
+	srv := testservers.EraServer("plain", testservers.OnlyStateless, "")
+	ml := &testservers.MethodLog{}
+	srv.AddReceivingMiddleware(ml.Middleware)
 	tg := eraHTTP(t, srv, true)
 	ctx := pollCtx(t, 20*time.Second)
 	s, err := Dial(ctx, tg, DialOptions{ClientInfo: ClientInfo{Name: "proxy-client", Version: "9"}})
@@ -275,10 +233,10 @@ func TestForwardCarriesRequestMeta(t *testing.T) {
 	if err != nil || rpcErr != nil || len(res) == 0 {
 		t.Fatalf("forward: %s %v %v", res, rpcErr, err)
 	}
-	ml.mu.Lock()
-	i := slices.Index(ml.seen, "tools/call")
-	meta := ml.meta[i]
-	ml.mu.Unlock()
+	meta, ok := ml.Meta("tools/call")
+	if !ok {
+		t.Fatal("the server never saw tools/call")
+	}
 	if meta["progressToken"] != "p1" || meta[mcp.MetaKeyProtocolVersion] != StatelessVersion {
 		t.Fatalf("meta the server saw: %v", meta)
 	}
@@ -360,33 +318,33 @@ func TestListenThatNeverAnswersLeavesNothingRunning(t *testing.T) {
 // fallback to the stateless revision is not reached here.)
 func TestDialPreferHandshake(t *testing.T) {
 	for _, c := range []struct {
-		name     string
-		versions []string
-		want     string
+		Name     string
+		Versions []string
+		Want     string
 	}{
-		{"both", bothEras, "2025-11-25"},
-		{"2025-only", onlyHandshake, "2025-11-25"},
+		{"both", testservers.BothEras, "2025-11-25"},
+		{"2025-only", testservers.OnlyHandshake, "2025-11-25"},
 	} {
 		for _, transport := range []string{TransportStdio, TransportHTTP} {
-			t.Run(c.name+"/"+transport, func(t *testing.T) {
-				tg := eraStdio(t, "plain", c.versions, nil)
+			t.Run(c.Name+"/"+transport, func(t *testing.T) {
+				tg := eraStdio(t, "plain", c.Versions, nil)
 				if transport == TransportHTTP {
-					tg = eraHTTP(t, testservers.EraServer("plain", c.versions, ""), c.name != "2025-only")
+					tg = eraHTTP(t, testservers.EraServer("plain", c.Versions, ""), c.Name != "2025-only")
 				}
 				s, err := Dial(pollCtx(t, 20*time.Second), tg, DialOptions{PreferHandshake: true})
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer s.Close()
-				if got := s.Init.ProtocolVersion; got != c.want {
-					t.Errorf("spoke %q, want %q", got, c.want)
+				if got := s.Init.ProtocolVersion; got != c.Want {
+					t.Errorf("spoke %q, want %q", got, c.Want)
 				}
 				if l, err := s.ListTools(pollCtx(t, 20*time.Second)); err != nil || len(l.Tools) != 3 {
 					t.Errorf("listing in the handshake era: %v", err)
 				}
 				// Without the preference a server of both eras is spoken to
 				// in the newest, which is what the proxy must not do.
-				if c.name == "both" {
+				if c.Name == "both" {
 					s2, err := Dial(pollCtx(t, 20*time.Second), tg, DialOptions{})
 					if err != nil {
 						t.Fatal(err)

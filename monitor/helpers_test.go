@@ -1,12 +1,9 @@
 package monitor
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -64,50 +61,3 @@ rl.on("line", (line) => {
 });
 rl.on("close", () => process.exit(0));
 `
-
-// Revisions the go-sdk v1.8.0 test servers are narrowed to.
-var (
-	onlyStateless = []string{mcpclient.StatelessVersion}
-	onlyHandshake = []string{"2025-11-25"}
-	bothEras      = []string{mcpclient.StatelessVersion, "2025-11-25"}
-)
-
-type eraCase struct {
-	name      string
-	versions  []string
-	stateless bool // the HTTP handler
-	want      string
-}
-
-var eraCases = []eraCase{
-	{"2026-only", onlyStateless, true, mcpclient.StatelessVersion},
-	{"2025-only", onlyHandshake, false, "2025-11-25"},
-	{"both", bothEras, true, mcpclient.StatelessVersion},
-}
-
-// methodLog records the methods a go-sdk server receives.
-type methodLog struct {
-	mu   sync.Mutex
-	seen []string
-	meta []map[string]any
-}
-
-func (m *methodLog) middleware(next mcp.MethodHandler) mcp.MethodHandler {
-	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
-		m.mu.Lock()
-		m.seen = append(m.seen, method)
-		if p := req.GetParams(); p != nil {
-			m.meta = append(m.meta, p.GetMeta())
-		} else {
-			m.meta = append(m.meta, nil)
-		}
-		m.mu.Unlock()
-		return next(ctx, method, req)
-	}
-}
-
-func (m *methodLog) has(method string) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return slices.Contains(m.seen, method)
-}

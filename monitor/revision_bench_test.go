@@ -25,7 +25,7 @@ func BenchmarkPoll(b *testing.B) {
 	for _, era := range []struct {
 		name     string
 		versions []string
-	}{{mcpclient.StatelessVersion, onlyStateless}, {"2025-11-25", onlyHandshake}} {
+	}{{mcpclient.StatelessVersion, testservers.OnlyStateless}, {"2025-11-25", testservers.OnlyHandshake}} {
 		for _, transport := range []string{mcpclient.TransportStdio, mcpclient.TransportHTTP} {
 			b.Run(era.name+"/"+transport, func(b *testing.B) {
 				tg := eraStdio(b, "plain", era.versions, map[string]string{"TOOLS": "50"})
@@ -62,10 +62,10 @@ func BenchmarkWatchLatency2026(b *testing.B) {
 			var tg mcpclient.Target
 			pidfile := filepath.Join(b.TempDir(), "pid")
 			if transport == mcpclient.TransportHTTP {
-				srv = testservers.EraServerN(5, "plain", onlyStateless, "")
+				srv = testservers.EraServerN(5, "plain", testservers.OnlyStateless, "")
 				tg = eraHTTP(b, srv, true)
 			} else {
-				tg = eraStdio(b, "signal", onlyStateless, map[string]string{"TOOLS": "5", "PIDFILE": pidfile})
+				tg = eraStdio(b, "signal", testservers.OnlyStateless, map[string]string{"TOOLS": "5", "PIDFILE": pidfile})
 				// Unsandboxed, so the benchmark can signal the child.
 				tg.Sandbox.Mode = sandbox.Off
 			}

@@ -23,15 +23,15 @@ import (
 // Recorder, a real bbolt store and the Ledger's approve path; status
 // reports the negotiated revision.
 func TestCheckApproveDriftPerRevision(t *testing.T) {
-	for _, c := range eraCases {
+	for _, c := range testservers.EraCases {
 		for _, transport := range []string{mcpclient.TransportStdio, mcpclient.TransportHTTP} {
-			t.Run(c.name+"/"+transport, func(t *testing.T) {
+			t.Run(c.Name+"/"+transport, func(t *testing.T) {
 				h := newHarness(t)
 				var srv *mcp.Server
-				tg := eraStdio(t, "plain", c.versions, nil)
+				tg := eraStdio(t, "plain", c.Versions, nil)
 				if transport == mcpclient.TransportHTTP {
-					srv = testservers.EraServer("plain", c.versions, "")
-					tg = eraHTTP(t, srv, c.stateless)
+					srv = testservers.EraServer("plain", c.Versions, "")
+					tg = eraHTTP(t, srv, c.Stateless)
 				}
 				poll := func(tg mcpclient.Target) []rugwatch.Event {
 					t.Helper()
@@ -59,17 +59,17 @@ func TestCheckApproveDriftPerRevision(t *testing.T) {
 					tool.Description = evil
 					srv.AddTool(tool, testservers.Noop)
 				} else {
-					tg = eraStdio(t, "plain", c.versions, map[string]string{"TOOL0": evil})
+					tg = eraStdio(t, "plain", c.Versions, map[string]string{"TOOL0": evil})
 				}
 				ev := poll(tg)
 				if _, ok := findEvent(ev, rugwatch.EventToolDrifted); !ok {
 					t.Fatalf("no drift: %v", ev)
 				}
 				rec := h.server()
-				if rec.Tools["tool_0000"].State != rugwatch.StateDrifted || rec.ProtocolVersion != c.want {
+				if rec.Tools["tool_0000"].State != rugwatch.StateDrifted || rec.ProtocolVersion != c.Want {
 					t.Fatalf("record: state %s, revision %q", rec.Tools["tool_0000"].State, rec.ProtocolVersion)
 				}
-				if rep := report.ServerReportOf(rec, transport); rep.ProtocolVersion != c.want {
+				if rep := report.ServerReportOf(rec, transport); rep.ProtocolVersion != c.Want {
 					t.Fatalf("status reports revision %q", rep.ProtocolVersion)
 				}
 			})
@@ -93,7 +93,7 @@ func TestRevisionMoveIsLaunchDrift(t *testing.T) {
 		}
 		return ev
 	}
-	record(eraStdio(t, "plain", bothEras, nil))
+	record(eraStdio(t, "plain", testservers.BothEras, nil))
 	// As an older rugwatch pinned it: no protocol_version.
 	if err := h.db.Update(func(tx *store.Tx) error {
 		rec, _, err := tx.Server("srv")
@@ -109,10 +109,10 @@ func TestRevisionMoveIsLaunchDrift(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if ev := record(eraStdio(t, "plain", bothEras, nil)); len(ev) != 0 {
+	if ev := record(eraStdio(t, "plain", testservers.BothEras, nil)); len(ev) != 0 {
 		t.Fatalf("an upgrade of rugwatch reads as drift: %v", ev)
 	}
-	ev := record(eraStdio(t, "plain", onlyHandshake, nil))
+	ev := record(eraStdio(t, "plain", testservers.OnlyHandshake, nil))
 	e, ok := findEvent(ev, rugwatch.EventLaunchDrifted)
 	if !ok || !strings.Contains(fmt.Sprint(e.Changes), "/protocol_version") {
 		t.Fatalf("revision move: %v", ev)
@@ -127,9 +127,9 @@ func TestRevisionCheckRaisesToolCloaked(t *testing.T) {
 	for _, transport := range []string{mcpclient.TransportStdio, mcpclient.TransportHTTP} {
 		t.Run(transport, func(t *testing.T) {
 			h := newHarness(t)
-			tg := eraStdio(t, "cloak", bothEras, nil)
+			tg := eraStdio(t, "cloak", testservers.BothEras, nil)
 			if transport == mcpclient.TransportHTTP {
-				tg = eraHTTP(t, testservers.EraServer("cloak", bothEras, ""), true)
+				tg = eraHTTP(t, testservers.EraServer("cloak", testservers.BothEras, ""), true)
 			}
 			ctx := pollCtx(t, 30*time.Second)
 
@@ -198,11 +198,11 @@ func TestWatchThroughSubscriptionsListen(t *testing.T) {
 			h := newHarness(t)
 			h.rec.Signer = h.signer // approve on first sight, so the change is a drift
 			var srv *mcp.Server
-			ml := &methodLog{}
-			tg := eraStdio(t, "change", onlyStateless, nil)
+			ml := &testservers.MethodLog{}
+			tg := eraStdio(t, "change", testservers.OnlyStateless, nil)
 			if transport == mcpclient.TransportHTTP {
-				srv = testservers.EraServer("plain", onlyStateless, "")
-				srv.AddReceivingMiddleware(ml.middleware)
+				srv = testservers.EraServer("plain", testservers.OnlyStateless, "")
+				srv.AddReceivingMiddleware(ml.Middleware)
 				tg = eraHTTP(t, srv, true)
 			}
 			drifted := make(chan rugwatch.Event, 1)
@@ -240,7 +240,7 @@ func TestWatchThroughSubscriptionsListen(t *testing.T) {
 				t.Fatal("no first listing")
 			}
 			if srv != nil {
-				if !ml.has("subscriptions/listen") {
+				if !ml.Has("subscriptions/listen") {
 					t.Fatal("the watch did not subscribe before its first poll")
 				}
 				tool := testservers.FixtureTool(0)

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -293,4 +294,69 @@ func Child() bool {
 	}
 	Run(mode)
 	return true
+}
+
+// Revisions the go-sdk v1.8.0 test servers are narrowed to.
+var (
+	OnlyStateless = []string{statelessVersion}
+	OnlyHandshake = []string{"2025-11-25"}
+	BothEras      = []string{statelessVersion, "2025-11-25"}
+)
+
+// EraCase is a server narrowed to Versions, its HTTP handler stateless or
+// not, and the revision a client should settle on (Want).
+type EraCase struct {
+	Name      string
+	Versions  []string
+	Stateless bool // the HTTP handler
+	Want      string
+}
+
+// EraCases are the three servers of the revision tests.
+var EraCases = []EraCase{
+	{"2026-only", OnlyStateless, true, statelessVersion},
+	{"2025-only", OnlyHandshake, false, "2025-11-25"},
+	{"both", BothEras, true, statelessVersion},
+}
+
+// MethodLog records the methods a go-sdk server receives, and each
+// request's _meta (Middleware is its receiving middleware).
+type MethodLog struct {
+	mu   sync.Mutex
+	seen []string
+	meta []map[string]any
+}
+
+// Middleware records every method before handling it.
+func (m *MethodLog) Middleware(next mcp.MethodHandler) mcp.MethodHandler {
+	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		m.mu.Lock()
+		m.seen = append(m.seen, method)
+		if p := req.GetParams(); p != nil {
+			m.meta = append(m.meta, p.GetMeta())
+		} else {
+			m.meta = append(m.meta, nil)
+		}
+		m.mu.Unlock()
+		return next(ctx, method, req)
+	}
+}
+
+// Has reports whether method was received.
+func (m *MethodLog) Has(method string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Contains(m.seen, method)
+}
+
+// Meta is the _meta of the first request of method, and whether there was
+// one.
+func (m *MethodLog) Meta(method string) (map[string]any, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	i := slices.Index(m.seen, method)
+	if i < 0 {
+		return nil, false
+	}
+	return m.meta[i], true
 }
