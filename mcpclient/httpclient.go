@@ -32,11 +32,24 @@ func newHTTPClient(t Target, max int64, roots *x509.CertPool) (*http.Client, err
 	if roots != nil {
 		base.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 	}
+	// Validation refuses the headers rugwatch or its transport sets; a
+	// target built elsewhere must not override them either. Decided once
+	// here, not on every request.
+	var headers map[string]string
+	for k, v := range t.Headers {
+		if configs.ReservedHeader(configs.ServerHeaders, k) {
+			continue
+		}
+		if headers == nil {
+			headers = make(map[string]string, len(t.Headers))
+		}
+		headers[k] = v
+	}
 	return &http.Client{
 		Transport: &boundedTransport{
 			base:    base,
 			origin:  origin(u),
-			headers: t.Headers,
+			headers: headers,
 			max:     max,
 			tls:     &tlsSeen{},
 		},
@@ -86,11 +99,6 @@ func (b *boundedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if len(b.headers) > 0 {
 		req = req.Clone(req.Context())
 		for k, v := range b.headers {
-			// Validation refuses them; a target built elsewhere must not
-			// override what the transport sets either.
-			if configs.ReservedHeader(configs.ServerHeaders, k) {
-				continue
-			}
 			req.Header.Set(k, v)
 		}
 	}
