@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -22,6 +23,10 @@ import (
 //     join the session's one subscriptions/listen, reopened with the new
 //     set (the updates arrive on it and pass to the client);
 //   - ping: answered by the proxy itself (handle).
+
+// maxSubscriptions bounds the resources one session subscribes to on a
+// stateless-only server.
+const maxSubscriptions = 256
 
 // listenState is the subscriptions/listen a session holds open upstream.
 type listenState struct {
@@ -67,6 +72,13 @@ func (s *session) translate(up *mcpclient.Session, req *jsonrpc.Request) (*jsonr
 	}
 	was := s.listen.uris[p.URI]
 	if req.Method == "resources/subscribe" {
+		if !was && len(s.listen.uris) >= maxSubscriptions {
+			s.listen.mu.Unlock()
+			// Each one reopens the listen with the whole set: unbounded,
+			// a client would make every subscribe cost more than the last.
+			return errorResponse(req.ID, jsonrpc.CodeInvalidParams,
+				fmt.Sprintf("rugwatch proxy: at most %d resource subscriptions per session", maxSubscriptions)), true
+		}
 		s.listen.uris[p.URI] = true
 	} else {
 		delete(s.listen.uris, p.URI)

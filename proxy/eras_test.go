@@ -5,8 +5,10 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,5 +129,29 @@ func TestEraTranslationForStatelessOnlyServer(t *testing.T) {
 				t.Fatal("without the translation both still worked: the test cannot tell it does anything")
 			}
 		})
+	}
+}
+
+// A client cannot grow the proxy's subscriptions/listen without bound:
+// past maxSubscriptions distinct URIs a subscribe is refused, and one
+// already held is still answered.
+func TestSubscriptionsPerSessionAreBounded(t *testing.T) {
+	r := newRigWith(t, newStatelessOnlyUpstream(t))
+	opts := r.options(ResultsFlag)
+	opts.Watch = nil
+	cs, _ := r.connect(opts, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for i := range maxSubscriptions {
+		if err := cs.Subscribe(ctx, &mcp.SubscribeParams{URI: fmt.Sprintf("test://r%d", i)}); err != nil {
+			t.Fatalf("subscription %d: %v", i, err)
+		}
+	}
+	err := cs.Subscribe(ctx, &mcp.SubscribeParams{URI: "test://one-too-many"})
+	if err == nil || !strings.Contains(err.Error(), "at most") {
+		t.Fatalf("subscription %d: %v, want a refusal", maxSubscriptions+1, err)
+	}
+	if err := cs.Subscribe(ctx, &mcp.SubscribeParams{URI: "test://r0"}); err != nil {
+		t.Fatalf("a subscription already held: %v", err)
 	}
 }
