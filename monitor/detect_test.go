@@ -1,6 +1,8 @@
 package monitor
 
 import (
+	"time"
+
 	"encoding/json"
 	"reflect"
 	"testing"
@@ -178,6 +180,31 @@ func shadowFinding(t *testing.T, db *store.DB, server, tool string) *rugwatch.Fi
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestShadowingFirstPolledTogether: two servers first polled in the same
+// cycle have their findings computed before either is recorded, each
+// against an index that does not yet hold the other. Both copies must
+// still carry the finding (the issue saw it on one only, 6 runs of 6).
+func TestShadowingFirstPolledTogether(t *testing.T) {
+	twin := json.RawMessage(`{"name":"read_file","description":"Reads a file."}`)
+	for _, order := range [][2]string{{"alpha", "beta"}, {"beta", "alpha"}} {
+		h := newHarness(t)
+		pre := map[string]map[string]Precomputed{}
+		for _, s := range order {
+			pre[s] = h.rec.findingsFor(s, listingOf(t, twin).Tools)
+		}
+		for _, s := range order {
+			if _, _, err := h.rec.record(s, mcpclient.TransportStdio, listingOf(t, twin), nil, time.Now(), pre[s], true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, s := range order {
+			if shadowFinding(t, h.db, s, "read_file") == nil {
+				t.Errorf("order %v: %s has no shadowing finding", order, s)
+			}
+		}
+	}
 }
 
 // TestShadowingLandsOnBothTools: two servers exposing one name both carry

@@ -192,7 +192,11 @@ func evaluateTool(in Input, fc detect.FindingContext, t mcpclient.Tool, old stor
 		// the other servers' tools at the time): computed when it is
 		// first seen or changes, not on every poll of a fleet.
 		if pre, ok := in.Findings[t.Name]; ok && pre.Digest == t.Digest {
-			rec.Findings = pre.Findings
+			// Computed before this write, against the tool names known
+			// then: a server first polled in the same cycle as a twin
+			// was not among them. Same-name shadowing is read again from
+			// the index as it stands inside the write.
+			rec.Findings = reshadowed(pre.Findings, in.Server, t.Name, fc)
 		} else {
 			rec.Findings = detect.Findings(t.Canonical, fc)
 		}
@@ -646,4 +650,26 @@ func onlyAdds(changes []rugwatch.Change) bool {
 		}
 	}
 	return len(changes) > 0
+}
+
+// reshadowed is findings with their same-name shadowing finding taken
+// from fc's index as it stands now.
+func reshadowed(findings []rugwatch.Finding, server, tool string, fc detect.FindingContext) []rugwatch.Finding {
+	if fc.Index == nil {
+		return findings
+	}
+	out := make([]rugwatch.Finding, 0, len(findings)+1)
+	for _, f := range findings {
+		if f.Rule == detect.RuleShadowing && f.Path == "/name" {
+			continue
+		}
+		out = append(out, f)
+	}
+	if f, ok := detect.SameNameShadowing(server, tool, fc.Index); ok {
+		out = detect.SortFindings(append(out, f))
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
