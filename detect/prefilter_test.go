@@ -38,6 +38,9 @@ func allGates() map[string]gatedRE {
 			m[fmt.Sprintf("instruction%d", i)] = gatedRE{re: re, groups: append([][]string{instructionNeedles[i]}, instructionAlso[i]...)}
 		}
 	}
+	for i, re := range roleSwitchREs {
+		m[fmt.Sprintf("roleSwitch%d", i)] = gatedRE{re: re, groups: append([][]string{roleSwitchNeedles[i]}, roleSwitchAlso[i]...)}
+	}
 	return m
 }
 

@@ -194,8 +194,8 @@ func (s *resultScanner) scan(text, path string, depth int, how string) [][2]int 
 		// sensitive ran in textRules; it runs again only to keep the
 		// match when that found one.
 		if s.c.seen[[2]string{path, RuleSensitivePath}] {
-			if sens := m.sensitive(); sens != "" {
-				s.sensitive = append(s.sensitive, sens)
+			if sens := m.sensitive(); sens.found() {
+				s.sensitive = append(s.sensitive, sens.term)
 			}
 		}
 		if s.isError || m.first(textExprs.errorWord, 0) != nil {
@@ -238,7 +238,7 @@ func (s *resultScanner) scan(text, path string, depth int, how string) [][2]int 
 // textRules is textRules for a result's text, read through m (which the
 // result rules read again; results keep no memo).
 func (s *resultScanner) textRules(m *textMatch, path, what string) {
-	for _, f := range textFindingsOf(m.s, m, what) {
+	for _, f := range textFindingsOf(m.s, m, what, true) {
 		s.c.addSev(f.rule, path, false, f.msg, f.sev)
 	}
 }

@@ -406,10 +406,10 @@ var textExprs = newTextExprSet()
 
 type textExprSet struct {
 	auto *needleAutomaton
-	// In the order of their tables: instructionREs, sensitiveREs,
+	// In the order of their tables: instructionREs, roleSwitchREs, sensitiveREs,
 	// escalationREs, secretREs.
-	instruction, sensitive, escalation, secrets []*ruleExpr
-	secretWord, url, email, errorWord           *ruleExpr
+	instruction, roleSwitch, sensitive, escalation, secrets []*ruleExpr
+	secretWord, url, email, errorWord                       *ruleExpr
 }
 
 // exprBuilder gathers the needles of the expressions as they are made.
@@ -425,6 +425,9 @@ func newTextExprSet() *textExprSet {
 	t := b.set
 	for i, re := range instructionREs {
 		t.instruction = append(t.instruction, b.expr(re, anyCase(instructionNeedles[i]...), instructionAlso[i]))
+	}
+	for i, re := range roleSwitchREs {
+		t.roleSwitch = append(t.roleSwitch, b.expr(re, anyCase(roleSwitchNeedles[i]...), roleSwitchAlso[i]))
 	}
 	for i, re := range sensitiveREs {
 		t.sensitive = append(t.sensitive, b.expr(re, anyCase(sensitiveNeedles[i]...), nil))
