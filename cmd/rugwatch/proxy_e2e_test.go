@@ -919,6 +919,7 @@ servers:
 	}
 	if t.Failed() {
 		t.Logf("the stdio proxies' stderr:\n%s", bridge.Stderr.String())
+		t.Logf("the daemon's log (proxy_listen):\n%s", d.dump())
 	}
 	t.Logf("conformance (active suite, %d scenarios): %d pass directly, %d through proxy_listen, %d through the stdio rugwatch proxy (%d sessions, one child each); by-contract refusals of a never-listed tool: %d and %d",
 		len(names), dPass, pass[0], pass[1], bridge.Opened(), refused[0], refused[1])
