@@ -33,6 +33,8 @@ const (
 	RuleSecretInResult       = "secret-in-result"
 	RuleUnscannedResult      = "unscanned-result"
 	RuleArgumentInjection    = "argument-injection"
+	RulePathTraversal        = "path-traversal"
+	RuleInternalDestination  = "internal-destination"
 	RuleExfilChain           = "exfiltration-chain"
 	RulePlaintextTransport   = "plaintext-transport"
 	RuleUnpinnedPackage      = "unpinned-package"
@@ -68,6 +70,8 @@ var rules = []Rule{
 	{RuleSecretInResult, rugwatch.SeverityCritical, "a tool result carries a private key, cloud access key, bearer token or JWT"},
 	{RuleUnscannedResult, rugwatch.SeverityCritical, "a tool result holds more text than the rules read (4 MiB by default): what lies past it is unchecked"},
 	{RuleArgumentInjection, rugwatch.SeverityCritical, "a string argument to a tool that runs commands or reaches hosts carries shell metacharacter chains or command substitution"},
+	{RulePathTraversal, rugwatch.SeverityWarning, "a path argument to a tool that takes paths climbs out of its directory (../); naming a credential file is sensitive-path, critical"},
+	{RuleInternalDestination, rugwatch.SeverityCritical, "a URL or host argument to a tool that reaches hosts points at a cloud metadata service (critical) or a private, link-local or loopback address (warning)"},
 	{RuleExfilChain, rugwatch.SeverityCritical, "a call to an open-world tool carries a secret or sensitive text this session received in a flagged result"},
 	{RulePlaintextTransport, rugwatch.SeverityWarning, "a remote server is reached over plain http:// on a non-loopback host"},
 	{RuleUnpinnedPackage, rugwatch.SeverityWarning, "a package launch (npx, uvx, bunx, pipx) names no exact version: it runs whatever the registry serves today"},

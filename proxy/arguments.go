@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"strings"
 	"sync"
 
@@ -65,72 +64,19 @@ func (t *taint) carried(strs []string) int {
 	return n
 }
 
-// runsCommandsRE marks a tool whose name or description says it runs
-// commands or reaches hosts: its string arguments end up in a shell or a
-// network request.
-var runsCommandsRE = regexp.MustCompile(`(?i)(\b|_)(shell|command|cmd|exec|execute|bash|sh|terminal|script|subprocess|ssh|ping|traceroute|curl|wget|nslookup|dig|host|hostname|url|fetch|http|dns|network|connect|download)(\b|_)`)
-
-// injectionRE is a shell metacharacter chain or command substitution:
-// ; && || | followed by a command word, $( ), backticks, ${ }, a
-// redirection to a path, a newline followed by a command.
-var injectionRE = regexp.MustCompile("\\$\\([^)]*\\)|`[^`]+`|\\$\\{[^}]+\\}|(;|&&|\\|\\||\\|)\\s*[A-Za-z./~_-]|>\\s*[/~]|\\n\\s*(sudo|rm|curl|wget|bash|sh|nc|python|perl|chmod|cat)\\b")
-
 // argumentFindings returns the findings of one call's arguments.
 func argumentFindings(def json.RawMessage, args map[string]any, tainted *taint) []rugwatch.Finding {
-	return argumentFindingsOf(traitsOf(def), args, tainted)
-}
-
-// toolTraits is what the argument rules read of an approved definition:
-// whether it runs commands or reaches hosts (by its words), and whether it
-// may reach the open world (openWorldHint, true by MCP's default).
-// Computed once per approved definition (schemaFor), not per call.
-type toolTraits struct {
-	commands, openWorld bool
-}
-
-func traitsOf(def json.RawMessage) toolTraits {
-	var d struct {
-		Name        string `json:"name"`
-		Title       string `json:"title"`
-		Description string `json:"description"`
-		Annotations struct {
-			OpenWorldHint *bool `json:"openWorldHint"`
-		} `json:"annotations"`
-	}
-	_ = json.Unmarshal(def, &d)
-	return toolTraits{
-		commands: runsCommandsRE.MatchString(d.Name + " " + d.Title + " " + d.Description),
-		// MCP's default for openWorldHint is true: only a tool that says
-		// it stays in a closed world is spared.
-		openWorld: d.Annotations.OpenWorldHint == nil || *d.Annotations.OpenWorldHint,
-	}
+	return argumentFindingsOf(detect.TraitsOf(def), args, tainted)
 }
 
 // argumentFindingsOf is argumentFindings with the definition's traits
-// already read.
-func argumentFindingsOf(tr toolTraits, args map[string]any, tainted *taint) []rugwatch.Finding {
-	var out []rugwatch.Finding
-	commands := tr.commands
-	var all []string
-	for k, v := range args {
-		walkStrings(v, "/arguments/"+detect.PointerToken(k), 0, func(text, path string) {
-			all = append(all, text)
-			if !commands {
-				return
-			}
-			if loc := injectionRE.FindStringIndex(text); loc != nil {
-				out = append(out, rugwatch.Finding{Rule: detect.RuleArgumentInjection, Severity: rugwatch.SeverityCritical, Path: path,
-					Message: fmt.Sprintf("argument to a tool that runs commands or reaches hosts carries %q", visible.Line(text[loc[0]:loc[1]]))})
-			}
-		})
+// already read (once per approved definition: schemaFor).
+func argumentFindingsOf(tr detect.ToolTraits, args map[string]any, tainted *taint) []rugwatch.Finding {
+	var carried func([]string) int
+	if tainted != nil {
+		carried = tainted.carried
 	}
-	if tr.openWorld && tainted != nil {
-		if n := tainted.carried(all); n > 0 {
-			out = append(out, rugwatch.Finding{Rule: detect.RuleExfilChain, Severity: rugwatch.SeverityCritical, Path: "/arguments",
-				Message: fmt.Sprintf("the arguments carry %d secret or sensitive item(s) this session received in a flagged result, to an open-world tool", n)})
-		}
-	}
-	return out
+	return detect.ArgumentFindings(tr, args, carried)
 }
 
 // checkArguments records argument findings and returns the refusal, or
@@ -144,7 +90,9 @@ func (s *session) checkArguments(ctx context.Context, id jsonrpc.ID, check *sche
 	for _, f := range findings {
 		chain = chain || f.Rule == detect.RuleExfilChain
 	}
-	refused := chain || s.opts.Results == ResultsBlock
+	// Under block, what is refused is what is critical: a browser tool
+	// opening localhost (a warning) is a developer's everyday.
+	refused := chain || s.opts.Results == ResultsBlock && detect.MaxSeverity(findings) == rugwatch.SeverityCritical
 	if err := s.withBackend(ctx, func(b Backend) error { return b.FlagResult(ctx, s.opts.Server, name, findings, refused) }); err != nil {
 		s.log.Error("recording flagged arguments failed", "tool", visible.Line(name), "error", err)
 	}

@@ -151,7 +151,7 @@ type schemaCheck struct {
 	// parameter no one approved is how exfiltration travels.
 	props map[string]bool
 	// traits are what the argument rules read of the definition.
-	traits toolTraits
+	traits detect.ToolTraits
 }
 
 func (s *session) schemaFor(t monitor.AllowedTool) (*schemaCheck, error) {
@@ -177,7 +177,7 @@ func (s *session) schemaFor(t monitor.AllowedTool) (*schemaCheck, error) {
 	if err != nil {
 		return nil, err
 	}
-	c = &schemaCheck{resolved: rs, props: map[string]bool{}, traits: traitsOf(t.Definition)}
+	c = &schemaCheck{resolved: rs, props: map[string]bool{}, traits: detect.TraitsOf(t.Definition)}
 	for name := range sch.Properties {
 		c.props[name] = true
 	}
@@ -224,24 +224,6 @@ func declared(props map[string]bool) string {
 	}
 	sort.Strings(names)
 	return strings.Join(names, ", ")
-}
-
-func walkStrings(v any, path string, depth int, fn func(text, path string)) {
-	if depth > 64 {
-		return
-	}
-	switch x := v.(type) {
-	case string:
-		fn(x, path)
-	case []any:
-		for i, e := range x {
-			walkStrings(e, fmt.Sprintf("%s/%d", path, i), depth+1, fn)
-		}
-	case map[string]any:
-		for k, e := range x {
-			walkStrings(e, path+"/"+strings.NewReplacer("~", "~0", "/", "~1").Replace(k), depth+1, fn)
-		}
-	}
 }
 
 // maxClassified bounds the result text handed to an external classifier.

@@ -181,3 +181,58 @@ func TestArgumentFindingsNeedTheirProtection(t *testing.T) {
 		t.Fatalf("closed-world tool: %v", got)
 	}
 }
+
+// TestProxyPathAndDestinationArguments: under results: block, a path
+// argument that climbs to a credential file or names one, and a URL
+// argument aimed at a cloud metadata service (however the address is
+// spelled), are refused before they reach the server; a browser-style
+// visit to localhost is recorded as a warning and passes, and an honest
+// relative path passes unremarked.
+func TestProxyPathAndDestinationArguments(t *testing.T) {
+	r := newRig(t)
+	var reached []string
+	handler := func(_ context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		reached = append(reached, string(req.Params.Arguments))
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "ok"}}}, nil
+	}
+	r.up.srv.AddTool(&mcp.Tool{Name: "read_file", Description: "Reads a file of the project.",
+		InputSchema: json.RawMessage(`{"type":"object","properties":{"path":{"type":"string"}}}`)}, handler)
+	r.up.srv.AddTool(&mcp.Tool{Name: "fetch", Description: "Fetches a URL and returns the page.",
+		InputSchema: json.RawMessage(`{"type":"object","properties":{"url":{"type":"string"}}}`)}, handler)
+	cs := approvedSession(t, r, ResultsBlock, "echo", "read_file", "fetch")
+	for _, c := range []struct{ tool, arg, value string }{
+		{"read_file", "path", "../../../../etc/shadow"},
+		{"read_file", "path", "~/.ssh/id_rsa"},
+		{"read_file", "path", "/proc/self/environ"},
+		{"read_file", "path", ".env"},
+		{"fetch", "url", "http://169.254.169.254/latest/meta-data/iam/security-credentials/"},
+		{"fetch", "url", "http://2852039166/latest/meta-data/"},
+		{"fetch", "url", "http://metadata.google.internal/computeMetadata/v1/"},
+	} {
+		if _, err := callText(t, cs, c.tool, c.arg, c.value); err == nil {
+			t.Errorf("%s %q: not refused", c.tool, c.value)
+		}
+	}
+	if len(reached) != 0 {
+		t.Fatalf("refused calls reached the server: %v", reached)
+	}
+	got := flaggedRules(t, r, "read_file")
+	if !got[detect.RuleSensitivePath] || !got[detect.RulePathTraversal] {
+		t.Fatalf("read_file events: %v", got)
+	}
+	if !flaggedRules(t, r, "fetch")[detect.RuleInternalDestination] {
+		t.Fatal("no internal-destination event")
+	}
+	for _, c := range []struct{ tool, arg, value string }{
+		{"read_file", "path", "docs/guide/../readme.md"},
+		{"fetch", "url", "http://localhost:3000/"},
+		{"fetch", "url", "https://example.com/a/../b"},
+	} {
+		if _, err := callText(t, cs, c.tool, c.arg, c.value); err != nil {
+			t.Errorf("%s %q refused: %v", c.tool, c.value, err)
+		}
+	}
+	if len(reached) != 3 {
+		t.Fatalf("honest calls reached the server %d times, want 3", len(reached))
+	}
+}
