@@ -25,6 +25,9 @@ type AllowedTool struct {
 	Name       string          `json:"name"`
 	Digest     rugwatch.Digest `json:"digest"`
 	Definition json.RawMessage `json:"definition"` // canonical JSON, as signed
+	// ReturnsSecrets: its signed approval says it returns secrets by
+	// design (approve --returns-secrets).
+	ReturnsSecrets bool `json:"returns_secrets,omitempty"`
 }
 
 // Allowed is what may reach the model from one server right now.
@@ -283,7 +286,7 @@ func (l *Ledger) allowedTool(tx *store.Tx, server, name string, t store.ToolReco
 		return AllowedTool{}, false, err
 	}
 	if v := l.Verified.WithDefinition(l.Verifier, ap); v.Valid && len(v.Definition) > 0 {
-		return AllowedTool{Name: name, Digest: ap.Digest, Definition: v.Definition}, true, nil
+		return AllowedTool{Name: name, Digest: ap.Digest, Definition: v.Definition, ReturnsSecrets: v.ReturnsSecrets}, true, nil
 	}
 	return AllowedTool{}, false, nil
 }
@@ -383,5 +386,6 @@ func (c *VerifiedCache) WithDefinition(v Verifier, a store.ApprovalRecord) Appro
 		return Approved{Digest: a.Digest, Problem: err.Error()}
 	}
 	out.Definition = st.Definition
+	out.ReturnsSecrets = st.ReturnsSecrets
 	return out
 }

@@ -27,6 +27,9 @@ type Approved struct {
 	// Resolves is the seq the signed statement is bound to; nil for an
 	// envelope signed before approvals were bound.
 	Resolves *uint64
+	// ReturnsSecrets is the signed allowance of a tool that returns
+	// secrets by design; set with the definition (WithDefinition).
+	ReturnsSecrets bool
 }
 
 // Input is everything one evaluation of one server looks at.

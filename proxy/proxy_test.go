@@ -149,6 +149,12 @@ func (r *rig) options(results string) Options {
 // approve signs what is observed now for each tool, as `rugwatch approve`.
 func (r *rig) approve(tools ...string) {
 	r.t.Helper()
+	r.approveAs(signatures.Review{}, tools...)
+}
+
+// approveAs approves tools with the review's allowances (ReturnsSecrets).
+func (r *rig) approveAs(review signatures.Review, tools ...string) {
+	r.t.Helper()
 	var rec store.ServerRecord
 	if err := r.db.View(func(tx *store.Tx) error { var err error; rec, _, err = tx.Server("up"); return err }); err != nil {
 		r.t.Fatal(err)
@@ -160,7 +166,7 @@ func (r *rig) approve(tools ...string) {
 			r.t.Fatalf("no tool %s recorded", name)
 		}
 		env, err := r.signer.SignApproval(signatures.Statement{Kind: store.KindTool, Server: "up", Tool: name, Digest: tr.ObservedDigest,
-			Definition: tr.Definition, ApprovedAt: time.Now().UTC(), Resolves: signatures.ResolvesSeq(tr.LastTransitionSeq)})
+			Definition: tr.Definition, ApprovedAt: time.Now().UTC(), Resolves: signatures.ResolvesSeq(tr.LastTransitionSeq), ReturnsSecrets: review.ReturnsSecrets})
 		if err != nil {
 			r.t.Fatal(err)
 		}

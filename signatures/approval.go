@@ -54,6 +54,11 @@ type Statement struct {
 	ApprovedAt       time.Time       `json:"approved_at"`
 	Note             string          `json:"note,omitempty"`
 	AcceptedFindings []string        `json:"accepted_findings,omitempty"`
+	// ReturnsSecrets (kind tool) says the approver knows the tool returns
+	// secrets by design (a vault, a password manager): its results raise
+	// no secret-in-result, while what they carry is still tracked for
+	// exfiltration-chain. Signed, so the store cannot grant it.
+	ReturnsSecrets bool `json:"returns_secrets,omitempty"`
 	// Resolves binds the approval to the state it was signed for: the seq
 	// of the newest event that moved this tool (or the instructions) when
 	// the approver reviewed it, 0 for one never seen. The daemon accepts it
@@ -90,6 +95,9 @@ func (st *Statement) check() error {
 	case KindInstructions:
 		if st.Tool != "" {
 			return errors.New("kind instructions takes no tool name")
+		}
+		if st.ReturnsSecrets {
+			return errors.New("returns_secrets is for a tool")
 		}
 	default:
 		return fmt.Errorf("unknown kind %q", st.Kind)

@@ -23,6 +23,9 @@ type Review struct {
 	// Accepted names the critical findings the approver accepted, each as
 	// "<rule> <path>".
 	Accepted []string
+	// ReturnsSecrets: the tool returns secrets by design
+	// (Statement.ReturnsSecrets).
+	ReturnsSecrets bool
 }
 
 // AcceptedFindings lists the critical findings of fs as a statement
@@ -41,7 +44,7 @@ func AcceptedFindings(fs []rugwatch.Finding) []string {
 // (what the model will read, byte for byte) with its digest.
 func ToolStatement(server, tool string, digest rugwatch.Digest, canonical json.RawMessage, r Review) Statement {
 	return Statement{Kind: KindTool, Server: server, Tool: tool, Digest: digest, Definition: canonical,
-		ApprovedAt: r.ApprovedAt, Note: r.Note, AcceptedFindings: r.Accepted, Resolves: ResolvesSeq(r.Seq)}
+		ApprovedAt: r.ApprovedAt, Note: r.Note, AcceptedFindings: r.Accepted, ReturnsSecrets: r.ReturnsSecrets, Resolves: ResolvesSeq(r.Seq)}
 }
 
 // InstructionsCanonical is the canonical form of a server's instructions

@@ -27,6 +27,7 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 	note := fs.String("note", "", "note stored with the approval")
 	acceptFindings := fs.Bool("accept-findings", false, "approve even definitions with critical poisoning findings (recorded in the approval)")
 	withInstructions := fs.Bool("instructions", false, "approve the server's instructions")
+	returnsSecrets := fs.Bool("returns-secrets", false, "the named tools return secrets by design (a vault): their results raise no secret-in-result, and what they return is still kept from open-world tools (signed in the approval)")
 	withLaunch := fs.Bool("launch", false, "pin what now runs for a stdio server (after launch.drifted)")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -38,6 +39,9 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 	server, tools := pos[0], pos[1:]
 	if len(tools) == 0 && !*all && !*withInstructions && !*withLaunch {
 		return usagef("name the tools to approve, or pass --all, --instructions or --launch: rugwatch approve %s TOOL… | --all", server)
+	}
+	if *returnsSecrets && len(tools) == 0 {
+		return usagef("--returns-secrets is given per tool: rugwatch approve %s TOOL… --returns-secrets", server)
 	}
 	if *digest != "" && len(tools) != 1 {
 		return usagef("--digest checks one tool: rugwatch approve %s TOOL --digest sha256:…", server)
@@ -85,6 +89,9 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 		}
 		printDefinition(a.Stdout, t.Definition, "  ")
 		printFindings(a.Stdout, "  ", t.Findings)
+		if *returnsSecrets {
+			fmt.Fprintln(a.Stdout, "  returns secrets by design: its results raise no secret-in-result; what they carry may still not reach an open-world tool")
+		}
 		fmt.Fprintln(a.Stdout)
 	}
 	if instr {
@@ -127,7 +134,7 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 		// Bound to the state just shown (Seq): the daemon takes it only
 		// while this is still the tool's newest transition.
 		env, err := signer.SignApproval(signatures.ToolStatement(server, t.Name, t.ObservedDigest, t.Definition, signatures.Review{
-			Seq: t.LastTransitionSeq, ApprovedAt: now, Note: *note, Accepted: signatures.AcceptedFindings(t.Findings)}))
+			Seq: t.LastTransitionSeq, ApprovedAt: now, Note: *note, Accepted: signatures.AcceptedFindings(t.Findings), ReturnsSecrets: *returnsSecrets}))
 		if err != nil {
 			return fmt.Errorf("signing %s/%s: %w", server, t.Name, err)
 		}
