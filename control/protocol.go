@@ -43,6 +43,8 @@ type Backend interface {
 	// Generation is the daemon's approvals generation (see
 	// monitor.Ledger.Generation).
 	Generation(ctx context.Context) (uint64, error)
+	// ToolNames is every recorded server's live tool names.
+	ToolNames(ctx context.Context) (map[string][]string, error)
 }
 
 var _ Backend = (*monitor.Ledger)(nil)
@@ -159,6 +161,10 @@ var methods = map[string]handler{
 		g, err := b.Generation(ctx)
 		return generationResp{Generation: g}, err
 	}),
+	"tools.names": method(func(ctx context.Context, b Backend, r empty) (toolNamesResp, error) {
+		n, err := b.ToolNames(ctx)
+		return toolNamesResp{Servers: n}, err
+	}),
 	"result.flag": method(func(ctx context.Context, b Backend, r flagReq) (empty, error) {
 		return empty{}, b.FlagResult(ctx, r.Server, r.Tool, r.Findings, r.Blocked)
 	}),
@@ -240,6 +246,16 @@ type generationResp struct {
 func (c *Client) Generation(ctx context.Context) (uint64, error) {
 	r, err := call[generationResp](ctx, c, "generation", empty{})
 	return r.Generation, err
+}
+
+type toolNamesResp struct {
+	Servers map[string][]string `json:"servers"`
+}
+
+// ToolNames asks the daemon for every recorded server's live tool names.
+func (c *Client) ToolNames(ctx context.Context) (map[string][]string, error) {
+	r, err := call[toolNamesResp](ctx, c, "tools.names", empty{})
+	return r.Servers, err
 }
 
 func (c *Client) FlagResult(ctx context.Context, server, tool string, findings []rugwatch.Finding, blocked bool) error {

@@ -28,6 +28,7 @@ const (
 	RuleMixedScriptName   = "mixed-script-name"
 	RuleShadowing         = "cross-server-shadowing"
 	RuleRoleSwitch        = "role-switch"
+	RuleCrossServerCall   = "cross-server-call"
 	// Rules of what the proxy sees at call time and of who the server is.
 	RuleFalseErrorEscalation = "false-error-escalation"
 	RuleSecretInResult       = "secret-in-result"
@@ -60,6 +61,7 @@ var rules = []Rule{
 	{RuleControlChars, rugwatch.SeverityCritical, "terminal control characters (ESC, CSI, CR, other C0/C1) can rewrite what a reviewer sees"},
 	{RuleInstructionMarker, rugwatch.SeverityCritical, "text addressed to the model: instruction tags, orders to hide things from the user or call other tools"},
 	{RuleRoleSwitch, rugwatch.SeverityCritical, "a line that speaks as the system or assistant, or tells the model it is now in another mode or role"},
+	{RuleCrossServerCall, rugwatch.SeverityCritical, "a tool result tells the model to call a tool of another server"},
 	{RuleSensitivePath, rugwatch.SeverityCritical, "names a credential file, private key or secret"},
 	{RuleExfilURL, rugwatch.SeverityWarning, "a URL or e-mail address data could be sent to"},
 	{RuleExfilParam, rugwatch.SeverityCritical, "a parameter that asks the model for file contents, the conversation, its prompt or secrets"},
@@ -1696,6 +1698,66 @@ func (w *defWalker) mentions(s, ptr string, inMeta bool) {
 		parts[i] = visible.Line(n)
 	}
 	w.c.add(RuleShadowing, ptr, inMeta, "names another server's tool, which can steer the model to it or change how it is used: "+strings.Join(parts, ", "))
+}
+
+// callVerbs are the words that send a model to a tool ("call X", "use
+// the X tool").
+var callVerbs = []string{"call", "use", "invoke", "run", "execute", "trigger"}
+
+// CallsElsewhere returns the tools of servers other than server that
+// text tells the model to call (a call verb, maybe "the", then the
+// tool's name), as "server/tool", at most five. Only the words after a
+// call verb are looked up, so a page of megabytes costs one pass.
+func CallsElsewhere(text, server string, idx *ToolIndex) []string {
+	if idx.empty() {
+		return nil
+	}
+	lower := strings.ToLower(text)
+	seen := map[string]bool{}
+	var out []string
+	for _, v := range callVerbs {
+		for at := 0; ; {
+			i := strings.Index(lower[at:], v)
+			if i < 0 {
+				break
+			}
+			i += at
+			at = i + len(v)
+			if i > 0 && nameByte(lower[i-1]) || at >= len(lower) || nameByte(lower[at]) {
+				continue
+			}
+			rest := strings.TrimLeft(lower[at:min(at+200, len(lower))], " \t`'\"")
+			rest = strings.TrimLeft(strings.TrimPrefix(rest, "the "), " \t`'\"")
+			j := 0
+			for j < len(rest) && (nameByte(rest[j]) || rest[j] == '.' || rest[j] == '/') {
+				j++
+			}
+			word := strings.TrimRight(rest[:j], "./")
+			if word == "" || seen[word] {
+				continue
+			}
+			seen[word] = true
+			for _, o := range idx.appendNamed(nil, word) {
+				if o.Server != server {
+					out = append(out, o.Server+"/"+o.Tool)
+				}
+			}
+			// "server.tool" and "server/tool" name the server too.
+			if k := strings.IndexAny(word, "./"); k > 0 {
+				for _, o := range idx.appendNamed(nil, word[k+1:]) {
+					if o.Server != server && strings.EqualFold(o.Server, word[:k]) {
+						out = append(out, o.Server+"/"+o.Tool)
+					}
+				}
+			}
+		}
+	}
+	sort.Strings(out)
+	out = slicesCompact(out)
+	if len(out) > 5 {
+		out = out[:5]
+	}
+	return out
 }
 
 // containsToken reports needle in hay with no name character on either side.

@@ -36,6 +36,11 @@ type ResultScanOptions struct {
 	// letters, bidi reordering, hidden characters, decoding): only tests
 	// set it, to show an evasion passing without it.
 	Raw bool
+	// Server and Others, when set, are the server whose result this is and
+	// every server's tool names: a result that tells the model to call
+	// another server's tool is cross-server-call.
+	Server string
+	Others *ToolIndex
 	// noPrefilter runs every gated expression on every text: only tests
 	// set it, to prove the literal gates change no finding.
 	noPrefilter bool
@@ -203,6 +208,22 @@ func (s *resultScanner) scan(text, path string, depth int, how string) [][2]int 
 				s.c.add(RuleFalseErrorEscalation, path, false, fmt.Sprintf("%san error that sends the model elsewhere: %s", how, visible.Quote(m.s[loc[0]:loc[1]])))
 			}
 		}
+	}
+	if called := CallsElsewhere(text, s.opts.Server, s.opts.Others); len(called) > 0 {
+		parts := make([]string, len(called))
+		for i, c := range called {
+			parts[i] = visible.Quote(c)
+		}
+		// A one-word name ("search", "fetch") is also a word a page may
+		// use in passing: a warning. A compound name like send_email is
+		// an errand.
+		sev := rugwatch.SeverityWarning
+		for _, c := range called {
+			if tool := c[strings.IndexByte(c, '/')+1:]; strings.ContainsAny(tool, "_-.") {
+				sev = rugwatch.SeverityCritical
+			}
+		}
+		s.c.addSev(RuleCrossServerCall, path, false, fmt.Sprintf("%stells the model to call another server's tool: %s", how, strings.Join(parts, ", ")), sev)
 	}
 	var spans [][2]int
 	for i, sr := range secretREs {

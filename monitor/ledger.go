@@ -125,6 +125,23 @@ func (l *Ledger) Generation(context.Context) (uint64, error) {
 	return l.Gen(), nil
 }
 
+// ToolNames is every recorded server's live tool names: what the proxy's
+// result rules look for when a result points the model at another
+// server's tool.
+func (l *Ledger) ToolNames(context.Context) (map[string][]string, error) {
+	out := map[string][]string{}
+	err := l.DB.View(func(tx *store.Tx) error {
+		return tx.ServerTools(func(name string, tools map[string]rugwatch.State) error {
+			out[name] = liveTools(tools)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading tool names: %w", err)
+	}
+	return out, nil
+}
+
 // appendEvent appends e and hands it to InTx in the same transaction.
 func (l *Ledger) appendEvent(tx *store.Tx, e *rugwatch.Event) error {
 	if err := tx.AppendEvent(e); err != nil {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -100,7 +102,8 @@ func (s *session) callTool(ctx context.Context, up *mcpclient.Session, req *json
 	if rpcErr != nil {
 		return &jsonrpc.Response{ID: req.ID, Error: rpcErr}
 	}
-	scan := detect.ScanResult(res, detect.ResultScanOptions{Redact: s.opts.Results == ResultsRedact && !tool.ReturnsSecrets})
+	scan := detect.ScanResult(res, detect.ResultScanOptions{Redact: s.opts.Results == ResultsRedact && !tool.ReturnsSecrets,
+		Server: s.opts.Server, Others: s.others.index(ctx, s)})
 	if s.opts.Classify != nil {
 		if text := resultText(res); text != "" {
 			scan.Findings = append(scan.Findings, s.opts.Classify(ctx, params.Name, text)...)
@@ -129,6 +132,53 @@ func (s *session) callTool(ctx context.Context, up *mcpclient.Session, req *json
 		}
 	}
 	return &jsonrpc.Response{ID: req.ID, Result: res}
+}
+
+// toolNamer is a backend that knows every recorded server's tool names
+// (the daemon and the store do).
+type toolNamer interface {
+	ToolNames(ctx context.Context) (map[string][]string, error)
+}
+
+// otherTools is the index of every server's tool names a session's
+// results are read against (cross-server-call), read again after
+// othersFor. A backend that cannot say leaves the rule without an index.
+type otherTools struct {
+	mu  sync.Mutex
+	idx *detect.ToolIndex
+	at  time.Time
+}
+
+// othersFor bounds how old the names a result is read against may be: a
+// server added a minute ago is looked for within a minute.
+const othersFor = time.Minute
+
+func (o *otherTools) index(ctx context.Context, s *session) *detect.ToolIndex {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.at.IsZero() && time.Since(o.at) < othersFor {
+		return o.idx
+	}
+	var names map[string][]string
+	err := s.withBackend(ctx, func(b Backend) error {
+		tn, ok := b.(toolNamer)
+		if !ok {
+			return nil
+		}
+		var err error
+		names, err = tn.ToolNames(ctx)
+		return err
+	})
+	if err != nil {
+		s.log.Debug("reading other servers' tool names failed", "error", err)
+		return o.idx // the last reading, if any, until one succeeds
+	}
+	idx := detect.NewToolIndex(nil)
+	for server, tools := range names {
+		idx.SetServer(server, tools)
+	}
+	o.idx, o.at = idx, time.Now()
+	return idx
 }
 
 // withoutRule is fs without the findings of rule.

@@ -147,6 +147,7 @@ type session struct {
 	unreadable bool
 	schemas    map[string]*schemaCheck // by digest
 	taint      taint                   // secrets this session's results carried (call.go)
+	others     otherTools              // every server's tool names, for results (call.go)
 	// told is the withheld set the client was last told of
 	// (withheldNotice), so that it hears of each change once, not on
 	// every listing; level is the log level the client set ("" for none).
