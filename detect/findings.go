@@ -161,7 +161,10 @@ func Findings(def json.RawMessage, fc FindingContext) []rugwatch.Finding {
 					"%d sentences send the prompt, the conversation or a secret; the parameters were matched against the first %d", len(errands), maxErrands))
 				errands = errands[:maxErrands]
 			}
-			for name := range props {
+			for name, ps := range props {
+				if sub, ok := ps.(map[string]any); ok && !canCarryText(sub, 0) {
+					continue
+				}
 				if sent := errandThrough(errands, name); sent != "" {
 					c.add(RuleExfilParam, "/inputSchema/properties/"+PointerToken(name), false,
 						fmt.Sprintf("parameter %s: the tool's description sends the prompt, the conversation or a secret through it: %s", visible.Quote(name), visible.Quote(sent)))
@@ -517,18 +520,25 @@ func textFindingsOf(s string, m *textMatch, what string, inResult bool) []textFi
 	if m == nil {
 		return out
 	}
-	if loc := m.firstOf(textExprs.instruction); loc != nil {
-		add(RuleInstructionMarker, fmt.Sprintf("%stext addressed to the model: %s", what, visible.Quote(s[loc[0]:loc[1]])))
+	if loc, sev := m.instruction(); loc != nil {
+		if sev == rugwatch.SeverityCritical {
+			add(RuleInstructionMarker, fmt.Sprintf("%stext addressed to the model: %s", what, visible.Quote(s[loc[0]:loc[1]])))
+		} else {
+			addSev(RuleInstructionMarker, fmt.Sprintf("%san order to the model to call or pass something (tool chaining; nothing secret, hidden or sent away in it): %s", what, visible.Quote(s[loc[0]:loc[1]])), sev)
+		}
 	}
 	if loc := m.firstOf(textExprs.roleSwitch); loc != nil {
 		add(RuleRoleSwitch, fmt.Sprintf("%stext that speaks as the system or tells the model who it now is: %s", what, visible.Quote(strings.TrimSpace(s[loc[0]:loc[1]]))))
 	}
 	if sens := m.sensitive(); sens.found() {
 		switch {
-		case inResult && !sens.key:
-			addSev(RuleSensitivePath, fmt.Sprintf("%smentions a secret or credential file: %s", what, sens.quoted()), rugwatch.SeverityWarning)
-		default:
+		case sens.key, sens.sentence != "" && !inResult, sens.ordered && !inResult:
 			add(RuleSensitivePath, fmt.Sprintf("%snames a secret or credential file: %s", what, sens.quoted()))
+		default:
+			// A name in passing ("paths such as ~/.ssh are rejected", an
+			// environment dump in a result) is worth a look, not an
+			// alarm; an order to read or send it is.
+			addSev(RuleSensitivePath, fmt.Sprintf("%smentions a secret or credential file: %s", what, sens.quoted()), rugwatch.SeverityWarning)
 		}
 	}
 	urlLoc := m.first(textExprs.url, 0)
@@ -997,6 +1007,77 @@ var instructionREs = compileAll(
 	`(?i)\bnew\s+instructions\s*:|\bsystem\s+override\b`,
 )
 
+// instructionChaining marks, per instructionREs entry in order, the
+// orders to call or pass something ("before calling this tool", "you
+// must call", "always provide"): honest servers chain their tools in
+// those words (context7: "You MUST call resolve-library-id first"), so
+// they are critical only in a sentence that also names a secret, a
+// credential file, the conversation or a destination, or hides
+// something from the user; alone they are a warning.
+var instructionChaining = []bool{false, false, false, false, false, false, true, true, true, false, false, false, false}
+
+// instruction is the first instruction marker of the text m reads and
+// its severity: critical for any but a bare chaining order.
+func (m *textMatch) instruction() ([]int, rugwatch.Severity) {
+	var crit, warn []int
+	earlier := func(a, b []int) bool { return b == nil || a[0] < b[0] }
+	for i, e := range textExprs.instruction {
+		if !instructionChaining[i] {
+			if loc := m.first(e, 0); loc != nil && earlier(loc, crit) {
+				crit = loc
+			}
+			continue
+		}
+		for _, loc := range m.all(e, 16) {
+			if errandContext(sentenceAround(m.s, loc[0], loc[1])) {
+				if earlier(loc, crit) {
+					crit = loc
+				}
+				break
+			}
+			if earlier(loc, warn) {
+				warn = loc
+			}
+		}
+	}
+	switch {
+	case crit != nil:
+		return crit, rugwatch.SeverityCritical
+	case warn != nil:
+		return warn, rugwatch.SeverityWarning
+	}
+	return nil, ""
+}
+
+// hideREs are instructionREs' orders to keep something from the user.
+var hideREs = instructionREs[3:6]
+
+// errandContext reports whether a sentence with a chaining order also
+// names what makes it an errand: a credential file or key, a secret it
+// asks moved, the conversation or the prompt, a URL or address, or
+// something hidden from the user.
+func errandContext(sent string) bool {
+	for _, re := range sensitiveREs {
+		if re.MatchString(sent) {
+			return true
+		}
+	}
+	for _, re := range hideREs {
+		if re.MatchString(sent) {
+			return true
+		}
+	}
+	if loc := secretWordRE.FindStringIndex(sent); loc != nil && asksToLeak(sent) {
+		return true
+	}
+	return conversationRE.MatchString(sent) || promptErrandRE.MatchString(sent) || urlRE.MatchString(sent) || emailRE.MatchString(sent) ||
+		sendingToolRE.MatchString(sent)
+}
+
+// sendingToolRE is a word or name part that carries data away: an order
+// to always call send_email is an errand whatever else it says.
+var sendingToolRE = regexp.MustCompile(`(?i)(\b|_)(send|e?mail|upload|webhook|forward|share|publish|transfer|sms|tweet|exfiltrate)(\b|_)`)
+
 // promptErrand is an errand to hand over the prompt or the
 // conversation, whatever the verb or parameter it goes through.
 const promptErrand = `(?i)\b(pass|include|attach|append|send|put|provide|supply|add|copy|paste|insert|fill|forward|give|share)\b[^.\n]{0,80}?(\bsystem[\s_-]*(prompt|message|instructions)s?\b|\b(all|any|your|the)\s+(prior|previous|earlier|preceding|system|hidden)\s+(instructions|messages|prompts?)\b|\bconversation\s*(history|so\s+far|log|transcript)\b|\b(full|entire|whole)\s+(conversation|chat|transcript)\b)`
@@ -1120,6 +1201,9 @@ type sensitiveMatch struct {
 	// key: the term is key material itself (a PEM private key header),
 	// not a name.
 	key bool
+	// ordered: the sentence naming the file orders it read, sent or
+	// passed on (and does not negate the order).
+	ordered bool
 }
 
 func (m sensitiveMatch) found() bool { return m.term != "" }
@@ -1149,6 +1233,13 @@ func (m *textMatch) sensitive() sensitiveMatch {
 			end++
 		}
 		term := strings.TrimRight(strings.TrimLeft(s[loc[0]:end], " \t\n(\"'`"), ".:!?")
+		// The first credential path that an order governs, if any does
+		// (of the first few: a text of thousands is a finding anyway).
+		for l, n := loc, 0; l != nil && n < 32; l, n = m.firstOfFrom(textExprs.sensitive, l[1]), n+1 {
+			if ordersPath(sentenceAround(s, l[0], l[1])) {
+				return sensitiveMatch{term: strings.TrimRight(strings.TrimLeft(s[l[0]:min(l[1]+pathTail(s[l[1]:]), len(s))], " \t\n(\"'`"), ".:!?"), ordered: true}
+			}
+		}
 		return sensitiveMatch{term: term, key: strings.HasPrefix(term, "-----BEGIN")}
 	}
 	// One pass for the secret words over the whole text, then the verb
@@ -1164,7 +1255,14 @@ func (m *textMatch) sensitive() sensitiveMatch {
 		if i := strings.IndexAny(s[loc[1]:], ".!?\n"); i >= 0 {
 			end = loc[1] + i
 		}
-		if sent := s[start:end]; asksToLeak(sent) {
+		if groupedBy(s[start:loc[0]]) {
+			continue // "periods per API key": a key is how things are counted
+		}
+		// The order must govern the secret: a verb in its own clause
+		// ("include separate periods per API key, identified by the
+		// optional apiKey field" asks nothing of the key).
+		cs, ce := clauseAround(s, start, end, loc[0], loc[1])
+		if sent := s[start:end]; asksToLeak(s[cs:ce]) {
 			return sensitiveMatch{term: s[loc[0]:loc[1]], sentence: strings.TrimSpace(sent)}
 		}
 	}
@@ -1175,15 +1273,89 @@ func (m *textMatch) sensitive() sensitiveMatch {
 // "never send", "without sharing", "avoid pasting".
 var negatedVerbRE = regexp.MustCompile(`(?i)\b(not|never|no|don'?t|doesn'?t|shouldn'?t|mustn'?t|cannot|can'?t|without|avoid|avoiding|nor)\s+(\w+\s+){0,2}?(read|send|include|paste|share|upload|forward|copy|attach|leak|output|print|append|extract|collect|exfiltrate|reveal|dump|post|steal)(s|ed|ing)?\b`)
 
+// groupedBy reports whether the text before a secret's name makes it a
+// unit things are grouped or counted by ("per API key", "for each
+// token"), not an object handed over.
+func groupedBy(before string) bool {
+	f := strings.Fields(strings.ToLower(before))
+	if len(f) == 0 {
+		return false
+	}
+	switch f[len(f)-1] {
+	case "per", "each", "every", "by":
+		return true
+	}
+	return false
+}
+
+// pathVerbs are the orders a credential file's name turns into an
+// errand with: read it, open it, send or pass it on.
+const pathVerbs = `read|send|include|paste|share|upload|forward|copy|attach|leak|output|print|append|extract|collect|exfiltrate|reveal|dump|post|steal|put|pass|provide|give|fill|insert|enter|cat|open|load|access|get|fetch|obtain|retrieve|grab|return`
+
+var (
+	pathVerbRE        = regexp.MustCompile(`(?i)\b(` + pathVerbs + `)\b`)
+	negatedPathVerbRE = regexp.MustCompile(`(?i)\b(not|never|no|don'?t|doesn'?t|shouldn'?t|mustn'?t|cannot|can'?t|without|avoid|avoiding|nor|refuse[sd]?|reject[sd]?)\s+(\w+\s+){0,2}?(` + pathVerbs + `)(s|ed|ing)?\b`)
+)
+
+// ordersPath reports whether a sentence naming a credential file orders
+// it read, sent or passed on: a path verb no negation governs.
+func ordersPath(sent string) bool { return ungoverned(sent, pathVerbRE, negatedPathVerbRE) }
+
+// sentenceAround is the sentence of s holding s[lo:hi]: from the last
+// ". ", "!", "?" or line break before it to the next after it (a dot
+// inside a file name ends nothing).
+func sentenceAround(s string, lo, hi int) string {
+	start := 0
+	for _, sep := range []string{". ", "!", "?", "\n"} {
+		if i := strings.LastIndex(s[:lo], sep); i >= 0 && i+len(sep) > start {
+			start = i + len(sep)
+		}
+	}
+	end := len(s)
+	for _, sep := range []string{". ", "!", "?", "\n"} {
+		if i := strings.Index(s[hi:], sep); i >= 0 && hi+i < end {
+			end = hi + i
+		}
+	}
+	return s[start:end]
+}
+
+// clauseAround is the clause of s[start:end] (a sentence) holding
+// s[lo:hi]: between the nearest , ; : ( ) or dash either side.
+func clauseAround(s string, start, end, lo, hi int) (int, int) {
+	const seps = ",;:()–—"
+	cs, ce := start, end
+	if i := strings.LastIndexAny(s[start:lo], seps); i >= 0 {
+		cs = start + i + 1
+	}
+	if i := strings.IndexAny(s[hi:end], seps); i >= 0 {
+		ce = hi + i
+	}
+	return cs, ce
+}
+
+// pathTail is how far a path goes on past a match ("~/.ssh" + "/id_rsa").
+func pathTail(s string) int {
+	n := 0
+	for n < len(s) && !strings.ContainsRune(" \t\n\r\"'`()<>,;", rune(s[n])) {
+		n++
+	}
+	return n
+}
+
 // asksToLeak reports whether a sentence naming a secret asks to move it:
 // a leak verb that no negation governs. "Do not include API keys or
 // passwords" is the opposite of an errand (context7 says it).
-func asksToLeak(sent string) bool {
-	verbs := leakVerbRE.FindAllStringIndex(sent, -1)
+func asksToLeak(sent string) bool { return ungoverned(sent, leakVerbRE, negatedVerbRE) }
+
+// ungoverned reports whether sent holds a match of verbRE that no match
+// of negatedRE (a negation and the verb) covers.
+func ungoverned(sent string, verbRE, negatedRE *regexp.Regexp) bool {
+	verbs := verbRE.FindAllStringIndex(sent, -1)
 	if len(verbs) == 0 {
 		return false
 	}
-	negated := negatedVerbRE.FindAllStringIndex(sent, -1)
+	negated := negatedRE.FindAllStringIndex(sent, -1)
 	for _, v := range verbs {
 		under := false
 		for _, n := range negated {
@@ -1227,7 +1399,7 @@ var (
 	contentsOfSensitiveRE = regexp.MustCompile(`(?i)` + askVerb + `[^.\n]{0,60}?\b(contents?|full\s+text|text|body)\s+of\b[^.\n]{0,40}?(~|/|\B\.[a-z]|\b(secrets?|keys?|tokens?|credentials|passwords?|env|environment|config|conversation|chat|history|prompt|messages|instructions|files?\s+in)\b)`)
 	// Asks a harmless-looking parameter for any content at all.
 	genericContentRE = regexp.MustCompile(`(?i)` + askVerb + `[^.\n]{0,60}?\b(contents?\s+of|everything|all\s+(the\s+)?(files?|data|messages|information|text|previous|prior)|files?|secrets?|tokens?|keys?|passwords?|credentials|conversation|chat|history)\b`)
-	conversationRE   = regexp.MustCompile(`(?i)\b(conversation|chat)\s*(history|log|transcript|so\s+far|messages|contents?)\b|\bsystem\s*prompt\b|\b(previous|prior|earlier|preceding|all)\s+(messages|turns)\b|\b(full|entire|whole)\s+(conversation|chat|context|transcript)\b|\beverything\s+(above|the\s+user\s+(said|wrote))\b`)
+	conversationRE   = regexp.MustCompile(`(?i)\b(conversation|chat)\s*(history|log|transcript|so\s+far|contents?)\b|\bsystem\s*prompt\b|\b(previous|prior|earlier|preceding)\s+(messages|turns)\b|\b(full|entire|whole)\s+(conversation|chat|context|transcript)\b|\beverything\s+(above|the\s+user\s+(said|wrote))\b`)
 	secretAskRE      = regexp.MustCompile(`(?i)(` + askVerb + `|\b(your|the\s+user'?s)\b)[^.\n]{0,40}?` + secretWords)
 )
 
@@ -1246,9 +1418,9 @@ var (
 	// Its alternatives share no word: one group of all their words opened
 	// on "Returns" (turns) and "call" (all), in most tool descriptions.
 	conversationGated = gatedRE{re: conversationRE, alts: [][][]string{
-		{{"conversation", "chat"}, {"history", "log", "transcript", "far", "messages", "content"}},
+		{{"conversation", "chat"}, {"history", "log", "transcript", "far", "content"}},
 		{{"system"}, {"prompt"}},
-		{phrases([]string{"previous", "prior", "earlier", "preceding", "all"}, []string{"messages", "turns"})},
+		{phrases([]string{"previous", "prior", "earlier", "preceding"}, []string{"messages", "turns"})},
 		{phrases([]string{"full", "entire", "whole"}, []string{"conversation", "chat", "context", "transcript"})},
 		{{"everything above", "everything the user said", "everything the user wrote"}},
 	}}
@@ -1388,6 +1560,14 @@ func checkParam(c *collector, name string, schema map[string]any, ptr string) {
 	if msg := mixedScript(name); msg != "" {
 		c.add(RuleMixedScriptName, ptr, false, fmt.Sprintf("parameter name %s %s", visible.Quote(name), msg))
 	}
+	if !canCarryText(schema, 0) {
+		// A number, a boolean, an enum or an object that admits no
+		// property carries nothing a model could fill with the
+		// conversation or a key, whatever its description says
+		// (chrome-devtools' pageSize "returns all messages", Notion's
+		// boolean include_transcript).
+		return
+	}
 	n := normalizeName(name)
 	var desc string
 	for _, k := range []string{"description", "title"} {
@@ -1420,6 +1600,71 @@ func checkParam(c *collector, name string, schema map[string]any, ptr string) {
 		msg += ": " + visible.Quote(d)
 	}
 	c.add(RuleExfilParam, ptr, false, msg)
+}
+
+// canCarryText reports whether a value the schema admits can hold free
+// text: a string that is not one of fixed values, or an object or array
+// that can hold one. No type (or one unknown) admits anything.
+func canCarryText(schema map[string]any, depth int) bool {
+	if depth > 16 {
+		return true
+	}
+	if _, ok := schema["enum"]; ok {
+		return false
+	}
+	if _, ok := schema["const"]; ok {
+		return false
+	}
+	for _, k := range []string{"anyOf", "oneOf"} {
+		if alts, ok := schema[k].([]any); ok && len(alts) > 0 {
+			for _, a := range alts {
+				if sub, ok := a.(map[string]any); !ok || canCarryText(sub, depth+1) {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	var types []string
+	switch t := schema["type"].(type) {
+	case string:
+		types = []string{t}
+	case []any:
+		for _, e := range t {
+			if s, ok := e.(string); ok {
+				types = append(types, s)
+			}
+		}
+	}
+	if len(types) == 0 {
+		return true
+	}
+	for _, t := range types {
+		switch t {
+		case "boolean", "number", "integer", "null":
+		case "array":
+			items, ok := schema["items"].(map[string]any)
+			if !ok || canCarryText(items, depth+1) {
+				return true
+			}
+		case "object":
+			if ap, ok := schema["additionalProperties"].(bool); !ok || ap {
+				return true // undeclared properties may hold anything
+			}
+			if _, ok := schema["patternProperties"]; ok {
+				return true
+			}
+			props, _ := schema["properties"].(map[string]any)
+			for _, p := range props {
+				if sub, ok := p.(map[string]any); !ok || canCarryText(sub, depth+1) {
+					return true
+				}
+			}
+		default:
+			return true // "string", or a type this does not know
+		}
+	}
+	return false
 }
 
 // --- names ---

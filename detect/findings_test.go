@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
@@ -73,58 +72,17 @@ func TestFindingsOnSharedCases(t *testing.T) {
 					t.Errorf("%s: unexpected critical %s at %s: %s", tc.ID, f.Rule, f.Path, f.Message)
 				}
 			}
+			// An attack keeps an alarm: a case that expects findings has a
+			// critical one, whatever the precision work lowered.
+			if len(tc.Findings) > 0 && MaxSeverity(fs) != rugwatch.SeverityCritical {
+				t.Errorf("%s (%s): no critical finding left: %v", tc.ID, tc.Note, fs)
+			}
 			if tc.Kind == "finding-free" && len(fs) != 0 {
 				t.Errorf("%s: want no finding, got %v", tc.ID, fs)
 			}
 		})
 	}
 	t.Logf("fixture cases: %d critical, %d warning findings", counts[rugwatch.SeverityCritical], counts[rugwatch.SeverityWarning])
-}
-
-// TestFindingsOnRealServers runs the rules over the tools/list of real npm
-// servers (testdata/real, see its README): honest tools raise nothing
-// critical.
-func TestFindingsOnRealServers(t *testing.T) {
-	files, err := filepath.Glob("testdata/real/*.json")
-	if err != nil || len(files) < 3 {
-		t.Fatalf("want the real listings in testdata/real: %v %v", files, err)
-	}
-	var all []ToolRef
-	lists := map[string][]json.RawMessage{}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var tools []json.RawMessage
-		if err := json.Unmarshal(b, &tools); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		server := strings.TrimSuffix(filepath.Base(f), ".json")
-		lists[server] = tools
-		for _, tool := range tools {
-			var n struct{ Name string }
-			_ = json.Unmarshal(tool, &n)
-			all = append(all, ToolRef{Server: server, Tool: n.Name})
-		}
-	}
-	for server, tools := range lists {
-		if len(tools) == 0 {
-			t.Errorf("%s: no tools", server)
-		}
-		warnings := 0
-		for _, tool := range tools {
-			for _, f := range Findings(tool, FindingContext{Server: server, OtherTools: all}) {
-				if f.Severity == rugwatch.SeverityCritical {
-					t.Errorf("%s: critical %s at %s: %s", server, f.Rule, f.Path, f.Message)
-				} else {
-					warnings++
-					t.Logf("%s: %s %s at %s: %s", server, f.Severity, f.Rule, f.Path, f.Message)
-				}
-			}
-		}
-		t.Logf("%s: %d tools, %d warning findings", server, len(tools), warnings)
-	}
 }
 
 func tool(desc string) json.RawMessage {

@@ -151,7 +151,7 @@ func TestGateFoldAttack(t *testing.T) {
 // phrase up with one space in the raw text would shut on the others.
 func TestGatePhrasesAcrossWhitespace(t *testing.T) {
 	for _, text := range []string{
-		"Summarise all\nturns so far", "read the previous\t\tmessages", "dump everything\r\nabove here",
+		"Summarise the prior\nturns so far", "read the previous\t\tmessages", "dump everything\r\nabove here",
 		"copy the whole \f context", "everything the\nuser  said", "the full\n\nconversation please",
 	} {
 		if !conversationGated.re.MatchString(text) {
@@ -339,7 +339,7 @@ func TestPrefilterSameFindingsCorpus(t *testing.T) {
 		sameFindings(t, tc.Tool, FindingContext{Server: "math"})
 		forEachString(tc.Tool, func(s string) { sameEverywhere(t, s); n++ })
 	}
-	files, err := filepath.Glob("testdata/real/*.json")
+	files, err := filepath.Glob("testdata/real/server-*.json") // the first three: the corpus test reads the rest
 	if err != nil || len(files) < 3 {
 		t.Fatalf("want the real listings in testdata/real: %v %v", files, err)
 	}

@@ -300,10 +300,13 @@ func (m *textMatch) first(e *ruleExpr, lo int) []int {
 
 // firstOf is the first match of any of exprs, the earlier expression's on
 // a tie.
-func (m *textMatch) firstOf(exprs []*ruleExpr) []int {
+func (m *textMatch) firstOf(exprs []*ruleExpr) []int { return m.firstOfFrom(exprs, 0) }
+
+// firstOfFrom is firstOf in s[lo:], in offsets of s.
+func (m *textMatch) firstOfFrom(exprs []*ruleExpr, lo int) []int {
 	var best []int
 	for _, e := range exprs {
-		if loc := m.first(e, 0); loc != nil && (best == nil || loc[0] < best[0]) {
+		if loc := m.first(e, lo); loc != nil && (best == nil || loc[0] < best[0]) {
 			best = loc
 		}
 	}

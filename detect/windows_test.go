@@ -301,7 +301,7 @@ func TestScanResultSameAsWholeText(t *testing.T) {
 // cases and the real servers' listings alone, and all of a file's strings
 // as one long result, plain and with each evasion.
 func TestScanResultSameAsWholeTextOnFixtures(t *testing.T) {
-	files, err := filepath.Glob("testdata/real/*.json")
+	files, err := filepath.Glob("testdata/real/server-*.json") // the first three: the corpus test reads the rest
 	if err != nil || len(files) < 3 {
 		t.Fatalf("want the real listings in testdata/real: %v %v", files, err)
 	}
