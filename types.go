@@ -107,6 +107,23 @@ const (
 	EventIdentityDrifted EventType = "identity.drifted"
 	// EventResultFlagged: a tool result the proxy found poisoning in.
 	EventResultFlagged EventType = "result.flagged"
+	// EventServerFlagged: a poll found something about a server rather
+	// than any of its tools (a stdio server writing lines on stdout that
+	// are not JSON-RPC); raised when a finding first appears, with it.
+	EventServerFlagged EventType = "server.flagged"
+	// EventServerChurning: a server listed more new tool names than
+	// limits.max_new_tools_per_hour allows; its listings are summarised
+	// (a count, a few names, the listing's digest) instead of recorded
+	// tool by tool until it stops. Also raised, at info, when it stops.
+	EventServerChurning EventType = "server.churning"
+	// EventEgressDrifted: a sandboxed server reached (or, with
+	// egress_mode: pinned, tried to reach) a destination outside the set
+	// approved for it, though every tool may be byte-identical.
+	EventEgressDrifted EventType = "egress.drifted"
+	// EventEgressApproved: a signed approval pinned the destinations a
+	// server may use. The log keeps it so a pin deleted from the store is
+	// noticed.
+	EventEgressApproved EventType = "egress.approved"
 
 	// Summary events: one alert for a poll that moved several tools of
 	// one server, in place of one alert per tool. A first cycle of 10,000

@@ -24,7 +24,7 @@ type Config struct {
 	TrustedKeys      []string   `yaml:"trusted_keys"`       // default [<data_dir>/approver.pub]
 	ApproveFirstSeen bool       `yaml:"approve_first_seen"` // trust on first sight
 	Ephemeral        bool       `yaml:"ephemeral"`          // serve: fresh temp data dir and keys per run (demos)
-	SigningKey       string     `yaml:"signing_key"`        // only with approve_first_seen
+	SigningKey       string     `yaml:"signing_key"`        // only with approve_first_seen or retention
 	HTTPListen       string     `yaml:"http_listen"`        // optional host:port: health, /metrics, web view
 	HTTPToken        Secret     `yaml:"http_token"`         // bearer token reference; required off loopback
 	ProxyListen      string     `yaml:"proxy_listen"`       // optional host:port for the HTTP proxy
@@ -38,6 +38,11 @@ type Config struct {
 	Servers          []Server   `yaml:"servers"`
 	Notify           Notify     `yaml:"notify"`
 	Control          Control    `yaml:"control"`
+
+	// Retention prunes events older than this from the event log, behind
+	// a checkpoint of the chain head signed with signing_key; 0 keeps
+	// every event.
+	Retention Retention `yaml:"retention"`
 
 	// lines maps a key path ("servers[1].url") to the line it was written
 	// on, so that validation errors can point at it.
@@ -66,6 +71,10 @@ type Defaults struct {
 	Network string `yaml:"network"`
 	// Egress lists host:port patterns every server may reach.
 	Egress []string `yaml:"egress"`
+	// EgressMode says what a destination outside a server's approved
+	// egress pin means: alert (default: egress.drifted) or pinned (also
+	// refused until approved). See egress.go.
+	EgressMode string `yaml:"egress_mode"`
 	// Resources bound every sandboxed server.
 	Resources Resources `yaml:"resources"`
 }
@@ -79,6 +88,10 @@ type Limits struct {
 	MaxPages         int   `yaml:"max_pages"`          // default 100
 	MaxStringBytes   int   `yaml:"max_string_bytes"`   // default 1 MiB
 	MaxStderrBytes   int   `yaml:"max_stderr_bytes"`   // default 64 KiB
+	// MaxNewToolsPerHour is how many tool names a server may list for the
+	// first time per hour (a budget that refills at that rate); a listing
+	// beyond it is summarised, not recorded tool by tool. Default 500.
+	MaxNewToolsPerHour int `yaml:"max_new_tools_per_hour"`
 }
 
 // Server is one watched MCP server: a stdio command or a URL.
@@ -97,11 +110,12 @@ type Server struct {
 	Sandbox   string            `yaml:"sandbox"` // stdio only; "" at load means Defaults.Sandbox
 	// Network, Egress, Resources and Mounts confine a stdio server (see
 	// package sandbox); "" and zero mean the defaults.
-	Network   string    `yaml:"network"`
-	Egress    []string  `yaml:"egress"`
-	Resources Resources `yaml:"resources"`
-	Mounts    []Mount   `yaml:"mounts"`
-	Line      int       `yaml:"-"` // line of the server's entry, for errors
+	Network    string    `yaml:"network"`
+	Egress     []string  `yaml:"egress"`
+	EgressMode string    `yaml:"egress_mode"` // "" means Defaults.EgressMode
+	Resources  Resources `yaml:"resources"`
+	Mounts     []Mount   `yaml:"mounts"`
+	Line       int       `yaml:"-"` // line of the server's entry, for errors
 	// SandboxHide is what the server's sandbox hides: the config's
 	// ReferencedPaths, filled by ApplyDefaults. Call ApplyDefaults again
 	// after changing DataDir, TrustedKeys or SigningKey in code.
@@ -239,6 +253,7 @@ const (
 	defaultMaxPages         = 100
 	defaultMaxStringBytes   = 1 << 20
 	defaultMaxStderrBytes   = 64 << 10
+	defaultMaxNewTools      = 500
 	defaultMinSeverity      = "warning"
 	defaultSandbox          = "auto"
 )
@@ -438,6 +453,9 @@ func (c *Config) ApplyDefaults() {
 	}
 	if unset(l.MaxStderrBytes == 0, "limits.max_stderr_bytes") {
 		l.MaxStderrBytes = defaultMaxStderrBytes
+	}
+	if unset(l.MaxNewToolsPerHour == 0, "limits.max_new_tools_per_hour") {
+		l.MaxNewToolsPerHour = defaultMaxNewTools
 	}
 	if unset(c.Defaults.Sandbox == "", "defaults.sandbox") {
 		c.Defaults.Sandbox = defaultSandbox

@@ -1,6 +1,7 @@
 package configs
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -56,12 +57,17 @@ func TestLoadExample(t *testing.T) {
 		LookupEnv: func(string) (string, bool) { return "", false },
 		ReadFile:  func(string) ([]byte, error) { return nil, os.ErrNotExist },
 	})
+	// Lines are looked up, so that a key added above them moves nothing.
+	example, _ := os.ReadFile("rugwatch.example.yaml")
+	at := func(needle string) string {
+		return fmt.Sprintf("rugwatch.example.yaml:%d: ", lineOf(t, string(example), needle))
+	}
 	for _, want := range []string{
-		`rugwatch.example.yaml:84: servers[0] "everything": env.API_KEY: ${env:EVERYTHING_KEY}: not set`,
-		`rugwatch.example.yaml:92: servers[1] "remote": headers.Authorization: ${file:/run/secrets/remote_token}: no such file`,
-		`rugwatch.example.yaml:100: notify.webhooks[0] "ops": secret: ${env:RUGWATCH_WEBHOOK_SECRET}: not set`,
-		`rugwatch.example.yaml:101: notify.webhooks[0] "ops": secrets[0]: ${file:./old_webhook_secret}: no such file`,
-		`rugwatch.example.yaml:110: notify.email[0] "security": password: ${env:SMTP_PASSWORD}: not set`,
+		at("API_KEY: ") + `servers[0] "everything": env.API_KEY: ${env:EVERYTHING_KEY}: not set`,
+		at("remote_token") + `servers[1] "remote": headers.Authorization: ${file:/run/secrets/remote_token}: no such file`,
+		at("secret: \"${env:RUGWATCH_WEBHOOK_SECRET}") + `notify.webhooks[0] "ops": secret: ${env:RUGWATCH_WEBHOOK_SECRET}: not set`,
+		at("old_webhook_secret") + `notify.webhooks[0] "ops": secrets[0]: ${file:./old_webhook_secret}: no such file`,
+		at("SMTP_PASSWORD") + `notify.email[0] "security": password: ${env:SMTP_PASSWORD}: not set`,
 	} {
 		if err == nil || !containsLine(err.Error(), want) {
 			t.Errorf("CheckReferences error lacks line\n%s\ngot:\n%v", want, err)
@@ -114,7 +120,7 @@ notify:
 		{"client_info", c.ClientInfo, ClientInfo{Name: "rugwatch", Version: "dev"}},
 		{"defaults.schedule", c.Defaults.Schedule, "@every 5m"},
 		{"defaults.timeout", c.Defaults.Timeout, Duration(30 * time.Second)},
-		{"limits", c.Limits, Limits{16 << 20, 64 << 20, 64, 10000, 100, 1 << 20, 64 << 10}},
+		{"limits", c.Limits, Limits{16 << 20, 64 << 20, 64, 10000, 100, 1 << 20, 64 << 10, 500}},
 		{"a.transport", c.Servers[0].Transport, "stdio"},
 		{"b.transport", c.Servers[1].Transport, "http"},
 		{"a.schedule", c.Servers[0].EffectiveSchedule(c.Defaults), "@every 5m"},
@@ -236,4 +242,16 @@ func TestValidateBuiltInCode(t *testing.T) {
 			t.Errorf("Validate lacks %q, got:\n%v", want, err)
 		}
 	}
+}
+
+// lineOf is the 1-based number of the first line of text holding needle.
+func lineOf(t *testing.T, text, needle string) int {
+	t.Helper()
+	for i, line := range strings.Split(text, "\n") {
+		if strings.Contains(line, needle) {
+			return i + 1
+		}
+	}
+	t.Fatalf("no line holds %q", needle)
+	return 0
 }

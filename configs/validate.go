@@ -79,8 +79,8 @@ func (c *Config) validate() []fieldError {
 			}
 		}
 	}
-	if c.SigningKey != "" && !c.ApproveFirstSeen {
-		v.fail("signing_key", "only allowed with approve_first_seen: true (the daemon holds no private key otherwise)")
+	if c.SigningKey != "" && !c.ApproveFirstSeen && c.Retention == 0 {
+		v.fail("signing_key", "only allowed with approve_first_seen: true (the daemon holds no private key otherwise), or with retention, whose checkpoints it signs")
 	}
 	v.httpListen(c)
 	v.validateProxy(c)
@@ -101,6 +101,7 @@ func (c *Config) validate() []fieldError {
 	}
 	v.sandbox("defaults.sandbox", c.Defaults.Sandbox)
 	v.sandboxKeys("defaults", c.Defaults.Network, c.Defaults.Egress, c.Defaults.Resources, nil)
+	v.egressMode("defaults.egress_mode", c.Defaults.EgressMode)
 	v.positive("limits.max_response_bytes", c.Limits.MaxResponseBytes)
 	v.positive("limits.max_listing_bytes", c.Limits.MaxListingBytes)
 	v.positive("limits.max_depth", int64(c.Limits.MaxDepth))
@@ -108,6 +109,7 @@ func (c *Config) validate() []fieldError {
 	v.positive("limits.max_pages", int64(c.Limits.MaxPages))
 	v.positive("limits.max_string_bytes", int64(c.Limits.MaxStringBytes))
 	v.positive("limits.max_stderr_bytes", int64(c.Limits.MaxStderrBytes))
+	v.positive("limits.max_new_tools_per_hour", int64(c.Limits.MaxNewToolsPerHour))
 
 	names := map[string]int{}
 	for i, s := range c.Servers {
@@ -206,13 +208,14 @@ func (v *validator) server(p string, s Server, names map[string]int, i int) {
 		}
 	}
 	if s.Command == "" {
-		for _, k := range []string{"network", "egress", "resources", "mounts"} {
+		for _, k := range []string{"network", "egress", "egress_mode", "resources", "mounts"} {
 			if v.c.has(p + "." + k) {
 				v.fail(p+"."+k, "only for command servers: it confines a server rugwatch starts")
 			}
 		}
 	} else {
 		v.sandboxKeys(p, s.Network, s.Egress, s.Resources, s.Mounts)
+		v.egressMode(p+".egress_mode", s.EgressMode)
 	}
 	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
 		if !envName.MatchString(k) {

@@ -78,7 +78,7 @@ func TestValidationErrors(t *testing.T) {
 		{"duplicate key", okServer + "    command: y\n",
 			`rugwatch.yaml:4: servers[0] "a": command: duplicate key (first on line 3)`},
 		{"signing key without approve_first_seen", "signing_key: k\n",
-			`rugwatch.yaml:1: signing_key: only allowed with approve_first_seen: true (the daemon holds no private key otherwise)`},
+			`rugwatch.yaml:1: signing_key: only allowed with approve_first_seen: true (the daemon holds no private key otherwise), or with retention, whose checkpoints it signs`},
 		{"http_listen public", "http_listen: 0.0.0.0:9000\n",
 			`rugwatch.yaml:1: http_listen: ` + nonLoopback},
 		{"http_listen all interfaces", "http_listen: \":9000\"\n",

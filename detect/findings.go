@@ -41,6 +41,7 @@ const (
 	RuleUnpinnedPackage      = "unpinned-package"
 	RulePackageLookalike     = "package-lookalike"
 	RuleClassifier           = "classifier"
+	RuleStdoutNoise          = "stdout-noise"
 )
 
 // Rule describes one finding rule.
@@ -79,6 +80,7 @@ var rules = []Rule{
 	{RuleUnpinnedPackage, rugwatch.SeverityWarning, "a package launch (npx, uvx, bunx, pipx) names no exact version: it runs whatever the registry serves today"},
 	{RulePackageLookalike, rugwatch.SeverityCritical, "a package name one edit away from a well-known MCP server package"},
 	{RuleClassifier, rugwatch.SeverityWarning, "the external classifier flagged the text"},
+	{RuleStdoutNoise, rugwatch.SeverityWarning, "a stdio server writes lines on stdout that are not JSON-RPC (a banner, logs); they are dropped unread, as MCP clients do"},
 }
 
 // Rules returns the finding rules with their severities, in a stable order.

@@ -174,15 +174,12 @@ func (c ctxReader) Read(p []byte) (int, error) {
 // a package the executable or a script argument lies in joins it here;
 // an npx install's is resolvePackage's, which knows the cache npx used.
 func launchOf(ctx context.Context, t Target, cache *HashCache, serverInfo json.RawMessage) (*Launch, error) {
-	path, err := lookPath(t.Command, t.Env)
+	path, err := commandPath(t)
 	if err != nil {
 		return nil, err
 	}
 	if real, err := filepath.EvalSymlinks(path); err == nil {
 		path = real
-	}
-	if abs, err := filepath.Abs(path); err == nil {
-		path = abs
 	}
 	sum, err := cache.sum(ctx, path)
 	if err != nil {

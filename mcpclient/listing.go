@@ -38,10 +38,18 @@ type Listing struct {
 	Identity           *RemoteIdentity // http and sse servers only (identity.go)
 	Warnings           []string
 	Elapsed            time.Duration
+	// StdoutNoise is what a stdio server wrote on stdout that is not
+	// JSON-RPC, dropped unread (stdoutlines.go); nil when nothing was.
+	// Findings reports it.
+	StdoutNoise *StdoutNoise
 
 	// Refused are the destinations the sandbox's egress path refused the
 	// server during the poll.
 	Refused []Refusal
+	// Egress is where the server went through its egress path since the
+	// last listing (egress.go); nil for a server that had none (remote,
+	// unsandboxed, network none or host).
+	Egress *EgressUse
 	// RevisionChosen says rugwatch chose the session's revision (the
 	// proxy speaks its clients' handshake era, PreferHandshake) rather
 	// than negotiating the newest: the protocol_version of its launch and
@@ -111,6 +119,7 @@ func Poll(ctx context.Context, t Target, opts DialOptions) (*Listing, error) {
 // (often because of them).
 func pollEra(ctx context.Context, t Target, opts DialOptions, want era) (*Listing, error) {
 	t.Sandbox.refused = &refusals{}
+	t.Sandbox.egress = &egressUse{}
 	l, err := pollOnce(ctx, t, opts, want)
 	if err != nil {
 		if refused := t.Sandbox.refused.list(); len(refused) > 0 {
@@ -120,6 +129,9 @@ func pollEra(ctx context.Context, t Target, opts DialOptions, want era) (*Listin
 	}
 	// What came after the listing (while the session ended) too.
 	l.Refused = append(l.Refused, t.Sandbox.refused.take()...)
+	if l.Egress != nil {
+		l.Egress.merge(t.Sandbox.egress.take())
+	}
 	return l, nil
 }
 
@@ -297,7 +309,9 @@ func (s *Session) ListTools(ctx context.Context) (*Listing, error) {
 	if err := s.describeLaunch(ctx, l); err != nil {
 		return nil, err
 	}
+	l.StdoutNoise = s.stdoutNoise()
 	l.Refused = s.target.Sandbox.refused.take()
+	s.noteEgress(l)
 	l.Fingerprint = s.fingerprint(fp, l, lim)
 	if s.opts.Unchanged != nil && s.opts.Unchanged(l.Fingerprint) {
 		l.Unchanged = true
@@ -394,8 +408,9 @@ func (s *Session) fingerprint(pages hash.Hash, l *Listing, lim Limits) [32]byte 
 		SandboxNote        string
 		Limits             Limits
 		Identity           *RemoteIdentity
+		StdoutNoise        *StdoutNoise `json:",omitempty"` // omitted, so a listing without noise keeps its fingerprint
 	}{1, l.ProtocolVersion, l.ServerInfo, l.Instructions, l.InstructionsDigest, l.Offered, l.Cache, l.Warnings,
-		launch, l.Sandboxed, l.SandboxNote, lim, l.Identity})
+		launch, l.Sandboxed, l.SandboxNote, lim, l.Identity, l.StdoutNoise})
 	fmt.Fprintf(pages, "rest %d\n", len(rest))
 	pages.Write(rest)
 	var out [32]byte

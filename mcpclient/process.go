@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -144,7 +142,7 @@ func sandboxSpec(t Target, path string, env []string) sandbox.Spec {
 	spec := sandbox.Spec{
 		Path: path, Args: append([]string{t.Command}, t.Args...), Env: env, Dir: t.Cwd,
 		Home: sb.Home, Mounts: sb.Mounts, Protect: sb.Hide, Network: sb.Network, Resources: sb.Resources,
-		Egress: &sandbox.Egress{Allow: sb.Egress},
+		Egress: &sandbox.Egress{Allow: sb.Egress, Pin: sb.sandboxPin()},
 	}
 	if sb.refused != nil {
 		spec.Egress.OnRefused = func(dest string) {
@@ -162,17 +160,9 @@ func startProcess(t Target, maxStderr int) (*process, error) {
 	if t.Command == "" {
 		return nil, errors.New("no command")
 	}
-	path, err := lookPath(t.Command, t.Env)
+	path, err := commandPath(t)
 	if err != nil {
-		return nil, fmt.Errorf("finding command %q: %w", t.Command, err)
-	}
-	if !filepath.IsAbs(path) {
-		// A relative command is relative to the server's cwd, as for exec.
-		base := t.Cwd
-		if base == "" {
-			base, _ = os.Getwd()
-		}
-		path = filepath.Join(base, path)
+		return nil, err
 	}
 	var rnd [12]byte
 	_, _ = rand.Read(rnd[:])
@@ -207,28 +197,6 @@ func startProcess(t Target, maxStderr int) (*process, error) {
 		close(p.waited)
 	}()
 	return p, nil
-}
-
-// lookPath resolves cmd against the PATH the child will have, not ours, so
-// a configured PATH decides which executable runs.
-func lookPath(cmd string, env map[string]string) (string, error) {
-	if strings.Contains(cmd, "/") {
-		return exec.LookPath(cmd)
-	}
-	pathEnv, ok := env["PATH"]
-	if !ok {
-		pathEnv = os.Getenv("PATH")
-	}
-	for _, dir := range strings.Split(pathEnv, ":") {
-		if dir == "" {
-			dir = "."
-		}
-		p := dir + "/" + cmd
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", exec.ErrNotFound
 }
 
 // exited reports the exit error once the process has ended.

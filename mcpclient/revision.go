@@ -135,15 +135,14 @@ func discoverWait(ctx context.Context) time.Duration {
 }
 
 // discover asks server/discover as a 2026-07-28 client, bounded by
-// discoverWait and the session's limits.
+// discoverWait (from when a stdio server started talking, startwait.go)
+// and the session's limits.
 func (s *Session) discover(ctx context.Context) (*discovery, error) {
-	dctx, cancel := context.WithTimeout(ctx, discoverWait(ctx))
-	defer cancel()
 	p, err := json.Marshal(map[string]json.RawMessage{"_meta": s.meta(StatelessVersion)})
 	if err != nil {
 		return nil, err
 	}
-	raw, err := s.callRaw(dctx, "server/discover", p)
+	raw, err := s.askDiscover(ctx, p)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sort"
 	"strings"
@@ -37,6 +38,7 @@ type Session struct {
 	opts   DialOptions
 	conn   mcp.Connection
 	proc   *process     // stdio only
+	stdout *stdoutLines // stdio only: the server's stdout, noise lines dropped
 	http   *http.Client // http and sse only
 
 	nextID  atomic.Int64
@@ -137,13 +139,22 @@ func dial(ctx context.Context, t Target, opts DialOptions, want era) (*Session, 
 			t.Sandbox.refused = &refusals{}
 			s.target.Sandbox.refused = t.Sandbox.refused
 		}
+		if t.Sandbox.egress == nil {
+			t.Sandbox.egress = &egressUse{}
+			s.target.Sandbox.egress = t.Sandbox.egress
+		}
 		p, err := startProcess(t, opts.Limits.MaxStderrBytes)
 		if err != nil {
 			cancel()
 			return nil, err
 		}
 		s.proc = p
-		tr = &mcp.IOTransport{Reader: p.stdout, Writer: p.stdin, MaxLineLength: int(opts.Limits.MaxResponseBytes)}
+		var out io.ReadCloser = p.stdout
+		if !opts.rawStdout {
+			s.stdout = newStdoutLines(p.stdout, opts.Limits, s.noiseText)
+			out = s.stdout
+		}
+		tr = &mcp.IOTransport{Reader: out, Writer: p.stdin, MaxLineLength: int(opts.Limits.MaxResponseBytes)}
 	case TransportHTTP, TransportSSE:
 		hc, err := newHTTPClient(t, opts.Limits.MaxResponseBytes, opts.RootCAs)
 		if err != nil {
@@ -288,6 +299,14 @@ func (s *Session) callRaw(ctx context.Context, method string, p json.RawMessage)
 // callID is callRaw with the request's id chosen by the caller (from
 // s.nextID), for a request whose notifications name its id.
 func (s *Session) callID(ctx context.Context, n int64, method string, p json.RawMessage) (json.RawMessage, error) {
+	return s.callUntil(ctx, n, method, p, nil)
+}
+
+// callUntil is callID that also stops waiting, as at a deadline, once
+// giveUp is closed (nil never is): server/discover's wait is measured from
+// when the server started talking (see discover), which no context made
+// before the request can say.
+func (s *Session) callUntil(ctx context.Context, n int64, method string, p json.RawMessage, giveUp <-chan struct{}) (json.RawMessage, error) {
 	if s.stateless {
 		var err error
 		if p, err = s.withMeta(p); err != nil {
@@ -324,6 +343,9 @@ func (s *Session) callID(ctx context.Context, n int64, method string, p json.Raw
 		err := s.readErr
 		s.mu.Unlock()
 		return nil, fmt.Errorf("waiting for %s: %w", method, err)
+	case <-giveUp:
+		// A timeout, not a cancellation: nothing is sent (see below).
+		return nil, fmt.Errorf("waiting for %s: %w", method, context.DeadlineExceeded)
 	case <-ctx.Done():
 		if method != "initialize" && errors.Is(ctx.Err(), context.Canceled) {
 			// Cancelled, not timed out (a poll past its deadline tears the
@@ -484,6 +506,11 @@ func (s *Session) wrapStep(step string, err error) error {
 		}
 		if exited, werr := s.proc.exited(); exited {
 			err = fmt.Errorf("%w (server exited: %v)", err, werr)
+		}
+		if n := s.stdoutNoise(); n != nil {
+			// Often the clue: a server that printed its answer after a
+			// prefix, or its error as text, on stdout.
+			err = fmt.Errorf("%w (the server wrote %d lines on stdout that are not JSON-RPC, dropped unread; the first: \"%s\")", err, n.Lines, n.First)
 		}
 		if se := s.proc.stderr.String(); se != "" {
 			return fmt.Errorf("%s: %w; stderr: %s", step, err, s.stderrText(se))

@@ -60,9 +60,21 @@ type Sandbox struct {
 	// allow it ("servers[2].egress (line 14)"); nil says nothing.
 	Allow func(dest string) string
 
+	// Behaviour pinning (egress.go). EgressExempt lists the patterns of
+	// Egress left out of it: the registry the launcher fetches the server
+	// from, which the launch identity pins. EgressPin is the destinations
+	// approved for the server, verified by the caller; nil while none is.
+	// EgressPinned (`egress_mode: pinned`) refuses every other destination
+	// once a set is approved; without it they pass and are reported.
+	EgressExempt []string
+	EgressPin    *EgressPin
+	EgressPinned bool
+
 	// refused collects the destinations refused during one poll; set by
-	// the poll on its own copy of the Target.
+	// the poll on its own copy of the Target. egress collects the ones
+	// the server used, the same way.
 	refused *refusals
+	egress  *egressUse
 }
 
 // Limits bound what a server may send. Every field has a default (see
@@ -76,6 +88,11 @@ type Limits struct {
 	MaxStringBytes   int   // one JSON string
 	MaxStderrBytes   int   // stderr of a stdio server kept for errors
 	MaxNameBytes     int   // one tool name
+	// Lines a stdio server writes on stdout that are not JSON-RPC (a
+	// banner, log lines) are dropped unread, up to these per session
+	// (stdoutlines.go).
+	MaxNoiseLines int
+	MaxNoiseBytes int64
 }
 
 func (l Limits) withDefaults() Limits {
@@ -96,6 +113,10 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MaxStringBytes, 1<<20)
 	def(&l.MaxStderrBytes, 64<<10)
 	def(&l.MaxNameBytes, 256)
+	def(&l.MaxNoiseLines, 10000)
+	if l.MaxNoiseBytes <= 0 {
+		l.MaxNoiseBytes = 4 << 20
+	}
 	return l
 }
 
@@ -139,6 +160,11 @@ type DialOptions struct {
 	// RootCAs, when set, are the only roots a remote server's certificate
 	// may chain to (tests inject their CAs here); nil uses the system's.
 	RootCAs *x509.CertPool
+
+	// rawStdout hands a stdio server's stdout to the SDK unfiltered, as
+	// before stdoutlines.go: only tests set it, to show what the filter
+	// changes.
+	rawStdout bool
 }
 
 // LimitError says which limit a server response broke.

@@ -18,7 +18,8 @@
 //     drive them from a config's ServerSpecs (fleet.go);
 //   - the pins a listing carries beside its tools: the launch identity
 //     (identity.go, revision.go, cloak.go hold what of them is the state
-//     machine's).
+//     machine's) and the egress destinations a sandboxed server uses,
+//     approved by a signed statement (egress.go).
 //
 // The package must never hold a private key beyond the optional
 // first-sight Signer it is handed.

@@ -53,6 +53,9 @@ type Allowed struct {
 	// (approved for one whose approval did not verify, or while Drifted),
 	// so that the proxy can tell its client why tools are missing.
 	Withheld map[string]rugwatch.State `json:"withheld,omitempty"`
+	// EgressPin is the server's verified egress approval, for the sandbox
+	// of the proxy's upstream (egress.go); nil while none was approved.
+	EgressPin *mcpclient.EgressPin `json:"egress_pin,omitempty"`
 }
 
 // Tool returns the allowed tool called name.
@@ -207,6 +210,9 @@ func (l *Ledger) Allowed(ctx context.Context, server string) (Allowed, error) {
 		}
 		out.Drifted = pinDrifts(rec)
 		out.Withheld = map[string]rugwatch.State{}
+		if out.EgressPin, err = l.egressPin(tx, server, rec); err != nil {
+			return err
+		}
 		for name, t := range rec.Tools {
 			if len(out.Drifted) == 0 {
 				at, ok, err := l.allowedTool(tx, server, name, t)
@@ -266,6 +272,9 @@ func pinDrifts(rec store.ServerRecord) []string {
 	if rec.IdentityDrifted {
 		out = append(out, DriftIdentity)
 	}
+	if rec.Egress != nil && (len(rec.Egress.Drifted) > 0 || rec.Egress.PinMissing) {
+		out = append(out, DriftEgress)
+	}
 	return out
 }
 
@@ -273,6 +282,7 @@ func pinDrifts(rec store.ServerRecord) []string {
 const (
 	DriftLaunch   = "launch"   // launch.drifted: what runs for a stdio server changed
 	DriftIdentity = "identity" // identity.drifted: who answers for a remote server changed
+	DriftEgress   = "egress"   // egress.drifted: a stdio server went where it was not approved to
 )
 
 // allowedTool returns t as it may pass: its observed definition matches a

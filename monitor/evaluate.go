@@ -62,6 +62,17 @@ type Input struct {
 	// poll) per tool name, for the digest they were computed for; a tool
 	// whose digest differs gets its findings computed here.
 	Findings map[string]Precomputed
+	// Egress is the server's egress approval as gather verified it
+	// (behaviour pinning, egress.go).
+	Egress EgressPin
+	// MaxNewToolsPerHour is limits.max_new_tools_per_hour (0: the
+	// default): a listing with more new names than the server's budget
+	// is summarised, not recorded tool by tool (churn.go).
+	MaxNewToolsPerHour int
+	// ConfigFindings are what the server's configuration alone raises
+	// (a package spec that is unpinned or one edit from a well-known
+	// server): known before any poll, and held whether it succeeds.
+	ConfigFindings []rugwatch.Finding
 }
 
 // Precomputed is the findings of one definition, by its digest.
@@ -80,6 +91,11 @@ type Outcome struct {
 	// RevokeInstructions: the instructions drifted; ApproveInstructions:
 	// approve them on first sight.
 	RevokeInstructions, ApproveInstructions bool
+	// ApproveEgress: sign the destinations first seen (approve_first_seen).
+	ApproveEgress bool
+	// Summarised says the listing's new names were left out of the record
+	// (a churning server, churn.go).
+	Summarised bool
 }
 
 // Evaluate compares a listing with the approvals and the previous record.
@@ -119,6 +135,9 @@ func Evaluate(in Input) Outcome {
 			ev(rugwatch.Event{Type: rugwatch.EventServerUnreachable, Severity: rugwatch.SeverityWarning,
 				Message: fmt.Sprintf("%d polls in a row failed: %s", next.ConsecutiveFailures, next.Error)})
 		}
+		// A lookalike package whose launch fails (offline, or refused)
+		// is flagged all the same: its name is in the config.
+		evaluateServerFindings(in, prev, &next, ev)
 		out.Server = next
 		return out
 	}
@@ -132,10 +151,19 @@ func Evaluate(in Input) Outcome {
 	}
 	evaluateInstructions(in, prev, &next, &out, ev)
 	evaluateLaunch(in, &next, ev)
+	evaluateServerFindings(in, prev, &next, ev)
+	churn := decideChurn(prev.Churn, prev.Tools, in.Listing, in.Now, in.MaxNewToolsPerHour)
+	next.Churn, out.Summarised = churn.state, churn.flood
+	if churn.event != nil {
+		ev(*churn.event)
+	}
 
 	fc := detect.FindingContext{Server: in.Server, OtherTools: in.Others, Index: in.Index}
 	seen := make(map[string]bool, len(in.Listing.Tools))
 	for _, t := range in.Listing.Tools {
+		if churn.skips(prev.Tools, t.Name) {
+			continue
+		}
 		seen[t.Name] = true
 		old, known := prev.Tools[t.Name]
 		v := evaluateTool(in, fc, t, old, known, firstPoll)

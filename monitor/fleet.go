@@ -57,7 +57,7 @@ type PollObserver interface {
 // PollOne polls one server within its timeout and records the result,
 // unreachable included. Only a failure to record is an error.
 func (p *Poller) PollOne(ctx context.Context, s ServerSpec) error {
-	t, err := s.Resolve()
+	t, err := p.resolve(s)()
 	if err != nil {
 		// A secret that cannot be resolved is this server's failure, not
 		// the daemon's: record it so the operator sees it in status.
@@ -83,8 +83,14 @@ func (p *Poller) PollOne(ctx context.Context, s ServerSpec) error {
 		// approval, say): list it again in full. Rare, and bounded: the
 		// second listing has no fast path to be stale on.
 		pctx, cancel := context.WithTimeout(ctx, s.Timeout)
+		first := l
 		l, pollErr = poll(pctx, t, p.Opts)
 		cancel()
+		if l != nil && first != nil {
+			// What the server used during the first listing is news
+			// still: the second starts the server afresh.
+			l.Egress.Merge(first.Egress)
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -303,7 +309,8 @@ func (f *Fleet) reconcileWatchers(ctx context.Context, specs []ServerSpec) {
 		if _, ok := f.watchers[name]; ok {
 			continue
 		}
-		t, err := s.Resolve()
+		resolve := f.current().resolve(s)
+		t, err := resolve()
 		if err != nil {
 			f.log.Error("not watching", "server", name, "error", err)
 			continue
@@ -311,7 +318,7 @@ func (f *Fleet) reconcileWatchers(ctx context.Context, specs []ServerSpec) {
 		wctx, cancel := context.WithCancel(ctx)
 		h := &watchHandle{key: s.Key, cancel: cancel, done: make(chan struct{})}
 		w := &mcpclient.Watcher{
-			Target: t, Opts: opts, Log: f.log, ConnectTimeout: s.Timeout, Resolve: s.Resolve,
+			Target: t, Opts: opts, Log: f.log, ConnectTimeout: s.Timeout, Resolve: resolve,
 			OnListing: func(ctx context.Context, l *mcpclient.Listing, err error) { f.onListing(ctx, s, l, err) },
 		}
 		f.watchers[name] = h

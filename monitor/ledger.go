@@ -41,7 +41,7 @@ type ServerRef struct {
 // SignedApproval is an approval the CLI signed, for the Ledger to verify
 // and store; the daemon never sees a private key.
 type SignedApproval struct {
-	Kind     string          `json:"kind,omitempty"` // "tool" (or empty) or "instructions"
+	Kind     string          `json:"kind,omitempty"` // "tool" (or empty), "instructions" or "egress"
 	Tool     string          `json:"tool"`
 	Digest   rugwatch.Digest `json:"digest"`
 	Envelope []byte          `json:"envelope"`
@@ -94,6 +94,10 @@ type Ledger struct {
 	// proxy's next call does not read every approval again for nothing.
 	AfterNotice func(ctx context.Context) error
 	Now         func() time.Time
+
+	// checkpointCheckOff is set only by tests, to show a tampered
+	// checkpoint passing verify without the check of its signature.
+	checkpointCheckOff bool
 }
 
 func (l *Ledger) now() time.Time {
@@ -372,6 +376,13 @@ func (l *Ledger) Approve(ctx context.Context, server string, approvals []SignedA
 			n++
 		}
 		for _, sa := range approvals {
+			if sa.Kind == store.KindEgress {
+				if err := l.approveEgress(tx, &rec, sa, now); err != nil {
+					return err
+				}
+				n++
+				continue
+			}
 			if sa.Kind == store.KindInstructions {
 				if err := l.approveInstructions(tx, &rec, sa, now); err != nil {
 					return err
@@ -538,16 +549,24 @@ func (l *Ledger) Verify(ctx context.Context, head *store.Head) (report.VerifyRep
 	} else if last.Seq > 0 {
 		rep.Head = last.String()
 	}
+	cpOK, err := l.verifyCheckpoint(&rep)
+	if err != nil {
+		return rep, err
+	}
 	if head != nil {
 		rep.HeadChecked = head.String()
 		if err := l.DB.HoldsHead(*head); err != nil {
-			if !errors.Is(err, store.ErrHeadNotHeld) {
+			switch {
+			case errors.Is(err, store.ErrHeadPruned) && cpOK:
+				rep.HeadPruned = err.Error()
+			case errors.Is(err, store.ErrHeadPruned), errors.Is(err, store.ErrHeadNotHeld):
+				rep.HeadError = err.Error()
+			default:
 				return rep, err
 			}
-			rep.HeadError = err.Error()
 		}
 	}
-	err := l.DB.View(func(tx *store.Tx) error {
+	err = l.DB.View(func(tx *store.Tx) error {
 		all, err := tx.Approvals("")
 		if err != nil {
 			return err
@@ -567,7 +586,7 @@ func (l *Ledger) Verify(ctx context.Context, head *store.Head) (report.VerifyRep
 		rep.InvalidApprovals = append(rep.InvalidApprovals, replays...)
 		return nil
 	})
-	rep.OK = chainErr == nil && rep.HeadError == "" && len(rep.InvalidApprovals) == 0
+	rep.OK = chainErr == nil && rep.CheckpointError == "" && rep.HeadError == "" && len(rep.InvalidApprovals) == 0
 	return rep, err
 }
 

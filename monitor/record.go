@@ -35,6 +35,12 @@ type Recorder struct {
 	Signer           Signer // nil unless approve_first_seen
 	UnreachableAfter int
 	Now              func() time.Time
+	// MaxNewToolsPerHour is limits.max_new_tools_per_hour (0: the
+	// default); see churn.go.
+	MaxNewToolsPerHour int
+	// ConfigFindings, when set, gives what a server's configuration alone
+	// raises (Input.ConfigFindings).
+	ConfigFindings func(server string) []rugwatch.Finding
 	// InTx, when set, runs for every event right after it is appended,
 	// inside the same transaction: the alert outbox queues its deliveries
 	// there, so a crash can never record a drift and lose its alerts.
@@ -95,6 +101,14 @@ type Recorder struct {
 	// replayCheckOff is set only by tests, to show the replay attack the
 	// check stops succeeding without it.
 	replayCheckOff bool
+	// checkpointSeedOff is set only by tests: the replay check then
+	// ignores what the event log's checkpoint says of the events cut.
+	checkpointSeedOff bool
+	// egressLog is what the event log says of egress approvals, folded in
+	// with withdrawn (egress.go); egressPinOff is set only by tests, to
+	// show what a server's new destination gets past without pinning.
+	egressLog    egressLog
+	egressPinOff bool
 	// stateApprovalsOff is set only by tests: the unchanged-listing fast
 	// path's state digest then leaves out the approvals, to show what
 	// slips through without them (unchanged.go).
@@ -122,8 +136,12 @@ func approvalHash(a store.ApprovalRecord) [32]byte {
 func (r *Recorder) refreshWithdrawn(tx *store.Tx) error {
 	if r.withdrawn == nil {
 		r.withdrawn = map[string]uint64{}
+		if err := r.seedWithdrawn(tx); err != nil {
+			return err
+		}
 	}
 	return tx.Transitions(r.scanned, func(tr store.Transition) error {
+		r.egressLog.note(tr)
 		if ok, withdraws := tr.Moves(); ok && withdraws {
 			key := tr.Server + "\x00" + tr.Tool
 			r.withdrawn[key] = max(r.withdrawn[key], tr.Seq)
@@ -196,8 +214,8 @@ func Replays(tx *store.Tx, v Verifier) ([]report.BadApproval, error) {
 	var out []report.BadApproval
 	for _, a := range all {
 		ap := CheckApproval(v, a)
-		if !ap.Valid {
-			continue
+		if !ap.Valid || a.Kind == store.KindEgress {
+			continue // an egress pin only grows: no replay to find (egress.go)
 		}
 		rec, _, err := tx.Server(a.Server)
 		if err != nil {
@@ -256,6 +274,7 @@ func (r *Recorder) resetCaches() {
 	r.withdrawn = nil
 	r.scanned = 0
 	r.legacy = nil
+	r.egressLog.reset()
 }
 
 // needsFindings reports whether a listing has a definition that is new
@@ -320,7 +339,7 @@ func (r *Recorder) Record(server, transport string, l *mcpclient.Listing, pollEr
 		}); err != nil {
 			return store.ServerRecord{}, nil, fmt.Errorf("recording poll of %s: %w", server, err)
 		}
-		if changed := changedTools(prev, l); changed != nil {
+		if changed := r.changedTools(prev, l, now); changed != nil {
 			pre = r.findingsFor(server, changed)
 		}
 	}
@@ -435,13 +454,14 @@ func (r *Recorder) record(server, transport string, l *mcpclient.Listing, pollEr
 		if ask && pre == nil {
 			// Found changed since Record looked (changedTools): their
 			// findings are computed outside the lock, then this again.
-			if need = changedTools(prev, l); need != nil {
+			if need = r.changedTools(prev, l, now); need != nil {
 				return nil
 			}
 		}
 		in, replays, err := r.gather(tx, Input{
 			Server: server, Transport: transport, Listing: l, PollErr: pollErr, Now: now,
 			UnreachableAfter: r.UnreachableAfter, FirstSight: r.Signer != nil, Findings: pre,
+			MaxNewToolsPerHour: r.maxNewTools(),
 		}, prev, found)
 		if err != nil {
 			return err
@@ -468,13 +488,18 @@ func (r *Recorder) record(server, transport string, l *mcpclient.Listing, pollEr
 }
 
 // changedTools lists the tools of l that are new or changed since prev:
-// the ones whose findings must be computed.
-func changedTools(prev store.ServerRecord, l *mcpclient.Listing) []mcpclient.Tool {
+// the ones whose findings must be computed. The new names of a listing
+// the churn rule summarises are not: they will not be recorded.
+func (r *Recorder) changedTools(prev store.ServerRecord, l *mcpclient.Listing, now time.Time) []mcpclient.Tool {
 	if l == nil {
 		return nil
 	}
+	churn := decideChurn(prev.Churn, prev.Tools, l, now, r.maxNewTools())
 	var need []mcpclient.Tool
 	for _, t := range l.Tools {
+		if churn.skips(prev.Tools, t.Name) {
+			continue
+		}
 		if old, ok := prev.Tools[t.Name]; !ok || old.ObservedDigest != t.Digest {
 			need = append(need, t)
 		}
@@ -487,8 +512,14 @@ func changedTools(prev store.ServerRecord, l *mcpclient.Listing) []mcpclient.Too
 // server this poll is news.
 func (r *Recorder) recordUnchangedPoll(tx *store.Tx, server string, l *mcpclient.Listing, now time.Time, out *Outcome) (stale bool, err error) {
 	stale, err = r.recordUnchanged(tx, server, l, now)
-	if err != nil || stale || len(l.Refused) == 0 {
+	if err != nil || stale {
 		return stale, err
+	}
+	if err := r.recordUnchangedEgress(tx, server, l, now, out); err != nil {
+		return false, err
+	}
+	if len(l.Refused) == 0 && len(out.Events) == 0 {
+		return false, nil
 	}
 	var refused []rugwatch.Event
 	evaluateRefused(Input{Listing: l}, func(e rugwatch.Event) {
@@ -511,6 +542,9 @@ func (r *Recorder) recordUnchangedPoll(tx *store.Tx, server string, l *mcpclient
 func (r *Recorder) gather(tx *store.Tx, in Input, prev store.ServerRecord, found bool) (Input, []rugwatch.Event, error) {
 	server, l := in.Server, in.Listing
 	in.Approvals, in.Revoked = map[string]Approved{}, map[string]Approved{}
+	if r.ConfigFindings != nil {
+		in.ConfigFindings = r.ConfigFindings(server)
+	}
 	if found {
 		in.Prev = &prev
 	}
@@ -538,9 +572,15 @@ func (r *Recorder) gather(tx *store.Tx, in Input, prev store.ServerRecord, found
 	if err := r.refreshWithdrawn(tx); err != nil {
 		return in, nil, err
 	}
+	if in.Egress, err = r.gatherEgress(tx, server); err != nil {
+		return in, nil, err
+	}
 	var replays []rugwatch.Event
 	observed := observedDigests(l)
 	for _, a := range current {
+		if a.Kind == store.KindEgress {
+			continue // gatherEgress's
+		}
 		ap := r.check(a)
 		subject := a.Tool
 		if a.Kind == store.KindInstructions {
@@ -597,8 +637,14 @@ func (r *Recorder) decide(in Input, replays []rugwatch.Event, prev store.ServerR
 	l := in.Listing
 	out := Evaluate(in)
 	out.Events = append(replays, out.Events...)
-	out.Events = append(out.Events, r.noteRevision(prev, l, &out.Server)...)
+	cloaked := r.noteRevision(prev, l, &out.Server)
+	if out.Summarised {
+		cloaked = dropUnrecorded(cloaked, &out.Server)
+	}
+	out.Events = append(out.Events, cloaked...)
 	out.Events = append(out.Events, noteIdentity(l, &out.Server, in.Now)...)
+	egress, approve := decideEgress(in, &out.Server)
+	out.Events, out.ApproveEgress = append(out.Events, egress...), approve
 	if l != nil {
 		out.Server.Sandboxed, out.Server.SandboxNote = l.Sandboxed, l.SandboxNote
 	}
@@ -657,7 +703,7 @@ func (r *Recorder) apply(tx *store.Tx, in Input, out *Outcome) error {
 			return err
 		}
 	}
-	return nil
+	return r.applyEgress(tx, server, now, out)
 }
 
 // firstSightNote is what an approve_first_seen approval says of itself.
@@ -735,6 +781,7 @@ func (r *Recorder) emit(tx *store.Tx, out *Outcome, e rugwatch.Event) error {
 		return err
 	}
 	out.Server.NoteEvent(e)
+	noteEgressEvent(&out.Server, e)
 	out.Events = append(out.Events, e)
 	return nil
 }

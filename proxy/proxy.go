@@ -1040,6 +1040,8 @@ func driftText(drifted []string, server string) string {
 			parts = append(parts, "what runs for "+server+" changed (launch.drifted)")
 		case monitor.DriftIdentity:
 			parts = append(parts, "who answers for "+server+" changed (identity.drifted)")
+		case monitor.DriftEgress:
+			parts = append(parts, "where "+server+" connects changed (egress.drifted)")
 		default:
 			parts = append(parts, "its "+visible.Line(d)+" changed")
 		}

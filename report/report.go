@@ -32,6 +32,9 @@ type ServerReport struct {
 	// when the server sends no instructions.
 	InstructionsState    rugwatch.State     `json:"instructions_state,omitempty"`
 	InstructionsFindings []rugwatch.Finding `json:"instructions_findings,omitempty"`
+	// Findings are about the server rather than any tool: a stdio server
+	// writing lines on stdout that are not JSON-RPC (stdout-noise).
+	Findings []rugwatch.Finding `json:"findings,omitempty"`
 	// Launch is what ran for a stdio server; LaunchDrifted says it differs
 	// from the pinned one.
 	Launch        json.RawMessage `json:"launch,omitempty"`
@@ -41,11 +44,46 @@ type ServerReport struct {
 	// it differs from the pinned one.
 	Identity        json.RawMessage `json:"identity,omitempty"`
 	IdentityDrifted bool            `json:"identity_drifted,omitempty"`
+	// Egress is behaviour pinning: where a sandboxed stdio server went
+	// through its egress path and what is approved for it; absent for a
+	// server without an egress path.
+	Egress *EgressReport `json:"egress,omitempty"`
 	// Sandboxed says the last poll of a stdio server ran it sandboxed;
 	// SandboxNote says why not.
 	Sandboxed   bool         `json:"sandboxed"`
 	SandboxNote string       `json:"sandbox_note,omitempty"`
 	Tools       []ToolReport `json:"tools"`
+}
+
+// EgressReport is a server's egress in a report.
+type EgressReport struct {
+	Seen []string `json:"seen"` // every destination used since first sight
+	// Approved is the approved set ([]: none may be reached), null while
+	// none is approved.
+	Approved       []string        `json:"approved"`
+	ApprovedDigest rugwatch.Digest `json:"approved_digest,omitempty"`
+	// Drifted are the destinations used outside the approved set,
+	// Refused those of them egress_mode: pinned refused.
+	Drifted []string `json:"drifted,omitempty"`
+	Refused []string `json:"refused,omitempty"`
+	// Dropped counts destinations past the bound, not listed.
+	Dropped int `json:"dropped,omitempty"`
+	// PinMissing: an approval the event log holds is gone or no longer
+	// verifies; nothing counts as approved.
+	PinMissing bool `json:"pin_missing,omitempty"`
+}
+
+// egressReportOf is the report of a stored egress record.
+func egressReportOf(e *store.EgressRecord) *EgressReport {
+	if e == nil {
+		return nil
+	}
+	out := &EgressReport{Seen: append([]string{}, e.Seen...), ApprovedDigest: e.PinnedDigest, Drifted: e.Drifted, Refused: e.Refused,
+		Dropped: e.Dropped, PinMissing: e.PinMissing}
+	if e.PinnedDigest != "" {
+		out.Approved = append([]string{}, e.Pinned...)
+	}
+	return out
 }
 
 // NotSandboxed is the mark every view shows of a stdio server whose last
@@ -112,6 +150,17 @@ type VerifyReport struct {
 	HeadChecked string `json:"head_checked,omitempty"`
 	HeadError   string `json:"head_error,omitempty"`
 	OK          bool   `json:"ok"`
+
+	// Checkpoint is where the kept chain starts once retention cut the
+	// log (SEQ:CHAIN_HEAD of the last event cut), CheckpointKey who
+	// signed it and CheckpointError why its signature does not hold.
+	// HeadPruned says the head asked about is older than a checkpoint
+	// that verifies: its record was cut by retention, and the log is not
+	// rolled back behind it.
+	Checkpoint      string `json:"checkpoint,omitempty"`
+	CheckpointKey   string `json:"checkpoint_key,omitempty"`
+	CheckpointError string `json:"checkpoint_error,omitempty"`
+	HeadPruned      string `json:"head_pruned,omitempty"`
 }
 
 // BadApproval is one approval whose signature does not hold.
@@ -136,9 +185,9 @@ func ServerReportOf(r store.ServerRecord, transport string) ServerReport {
 	sr := ServerReport{
 		Name: r.Name, Transport: r.Transport, ProtocolVersion: r.ProtocolVersion, Reachable: r.Reachable, Error: r.Error,
 		InstructionsDigest: r.InstructionsDigest, Tools: []ToolReport{},
-		InstructionsState: r.InstructionsState, InstructionsFindings: r.InstructionsFindings,
+		InstructionsState: r.InstructionsState, InstructionsFindings: r.InstructionsFindings, Findings: r.Findings,
 		Launch: r.Launch, LaunchDrifted: r.LaunchDrifted, Sandboxed: r.Sandboxed, SandboxNote: r.SandboxNote,
-		Identity: r.Identity, IdentityDrifted: r.IdentityDrifted,
+		Identity: r.Identity, IdentityDrifted: r.IdentityDrifted, Egress: egressReportOf(r.Egress),
 	}
 	if sr.Transport == "" {
 		sr.Transport = transport
@@ -164,6 +213,9 @@ func ServerReportOf(r store.ServerRecord, transport string) ServerReport {
 func (r Report) Clean() bool {
 	for _, s := range r.Servers {
 		if !s.Reachable || s.LaunchDrifted || s.IdentityDrifted || (s.InstructionsState != "" && !s.InstructionsState.Clean()) {
+			return false
+		}
+		if s.Egress != nil && (len(s.Egress.Drifted) > 0 || s.Egress.PinMissing) {
 			return false
 		}
 		for _, t := range s.Tools {

@@ -54,6 +54,11 @@
 // addresses is refused unless the allow-list names the address itself. NetNone allows nothing; NetHost shares the host's
 // network and is unsafe.
 //
+// Within the allow-list, an Egress's Pin (pin.go) reports every
+// destination a server uses and, enforced, refuses those outside the set
+// approved for it: behaviour pinning. This package only sees and refuses;
+// what a new destination means is the monitor's decision.
+//
 // # Resources and system calls
 //
 // RLIMIT_NPROC bounds processes and threads; the exec stage sets it, in

@@ -69,9 +69,11 @@ type Egress struct {
 	// for at most maxSeen destinations.
 	OnRefused func(dest string)
 	// OnAllowed, if set, is called once per distinct destination that was
-	// let through and connected to (for behaviour pinning later), for at
-	// most maxSeen destinations.
+	// let through and connected to, for at most maxSeen destinations.
 	OnAllowed func(dest string)
+	// Pin, if set, narrows Allow to the destinations approved for the
+	// server and reports the ones it uses (behaviour pinning, pin.go).
+	Pin *Pin
 	// Hint, if set, is appended to the refusal body (the caller says which
 	// config key would allow the destination).
 	Hint func(dest string) string
@@ -86,6 +88,7 @@ type Egress struct {
 	mu      sync.Mutex
 	refused map[string]struct{} // guarded by mu
 	allowed map[string]struct{} // guarded by mu
+	pinned  map[string]struct{} // guarded by mu: reported to Pin.OnUse
 }
 
 // ValidateEgressPattern says what is wrong with one allow-list entry, or
@@ -302,6 +305,12 @@ func (e *Egress) open(ctx context.Context, c net.Conn, dest hostPort) net.Conn {
 		answer(c, http.StatusForbidden, msg)
 		return nil
 	}
+	if e.Pin.refuses(dest) {
+		e.notePinned(dest, true)
+		answer(c, http.StatusForbidden, "rugwatch: egress to "+d+" refused: not among the destinations approved for this server "+
+			"(egress_mode: pinned); it stays refused until `rugwatch approve SERVER --launch` approves it")
+		return nil
+	}
 	up, err := e.dial(ctx, dest)
 	var local *localAddrError
 	switch {
@@ -317,6 +326,7 @@ func (e *Egress) open(ctx context.Context, c net.Conn, dest hostPort) net.Conn {
 		return nil
 	}
 	e.noteAllowed(d)
+	e.notePinned(dest, false)
 	return up
 }
 

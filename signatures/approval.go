@@ -22,6 +22,9 @@ const PayloadType = "application/vnd.rugwatch.approval.v1+json"
 const (
 	KindTool         = "tool"
 	KindInstructions = "instructions"
+	// KindEgress approves the egress destinations a server may use
+	// (behaviour pinning): its definition is EgressDefinition's.
+	KindEgress = "egress"
 )
 
 // Verification failures callers tell apart with errors.Is.
@@ -45,7 +48,7 @@ const maxEnvelope = DefaultMaxBytes*4/3 + 64<<10
 // Statement is what an approver signs: this server's tool (or
 // instructions) with this canonical definition and digest is approved.
 type Statement struct {
-	Kind             string          `json:"kind"` // "tool" or "instructions"
+	Kind             string          `json:"kind"` // "tool", "instructions" or "egress"
 	Server           string          `json:"server"`
 	Tool             string          `json:"tool,omitempty"`
 	Digest           rugwatch.Digest `json:"digest"`
@@ -98,6 +101,13 @@ func (st *Statement) check() error {
 		}
 		if st.ReturnsSecrets {
 			return errors.New("returns_secrets is for a tool")
+		}
+	case KindEgress:
+		if st.Tool != "" {
+			return errors.New("kind egress takes no tool name")
+		}
+		if _, err := EgressDests(st.Definition); err != nil {
+			return err
 		}
 	default:
 		return fmt.Errorf("unknown kind %q", st.Kind)

@@ -2,8 +2,11 @@ package signatures
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rugwatch/rugwatch"
 )
@@ -68,6 +71,65 @@ func InstructionsStatement(server, instructions string, digest rugwatch.Digest, 
 		ApprovedAt: r.ApprovedAt, Note: r.Note, AcceptedFindings: r.Accepted, Resolves: ResolvesSeq(r.Seq)}, nil
 }
 
+// MaxEgressDests bounds the destinations one egress statement approves:
+// a server that makes up names under a wildcard of its allow-list must not
+// grow an approval without end.
+const MaxEgressDests = 256
+
+// EgressDefinition is the canonical form an egress statement carries and
+// its digest is taken over: the destinations ("host:port", as the
+// sandbox's egress path names them) as a JSON array, sorted, each once.
+func EgressDefinition(dests []string) (json.RawMessage, error) {
+	sorted := slices.Clone(dests)
+	slices.Sort(sorted)
+	sorted = slices.Compact(sorted)
+	if sorted == nil {
+		sorted = []string{}
+	}
+	if len(sorted) > MaxEgressDests {
+		return nil, fmt.Errorf("%d egress destinations, more than the %d one approval holds", len(sorted), MaxEgressDests)
+	}
+	raw, err := json.Marshal(sorted)
+	if err != nil {
+		return nil, err
+	}
+	return Canonical(raw, Limits{})
+}
+
+// EgressDests reads an egress definition back, refusing anything
+// EgressDefinition would not have written (unsorted, repeated, not
+// strings, too many), so one set has exactly one signed form.
+func EgressDests(def json.RawMessage) ([]string, error) {
+	var dests []string
+	if err := json.Unmarshal(def, &dests); err != nil || dests == nil {
+		return nil, errors.New("kind egress: the definition must be a JSON array of strings")
+	}
+	if len(dests) > MaxEgressDests {
+		return nil, fmt.Errorf("kind egress: %d destinations, more than %d", len(dests), MaxEgressDests)
+	}
+	for i, d := range dests {
+		if d == "" || !utf8.ValidString(d) {
+			return nil, errors.New("kind egress: an empty or invalid destination")
+		}
+		if i > 0 && dests[i-1] >= d {
+			return nil, errors.New("kind egress: destinations must be sorted and distinct")
+		}
+	}
+	return dests, nil
+}
+
+// EgressStatement approves the egress destinations of server: after it,
+// a destination outside dests is egress.drifted (and refused under
+// egress_mode: pinned).
+func EgressStatement(server string, dests []string, r Review) (Statement, error) {
+	def, err := EgressDefinition(dests)
+	if err != nil {
+		return Statement{}, fmt.Errorf("egress of %s: %w", server, err)
+	}
+	return Statement{Kind: KindEgress, Server: server, Digest: DigestOf(def), Definition: def,
+		ApprovedAt: r.ApprovedAt, Note: r.Note, Resolves: ResolvesSeq(r.Seq)}, nil
+}
+
 // Names reports whether the statement approves exactly this subject:
 // kind, server, tool ("" for instructions) and digest.
 func (st *Statement) Names(kind, server, tool string, digest rugwatch.Digest) bool {
@@ -76,7 +138,7 @@ func (st *Statement) Names(kind, server, tool string, digest rugwatch.Digest) bo
 
 // Subject describes what the statement names, for messages.
 func (st *Statement) Subject() string {
-	if st.Kind == KindInstructions {
+	if st.Kind == KindInstructions || st.Kind == KindEgress {
 		return fmt.Sprintf("%s %s %s", st.Kind, st.Server, st.Digest)
 	}
 	return fmt.Sprintf("%s %s/%s %s", st.Kind, st.Server, st.Tool, st.Digest)

@@ -16,15 +16,16 @@ import (
 const (
 	KindTool         = "tool"
 	KindInstructions = "instructions"
+	KindEgress       = "egress" // a server's approved egress destinations (tool "")
 )
 
 // ApprovalRecord is one signed approval as stored. The store never checks
 // the envelope; callers verify it against trusted keys before relying on
 // Digest.
 type ApprovalRecord struct {
-	Kind   string // KindTool or KindInstructions
+	Kind   string // KindTool, KindInstructions or KindEgress
 	Server string
-	Tool   string // "" for KindInstructions
+	Tool   string // "" for KindInstructions and KindEgress
 	Digest rugwatch.Digest
 	KeyID  string
 	// ApprovedAt is the approver's claimed time, kept as given.
@@ -59,9 +60,9 @@ func checkApprovalKey(server, kind, tool string) error {
 		if tool == "" {
 			return errors.New("approval: tool approval without a tool name")
 		}
-	case KindInstructions:
+	case KindInstructions, KindEgress:
 		if tool != "" {
-			return fmt.Errorf("approval: instructions approval names tool %q", tool)
+			return fmt.Errorf("approval: %s approval names tool %q", kind, tool)
 		}
 	default:
 		return fmt.Errorf("approval: unknown kind %q", kind)

@@ -7,7 +7,9 @@
 //	/
 //	├── meta
 //	│   ├── "schema"            → uint64, big endian: the applied migration version
-//	│   └── "head"              → "sha256:<hex>" of the last event record's stored bytes
+//	│   ├── "head"              → "sha256:<hex>" of the last event record's stored bytes
+//	│   └── "checkpoint"        → CheckpointRecord: where the chain continues after
+//	│                             retention cut the oldest records (checkpoint.go)
 //	├── servers
 //	│   └── <server>            → ServerRecord, its tools inline but for their definitions
 //	├── definitions             (schema v6)
@@ -22,7 +24,7 @@
 //	│                             writes only its time to polled
 //	├── approvals               (current approvals; at most one per key)
 //	│   └── <server>/           bucket
-//	│       └── <kind>\x00<tool> → ApprovalRecord  (instructions: "instructions\x00")
+//	│       └── <kind>\x00<tool> → ApprovalRecord  (instructions: "instructions\x00", egress: "egress\x00")
 //	├── approval_history        (superseded and revoked approvals, append only)
 //	│   └── <server>/           bucket, its sequence numbers the keys
 //	│       └── <uint64 BE>     → ApprovalRecord

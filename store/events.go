@@ -246,9 +246,13 @@ func (db *DB) HeadAt(seq uint64) (rugwatch.Digest, bool, error) {
 // differently (rewritten, or cut and grown again). Because every record
 // carries its predecessor's digest, holding h also means holding every
 // record before it unchanged, as far as VerifyChain confirms the links; a
-// caller checking an alert's head runs both.
+// caller checking an alert's head runs both. A head older than the
+// checkpoint, whose record retention cut, is a *HeadPrunedError instead.
 func (db *DB) HoldsHead(h Head) error {
-	var he *HeadError
+	var (
+		he     *HeadError
+		pruned *HeadPrunedError
+	)
 	err := db.View(func(t *Tx) error {
 		b, err := t.bucket(bucketEvents)
 		if err != nil {
@@ -262,7 +266,18 @@ func (db *DB) HoldsHead(h Head) error {
 		if v := b.Get(u64(h.Seq)); v != nil {
 			got = recordDigest(v)
 		}
+		cp, cut, err := readCheckpoint(meta)
+		if err != nil {
+			return err
+		}
+		if got == "" && cut && h.Seq == cp.Seq {
+			got = cp.Head // the record is cut; the checkpoint names its head
+		}
 		if got == h.Digest {
+			return nil
+		}
+		if got == "" && cut && h.Seq < cp.Seq {
+			pruned = &HeadPrunedError{Want: h, Checkpoint: cp.ChainHead()}
 			return nil
 		}
 		last := Head{Digest: rugwatch.Digest(meta.Get(keyHead))}
@@ -275,15 +290,21 @@ func (db *DB) HoldsHead(h Head) error {
 	if err != nil {
 		return fmt.Errorf("check event head %s: %w", h, err)
 	}
+	if pruned != nil {
+		return pruned
+	}
 	if he != nil {
 		return he
 	}
 	return nil
 }
 
-// VerifyChain recomputes the event chain: seqs run 1, 2, 3… with keys to
-// match, each record's Prev is the digest of the record before it exactly as
-// stored, and the meta head is the digest of the last record. It returns how
+// VerifyChain recomputes the event chain: seqs run 1, 2, 3… (or on from
+// the checkpoint, once retention cut the log) with keys to match, each
+// record's Prev is the digest of the record before it exactly as stored
+// (the first kept one's, the checkpoint's head), and the meta head is the
+// digest of the last record. The checkpoint's signature is the caller's
+// to check (see Checkpoint). It returns how
 // many records checked out and, on the first break, a *ChainError naming the
 // seq.
 //
@@ -325,6 +346,10 @@ func (db *DB) verifyFrom(from Head) (last Head, checked int, err error) {
 }
 
 func walkChain(b, meta *bolt.Bucket, from Head) (Head, int, error) {
+	from, anchored, err := fromCheckpoint(b, meta, from)
+	if err != nil {
+		return Head{}, 0, err
+	}
 	var (
 		want    = from.Seq + 1
 		prev    = from.Digest
@@ -333,7 +358,11 @@ func walkChain(b, meta *bolt.Bucket, from Head) (Head, int, error) {
 	)
 	c := b.Cursor()
 	k, v := c.First()
-	if from.Seq > 0 {
+	if anchored {
+		// Records up to the checkpoint are cut, or being cut: no part of
+		// the chain any more.
+		k, v = c.Seek(u64(want))
+	} else if from.Seq > 0 {
 		// What was verified before must still be there, byte for byte: a
 		// log whose head moved backwards under a running daemon (its tail
 		// cut, or an older copy of the file put back) fails here even if
@@ -377,6 +406,11 @@ func walkChain(b, meta *bolt.Bucket, from Head) (Head, int, error) {
 			if key == 1 {
 				return Head{}, checked, &ChainError{Seq: 1, Reason: fmt.Sprintf("first record has prev %q, want none", link.Prev)}
 			}
+			if anchored && prevSeq == from.Seq {
+				return Head{}, checked, &ChainError{Seq: prevSeq, Reason: fmt.Sprintf(
+					"the checkpoint names head %s at seq %d but event %d recorded prev %s: the checkpoint or the event was altered",
+					prev, prevSeq, key, link.Prev)}
+			}
 			// The link recorded by this event no longer matches the
 			// bytes before it: the earlier record was altered (or this
 			// record's prev was).
@@ -406,6 +440,31 @@ func walkChain(b, meta *bolt.Bucket, from Head) (Head, int, error) {
 			"last stored record hashes to %s but head is %s", prev, head)}
 	}
 	return Head{Seq: last, Digest: prev}, checked, nil
+}
+
+// fromCheckpoint moves a walk's start to the checkpoint when the log
+// was cut at or past from: the chain continues from the checkpoint's head
+// (anchored). A record verified before that is still there must still
+// hash as it did.
+func fromCheckpoint(b, meta *bolt.Bucket, from Head) (Head, bool, error) {
+	cp, ok, err := readCheckpoint(meta)
+	if err != nil {
+		return Head{}, false, &ChainError{Seq: from.Seq + 1, Reason: err.Error()}
+	}
+	if !ok || from.Seq > cp.Seq {
+		return from, false, nil
+	}
+	if from.Seq > 0 {
+		if old := b.Get(u64(from.Seq)); old != nil && recordDigest(old) != from.Digest {
+			return Head{}, false, &ChainError{Seq: from.Seq, Reason: fmt.Sprintf(
+				"record %d hashes to %s but was verified before with head %s: rewritten or rolled back", from.Seq, recordDigest(old), from.Digest)}
+		}
+		if from.Seq == cp.Seq && from.Digest != cp.Head {
+			return Head{}, false, &ChainError{Seq: from.Seq, Reason: fmt.Sprintf(
+				"the checkpoint names head %s at seq %d, verified before as %s", cp.Head, cp.Seq, from.Digest)}
+		}
+	}
+	return cp.ChainHead(), true, nil
 }
 
 // ChainTracker verifies the event log once in full and from then on only

@@ -37,8 +37,13 @@ func goldenRecord() ServerRecord {
 			FirstSeen:      at, LastChanged: at, PrevState: rugwatch.StateApproved, LastTransitionSeq: 9, WithdrawnSeq: 9,
 		}},
 		Sandboxed: true, SandboxNote: "note", ProtocolVersion: "2025-11-25", Cloaked: map[string]string{"search": "k"},
+		Findings:       []rugwatch.Finding{{Rule: "stdout-noise", Severity: rugwatch.SeverityWarning, Path: "/stdout", Message: "m"}},
 		Identity:       json.RawMessage(`{"tls_spki":"ff"}`),
 		IdentityPinned: json.RawMessage(`{"tls_spki":"00"}`), IdentityDrifted: true,
+		Churn: &ChurnState{Spent: 12.5, At: at, Since: at, Summarised: 4000, ReportedAt: at},
+		Egress: &EgressRecord{Seen: []string{"api.example.com:443", "exfil.example.net:443"}, Dropped: 3,
+			Pinned: []string{"api.example.com:443"}, PinnedDigest: "sha256:ab", PinMissing: true,
+			Drifted: []string{"exfil.example.net:443"}, Refused: []string{"exfil.example.net:443"}, TransitionSeq: 11},
 	}
 }
 

@@ -64,6 +64,22 @@ type ServerRecord struct {
 	Identity        json.RawMessage `json:"identity,omitempty"`
 	IdentityPinned  json.RawMessage `json:"identity_pinned,omitempty"`
 	IdentityDrifted bool            `json:"identity_drifted,omitempty"`
+
+	// Findings are the last good poll's findings about the server rather
+	// than any of its tools (stdout noise); a server.flagged event marks
+	// each one's first appearance.
+	Findings []rugwatch.Finding `json:"findings,omitempty"`
+
+	// Churn is the server's budget of new tool names
+	// (limits.max_new_tools_per_hour) and, while it churns, what its
+	// summarised listings held (churn.go); nil when it listed no new name
+	// within the last hour.
+	Churn *ChurnState `json:"churn,omitempty"`
+
+	// Egress is what a sandboxed server reached through its egress path
+	// and the destinations approved for it (behaviour pinning, egress.go);
+	// nil until a poll ran it with an egress path.
+	Egress *EgressRecord `json:"egress,omitempty"`
 }
 
 // ToolRecord is where one tool of one server stands.

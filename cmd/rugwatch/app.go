@@ -42,6 +42,8 @@ type App struct {
 
 	// ready, when set, is called once serve is serving (tests).
 	ready func(*daemon)
+	// pruned, when set, hears of every retention pass of serve (tests).
+	pruned func(monitor.Pruned, error)
 	// hashes caches executables' digests for launch identities.
 	hashes mcpclient.HashCache
 	// verified caches approval signatures that held, for the proxy's
@@ -274,6 +276,10 @@ func (a *App) target(cfg *configs.Config, s configs.Server) (mcpclient.Target, e
 		Home: cfg.ServerHome(s.Name), Mounts: s.SandboxMounts(),
 		Network: s.EffectiveNetwork(cfg.Defaults), Egress: s.EffectiveEgress(cfg.Defaults),
 		Resources: s.EffectiveResources(cfg.Defaults),
+		// What the launcher fetches the server from is pinned by the
+		// launch identity, not by behaviour pinning.
+		EgressExempt: configs.LauncherEgress(s.Command, s.Env),
+		EgressPinned: s.EffectiveEgressMode(cfg.Defaults) == configs.EgressPinned,
 	}
 	if i := slices.IndexFunc(cfg.Servers, func(o configs.Server) bool { return o.Name == s.Name }); i >= 0 {
 		key := cfg.EgressKey(i)

@@ -10,6 +10,7 @@ import (
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/configs"
 	"github.com/rugwatch/rugwatch/control"
+	"github.com/rugwatch/rugwatch/detect"
 	"github.com/rugwatch/rugwatch/mcpclient"
 	"github.com/rugwatch/rugwatch/monitor"
 	"github.com/rugwatch/rugwatch/notify"
@@ -114,6 +115,8 @@ func (a *App) ledger(cfg *configs.Config, db *store.DB, ver monitor.Verifier, al
 // approve_first_seen it holds the one private key the daemon may hold.
 func (a *App) recorder(cfg *configs.Config, db *store.DB, ver monitor.Verifier, al *notify.Alerting) (*monitor.Recorder, error) {
 	rec := &monitor.Recorder{DB: db, Verifier: ver, Verified: &a.verified, UnreachableAfter: cfg.UnreachableAfter, InTx: al.InTx, Log: a.log}
+	rec.MaxNewToolsPerHour = cfg.Limits.MaxNewToolsPerHour
+	rec.ConfigFindings = configFindings(cfg)
 	if cl := a.classifier(cfg); cl != nil {
 		rec.Classify = func(server string, t mcpclient.Tool) []rugwatch.Finding {
 			var def struct {
@@ -138,6 +141,20 @@ func (a *App) recorder(cfg *configs.Config, db *store.DB, ver monitor.Verifier, 
 		rec.Signer = s
 	}
 	return rec, nil
+}
+
+// configFindings gives, per server, what its configuration alone raises:
+// the package spec of an npx/uvx/bunx/pipx launch, unpinned or one edit
+// from a well-known server, flagged before any poll and whether or not
+// the launch succeeds.
+func configFindings(cfg *configs.Config) func(server string) []rugwatch.Finding {
+	found := map[string][]rugwatch.Finding{}
+	for _, s := range cfg.Servers {
+		if s.Command != "" {
+			found[s.Name] = detect.PackageFindings(s.Command, s.Args)
+		}
+	}
+	return func(server string) []rugwatch.Finding { return found[server] }
 }
 
 func (a *App) poller(cfg *configs.Config, rec *monitor.Recorder) *monitor.Poller {

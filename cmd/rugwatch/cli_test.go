@@ -14,12 +14,16 @@ import (
 	"github.com/rugwatch/rugwatch/demo"
 	"github.com/rugwatch/rugwatch/report"
 	"github.com/rugwatch/rugwatch/sandbox"
+	"github.com/rugwatch/rugwatch/testkit/testservers"
 )
 
 // The test binary doubles as the demo MCP server so CLI tests poll a real
 // stdio child: re-executed with RUGWATCH_TEST_DEMO set, it serves.
 func TestMain(m *testing.M) {
 	sandbox.Init()
+	if testservers.Child() {
+		os.Exit(0)
+	}
 	if os.Getenv("RUGWATCH_TEST_DEMO") != "" {
 		args := strings.Fields(os.Getenv("RUGWATCH_TEST_DEMO"))
 		os.Exit(demo.Run(context.Background(), args, os.Stdin, os.Stdout, os.Stderr))

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -28,7 +30,7 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 	acceptFindings := fs.Bool("accept-findings", false, "approve even definitions with critical poisoning findings (recorded in the approval)")
 	withInstructions := fs.Bool("instructions", false, "approve the server's instructions")
 	returnsSecrets := fs.Bool("returns-secrets", false, "the named tools return secrets by design (a vault): their results raise no secret-in-result, and what they return is still kept from open-world tools (signed in the approval)")
-	withLaunch := fs.Bool("launch", false, "pin what now runs for a stdio server (after launch.drifted)")
+	withLaunch := fs.Bool("launch", false, "pin what now runs for a stdio server (after launch.drifted) and the egress destinations it uses")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -69,10 +71,14 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 	}
 	instr := (*all || *withInstructions) && rec.InstructionsDigest != "" && rec.InstructionsState != rugwatch.StateApproved
 	launch := (*all || *withLaunch) && (rec.LaunchDrifted || rec.IdentityDrifted)
+	var egress []string // nil: no egress to approve
+	if *all || *withLaunch {
+		egress = monitor.EgressToApprove(rec)
+	}
 	if *withInstructions && rec.InstructionsDigest == "" {
 		return fmt.Errorf("server %s sends no instructions", server)
 	}
-	if len(picked) == 0 && !instr && !launch {
+	if len(picked) == 0 && !instr && !launch && egress == nil {
 		fmt.Fprintf(a.Stdout, "nothing to approve on %s: every observed tool is approved\n", server)
 		return nil
 	}
@@ -105,6 +111,9 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 	if launch {
 		fmt.Fprintf(a.Stdout, "── %s launch identity changed\n  pinned: %s\n  now:    %s\n\n", server, visible.Line(string(rec.LaunchPinned)), visible.Line(string(rec.Launch)))
 	}
+	if egress != nil {
+		printEgress(a.Stdout, server, rec, egress)
+	}
 	var blocked []string
 	if instr && detect.MaxSeverity(rec.InstructionsFindings) == rugwatch.SeverityCritical {
 		blocked = append(blocked, "the instructions")
@@ -121,7 +130,7 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 		return errFindings
 	}
 	if !*yes {
-		fmt.Fprintf(a.Stdout, "Approve %s of %s exactly as shown, signed by %s? [y/N] ", approvalSubject(len(picked), instr, launch), server, signer.KeyID())
+		fmt.Fprintf(a.Stdout, "Approve %s of %s exactly as shown, signed by %s? [y/N] ", approvalSubject(len(picked), instr, launch, egress != nil), server, signer.KeyID())
 		line, _ := bufio.NewReader(a.Stdin).ReadString('\n')
 		if ans := strings.ToLower(strings.TrimSpace(line)); ans != "y" && ans != "yes" {
 			fmt.Fprintln(a.Stdout, "not approved")
@@ -152,16 +161,28 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 		}
 		signed = append(signed, monitor.SignedApproval{Kind: store.KindInstructions, Digest: rec.InstructionsDigest, Envelope: env, Note: *note})
 	}
+	if egress != nil {
+		// Bound to the egress state just shown, like a tool's approval.
+		st, err := signatures.EgressStatement(server, egress, signatures.Review{Seq: rec.Egress.TransitionSeq, ApprovedAt: now, Note: *note})
+		if err != nil {
+			return err
+		}
+		env, err := signer.SignApproval(st)
+		if err != nil {
+			return fmt.Errorf("signing %s egress: %w", server, err)
+		}
+		signed = append(signed, monitor.SignedApproval{Kind: store.KindEgress, Digest: st.Digest, Envelope: env, Note: *note})
+	}
 	if _, err := b.Approve(ctx, server, signed, launch); err != nil {
 		return err
 	}
-	fmt.Fprintf(a.Stdout, "approved %s of %s with key %s\n", approvalSubject(len(picked), instr, launch), server, signer.KeyID())
+	fmt.Fprintf(a.Stdout, "approved %s of %s with key %s\n", approvalSubject(len(picked), instr, launch, egress != nil), server, signer.KeyID())
 	return nil
 }
 
 // approvalSubject says what an approval covers: "3 tool(s)", "the
-// instructions", "the launch identity", joined.
-func approvalSubject(tools int, instr, launch bool) string {
+// instructions", "the launch identity", "the egress destinations", joined.
+func approvalSubject(tools int, instr, launch, egress bool) string {
 	var parts []string
 	if tools > 0 {
 		parts = append(parts, fmt.Sprintf("%d tool(s)", tools))
@@ -171,6 +192,9 @@ func approvalSubject(tools int, instr, launch bool) string {
 	}
 	if launch {
 		parts = append(parts, "the launch identity")
+	}
+	if egress {
+		parts = append(parts, "the egress destinations")
 	}
 	return strings.Join(parts, " and ")
 }
@@ -197,4 +221,35 @@ func pickTools(rec store.ServerRecord, names []string, all bool) ([]store.ToolRe
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// printEgress shows the egress destinations about to be approved: the set
+// signed, and which of them are new since the last approval.
+func printEgress(w io.Writer, server string, rec store.ServerRecord, set []string) {
+	eg := rec.Egress
+	state := "PENDING"
+	switch {
+	case eg.PinMissing:
+		state = "INVALID"
+	case len(eg.Drifted) > 0:
+		state = "DRIFTED"
+	}
+	fmt.Fprintf(w, "── %s egress destinations  %s\n", server, state)
+	if len(set) == 0 {
+		fmt.Fprintln(w, "  none: the server used no destination; approving pins that it reaches none")
+	}
+	for _, d := range set {
+		mark := ""
+		switch {
+		case slices.Contains(eg.Refused, d):
+			mark = "  NEW (refused until approved)"
+		case eg.PinnedDigest != "" && !slices.Contains(eg.Pinned, d):
+			mark = "  NEW"
+		}
+		fmt.Fprintf(w, "  %s%s\n", visible.Line(d), mark)
+	}
+	if eg.Dropped > 0 {
+		fmt.Fprintf(w, "  (%d more destinations past the bound were counted, not recorded; they stay unapproved)\n", eg.Dropped)
+	}
+	fmt.Fprintln(w)
 }

@@ -56,6 +56,23 @@ type nopWriteCloser struct{ io.Writer }
 
 func (nopWriteCloser) Close() error { return nil }
 
+// upstreamEgressPin is the egress pin the sandbox of a proxied stdio
+// server enforces (with egress_mode: pinned) for the life of its upstream
+// session: the one the backend verified, or the empty set when it cannot
+// be read (fail closed).
+func upstreamEgressPin(ctx context.Context, backend func(context.Context) (proxy.Backend, func(), error), server string) *mcpclient.EgressPin {
+	b, release, err := backend(ctx)
+	if err != nil {
+		return &mcpclient.EgressPin{Dests: []string{}}
+	}
+	defer release()
+	al, err := b.Allowed(ctx, server)
+	if err != nil {
+		return &mcpclient.EgressPin{Dests: []string{}}
+	}
+	return al.EgressPin
+}
+
 // proxyOptions wires one proxied session of srv: upstream over the
 // server's own transport with its configured credentials (stdio
 // sandboxed), approvals through backend.
@@ -67,6 +84,9 @@ func (a *App) proxyOptions(cfg *configs.Config, srv configs.Server, backend func
 			t, err := a.target(cfg, srv)
 			if err != nil {
 				return nil, err
+			}
+			if t.Transport == mcpclient.TransportStdio {
+				t.Sandbox.EgressPin = upstreamEgressPin(ctx, backend, srv.Name)
 			}
 			opts := a.dialOptions(cfg)
 			opts.Peer, opts.Capabilities = peer, caps

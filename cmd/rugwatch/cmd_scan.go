@@ -31,6 +31,11 @@ type ScanReport struct {
 	// each revision's clients are shown, and those that differ.
 	Revisions []ScanRevision `json:"revisions,omitempty"`
 	Cloaked   []string       `json:"cloaked,omitempty"`
+	// Findings are about the server rather than a tool (stdout-noise);
+	// StdoutNoise is what a stdio server wrote on stdout that is not
+	// JSON-RPC, dropped unread.
+	Findings    []rugwatch.Finding     `json:"findings,omitempty"`
+	StdoutNoise *mcpclient.StdoutNoise `json:"stdout_noise,omitempty"`
 	// Sandboxed says a stdio server ran in the sandbox; SandboxNote says
 	// why it did not. Refused lists the destinations it was refused.
 	Sandboxed   bool                `json:"sandboxed"`
@@ -100,7 +105,8 @@ func (a *App) runScan(ctx context.Context, args []string) error {
 		ProtocolVersion: l.ProtocolVersion, InstructionsDigest: l.InstructionsDigest, Pages: l.Pages,
 		ElapsedMS: l.Elapsed.Milliseconds(), Warnings: append([]string{}, l.Warnings...), Tools: []ScanTool{},
 		ProtocolVersionsOffered: l.Offered, Cache: l.Cache,
-		Sandboxed: l.Sandboxed, SandboxNote: l.SandboxNote, Refused: l.Refused}
+		Sandboxed: l.Sandboxed, SandboxNote: l.SandboxNote, Refused: l.Refused,
+		Findings: l.ServerFindings(), StdoutNoise: l.StdoutNoise}
 	for _, rev := range l.Revisions {
 		sr := ScanRevision{ProtocolVersion: rev.ProtocolVersion, Tools: map[string]rugwatch.Digest{}}
 		for _, tool := range rev.Tools {
@@ -169,6 +175,7 @@ func (a *App) runScan(ctx context.Context, args []string) error {
 	for _, w := range l.Warnings {
 		fmt.Fprintf(a.Stdout, "warning: %s\n", visible.Line(w))
 	}
+	printFindings(a.Stdout, "", rep.Findings)
 	tw := tabwriter.NewWriter(a.Stdout, 2, 8, 2, ' ', 0)
 	for i, tool := range l.Tools {
 		fmt.Fprintf(tw, "  %s\t%s\n", visible.Line(tool.Name), tool.Digest)

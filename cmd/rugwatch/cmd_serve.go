@@ -179,7 +179,7 @@ func (d *daemon) Start(ctx context.Context, cfg *configs.Config) (cleanup func()
 		}
 		undo = append(undo, func() { os.RemoveAll(dir) })
 	}
-	if cfg.ApproveFirstSeen && cfg.SigningKey == "" {
+	if (cfg.ApproveFirstSeen || cfg.Retention > 0) && cfg.SigningKey == "" {
 		cfg.SigningKey = d.app.approverKeyPath(cfg, "")
 	}
 	if err := d.checkTokens(cfg); err != nil {
@@ -253,6 +253,9 @@ func (d *daemon) Start(ctx context.Context, cfg *configs.Config) (cleanup func()
 		}
 	}
 	if err := d.apply(cfg); err != nil {
+		return cleanup, d.abort(err)
+	}
+	if err := d.startPruner(cfg); err != nil {
 		return cleanup, d.abort(err)
 	}
 	return cleanup, nil
@@ -530,7 +533,7 @@ func (d *daemon) Reload() {
 	for _, k := range deferred {
 		log.Warn(k.Key+" changed; it takes effect at the next start", "running", k.Running, "new", k.New)
 	}
-	if cfg.ApproveFirstSeen && cfg.SigningKey == "" {
+	if (cfg.ApproveFirstSeen || cfg.Retention > 0) && cfg.SigningKey == "" {
 		cfg.SigningKey = d.app.approverKeyPath(cfg, "")
 	}
 	cfg.ApplyDefaults()

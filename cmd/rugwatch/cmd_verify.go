@@ -48,9 +48,18 @@ func (a *App) runVerify(ctx context.Context, args []string) error {
 		if rep.Head != "" {
 			fmt.Fprintf(a.Stdout, "log head: %s\n", rep.Head)
 		}
-		if rep.HeadError != "" {
+		switch {
+		case rep.CheckpointError != "":
+			fmt.Fprintf(a.Stdout, "checkpoint %s: INVALID: %s\n", rep.Checkpoint, rep.CheckpointError)
+		case rep.Checkpoint != "":
+			fmt.Fprintf(a.Stdout, "checkpoint %s: signed by %s; older events were pruned by retention\n", rep.Checkpoint, rep.CheckpointKey)
+		}
+		switch {
+		case rep.HeadError != "":
 			fmt.Fprintf(a.Stdout, "head %s: NOT HELD: %s\n", rep.HeadChecked, rep.HeadError)
-		} else if rep.HeadChecked != "" {
+		case rep.HeadPruned != "":
+			fmt.Fprintf(a.Stdout, "head %s: held behind the signed checkpoint (%s)\n", rep.HeadChecked, rep.HeadPruned)
+		case rep.HeadChecked != "":
 			fmt.Fprintf(a.Stdout, "head %s: held\n", rep.HeadChecked)
 		}
 		fmt.Fprintf(a.Stdout, "approvals: %d checked, %d invalid\n", rep.ApprovalsChecked, len(rep.InvalidApprovals))

@@ -248,6 +248,7 @@ func printServer(w io.Writer, s report.ServerReport, first bool) {
 	if s.Error != "" {
 		fmt.Fprintf(w, "  error: %s\n", visible.Line(s.Error))
 	}
+	printFindings(w, "  ", s.Findings)
 	type row struct{ name, state, severity, digest, extra string }
 	var rows []row
 	if s.InstructionsState != "" {
@@ -258,6 +259,10 @@ func printServer(w io.Writer, s report.ServerReport, first bool) {
 	}
 	if s.IdentityDrifted {
 		rows = append(rows, row{"(identity)", "DRIFTED", "", "", "who answers changed; see history, then approve " + s.Name + " --launch"})
+	}
+	if s.Egress != nil {
+		state, extra := egressRow(s.Name, s.Egress)
+		rows = append(rows, row{"(egress)", state, "", s.Egress.ApprovedDigest.Short(), extra})
 	}
 	for _, t := range s.Tools {
 		extra := ""
@@ -294,6 +299,10 @@ func printServer(w io.Writer, s report.ServerReport, first bool) {
 		printRow(rows[next])
 		next++
 	}
+	if s.Egress != nil {
+		printRow(rows[next])
+		next++
+	}
 	if len(s.Tools) == 0 {
 		fmt.Fprintf(w, "  no tools\n")
 	}
@@ -307,3 +316,43 @@ func printServer(w io.Writer, s report.ServerReport, first bool) {
 // width is the number of terminal columns s takes, counting a rune as one:
 // visible.Line has already turned anything that takes none into an escape.
 func width(s string) int { return utf8.RuneCountInString(s) }
+
+// egressRow is the state and the text of a server's egress row: the
+// approved destinations, and what was used outside them.
+func egressRow(server string, e *report.EgressReport) (state, extra string) {
+	list := func(ds []string, mark map[string]bool) string {
+		if len(ds) == 0 {
+			return "none"
+		}
+		const shown = 16
+		parts := make([]string, 0, min(len(ds), shown+1))
+		for i, d := range ds {
+			if i == shown {
+				parts = append(parts, fmt.Sprintf("and %d more", len(ds)-shown))
+				break
+			}
+			if mark[d] {
+				d += " (refused)"
+			}
+			parts = append(parts, visible.Line(d))
+		}
+		return strings.Join(parts, ", ")
+	}
+	refused := map[string]bool{}
+	for _, d := range e.Refused {
+		refused[d] = true
+	}
+	more := ""
+	if e.Dropped > 0 {
+		more = fmt.Sprintf("; %d more not listed", e.Dropped)
+	}
+	switch {
+	case e.PinMissing:
+		return "INVALID", "the approved destinations are gone or no longer verify; used: " + list(e.Seen, refused) + more + "; approve " + server + " --launch"
+	case len(e.Drifted) > 0:
+		return "DRIFTED", "approved: " + list(e.Approved, nil) + "; new: " + list(e.Drifted, refused) + more + "; see history, then approve " + server + " --launch"
+	case e.Approved != nil:
+		return "APPROVED", "approved: " + list(e.Approved, nil) + more
+	}
+	return "PENDING", "used: " + list(e.Seen, nil) + more + "; approve " + server + " --launch to pin them"
+}

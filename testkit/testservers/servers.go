@@ -43,6 +43,14 @@ func Run(mode string) {
 		rawServer(strings.TrimPrefix(mode, "raw:"))
 	case strings.HasPrefix(mode, "era:"):
 		runEraServer(strings.TrimPrefix(mode, "era:")) // revision_test.go
+	case strings.HasPrefix(mode, NoiseMode):
+		noiseServer(strings.TrimPrefix(mode, NoiseMode)) // noise.go
+	case strings.HasPrefix(mode, SlowMode):
+		slowServer(strings.TrimPrefix(mode, SlowMode)) // noise.go
+	case mode == ChurnMode:
+		churnServer() // churn.go
+	case mode == EgressMode:
+		egressServer() // egress.go
 	}
 }
 
