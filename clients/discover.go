@@ -58,15 +58,36 @@ type Server struct {
 	Notes     []string          `json:"notes,omitempty"`
 
 	rawName string
+	client  string            // the first origin's client, a key of Names
 	ident   string            // the entry as written, to merge copies across clients
 	rawEnv  map[string]string // as written; may hold secrets, never printed
 	rawHdr  map[string]string
+	// envFile is the absolute path of the entry's envFile; envFileVars
+	// the names it sets (never its values), passed as ${env:NAME}.
+	envFile     string
+	envFileVars []string
+	// signIn says why `rugwatch proxy` cannot stand in for this remote:
+	// the client signs in to it itself.
+	signIn     string
+	clientVars bool // command or args need the client's ${…} expansion
+	disabled   bool
+	typed      bool // the entry names its "type"
+	// carry maps each ${env:NAME} of Env and Headers that stands for a
+	// value of the client's file (a literal, a VS Code ${input:…}) to
+	// that value: what the client hands `rugwatch proxy` in its env.
+	carry map[string]string
 }
 
-// Export is one environment variable the user must set.
+// Export is one environment variable `serve` and `check` need.
 type Export struct {
-	Name string `json:"name"`
-	For  string `json:"for"`
+	Name   string `json:"name"`
+	Server string `json:"server"`
+	// Source is where the value is: "client-file" (a literal in the
+	// client's config, handed to `rugwatch proxy` by the client), "input"
+	// (VS Code asks for it), "env-file" (the entry's envFile), or
+	// "environment" (the client reads it from its own environment).
+	Source string `json:"source"`
+	For    string `json:"for"`
 }
 
 // Skipped is an entry that could not become a rugwatch server.
@@ -116,20 +137,49 @@ func clientSources(home, project string) []source {
 	return out
 }
 
-// Discover reads every client config under home and project.
-func Discover(home, project string) Report {
-	rep := Report{Servers: []Server{}, Exports: []Export{}, Skipped: []Skipped{}}
-	var found []Server
+// scanned is what the client files hold, before merging and naming.
+type scanned struct {
+	sources []source
+	found   []Server
+	skipped []Skipped
+	// rugwatch are the entries that run rugwatch already.
+	rugwatch []rugwatchEntry
+}
+
+// rugwatchEntry is a client entry that runs `rugwatch … proxy`.
+type rugwatchEntry struct {
+	Origin
+	gateway bool              // proxy --all
+	env     map[string]string // what the client hands it
+	envFile string
+}
+
+// known is what the rugwatch entries hand over: NAME -> value.
+func (sc *scanned) known() map[string]string {
+	out := map[string]string{}
+	for _, r := range sc.rugwatch {
+		for k, v := range r.env {
+			if _, ok := out[k]; !ok {
+				out[k] = v
+			}
+		}
+	}
+	return out
+}
+
+// scan reads every client config under home and project.
+func scan(home, project string) scanned {
+	var sc scanned
 	for _, src := range clientSources(home, project) {
 		doc, err := readClientConfig(src.Path)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
-			rep.Sources = append(rep.Sources, src)
+			sc.sources = append(sc.sources, src)
 			continue
 		case err != nil:
 			src.Found = true
 			src.Error = err.Error()
-			rep.Sources = append(rep.Sources, src)
+			sc.sources = append(sc.sources, src)
 			continue
 		}
 		src.Found = true
@@ -155,41 +205,72 @@ func Discover(home, project string) Report {
 				o := Origin{Client: src.Client, Path: src.Path, Entry: fmt.Sprintf("%s[%q]", g.prefix, name)}
 				s, reason := convertEntry(name, g.entries[name], g.project, home, filepath.Dir(src.Path))
 				if reason != "" {
-					rep.Skipped = append(rep.Skipped, Skipped{o, reason})
+					sc.skipped = append(sc.skipped, Skipped{o, reason})
+					continue
+				}
+				if s.runsRugwatch() {
+					sc.rugwatch = append(sc.rugwatch, rugwatchEntry{o, slices.Contains(s.Args, "--all"), s.rawEnv, s.envFile})
+					sc.skipped = append(sc.skipped, Skipped{o, "already goes through rugwatch"})
 					continue
 				}
 				if g.project != "" && src.key == "claude.json" {
 					s.Notes = append(s.Notes, "Claude Code project "+g.project)
 				}
 				s.Origins = []Origin{o}
-				found = append(found, s)
+				s.client = slugOf(src.Client)
+				sc.found = append(sc.found, s)
 			}
 		}
-		rep.Sources = append(rep.Sources, src)
+		sc.sources = append(sc.sources, src)
 	}
-	// The same server set up in two clients is watched once.
-	byIdent := map[string]int{}
-	var merged []Server
-	for _, s := range found {
-		if i, ok := byIdent[s.ident]; ok {
-			merged[i].Origins = append(merged[i].Origins, s.Origins...)
+	return sc
+}
+
+// slugOf is the CLI's name of a client (a key of Names).
+func slugOf(client string) string {
+	for k, v := range Names {
+		if v == client {
+			return k
+		}
+	}
+	return ""
+}
+
+// merge makes the same server set up in several places one server.
+func merge(found []Server) []*Server {
+	byIdent := map[string]*Server{}
+	var out []*Server
+	for i := range found {
+		s := &found[i]
+		if m, ok := byIdent[s.ident]; ok {
+			m.Origins = append(m.Origins, s.Origins...)
 			continue
 		}
-		byIdent[s.ident] = len(merged)
-		merged = append(merged, s)
+		byIdent[s.ident] = s
+		out = append(out, s)
 	}
-	taken := map[string]bool{}
-	for i := range merged {
-		s := &merged[i]
-		base := normalizeServerName(s.rawName)
-		s.Name = base
-		for n := 2; taken[s.Name]; n++ {
-			s.Name = fmt.Sprintf("%s-%d", base, n)
+	return out
+}
+
+// Discover reads every client config under home and project.
+func Discover(home, project string) Report {
+	sc := scan(home, project)
+	rep := Report{Sources: sc.sources, Servers: []Server{}, Exports: []Export{}, Skipped: append([]Skipped{}, sc.skipped...)}
+	n := newNamer()
+	for k, v := range sc.known() {
+		n.claim(k, v)
+	}
+	servers := merge(sc.found)
+	n.reserveRefs(servers)
+	for _, s := range servers {
+		s.Name = n.server(normalizeServerName(s.rawName), s.client)
+		n.name(s)
+		if s.signIn != "" {
+			s.Notes = append(s.Notes, s.signIn+"; where it needs one, give it a token under headers")
 		}
-		taken[s.Name] = true
-		rep.Exports = append(rep.Exports, s.referenceSecrets()...)
+		rep.Servers = append(rep.Servers, *s)
+		rep.Exports = addExports(rep.Exports, s.exports(home)...)
 	}
-	rep.Servers = append(rep.Servers, merged...)
 	return rep
 }
 
@@ -334,8 +415,10 @@ func convertEntry(name string, v any, project, home, dir string) (Server, string
 		rawURL, _ = asString(e["serverUrl"])
 	}
 	if d, ok := e["disabled"].(bool); ok && d {
+		s.disabled = true
 		s.Notes = append(s.Notes, "disabled in the client")
 	}
+	_, s.typed = e["type"]
 	expand := func(x string) string {
 		if project != "" {
 			x = strings.ReplaceAll(x, "${workspaceFolder}", project)
@@ -354,6 +437,7 @@ func convertEntry(name string, v any, project, home, dir string) (Server, string
 			s.Args = append(s.Args, expand(str))
 		}
 		if strings.Contains(s.Command+strings.Join(s.Args, " "), "${") {
+			s.clientVars = true
 			s.Notes = append(s.Notes, "command or args hold a ${…} variable the client expands and rugwatch does not")
 		}
 		if cwd, ok := asString(e["cwd"]); ok && cwd != "" {
@@ -368,8 +452,29 @@ func convertEntry(name string, v any, project, home, dir string) (Server, string
 		if len(bad) > 0 {
 			s.Notes = append(s.Notes, "env values that are not strings were left out: "+strings.Join(bad, ", "))
 		}
+		for _, k := range slices.Sorted(maps.Keys(s.rawEnv)) {
+			if !envNameRE.MatchString(k) {
+				s.Notes = append(s.Notes, fmt.Sprintf("env %s left out: not a valid variable name", visible.Line(k)))
+				delete(s.rawEnv, k)
+			}
+		}
 		if f, ok := asString(e["envFile"]); ok && f != "" {
-			s.Notes = append(s.Notes, "envFile not imported; add its variables under env")
+			s.envFile = expand(f)
+			if !filepath.IsAbs(s.envFile) {
+				s.envFile = filepath.Join(dir, s.envFile)
+			}
+			vars, err := envFileNames(s.envFile)
+			if err != nil {
+				s.Notes = append(s.Notes, fmt.Sprintf("envFile %s: %v; its variables are not passed", visible.Line(s.envFile), err))
+			}
+			for _, v := range vars {
+				if _, ok := s.rawEnv[v]; !ok {
+					s.envFileVars = append(s.envFileVars, v)
+				}
+			}
+			if len(s.envFileVars) > 0 {
+				s.Notes = append(s.Notes, fmt.Sprintf("envFile %s: its variables are passed as ${env:…} references", visible.Line(s.envFile)))
+			}
 		}
 	case rawURL != "":
 		switch typ {
@@ -402,12 +507,20 @@ func convertEntry(name string, v any, project, home, dir string) (Server, string
 		if len(bad) > 0 {
 			s.Notes = append(s.Notes, "header values that are not strings were left out: "+strings.Join(bad, ", "))
 		}
+		for _, k := range slices.Sorted(maps.Keys(s.rawHdr)) {
+			v := s.rawHdr[k]
+			if !validHeaderName(k) || configs.ReservedHeader(configs.ServerHeaders, textproto.CanonicalMIMEHeaderKey(k)) || strings.ContainsAny(v, "\r\n") {
+				s.Notes = append(s.Notes, fmt.Sprintf("header %s left out: rugwatch sets it itself or it is malformed", visible.Line(k)))
+				delete(s.rawHdr, k)
+			}
+		}
+		s.signIn = signInReason(e, s.rawHdr)
 	case command != "":
 		return s, fmt.Sprintf("type %q with a command", visible.Line(typ))
 	default:
 		return s, "neither command nor url"
 	}
-	id, _ := json.Marshal([]any{s.Transport, s.Command, s.Args, s.Cwd, s.rawEnv, s.URL, s.rawHdr})
+	id, _ := json.Marshal([]any{s.Transport, s.Command, s.Args, s.Cwd, s.rawEnv, s.envFile, s.URL, s.rawHdr})
 	s.ident = string(id)
 	return s, ""
 }
@@ -499,81 +612,59 @@ func clientTemplate(v string) (t string, ref, ok bool) {
 	return "", false, false
 }
 
-func envRefName(server, key string) string {
-	up := func(s string) string {
-		var b strings.Builder
-		for _, r := range strings.ToUpper(s) {
-			if r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
-				b.WriteRune(r)
-			} else {
-				b.WriteByte('_')
-			}
+// signInReason says why a remote entry cannot go through `rugwatch
+// proxy`: rugwatch connects with the headers of its config only, so a
+// remote the client signs in to (OAuth) stays the client's.
+func signInReason(e map[string]any, hdr map[string]string) string {
+	for _, k := range slices.Sorted(maps.Keys(e)) {
+		if l := strings.ToLower(k); strings.Contains(l, "oauth") || l == "auth" {
+			return fmt.Sprintf("its entry configures sign-in (%s), which rugwatch cannot do for the client", visible.Line(k))
 		}
-		return b.String()
 	}
-	n := up(server) + "_" + up(key)
-	if n[0] >= '0' && n[0] <= '9' {
-		n = "MCP_" + n
+	for k, v := range hdr {
+		if v != "" && (textproto.CanonicalMIMEHeaderKey(k) == "Authorization" || secretName(k)) {
+			return ""
+		}
 	}
-	return n
+	return "a remote with no credential in its entry: the client signs in to it itself (OAuth), or it needs none; rugwatch cannot sign in for the client"
 }
 
-// referenceSecrets fills Env and Headers with templates: literal secrets
-// become ${env:<SERVER>_<NAME>} and are listed for the user to export.
-func (s *Server) referenceSecrets() []Export {
-	var exports []Export
-	ref := func(kind, key string) string {
-		n := envRefName(s.Name, key)
-		exports = append(exports, Export{Name: n, For: fmt.Sprintf("%s %s of server %s (%s)", kind, key, s.Name, s.Origins[0].Client)})
-		return "${env:" + n + "}"
+// maxEnvFile bounds what is read of an envFile.
+const maxEnvFile = 1 << 20
+
+// envFileNames reads the variable names a dotenv file sets, never keeping
+// a value. PATH and HOME are left out: the sandbox sets them.
+func envFileNames(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, errors.New("not found")
+		}
+		return nil, errors.New("not readable")
 	}
-	if len(s.rawEnv) > 0 {
-		s.Env = map[string]string{}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxEnvFile+1))
+	if err != nil || len(data) > maxEnvFile {
+		return nil, fmt.Errorf("not readable or larger than %d KiB", maxEnvFile>>10)
 	}
-	for _, k := range slices.Sorted(maps.Keys(s.rawEnv)) {
-		v := s.rawEnv[k]
-		if !envNameRE.MatchString(k) {
-			s.Notes = append(s.Notes, fmt.Sprintf("env %s left out: not a valid variable name", visible.Line(k)))
+	var out []string
+	for _, l := range strings.Split(string(data), "\n") {
+		l = strings.TrimSpace(l)
+		l = strings.TrimSpace(strings.TrimPrefix(l, "export "))
+		name, _, ok := strings.Cut(l, "=")
+		name = strings.TrimSpace(name)
+		if !ok || !envNameRE.MatchString(name) || name == "PATH" || name == "HOME" || slices.Contains(out, name) {
 			continue
 		}
-		t, isRef, ok := clientTemplate(v)
-		switch {
-		case !ok:
-			s.Env[k] = ref("env", k)
-		case isRef:
-			s.Env[k] = t // already a reference to the environment
-		case secretName(k) && v != "" || secretLike(v):
-			s.Env[k] = ref("env", k)
-		default:
-			s.Env[k] = v
-		}
+		out = append(out, name)
 	}
-	if len(s.rawHdr) > 0 {
-		s.Headers = map[string]string{}
-	}
-	for _, k := range slices.Sorted(maps.Keys(s.rawHdr)) {
-		v := s.rawHdr[k]
-		ck := textproto.CanonicalMIMEHeaderKey(k)
-		if !validHeaderName(k) || configs.ReservedHeader(configs.ServerHeaders, ck) || strings.ContainsAny(v, "\r\n") {
-			s.Notes = append(s.Notes, fmt.Sprintf("header %s left out: rugwatch sets it itself or it is malformed", visible.Line(k)))
-			continue
-		}
-		t, isRef, ok := clientTemplate(v)
-		switch {
-		case !ok:
-			s.Headers[k] = ref("header", k)
-		case isRef:
-			s.Headers[k] = t
-		case ck == "Authorization" && authSchemeRE.MatchString(v):
-			scheme := strings.Fields(v)[0]
-			s.Headers[k] = scheme + " " + ref("header", k)
-		case ck == "Authorization" || secretName(k) || secretLike(v):
-			s.Headers[k] = ref("header", k)
-		default:
-			s.Headers[k] = v
-		}
-	}
-	return exports
+	sort.Strings(out)
+	return out, nil
+}
+
+// runsRugwatch reports an entry that runs `rugwatch … proxy` already.
+func (s *Server) runsRugwatch() bool {
+	return s.Command != "" && filepath.Base(s.Command) == "rugwatch" && slices.Contains(s.Args, "proxy")
 }
 
 func validHeaderName(k string) bool {

@@ -61,7 +61,7 @@ func TestDiscoverYAMLIsAValidConfig(t *testing.T) {
 		got[s.Name] = s
 	}
 	want := map[string]string{ // name → transport
-		"github": "stdio", "github-2": "stdio", "github-3": "stdio", "my-files": "stdio", "never-run": "stdio",
+		"github": "stdio", "github-claude-code": "stdio", "github-windsurf": "stdio", "my-files": "stdio", "never-run": "stdio",
 		"memory": "stdio", "remote-api": "http", "sentry": "sse", "db": "stdio", "linear": "sse",
 		"brave-search": "stdio", "notion": "http", "local-tool": "stdio", "fetch": "stdio", "github-copilot": "http",
 		"workspace": "stdio", "time": "stdio", "context7": "http", "puppeteer": "stdio",
@@ -88,19 +88,21 @@ func TestDiscoverYAMLIsAValidConfig(t *testing.T) {
 		return m[key].Template()
 	}
 	checks := []struct{ server, kind, key, want string }{
-		{"github", "env", "GITHUB_PERSONAL_ACCESS_TOKEN", "${env:GITHUB_GITHUB_PERSONAL_ACCESS_TOKEN}"},
-		{"github-2", "env", "GITHUB_PERSONAL_ACCESS_TOKEN", "${env:GITHUB_PAT}"},
-		{"github-3", "env", "GITHUB_PERSONAL_ACCESS_TOKEN", "${env:GITHUB_3_GITHUB_PERSONAL_ACCESS_TOKEN}"},
+		// The name the server reads is the name exported; a second,
+		// different token under it takes its client's suffix.
+		{"github", "env", "GITHUB_PERSONAL_ACCESS_TOKEN", "${env:GITHUB_PERSONAL_ACCESS_TOKEN}"},
+		{"github-claude-code", "env", "GITHUB_PERSONAL_ACCESS_TOKEN", "${env:GITHUB_PAT}"},
+		{"github-windsurf", "env", "GITHUB_PERSONAL_ACCESS_TOKEN", "${env:GITHUB_PERSONAL_ACCESS_TOKEN_WINDSURF}"},
 		{"never-run", "env", "LOG_LEVEL", "debug"},
-		{"never-run", "env", "TEMPLATE", "${env:NEVER_RUN_TEMPLATE}"},
-		{"never-run", "env", "SENTRY_DSN_HASH", "${env:NEVER_RUN_SENTRY_DSN_HASH}"},
+		{"never-run", "env", "TEMPLATE", "${env:TEMPLATE}"},
+		{"never-run", "env", "SENTRY_DSN_HASH", "${env:SENTRY_DSN_HASH}"},
 		{"db", "env", "DATABASE_URL", "${env:DATABASE_URL}"},
 		{"db", "env", "DB_PASSWORD", "${env:DB_PASSWORD}"},
-		{"brave-search", "env", "BRAVE_API_KEY", "${env:BRAVE_SEARCH_BRAVE_API_KEY}"},
+		{"brave-search", "env", "BRAVE_API_KEY", "${env:BRAVE_API_KEY}"},
 		{"remote-api", "headers", "Authorization", "Bearer ${env:REMOTE_API_AUTHORIZATION}"},
 		{"remote-api", "headers", "X-Team", "blue"},
 		{"notion", "headers", "Authorization", "Bearer ${env:NOTION_TOKEN}"},
-		{"github-copilot", "headers", "Authorization", "${env:GITHUB_COPILOT_AUTHORIZATION}"},
+		{"github-copilot", "headers", "Authorization", "Bearer ${env:GITHUB_TOKEN}"}, // the input's id
 	}
 	for _, c := range checks {
 		if got := tmpl(c.server, c.kind, c.key); got != c.want {
@@ -110,8 +112,8 @@ func TestDiscoverYAMLIsAValidConfig(t *testing.T) {
 	if h := got["github-copilot"].Headers; len(h) != 1 {
 		t.Errorf("Content-Type should be left out: %v", h)
 	}
-	if g := got["github-2"]; g.Command != "docker" {
-		t.Errorf("github-2 is the Claude Code project server: %+v", g)
+	if g := got["github-claude-code"]; g.Command != "docker" {
+		t.Errorf("github-claude-code is the Claude Code project server: %+v", g)
 	}
 	if w := got["workspace"]; w.Args[0] != filepath.Join(project, "server.js") || w.Args[1] != "say \"hi\"\n" {
 		t.Errorf("workspace args %q", w.Args)
@@ -128,8 +130,9 @@ func TestDiscoverYAMLIsAValidConfig(t *testing.T) {
 		"projects[\"/work/app\"].mcpServers[\"github\"]",
 		"# skipped Cursor mcpServers[\"leaky\"]", "api_key=…", "# skipped Cursor mcpServers[\"userinfo\"]",
 		"# skipped Claude Code mcpServers[\"ws\"]",
-		"export GITHUB_GITHUB_PERSONAL_ACCESS_TOKEN=…", "export REMOTE_API_AUTHORIZATION=…",
-		"# note: disabled in the client", "# note: envFile not imported",
+		"export GITHUB_PERSONAL_ACCESS_TOKEN=…", "export GITHUB_PERSONAL_ACCESS_TOKEN_WINDSURF=…", "export REMOTE_API_AUTHORIZATION=…",
+		"export NOTION_TOKEN=…", "export GITHUB_TOKEN=…", // read from the environment, or asked for by VS Code
+		"# note: disabled in the client", "# note: envFile ",
 		"No server was started",
 	} {
 		if !strings.Contains(out, s) {
@@ -238,8 +241,8 @@ func TestNormalizeServerName(t *testing.T) {
 			t.Errorf("%q: %q, want %q", in, got, want)
 		}
 	}
-	if envRefName("9lives", "api-key") != "MCP_9LIVES_API_KEY" {
-		t.Error(envRefName("9lives", "api-key"))
+	if envVarName("9lives", "api-key") != "MCP_9LIVES_API_KEY" {
+		t.Error(envVarName("9lives", "api-key"))
 	}
 }
 

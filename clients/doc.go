@@ -2,15 +2,20 @@
 // (Claude Desktop, Claude Code, Cursor, VS Code, Windsurf): Discover finds
 // the servers they configure and WriteYAML prints them as rugwatch
 // `servers:`; PlanInstall and Apply route a client's servers through
-// `rugwatch proxy`, and Uninstall puts the client's files back from their
-// backups.
+// `rugwatch proxy` (one entry per server, or one gateway entry), writing
+// rugwatch's config when there is none, and Uninstall undoes exactly what
+// installs recorded.
 //
 // Client files are hostile input: they are read with a size bound, as JSON
 // with comments, and nothing in them is run. Discover never starts a server
-// and never copies a secret: literal credentials become ${env:…}
-// references (configs.Secret templates) the user exports. An install edits
-// only the bytes of the entries it rewrites, keeps the first original as
-// <file>.rugwatch-backup, and writes rugwatch's config before the client's.
+// and never copies a secret: literal credentials become ${env:NAME}
+// references named as users export them (names.go), and of an envFile only
+// the variable names are read. Two different servers (or secrets) never
+// share a name. An install edits client files as text by key path
+// (edit.go), so everything it does not rewrite stays byte for byte, records
+// each change in <file>.rugwatch-install.json (0600: it keeps the entries
+// as they were), keeps the first original as <file>.rugwatch-backup, and
+// writes rugwatch's config before the client's files.
 //
 // The package imports configs (the Config types, the reserved-header list,
 // secret references, name validation) and visible; configs must not import

@@ -1,42 +1,54 @@
 package clients
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/rugwatch/rugwatch/configs"
 )
 
 // `discover --install CLIENT` routes a client's MCP servers through
-// `rugwatch proxy`: each entry of the client's config files becomes
+// rugwatch. Each entry rugwatch can stand in for becomes
 //
 //	{"command": "/abs/rugwatch", "args": ["--config", "/abs/rugwatch.yaml", "proxy", "<name>"]}
 //
-// and rugwatch's config gets the servers it did not have. The client file
-// is edited in place: only the bytes of each rewritten entry change, so
-// the rest of the file (its other keys, their order, JSONC comments) is
-// kept as it was. A comment inside an entry being replaced would be lost,
-// so such a file is refused unless Force. The first install keeps the
-// original as <file>.rugwatch-backup (never overwritten: it stays the
-// pristine copy), and --uninstall puts it back.
+// or, with Gateway, all of them make way for one entry per client file,
+// `rugwatch --config /abs/rugwatch.yaml proxy --all`. rugwatch's config
+// (written when there is none) gets the servers it did not have, as
+// `discover` prints them; a server it has already, defined the same way,
+// is reused, and a different server under a taken name gets its client's
+// as a suffix.
 //
-// Secrets stay where they were: rugwatch's config gets ${env:…}
-// references (as `discover` prints them), and the values those references
-// need travel in the rewritten entry's env, in the client's file, which
-// the client hands to `rugwatch proxy` when it starts it.
+// Secrets stay where they were: rugwatch's config gets ${env:NAME}
+// references, and the values (or the VS Code ${input:…} that asks for
+// them) stay in the client's file, in the env of the entry that starts
+// rugwatch. The entry's other keys (envFile, disabled, timeouts, keys
+// rugwatch does not know) are kept. A remote the client signs in to
+// itself (OAuth) is left as it is: rugwatch has no credential for it.
+//
+// The client file is edited in place, by key (see edit.go). A comment
+// inside an entry being replaced would be lost while installed, so such a
+// file is refused unless Force. What was done is recorded next to the
+// file in <file>.rugwatch-install.json, each entry as it was and as
+// rugwatch wrote it; --uninstall undoes exactly that, leaving whatever the
+// user changed or added since. The first install also keeps the original
+// as <file>.rugwatch-backup.
 
-// BackupSuffix names the backup of a client config next to it.
-const BackupSuffix = ".rugwatch-backup"
+const (
+	// BackupSuffix names the copy of a client file before the first install.
+	BackupSuffix = ".rugwatch-backup"
+	// RecordSuffix names the record of what installs did to a client file.
+	RecordSuffix = ".rugwatch-install.json"
+	// GatewayEntry is the name of the gateway's entry in a client file.
+	GatewayEntry = "rugwatch"
+)
 
 // Names maps the CLI's client names to discover's.
 var Names = map[string]string{
@@ -52,206 +64,593 @@ type InstallOptions struct {
 	Home, Project string
 	Client        string // a key of Names
 	Rugwatch      string // absolute path of the rugwatch executable
-	Config        *configs.Config
-	Force         bool // rewrite entries even if comments inside them are lost
+	ConfigPath    string // absolute path of rugwatch's config
+	// Config is the config at ConfigPath; nil when there is none yet, and
+	// the install writes one.
+	Config  *configs.Config
+	Gateway bool // one `rugwatch proxy --all` entry instead of one per server
+	Force   bool // rewrite entries even if comments inside them are lost
 }
 
 // InstallFileResult is what an install did to one client file.
 type InstallFileResult struct {
 	Path      string   `json:"path"`
 	Backup    string   `json:"backup"`
-	Routed    []string `json:"routed"`              // client entry -> rugwatch server, "entry -> name"
-	Kept      []string `json:"kept,omitempty"`      // entries left as they were, with why
-	Unchanged bool     `json:"unchanged,omitempty"` // nothing to rewrite
+	Record    string   `json:"record"`
+	Routed    []string `json:"routed"`            // `entry -> rugwatch server`
+	Gateway   string   `json:"gateway,omitempty"` // the gateway's entry, with Gateway
+	Kept      []string `json:"kept,omitempty"`    // entries left as they were, with why
+	Unchanged bool     `json:"unchanged,omitempty"`
 }
 
 // InstallResult is the whole install.
 type InstallResult struct {
 	Files []InstallFileResult `json:"files"`
+	// Config is rugwatch's config; Created says the install writes it.
+	Config  string `json:"config"`
+	Created bool   `json:"created"`
 	// Added are the servers appended to rugwatch's config.
 	Added []string `json:"added"`
+	// Warnings are entries left as they were that still need the user.
+	Warnings []string `json:"warnings"`
+	// Exports are the variables the routed servers' references read.
+	Exports []Export `json:"exports"`
 	// ConfigYAML is what was appended (empty when nothing was).
 	ConfigYAML string `json:"-"`
 	// NewConfig is the rugwatch config's full new text (nil: unchanged).
 	NewConfig []byte `json:"-"`
-	// rewritten client files, by path, written by Apply.
-	writes map[string][]byte
+	writes    map[string]fileWrite
+}
+
+type fileWrite struct {
+	data   []byte
+	record record
+}
+
+// record is what installs did to one client file.
+type record struct {
+	Note    string        `json:"note"`
+	Entries []entryRecord `json:"entries"`
+}
+
+// entryRecord is one entry an install changed.
+type entryRecord struct {
+	Container []string `json:"container"`
+	Key       string   `json:"key"`
+	Original  *string  `json:"original"` // as it was; null: rugwatch added it
+	Wrote     *string  `json:"wrote"`    // as rugwatch wrote it; null: rugwatch removed it
+}
+
+const recordNote = "written by `rugwatch discover --install`; `--uninstall` reads it to undo exactly what the install did"
+
+// newConfigHead starts the config an install writes when there is none.
+const newConfigHead = `# rugwatch's config, written by ` + "`rugwatch discover --install`" + `.
+# Every key, with its default: configs/rugwatch.example.yaml in rugwatch's repository.
+data_dir: ./data
+`
+
+// planner works out one install.
+type planner struct {
+	o      InstallOptions
+	client string
+	sc     scanned
+	known  map[string]string // what rugwatch entries hand over already
+	n      *namer
+	res    *InstallResult
+	routed map[string]*Server // path\x00entry -> the server it goes to
+	why    map[string]string  // path\x00entry -> why it stays as it is
+	added  []Server
+	// the gateway entry's env, envFile and whether entries name a type
+	gwEnv     map[string]string
+	gwEnvFile string
+	gwTyped   bool
 }
 
 // PlanInstall works out an install without writing anything.
 func PlanInstall(o InstallOptions) (*InstallResult, error) {
 	client, ok := Names[o.Client]
 	if !ok {
-		names := make([]string, 0, len(Names))
-		for k := range Names {
-			names = append(names, k)
-		}
-		sort.Strings(names)
-		return nil, fmt.Errorf("unknown client %q (one of: %s)", o.Client, strings.Join(names, ", "))
+		return nil, fmt.Errorf("unknown client %q (one of: %s)", o.Client, strings.Join(slices.Sorted(maps.Keys(Names)), ", "))
 	}
-	rep := Discover(o.Home, o.Project)
-	cfgPath, err := filepath.Abs(o.Config.Path)
-	if err != nil {
-		return nil, err
-	}
-	// Which rugwatch server each discovered one is: one already configured
-	// with the same launch, or a new one under a name no server has.
-	taken := map[string]bool{}
-	for _, s := range o.Config.Servers {
-		taken[s.Name] = true
-	}
-	res := &InstallResult{Added: []string{}, writes: map[string][]byte{}}
-	byOrigin := map[string]*Server{} // path + "\x00" + entry
-	nameOf := map[*Server]string{}
-	var added []Server
-	for i := range rep.Servers {
-		s := &rep.Servers[i]
-		inClient := false
-		for _, og := range s.Origins {
-			if og.Client == client {
-				inClient = true
-				byOrigin[og.Path+"\x00"+og.Entry] = s
-			}
-		}
-		if !inClient || s.proxiedBy(o.Rugwatch) {
-			continue
-		}
-		if name, ok := sameServer(o.Config, s); ok {
-			nameOf[s] = name
-			continue
-		}
-		name := s.Name
-		for n := 2; taken[name]; n++ {
-			name = fmt.Sprintf("%s-%d", s.Name, n)
-		}
-		taken[name] = true
-		s.Name = name
-		nameOf[s] = name
-		added = append(added, *s)
-		res.Added = append(res.Added, name)
-	}
-	for _, src := range rep.Sources {
+	p := &planner{o: o, client: client, sc: scan(o.Home, o.Project),
+		res:    &InstallResult{Config: o.ConfigPath, Created: o.Config == nil, Added: []string{}, Warnings: []string{}, Exports: []Export{}, writes: map[string]fileWrite{}},
+		routed: map[string]*Server{}, why: map[string]string{}, gwEnv: map[string]string{}}
+	var files []source
+	for _, src := range p.sc.sources {
 		if src.Client != client || !src.Found {
 			continue
 		}
-		fr := InstallFileResult{Path: src.Path, Backup: src.Path + BackupSuffix, Routed: []string{}}
 		if src.Error != "" {
 			return nil, fmt.Errorf("%s: %s", src.Path, src.Error)
 		}
-		orig, err := os.ReadFile(src.Path)
-		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", src.Path, err)
-		}
-		spans, err := entrySpans(orig, src.key)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", src.Path, err)
-		}
-		var edits []spanEdit
-		for _, sp := range spans {
-			s := byOrigin[src.Path+"\x00"+sp.entry]
-			if s == nil {
-				fr.Kept = append(fr.Kept, sp.entry+": not a server rugwatch can watch (see `rugwatch discover`)")
-				continue
-			}
-			name, ok := nameOf[s]
-			if !ok {
-				fr.Kept = append(fr.Kept, sp.entry+": already goes through rugwatch")
-				continue
-			}
-			if sp.commented && !o.Force {
-				return nil, fmt.Errorf("%s: %s has comments inside it that rewriting would lose; edit them out or pass --force", src.Path, sp.entry)
-			}
-			value, err := proxiedEntry(orig[sp.start:sp.end], s, name, o.Rugwatch, cfgPath)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %s: %w", src.Path, sp.entry, err)
-			}
-			edits = append(edits, spanEdit{sp.start, sp.end, value})
-			fr.Routed = append(fr.Routed, sp.entry+" -> "+name)
-		}
-		if len(edits) == 0 {
-			fr.Unchanged = true
-		} else {
-			res.writes[src.Path] = applyEdits(orig, edits)
-		}
-		res.Files = append(res.Files, fr)
+		files = append(files, src)
 	}
-	if len(res.Files) == 0 {
+	if len(files) == 0 {
 		return nil, fmt.Errorf("no %s config file found under %s or %s", client, o.Home, o.Project)
 	}
-	if len(added) > 0 {
-		var b strings.Builder
-		if err := writeServerItems(&b, added, o.Home); err != nil {
+	if err := p.checkMode(); err != nil {
+		return nil, err
+	}
+	p.seed()
+	p.assign()
+	targets := p.gatewayFiles(files)
+	for _, src := range files {
+		fr, err := p.editFile(src, slices.Contains(targets, src.Path))
+		if err != nil {
 			return nil, err
 		}
-		res.ConfigYAML = b.String()
-		old, err := os.ReadFile(o.Config.Path)
-		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", o.Config.Path, err)
+		p.res.Files = append(p.res.Files, fr)
+	}
+	if err := p.configText(); err != nil {
+		return nil, err
+	}
+	return p.res, nil
+}
+
+// checkMode refuses to mix one entry per server with the gateway in one
+// client: it would list every tool twice.
+func (p *planner) checkMode() error {
+	for _, r := range p.sc.rugwatch {
+		if r.Client != p.client {
+			continue
 		}
-		res.NewConfig = appendServers(old, res.ConfigYAML)
-		if _, err := configs.Parse(res.NewConfig, o.Config.Path); err != nil {
-			return nil, fmt.Errorf("the servers to add do not make a valid config (nothing was written): %w", err)
+		undo := fmt.Sprintf("rugwatch discover --install %s --uninstall", p.o.Client)
+		switch {
+		case p.o.Gateway && !r.gateway:
+			return fmt.Errorf("%s: %s runs `rugwatch proxy` for one server: undo that install first (%s), then install with --gateway", r.Path, r.Entry, undo)
+		case !p.o.Gateway && r.gateway:
+			return fmt.Errorf("%s: %s is rugwatch's gateway: install again with --gateway, or undo it first (%s)", r.Path, r.Entry, undo)
+		case r.gateway && r.envFile != "" && p.gwEnvFile == "":
+			p.gwEnvFile = r.envFile
 		}
 	}
-	return res, nil
+	return nil
+}
+
+// seed tells the namer the names rugwatch's config and the client files
+// use already, with the values the rugwatch entries hand over for them.
+func (p *planner) seed() {
+	p.n = newNamer()
+	p.known = p.sc.known()
+	for k, v := range p.known {
+		p.n.claim(k, v)
+	}
+	if p.o.Config == nil {
+		return
+	}
+	for _, cs := range p.o.Config.Servers {
+		p.n.servers[cs.Name] = true
+		for _, t := range slices.Concat(slices.Collect(maps.Values(cs.Env)), slices.Collect(maps.Values(cs.Headers))) {
+			for _, m := range envRef.FindAllStringSubmatch(t.Template(), -1) {
+				p.n.claim(m[1], unknownValue)
+			}
+		}
+	}
+}
+
+// assign decides, for each server of the client, whether it is routed and
+// to which of rugwatch's servers: one configured the same way, else a new
+// one under a name no other server has.
+func (p *planner) assign() {
+	for _, sk := range p.sc.skipped {
+		if sk.Client == p.client {
+			p.why[sk.Path+"\x00"+sk.Entry] = sk.Reason
+		}
+	}
+	var mine []Server
+	for _, s := range p.sc.found {
+		if s.Origins[0].Client == p.client {
+			mine = append(mine, s)
+		}
+	}
+	servers := merge(mine)
+	p.n.reserveRefs(servers)
+	for _, s := range servers {
+		if reason, warn := p.unroutable(s); reason != "" {
+			for _, o := range s.Origins {
+				p.why[o.Path+"\x00"+o.Entry] = reason
+				if warn {
+					p.res.Warnings = append(p.res.Warnings, fmt.Sprintf("%s: %s left as it is: %s", o.Path, o.Entry, reason))
+				}
+			}
+			continue
+		}
+		if !p.configured(s) {
+			s.Name = p.n.server(normalizeServerName(s.rawName), s.client)
+			p.n.name(s)
+			p.added = append(p.added, *s)
+			p.res.Added = append(p.res.Added, s.Name)
+		}
+		for _, o := range s.Origins {
+			p.routed[o.Path+"\x00"+o.Entry] = s
+		}
+		p.res.Exports = addExports(p.res.Exports, s.exports(p.o.Home)...)
+		if p.o.Gateway {
+			maps.Copy(p.gwEnv, s.carry)
+			if s.envFile != "" {
+				p.gwEnvFile = s.envFile
+			}
+			p.gwTyped = p.gwTyped || s.typed
+		}
+	}
+}
+
+// configured finds s among the servers of rugwatch's config.
+func (p *planner) configured(s *Server) bool {
+	if p.o.Config == nil {
+		return false
+	}
+	for _, cs := range p.o.Config.Servers {
+		if matchConfigured(cs, s, p.known) {
+			for k, v := range s.carry {
+				p.n.claim(k, v)
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// unroutable says why s stays as it is, and whether the user must hear it.
+func (p *planner) unroutable(s *Server) (string, bool) {
+	switch {
+	case s.signIn != "":
+		return s.signIn + "; not added to rugwatch's config (add it by hand with a token under headers to watch it)", true
+	case s.clientVars:
+		return "its command or args hold a ${…} variable the client expands and rugwatch does not; route it by hand with the value written out", true
+	case p.o.Gateway && s.disabled:
+		return "disabled in the client; the gateway would serve it", false
+	case p.o.Gateway && s.envFile != "" && p.gwEnvFile != "" && s.envFile != p.gwEnvFile:
+		return fmt.Sprintf("its envFile %s is not the gateway entry's %s, and one entry has one envFile", s.envFile, p.gwEnvFile), true
+	}
+	return "", false
+}
+
+// gatewayFiles are the client files that get the gateway's entry: each
+// user-level file (one per platform's location), else the first found.
+func (p *planner) gatewayFiles(files []source) []string {
+	if !p.o.Gateway || len(p.routed) == 0 {
+		return nil
+	}
+	var out []string
+	for _, f := range files {
+		if f.project == "" {
+			out = append(out, f.Path)
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, files[0].Path)
+	}
+	return out
+}
+
+// editFile works out the new text of one client file and its record.
+func (p *planner) editFile(src source, gateway bool) (InstallFileResult, error) {
+	fr := InstallFileResult{Path: src.Path, Backup: src.Path + BackupSuffix, Record: src.Path + RecordSuffix, Routed: []string{}}
+	orig, err := os.ReadFile(src.Path)
+	if err != nil {
+		return fr, fmt.Errorf("reading %s: %w", src.Path, err)
+	}
+	refs, err := entries(orig, src.key)
+	if err != nil {
+		return fr, fmt.Errorf("%s: %w", src.Path, err)
+	}
+	doc := orig
+	var recs []entryRecord
+	var gwRef *entryRef
+	for _, ref := range refs {
+		k := src.Path + "\x00" + ref.entry
+		s := p.routed[k]
+		if s == nil {
+			switch why := p.why[k]; {
+			case p.isGateway(src.Path, ref.entry):
+				gwRef = &ref
+			case why != "":
+				fr.Kept = append(fr.Kept, ref.entry+": "+why)
+			default:
+				fr.Kept = append(fr.Kept, ref.entry+": not a server rugwatch can watch (see `rugwatch discover`)")
+			}
+			continue
+		}
+		cur, _, err := memberValue(doc, ref.container, ref.key)
+		if err != nil {
+			return fr, fmt.Errorf("%s: %s: %w", src.Path, ref.entry, err)
+		}
+		if hasComment(cur) && !p.o.Force {
+			return fr, fmt.Errorf("%s: %s has comments inside it that rewriting would lose; edit them out or pass --force", src.Path, ref.entry)
+		}
+		if p.o.Gateway {
+			doc, err = deleteMember(doc, ref.container, ref.key)
+			recs = append(recs, entryRecord{ref.container, ref.key, ptr(string(cur)), nil})
+			fr.Routed = append(fr.Routed, ref.entry+" -> "+s.Name+" (through the gateway)")
+		} else {
+			var value []byte
+			if value, err = proxiedEntry(cur, s, p.o.Rugwatch, p.o.ConfigPath); err == nil {
+				doc, err = setMember(doc, ref.container, ref.key, value)
+			}
+			recs = append(recs, entryRecord{ref.container, ref.key, ptr(string(cur)), ptr(string(value))})
+			fr.Routed = append(fr.Routed, ref.entry+" -> "+s.Name)
+		}
+		if err != nil {
+			return fr, fmt.Errorf("%s: %s: %w", src.Path, ref.entry, err)
+		}
+	}
+	if gateway {
+		var rec *entryRecord
+		var err error
+		if doc, rec, err = p.gatewayEdit(doc, src, gwRef); err != nil {
+			return fr, fmt.Errorf("%s: %w", src.Path, err)
+		}
+		if rec != nil {
+			recs = append(recs, *rec)
+			fr.Gateway = entryName(rec.Container, rec.Key)
+		}
+	}
+	if len(recs) == 0 {
+		fr.Unchanged = true
+		return fr, nil
+	}
+	old, err := readRecord(fr.Record)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fr, fmt.Errorf("%s: %w", fr.Record, err)
+	}
+	p.res.writes[src.Path] = fileWrite{doc, mergeRecord(old, recs)}
+	return fr, nil
+}
+
+func (p *planner) isGateway(path, entry string) bool {
+	return slices.ContainsFunc(p.sc.rugwatch, func(r rugwatchEntry) bool { return r.gateway && r.Path == path && r.Entry == entry })
+}
+
+// gatewayEdit adds the gateway's entry to a file, or brings an existing
+// one's env up to date.
+func (p *planner) gatewayEdit(doc []byte, src source, existing *entryRef) ([]byte, *entryRecord, error) {
+	if existing != nil {
+		cur, _, err := memberValue(doc, existing.container, existing.key)
+		if err != nil {
+			return nil, nil, err
+		}
+		value, err := gatewayEntry(cur, p.o.Rugwatch, p.o.ConfigPath, p.gwEnv, p.gwEnvFile, p.gwTyped)
+		if err != nil || sameJSON(cur, value) {
+			return doc, nil, err
+		}
+		if doc, err = setMember(doc, existing.container, existing.key, value); err != nil {
+			return nil, nil, err
+		}
+		return doc, &entryRecord{existing.container, existing.key, ptr(string(cur)), ptr(string(value))}, nil
+	}
+	container := []string{src.key}
+	if src.key == "claude.json" {
+		container = []string{"mcpServers"}
+	}
+	obj, err := locate(doc, container)
+	if err != nil && !errors.Is(err, errNoObject) {
+		return nil, nil, err
+	}
+	key := GatewayEntry
+	for i := 2; obj != nil; i++ {
+		if _, _, taken := obj.member(key); !taken {
+			break
+		}
+		key = fmt.Sprintf("%s-%d", GatewayEntry, i)
+	}
+	value, err := gatewayEntry(nil, p.o.Rugwatch, p.o.ConfigPath, p.gwEnv, p.gwEnvFile, p.gwTyped)
+	if err != nil {
+		return nil, nil, err
+	}
+	if doc, err = addMember(doc, container, key, value); err != nil {
+		return nil, nil, err
+	}
+	return doc, &entryRecord{container, key, nil, ptr(string(value))}, nil
+}
+
+// configText works out rugwatch's new config: the added servers appended,
+// to a new file when there is none.
+func (p *planner) configText() error {
+	if len(p.added) == 0 {
+		p.res.Created = false
+		return nil
+	}
+	var b strings.Builder
+	if err := writeServerItems(&b, p.added, p.o.Home); err != nil {
+		return err
+	}
+	p.res.ConfigYAML = b.String()
+	old := []byte(newConfigHead)
+	if p.o.Config != nil {
+		var err error
+		if old, err = os.ReadFile(p.o.ConfigPath); err != nil {
+			return fmt.Errorf("reading %s: %w", p.o.ConfigPath, err)
+		}
+	}
+	p.res.NewConfig = appendServers(old, p.res.ConfigYAML)
+	if _, err := configs.Parse(p.res.NewConfig, p.o.ConfigPath); err != nil {
+		return fmt.Errorf("the servers to add do not make a valid config (nothing was written): %w", err)
+	}
+	return nil
 }
 
 // Apply writes what PlanInstall worked out: rugwatch's config first (a
 // client pointing at a server rugwatch does not know would be refused),
-// then each client file, its original kept as the backup.
-func (r *InstallResult) Apply(configPath string) error {
+// then for each client file its backup (the first time), its record, and
+// the file.
+func (r *InstallResult) Apply() error {
 	if r.NewConfig != nil {
-		if err := writeAtomic(configPath, r.NewConfig); err != nil {
-			return fmt.Errorf("writing %s: %w", configPath, err)
+		if r.Created {
+			if err := os.MkdirAll(filepath.Dir(r.Config), 0o700); err != nil {
+				return fmt.Errorf("creating the directory of %s: %w", r.Config, err)
+			}
+			if _, err := os.Stat(r.Config); err == nil {
+				return fmt.Errorf("%s appeared while the install was planned; run it again", r.Config)
+			}
+		}
+		if err := writeAtomic(r.Config, r.NewConfig); err != nil {
+			return fmt.Errorf("writing %s: %w", r.Config, err)
 		}
 	}
 	for _, f := range r.Files {
-		data, ok := r.writes[f.Path]
+		w, ok := r.writes[f.Path]
 		if !ok {
 			continue
 		}
 		if err := backup(f.Path); err != nil {
 			return err
 		}
-		if err := writeAtomic(f.Path, data); err != nil {
+		if err := writeRecord(f.Record, w.record); err != nil {
+			return err
+		}
+		if err := writeAtomic(f.Path, w.data); err != nil {
 			return fmt.Errorf("writing %s: %w", f.Path, err)
 		}
 	}
 	return nil
 }
 
-// Uninstall puts back each of the client's files from its backup and
-// removes the backup. It reports the files restored.
-func Uninstall(home, project, clientKey string) ([]string, error) {
-	client, ok := Names[clientKey]
-	if !ok {
-		return nil, fmt.Errorf("unknown client %q", clientKey)
+func ptr(s string) *string { return &s }
+
+// mergeRecord adds this install's entries to the record: an entry changed
+// again keeps the original of the first change when what it changes is
+// rugwatch's own writing.
+func mergeRecord(old record, recs []entryRecord) record {
+	out := record{Note: recordNote, Entries: old.Entries}
+	for _, r := range recs {
+		i := slices.IndexFunc(out.Entries, func(e entryRecord) bool { return slices.Equal(e.Container, r.Container) && e.Key == r.Key })
+		if i < 0 {
+			out.Entries = append(out.Entries, r)
+			continue
+		}
+		if prev := out.Entries[i]; prev.Wrote != nil && r.Original != nil && sameJSON([]byte(*prev.Wrote), []byte(*r.Original)) {
+			r.Original = prev.Original
+		}
+		out.Entries[i] = r
 	}
-	var restored []string
-	for _, src := range clientSources(home, project) {
-		if src.Client != client {
-			continue
-		}
-		b := src.Path + BackupSuffix
-		data, err := os.ReadFile(b)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
+	return out
+}
+
+func readRecord(path string) (record, error) {
+	var r record
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return r, err
+	}
+	if err := json.Unmarshal(data, &r); err != nil {
+		return r, fmt.Errorf("not a record of rugwatch's: %v", err)
+	}
+	return r, nil
+}
+
+// writeRecord writes the record 0600: the originals it keeps may hold
+// the client's secrets.
+func writeRecord(path string, r record) error {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(path, append(data, '\n')); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return os.Chmod(path, 0o600)
+}
+
+// proxiedEntry is the rewritten entry: rugwatch proxy in the server's
+// place, handing it in env the values rugwatch's references stand for,
+// every other key of the entry (envFile, disabled, timeouts, …) kept.
+func proxiedEntry(orig []byte, s *Server, rugwatch, cfgPath string) ([]byte, error) {
+	v, err := decodeJSONC(orig)
+	if err != nil {
+		return nil, err
+	}
+	entry, _ := v.(map[string]any)
+	if entry == nil {
+		return nil, errors.New("not a JSON object")
+	}
+	_, hadType := entry["type"]
+	for _, k := range []string{"command", "args", "env", "cwd", "url", "serverUrl", "headers", "type", "transport"} {
+		delete(entry, k)
+	}
+	entry["command"] = rugwatch
+	entry["args"] = []string{"--config", cfgPath, "proxy", s.Name}
+	if hadType {
+		entry["type"] = "stdio"
+	}
+	if len(s.carry) > 0 {
+		entry["env"] = s.carry
+	}
+	return renderEntry(entry)
+}
+
+// gatewayEntry is the gateway's entry: `rugwatch proxy --all`, handed
+// every value the routed servers' references stand for. An existing
+// entry's own keys are kept and its env extended.
+func gatewayEntry(cur []byte, rugwatch, cfgPath string, env map[string]string, envFile string, typed bool) ([]byte, error) {
+	entry := map[string]any{}
+	merged := map[string]any{}
+	if cur != nil {
+		v, err := decodeJSONC(cur)
 		if err != nil {
-			return restored, fmt.Errorf("reading %s: %w", b, err)
+			return nil, err
 		}
-		if err := writeAtomic(src.Path, data); err != nil {
-			return restored, fmt.Errorf("restoring %s: %w", src.Path, err)
+		if m, ok := v.(map[string]any); ok {
+			entry = m
 		}
-		if err := os.Remove(b); err != nil {
-			return restored, fmt.Errorf("removing %s: %w", b, err)
-		}
-		restored = append(restored, src.Path)
+		maps.Copy(merged, asObject(entry["env"]))
 	}
-	if len(restored) == 0 {
-		return nil, fmt.Errorf("no %s config file has a %s to restore", client, BackupSuffix)
+	for k, v := range env {
+		merged[k] = v
 	}
-	return restored, nil
+	entry["command"] = rugwatch
+	entry["args"] = []string{"--config", cfgPath, "proxy", "--all"}
+	delete(entry, "env")
+	if len(merged) > 0 {
+		entry["env"] = merged
+	}
+	if envFile != "" {
+		entry["envFile"] = envFile
+	}
+	if typed {
+		entry["type"] = "stdio"
+	}
+	return renderEntry(entry)
+}
+
+// renderEntry writes an entry on one line, command and args first as
+// people write them, the rest sorted.
+func renderEntry(entry map[string]any) ([]byte, error) {
+	keys := []string{"command", "args"}
+	for _, k := range slices.Sorted(maps.Keys(entry)) {
+		if k != "command" && k != "args" {
+			keys = append(keys, k)
+		}
+	}
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		for j, v := range []any{k, entry[k]} {
+			vb, err := marshalNoEscape(v)
+			if err != nil {
+				return nil, err
+			}
+			b.Write(vb)
+			if j == 0 {
+				b.WriteString(": ")
+			}
+		}
+	}
+	b.WriteByte('}')
+	return []byte(b.String()), nil
+}
+
+func marshalNoEscape(v any) ([]byte, error) {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return []byte(strings.TrimSpace(b.String())), nil
 }
 
 // backup copies path to path+BackupSuffix unless a backup is there: the
@@ -307,265 +706,6 @@ func writeAtomic(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
-}
-
-// proxiedBy reports an entry that already runs `rugwatch proxy`.
-func (s *Server) proxiedBy(rugwatch string) bool {
-	return s.Command != "" && (s.Command == rugwatch || filepath.Base(s.Command) == "rugwatch") && slices.Contains(s.Args, "proxy")
-}
-
-// sameServer finds a server of c launched as s is.
-func sameServer(c *configs.Config, s *Server) (string, bool) {
-	for _, cs := range c.Servers {
-		if s.Command != "" && cs.Command == s.Command && slices.Equal(cs.Args, s.Args) && cs.Cwd == s.Cwd {
-			return cs.Name, true
-		}
-		if s.URL != "" && cs.URL == s.URL {
-			return cs.Name, true
-		}
-	}
-	return "", false
-}
-
-// proxiedEntry is the rewritten entry: rugwatch proxy in the server's
-// place, with the values of the references rugwatch's config holds for
-// it in env, and the entry's other settings (disabled, timeouts, …) kept.
-func proxiedEntry(orig []byte, s *Server, name, rugwatch, cfgPath string) ([]byte, error) {
-	d := json.NewDecoder(bytes.NewReader(stripJSONC(orig)))
-	d.UseNumber()
-	var entry map[string]any
-	if err := d.Decode(&entry); err != nil {
-		return nil, err
-	}
-	_, hadType := entry["type"]
-	for _, k := range []string{"command", "args", "env", "cwd", "url", "serverUrl", "headers", "type", "transport", "envFile"} {
-		delete(entry, k)
-	}
-	entry["command"] = rugwatch
-	entry["args"] = []string{"--config", cfgPath, "proxy", name}
-	if hadType {
-		entry["type"] = "stdio"
-	}
-	if env := s.referenceValues(); len(env) > 0 {
-		entry["env"] = env
-	}
-	// command and args first, as people write them; the rest sorted.
-	keys := []string{"command", "args"}
-	for _, k := range slices.Sorted(maps.Keys(entry)) {
-		if k != "command" && k != "args" {
-			keys = append(keys, k)
-		}
-	}
-	var b bytes.Buffer
-	b.WriteByte('{')
-	for i, k := range keys {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		for _, v := range []any{k, entry[k]} {
-			var vb bytes.Buffer
-			enc := json.NewEncoder(&vb)
-			enc.SetEscapeHTML(false)
-			if err := enc.Encode(v); err != nil {
-				return nil, err
-			}
-			b.Write(bytes.TrimSpace(vb.Bytes()))
-			if v == any(k) {
-				b.WriteString(": ")
-			}
-		}
-	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
-}
-
-// referenceValues maps each ${env:NAME} rugwatch's config holds for s in
-// place of a value of the client's to that value: what `rugwatch proxy`
-// needs in its environment to start the server as the client did.
-func (s *Server) referenceValues() map[string]string {
-	out := map[string]string{}
-	for k, t := range s.Env {
-		if n, ok := soleRef(t); ok && !refersToEnv(s.rawEnv[k], n) {
-			out[n] = s.rawEnv[k]
-		}
-	}
-	for k, t := range s.Headers {
-		raw := s.rawHdr[k]
-		if scheme, rest, ok := strings.Cut(t, " "); ok {
-			if n, ok := soleRef(rest); ok && strings.HasPrefix(raw, scheme+" ") {
-				if v := strings.TrimPrefix(raw, scheme+" "); !refersToEnv(v, n) {
-					out[n] = v
-				}
-				continue
-			}
-		}
-		if n, ok := soleRef(t); ok && !refersToEnv(raw, n) {
-			out[n] = raw
-		}
-	}
-	return out
-}
-
-func soleRef(t string) (string, bool) {
-	n, ok := strings.CutPrefix(t, "${env:")
-	if !ok || !strings.HasSuffix(n, "}") {
-		return "", false
-	}
-	n = strings.TrimSuffix(n, "}")
-	return n, envNameRE.MatchString(n)
-}
-
-// refersToEnv: the client's value already was a reference to the same
-// variable of its environment, which `rugwatch proxy` inherits.
-func refersToEnv(raw, name string) bool {
-	t, isRef, ok := clientTemplate(raw)
-	return ok && isRef && t == "${env:"+name+"}"
-}
-
-// entrySpan is one server entry of a client file: where its value's bytes
-// are, and the entry string discover names it by.
-type entrySpan struct {
-	entry      string
-	start, end int
-	commented  bool // the original bytes hold a comment or trailing comma
-}
-
-type spanEdit struct {
-	start, end int
-	value      []byte
-}
-
-// entrySpans finds the server entries of a client file (key as in
-// clientSources) in its own bytes. stripJSONC keeps every offset (comments
-// become spaces), except a leading BOM's three bytes.
-func entrySpans(orig []byte, key string) ([]entrySpan, error) {
-	shift := 0
-	if bytes.HasPrefix(orig, []byte("\xef\xbb\xbf")) {
-		shift = 3
-	}
-	clean := stripJSONC(orig)
-	d := json.NewDecoder(bytes.NewReader(clean))
-	var spans []entrySpan
-	var containers [][]string
-	if key == "claude.json" {
-		containers = [][]string{{"mcpServers"}, {"projects", "*", "mcpServers"}}
-	} else {
-		containers = [][]string{{key}}
-	}
-	var walk func(path []string) error
-	walk = func(path []string) error {
-		tok, err := d.Token()
-		if err != nil {
-			return err
-		}
-		if tok != json.Delim('{') {
-			return skipRest(d, tok)
-		}
-		atContainer := slices.ContainsFunc(containers, func(c []string) bool { return matchPath(c, path) })
-		for d.More() {
-			kt, err := d.Token()
-			if err != nil {
-				return err
-			}
-			k, _ := kt.(string)
-			sub := append(slices.Clone(path), k)
-			if atContainer {
-				start := int(d.InputOffset())
-				for start < len(clean) && (clean[start] == ' ' || clean[start] == '\t' || clean[start] == '\n' || clean[start] == '\r' || clean[start] == ':') {
-					start++
-				}
-				var raw json.RawMessage
-				if err := d.Decode(&raw); err != nil {
-					return err
-				}
-				end := int(d.InputOffset())
-				spans = append(spans, entrySpan{entry: entryName(path, k), start: start + shift, end: end + shift,
-					commented: hasComment(orig[start+shift:end+shift], clean[start:end])})
-				continue
-			}
-			if slices.ContainsFunc(containers, func(c []string) bool { return len(c) > len(sub)-1 && matchPath(c[:len(sub)], sub) }) {
-				if err := walk(sub); err != nil {
-					return err
-				}
-				continue
-			}
-			var skip json.RawMessage
-			if err := d.Decode(&skip); err != nil {
-				return err
-			}
-		}
-		_, err = d.Token() // }
-		return err
-	}
-	if err := walk(nil); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("not valid JSON (with comments): %v", err)
-	}
-	return spans, nil
-}
-
-// hasComment reports a comment in orig, given its stripJSONC form: a
-// dropped trailing comma is the only other difference, and losing it is
-// harmless.
-func hasComment(orig, clean []byte) bool {
-	for i := range orig {
-		if orig[i] != clean[i] && orig[i] != ',' {
-			return true
-		}
-	}
-	return false
-}
-
-func matchPath(pattern, path []string) bool {
-	if len(pattern) != len(path) {
-		return false
-	}
-	for i := range pattern {
-		if pattern[i] != "*" && pattern[i] != path[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// entryName spells an entry as discover's origins do.
-func entryName(container []string, name string) string {
-	if len(container) == 3 { // projects, dir, mcpServers
-		return fmt.Sprintf("projects[%q].mcpServers[%q]", container[1], name)
-	}
-	return fmt.Sprintf("%s[%q]", container[0], name)
-}
-
-// skipRest consumes the rest of a value whose first token was tok.
-func skipRest(d *json.Decoder, tok json.Token) error {
-	if tok != json.Delim('[') && tok != json.Delim('{') {
-		return nil
-	}
-	depth := 1
-	for depth > 0 {
-		t, err := d.Token()
-		if err != nil {
-			return err
-		}
-		switch t {
-		case json.Delim('['), json.Delim('{'):
-			depth++
-		case json.Delim(']'), json.Delim('}'):
-			depth--
-		}
-	}
-	return nil
-}
-
-func applyEdits(orig []byte, edits []spanEdit) []byte {
-	sort.Slice(edits, func(i, j int) bool { return edits[i].start < edits[j].start })
-	var out []byte
-	last := 0
-	for _, e := range edits {
-		out = append(out, orig[last:e.start]...)
-		out = append(out, e.value...)
-		last = e.end
-	}
-	return append(out, orig[last:]...)
 }
 
 // writeServerItems renders servers as discover's YAML list items.

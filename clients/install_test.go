@@ -40,11 +40,11 @@ func (r *installRig) install(t *testing.T, client string, force bool) (*InstallR
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan, err := PlanInstall(InstallOptions{Home: r.home, Project: r.project, Client: client, Rugwatch: installRugwatch, Config: cfg, Force: force})
+	plan, err := PlanInstall(InstallOptions{Home: r.home, Project: r.project, Client: client, Rugwatch: installRugwatch, ConfigPath: r.cfg, Config: cfg, Force: force})
 	if err != nil {
 		return nil, err
 	}
-	return plan, plan.Apply(r.cfg)
+	return plan, plan.Apply()
 }
 
 func readJSONC(t *testing.T, path string) map[string]any {
@@ -103,16 +103,19 @@ func TestInstallRoutesEveryClient(t *testing.T) {
 				if got := mustRead(t, f.Backup); !bytes.Equal(got, orig) {
 					t.Errorf("%s: backup differs from the original", f.Path)
 				}
-				spans, err := entrySpans(mustRead(t, f.Path), sourceKey(r, f.Path))
+				refs, err := entries(mustRead(t, f.Path), sourceKey(r, f.Path))
 				if err != nil {
 					t.Fatal(err)
 				}
-				for _, sp := range spans {
+				for _, sp := range refs {
 					var e struct {
 						Command string
 						Args    []string
 					}
-					raw := mustRead(t, f.Path)[sp.start:sp.end]
+					raw, _, err := memberValue(mustRead(t, f.Path), sp.container, sp.key)
+					if err != nil {
+						t.Fatal(err)
+					}
 					if err := json.Unmarshal(stripJSONC(raw), &e); err != nil {
 						t.Fatal(err)
 					}
@@ -154,16 +157,19 @@ func TestInstallRoutesEveryClient(t *testing.T) {
 				}
 			}
 
-			restored, err := Uninstall(r.home, r.project, client)
+			files, err := Uninstall(r.home, r.project, client)
 			if err != nil {
 				t.Fatalf("uninstall: %v", err)
 			}
-			for _, p := range restored {
+			for _, f := range files {
+				p := f.Path
 				if !bytes.Equal(mustRead(t, p), before[p]) {
-					t.Errorf("%s not restored byte for byte", p)
+					t.Errorf("%s not restored byte for byte:\n%s", p, mustRead(t, p))
 				}
-				if _, err := os.Stat(p + BackupSuffix); err == nil {
-					t.Errorf("%s: backup left behind", p)
+				for _, left := range []string{p + BackupSuffix, p + RecordSuffix} {
+					if _, err := os.Stat(left); err == nil {
+						t.Errorf("%s left behind", left)
+					}
 				}
 			}
 		})
@@ -180,12 +186,12 @@ func TestInstallSecretsTravelInTheClientEntry(t *testing.T) {
 	}
 	cfg, _ := configs.Load(r.cfg)
 	brave, ok := cfg.Server("brave-search")
-	if !ok || brave.Env["BRAVE_API_KEY"].Template() != "${env:BRAVE_SEARCH_BRAVE_API_KEY}" {
+	if !ok || brave.Env["BRAVE_API_KEY"].Template() != "${env:BRAVE_API_KEY}" {
 		t.Fatalf("brave-search in the config: %+v", brave)
 	}
 	doc := readJSONC(t, filepath.Join(r.home, ".cursor", "mcp.json"))
 	entry := asObject(asObject(doc["mcpServers"])["brave-search"])
-	if env := asObject(entry["env"]); env["BRAVE_SEARCH_BRAVE_API_KEY"] != "BSAfakeCursorFixture1234567890" {
+	if env := asObject(entry["env"]); env["BRAVE_API_KEY"] != "BSAfakeCursorFixture1234567890" {
 		t.Errorf("the secret's value did not move into the entry's env: %v", entry)
 	}
 	// A value that was a reference already needs nothing from the entry.

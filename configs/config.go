@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -23,7 +24,7 @@ type Config struct {
 	DataDir          string     `yaml:"data_dir"`           // default "./data"
 	TrustedKeys      []string   `yaml:"trusted_keys"`       // default [<data_dir>/approver.pub]
 	ApproveFirstSeen bool       `yaml:"approve_first_seen"` // trust on first sight
-	Ephemeral        bool       `yaml:"ephemeral"`          // serve: fresh temp data dir and keys per run (demos)
+	Ephemeral        bool       `yaml:"ephemeral"`          // serve: fresh data dir and keys per run, beside the config (demos)
 	SigningKey       string     `yaml:"signing_key"`        // only with approve_first_seen or retention
 	HTTPListen       string     `yaml:"http_listen"`        // optional host:port: health, /metrics, web view
 	HTTPToken        Secret     `yaml:"http_token"`         // bearer token reference; required off loopback
@@ -346,6 +347,19 @@ func baseDir(path string) string {
 	return dir
 }
 
+// EphemeralDataDir is where `serve` keeps the data of an ephemeral run of
+// the config at path: beside the file, hidden, named after it
+// (configs/demo.yaml: configs/.demo-data). Every command of that config
+// finds it there, so `history` and `diff` read the demo's data while it
+// runs and after it stopped; serve empties it at the start of each run.
+func EphemeralDataDir(path string) string {
+	stem := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	if path == "" || stem == "" || stem == "." {
+		stem = "rugwatch"
+	}
+	return filepath.Join(baseDir(path), "."+stem+"-data")
+}
+
 // resolvePaths makes data_dir, trusted_keys, signing_key and server cwd
 // absolute against the config file's directory, so that nothing depends on
 // the working directory of whoever reads the config later.
@@ -358,6 +372,9 @@ func (c *Config) resolvePaths(base string) {
 	}
 	if c.DataDir == "" && !c.has("data_dir") {
 		c.DataDir = defaultDataDir
+		if c.Ephemeral {
+			c.DataDir = EphemeralDataDir(c.Path)
+		}
 	}
 	c.DataDir = abs(c.DataDir)
 	for i := range c.TrustedKeys {

@@ -404,3 +404,52 @@ func (b *demoSyncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+// --stay-turned keeps the turn for the processes of later polls: rugwatch
+// starts a fresh process for each poll, and one that came up honest
+// again would look like a second rug pull (a "server.changed" a minute
+// into the demo). Without the flag, the next process is honest.
+func TestDemoServerStaysTurned(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	args := []string{"--after", "1000", "--turn-after", "100ms", "--stay-turned"}
+	d := demoStart(t, ctx, "2025-06-18", args...)
+	if demoMalicious(t, d.list(ctx)) {
+		t.Fatal("first process: malicious before the turn")
+	}
+	select {
+	case <-d.changed:
+	case <-ctx.Done():
+		t.Fatal("no list_changed after the turn")
+	}
+	if code := d.close(); code != 0 {
+		t.Fatalf("exit %d\n%s", code, d.stderr)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want bool
+	}{
+		{"later process, --stay-turned", args, true},
+		{"later process, without it", []string{"--after", "1000", "--turn-after", "1h"}, false},
+	} {
+		d := demoStart(t, ctx, "2025-06-18", tc.args...)
+		if got := demoMalicious(t, d.list(ctx)); got != tc.want {
+			t.Errorf("%s: malicious = %v, want %v", tc.name, got, tc.want)
+		}
+		if code := d.close(); code != 0 {
+			t.Fatalf("%s: exit %d\n%s", tc.name, code, d.stderr)
+		}
+	}
+	// Deleting the marker starts the demo over.
+	if err := os.Remove(filepath.Join(home, demoTurnedFile)); err != nil {
+		t.Fatal(err)
+	}
+	d = demoStart(t, ctx, "2025-06-18", "--after", "1000", "--turn-after", "1h", "--stay-turned")
+	if demoMalicious(t, d.list(ctx)) {
+		t.Error("after the marker was removed: still malicious")
+	}
+	d.close()
+}

@@ -20,6 +20,10 @@ del{background:#ffd7d5;color:#82071e;text-decoration:line-through}ins{background
 pre.u.cmd{background:#1b1f24;color:#f0f3f6;padding:.6rem .8rem;border-radius:4px;user-select:all}
 .warn{background:#fff8c5;border:1px solid #d4a72c;padding:.4rem .7rem}
 .muted{color:#59636e;font-size:.9rem}
+.drift{background:#ffebe9;border:1px solid #b3261e;padding:.4rem .7rem;margin:.4rem 0}
+.badge{display:inline-block;font-weight:600;color:#b3261e;margin-right:.5rem}
+details{margin:.2rem 0}summary{cursor:pointer;color:#59636e;font-size:.9rem}
+details pre.u{max-height:20rem}
 `
 
 // pageSource is every page's template; html/template escapes each value
@@ -30,29 +34,49 @@ const pageSource = `
 <meta name="referrer" content="no-referrer"><title>{{.}} · rugwatch</title><style>` + pageCSS + `</style></head><body>{{end}}
 {{define "foot"}}<p class="muted">rugwatch · read-only view · server text is shown with every hidden character escaped</p></body></html>{{end}}
 
-{{define "error"}}{{template "head" .Title}}<nav><a href="/">servers</a></nav><h1>{{.Title}}</h1><p class="u">{{.Message}}</p>{{template "foot"}}{{end}}
+{{define "nav"}}<nav><a href="/">servers</a> · <a href="/events">recent events</a>{{end}}
+
+{{define "error"}}{{template "head" .Title}}{{template "nav"}}</nav><h1>{{.Title}}</h1><p class="u">{{.Message}}</p>{{template "foot"}}{{end}}
+
+{{define "pollerror"}}{{if .ErrorSummary}}<div class="u muted">{{.ErrorSummary}}</div>{{if .ErrorDetail}}<details><summary>the server's stderr (escaped)</summary><pre class="u">{{.ErrorDetail}}</pre></details>{{end}}{{end}}{{end}}
+
+{{define "drifts"}}{{range .}}<span class="badge">{{.What}} {{.State}}</span>{{end}}{{end}}
+
+{{define "driftblock"}}{{if .Drifts}}<div class="drift" id="drifts">{{range .Drifts}}<p><span class="badge">{{.What}} {{.State}}</span> <span class="u">{{.Detail}}</span></p>{{end}}
+{{if .ApproveLaunch}}<p>After review (<code>rugwatch history</code> shows what changed), approve with:</p><pre class="u cmd" id="approve-launch">{{.ApproveLaunch}}</pre>{{end}}</div>{{end}}{{end}}
 
 {{define "counts"}}{{range .}}{{if .N}}<span class="s-{{.State}}">{{.N}} {{.State}}</span> {{end}}{{end}}{{end}}
 
-{{define "servers"}}{{template "head" "servers"}}<h1>Servers</h1>
-<table><tr><th>server</th><th>transport</th><th>protocol</th><th>reachable</th><th>last polled</th><th>tools</th><th>instructions</th></tr>
-{{range .Servers}}<tr><td><a href="/servers/{{.Name}}">{{.Name}}</a>{{if .NotSandboxed}}<div class="warn">NOT SANDBOXED</div>{{end}}</td><td>{{.Transport}}</td><td>{{.Protocol}}</td>
-<td>{{if .Reachable}}yes{{else}}<span class="s-drifted">no</span>{{end}}{{if .Error}}<div class="u muted">{{.Error}}</div>{{end}}</td>
-<td>{{.LastPolled}}</td><td>{{template "counts" .Counts}}</td><td>{{.Instructions}}</td></tr>
-{{else}}<tr><td colspan="7">no servers configured</td></tr>{{end}}</table>{{template "foot"}}{{end}}
+{{define "servers"}}{{template "head" "servers"}}{{template "nav"}}</nav><h1>Servers</h1>
+<table><tr><th>server</th><th>severity</th><th>drift</th><th>tools</th><th>reachable</th><th>transport</th><th>protocol</th><th>last polled</th><th>instructions</th></tr>
+{{range .Servers}}<tr class="server-row" data-server="{{.Name}}"><td><a href="/servers/{{.Name}}">{{.Name}}</a>{{if .NotSandboxed}}<div class="warn">NOT SANDBOXED</div>{{end}}</td>
+<td class="sev-{{.Severity}}">{{.Severity}}</td><td>{{template "drifts" .Drifts}}</td><td>{{template "counts" .Counts}}</td>
+<td>{{if .Reachable}}yes{{else}}<span class="s-drifted">no</span>{{end}}{{template "pollerror" .}}</td>
+<td>{{.Transport}}</td><td>{{.Protocol}}</td><td>{{.LastPolled}}</td><td>{{.Instructions}}</td></tr>
+{{else}}<tr><td colspan="9">no servers configured</td></tr>{{end}}</table>{{template "foot"}}{{end}}
 
-{{define "server"}}{{template "head" .Server.Name}}<nav><a href="/">servers</a></nav>
+{{define "server"}}{{template "head" .Server.Name}}{{template "nav"}}</nav>
 <h1>{{.Server.Name}}</h1>
-<p>{{.Server.Transport}}{{if .Server.Protocol}} · protocol {{.Server.Protocol}}{{end}} · {{if .Server.Reachable}}reachable{{else}}<span class="s-drifted">unreachable</span>{{end}}{{if .Server.LastPolled}} · last polled {{.Server.LastPolled}}{{end}} · {{template "counts" .Server.Counts}}</p>
+<p><span class="sev-{{.Server.Severity}}">{{.Server.Severity}}</span> · {{.Server.Transport}}{{if .Server.Protocol}} · protocol {{.Server.Protocol}}{{end}} · {{if .Server.Reachable}}reachable{{else}}<span class="s-drifted">unreachable</span>{{end}}{{if .Server.LastPolled}} · last polled {{.Server.LastPolled}}{{end}} · {{template "counts" .Server.Counts}}</p>
 {{if .Server.NotSandboxed}}<p class="warn u">{{.Server.NotSandboxed}}</p>{{end}}
-{{if .Server.Error}}<pre class="u">{{.Server.Error}}</pre>{{end}}
-<table><tr><th>tool</th><th>state</th><th>severity</th><th>findings</th></tr>
-{{range .Tools}}<tr><td class="u"><a href="{{.Href}}">{{.Name}}</a></td><td class="s-{{.State}}">{{.State}}</td><td class="sev-{{.Severity}}">{{.Severity}}</td><td>{{.Findings}}</td></tr>
+{{template "driftblock" .Server}}
+{{template "pollerror" .Server}}
+<table><tr><th>tool</th><th>severity</th><th>state</th><th>findings</th></tr>
+{{range .Tools}}<tr><td class="u"><a href="{{.Href}}">{{.Name}}</a></td><td class="sev-{{.Severity}}">{{.Severity}}</td><td class="s-{{.State}}">{{.State}}</td><td>{{.Findings}}</td></tr>
 {{else}}<tr><td colspan="4">no tools seen yet</td></tr>{{end}}</table>{{template "foot"}}{{end}}
 
-{{define "tool"}}{{template "head" .Tool}}<nav><a href="/">servers</a> / <a href="{{.ServerHref}}">{{.Server}}</a></nav>
+{{define "events"}}{{template "head" "recent events"}}{{template "nav"}}</nav><h1>Recent events</h1>
+<p class="muted">The newest {{.Limit}} events of every server, newest first; <code>rugwatch history</code> has them all.</p>
+{{if .Events}}<table><tr><th>seq</th><th>when</th><th>severity</th><th>event</th><th>server / tool</th><th>detail</th></tr>
+{{range .Events}}<tr><td>{{.Seq}}</td><td>{{.At}}</td><td class="sev-{{.Severity}}">{{.Severity}}</td><td>{{.Type}}</td>
+<td class="u">{{if .ServerHref}}<a href="{{.ServerHref}}">{{.Server}}</a>{{end}}{{if .ToolHref}} / <a href="{{.ToolHref}}">{{.Tool}}</a>{{end}}</td>
+<td class="u">{{.Changes}}{{if .Message}} {{.Message}}{{end}}{{if .Keys}} (key {{.Keys}}){{end}}</td></tr>{{end}}</table>
+{{else}}<p>no events</p>{{end}}{{template "foot"}}{{end}}
+
+{{define "tool"}}{{template "head" .Tool}}{{template "nav"}} · <a href="{{.ServerHref}}">{{.Server}}</a></nav>
 <h1 class="u">{{.Server}} / {{.Tool}}</h1>
 <p><span class="s-{{.State}}">{{.State}}</span> · <span class="sev-{{.Severity}}">{{.Severity}}</span></p>
+{{template "driftblock" .}}
 <table><tr><th>approved digest</th><td class="u">{{if .ApprovedDigest}}{{.ApprovedDigest}}{{else}}never approved{{end}}</td></tr>
 <tr><th>observed digest</th><td class="u">{{.ObservedDigest}}</td></tr></table>
 {{if .Approve}}<h2>Approve what is observed now</h2>

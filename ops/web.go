@@ -39,10 +39,18 @@ type Web struct {
 	get func() Reader
 	log *slog.Logger
 	csp string
+
+	// ConfigPath, absolute, goes into every command a page shows
+	// (`rugwatch --config PATH approve …`), so that it runs as copied
+	// from any directory; empty leaves --config out.
+	ConfigPath string
 }
 
 // historyLimit bounds the events read for one tool's page.
 const historyLimit = 500
+
+// eventsLimit is how many recent events the events page shows.
+const eventsLimit = 200
 
 // maxDiffWords bounds the word diff of one changed string (the diff is
 // quadratic in memory: 2,000 words on each side is 16 MB).
@@ -62,6 +70,7 @@ func (wv *Web) Handler() http.Handler {
 	mux.HandleFunc("GET /{$}", wv.servers)
 	mux.HandleFunc("GET /servers/{server}", wv.server)
 	mux.HandleFunc("GET /servers/{server}/tools/{tool}", wv.tool)
+	mux.HandleFunc("GET /events", wv.events)
 	return mux
 }
 
@@ -104,11 +113,28 @@ func (wv *Web) fail(w http.ResponseWriter, err error) {
 type errorPage struct{ Title, Message string }
 
 type serverRow struct {
-	Name, Transport, Protocol, LastPolled, Error string
-	NotSandboxed                                 string
-	Reachable                                    bool
-	Counts                                       []stateCount
-	Instructions                                 string
+	Name, Transport, Protocol, LastPolled string
+	NotSandboxed                          string
+	Reachable                             bool
+	Counts                                []stateCount
+	Instructions                          string
+	// Severity is the worst of the server's: its tools' and their
+	// findings', its drifts', unreachable's (warning).
+	Severity string
+	rank     int
+	// Drifts are the server-wide drifts (launch, identity, egress), each
+	// of which withholds every tool of the server until approved.
+	Drifts []driftView
+	// ErrorSummary is the poll error's first part; ErrorDetail the rest
+	// (the server's stderr, a line per line it wrote), folded.
+	ErrorSummary, ErrorDetail string
+	// ApproveLaunch approves the drifts (approve SERVER --launch).
+	ApproveLaunch string
+}
+
+// driftView is one server-wide drift: what moved, and how it stands.
+type driftView struct {
+	What, State, Detail string
 }
 
 type stateCount struct {
@@ -126,31 +152,139 @@ func (wv *Web) servers(w http.ResponseWriter, r *http.Request) {
 	}
 	rows := make([]serverRow, 0, len(rep.Servers))
 	for _, s := range rep.Servers {
-		rows = append(rows, rowOf(s))
+		rows = append(rows, wv.rowOf(s))
 	}
+	// What needs a person first: the worst severity, then by name.
+	sort.SliceStable(rows, func(i, j int) bool {
+		if rows[i].rank != rows[j].rank {
+			return rows[i].rank > rows[j].rank
+		}
+		return rows[i].Name < rows[j].Name
+	})
 	wv.render(w, "servers", struct{ Servers []serverRow }{rows})
 }
 
-func rowOf(s report.ServerReport) serverRow {
-	row := serverRow{Name: s.Name, Transport: s.Transport, Reachable: s.Reachable, Error: visible.Message(s.Error),
+func (wv *Web) rowOf(s report.ServerReport) serverRow {
+	row := serverRow{Name: s.Name, Transport: s.Transport, Reachable: s.Reachable,
 		Protocol: visible.Line(s.ProtocolVersion), Instructions: string(s.InstructionsState),
 		NotSandboxed: visible.Line(s.NotSandboxed())}
+	row.ErrorSummary, row.ErrorDetail = foldError(s.Error)
 	if s.LastPolledAt != nil {
 		row.LastPolled = s.LastPolledAt.UTC().Format(time.RFC3339)
+	}
+	worst := rugwatch.SeverityInfo
+	if !s.Reachable || s.Error != "" {
+		worst = rugwatch.SeverityWarning
 	}
 	n := map[rugwatch.State]int{}
 	for _, t := range s.Tools {
 		n[t.State]++
+		worst = worst.Max(toolSeverity(t))
 	}
 	for _, st := range states {
 		row.Counts = append(row.Counts, stateCount{string(st), n[st]})
 	}
+	row.Drifts = driftsOf(s)
+	for _, d := range row.Drifts {
+		worst = worst.Max(d.severity())
+	}
+	if len(row.Drifts) > 0 {
+		row.ApproveLaunch = wv.command("approve", s.Name, "--launch")
+	}
+	row.Severity, row.rank = string(worst), worst.Rank()
 	return row
+}
+
+// toolSeverity is what a tool ranks by: its state's severity, and for a
+// tool not approved the worst of its findings too (a pending tool with a
+// critical finding is critical to review).
+func toolSeverity(t report.ToolReport) rugwatch.Severity {
+	sev := t.Severity
+	if sev == "" {
+		sev = rugwatch.SeverityInfo
+	}
+	if t.State != rugwatch.StateApproved {
+		for _, f := range t.Findings {
+			sev = sev.Max(f.Severity)
+		}
+	}
+	return sev
+}
+
+// driftsOf lists the server-wide drifts of s, as `rugwatch status` shows
+// them: launch (what runs changed), identity (who answers changed),
+// egress (where it goes changed, or its pin no longer verifies).
+func driftsOf(s report.ServerReport) []driftView {
+	var out []driftView
+	if s.LaunchDrifted {
+		out = append(out, driftView{"launch", "DRIFTED", "what runs changed: no tool of this server is served until its launch is approved again"})
+	}
+	if s.IdentityDrifted {
+		out = append(out, driftView{"identity", "DRIFTED", "who answers changed: no tool of this server is served until its identity is approved again"})
+	}
+	if e := s.Egress; e != nil {
+		switch {
+		case e.PinMissing:
+			out = append(out, driftView{"egress", "INVALID", "the approved destinations are gone or no longer verify; used: " + lineList(e.Seen)})
+		case len(e.Drifted) > 0:
+			d := "new destinations: " + lineList(e.Drifted)
+			if len(e.Refused) > 0 {
+				d += "; refused until approved: " + lineList(e.Refused)
+			}
+			out = append(out, driftView{"egress", "DRIFTED", d})
+		}
+	}
+	return out
+}
+
+// severity is a drift's, as its event's: egress.drifted and an approval
+// that no longer verifies are critical, launch and identity warnings.
+func (d driftView) severity() rugwatch.Severity {
+	if d.What == "egress" {
+		return rugwatch.SeverityCritical
+	}
+	return rugwatch.SeverityWarning
+}
+
+func lineList(items []string) string {
+	if len(items) == 0 {
+		return "none"
+	}
+	out := make([]string, len(items))
+	for i, it := range items {
+		out[i] = visible.Line(it)
+	}
+	return strings.Join(out, ", ")
+}
+
+// foldError splits a stored poll error for a page: the summary stays in
+// view, clipped; the server's stderr, or the rest of a long error, goes
+// into a folded block, one line per line the server wrote. Both stay
+// escaped (visible.Message): only the escaped line breaks of stderr
+// become breaks again.
+func foldError(e string) (summary, detail string) {
+	if e == "" {
+		return "", ""
+	}
+	e = visible.Message(e)
+	head, stderr, found := strings.Cut(e, "; stderr: ")
+	if found {
+		detail = strings.ReplaceAll(stderr, `\n`, "\n")
+	}
+	const max = 240
+	if r := []rune(head); len(r) > max {
+		head = string(r[:max]) + "…"
+		if !found {
+			detail = strings.ReplaceAll(e, `\n`, "\n")
+		}
+	}
+	return head, detail
 }
 
 type toolRow struct {
 	Name, Href, State, Severity string
 	Findings                    int
+	rank                        int
 }
 
 func (wv *Web) server(w http.ResponseWriter, r *http.Request) {
@@ -163,13 +297,73 @@ func (wv *Web) server(w http.ResponseWriter, r *http.Request) {
 	s := rep.Servers[0]
 	var tools []toolRow
 	for _, t := range s.Tools {
+		sev := toolSeverity(t)
 		tools = append(tools, toolRow{Name: visible.Line(t.Name), Href: toolHref(s.Name, t.Name),
-			State: string(t.State), Severity: string(t.Severity), Findings: len(t.Findings)})
+			State: string(t.State), Severity: string(sev), Findings: len(t.Findings), rank: sev.Rank()*10 + stateRank(t.State)})
 	}
+	// The worst first: severity, then what the state asks of a person.
+	sort.SliceStable(tools, func(i, j int) bool {
+		if tools[i].rank != tools[j].rank {
+			return tools[i].rank > tools[j].rank
+		}
+		return tools[i].Name < tools[j].Name
+	})
 	wv.render(w, "server", struct {
 		Server serverRow
 		Tools  []toolRow
-	}{rowOf(s), tools})
+	}{wv.rowOf(s), tools})
+}
+
+// stateRank orders states of one severity: drifted before revoked,
+// removed, pending, approved.
+func stateRank(s rugwatch.State) int {
+	switch s {
+	case rugwatch.StateDrifted:
+		return 4
+	case rugwatch.StateRevoked:
+		return 3
+	case rugwatch.StateRemoved:
+		return 2
+	case rugwatch.StatePending:
+		return 1
+	}
+	return 0
+}
+
+type eventRow struct {
+	Seq                    uint64
+	At, Type, Severity     string
+	Server, ServerHref     string
+	Tool, ToolHref         string
+	Message, Changes, Keys string
+}
+
+// events is the recent-events page: the newest events of every server.
+func (wv *Web) events(w http.ResponseWriter, r *http.Request) {
+	events, err := wv.get().History(r.Context(), "", eventsLimit)
+	if err != nil {
+		wv.fail(w, err)
+		return
+	}
+	rows := make([]eventRow, 0, len(events))
+	for _, e := range events {
+		ev := eventRow{Seq: e.Seq, At: e.OccurredAt.UTC().Format(time.RFC3339), Type: string(e.Type), Severity: string(e.Severity),
+			Message: visible.Message(e.Message), Changes: visible.Line(report.ChangeSummary(e.Changes)), Keys: e.KeyID}
+		if ev.Message == ev.Changes {
+			ev.Message = ""
+		}
+		if e.Server != "" {
+			ev.Server, ev.ServerHref = e.Server, "/servers/"+pathEscape(e.Server)
+		}
+		if e.Tool != "" && e.Server != "" {
+			ev.Tool, ev.ToolHref = visible.Line(e.Tool), toolHref(e.Server, e.Tool)
+		}
+		rows = append(rows, ev)
+	}
+	wv.render(w, "events", struct {
+		Events []eventRow
+		Limit  int
+	}{rows, eventsLimit})
 }
 
 // toolHref is the tool page's path, every byte of the tool name escaped
@@ -203,6 +397,10 @@ type toolPage struct {
 	Approve                        string
 	ApproveHidden                  bool
 	NeverApproved                  bool
+	// Drifts are the server's own (launch, identity, egress): while one
+	// stands, no tool of the server is served, this one included.
+	Drifts        []driftView
+	ApproveLaunch string
 }
 
 type changeView struct {
@@ -267,26 +465,55 @@ func (wv *Web) tool(w http.ResponseWriter, r *http.Request) {
 		p.History = append(p.History, ev)
 	}
 	if d.State != rugwatch.StateApproved || d.ApprovedDigest != d.ObservedDigest {
-		p.Approve, p.ApproveHidden = approveCommand(server, tool, string(d.ObservedDigest))
+		critical := false
+		for _, f := range d.Findings {
+			critical = critical || f.Severity == rugwatch.SeverityCritical
+		}
+		p.Approve, p.ApproveHidden = wv.approveCommand(server, tool, string(d.ObservedDigest), critical)
+	}
+	if rep, err := rd.Status(r.Context(), []string{server}); err == nil && len(rep.Servers) == 1 {
+		row := wv.rowOf(rep.Servers[0])
+		p.Drifts, p.ApproveLaunch = row.Drifts, row.ApproveLaunch
 	}
 	wv.render(w, "tool", p)
 }
 
 var shellSafe = regexp.MustCompile(`^[A-Za-z0-9._/:=@+-]+$`)
 
-// approveCommand is the command that approves exactly the observed
-// digest. hidden says the tool name holds characters the page shows
-// escaped, so the command as shown is not the name's bytes: such a tool
-// is approved from the terminal, after `rugwatch diff`.
-func approveCommand(server, tool, digest string) (cmd string, hidden bool) {
-	q := func(s string) string {
-		if shellSafe.MatchString(s) {
-			return s
-		}
-		return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+// shellQuote is s as one shell word.
+func shellQuote(s string) string {
+	if shellSafe.MatchString(s) {
+		return s
 	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// command is a rugwatch command line to copy: with --config when the
+// view knows the config's path, so that it runs from any directory.
+func (wv *Web) command(args ...string) string {
+	words := []string{"rugwatch"}
+	if wv.ConfigPath != "" {
+		words = append(words, "--config", shellQuote(wv.ConfigPath))
+	}
+	for _, a := range args {
+		words = append(words, shellQuote(a))
+	}
+	return strings.Join(words, " ")
+}
+
+// approveCommand is the command that approves exactly the observed
+// digest, with --accept-findings where the definition has a critical
+// finding (approve refuses it otherwise; the page shows the findings
+// above the command). hidden says the tool name holds characters the page
+// shows escaped, so the command as shown is not the name's bytes: such a
+// tool is approved from the terminal, after `rugwatch diff`.
+func (wv *Web) approveCommand(server, tool, digest string, critical bool) (cmd string, hidden bool) {
 	shown := visible.Line(tool)
-	return "rugwatch approve " + q(server) + " " + q(shown) + " --digest " + digest, shown != tool
+	args := []string{"approve", server, shown, "--digest", digest}
+	if critical {
+		args = append(args, "--accept-findings")
+	}
+	return wv.command(args...), shown != tool
 }
 
 func changeOf(c rugwatch.Change) changeView {

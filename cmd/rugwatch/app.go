@@ -62,37 +62,6 @@ func usagef(format string, args ...any) error {
 // findingsError makes a command exit 1 after printing its result.
 var errFindings = errors.New("findings")
 
-const usage = `rugwatch catches MCP tool definitions that change after approval.
-
-Usage: rugwatch [--config FILE] COMMAND [ARGS]
-
-Commands:
-  init                        create the data dir, store and an approver key pair
-  serve                       the daemon: schedules, watch sessions, control socket
-  check [SERVER…]             poll now, record, print states
-  status [SERVER…]            last known states, no polling
-  diff SERVER [TOOL]          field-level diff, approved vs observed
-  approve SERVER [TOOL…]      review and sign tools (--all, --digest D, --yes, --key FILE)
-  revoke SERVER [TOOL…]       withdraw approvals (--reason R)
-  history [SERVER]            events, newest first (--limit N)
-  verify [--head SEQ:HEAD]    check every approval signature and the event chain
-  scan URL | scan -- CMD…     one-shot listing of one server, no config or store
-  keys generate|list|export   approver keys
-  alerts [test [CH]|retry ID|enable CH]  alert deliveries: pending, dead, delivered
-  backup FILE                 a verified copy of the store, also while serve runs
-  discover                    print the MCP servers your clients use as servers: YAML
-  proxy SERVER                stdio MCP gateway: only approved tools reach the client
-  demo-server                 a stdio MCP server whose tools turn malicious
-  version                     the build: module version, VCS revision, Go version
-
-Global flags:
-  --config FILE     config file (default $RUGWATCH_CONFIG, else ./rugwatch.yaml)
-  --log-level L     debug, info, warn, error (default info)
-  --log-format F    auto, text, json (default auto)
-
-Exit codes: 0 clean, 1 findings, 2 usage or operational error.
-`
-
 // Run runs one command line and returns the exit code.
 func (a *App) Run(ctx context.Context, args []string) int {
 	if a.LookupEnv == nil {
@@ -106,10 +75,10 @@ func (a *App) Run(ctx context.Context, args []string) int {
 	version := fs.Bool("version", false, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(a.Stdout, usage)
+			fmt.Fprint(a.Stdout, usage())
 			return exitClean
 		}
-		fmt.Fprintf(a.Stderr, "rugwatch: %v\n\n%s", err, usage)
+		fmt.Fprintf(a.Stderr, "rugwatch: %v\n\n%s", err, usage())
 		return exitError
 	}
 	log, err := newLogger(a.Stderr, a.logFormat, a.logLevel, a.LookupEnv)
@@ -123,54 +92,38 @@ func (a *App) Run(ctx context.Context, args []string) int {
 		rest = []string{"version"}
 	}
 	if len(rest) == 0 {
-		fmt.Fprint(a.Stderr, usage)
+		fmt.Fprint(a.Stderr, usage())
 		return exitError
 	}
 	cmd, cargs := rest[0], rest[1:]
-	var run func(context.Context, []string) error
 	switch cmd {
-	case "init":
-		run = a.runInit
-	case "serve":
-		run = a.runServe
-	case "check":
-		run = a.runCheck
-	case "status":
-		run = a.runStatus
-	case "diff":
-		run = a.runDiff
-	case "approve":
-		run = a.runApprove
-	case "revoke":
-		run = a.runRevoke
-	case "history":
-		run = a.runHistory
-	case "verify":
-		run = a.runVerify
-	case "scan":
-		run = a.runScan
-	case "keys":
-		run = a.runKeys
-	case "discover":
-		run = a.runDiscover
-	case "alerts":
-		run = a.runAlerts
-	case "backup":
-		run = a.runBackup
-	case "proxy":
-		run = a.runProxy
-	case "version", "--version":
-		run = a.runVersion
 	case "demo-server":
 		return demo.Run(ctx, cargs, a.Stdin, a.Stdout, a.Stderr)
 	case "help", "-h", "--help":
-		fmt.Fprint(a.Stdout, usage)
-		return exitClean
-	default:
+		if _, ok := lookupCommand(firstOf(cargs)); !ok {
+			fmt.Fprint(a.Stdout, usage())
+			return exitClean
+		}
+		// `rugwatch help approve` is `rugwatch approve --help`.
+		cmd, cargs = cargs[0], []string{"--help"}
+	case "--version":
+		cmd = "version"
+	}
+	c, ok := lookupCommand(cmd)
+	if !ok {
 		fmt.Fprintf(a.Stderr, "rugwatch: unknown command %q; run `rugwatch help` for the list\n", cmd)
 		return exitError
 	}
-	err = run(ctx, cargs)
+	if c.subs && len(cargs) > 0 && isHelpArg(cargs[0]) {
+		printCommandHelp(a.Stdout, c, nil)
+		return exitClean
+	}
+	err = c.run(a, ctx, cargs)
+	var help *helpRequest
+	if errors.As(err, &help) {
+		printCommandHelp(a.Stdout, c, help.fs)
+		return exitClean
+	}
 	switch {
 	case err == nil:
 		return exitClean
@@ -183,14 +136,24 @@ func (a *App) Run(ctx context.Context, args []string) int {
 	}
 }
 
+func firstOf(args []string) string {
+	if len(args) == 0 {
+		return ""
+	}
+	return args[0]
+}
+
 // newFlags returns a flag set for one subcommand whose errors are usage
 // errors that say what to type.
 func (a *App) newFlags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	// The global flags work after the command too: `rugwatch serve
-	// --config FILE` reads as naturally as `rugwatch --config FILE serve`.
+	// --config FILE` reads as naturally as `rugwatch --config FILE serve`,
+	// and `check --log-level debug` as `--log-level debug check`.
 	fs.StringVar(&a.configPath, "config", a.configPath, "config file")
+	fs.Var(logFlag{a, &a.logLevel}, "log-level", "log level")
+	fs.Var(logFlag{a, &a.logFormat}, "log-format", "log format")
 	return fs
 }
 
@@ -201,7 +164,10 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, usagef("%v (see `rugwatch help`)", err)
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, &helpRequest{fs}
+			}
+			return nil, usagef("%v (see `rugwatch %s --help`)", err, fs.Name())
 		}
 		rest := fs.Args()
 		// The flag package drops the "--" that ends its parsing; whether it
@@ -222,19 +188,23 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 
 // config loads the config from --config, $RUGWATCH_CONFIG or ./rugwatch.yaml.
 func (a *App) config() (*configs.Config, error) {
-	path := a.configPath
-	if path == "" {
-		if v, ok := a.LookupEnv("RUGWATCH_CONFIG"); ok && v != "" {
-			path = v
-		} else {
-			path = "rugwatch.yaml"
-		}
-	}
-	cfg, err := configs.Load(path)
+	cfg, err := configs.Load(a.configFile())
 	if err != nil {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// configFile is the config's path: --config, else $RUGWATCH_CONFIG, else
+// ./rugwatch.yaml.
+func (a *App) configFile() string {
+	if a.configPath != "" {
+		return a.configPath
+	}
+	if v, ok := a.LookupEnv("RUGWATCH_CONFIG"); ok && v != "" {
+		return v
+	}
+	return "rugwatch.yaml"
 }
 
 // openStore opens the store of cfg; a store held by `serve` fails at once

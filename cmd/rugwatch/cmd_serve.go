@@ -173,11 +173,11 @@ func (d *daemon) Start(ctx context.Context, cfg *configs.Config) (cleanup func()
 		}
 	}
 	if cfg.Ephemeral {
-		dir, err := d.ephemeral(cfg)
-		if err != nil {
+		// The run's data stays after it, for history and diff; the next
+		// run starts from scratch.
+		if err := d.ephemeral(cfg); err != nil {
 			return cleanup, err
 		}
-		undo = append(undo, func() { os.RemoveAll(dir) })
 	}
 	if (cfg.ApproveFirstSeen || cfg.Retention > 0) && cfg.SigningKey == "" {
 		cfg.SigningKey = d.app.approverKeyPath(cfg, "")
@@ -299,35 +299,6 @@ func (d *daemon) startProxy(cfg *configs.Config) error {
 	d.serve("proxy", d.proxySrv, pl)
 	d.app.log.Info("proxy listening", "proxy_listen", pl.Addr().String())
 	return nil
-}
-
-// ephemeral points cfg at a fresh temporary data dir with a new key pair.
-func (d *daemon) ephemeral(cfg *configs.Config) (string, error) {
-	dir, err := os.MkdirTemp("", "rugwatch-ephemeral-")
-	if err != nil {
-		return "", fmt.Errorf("creating ephemeral data dir: %w", err)
-	}
-	id, err := signatures.GenerateKeyPair(dir, nil)
-	if err != nil {
-		os.RemoveAll(dir)
-		return "", fmt.Errorf("generating ephemeral key pair: %w", err)
-	}
-	cfg.DataDir = dir
-	cfg.TrustedKeys = []string{filepath.Join(dir, "approver.pub")}
-	// The listeners' token too is this run's own.
-	d.tokenFile = filepath.Join(dir, tokenFileName)
-	if _, err := writeToken(d.tokenFile); err != nil {
-		os.RemoveAll(dir)
-		return "", fmt.Errorf("writing the ephemeral listener token: %w", err)
-	}
-	if cfg.HTTPListen != "" || cfg.ProxyListen != "" {
-		d.app.log.Info("ephemeral listener token", "token_file", d.tokenFile)
-	}
-	if cfg.ApproveFirstSeen {
-		cfg.SigningKey = filepath.Join(dir, "approver.key")
-	}
-	d.app.log.Info("ephemeral data dir; nothing survives this run", "data_dir", dir, "key_id", id)
-	return dir, nil
 }
 
 func (d *daemon) serve(what string, srv *http.Server, ln net.Listener) {
@@ -558,6 +529,12 @@ func (d *daemon) Reload() {
 func (d *daemon) httpHandler(cfg *configs.Config) http.Handler {
 	guard := ops.Guard{LoopbackHost: cfg.HTTPLoopback(), Log: d.app.log, Token: d.httpToken}
 	web := ops.NewWeb(func() ops.Reader { return d.backend() }, d.app.log)
+	if cfg.Path != "" {
+		// The commands the pages show run as copied, from any directory.
+		if abs, err := filepath.Abs(cfg.Path); err == nil {
+			web.ConfigPath = abs
+		}
+	}
 	views := http.NewServeMux()
 	views.Handle("GET /metrics", d.metrics.Handler())
 	views.Handle("/", web.Handler())

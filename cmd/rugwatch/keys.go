@@ -34,7 +34,7 @@ func (a *App) keyDir() (string, error) {
 }
 
 // approverKeyPath is --key, else $RUGWATCH_KEY, else the key dir's
-// approver.key; a store initialised before keys moved out of the data dir
+// approver.key (an ephemeral run's: the data dir's); a store initialised before keys moved out of the data dir
 // still has <data_dir>/approver.key, which is used with a warning.
 func (a *App) approverKeyPath(cfg *configs.Config, flagKey string) string {
 	if flagKey != "" {
@@ -42,6 +42,11 @@ func (a *App) approverKeyPath(cfg *configs.Config, flagKey string) string {
 	}
 	if v, ok := a.LookupEnv("RUGWATCH_KEY"); ok && v != "" {
 		return v
+	}
+	if cfg.Ephemeral {
+		// An ephemeral run trusts only the key pair it made in its data
+		// dir (the demo): a key of the user's own would not count.
+		return filepath.Join(cfg.DataDir, signatures.PrivateKeyFile)
 	}
 	legacy := filepath.Join(cfg.DataDir, signatures.PrivateKeyFile)
 	dir, err := a.keyDir()

@@ -260,7 +260,7 @@ servers:
 	if code != 200 || !strings.HasPrefix(hdr.Get("Content-Security-Policy"), "default-src 'none'") {
 		t.Fatalf("tool page: %d, CSP %q", code, hdr.Get("Content-Security-Policy"))
 	}
-	if !strings.Contains(body, "rugwatch approve fixture add --digest sha256:") {
+	if !strings.Contains(body, "rugwatch --config "+cfg+" approve fixture add --digest sha256:") {
 		t.Errorf("no approve command on the page")
 	}
 	tok, err := p.d.httpToken()

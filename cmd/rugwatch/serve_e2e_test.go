@@ -421,18 +421,56 @@ servers:
 	d.stop()
 }
 
+// The demo as the README runs it: drift within seconds; `history` and
+// `diff` with the demo's config read its data while it runs and after it
+// stopped; and a poll that starts a fresh demo server (the backstop's, a
+// minute in) finds it still malicious, not honest again: no second
+// server.changed. The config is the demo's own, copied beside the test's
+// data so the run's data dir (beside the config) is the test's.
 func TestDemoConfigReachesDrift(t *testing.T) {
 	dir := t.TempDir()
-	cfg, err := filepath.Abs("../../configs/demo.yaml")
+	src, err := os.ReadFile("../../configs/demo.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg := filepath.Join(dir, "demo.yaml")
+	if err := os.WriteFile(cfg, src, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := baseEnv(dir)
 	start := time.Now()
-	d := startDaemon(t, baseEnv(dir), "serve", "--config", cfg)
+	d := startDaemon(t, env, "serve", "--config", cfg)
 	d.wait(0, 30*time.Second, event("tool.approved", "demo", "add"))
-	l, _ := d.wait(0, 30*time.Second, event("tool.drifted", "demo", "add"))
+	l, next := d.wait(0, 30*time.Second, event("tool.drifted", "demo", "add"))
 	t.Logf("demo: tool.drifted %v after start", l.at.Sub(start))
+	d.wait(next, 30*time.Second, event("server.changed", "demo", ""))
+
+	history := func(when string) string {
+		t.Helper()
+		r := runBin(t, env, "", "--config", cfg, "history", "--json")
+		if r.code != 0 || strings.Count(r.stdout, `"type": "tool.drifted"`) != 2 {
+			t.Fatalf("history %s: exit %d, want the two tool.drifted events\n%s%s", when, r.code, r.stdout, r.stderr)
+		}
+		return r.stdout
+	}
+	before := history("while the demo runs")
+	if r := runBin(t, env, "", "--config", cfg, "diff", "demo"); r.code != 1 || !strings.Contains(r.stdout, "sidenote") || !strings.Contains(r.stdout, `\u200b`) {
+		t.Errorf("diff demo: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// A poll now starts a fresh demo server process, as the backstop does.
+	if r := runBin(t, env, "", "--config", cfg, "check", "demo", "--json"); r.code != 1 || !strings.Contains(r.stdout, `"drifted"`) {
+		t.Errorf("check: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if after := history("after a poll of a fresh process"); strings.Count(after, "server.changed") != strings.Count(before, "server.changed") {
+		t.Errorf("a fresh demo server process changed the listing again:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
 	if _, code := d.stop(); code != 0 {
 		t.Errorf("demo exit %d", code)
 	}
+	history("after the demo stopped")
+	// The next run starts from scratch: add, drifted in the kept store,
+	// is approved on first sight again.
+	d = startDaemon(t, env, "serve", "--config", cfg)
+	d.wait(0, 30*time.Second, event("tool.approved", "demo", "add"))
+	d.stop()
 }
