@@ -124,6 +124,10 @@ const (
 	// server may use. The log keeps it so a pin deleted from the store is
 	// noticed.
 	EventEgressApproved EventType = "egress.approved"
+	// EventToolShadowed: two servers behind one gateway serve a tool of
+	// the same name; the gateway serves neither until one is removed or
+	// renamed (or gateway.names: prefixed).
+	EventToolShadowed EventType = "tool.shadowed"
 
 	// Summary events: one alert for a poll that moved several tools of
 	// one server, in place of one alert per tool. A first cycle of 10,000

@@ -30,6 +30,7 @@ type Config struct {
 	HTTPToken        Secret     `yaml:"http_token"`         // bearer token reference; required off loopback
 	ProxyListen      string     `yaml:"proxy_listen"`       // optional host:port for the HTTP proxy
 	Proxy            Proxy      `yaml:"proxy"`
+	Gateway          Gateway    `yaml:"gateway"` // proxy --all and proxy_listen's /mcp
 	Classifier       Classifier `yaml:"classifier"`
 	Concurrency      int        `yaml:"concurrency"`       // default max(16, 8 per core)
 	UnreachableAfter int        `yaml:"unreachable_after"` // default 3 failed polls

@@ -84,6 +84,7 @@ func (c *Config) validate() []fieldError {
 	}
 	v.httpListen(c)
 	v.validateProxy(c)
+	v.validateGateway(c)
 	v.validateClassifier(c)
 	v.positive("concurrency", int64(c.Concurrency))
 	v.positive("unreachable_after", int64(c.UnreachableAfter))

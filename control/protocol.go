@@ -40,6 +40,9 @@ type Backend interface {
 	Enforce(ctx context.Context, server string, l *mcpclient.Listing) (monitor.Allowed, error)
 	Allowed(ctx context.Context, server string) (monitor.Allowed, error)
 	FlagResult(ctx context.Context, server, tool string, findings []rugwatch.Finding, blocked bool) error
+	// ToolShadowed records that servers behind one gateway serve a tool of
+	// one name (tool.shadowed).
+	ToolShadowed(ctx context.Context, tool string, servers []string) error
 	// Generation is the daemon's approvals generation (see
 	// monitor.Ledger.Generation).
 	Generation(ctx context.Context) (uint64, error)
@@ -91,6 +94,10 @@ type (
 		Tool     string             `json:"tool"`
 		Findings []rugwatch.Finding `json:"findings"`
 		Blocked  bool               `json:"blocked"`
+	}
+	shadowedReq struct {
+		Tool    string   `json:"tool"`
+		Servers []string `json:"servers"`
 	}
 	empty     struct{}
 	countResp struct {
@@ -164,6 +171,9 @@ var methods = map[string]handler{
 	"tools.names": method(func(ctx context.Context, b Backend, r empty) (toolNamesResp, error) {
 		n, err := b.ToolNames(ctx)
 		return toolNamesResp{Servers: n}, err
+	}),
+	"tool.shadowed": method(func(ctx context.Context, b Backend, r shadowedReq) (empty, error) {
+		return empty{}, b.ToolShadowed(ctx, r.Tool, r.Servers)
 	}),
 	"result.flag": method(func(ctx context.Context, b Backend, r flagReq) (empty, error) {
 		return empty{}, b.FlagResult(ctx, r.Server, r.Tool, r.Findings, r.Blocked)
@@ -260,6 +270,12 @@ func (c *Client) ToolNames(ctx context.Context) (map[string][]string, error) {
 
 func (c *Client) FlagResult(ctx context.Context, server, tool string, findings []rugwatch.Finding, blocked bool) error {
 	_, err := call[empty](ctx, c, "result.flag", flagReq{server, tool, findings, blocked})
+	return err
+}
+
+// ToolShadowed asks the daemon to record a tool.shadowed event.
+func (c *Client) ToolShadowed(ctx context.Context, tool string, servers []string) error {
+	_, err := call[empty](ctx, c, "tool.shadowed", shadowedReq{tool, servers})
 	return err
 }
 

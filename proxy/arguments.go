@@ -82,7 +82,7 @@ func argumentFindingsOf(tr detect.ToolTraits, args map[string]any, tainted *tain
 // checkArguments records argument findings and returns the refusal, or
 // nil to let the call through.
 func (s *session) checkArguments(ctx context.Context, id jsonrpc.ID, check *schemaCheck, name string, args map[string]any) *jsonrpc.Response {
-	findings := argumentFindingsOf(check.traits, args, &s.taint)
+	findings := argumentFindingsOf(check.traits, args, s.taint)
 	if len(findings) == 0 {
 		return nil
 	}

@@ -25,6 +25,13 @@
 //   - everything else passes through unchanged in both directions,
 //     server requests (sampling, elicitation, roots) relayed to the client.
 //
+// ServeGateway is the gateway (`rugwatch proxy --all`, /mcp on
+// proxy_listen): one client session over many servers, each served by a
+// Serve of its own over an in-memory pipe, so every check above stays in
+// one place; the gateway merges their lists under the name policy (a
+// name two servers serve is served by neither: tool.shadowed), routes
+// calls, and shares one taint between the servers' sessions.
+//
 // The proxy fails closed: when it cannot read approvals it serves no
 // tools and refuses every call. It must never send the client's
 // credentials upstream (it has none to send: upstream credentials are the

@@ -25,7 +25,7 @@ import (
 )
 
 // HTTP serves proxied sessions as Streamable HTTP at /mcp/<server> (and
-// /<server>/mcp): serve's proxy_listen. Each MCP session is one Serve of
+// /<server>/mcp), and the gateway at /mcp: serve's proxy_listen. Each MCP session is one Serve of
 // its own, so each holds an upstream session (for a stdio server, its
 // process tree): every way a client could make one grow or linger is
 // bounded here — the body of each request (MaxBody, BodyTimeout), the
@@ -36,6 +36,9 @@ type HTTP struct {
 	// no such server). Called per session, so a reload is seen by new
 	// sessions.
 	Options func(server string) (Options, bool)
+	// Gateway, when set, returns the options of the gateway served at
+	// /mcp (false: none configured). Called per request, like Options.
+	Gateway func() (GatewayOptions, bool)
 	// Token resolves the bearer token every request must carry as
 	// "Authorization: Bearer <token>", loopback included (serve always
 	// sets it; nil checks nothing, for in-process tests). A token that
@@ -88,6 +91,7 @@ type HTTP struct {
 	changed chan struct{}
 
 	allowed *allowedCache
+	shadows *shadowLog // the gateway sessions' collisions recorded
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -125,6 +129,7 @@ func (h *HTTP) Start(ctx context.Context) {
 	h.perClient = map[string]int{}
 	h.changed = make(chan struct{})
 	h.allowed = newAllowedCache(h.ctx)
+	h.shadows = &shadowLog{}
 	if h.MaxSessions <= 0 {
 		h.MaxSessions = 1024
 	}
@@ -174,7 +179,8 @@ func (h *HTTP) Sessions() int {
 	return len(h.sessions)
 }
 
-// SessionsByServer is Sessions by configured server name (metrics).
+// SessionsByServer is Sessions by configured server name (metrics); the
+// gateway's sessions count under "".
 func (h *HTTP) SessionsByServer() map[string]int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -193,15 +199,30 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	// serve runs the session a first request opens: one server's, or at
+	// /mcp the gateway's (whose sessions count under server "").
+	var serve func(ctx context.Context, conn mcp.Connection) error
 	server, ok := serverOf(r.URL.Path)
-	if !ok {
+	switch {
+	case r.URL.Path == gatewayPath:
+		server = ""
+		g, ok := h.gateway()
+		if !ok {
+			http.Error(w, "rugwatch proxy: no gateway configured here; one server is served at /mcp/<server>", http.StatusNotFound)
+			return
+		}
+		serve = func(ctx context.Context, conn mcp.Connection) error { return ServeGateway(ctx, conn, g) }
+	case !ok:
 		http.NotFound(w, r)
 		return
-	}
-	opts, ok := h.Options(server)
-	if !ok {
-		http.Error(w, fmt.Sprintf("rugwatch proxy: no server %q configured", server), http.StatusNotFound)
-		return
+	default:
+		opts, ok := h.Options(server)
+		if !ok {
+			http.Error(w, fmt.Sprintf("rugwatch proxy: no server %q configured", server), http.StatusNotFound)
+			return
+		}
+		opts.shared = h.allowed
+		serve = func(ctx context.Context, conn mcp.Connection) error { return Serve(ctx, conn, opts) }
 	}
 	// The client's credentials end here: the upstream session is dialled
 	// with the server's own configured ones.
@@ -231,7 +252,29 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "rugwatch proxy: a session starts with a POST of initialize", http.StatusBadRequest)
 		return
 	}
-	h.serveFirst(w, r, body, server, opts, clientKey(r, verified))
+	h.serveFirst(w, r, body, server, serve, clientKey(r, verified))
+}
+
+// gatewayPath is where the gateway is served.
+const gatewayPath = "/mcp"
+
+// gateway returns the gateway's options, its servers' sessions sharing
+// this listener's readings of the allowed set, its collisions recorded
+// once for every session.
+func (h *HTTP) gateway() (GatewayOptions, bool) {
+	if h.Gateway == nil {
+		return GatewayOptions{}, false
+	}
+	g, ok := h.Gateway()
+	if !ok {
+		return GatewayOptions{}, false
+	}
+	g.Servers = slices.Clone(g.Servers)
+	for i := range g.Servers {
+		g.Servers[i].shared = h.allowed
+	}
+	g.shadows = h.shadows
+	return g, true
 }
 
 // authorize answers a request that may not reach a server (false), and
@@ -286,7 +329,7 @@ func (h *HTTP) serveSession(w http.ResponseWriter, r *http.Request, id, server s
 // opens one. Anything else (a 2026-07-28 client's server/discover, or its
 // stateless requests) is answered "method not found", which sends the
 // SDKs back to the handshake this proxy speaks, and leaves nothing behind.
-func (h *HTTP) serveFirst(w http.ResponseWriter, r *http.Request, body []byte, server string, opts Options, client string) {
+func (h *HTTP) serveFirst(w http.ResponseWriter, r *http.Request, body []byte, server string, serve func(context.Context, mcp.Connection) error, client string) {
 	var first struct {
 		Method string `json:"method"`
 	}
@@ -294,7 +337,7 @@ func (h *HTTP) serveFirst(w http.ResponseWriter, r *http.Request, body []byte, s
 		writeRPCError(w, http.StatusOK, requestID(body), "rugwatch proxy: start the session with initialize")
 		return
 	}
-	s, status, err := h.open(server, opts, client)
+	s, status, err := h.open(server, serve, client)
 	if err != nil {
 		writeRPCError(w, status, requestID(body), "rugwatch proxy: "+err.Error())
 		return
@@ -459,7 +502,7 @@ func (h *HTTP) originAllowed(origin string) bool {
 // open starts a proxied session for a client's first request, counted as
 // in flight (release it when that request is served). On error, status is
 // the HTTP status to answer with.
-func (h *HTTP) open(server string, opts Options, client string) (*httpSession, int, error) {
+func (h *HTTP) open(server string, serve func(context.Context, mcp.Connection) error, client string) (*httpSession, int, error) {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, http.StatusInternalServerError, err
@@ -472,7 +515,6 @@ func (h *HTTP) open(server string, opts Options, client string) (*httpSession, i
 		cancel()
 		return nil, http.StatusServiceUnavailable, err
 	}
-	opts.shared = h.allowed
 	s := &httpSession{id: id, server: server, client: client, transport: t, cancel: cancel, active: 1, last: h.now()}
 	h.mu.Lock()
 	status, err := h.admit(client)
@@ -490,7 +532,7 @@ func (h *HTTP) open(server string, opts Options, client string) (*httpSession, i
 	go func() {
 		defer h.wg.Done()
 		defer h.remove(s)
-		if err := Serve(ctx, conn, opts); err != nil {
+		if err := serve(ctx, conn); err != nil {
 			h.Log.Warn("proxied session ended", "server", server, "error", err)
 		}
 	}()

@@ -81,6 +81,9 @@ type Options struct {
 	// shared, when set (proxy_listen), lets the sessions of one server
 	// share their readings of the allowed set.
 	shared *allowedCache
+	// taint, when set (a gateway's inner session), is the client
+	// session's taint, shared with the sessions of its other servers.
+	taint *taint
 }
 
 // Observer is told when a client session starts and ends and of every
@@ -146,8 +149,11 @@ type session struct {
 	// not be read (fail closed), not because nothing is approved.
 	unreadable bool
 	schemas    map[string]*schemaCheck // by digest
-	taint      taint                   // secrets this session's results carried (call.go)
-	others     otherTools              // every server's tool names, for results (call.go)
+	// taint is what this session's results carried (arguments.go): the
+	// session's own, or its gateway session's, shared by every server
+	// that session reaches.
+	taint  *taint
+	others otherTools // every server's tool names, for results (call.go)
 	// told is the withheld set the client was last told of
 	// (withheldNotice), so that it hears of each change once, not on
 	// every listing; level is the log level the client set ("" for none).
@@ -223,7 +229,10 @@ func Serve(ctx context.Context, client mcp.Connection, opts Options) error {
 		opts: opts, client: client, log: opts.Log.With("server", opts.Server),
 		relays: map[string]chan *jsonrpc.Response{}, upIDs: map[string]string{},
 		cancels: map[string]context.CancelFunc{}, schemas: map[string]*schemaCheck{},
-		slots: make(chan struct{}, maxInFlight),
+		slots: make(chan struct{}, maxInFlight), taint: opts.taint,
+	}
+	if s.taint == nil {
+		s.taint = &taint{}
 	}
 	if opts.Observe != nil {
 		opts.Observe.SessionStarted(opts.Server)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // Request relays a server's request (sampling, elicitation, roots, ping)
@@ -52,12 +53,18 @@ const codeRejected = -32005
 // sampling request that comes before it is refused by the transport, and
 // is tried again, briefly, rather than lost.
 func (s *session) writeRequest(ctx context.Context, req *jsonrpc.Request) error {
+	return writeClientRequest(ctx, s.client, req)
+}
+
+// writeClientRequest is writeRequest on any client connection (a
+// gateway's too).
+func writeClientRequest(ctx context.Context, client mcp.Connection, req *jsonrpc.Request) error {
 	wait := time.NewTicker(20 * time.Millisecond)
 	defer wait.Stop()
 	deadline := time.NewTimer(5 * time.Second)
 	defer deadline.Stop()
 	for {
-		err := s.client.Write(ctx, req)
+		err := client.Write(ctx, req)
 		var we *jsonrpc.Error
 		if err == nil || !errors.As(err, &we) || we.Code != codeRejected {
 			return err

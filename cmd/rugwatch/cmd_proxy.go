@@ -26,35 +26,69 @@ import (
 //
 //	{"command": "rugwatch", "args": ["--config", "/etc/rugwatch/rugwatch.yaml", "proxy", "everything"]}
 //
+// With --all it is the gateway: the approved tools of every configured
+// server (or gateway.servers) in one client session.
+//
 // stdout is the MCP channel; logs go to stderr.
 func (a *App) runProxy(ctx context.Context, args []string) error {
 	fs := a.newFlags("proxy")
+	all := fs.Bool("all", false, "the gateway: serve the approved tools of every server (gateway.servers) to one client")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usagef("rugwatch proxy SERVER (one configured server)")
+	if *all && len(pos) != 0 {
+		return usagef("rugwatch proxy --all takes no server (gateway.servers chooses them), or rugwatch proxy SERVER for one")
+	}
+	if !*all && len(pos) != 1 {
+		return usagef("rugwatch proxy SERVER (one configured server), or rugwatch proxy --all for every one")
 	}
 	cfg, err := a.config()
 	if err != nil {
 		return err
 	}
+	if *all {
+		conn, err := a.stdioConn(ctx)
+		if err != nil {
+			return err
+		}
+		return proxy.ServeGateway(ctx, conn, a.gatewayOptions(cfg, a.proxyBackend(cfg), nil))
+	}
 	srv, ok := cfg.Server(pos[0])
 	if !ok {
 		return usagef("no server %q in %s", pos[0], cfg.Path)
 	}
-	conn, err := (&mcp.IOTransport{Reader: io.NopCloser(a.Stdin), Writer: nopWriteCloser{a.Stdout},
-		MaxLineLength: 16 << 20}).Connect(ctx)
+	conn, err := a.stdioConn(ctx)
 	if err != nil {
-		return fmt.Errorf("opening stdio: %w", err)
+		return err
 	}
 	return proxy.Serve(ctx, conn, a.proxyOptions(cfg, srv, a.proxyBackend(cfg)))
 }
 
-type nopWriteCloser struct{ io.Writer }
+// stdioConn is the MCP connection to the client on stdin and stdout.
+func (a *App) stdioConn(ctx context.Context) (mcp.Connection, error) {
+	conn, err := (&mcp.IOTransport{Reader: io.NopCloser(a.Stdin), Writer: nopWriteCloser{a.Stdout},
+		MaxLineLength: 16 << 20}).Connect(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("opening stdio: %w", err)
+	}
+	return conn, nil
+}
 
-func (nopWriteCloser) Close() error { return nil }
+// gatewayOptions wires the gateway: one proxied session per server of
+// gateway.servers (every configured one by default), all through backend;
+// observe, when set, hears of each.
+func (a *App) gatewayOptions(cfg *configs.Config, backend func(context.Context) (proxy.Backend, func(), error), observe proxy.Observer) proxy.GatewayOptions {
+	g := proxy.GatewayOptions{Names: cfg.Gateway.Names, Log: a.log}
+	for _, srv := range cfg.GatewayServers() {
+		opts := a.proxyOptions(cfg, srv, backend)
+		if observe != nil {
+			opts.Observe = observe
+		}
+		g.Servers = append(g.Servers, opts)
+	}
+	return g
+}
 
 // upstreamEgressPin is the egress pin the sandbox of a proxied stdio
 // server enforces (with egress_mode: pinned) for the life of its upstream
@@ -72,6 +106,10 @@ func upstreamEgressPin(ctx context.Context, backend func(context.Context) (proxy
 	}
 	return al.EgressPin
 }
+
+type nopWriteCloser struct{ io.Writer }
+
+func (nopWriteCloser) Close() error { return nil }
 
 // proxyOptions wires one proxied session of srv: upstream over the
 // server's own transport with its configured credentials (stdio

@@ -283,6 +283,11 @@ func (d *daemon) startProxy(cfg *configs.Config) error {
 			opts.Observe = d.metrics.Proxy()
 			return opts, true
 		},
+		// /mcp: the gateway over the servers of the current config.
+		Gateway: func() (proxy.GatewayOptions, bool) {
+			cur, _, _ := d.current()
+			return d.app.gatewayOptions(cur, inProcess, d.metrics.Proxy()), true
+		},
 	}
 	if host, _, _ := net.SplitHostPort(cfg.ProxyListen); !configs.IsLoopbackHost(host) {
 		// Off loopback the Host header names whatever the clients dial.

@@ -57,8 +57,8 @@ var commands = []command{
 		examples: []string{"rugwatch backup /var/backups/rugwatch.db"}},
 	{name: "discover", run: (*App).runDiscover, summary: "print your MCP clients' servers as servers: YAML (--install CLIENT)",
 		examples: []string{"rugwatch discover", "rugwatch discover --install claude-desktop"}},
-	{name: "proxy", run: (*App).runProxy, args: "SERVER", summary: "stdio MCP proxy: only approved tools reach the client",
-		examples: []string{"rugwatch --config /etc/rugwatch/rugwatch.yaml proxy everything"}},
+	{name: "proxy", run: (*App).runProxy, args: "SERVER | --all", summary: "stdio MCP proxy: only approved tools reach the client; --all is the gateway of every server",
+		examples: []string{"rugwatch --config /etc/rugwatch/rugwatch.yaml proxy everything", "rugwatch --config /etc/rugwatch/rugwatch.yaml proxy --all"}},
 	{name: "version", run: (*App).runVersion, summary: "the build: module version, VCS revision, Go version",
 		examples: []string{"rugwatch version --json"}},
 }
