@@ -84,11 +84,14 @@ type EventType string
 
 // Event types of DESIGN.md.
 const (
-	EventToolNew             EventType = "tool.new"
-	EventToolDrifted         EventType = "tool.drifted"
-	EventToolRemoved         EventType = "tool.removed"
-	EventToolApproved        EventType = "tool.approved"
-	EventToolRevoked         EventType = "tool.revoked"
+	EventToolNew      EventType = "tool.new"
+	EventToolDrifted  EventType = "tool.drifted"
+	EventToolRemoved  EventType = "tool.removed"
+	EventToolApproved EventType = "tool.approved"
+	EventToolRevoked  EventType = "tool.revoked"
+	// EventToolCosigned: a signature added to a tool's approval that
+	// does not complete its quorum; the tool stays as it was.
+	EventToolCosigned        EventType = "tool.cosigned"
 	EventInstructionsDrifted EventType = "instructions.drifted"
 	EventServerUnreachable   EventType = "server.unreachable"
 	EventServerRecovered     EventType = "server.recovered"
@@ -189,7 +192,10 @@ type Event struct {
 	Findings       []Finding `json:"findings,omitempty"`
 	Message        string    `json:"message,omitempty"`
 	KeyID          string    `json:"key_id,omitempty"`
-	OccurredAt     time.Time `json:"occurred_at"`
+	// Signers names every key whose signature an approval counted
+	// (tool.approved, tool.cosigned), first signer first.
+	Signers    []string  `json:"signers,omitempty"`
+	OccurredAt time.Time `json:"occurred_at"`
 	// Prev is the digest of the previous event record as stored; the first
 	// event's Prev is empty. Editing any stored record breaks the chain.
 	Prev Digest `json:"prev,omitempty"`

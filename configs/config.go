@@ -20,26 +20,30 @@ import (
 // applied, relative paths made absolute and every value validated; secrets
 // are left as references.
 type Config struct {
-	Path             string     `yaml:"-"`                  // file it was loaded from, as given
-	DataDir          string     `yaml:"data_dir"`           // default "./data"
-	TrustedKeys      []string   `yaml:"trusted_keys"`       // default [<data_dir>/approver.pub]
-	ApproveFirstSeen bool       `yaml:"approve_first_seen"` // trust on first sight
-	Ephemeral        bool       `yaml:"ephemeral"`          // serve: fresh data dir and keys per run, beside the config (demos)
-	SigningKey       string     `yaml:"signing_key"`        // only with approve_first_seen or retention
-	HTTPListen       string     `yaml:"http_listen"`        // optional host:port: health, /metrics, web view
-	HTTPToken        Secret     `yaml:"http_token"`         // bearer token reference; required off loopback
-	ProxyListen      string     `yaml:"proxy_listen"`       // optional host:port for the HTTP proxy
-	Proxy            Proxy      `yaml:"proxy"`
-	Gateway          Gateway    `yaml:"gateway"` // proxy --all and proxy_listen's /mcp
-	Classifier       Classifier `yaml:"classifier"`
-	Concurrency      int        `yaml:"concurrency"`       // default max(16, 8 per core)
-	UnreachableAfter int        `yaml:"unreachable_after"` // default 3 failed polls
-	ClientInfo       ClientInfo `yaml:"client_info"`
-	Defaults         Defaults   `yaml:"defaults"`
-	Limits           Limits     `yaml:"limits"`
-	Servers          []Server   `yaml:"servers"`
-	Notify           Notify     `yaml:"notify"`
-	Control          Control    `yaml:"control"`
+	Path    string `yaml:"-"`        // file it was loaded from, as given
+	DataDir string `yaml:"data_dir"` // default "./data"
+	// Keys is trusted_keys as written: plain paths or {path, name,
+	// roles}. TrustedKeys is their paths, the form every key loader reads.
+	Keys             []TrustedKey `yaml:"trusted_keys"`
+	TrustedKeys      []string     `yaml:"-"`                  // default [<data_dir>/approver.pub]
+	Approvals        Approvals    `yaml:"approvals"`          // quorum and roles an approval needs
+	ApproveFirstSeen bool         `yaml:"approve_first_seen"` // trust on first sight
+	Ephemeral        bool         `yaml:"ephemeral"`          // serve: fresh data dir and keys per run, beside the config (demos)
+	SigningKey       string       `yaml:"signing_key"`        // only with approve_first_seen or retention
+	HTTPListen       string       `yaml:"http_listen"`        // optional host:port: health, /metrics, web view
+	HTTPToken        Secret       `yaml:"http_token"`         // bearer token reference; required off loopback
+	ProxyListen      string       `yaml:"proxy_listen"`       // optional host:port for the HTTP proxy
+	Proxy            Proxy        `yaml:"proxy"`
+	Gateway          Gateway      `yaml:"gateway"` // proxy --all and proxy_listen's /mcp
+	Classifier       Classifier   `yaml:"classifier"`
+	Concurrency      int          `yaml:"concurrency"`       // default max(16, 8 per core)
+	UnreachableAfter int          `yaml:"unreachable_after"` // default 3 failed polls
+	ClientInfo       ClientInfo   `yaml:"client_info"`
+	Defaults         Defaults     `yaml:"defaults"`
+	Limits           Limits       `yaml:"limits"`
+	Servers          []Server     `yaml:"servers"`
+	Notify           Notify       `yaml:"notify"`
+	Control          Control      `yaml:"control"`
 
 	// Retention prunes events older than this from the event log, behind
 	// a checkpoint of the chain head signed with signing_key; 0 keeps
@@ -117,7 +121,10 @@ type Server struct {
 	EgressMode string    `yaml:"egress_mode"` // "" means Defaults.EgressMode
 	Resources  Resources `yaml:"resources"`
 	Mounts     []Mount   `yaml:"mounts"`
-	Line       int       `yaml:"-"` // line of the server's entry, for errors
+	// Approvals replaces the global approvals for this server; filled
+	// from them at load when left out.
+	Approvals Approvals `yaml:"approvals"`
+	Line      int       `yaml:"-"` // line of the server's entry, for errors
 	// SandboxHide is what the server's sandbox hides: the config's
 	// ReferencedPaths, filled by ApplyDefaults. Call ApplyDefaults again
 	// after changing DataDir, TrustedKeys or SigningKey in code.
@@ -378,6 +385,9 @@ func (c *Config) resolvePaths(base string) {
 		}
 	}
 	c.DataDir = abs(c.DataDir)
+	for i := range c.Keys {
+		c.Keys[i].Path = abs(c.Keys[i].Path)
+	}
 	for i := range c.TrustedKeys {
 		c.TrustedKeys[i] = abs(c.TrustedKeys[i])
 	}
@@ -429,6 +439,7 @@ func (c *Config) ApplyDefaults() {
 	if unset(c.DataDir == "", "data_dir") {
 		c.DataDir = defaultDataDir
 	}
+	c.applyApprovalDefaults()
 	if len(c.TrustedKeys) == 0 {
 		c.TrustedKeys = []string{filepath.Join(c.DataDir, "approver.pub")}
 	}

@@ -72,6 +72,7 @@ func (c *Config) validate() []fieldError {
 			v.fail(fmt.Sprintf("trusted_keys[%d]", i), "must not be empty")
 		}
 	}
+	v.validateApprovals(c)
 	if c.Ephemeral {
 		for _, k := range []string{"data_dir", "trusted_keys", "signing_key"} {
 			if c.has(k) {

@@ -295,7 +295,9 @@ func (l *Ledger) allowedTool(tx *store.Tx, server, name string, t store.ToolReco
 	if err != nil || !ok || ap.Digest != t.ObservedDigest {
 		return AllowedTool{}, false, err
 	}
-	if v := l.Verified.WithDefinition(l.Verifier, ap); v.Valid && len(v.Definition) > 0 {
+	// Only an approval that meets its server's quorum lets a tool pass:
+	// the state says approved, but a quorum raised since counts too.
+	if v := l.Verified.WithDefinition(l.Verifier, ap); v.Valid && len(v.Definition) > 0 && meets(l.quorum(), server, v.Signers) {
 		return AllowedTool{Name: name, Digest: ap.Digest, Definition: v.Definition, ReturnsSecrets: v.ReturnsSecrets}, true, nil
 	}
 	return AllowedTool{}, false, nil

@@ -24,6 +24,9 @@ type Approved struct {
 	// KeyID is the approver's key, named by the tool.approved event of a
 	// transition into approved.
 	KeyID string
+	// Signers are the distinct keys whose signatures of this record
+	// verify, the first signer first: what a quorum counts.
+	Signers []string
 	// Resolves is the seq the signed statement is bound to; nil for an
 	// envelope signed before approvals were bound.
 	Resolves *uint64

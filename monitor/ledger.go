@@ -58,6 +58,9 @@ type SignedApproval struct {
 type Ledger struct {
 	DB       *store.DB
 	Verifier Verifier
+	// Policy is how many signatures, of which roles, an approval needs
+	// (nil: one by any trusted key, the rule before quorums).
+	Policy *signatures.Policy
 	// Gen, when set, is the daemon's approvals generation: it moves on
 	// every write that may change what a proxy lets pass (see
 	// Generation). nil: this Ledger keeps none (the CLI's, offline).
@@ -98,6 +101,9 @@ type Ledger struct {
 	// checkpointCheckOff is set only by tests, to show a tampered
 	// checkpoint passing verify without the check of its signature.
 	checkpointCheckOff bool
+	// quorumCheckOff is set only by tests, to show one signature
+	// approving, and the proxy serving, what needs a quorum.
+	quorumCheckOff bool
 }
 
 func (l *Ledger) now() time.Time {
@@ -319,6 +325,9 @@ func (l *Ledger) Diff(ctx context.Context, server, tool string) (report.DiffResu
 			}
 			d := report.ToolDiff{Server: server, Tool: n, ToolState: report.ToolStateOf(t), Changes: []rugwatch.Change{},
 				Findings: append([]rugwatch.Finding{}, t.Findings...)}
+			if d.Signatures, err = l.signaturesShown(tx, server, n, t); err != nil {
+				return err
+			}
 			if t.ApprovedDigest != "" && t.ApprovedDigest != t.ObservedDigest {
 				check := func(a store.ApprovalRecord) Approved { return CheckApproval(l.Verifier, a) }
 				a, ok, err := FindApproval(tx, check, server, n, t.ApprovedDigest)
@@ -401,41 +410,6 @@ func (l *Ledger) Approve(ctx context.Context, server string, approvals []SignedA
 		err = l.afterWrite(ctx)
 	}
 	return n, err
-}
-
-// approveTool stores one tool's signed approval and makes it approved.
-func (l *Ledger) approveTool(tx *store.Tx, rec *store.ServerRecord, sa SignedApproval, now time.Time) error {
-	server := rec.Name
-	cur, ok := rec.Tools[sa.Tool]
-	if !ok || cur.ObservedDigest != sa.Digest {
-		return fmt.Errorf("%s/%s changed while you were reviewing; run approve again", server, sa.Tool)
-	}
-	st, err := l.Verifier.Verify(sa.Envelope)
-	if err != nil {
-		return fmt.Errorf("approval of %s/%s does not verify with a trusted key: %w", server, sa.Tool, err)
-	}
-	if !st.Names(store.KindTool, server, sa.Tool, sa.Digest) {
-		return fmt.Errorf("approval of %s/%s signs something else (%s)", server, sa.Tool, st.Subject())
-	}
-	if err := checkBound(server+"/"+sa.Tool, st, cur.LastTransitionSeq); err != nil {
-		return err
-	}
-	if err := tx.PutApproval(store.ApprovalRecord{
-		Kind: store.KindTool, Server: server, Tool: sa.Tool, Digest: sa.Digest,
-		KeyID: st.KeyID, ApprovedAt: st.ApprovedAt, Envelope: sa.Envelope, Note: st.Note,
-	}); err != nil {
-		return err
-	}
-	cur.State = rugwatch.StateApproved
-	cur.ApprovedDigest = sa.Digest
-	cur.Severity = rugwatch.SeverityInfo
-	cur.Changes = nil
-	cur.LastChanged = now
-	rec.Tools[sa.Tool] = cur
-	return l.appendNoted(tx, rec, &rugwatch.Event{
-		Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityInfo, Server: server, Tool: sa.Tool,
-		ApprovedDigest: sa.Digest, ObservedDigest: sa.Digest, KeyID: st.KeyID, OccurredAt: now, Message: st.Note,
-	})
 }
 
 // approveInstructions stores a signed approval of the server's

@@ -30,9 +30,12 @@ type Signer interface {
 // Recorder writes polls into the store: one transaction per server holds
 // the new record, every approval drift withdrew and every event.
 type Recorder struct {
-	DB               *store.DB
-	Verifier         Verifier
-	Signer           Signer // nil unless approve_first_seen
+	DB       *store.DB
+	Verifier Verifier
+	Signer   Signer // nil unless approve_first_seen
+	// Policy is how many signatures, of which roles, an approval needs
+	// (nil: one by any trusted key).
+	Policy           *signatures.Policy
 	UnreachableAfter int
 	Now              func() time.Time
 	// MaxNewToolsPerHour is limits.max_new_tools_per_hour (0: the
@@ -126,6 +129,10 @@ func approvalHash(a store.ApprovalRecord) [32]byte {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00", a.Kind, a.Server, a.Tool, a.Digest)
 	h.Write(a.Envelope)
+	for _, c := range a.Cosignatures {
+		fmt.Fprintf(h, "\x00%d\x00", len(c.Envelope))
+		h.Write(c.Envelope)
+	}
 	var key [32]byte
 	copy(key[:], h.Sum(nil))
 	return key
@@ -605,6 +612,16 @@ func (r *Recorder) gather(tx *store.Tx, in Input, prev store.ServerRecord, found
 				continue
 			}
 		}
+		if a.Kind == store.KindTool && ap.Valid && prev.Tools[a.Tool].State != rugwatch.StateApproved && !meets(r.Policy, server, ap.Signers) {
+			// Signatures towards a quorum not yet met approve nothing;
+			// a drift withdraws them all.
+			if obs, listed := observed[a.Tool]; observed != nil && (!listed || obs != a.Digest) {
+				if _, _, err := tx.RevokeApproval(server, a.Kind, a.Tool, "drift: observed "+string(obs), in.Now); err != nil {
+					return in, nil, fmt.Errorf("withdrawing signatures of %s/%s: %w", server, a.Tool, err)
+				}
+			}
+			continue
+		}
 		switch a.Kind {
 		case store.KindTool:
 			in.Approvals[a.Tool] = ap
@@ -828,7 +845,30 @@ func CheckApproval(v Verifier, a store.ApprovalRecord) Approved {
 	out.Definition = st.Definition
 	out.KeyID = st.KeyID
 	out.Resolves = st.Resolves
+	out.Signers = append(out.Signers, st.KeyID)
+	out.Signers = append(out.Signers, cosigners(v, a, st)...)
 	out.Valid = true
+	return out
+}
+
+// cosigners returns the keys of a's further signatures that count: each
+// verifies with a trusted key, names exactly what the first does, and was
+// bound no earlier than the first (one of an older state pasted in counts
+// none). One that does not is left out, never fails the record: the first
+// signature alone still stands for what it is.
+func cosigners(v Verifier, a store.ApprovalRecord, first signatures.Statement) []string {
+	var out []string
+	for _, c := range a.Cosignatures {
+		st, err := v.Verify(c.Envelope)
+		if err != nil || !st.Names(a.Kind, a.Server, a.Tool, a.Digest) {
+			continue
+		}
+		seq, ok := st.Bound()
+		if firstSeq, firstOK := first.Bound(); !ok || (firstOK && seq < firstSeq) {
+			continue
+		}
+		out = append(out, st.KeyID)
+	}
 	return out
 }
 

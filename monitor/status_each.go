@@ -91,7 +91,13 @@ func (l *Ledger) readChunk(part []ServerRef) ([]report.ServerReport, error) {
 			if !ok {
 				r = store.ServerRecord{Name: s.Name, Transport: s.Transport}
 			}
-			out = append(out, report.ServerReportOf(r, s.Transport))
+			sr := report.ServerReportOf(r, s.Transport)
+			for i, t := range sr.Tools {
+				if sr.Tools[i].Signatures, err = l.signaturesShown(tx, s.Name, t.Name, r.Tools[t.Name]); err != nil {
+					return err
+				}
+			}
+			out = append(out, sr)
 		}
 		return nil
 	})

@@ -105,6 +105,10 @@ type ToolState struct {
 	Severity       rugwatch.Severity `json:"severity"`
 	ObservedDigest rugwatch.Digest   `json:"observed_digest"`
 	ApprovedDigest rugwatch.Digest   `json:"approved_digest"`
+	// Signatures is how far the tool's approval is towards its quorum,
+	// "1 of 2 (needs role security)"; empty where one signature is all an
+	// approval needs.
+	Signatures string `json:"signatures,omitempty"`
 }
 
 // ToolStateOf is what a stored tool record says of a tool.

@@ -39,6 +39,30 @@ type ApprovalRecord struct {
 	RevokedAt     time.Time
 	RevokedReason string
 	Superseded    bool
+	// Cosignatures are the further signatures of this very digest, each
+	// by another key, in the order they came: a quorum of approvers
+	// builds one record (Envelope is the first signature). A drift or a
+	// revocation moves the record, and with it every signature, to the
+	// history.
+	Cosignatures []Cosignature `json:",omitempty"`
+}
+
+// Cosignature is one further signature of an approval record's digest.
+type Cosignature struct {
+	KeyID      string
+	ApprovedAt time.Time
+	Envelope   []byte // DSSE JSON exactly as signed
+	Note       string `json:",omitempty"`
+}
+
+// Envelopes returns every signature of the record, first signer first.
+func (a ApprovalRecord) Envelopes() [][]byte {
+	out := make([][]byte, 0, 1+len(a.Cosignatures))
+	out = append(out, a.Envelope)
+	for _, c := range a.Cosignatures {
+		out = append(out, c.Envelope)
+	}
+	return out
 }
 
 // approvalKey is kind NUL tool: kinds hold no NUL, so the split is
@@ -250,4 +274,26 @@ func (t *Tx) ApprovalHistory(server, tool string) ([]ApprovalRecord, error) {
 	}
 	err = hb.ForEachBucket(collect)
 	return out, err
+}
+
+// AddCosignature adds c to the current approval of (server, kind, tool),
+// which must be of digest: one more signature of the same approval, not a
+// new approval, so nothing moves to the history.
+func (t *Tx) AddCosignature(server, kind, tool string, digest rugwatch.Digest, c Cosignature) error {
+	a, sb, ok, err := t.current(server, kind, tool)
+	if err != nil {
+		return err
+	}
+	if !ok || a.Digest != digest {
+		return fmt.Errorf("approval %s/%s %q: no current approval of %s to add a signature to", server, kind, tool, digest)
+	}
+	a.Cosignatures = append(a.Cosignatures, c)
+	v, err := encode(a)
+	if err != nil {
+		return fmt.Errorf("encode approval %s/%s %q: %w", server, kind, tool, err)
+	}
+	if err := sb.Put(approvalKey(kind, tool), v); err != nil {
+		return fmt.Errorf("put approval %s/%s %q: %w", server, kind, tool, err)
+	}
+	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 
 	"github.com/rugwatch/rugwatch/configs"
 	"github.com/rugwatch/rugwatch/demo"
@@ -49,6 +50,12 @@ type App struct {
 	// verified caches approval signatures that held, for the proxy's
 	// frequent reads of what may pass.
 	verified monitor.VerifiedCache
+	// policy is the approval policy of policyOf, built once per config
+	// (the daemon builds a Ledger per request; key files are not read
+	// again for each).
+	policyMu sync.Mutex
+	policyOf *configs.Config
+	policy   *signatures.Policy
 	// sightings is what this process's polls saw, for the proxy's
 	// cloaking check (serve's proxy_listen shares it with the fleet).
 	sightings monitor.Sightings

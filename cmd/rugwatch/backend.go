@@ -108,13 +108,13 @@ func (a *App) ledger(cfg *configs.Config, db *store.DB, ver monitor.Verifier, al
 	for i, s := range cfg.Servers {
 		refs[i] = monitor.ServerRef{Name: s.Name, Transport: s.Transport}
 	}
-	return &monitor.Ledger{DB: db, Verifier: ver, Servers: refs, Where: cfg.Path, InTx: al.InTx, TestChannels: al.TestChannels, Verified: &a.verified, Sightings: &a.sightings}
+	return &monitor.Ledger{DB: db, Verifier: ver, Policy: a.approvalPolicy(cfg), Servers: refs, Where: cfg.Path, InTx: al.InTx, TestChannels: al.TestChannels, Verified: &a.verified, Sightings: &a.sightings}
 }
 
 // recorder is the state machine's poll side over db, for cfg. With
 // approve_first_seen it holds the one private key the daemon may hold.
 func (a *App) recorder(cfg *configs.Config, db *store.DB, ver monitor.Verifier, al *notify.Alerting) (*monitor.Recorder, error) {
-	rec := &monitor.Recorder{DB: db, Verifier: ver, Verified: &a.verified, UnreachableAfter: cfg.UnreachableAfter, InTx: al.InTx, Log: a.log}
+	rec := &monitor.Recorder{DB: db, Verifier: ver, Policy: a.approvalPolicy(cfg), Verified: &a.verified, UnreachableAfter: cfg.UnreachableAfter, InTx: al.InTx, Log: a.log}
 	rec.MaxNewToolsPerHour = cfg.Limits.MaxNewToolsPerHour
 	rec.ConfigFindings = configFindings(cfg)
 	if cl := a.classifier(cfg); cl != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/control"
 	"github.com/rugwatch/rugwatch/detect"
 	"github.com/rugwatch/rugwatch/monitor"
 	"github.com/rugwatch/rugwatch/signatures"
@@ -176,8 +177,39 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 	if _, err := b.Approve(ctx, server, signed, launch); err != nil {
 		return err
 	}
-	fmt.Fprintf(a.Stdout, "approved %s of %s with key %s\n", approvalSubject(len(picked), instr, launch, egress != nil), server, signer.KeyID())
+	waiting, err := a.printSignatures(ctx, b, server, picked)
+	if err != nil {
+		return err
+	}
+	verb := "approved"
+	if waiting {
+		verb = "signed"
+	}
+	fmt.Fprintf(a.Stdout, "%s %s of %s with key %s\n", verb, approvalSubject(len(picked), instr, launch, egress != nil), server, signer.KeyID())
 	return nil
+}
+
+// printSignatures says, for each tool just signed whose server needs more
+// than one signature, how far its approval is: "signatures: 1 of 2
+// (needs role security)". It reports whether any is still waiting.
+func (a *App) printSignatures(ctx context.Context, b control.Backend, server string, picked []store.ToolRecord) (bool, error) {
+	rep, err := b.Status(ctx, []string{server})
+	if err != nil || len(rep.Servers) == 0 {
+		return false, err
+	}
+	waiting := false
+	for _, t := range rep.Servers[0].Tools {
+		if t.Signatures == "" || !slices.ContainsFunc(picked, func(p store.ToolRecord) bool { return p.Name == t.Name }) {
+			continue
+		}
+		note := ""
+		if t.State != rugwatch.StateApproved {
+			waiting = true
+			note = "; stays " + string(t.State) + " (the proxy withholds it) until the quorum is met"
+		}
+		fmt.Fprintf(a.Stdout, "%s/%s  %s  signatures: %s%s\n", server, visible.Line(t.Name), strings.ToUpper(string(t.State)), t.Signatures, note)
+	}
+	return waiting, nil
 }
 
 // approvalSubject says what an approval covers: "3 tool(s)", "the

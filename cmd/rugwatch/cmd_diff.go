@@ -42,6 +42,9 @@ func (a *App) runDiff(ctx context.Context, args []string) error {
 		}
 		for _, d := range diffs {
 			fmt.Fprintf(a.Stdout, "── %s/%s  %s  %s\n", server, visible.Line(d.Tool), d.State, d.Severity)
+			if d.Signatures != "" {
+				fmt.Fprintf(a.Stdout, "  signatures: %s\n", d.Signatures)
+			}
 			switch {
 			case len(d.Changes) > 0:
 				fmt.Fprintf(a.Stdout, "  approved %s → observed %s\n", d.ApprovedDigest, d.ObservedDigest)

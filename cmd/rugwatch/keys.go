@@ -131,3 +131,40 @@ func loadSigner(path string, password func() ([]byte, error)) (*signatures.Signe
 	}
 	return s, nil
 }
+
+// approvalPolicy is approvalPolicyOf(cfg), kept while cfg is the config
+// in force.
+func (a *App) approvalPolicy(cfg *configs.Config) *signatures.Policy {
+	a.policyMu.Lock()
+	defer a.policyMu.Unlock()
+	if a.policyOf != cfg {
+		a.policyOf, a.policy = cfg, approvalPolicyOf(cfg)
+	}
+	return a.policy
+}
+
+// approvalPolicyOf is the quorum of every server of cfg and the names and
+// roles of its trusted keys. A key that does not load is left out, so a
+// quorum that needed it cannot be met: the proxy withholds rather than
+// serve on fewer signatures than configured.
+func approvalPolicyOf(cfg *configs.Config) *signatures.Policy {
+	quorum := func(a configs.Approvals) signatures.Quorum {
+		return signatures.Quorum{N: a.Quorum, Roles: a.RequireRoles}
+	}
+	p := &signatures.Policy{Keys: map[string]signatures.KeyInfo{}, Default: quorum(cfg.Approvals), PerServer: map[string]signatures.Quorum{}}
+	for _, s := range cfg.Servers {
+		p.PerServer[s.Name] = quorum(s.Approvals)
+	}
+	info := map[string]configs.TrustedKey{}
+	for _, k := range cfg.Keys {
+		info[k.Path] = k
+	}
+	for _, path := range cfg.TrustedKeys {
+		k, err := signatures.LoadPublicKey(path)
+		if err != nil {
+			continue
+		}
+		p.Keys[k.ID] = signatures.KeyInfo{Name: info[path].Name, Roles: info[path].Roles}
+	}
+	return p
+}

@@ -269,6 +269,9 @@ func printServer(w io.Writer, s report.ServerReport, first bool) {
 		if len(t.Changes) > 0 {
 			extra = visible.Line(report.ChangeSummary(t.Changes))
 		}
+		if t.Signatures != "" && t.State != rugwatch.StateRemoved {
+			extra = strings.TrimSpace("signatures: " + t.Signatures + "  " + extra)
+		}
 		rows = append(rows, row{visible.Line(t.Name), strings.ToUpper(string(t.State)), string(t.Severity), t.ObservedDigest.Short(), extra})
 	}
 	var wName, wState, wSev int

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rugwatch/rugwatch/signatures"
+)
+
+// The two-person flow with the real binary and two key pairs: alice
+// (platform) signs and the tool stays pending, 1 of 2, needing a security
+// key; alice again changes nothing; a key outside trusted_keys is
+// refused; bob (security) signs and the tool is approved.
+func TestCLITwoPersonApproval(t *testing.T) {
+	dir := t.TempDir()
+	keys := map[string]string{}
+	for _, who := range []string{"alice", "bob", "mallory"} {
+		d := filepath.Join(dir, who)
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := signatures.GenerateKeyPair(d, nil); err != nil {
+			t.Fatal(err)
+		}
+		keys[who] = filepath.Join(d, signatures.PrivateKeyFile)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`data_dir: %[1]s/data
+trusted_keys:
+  - {path: alice/approver.pub, name: alice, roles: [platform]}
+  - {path: bob/approver.pub, name: bob, roles: [security]}
+approvals: {quorum: 2, require_roles: [security]}
+defaults:
+  timeout: 20s
+servers:
+  - name: demo
+    command: %[2]s
+    args: ["-test.run=^$"]
+    env:
+      RUGWATCH_TEST_DEMO: "--after 1000 --state %[3]s/demo.state"
+    mounts: [{path: "%[3]s", mode: rw}]
+`, dir, exe, sharedDir(t))
+	path := filepath.Join(dir, "rugwatch.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
+	run := func(code int, args ...string) binRun {
+		t.Helper()
+		r := runBin(t, env, "", append([]string{"--config", path}, args...)...)
+		if r.code != code {
+			t.Fatalf("rugwatch %s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, code, r.stdout, r.stderr)
+		}
+		return r
+	}
+	const waiting = "signatures: 1 of 2 (needs role security)"
+
+	run(1, "check")
+	out := run(0, "approve", "demo", "add", "--yes", "--key", keys["alice"]).stdout
+	if !strings.Contains(out, "demo/add  PENDING  "+waiting) || !strings.Contains(out, "signed 1 tool(s) of demo") {
+		t.Fatalf("alice's approve output:\n%s", out)
+	}
+	rep := decodeReport(t, run(1, "status", "--json").stdout)
+	for _, tr := range rep.Servers[0].Tools {
+		if tr.Name == "add" && (tr.State != "pending" || tr.Signatures != "1 of 2 (needs role security)") {
+			t.Fatalf("status --json after alice: %+v", tr)
+		}
+	}
+	if s := run(1, "status").stdout; !strings.Contains(s, waiting) {
+		t.Fatalf("status text lacks %q:\n%s", waiting, s)
+	}
+	if d := run(1, "diff", "demo", "add").stdout; !strings.Contains(d, waiting) {
+		t.Fatalf("diff lacks %q:\n%s", waiting, d)
+	}
+	if out := run(0, "approve", "demo", "add", "--yes", "--key", keys["alice"]).stdout; !strings.Contains(out, waiting) {
+		t.Fatalf("alice twice should still be 1 of 2:\n%s", out)
+	}
+	if r := run(2, "approve", "demo", "add", "--yes", "--key", keys["mallory"]); !strings.Contains(r.stderr, "is not among trusted_keys") {
+		t.Fatalf("mallory's approve: %s", r.stderr)
+	}
+
+	out = run(0, "approve", "demo", "add", "--yes", "--key", keys["bob"]).stdout
+	if !strings.Contains(out, "demo/add  APPROVED  signatures: 2 of 2") || !strings.Contains(out, "approved 1 tool(s) of demo") {
+		t.Fatalf("bob's approve output:\n%s", out)
+	}
+	if st := states(decodeReport(t, run(1, "status", "--json").stdout)); st["add"] != "approved" {
+		t.Fatalf("after bob: %v", st)
+	}
+	hist := run(0, "history", "demo", "--json").stdout
+	if !strings.Contains(hist, `"tool.cosigned"`) || !strings.Contains(hist, "signed by alice, bob") {
+		t.Fatalf("history lacks tool.cosigned or the signers of tool.approved:\n%s", hist)
+	}
+}
