@@ -190,25 +190,31 @@ func (s *Signer) SignApproval(st Statement) ([]byte, error) {
 	}
 	st.Definition = def
 	st.ApprovedAt = st.ApprovedAt.UTC()
-	raw, err := json.Marshal(st)
+	return s.seal(PayloadType, st, "sign approval")
+}
+
+// seal signs v as a DSSE envelope of payloadType: its JSON, canonical,
+// is the payload. what names the operation in errors.
+func (s *Signer) seal(payloadType string, v any, what string) ([]byte, error) {
+	raw, err := json.Marshal(v)
 	if err != nil {
-		return nil, fmt.Errorf("sign approval: marshal statement: %w", err)
+		return nil, fmt.Errorf("%s: marshal: %w", what, err)
 	}
 	payload, err := Canonical(raw, Limits{})
 	if err != nil {
-		return nil, fmt.Errorf("sign approval: canonicalize statement: %w", err)
+		return nil, fmt.Errorf("%s: canonicalize: %w", what, err)
 	}
-	sig, err := s.s.SignMessage(bytes.NewReader(pae(PayloadType, payload)))
+	sig, err := s.s.SignMessage(bytes.NewReader(pae(payloadType, payload)))
 	if err != nil {
-		return nil, fmt.Errorf("sign approval: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	env, err := json.Marshal(envelope{
-		PayloadType: PayloadType,
+		PayloadType: payloadType,
 		Payload:     b64.EncodeToString(payload),
 		Signatures:  []envSignature{{KeyID: s.keyID, Sig: b64.EncodeToString(sig)}},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("sign approval: marshal envelope: %w", err)
+		return nil, fmt.Errorf("%s: marshal envelope: %w", what, err)
 	}
 	return env, nil
 }
@@ -241,37 +247,44 @@ func NewVerifier(keys []PublicKey) *Verifier {
 // Trusted reports how many keys the verifier holds.
 func (v *Verifier) Trusted() int { return len(v.keys) }
 
-// Verify returns the statement of envelope if: the envelope parses, its
-// payloadType is PayloadType, a signature by a trusted key id verifies over
-// the DSSE PAE, the statement's KeyID is that signer's, and its Digest is
-// the digest of its Definition's canonical form. Errors wrap
-// ErrBadEnvelope, ErrUntrustedKey, ErrBadSignature or ErrBadStatement.
-func (v *Verifier) Verify(envelopeJSON []byte) (Statement, error) {
+// open parses an envelope strictly, checks it is of payloadType and
+// bounded, and returns its payload and the first trusted key whose
+// signature verifies over it. Errors wrap ErrBadEnvelope,
+// ErrUntrustedKey or ErrBadSignature.
+func (v *Verifier) open(envelopeJSON []byte, payloadType string) (payload []byte, signer string, err error) {
 	if len(envelopeJSON) > maxEnvelope {
-		return Statement{}, fmt.Errorf("%w: %d bytes", ErrBadEnvelope, len(envelopeJSON))
+		return nil, "", fmt.Errorf("%w: %d bytes", ErrBadEnvelope, len(envelopeJSON))
 	}
 	// Strict parse first: an envelope with duplicate keys could mean one
 	// thing to us and another to a different DSSE reader.
 	if err := validate(envelopeJSON, Limits{MaxBytes: maxEnvelope, MaxStringBytes: maxEnvelope}); err != nil {
-		return Statement{}, fmt.Errorf("%w: %w", ErrBadEnvelope, err)
+		return nil, "", fmt.Errorf("%w: %w", ErrBadEnvelope, err)
 	}
 	var env envelope
 	if err := json.Unmarshal(envelopeJSON, &env); err != nil {
-		return Statement{}, fmt.Errorf("%w: %w", ErrBadEnvelope, err)
+		return nil, "", fmt.Errorf("%w: %w", ErrBadEnvelope, err)
 	}
-	if env.PayloadType != PayloadType {
-		return Statement{}, fmt.Errorf("%w: payload type %q, want %q", ErrBadEnvelope, env.PayloadType, PayloadType)
+	if env.PayloadType != payloadType {
+		return nil, "", fmt.Errorf("%w: payload type %q, want %q", ErrBadEnvelope, env.PayloadType, payloadType)
 	}
-	payload, err := b64.DecodeString(env.Payload)
+	payload, err = b64.DecodeString(env.Payload)
 	if err != nil {
-		return Statement{}, fmt.Errorf("%w: payload is not base64: %w", ErrBadEnvelope, err)
+		return nil, "", fmt.Errorf("%w: payload is not base64: %w", ErrBadEnvelope, err)
 	}
-	if len(env.Signatures) == 0 {
-		return Statement{}, fmt.Errorf("%w: no signatures", ErrUntrustedKey)
+	signer, err = v.trustedSigner(env, payload)
+	if err != nil {
+		return nil, "", err
 	}
+	return payload, signer, nil
+}
 
+// trustedSigner returns the id of the first trusted key whose signature
+// on env verifies over the PAE of payload.
+func (v *Verifier) trustedSigner(env envelope, payload []byte) (string, error) {
+	if len(env.Signatures) == 0 {
+		return "", fmt.Errorf("%w: no signatures", ErrUntrustedKey)
+	}
 	msg := pae(env.PayloadType, payload)
-	signer := ""
 	var sigErr error
 	for i, s := range env.Signatures {
 		sv, ok := v.keys[s.KeyID]
@@ -287,14 +300,23 @@ func (v *Verifier) Verify(envelopeJSON []byte) (Statement, error) {
 			sigErr = fmt.Errorf("%w: signature %d by %s: %w", ErrBadSignature, i, s.KeyID, err)
 			continue
 		}
-		signer = s.KeyID
-		break
+		return s.KeyID, nil
 	}
-	if signer == "" {
-		if sigErr != nil {
-			return Statement{}, sigErr
-		}
-		return Statement{}, fmt.Errorf("%w: signed by %s", ErrUntrustedKey, keyIDs(env.Signatures))
+	if sigErr != nil {
+		return "", sigErr
+	}
+	return "", fmt.Errorf("%w: signed by %s", ErrUntrustedKey, keyIDs(env.Signatures))
+}
+
+// Verify returns the statement of envelope if: the envelope parses, its
+// payloadType is PayloadType, a signature by a trusted key id verifies over
+// the DSSE PAE, the statement's KeyID is that signer's, and its Digest is
+// the digest of its Definition's canonical form. Errors wrap
+// ErrBadEnvelope, ErrUntrustedKey, ErrBadSignature or ErrBadStatement.
+func (v *Verifier) Verify(envelopeJSON []byte) (Statement, error) {
+	payload, signer, err := v.open(envelopeJSON, PayloadType)
+	if err != nil {
+		return Statement{}, err
 	}
 
 	// From here the payload is authentic; what remains is whether it says

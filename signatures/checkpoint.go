@@ -94,27 +94,7 @@ func (s *Signer) SignCheckpoint(cp Checkpoint) ([]byte, error) {
 	if err := cp.check(); err != nil {
 		return nil, fmt.Errorf("sign checkpoint: %w", err)
 	}
-	raw, err := json.Marshal(cp)
-	if err != nil {
-		return nil, fmt.Errorf("sign checkpoint: marshal: %w", err)
-	}
-	payload, err := Canonical(raw, Limits{})
-	if err != nil {
-		return nil, fmt.Errorf("sign checkpoint: canonicalize: %w", err)
-	}
-	sig, err := s.s.SignMessage(bytes.NewReader(pae(CheckpointPayloadType, payload)))
-	if err != nil {
-		return nil, fmt.Errorf("sign checkpoint: %w", err)
-	}
-	env, err := json.Marshal(envelope{
-		PayloadType: CheckpointPayloadType,
-		Payload:     b64.EncodeToString(payload),
-		Signatures:  []envSignature{{KeyID: s.keyID, Sig: b64.EncodeToString(sig)}},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("sign checkpoint: marshal envelope: %w", err)
-	}
-	return env, nil
+	return s.seal(CheckpointPayloadType, cp, "sign checkpoint")
 }
 
 // VerifyCheckpoint returns the checkpoint of envelope if it parses
@@ -123,24 +103,7 @@ func (s *Signer) SignCheckpoint(cp Checkpoint) ([]byte, error) {
 // is consistent. Errors wrap ErrBadEnvelope, ErrUntrustedKey,
 // ErrBadSignature or ErrBadCheckpoint.
 func (v *Verifier) VerifyCheckpoint(envelopeJSON []byte) (Checkpoint, error) {
-	if len(envelopeJSON) > maxEnvelope {
-		return Checkpoint{}, fmt.Errorf("%w: %d bytes", ErrBadEnvelope, len(envelopeJSON))
-	}
-	if err := validate(envelopeJSON, Limits{MaxBytes: maxEnvelope, MaxStringBytes: maxEnvelope}); err != nil {
-		return Checkpoint{}, fmt.Errorf("%w: %w", ErrBadEnvelope, err)
-	}
-	var env envelope
-	if err := json.Unmarshal(envelopeJSON, &env); err != nil {
-		return Checkpoint{}, fmt.Errorf("%w: %w", ErrBadEnvelope, err)
-	}
-	if env.PayloadType != CheckpointPayloadType {
-		return Checkpoint{}, fmt.Errorf("%w: payload type %q, want %q", ErrBadEnvelope, env.PayloadType, CheckpointPayloadType)
-	}
-	payload, err := b64.DecodeString(env.Payload)
-	if err != nil {
-		return Checkpoint{}, fmt.Errorf("%w: payload is not base64: %w", ErrBadEnvelope, err)
-	}
-	signer, err := v.trustedSigner(env, payload)
+	payload, signer, err := v.open(envelopeJSON, CheckpointPayloadType)
 	if err != nil {
 		return Checkpoint{}, err
 	}
@@ -164,34 +127,4 @@ func (v *Verifier) VerifyCheckpoint(envelopeJSON []byte) (Checkpoint, error) {
 		return Checkpoint{}, fmt.Errorf("%w: %w", ErrBadCheckpoint, err)
 	}
 	return cp, nil
-}
-
-// trustedSigner returns the id of the first trusted key whose signature
-// on env verifies over the PAE of payload.
-func (v *Verifier) trustedSigner(env envelope, payload []byte) (string, error) {
-	if len(env.Signatures) == 0 {
-		return "", fmt.Errorf("%w: no signatures", ErrUntrustedKey)
-	}
-	msg := pae(env.PayloadType, payload)
-	var sigErr error
-	for i, s := range env.Signatures {
-		sv, ok := v.keys[s.KeyID]
-		if !ok {
-			continue
-		}
-		sig, err := b64.DecodeString(s.Sig)
-		if err != nil {
-			sigErr = fmt.Errorf("%w: signature %d by %s is not base64", ErrBadSignature, i, s.KeyID)
-			continue
-		}
-		if err := sv.VerifySignature(bytes.NewReader(sig), bytes.NewReader(msg)); err != nil {
-			sigErr = fmt.Errorf("%w: signature %d by %s: %w", ErrBadSignature, i, s.KeyID, err)
-			continue
-		}
-		return s.KeyID, nil
-	}
-	if sigErr != nil {
-		return "", sigErr
-	}
-	return "", fmt.Errorf("%w: signed by %s", ErrUntrustedKey, keyIDs(env.Signatures))
 }
