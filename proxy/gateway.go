@@ -161,32 +161,8 @@ func ServeGateway(ctx context.Context, client mcp.Connection, opts GatewayOption
 		g.wg.Go(sessions[i])
 		g.wg.Go(func() { in.readLoop(ctx, g) })
 	}
-	for {
-		msg, err := client.Read(ctx)
-		if err != nil {
-			return nil // the client went away, or ctx ended: a normal end
-		}
-		switch m := msg.(type) {
-		case *jsonrpc.Response:
-			if m.Result, err = strictJSON(m.Result); err != nil {
-				m.Result, m.Error = nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "rugwatch gateway: the client's answer was refused: " + err.Error()}
-			}
-			g.clientAnswered(m)
-		case *jsonrpc.Request:
-			if m.Params, err = strictJSON(m.Params); err != nil {
-				g.log.Warn("refused a client request", "method", visible.Line(m.Method), "error", err)
-				if m.IsCall() {
-					g.write(ctx, errorResponse(m.ID, jsonrpc.CodeInvalidParams, "rugwatch gateway: "+err.Error()))
-				}
-				continue
-			}
-			if !m.IsCall() {
-				g.clientNotified(ctx, m)
-				continue
-			}
-			g.serveRequest(ctx, m)
-		}
-	}
+	readClient(ctx, client, g.log, "rugwatch gateway", g.write, g.clientAnswered, g.clientNotified, g.serveRequest)
+	return nil
 }
 
 // serveRequest answers one client request off the read loop, at most

@@ -262,63 +262,80 @@ func Serve(ctx context.Context, client mcp.Connection, opts Options) error {
 		defer s.wg.Done()
 		s.watchApprovals(ctx)
 	}()
+	readClient(ctx, client, s.log, "rugwatch proxy", s.write, s.clientAnswered, s.clientNotified, s.serveCall)
+	return nil
+}
+
+// serveCall answers one client call off the read loop, at most
+// maxInFlight at once, cancellable by the client.
+func (s *session) serveCall(ctx context.Context, m *jsonrpc.Request) {
+	select {
+	case s.slots <- struct{}{}:
+	default:
+		s.write(ctx, errorResponse(m.ID, jsonrpc.CodeInternalError,
+			fmt.Sprintf("rugwatch proxy: more than %d requests in flight", maxInFlight)))
+		return
+	}
+	rctx, rcancel := context.WithCancel(ctx)
+	key := idKey(m.ID)
+	s.cancelMu.Lock()
+	s.cancels[key] = rcancel
+	s.cancelMu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() { <-s.slots }()
+		defer func() {
+			s.cancelMu.Lock()
+			delete(s.cancels, key)
+			s.cancelMu.Unlock()
+			rcancel()
+		}()
+		resp := s.handle(rctx, m)
+		if rctx.Err() != nil && ctx.Err() == nil && resp != nil && resp.Error != nil {
+			return // cancelled by the client: no answer is due
+		}
+		if resp != nil {
+			s.write(ctx, resp)
+		}
+	}()
+}
+
+// readClient reads a client's messages until it goes away or ctx ends,
+// and hands each on parsed strictly (strict.go), the one place a proxy
+// or a gateway takes what its client sends: an answer whose result fails
+// becomes an error answer, a request whose params fail is refused (a
+// call) or dropped (a notification). who prefixes the refusals.
+func readClient(ctx context.Context, client mcp.Connection, log *slog.Logger, who string,
+	write func(context.Context, jsonrpc.Message),
+	answered func(*jsonrpc.Response),
+	notified func(context.Context, *jsonrpc.Request),
+	call func(context.Context, *jsonrpc.Request)) {
 	for {
 		msg, err := client.Read(ctx)
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, context.Canceled) {
-				return nil
-			}
-			return nil // the client went away: a normal end
+			return // the client went away, or ctx ended: a normal end
 		}
 		switch m := msg.(type) {
 		case *jsonrpc.Response:
 			if m.Result, err = strictJSON(m.Result); err != nil {
-				m.Result, m.Error = nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "rugwatch proxy: the client's answer was refused: " + err.Error()}
-				s.log.Warn("refused a client answer", "error", err)
+				m.Result, m.Error = nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: who + ": the client's answer was refused: " + err.Error()}
+				log.Warn("refused a client answer", "error", err)
 			}
-			s.clientAnswered(m)
+			answered(m)
 		case *jsonrpc.Request:
 			if m.Params, err = strictJSON(m.Params); err != nil {
-				s.log.Warn("refused a client request", "method", visible.Line(m.Method), "error", err)
+				log.Warn("refused a client request", "method", visible.Line(m.Method), "error", err)
 				if m.IsCall() {
-					s.write(ctx, errorResponse(m.ID, jsonrpc.CodeInvalidParams, "rugwatch proxy: "+err.Error()))
+					write(ctx, errorResponse(m.ID, jsonrpc.CodeInvalidParams, who+": "+err.Error()))
 				}
 				continue
 			}
 			if !m.IsCall() {
-				s.clientNotified(ctx, m)
+				notified(ctx, m)
 				continue
 			}
-			select {
-			case s.slots <- struct{}{}:
-			default:
-				s.write(ctx, errorResponse(m.ID, jsonrpc.CodeInternalError,
-					fmt.Sprintf("rugwatch proxy: more than %d requests in flight", maxInFlight)))
-				continue
-			}
-			rctx, rcancel := context.WithCancel(ctx)
-			key := idKey(m.ID)
-			s.cancelMu.Lock()
-			s.cancels[key] = rcancel
-			s.cancelMu.Unlock()
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer func() { <-s.slots }()
-				defer func() {
-					s.cancelMu.Lock()
-					delete(s.cancels, key)
-					s.cancelMu.Unlock()
-					rcancel()
-				}()
-				resp := s.handle(rctx, m)
-				if rctx.Err() != nil && ctx.Err() == nil && resp != nil && resp.Error != nil {
-					return // cancelled by the client: no answer is due
-				}
-				if resp != nil {
-					s.write(ctx, resp)
-				}
-			}()
+			call(ctx, m)
 		}
 	}
 }
