@@ -143,10 +143,23 @@ func pathFindings(text, p string, add func(rule, p string, sev rugwatch.Severity
 	if text == "" || len(text) > 4096 {
 		return
 	}
+	// Read as spelled and as a resolver would ("/proc//self/environ",
+	// "/proc/./self/environ", percent-encoded, backslashes).
+	clean := text
+	if u, err := url.PathUnescape(clean); err == nil {
+		clean = u
+	}
+	clean = path.Clean(strings.ReplaceAll(clean, `\`, "/"))
 	for _, re := range sensitiveReadREs {
-		if loc := re.FindStringIndex(text); loc != nil {
+		subject := text
+		loc := re.FindStringIndex(subject)
+		if loc == nil {
+			subject = clean
+			loc = re.FindStringIndex(subject)
+		}
+		if loc != nil {
 			add(RuleSensitivePath, p, rugwatch.SeverityCritical,
-				fmt.Sprintf("a path argument names a secret or credential file: %s in %s", visible.Quote(text[loc[0]:loc[1]]), visible.Quote(text)))
+				fmt.Sprintf("a path argument names a secret or credential file: %s in %s", visible.Quote(subject[loc[0]:loc[1]]), visible.Quote(text)))
 			break
 		}
 	}
@@ -213,11 +226,15 @@ var metadataHosts = map[string]string{
 	"169.254.170.2":              "the AWS ECS task metadata service",
 	"100.100.100.200":            "the Alibaba Cloud metadata service",
 	"metadata.google.internal":   "the GCP metadata service",
+	"fd20:ce::254":               "the GCP metadata service (IPv6)",
 	"metadata":                   "the GCP metadata service",
 	"metadata.azure.com":         "the Azure metadata service",
 	"instance-data":              "the AWS metadata service",
 	"instance-data.ec2.internal": "the AWS metadata service",
 }
+
+// nat64 is the well-known NAT64 prefix: an IPv4 address inside it.
+var nat64 = netip.MustParsePrefix("64:ff9b::/96")
 
 // destination is the severity and why of a URL or host argument that
 // points inside: a metadata service (critical), a private, link-local or
@@ -241,6 +258,11 @@ func destination(s string) (rugwatch.Severity, string) {
 		return "", ""
 	}
 	ip = ip.Unmap()
+	if nat64.Contains(ip) {
+		// 64:ff9b::a9fe:a9fe reaches 169.254.169.254 through NAT64.
+		b := ip.As16()
+		ip = netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})
+	}
 	if why, ok := metadataHosts[ip.String()]; ok {
 		return rugwatch.SeverityCritical, why
 	}
@@ -256,15 +278,30 @@ func destination(s string) (rugwatch.Severity, string) {
 }
 
 // hostOf is the lower-case host of a URL or of host[:port], "" when s is
-// neither.
+// neither. A URL net/url refuses is read by hand the way lenient clients
+// read it (a backslash is a slash, the host follows the last @), so
+// "http://example.com\\@169.254.169.254/" is not a way past the rules.
 func hostOf(s string) string {
 	s = strings.TrimSpace(s)
+	if strings.HasPrefix(s, "//") {
+		s = "http:" + s // scheme-relative
+	}
 	if i := strings.Index(s, "://"); i >= 0 {
-		u, err := url.Parse(s)
-		if err != nil {
-			return ""
+		if u, err := url.Parse(s); err == nil && !strings.Contains(s, `\`) {
+			return strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
 		}
-		return strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+		// Clients disagree on a backslash: WHATWG reads it as a slash,
+		// urllib3 as part of the user info. The host read last is the
+		// one after the last @ before a real slash, the stricter reading
+		// for a destination rule.
+		s = s[i+3:]
+		if j := strings.IndexAny(s, "/?#"); j >= 0 {
+			s = s[:j]
+		}
+		if j := strings.LastIndexByte(s, '@'); j >= 0 {
+			s = s[j+1:]
+		}
+		s = strings.ReplaceAll(s, `\`, "/")
 	}
 	if i := strings.IndexAny(s, "/?#"); i >= 0 {
 		s = s[:i]
@@ -280,20 +317,39 @@ func hostOf(s string) string {
 	return strings.ToLower(strings.TrimSuffix(s, "."))
 }
 
-// parseHostIP reads host as an IP address, also in the one-number forms
-// (decimal, 0x hex, 0-prefixed octal) inet_aton accepts.
+// parseHostIP reads host as an IP address, also in the forms inet_aton
+// and URL parsers accept: one to four dot-separated parts, each decimal,
+// 0x hex or 0-prefixed octal, the last filling the bytes left
+// ("0251.0376.0251.0376", "169.254.43518", "2852039166" are all
+// 169.254.169.254).
 func parseHostIP(host string) (netip.Addr, bool) {
 	if ip, err := netip.ParseAddr(host); err == nil {
 		return ip, true
 	}
-	if strings.Contains(host, ".") {
+	parts := strings.Split(host, ".")
+	if len(parts) > 4 || host == "" {
 		return netip.Addr{}, false
 	}
-	n, err := strconv.ParseUint(host, 0, 32)
-	if err != nil {
-		return netip.Addr{}, false
+	var v uint64
+	for i, p := range parts {
+		n, err := strconv.ParseUint(p, 0, 32)
+		if err != nil || p == "" {
+			return netip.Addr{}, false
+		}
+		if i < len(parts)-1 {
+			if n > 255 {
+				return netip.Addr{}, false
+			}
+			v = v<<8 | n
+			continue
+		}
+		rest := uint(4 - i) // bytes the last part fills
+		if n >= 1<<(8*rest) {
+			return netip.Addr{}, false
+		}
+		v = v<<(8*rest) | n
 	}
-	return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}), true
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), true
 }
 
 // WalkStrings calls fn with every string in v and its JSON pointer under

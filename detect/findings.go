@@ -1031,7 +1031,7 @@ func (m *textMatch) instruction() ([]int, rugwatch.Severity) {
 			continue
 		}
 		for _, loc := range m.all(e, 16) {
-			if errandContext(sentenceAround(m.s, loc[0], loc[1])) {
+			if errandContext(sentencesFrom(m.s, loc[0], loc[1], 2)) {
 				if earlier(loc, crit) {
 					crit = loc
 				}
@@ -1059,10 +1059,13 @@ var hideREs = instructionREs[3:6]
 // asks moved, the conversation or the prompt, a URL or address, or
 // something hidden from the user.
 func errandContext(sent string) bool {
-	for _, re := range sensitiveREs {
+	for _, re := range sensitiveReadREs { // sensitiveREs and more
 		if re.MatchString(sent) {
 			return true
 		}
+	}
+	if handOnRE.MatchString(sent) {
+		return true
 	}
 	for _, re := range hideREs {
 		if re.MatchString(sent) {
@@ -1075,6 +1078,40 @@ func errandContext(sent string) bool {
 	return conversationRE.MatchString(sent) || promptErrandRE.MatchString(sent) || urlRE.MatchString(sent) || emailRE.MatchString(sent) ||
 		sendingToolRE.MatchString(sent)
 }
+
+// handOnRE is an order to hand one tool's output on through another's
+// argument ("pass its text as the city argument"): what a chained call
+// returns is then sent where the description says.
+var handOnRE = regexp.MustCompile(`(?i)\b(pass|put|include|send|insert|paste|append|add|provide|use)\b[^.\n]{0,40}?\b(its|the|that|their|this)\s+(output|result|text|content|contents|value|response|answer)s?\b[^.\n]{0,40}?\b(as|in|into|to)\b`)
+
+// sentencesFrom is the sentence of s holding s[lo:hi] and the next n:
+// an order and its errand may sit in two sentences ("You must call
+// read_file. Its argument is ~/.ssh/id_rsa.").
+func sentencesFrom(s string, lo, hi, n int) string {
+	start := 0
+	for _, sep := range sentenceSeps {
+		if i := strings.LastIndex(s[:lo], sep); i >= 0 && i+len(sep) > start {
+			start = i + len(sep)
+		}
+	}
+	end := hi
+	for range n + 1 {
+		next := -1
+		for _, sep := range sentenceSeps {
+			if i := strings.Index(s[end:], sep); i >= 0 && (next < 0 || end+i+len(sep) < next) {
+				next = end + i + len(sep)
+			}
+		}
+		if next < 0 {
+			return s[start:]
+		}
+		end = next
+	}
+	return s[start:end]
+}
+
+// sentenceSeps end a sentence (a dot inside a file name ends nothing).
+var sentenceSeps = []string{". ", "!", "?", "\n"}
 
 // sendingToolRE is a word or name part that carries data away: an order
 // to always call send_email is an errand whatever else it says.
@@ -1276,18 +1313,16 @@ func (m *textMatch) sensitive() sensitiveMatch {
 var negatedVerbRE = regexp.MustCompile(`(?i)\b(not|never|no|don'?t|doesn'?t|shouldn'?t|mustn'?t|cannot|can'?t|without|avoid|avoiding|nor)\s+(\w+\s+){0,2}?(read|send|include|paste|share|upload|forward|copy|attach|leak|output|print|append|extract|collect|exfiltrate|reveal|dump|post|steal)(s|ed|ing)?\b`)
 
 // groupedBy reports whether the text before a secret's name makes it a
-// unit things are grouped or counted by ("per API key", "for each
-// token"), not an object handed over.
+// unit things are counted by ("periods per API key"), not an object
+// handed over.
 func groupedBy(before string) bool {
 	f := strings.Fields(strings.ToLower(before))
 	if len(f) == 0 {
 		return false
 	}
-	switch f[len(f)-1] {
-	case "per", "each", "every", "by":
-		return true
-	}
-	return false
+	// Only "per": "each", "every" and "by" also read as the object of a
+	// leak verb ("send every access token").
+	return f[len(f)-1] == "per"
 }
 
 // pathVerbs are the orders a credential file's name turns into an
@@ -1604,6 +1639,18 @@ func checkParam(c *collector, name string, schema map[string]any, ptr string) {
 	c.add(RuleExfilParam, ptr, false, msg)
 }
 
+// fixedShapeKeywords are the schema keywords canCarryText reads (or that
+// cannot widen what a value may hold); any other makes it answer true.
+var fixedShapeKeywords = map[string]bool{
+	"type": true, "enum": true, "const": true, "description": true, "title": true, "default": true,
+	"examples": true, "format": true, "minimum": true, "maximum": true, "exclusiveMinimum": true,
+	"exclusiveMaximum": true, "multipleOf": true, "items": true, "properties": true,
+	"additionalProperties": true, "required": true, "anyOf": true, "oneOf": true, "minItems": true,
+	"maxItems": true, "uniqueItems": true, "minLength": true, "maxLength": true, "pattern": true,
+	"$comment": true, "deprecated": true, "readOnly": true, "writeOnly": true, "$schema": true,
+	"minProperties": true, "maxProperties": true, "nullable": true,
+}
+
 // canCarryText reports whether a value the schema admits can hold free
 // text: a string that is not one of fixed values, or an object or array
 // that can hold one. No type (or one unknown) admits anything.
@@ -1611,7 +1658,15 @@ func canCarryText(schema map[string]any, depth int) bool {
 	if depth > 16 {
 		return true
 	}
-	if _, ok := schema["enum"]; ok {
+	for k := range schema {
+		if !fixedShapeKeywords[k] {
+			// A keyword this does not read (prefixItems, allOf, $ref,
+			// unevaluatedProperties, if/then…) may admit text: the
+			// parameter is read as if it could carry anything.
+			return true
+		}
+	}
+	if enum, ok := schema["enum"].([]any); ok && len(enum) > 0 {
 		return false
 	}
 	if _, ok := schema["const"]; ok {
@@ -1989,9 +2044,14 @@ func CallsElsewhere(text, server string, idx *ToolIndex) []string {
 					out = append(out, o.Server+"/"+o.Tool)
 				}
 			}
-			// "server.tool" and "server/tool" name the server too.
-			if k := strings.IndexAny(word, "./"); k > 0 {
-				for _, o := range idx.appendNamed(nil, word[k+1:]) {
+			// "server.tool", "server/tool" and the gateway's prefixed
+			// "server__tool" name the server too.
+			for _, sep := range []string{".", "/", "__"} {
+				k := strings.Index(word, sep)
+				if k <= 0 {
+					continue
+				}
+				for _, o := range idx.appendNamed(nil, word[k+len(sep):]) {
 					if o.Server != server && strings.EqualFold(o.Server, word[:k]) {
 						out = append(out, o.Server+"/"+o.Tool)
 					}
