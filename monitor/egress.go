@@ -152,9 +152,8 @@ func decideEgress(in Input, next *store.ServerRecord) ([]rugwatch.Event, bool) {
 	if pin.Approved {
 		rec.Pinned, rec.PinnedDigest = pin.Dests, pin.Digest
 	}
-	seen, dropped, refusedNow := foldEgress(rec.Seen, l.Egress)
+	seen, dropped, droppedNames, refusedNow := foldEgress(rec.Seen, l.Egress, pin.Dests)
 	rec.Seen = seen
-	firstOverflow := dropped > 0 && rec.Dropped == 0
 	rec.Dropped += dropped
 	if !pin.applies() {
 		rec.Drifted, rec.Refused = nil, nil
@@ -175,8 +174,12 @@ func decideEgress(in Input, next *store.ServerRecord) ([]rugwatch.Event, bool) {
 		}
 	}
 	rec.Drifted, rec.Refused = outside, refused
-	if len(newly) > 0 || firstOverflow {
-		ev(egressDrifted(in.Server, len(pin.Dests), newly, refusedNow, rec.Dropped))
+	// What did not fit the record is not remembered, so a poll that
+	// reached any unapproved destination past the bound raises the drift
+	// again, naming what it can: a server that first fills the record
+	// with made-up names must not then reach a new host unseen.
+	if len(newly) > 0 || dropped > 0 {
+		ev(egressDrifted(in.Server, len(pin.Dests), append(newly, droppedNames...), refusedNow, dropped))
 	}
 	next.Egress = &rec
 	return events, false
@@ -184,11 +187,13 @@ func decideEgress(in Input, next *store.ServerRecord) ([]rugwatch.Event, bool) {
 
 // foldEgress adds a listing's destinations to seen (sorted, at most
 // signatures.MaxEgressDests), counting what does not fit, or is not a
-// destination the egress path would name, as dropped.
-func foldEgress(seen []string, use *mcpclient.EgressUse) (out []string, dropped int, refused map[string]bool) {
+// destination the egress path would name, as dropped, and naming the
+// first few that do not fit. A destination of the pin (sorted) that does
+// not fit is approved, not dropped.
+func foldEgress(seen []string, use *mcpclient.EgressUse, pinned []string) (out []string, dropped int, droppedNames []string, refused map[string]bool) {
 	out = slices.Clone(seen)
 	if use == nil {
-		return out, 0, nil
+		return out, 0, nil, nil
 	}
 	refused = map[string]bool{}
 	dropped = use.Dropped
@@ -204,12 +209,18 @@ func foldEgress(seen []string, use *mcpclient.EgressUse) (out []string, dropped 
 		switch {
 		case found:
 		case len(out) >= signatures.MaxEgressDests:
+			if _, ok := slices.BinarySearch(pinned, d.Dest); ok {
+				continue
+			}
 			dropped++
+			if len(droppedNames) < maxEgressNamed {
+				droppedNames = append(droppedNames, d.Dest)
+			}
 		default:
 			out = slices.Insert(out, i, d.Dest)
 		}
 	}
-	return out, dropped, refused
+	return out, dropped, droppedNames, refused
 }
 
 // egressDrifted is the event for destinations newly outside the pin.

@@ -330,8 +330,17 @@ func TestEgressBoundedPerServer(t *testing.T) {
 	if len(drift.Message) > 4096 {
 		t.Errorf("the event message is %d bytes", len(drift.Message))
 	}
-	if _, ev := h.record(egressListing(t, "y.example.com:443"), nil); len(ev) != 0 {
-		t.Errorf("a destination past the bound raised %v again", eventTypes(ev))
+	// The record is full: a new host past the bound is not remembered,
+	// so every poll that reaches one says so, naming it (a server that
+	// filled the record with made-up names cannot then reach a new host
+	// unseen).
+	_, ev = h.record(egressListing(t, "y.example.com:443"), nil)
+	if drift, ok := findEvent(ev, rugwatch.EventEgressDrifted); !ok || !strings.Contains(drift.Message, "y.example.com:443") {
+		t.Errorf("a new destination past the bound: events %v", eventTypes(ev))
+	}
+	// One the record already holds raises nothing again.
+	if _, ev := h.record(egressListing(t, "x0.example.com:443"), nil); len(ev) != 0 {
+		t.Errorf("a destination already recorded raised %v again", eventTypes(ev))
 	}
 }
 
