@@ -436,6 +436,11 @@ func convertEntry(name string, v any, project, home, dir string) (Server, string
 			}
 			s.Args = append(s.Args, expand(str))
 		}
+		if i := argSecret(s.Args); i >= 0 {
+			// rugwatch keeps secrets as ${env:} references, never as
+			// values in its config; an argument cannot be one.
+			return s, fmt.Sprintf("args[%d] carries a credential; move it into env (the server's own variable) and add the server by hand with an ${env:} reference", i)
+		}
 		if strings.Contains(s.Command+strings.Join(s.Args, " "), "${") {
 			s.clientVars = true
 			s.Notes = append(s.Notes, "command or args hold a ${…} variable the client expands and rugwatch does not")
@@ -577,6 +582,35 @@ var (
 	authSchemeRE  = regexp.MustCompile(`^(?i)(bearer|basic|token|bot)\s+\S+$`)
 	envNameRE     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
+
+// argSecret returns the index of the first argument that carries a
+// credential, -1 for none: a URL with a password, a --token=VALUE (or
+// --token VALUE) flag, or a value that looks like a key whatever it is
+// called. Client references (${…}) are not values.
+func argSecret(args []string) int {
+	for i, a := range args {
+		if strings.Contains(a, "${") {
+			continue
+		}
+		if u, err := url.Parse(a); err == nil && u.User != nil {
+			if _, ok := u.User.Password(); ok {
+				return i
+			}
+		}
+		name, value, isFlag := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && isFlag && value != "" && secretName(name) {
+			return i
+		}
+		if i > 0 && strings.HasPrefix(args[i-1], "-") && !strings.Contains(args[i-1], "=") &&
+			secretName(strings.TrimLeft(args[i-1], "-")) && !strings.HasPrefix(a, "-") && a != "" {
+			return i
+		}
+		if secretLike(value) || secretLike(a) {
+			return i
+		}
+	}
+	return -1
+}
 
 // secretLike reports a value that looks like a credential whatever its
 // name: a known token prefix, or a long random-looking string.
