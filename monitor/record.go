@@ -93,6 +93,10 @@ type Recorder struct {
 	// cannot lower it. Only touched inside the store's write transaction.
 	withdrawn map[string]uint64
 	scanned   uint64
+	// distrustThrough, when set, is the seq of an event-log checkpoint
+	// whose signature does not hold: what the cut took is unknown, so an
+	// approval bound at or before it counts as none (retention.go).
+	distrustThrough uint64
 	// legacy caches, per approval hash, the seq of the tool.approved event
 	// of an envelope signed before approvals were bound.
 	legacy map[[32]byte]uint64
@@ -173,6 +177,10 @@ func (r *Recorder) replayed(tx *store.Tx, a store.ApprovalRecord, ap Approved, p
 		withdrawn = max(withdrawn, prev.InstructionsWithdrawnSeq)
 	} else {
 		withdrawn = max(withdrawn, prev.Tools[a.Tool].WithdrawnSeq)
+	}
+	if r.distrustThrough > 0 && (ap.Resolves == nil || *ap.Resolves <= r.distrustThrough) {
+		return fmt.Sprintf("the event log's checkpoint at seq %d does not verify, so whether %s drifted before it is unknown; "+
+			"an approval bound at or before it counts as none until approved again (run `rugwatch verify`)", r.distrustThrough, what), nil
 	}
 	if withdrawn == 0 {
 		return "", nil

@@ -202,9 +202,11 @@ func (p *Pruner) deleteCut(ctx context.Context) (int, error) {
 }
 
 // seedWithdrawn starts r.withdrawn from the checkpoint's word on the
-// events retention cut, when its signature holds. One that does not is
-// left out (verify reports it, and the tools' records still carry their
-// own seqs); believing it could lower a seq and let a replay through.
+// events retention cut, when its signature holds. One that does not
+// fails closed: believing it could lower a seq and let a replay through,
+// and ignoring it forgets every drift the cut took, so no approval bound
+// at or before the cut counts (verify reports the checkpoint; the tools
+// are withheld until approved again).
 func (r *Recorder) seedWithdrawn(tx *store.Tx) error {
 	rec, ok, err := tx.Checkpoint()
 	if err != nil || !ok || r.checkpointSeedOff {
@@ -213,8 +215,9 @@ func (r *Recorder) seedWithdrawn(tx *store.Tx) error {
 	cp, err := CheckCheckpoint(checkpointVerifier(r.Verifier), rec)
 	if err != nil {
 		if r.Log != nil {
-			r.Log.Error("the event log's checkpoint does not verify; run `rugwatch verify`", "error", err)
+			r.Log.Error("the event log's checkpoint does not verify: approvals bound at or before it count as none until approved again; run `rugwatch verify`", "error", err)
 		}
+		r.distrustThrough = rec.Seq
 		return nil
 	}
 	for _, w := range cp.Withdrawn {

@@ -1,7 +1,9 @@
 package monitor
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -299,4 +301,51 @@ func (h *harness) headAt(seq uint64) rugwatch.Digest {
 		h.t.Fatalf("no event %d: %v", seq, err)
 	}
 	return d
+}
+
+// TestReplayCaughtWhenTheCheckpointIsForged: the same replay with the
+// checkpoint's envelope corrupted as well. What the cut took is then
+// unknown; the recorder fails closed (the approval bound before the cut
+// counts as none) instead of forgetting every drift the cut took, which
+// is what ignoring the checkpoint would do (the seed switched off).
+func TestReplayCaughtWhenTheCheckpointIsForged(t *testing.T) {
+	h, _, _ := retentionFixture(t)
+	h.copyBack("add")
+	err := h.db.Update(func(tx *store.Tx) error {
+		rec, _, err := tx.Server("srv")
+		if err != nil {
+			return err
+		}
+		add := rec.Tools["add"]
+		add.State, add.ApprovedDigest, add.WithdrawnSeq, add.LastTransitionSeq = rugwatch.StateApproved, add.ObservedDigest, 0, 0
+		rec.Tools["add"] = add
+		return tx.PutServer(rec)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.tamper(func(tx *bolt.Tx) error {
+		meta := tx.Bucket([]byte("meta"))
+		var cp map[string]any
+		if err := json.Unmarshal(meta.Get([]byte("checkpoint")), &cp); err != nil {
+			return err
+		}
+		env, _ := cp["envelope"].(string) // []byte as base64
+		raw, err := base64.StdEncoding.DecodeString(env)
+		if err != nil {
+			return err
+		}
+		raw = bytes.Replace(raw, []byte(`"payload":"`), []byte(`"payload":"A`), 1)
+		cp["envelope"] = base64.StdEncoding.EncodeToString(raw)
+		b, err := json.Marshal(cp)
+		if err != nil {
+			return err
+		}
+		return meta.Put([]byte("checkpoint"), b)
+	})
+	h.rec = &Recorder{DB: h.db, Verifier: h.rec.Verifier, Now: h.rec.Now} // a restart
+	r, ev := h.record(listingOf(t, replayBase), nil)
+	if _, flagged := findEvent(ev, rugwatch.EventApprovalInvalid); !flagged || r.Tools["add"].State == rugwatch.StateApproved {
+		t.Fatalf("a replay behind a forged checkpoint: add %s, events %v", r.Tools["add"].State, eventTypes(ev))
+	}
 }
