@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/report"
 	"github.com/rugwatch/rugwatch/signatures"
 	"github.com/rugwatch/rugwatch/store"
@@ -105,6 +106,7 @@ func (p *Pruner) Prune(ctx context.Context) (Pruned, error) {
 		hasCur     bool
 		cut        store.Head
 		withdrawal = map[[2]string]uint64{}
+		egressSeen = map[string]uint64{}
 	)
 	if err := p.DB.View(func(tx *store.Tx) error {
 		var err error
@@ -122,6 +124,9 @@ func (p *Pruner) Prune(ctx context.Context) (Pruned, error) {
 		}
 		for _, w := range cp.Withdrawn {
 			withdrawal[[2]string{w.Server, w.Tool}] = w.Seq
+		}
+		for _, w := range cp.EgressApproved {
+			egressSeen[w.Server] = w.Seq
 		}
 	}
 	if _, _, err := p.DB.VerifyChainHead(); err != nil {
@@ -142,6 +147,9 @@ func (p *Pruner) Prune(ctx context.Context) (Pruned, error) {
 				k := [2]string{tr.Server, tr.Tool}
 				withdrawal[k] = max(withdrawal[k], tr.Seq)
 			}
+			if tr.Type == rugwatch.EventEgressApproved {
+				egressSeen[tr.Server] = max(egressSeen[tr.Server], tr.Seq)
+			}
 			return nil
 		})
 	})
@@ -156,6 +164,10 @@ func (p *Pruner) Prune(ctx context.Context) (Pruned, error) {
 		cp.Withdrawn = append(cp.Withdrawn, signatures.Withdrawal{Server: k[0], Tool: k[1], Seq: seq})
 	}
 	signatures.SortWithdrawals(cp.Withdrawn)
+	for server, seq := range egressSeen {
+		cp.EgressApproved = append(cp.EgressApproved, signatures.Withdrawal{Server: server, Seq: seq})
+	}
+	signatures.SortWithdrawals(cp.EgressApproved)
 	env, err := p.Signer.SignCheckpoint(cp)
 	if err != nil {
 		return out, fmt.Errorf("pruning the event log: %w", err)
@@ -223,6 +235,9 @@ func (r *Recorder) seedWithdrawn(tx *store.Tx) error {
 	for _, w := range cp.Withdrawn {
 		key := w.Server + "\x00" + w.Tool
 		r.withdrawn[key] = max(r.withdrawn[key], w.Seq)
+	}
+	for _, w := range cp.EgressApproved {
+		r.egressLog.note(store.Transition{Type: rugwatch.EventEgressApproved, Server: w.Server, Seq: w.Seq})
 	}
 	return nil
 }

@@ -349,3 +349,45 @@ func TestReplayCaughtWhenTheCheckpointIsForged(t *testing.T) {
 		t.Fatalf("a replay behind a forged checkpoint: add %s, events %v", r.Tools["add"].State, eventTypes(ev))
 	}
 }
+
+// TestEgressPinSurvivesRetention: a server's egress approval whose
+// egress.approved event retention cut, deleted from the store after a
+// restart, still reads as a missing pin (the checkpoint carries the
+// event's word): approval.invalid, and the sandbox gets the empty set,
+// not no pin at all.
+func TestEgressPinSurvivesRetention(t *testing.T) {
+	const a = "api.example.com:443"
+	h := newHarness(t)
+	h.record(egressListing(t, a), nil)
+	if err := approveEgressNow(h); err != nil {
+		t.Fatal(err)
+	}
+	h.record(egressListing(t, a), nil)
+	h.now = h.now.Add(100 * 24 * time.Hour)
+	h.record(listingOf(t, replayBase, json.RawMessage(`{"name":"mul","inputSchema":{"type":"object"}}`)), nil)
+	h.record(listingOf(t, replayBase, json.RawMessage(`{"name":"mul","inputSchema":{"type":"object"}}`), json.RawMessage(`{"name":"div","inputSchema":{"type":"object"}}`)), nil)
+	if res, err := h.pruner().Prune(context.Background()); err != nil || res.Deleted == 0 {
+		t.Fatalf("prune: %+v %v", res, err)
+	}
+	if err := h.db.Update(func(tx *store.Tx) error {
+		if _, _, err := tx.RevokeApproval("srv", store.KindEgress, "", "", time.Time{}); err != nil {
+			return err
+		}
+		rec, _, err := tx.Server("srv")
+		if err != nil {
+			return err
+		}
+		rec.Egress = nil
+		return tx.PutServer(rec)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	h.rec = &Recorder{DB: h.db, Verifier: h.rec.Verifier, Now: h.rec.Now} // a restart
+	_, ev := h.record(egressListing(t, a, "exfil.example.net:443"), nil)
+	if _, ok := findEvent(ev, rugwatch.EventApprovalInvalid); !ok {
+		t.Fatalf("a deleted pin after the cut: events %v", eventTypes(ev))
+	}
+	if pin := h.rec.egressPinFor("srv"); pin == nil || len(pin.Dests) != 0 {
+		t.Fatalf("the sandbox is handed pin %+v, want the empty set", pin)
+	}
+}

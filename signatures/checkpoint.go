@@ -37,6 +37,12 @@ type Checkpoint struct {
 	// instructions): the replay check of approvals needs them once the
 	// events are gone. Sorted by server, then tool, each subject once.
 	Withdrawn []Withdrawal `json:"withdrawn,omitempty"`
+	// EgressApproved keeps, of the cut events and those cut before, the
+	// seq of each server's newest egress.approved (Tool empty): that a
+	// server's destinations were ever pinned is the log's word, and a pin
+	// deleted from the store must still read as missing once the event is
+	// gone. Sorted by server, each once.
+	EgressApproved []Withdrawal `json:"egress_approved,omitempty"`
 }
 
 // Withdrawal is the newest drift or revocation of one subject.
@@ -68,6 +74,17 @@ func (cp *Checkpoint) check() error {
 	}
 	if !utf8.ValidString(cp.KeyID) {
 		return errors.New("key_id is not valid UTF-8")
+	}
+	for i, w := range cp.EgressApproved {
+		if !utf8.ValidString(w.Server) || w.Server == "" || w.Tool != "" {
+			return fmt.Errorf("egress_approved[%d]: server empty or not valid UTF-8, or a tool named", i)
+		}
+		if w.Seq == 0 || w.Seq > cp.Seq {
+			return fmt.Errorf("egress_approved[%d]: seq %d is not between 1 and the checkpoint's %d", i, w.Seq, cp.Seq)
+		}
+		if i > 0 && cp.EgressApproved[i-1].Server >= w.Server {
+			return fmt.Errorf("egress_approved[%d]: not sorted, or a server twice", i)
+		}
 	}
 	for i, w := range cp.Withdrawn {
 		if !utf8.ValidString(w.Server) || !utf8.ValidString(w.Tool) || w.Server == "" {
