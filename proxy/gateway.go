@@ -85,13 +85,10 @@ type gateway struct {
 	relayBack map[relayKey]jsonrpc.ID
 	relayN    atomic.Int64
 
-	cancelMu sync.Mutex
-	cancels  map[string]context.CancelFunc
-
 	// changes are the servers' list_changed, by notification method.
 	changes map[string]*listChange
 
-	slots chan struct{}
+	calls inflight // the client's requests in flight (inflight.go)
 	wg    sync.WaitGroup
 }
 
@@ -122,7 +119,7 @@ func ServeGateway(ctx context.Context, client mcp.Connection, opts GatewayOption
 	g := &gateway{
 		opts: opts, client: client, log: opts.Log.With("gateway", true), life: ctx,
 		views: map[string]*view{}, subscribed: map[string]*inner{}, changes: listChanges(), relays: map[string]relayed{}, relayBack: map[relayKey]jsonrpc.ID{},
-		cancels: map[string]context.CancelFunc{}, slots: make(chan struct{}, maxInFlight),
+		calls: newInflight(),
 	}
 	defer func() {
 		cancel()
@@ -165,37 +162,9 @@ func ServeGateway(ctx context.Context, client mcp.Connection, opts GatewayOption
 	return nil
 }
 
-// serveRequest answers one client request off the read loop, at most
-// maxInFlight at once, cancellable by the client.
+// serveRequest answers one client request off the read loop.
 func (g *gateway) serveRequest(ctx context.Context, m *jsonrpc.Request) {
-	select {
-	case g.slots <- struct{}{}:
-	default:
-		g.write(ctx, errorResponse(m.ID, jsonrpc.CodeInternalError,
-			fmt.Sprintf("rugwatch gateway: more than %d requests in flight", maxInFlight)))
-		return
-	}
-	rctx, rcancel := context.WithCancel(ctx)
-	key := idKey(m.ID)
-	g.cancelMu.Lock()
-	g.cancels[key] = rcancel
-	g.cancelMu.Unlock()
-	g.wg.Go(func() {
-		defer func() { <-g.slots }()
-		defer func() {
-			g.cancelMu.Lock()
-			delete(g.cancels, key)
-			g.cancelMu.Unlock()
-			rcancel()
-		}()
-		resp := g.handle(rctx, m)
-		if rctx.Err() != nil && ctx.Err() == nil {
-			return // cancelled by the client: no answer is due
-		}
-		if resp != nil {
-			g.write(ctx, resp)
-		}
-	})
+	g.calls.serve(ctx, m, &g.wg, "rugwatch gateway", g.write, g.handle)
 }
 
 func (g *gateway) write(ctx context.Context, msg jsonrpc.Message) {
@@ -436,19 +405,7 @@ func (g *gateway) clientNotified(ctx context.Context, req *jsonrpc.Request) {
 	case "notifications/initialized":
 		return // each server's session sent its own upstream
 	case "notifications/cancelled":
-		var p struct {
-			RequestID any `json:"requestId"`
-		}
-		if json.Unmarshal(req.Params, &p) == nil {
-			if id, err := jsonrpc.MakeID(p.RequestID); err == nil {
-				g.cancelMu.Lock()
-				cancel := g.cancels[idKey(id)]
-				g.cancelMu.Unlock()
-				if cancel != nil {
-					cancel()
-				}
-			}
-		}
+		g.calls.cancelled(req.Params)
 		return
 	}
 	for _, in := range g.inners {

@@ -181,11 +181,8 @@ type session struct {
 	// 2026-07-28 upstream (eras.go).
 	listen listenState
 
-	// cancels maps the client's in-flight request ids to their contexts.
-	cancelMu sync.Mutex
-	cancels  map[string]context.CancelFunc
-
-	slots chan struct{}
+	// calls are the client's requests in flight (inflight.go).
+	calls inflight
 	wg    sync.WaitGroup
 	// ending is set, under endMu, before Serve waits for wg: a goroutine
 	// started from outside the session's own (the upstream's read loop
@@ -228,8 +225,7 @@ func Serve(ctx context.Context, client mcp.Connection, opts Options) error {
 	s := &session{
 		opts: opts, client: client, log: opts.Log.With("server", opts.Server),
 		relays: map[string]chan *jsonrpc.Response{}, upIDs: map[string]string{},
-		cancels: map[string]context.CancelFunc{}, schemas: map[string]*schemaCheck{},
-		slots: make(chan struct{}, maxInFlight), taint: opts.taint,
+		calls: newInflight(), schemas: map[string]*schemaCheck{}, taint: opts.taint,
 	}
 	if s.taint == nil {
 		s.taint = &taint{}
@@ -266,39 +262,9 @@ func Serve(ctx context.Context, client mcp.Connection, opts Options) error {
 	return nil
 }
 
-// serveCall answers one client call off the read loop, at most
-// maxInFlight at once, cancellable by the client.
+// serveCall answers one client call off the read loop.
 func (s *session) serveCall(ctx context.Context, m *jsonrpc.Request) {
-	select {
-	case s.slots <- struct{}{}:
-	default:
-		s.write(ctx, errorResponse(m.ID, jsonrpc.CodeInternalError,
-			fmt.Sprintf("rugwatch proxy: more than %d requests in flight", maxInFlight)))
-		return
-	}
-	rctx, rcancel := context.WithCancel(ctx)
-	key := idKey(m.ID)
-	s.cancelMu.Lock()
-	s.cancels[key] = rcancel
-	s.cancelMu.Unlock()
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer func() { <-s.slots }()
-		defer func() {
-			s.cancelMu.Lock()
-			delete(s.cancels, key)
-			s.cancelMu.Unlock()
-			rcancel()
-		}()
-		resp := s.handle(rctx, m)
-		if rctx.Err() != nil && ctx.Err() == nil && resp != nil && resp.Error != nil {
-			return // cancelled by the client: no answer is due
-		}
-		if resp != nil {
-			s.write(ctx, resp)
-		}
-	}()
+	s.calls.serve(ctx, m, &s.wg, "rugwatch proxy", s.write, s.handle)
 }
 
 // readClient reads a client's messages until it goes away or ctx ends,

@@ -147,19 +147,7 @@ func (s *session) clientNotified(ctx context.Context, req *jsonrpc.Request) {
 	case "notifications/initialized":
 		return // the upstream session sent its own
 	case "notifications/cancelled":
-		var p struct {
-			RequestID any `json:"requestId"`
-		}
-		if json.Unmarshal(req.Params, &p) == nil {
-			if id, err := jsonrpc.MakeID(p.RequestID); err == nil {
-				s.cancelMu.Lock()
-				cancel := s.cancels[idKey(id)]
-				s.cancelMu.Unlock()
-				if cancel != nil {
-					cancel()
-				}
-			}
-		}
+		s.calls.cancelled(req.Params)
 		return
 	}
 	up := s.up.Load()
