@@ -136,22 +136,30 @@ func TestReplayAfterRetentionIsStillCaught(t *testing.T) {
 	}
 }
 
-func replayAfterRetention(t *testing.T, protected bool) {
-	h, _, _ := retentionFixture(t)
-	h.copyBack("add")
+// putBackStaleApproval plays a tampered store after the cut: tool's
+// approval from before its drift copied back, its record saying approved
+// with no drift or transition seq of its own.
+func (h *harness) putBackStaleApproval(tool string) {
+	h.t.Helper()
+	h.copyBack(tool)
 	err := h.db.Update(func(tx *store.Tx) error {
 		rec, _, err := tx.Server("srv")
 		if err != nil {
 			return err
 		}
-		add := rec.Tools["add"]
-		add.State, add.ApprovedDigest, add.WithdrawnSeq, add.LastTransitionSeq = rugwatch.StateApproved, add.ObservedDigest, 0, 0
-		rec.Tools["add"] = add
+		t := rec.Tools[tool]
+		t.State, t.ApprovedDigest, t.WithdrawnSeq, t.LastTransitionSeq = rugwatch.StateApproved, t.ObservedDigest, 0, 0
+		rec.Tools[tool] = t
 		return tx.PutServer(rec)
 	})
 	if err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
 	}
+}
+
+func replayAfterRetention(t *testing.T, protected bool) {
+	h, _, _ := retentionFixture(t)
+	h.putBackStaleApproval("add")
 	h.rec = &Recorder{DB: h.db, Verifier: h.rec.Verifier, Now: h.rec.Now, checkpointSeedOff: !protected} // a restart
 	r, ev := h.record(listingOf(t, replayBase), nil)
 	_, flagged := findEvent(ev, rugwatch.EventApprovalInvalid)
@@ -310,20 +318,7 @@ func (h *harness) headAt(seq uint64) rugwatch.Digest {
 // is what ignoring the checkpoint would do (the seed switched off).
 func TestReplayCaughtWhenTheCheckpointIsForged(t *testing.T) {
 	h, _, _ := retentionFixture(t)
-	h.copyBack("add")
-	err := h.db.Update(func(tx *store.Tx) error {
-		rec, _, err := tx.Server("srv")
-		if err != nil {
-			return err
-		}
-		add := rec.Tools["add"]
-		add.State, add.ApprovedDigest, add.WithdrawnSeq, add.LastTransitionSeq = rugwatch.StateApproved, add.ObservedDigest, 0, 0
-		rec.Tools["add"] = add
-		return tx.PutServer(rec)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h.putBackStaleApproval("add")
 	h.tamper(func(tx *bolt.Tx) error {
 		meta := tx.Bucket([]byte("meta"))
 		var cp map[string]any
