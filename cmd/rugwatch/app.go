@@ -231,7 +231,33 @@ func (a *App) verifier(cfg *configs.Config) (*signatures.Verifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading trusted keys (run `rugwatch init` to create one): %w", err)
 	}
+	if quorumOverOne(cfg) {
+		// A quorum counts each key once: one key under two paths would
+		// pass the config's count and never meet the quorum.
+		seen := map[string]int{}
+		for i, k := range keys {
+			if j, ok := seen[k.ID]; ok {
+				return nil, fmt.Errorf("%s: trusted_keys[%d] (%s) and trusted_keys[%d] (%s) are the same key %s; a quorum counts it once",
+					cfg.Path, j, cfg.TrustedKeys[j], i, cfg.TrustedKeys[i], k.ID)
+			}
+			seen[k.ID] = i
+		}
+	}
 	return signatures.NewVerifier(keys), nil
+}
+
+// quorumOverOne reports whether any approval in cfg needs more than one
+// signature.
+func quorumOverOne(cfg *configs.Config) bool {
+	if cfg.Approvals.Quorum > 1 {
+		return true
+	}
+	for _, s := range cfg.Servers {
+		if s.Approvals.Quorum > 1 {
+			return true
+		}
+	}
+	return false
 }
 
 // resolver resolves secret references against the App's environment.

@@ -97,3 +97,43 @@ servers:
 		t.Fatalf("history lacks tool.cosigned or the signers of tool.approved:\n%s", hist)
 	}
 }
+
+// TestQuorumRefusesOneKeyTwice: one public key listed under two paths
+// would pass quorum: 2's count of trusted_keys and never meet it; the
+// CLI says so, naming both entries, instead of withholding every tool.
+func TestQuorumRefusesOneKeyTwice(t *testing.T) {
+	dir := t.TempDir()
+	for _, who := range []string{"alice", "alice-again"} {
+		if err := os.Mkdir(filepath.Join(dir, who), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := signatures.GenerateKeyPair(filepath.Join(dir, "alice"), nil); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := os.ReadFile(filepath.Join(dir, "alice", "approver.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "alice-again", "approver.pub"), pub, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`data_dir: %s/data
+trusted_keys:
+  - {path: alice/approver.pub, name: alice}
+  - {path: alice-again/approver.pub, name: also-alice}
+approvals: {quorum: 2}
+servers:
+  - name: demo
+    url: http://127.0.0.1:1/mcp
+`, dir)
+	path := filepath.Join(dir, "rugwatch.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
+	r := runBin(t, env, "", "--config", path, "status")
+	if r.code == 0 || !strings.Contains(r.stderr, "trusted_keys[0]") || !strings.Contains(r.stderr, "trusted_keys[1]") || !strings.Contains(r.stderr, "same key") {
+		t.Fatalf("status: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
