@@ -91,11 +91,18 @@ const (
 	EventToolRevoked  EventType = "tool.revoked"
 	// EventToolCosigned: a signature added to a tool's approval that
 	// does not complete its quorum; the tool stays as it was.
-	EventToolCosigned        EventType = "tool.cosigned"
-	EventInstructionsDrifted EventType = "instructions.drifted"
-	EventServerUnreachable   EventType = "server.unreachable"
-	EventServerRecovered     EventType = "server.recovered"
-	EventApprovalInvalid     EventType = "approval.invalid"
+	EventToolCosigned EventType = "tool.cosigned"
+	// EventInstructionsCosigned, EventEgressCosigned and
+	// EventLaunchCosigned are tool.cosigned for a server's instructions,
+	// its egress destinations and its launch identity: a signature that
+	// does not complete the quorum; what it signs stays unapproved.
+	EventInstructionsCosigned EventType = "instructions.cosigned"
+	EventEgressCosigned       EventType = "egress.cosigned"
+	EventLaunchCosigned       EventType = "launch.cosigned"
+	EventInstructionsDrifted  EventType = "instructions.drifted"
+	EventServerUnreachable    EventType = "server.unreachable"
+	EventServerRecovered      EventType = "server.recovered"
+	EventApprovalInvalid      EventType = "approval.invalid"
 	// EventLaunchDrifted: a stdio server's executable or package changed
 	// under the same command line, even if no tool text changed.
 	EventLaunchDrifted EventType = "launch.drifted"
@@ -193,7 +200,8 @@ type Event struct {
 	Message        string    `json:"message,omitempty"`
 	KeyID          string    `json:"key_id,omitempty"`
 	// Signers names every key whose signature an approval counted
-	// (tool.approved, tool.cosigned), first signer first.
+	// (tool.approved, egress.approved and the *.cosigned events), first
+	// signer first.
 	Signers    []string  `json:"signers,omitempty"`
 	OccurredAt time.Time `json:"occurred_at"`
 	// Prev is the digest of the previous event record as stored; the first

@@ -79,26 +79,93 @@ func (r *Recorder) gatherEgress(tx *store.Tx, server string) (EgressPin, error) 
 	if r.egressPinOff {
 		return EgressPin{}, nil
 	}
-	a, ok, err := tx.Approval(server, store.KindEgress, "")
+	v, err := egressInForce(tx, server, r.withDefinition, r.Policy)
 	if err != nil {
 		return EgressPin{}, err
 	}
-	if !ok {
-		if seq := r.egressLog.approved[server]; seq > 0 {
-			return EgressPin{Missing: true, Problem: fmt.Sprintf("the egress approval recorded at seq %d is gone from the store; "+
-				"no destination counts as approved until `rugwatch approve %s --launch`", seq, server)}, nil
-		}
-		return EgressPin{}, nil
+	switch {
+	case v.pin != nil:
+		return EgressPin{Approved: true, Dests: v.dests, Digest: v.pin.Digest, KeyID: v.pin.KeyID}, nil
+	case v.problem != "":
+		return EgressPin{Missing: true, Digest: v.digest, Problem: v.problem}, nil
 	}
-	ap := r.withDefinition(a)
+	if seq := r.egressLog.approved[server]; seq > 0 {
+		return EgressPin{Missing: true, Digest: v.digest, Problem: fmt.Sprintf("the egress approval recorded at seq %d is gone from the store "+
+			"(or no longer meets the quorum); no destination counts as approved until `rugwatch approve %s --launch`", seq, server)}, nil
+	}
+	return EgressPin{}, nil
+}
+
+// egressVerdict is what a server's stored egress approvals say is in
+// force.
+type egressVerdict struct {
+	// pin is the approval in force (it verifies, names a set the egress
+	// path would, and meets the quorum), dests its destinations.
+	pin   *Approved
+	dests []string
+	// problem: the current approval counts as none, and why; digest is
+	// its digest.
+	problem string
+	digest  rugwatch.Digest
+	// Neither pin nor problem: no approval is in force, either none was
+	// ever stored or the current one still waits for signatures of a
+	// quorum with none met before it. Whether one existed is then the
+	// caller's to say (the event log, the record).
+}
+
+// egressInForce finds the egress approval in force for server, for the
+// Recorder's polls and the proxy's sandbox alike. Under a quorum, the
+// first signature of a new set is the current approval while the set
+// waits for more; the pin in force meanwhile is the last one that met
+// the quorum, superseded into the history by that signature. It is a
+// subset of what is being signed (a pin only grows), so the signatures
+// collected approve nothing before they are enough.
+func egressInForce(tx *store.Tx, server string, check func(store.ApprovalRecord) Approved, p *signatures.Policy) (egressVerdict, error) {
+	a, ok, err := tx.Approval(server, store.KindEgress, "")
+	if err != nil || !ok {
+		return egressVerdict{}, err
+	}
+	v, problem := egressApproval(a, check, p)
+	switch {
+	case problem == "":
+		return v, nil
+	case problem != errQuorumUnmet:
+		return egressVerdict{problem: problem, digest: a.Digest}, nil
+	}
+	hist, err := tx.ApprovalHistory(server, "")
+	if err != nil {
+		return egressVerdict{}, err
+	}
+	for i := len(hist) - 1; i >= 0; i-- {
+		h := hist[i]
+		if h.Kind != store.KindEgress || !h.RevokedAt.IsZero() {
+			continue
+		}
+		if v, problem := egressApproval(h, check, p); problem == "" {
+			return v, nil
+		}
+	}
+	return egressVerdict{digest: a.Digest}, nil
+}
+
+// errQuorumUnmet is egressApproval's problem for an approval that
+// verifies but does not yet have the signatures its server needs.
+const errQuorumUnmet = "its signatures do not meet the quorum"
+
+// egressApproval checks one egress approval record: "" if it is a pin.
+func egressApproval(a store.ApprovalRecord, check func(store.ApprovalRecord) Approved, p *signatures.Policy) (egressVerdict, string) {
+	ap := check(a)
 	if !ap.Valid {
-		return EgressPin{Missing: true, Digest: a.Digest, Problem: "the egress approval does not verify and counts as none: " + ap.Problem}, nil
+		return egressVerdict{}, "the egress approval does not verify and counts as none: " + ap.Problem
 	}
 	dests, err := signatures.EgressDests(ap.Definition)
-	if err == nil && !slices.ContainsFunc(dests, func(d string) bool { return !mcpclient.ValidDest(d) }) {
-		return EgressPin{Approved: true, Dests: dests, Digest: a.Digest, KeyID: ap.KeyID}, nil
+	if err != nil || slices.ContainsFunc(dests, func(d string) bool { return !mcpclient.ValidDest(d) }) {
+		return egressVerdict{}, "the egress approval names a destination the egress path never would; it counts as none"
 	}
-	return EgressPin{Missing: true, Digest: a.Digest, Problem: "the egress approval names a destination the egress path never would; it counts as none"}, nil
+	if !meets(p, a.Server, ap.Signers) {
+		return egressVerdict{}, errQuorumUnmet
+	}
+	return egressVerdict{pin: &ap, dests: dests}, ""
 }
 
 // egressPinFor is the pin a poll's sandbox enforces for server: the
@@ -269,6 +336,15 @@ func (r *Recorder) applyEgress(tx *store.Tx, server string, now time.Time, out *
 		return nil
 	}
 	eg := out.Server.Egress
+	signers := []string{r.Signer.KeyID()}
+	quorum := !meets(r.Policy, server, signers)
+	if quorum {
+		// Under a quorum the daemon signs a server's egress once, the
+		// first time: then it waits for people, whatever it sees next.
+		if _, signed, err := tx.Approval(server, store.KindEgress, ""); err != nil || signed {
+			return err
+		}
+	}
 	st, err := signatures.EgressStatement(server, eg.Seen, signatures.Review{Seq: eg.TransitionSeq, ApprovedAt: now, Note: firstSightNote})
 	if err != nil {
 		return err
@@ -280,6 +356,15 @@ func (r *Recorder) applyEgress(tx *store.Tx, server string, now time.Time, out *
 	if err := tx.PutApproval(store.ApprovalRecord{Kind: store.KindEgress, Server: server, Digest: st.Digest,
 		KeyID: r.Signer.KeyID(), ApprovedAt: now, Envelope: env, Note: "approved on first sight"}); err != nil {
 		return err
+	}
+	if quorum {
+		// Under a quorum the daemon's signature is one of those the set
+		// needs: nothing is pinned until people add theirs (approveEgress),
+		// and no egress.approved says otherwise.
+		e := egressApproved(server, eg.Seen, st.Digest, r.Signer.KeyID(), now, "egress destinations signed on first sight")
+		e.Type, e.Signers = rugwatch.EventEgressCosigned, signers
+		e.Message = "signatures: " + r.Policy.Tally(server, signers).String() + "; " + e.Message
+		return r.emit(tx, out, e)
 	}
 	eg.Pinned, eg.PinnedDigest = slices.Clone(eg.Seen), st.Digest
 	return r.emit(tx, out, egressApproved(server, eg.Pinned, st.Digest, r.Signer.KeyID(), now, "egress destinations "+firstSightNote))
@@ -357,20 +442,18 @@ func egressNews(rec store.EgressRecord, use *mcpclient.EgressUse) bool {
 	return false
 }
 
-// approveEgress stores a signed egress approval made by a human, bound
-// to the egress state they reviewed.
+// approveEgress adds a signature, made by a human and bound to the
+// egress state they reviewed, to the server's egress approval, and pins
+// its destinations once the signatures meet the quorum.
 func (l *Ledger) approveEgress(tx *store.Tx, rec *store.ServerRecord, sa SignedApproval, now time.Time) error {
 	if rec.Egress == nil {
 		return fmt.Errorf("server %s has no egress recorded: only a sandboxed stdio server with network: egress has one", rec.Name)
 	}
-	st, err := l.Verifier.Verify(sa.Envelope)
+	eg := rec.Egress
+	s := subject{kind: store.KindEgress, what: rec.Name + " egress", digest: sa.Digest, seq: eg.TransitionSeq,
+		approved: eg.PinnedDigest == sa.Digest && !eg.PinMissing}
+	st, err := l.verifySigned(rec.Name, s, sa)
 	if err != nil {
-		return fmt.Errorf("egress approval of %s does not verify with a trusted key: %w", rec.Name, err)
-	}
-	if !st.Names(store.KindEgress, rec.Name, "", sa.Digest) {
-		return fmt.Errorf("egress approval of %s signs something else (%s)", rec.Name, st.Subject())
-	}
-	if err := checkBound(rec.Name+" egress", st, rec.Egress.TransitionSeq); err != nil {
 		return err
 	}
 	dests, err := signatures.EgressDests(st.Definition)
@@ -382,27 +465,32 @@ func (l *Ledger) approveEgress(tx *store.Tx, rec *store.ServerRecord, sa SignedA
 			return fmt.Errorf("egress approval of %s names %q, which is not a host:port the egress path names", rec.Name, d)
 		}
 	}
-	if err := tx.PutApproval(store.ApprovalRecord{Kind: store.KindEgress, Server: rec.Name, Digest: sa.Digest,
-		KeyID: st.KeyID, ApprovedAt: st.ApprovedAt, Envelope: sa.Envelope, Note: st.Note}); err != nil {
+	g, err := l.sign(tx, rec.Name, s, st, sa.Envelope)
+	if err != nil || g.unchanged {
 		return err
 	}
-	eg := rec.Egress
-	eg.Pinned, eg.PinnedDigest, eg.PinMissing = dests, sa.Digest, false
-	var drifted, refused []string
-	for _, d := range eg.Seen {
-		if _, ok := slices.BinarySearch(dests, d); !ok {
-			drifted = append(drifted, d)
-			if slices.Contains(eg.Refused, d) {
-				refused = append(refused, d)
-			}
-		}
+	note := "egress destinations"
+	if g.completes {
+		note += " approved"
 	}
-	eg.Drifted, eg.Refused = drifted, refused
-	note := "egress destinations approved"
 	if st.Note != "" {
 		note += " (" + st.Note + ")"
 	}
 	e := egressApproved(rec.Name, dests, sa.Digest, st.KeyID, now, note)
+	l.signedEvent(&e, g, rugwatch.EventEgressCosigned)
+	if g.completes {
+		eg.Pinned, eg.PinnedDigest, eg.PinMissing = dests, sa.Digest, false
+		var drifted, refused []string
+		for _, d := range eg.Seen {
+			if _, ok := slices.BinarySearch(dests, d); !ok {
+				drifted = append(drifted, d)
+				if slices.Contains(eg.Refused, d) {
+					refused = append(refused, d)
+				}
+			}
+		}
+		eg.Drifted, eg.Refused = drifted, refused
+	}
 	if err := l.appendEvent(tx, &e); err != nil {
 		return err
 	}
@@ -449,26 +537,22 @@ func (p *Poller) resolve(s ServerSpec) func() (mcpclient.Target, error) {
 	}
 }
 
-// egressPin is the pin for the sandbox of a proxy's upstream: the current
-// egress approval if it verifies, the empty set if it does not or the
-// record says one went missing (the Recorder checks the event log at each
-// poll), nil while none was ever approved.
+// egressPin is the pin for the sandbox of a proxy's upstream: the egress
+// approval in force if there is one, the empty set if the current one
+// counts as none or the record says one went missing (the Recorder checks
+// the event log at each poll), nil while none was ever approved.
 func (l *Ledger) egressPin(tx *store.Tx, server string, rec store.ServerRecord) (*mcpclient.EgressPin, error) {
-	a, ok, err := tx.Approval(server, store.KindEgress, "")
-	if err != nil {
+	check := func(a store.ApprovalRecord) Approved { return l.Verified.WithDefinition(l.Verifier, a) }
+	v, err := egressInForce(tx, server, check, l.quorum())
+	switch {
+	case err != nil:
 		return nil, err
+	case v.pin != nil:
+		return &mcpclient.EgressPin{Dests: v.dests}, nil
+	case v.problem != "":
+		return &mcpclient.EgressPin{Dests: []string{}}, nil
+	case rec.Egress != nil && (rec.Egress.PinMissing || rec.Egress.PinnedDigest != ""):
+		return &mcpclient.EgressPin{Dests: []string{}}, nil
 	}
-	if !ok {
-		if rec.Egress != nil && (rec.Egress.PinMissing || rec.Egress.PinnedDigest != "") {
-			return &mcpclient.EgressPin{Dests: []string{}}, nil
-		}
-		return nil, nil
-	}
-	if ap := l.Verified.WithDefinition(l.Verifier, a); ap.Valid {
-		dests, err := signatures.EgressDests(ap.Definition)
-		if err == nil && !slices.ContainsFunc(dests, func(d string) bool { return !mcpclient.ValidDest(d) }) {
-			return &mcpclient.EgressPin{Dests: dests}, nil
-		}
-	}
-	return &mcpclient.EgressPin{Dests: []string{}}, nil
+	return nil, nil
 }

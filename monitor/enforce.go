@@ -235,7 +235,9 @@ func (l *Ledger) Allowed(ctx context.Context, server string) (Allowed, error) {
 				return err
 			}
 			if ok && ap.Digest == rec.InstructionsDigest {
-				if v := l.Verified.Check(l.Verifier, ap); v.Valid {
+				// As for tools, only an approval that meets the quorum
+				// lets the instructions pass.
+				if v := l.Verified.WithDefinition(l.Verifier, ap); v.Valid && meets(l.quorum(), server, v.Signers) {
 					var text string
 					if json.Unmarshal(v.Definition, &text) == nil {
 						out.Instructions, out.InstructionsDigest = &text, ap.Digest

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -325,7 +326,7 @@ func (l *Ledger) Diff(ctx context.Context, server, tool string) (report.DiffResu
 			}
 			d := report.ToolDiff{Server: server, Tool: n, ToolState: report.ToolStateOf(t), Changes: []rugwatch.Change{},
 				Findings: append([]rugwatch.Finding{}, t.Findings...)}
-			if d.Signatures, err = l.signaturesShown(tx, server, n, t); err != nil {
+			if d.Signatures, err = l.toolSignaturesShown(tx, server, n, t); err != nil {
 				return err
 			}
 			if t.ApprovedDigest != "" && t.ApprovedDigest != t.ObservedDigest {
@@ -347,8 +348,10 @@ func (l *Ledger) Diff(ctx context.Context, server, tool string) (report.DiffResu
 }
 
 // Approve verifies each signed approval exactly as the Recorder will and
-// stores it, only if the tool's observed digest is still the one signed;
-// pinLaunch also pins the server's current launch identity.
+// stores it, only if what it approves is still what was signed; pinLaunch
+// also pins the server's current launch and remote identity. Under a
+// quorum that pin needs signatures too: a signed approval of kind launch
+// (approveLaunch), without which pinLaunch pins nothing.
 func (l *Ledger) Approve(ctx context.Context, server string, approvals []SignedApproval, pinLaunch bool) (int, error) {
 	now := l.now()
 	n := 0
@@ -360,46 +363,26 @@ func (l *Ledger) Approve(ctx context.Context, server string, approvals []SignedA
 		if !ok {
 			return fmt.Errorf("server %s has not been checked yet", server)
 		}
-		if pinLaunch && len(rec.Launch) > 0 {
-			rec.LaunchPinned = rec.Launch
-			rec.LaunchDrifted = false
-			if err := l.appendEvent(tx, &rugwatch.Event{
-				Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityInfo, Server: server, OccurredAt: now,
-				Message: "launch identity pinned: " + string(rec.Launch),
-			}); err != nil {
+		signedLaunch := slices.ContainsFunc(approvals, func(sa SignedApproval) bool { return sa.Kind == store.KindLaunch })
+		if pinLaunch && !signedLaunch {
+			pinned, err := l.pinLaunchUnsigned(tx, &rec, now)
+			if err != nil {
 				return err
 			}
-			n++
-		}
-		// A remote server's identity (origin, issuing CA, names, revision)
-		// is accepted the same way: approve --launch is "what runs, or
-		// who answers, is as it should be".
-		if pinLaunch && rec.IdentityDrifted {
-			PinIdentity(&rec)
-			if err := l.appendEvent(tx, &rugwatch.Event{
-				Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityInfo, Server: server, OccurredAt: now,
-				Message: "remote identity pinned: " + string(rec.Identity),
-			}); err != nil {
-				return err
-			}
-			n++
+			n += pinned
 		}
 		for _, sa := range approvals {
-			if sa.Kind == store.KindEgress {
-				if err := l.approveEgress(tx, &rec, sa, now); err != nil {
-					return err
-				}
-				n++
-				continue
+			switch sa.Kind {
+			case store.KindEgress:
+				err = l.approveEgress(tx, &rec, sa, now)
+			case store.KindInstructions:
+				err = l.approveInstructions(tx, &rec, sa, now)
+			case store.KindLaunch:
+				err = l.approveLaunch(tx, &rec, sa, now)
+			default:
+				err = l.approveTool(tx, &rec, sa, now)
 			}
-			if sa.Kind == store.KindInstructions {
-				if err := l.approveInstructions(tx, &rec, sa, now); err != nil {
-					return err
-				}
-				n++
-				continue
-			}
-			if err := l.approveTool(tx, &rec, sa, now); err != nil {
+			if err != nil {
 				return err
 			}
 			n++
@@ -412,33 +395,130 @@ func (l *Ledger) Approve(ctx context.Context, server string, approvals []SignedA
 	return n, err
 }
 
-// approveInstructions stores a signed approval of the server's
-// instructions, if they are still the ones signed.
+// pinLaunchUnsigned pins what runs and who answers for rec as they are
+// now, on the word of a caller the control socket let in: the rule while
+// one signature approves anything. Under a quorum it pins nothing: a
+// drifted identity then needs signed approvals of kind launch, and an
+// unsigned request for one is refused.
+func (l *Ledger) pinLaunchUnsigned(tx *store.Tx, rec *store.ServerRecord, now time.Time) (int, error) {
+	if !trivial(l.quorum().For(rec.Name)) {
+		if rec.LaunchDrifted || rec.IdentityDrifted {
+			return 0, fmt.Errorf("%s needs signatures to approve its launch identity (quorum %s); "+
+				"each approver runs `rugwatch approve %s --launch`", rec.Name, l.quorum().Tally(rec.Name, nil), rec.Name)
+		}
+		return 0, nil
+	}
+	n := 0
+	if len(rec.Launch) > 0 {
+		rec.LaunchPinned = rec.Launch
+		rec.LaunchDrifted = false
+		if err := l.appendNoted(tx, rec, &rugwatch.Event{
+			Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityInfo, Server: rec.Name, OccurredAt: now,
+			Message: "launch identity pinned: " + string(rec.Launch),
+		}); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	// A remote server's identity (origin, issuing CA, names, revision)
+	// is accepted the same way: approve --launch is "what runs, or
+	// who answers, is as it should be".
+	if rec.IdentityDrifted {
+		PinIdentity(rec)
+		if err := l.appendNoted(tx, rec, &rugwatch.Event{
+			Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityInfo, Server: rec.Name, OccurredAt: now,
+			Message: "remote identity pinned: " + string(rec.Identity),
+		}); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// launchSubject is what a launch approval of rec signs: its launch and
+// remote identity as they are now. It is approved while neither drifted.
+func launchSubject(rec store.ServerRecord) subject {
+	s := subject{kind: store.KindLaunch, what: rec.Name + " launch identity", seq: rec.LaunchTransitionSeq,
+		approved: !rec.LaunchDrifted && !rec.IdentityDrifted}
+	if def, err := signatures.LaunchDefinition(rec.Launch, rec.Identity); err == nil {
+		s.digest = signatures.DigestOf(def)
+	}
+	return s
+}
+
+// approveLaunch adds a signature to the approval of the server's launch
+// and remote identity, if they are still the ones signed, and pins them
+// once the signatures meet the server's quorum: until then a drifted
+// identity stays drifted and the proxy serves the server nothing.
+func (l *Ledger) approveLaunch(tx *store.Tx, rec *store.ServerRecord, sa SignedApproval, now time.Time) error {
+	s := launchSubject(*rec)
+	if s.digest == "" || s.digest != sa.Digest {
+		return fmt.Errorf("%s launch identity changed while you were reviewing; run approve again", rec.Name)
+	}
+	st, err := l.verifySigned(rec.Name, s, sa)
+	if err != nil {
+		return err
+	}
+	g, err := l.sign(tx, rec.Name, s, st, sa.Envelope)
+	if err != nil || g.unchanged {
+		return err
+	}
+	verb := " signed: "
+	if g.completes {
+		verb = " pinned: "
+	}
+	var what []string
+	if len(rec.Launch) > 0 {
+		what = append(what, "launch identity"+verb+string(rec.Launch))
+	}
+	if len(rec.Identity) > 0 && (rec.IdentityDrifted || len(rec.Launch) == 0) {
+		what = append(what, "remote identity"+verb+string(rec.Identity))
+	}
+	msg := strings.Join(what, "; ")
+	// No approved digest: this tool.approved is a launch pin, not an
+	// approval of the instructions (store.NoteEvent tells them apart).
+	e := rugwatch.Event{Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityInfo, Server: rec.Name,
+		ObservedDigest: sa.Digest, KeyID: st.KeyID, OccurredAt: now, Message: msg}
+	l.signedEvent(&e, g, rugwatch.EventLaunchCosigned)
+	if g.completes {
+		if len(rec.Launch) > 0 {
+			rec.LaunchPinned = rec.Launch
+			rec.LaunchDrifted = false
+		}
+		PinIdentity(rec)
+	}
+	return l.appendNoted(tx, rec, &e)
+}
+
+// approveInstructions adds a signature to the approval of the server's
+// instructions, if they are still the ones signed, and makes them
+// approved once the signatures meet the server's quorum.
 func (l *Ledger) approveInstructions(tx *store.Tx, rec *store.ServerRecord, sa SignedApproval, now time.Time) error {
 	if rec.InstructionsDigest != sa.Digest {
 		return fmt.Errorf("%s instructions changed while you were reviewing; run approve again", rec.Name)
 	}
-	st, err := l.Verifier.Verify(sa.Envelope)
+	s := instructionsSubject(*rec)
+	st, err := l.verifySigned(rec.Name, s, sa)
 	if err != nil {
-		return fmt.Errorf("approval of %s instructions does not verify with a trusted key: %w", rec.Name, err)
-	}
-	if !st.Names(store.KindInstructions, rec.Name, "", sa.Digest) {
-		return fmt.Errorf("approval of %s instructions signs something else (%s)", rec.Name, st.Subject())
-	}
-	if err := checkBound(rec.Name+" instructions", st, rec.InstructionsTransitionSeq); err != nil {
 		return err
 	}
-	if err := tx.PutApproval(store.ApprovalRecord{Kind: store.KindInstructions, Server: rec.Name, Digest: sa.Digest,
-		KeyID: st.KeyID, ApprovedAt: st.ApprovedAt, Envelope: sa.Envelope, Note: st.Note}); err != nil {
+	g, err := l.sign(tx, rec.Name, s, st, sa.Envelope)
+	if err != nil || g.unchanged {
 		return err
 	}
-	rec.InstructionsState = rugwatch.StateApproved
-	rec.InstructionsApproved = sa.Digest
-	return l.appendNoted(tx, rec, &rugwatch.Event{
-		Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityInfo, Server: rec.Name,
+	e := rugwatch.Event{Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityInfo, Server: rec.Name,
 		ApprovedDigest: sa.Digest, ObservedDigest: sa.Digest, KeyID: st.KeyID, OccurredAt: now,
-		Message: "server instructions approved",
-	})
+		Message: "server instructions approved"}
+	if !g.completes {
+		e.Message = "server instructions"
+	}
+	l.signedEvent(&e, g, rugwatch.EventInstructionsCosigned)
+	if g.completes {
+		rec.InstructionsState = rugwatch.StateApproved
+		rec.InstructionsApproved = sa.Digest
+	}
+	return l.appendNoted(tx, rec, &e)
 }
 
 // Revoke withdraws the current approvals of the named tools (or all of

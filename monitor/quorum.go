@@ -8,24 +8,31 @@ import (
 	"time"
 
 	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/report"
 	"github.com/rugwatch/rugwatch/signatures"
 	"github.com/rugwatch/rugwatch/store"
 )
 
-// A tool approval is one record of one digest holding every signature
-// given for it (store.ApprovalRecord.Cosignatures). It approves only once
-// the signatures meet the server's quorum (signatures.Policy); until then
-// the tool stays as it was and each signature is a tool.cosigned event. A
-// drift or a revocation moves the record, and every signature with it, to
-// the history. Signatures count only while bound to the tool's newest
-// transition (Statement.Resolves): tool.cosigned is not one, so every
-// signature of one review binds the same seq.
+// An approval is one record of one digest holding every signature given
+// for it (store.ApprovalRecord.Cosignatures), whatever it approves: a
+// tool, a server's instructions, its egress destinations. It approves
+// only once the signatures meet the server's quorum (signatures.Policy);
+// until then what it signs stays as it was and each signature is a
+// *.cosigned event. A drift or a revocation moves the record, and every
+// signature with it, to the history. Signatures count only while bound to
+// the subject's newest transition (Statement.Resolves): a *.cosigned
+// event is not one, so every signature of one review binds the same seq.
+//
+// The bookkeeping of that rule — which signatures count so far, adding
+// one or starting afresh, the tally, the event — is here once (sign,
+// signedSoFar, signedEvent); each kind only says what its subject is
+// (subject) and what approving it changes.
 
 // trivial reports whether q is the rule before quorums: one signature by
 // any trusted key approves, and a new one replaces the last.
 func trivial(q signatures.Quorum) bool { return q.N <= 1 && len(q.Roles) == 0 }
 
-// meets reports whether signers (verified key ids) approve a tool of
+// meets reports whether signers (verified key ids) approve a subject of
 // server under p: what the proxy, the Recorder and approve all ask.
 func meets(p *signatures.Policy, server string, signers []string) bool {
 	return trivial(p.For(server)) || p.Tally(server, signers).Met()
@@ -39,37 +46,201 @@ func (l *Ledger) quorum() *signatures.Policy {
 	return l.Policy
 }
 
-// signedSoFar returns the verified signers of the current approval of a
-// tool if it still counts towards t as observed: same digest, and either
-// the tool is approved under it or every signature is bound to the tool's
-// newest transition.
-func (l *Ledger) signedSoFar(tx *store.Tx, server, name string, t store.ToolRecord) ([]string, bool, error) {
-	ap, ok, err := tx.Approval(server, store.KindTool, name)
-	if err != nil || !ok || ap.Digest != t.ObservedDigest {
+// subject is one thing an approval approves, as its server's record says
+// it is now.
+type subject struct {
+	kind, tool string // the approval's store key (tool "" but for tools)
+	// what names it in messages: "srv/tool", "srv instructions".
+	what string
+	// digest is what is observed now: a signature must name it.
+	digest rugwatch.Digest
+	// seq is its newest transition: a signature binds to it.
+	seq uint64
+	// approved: it is approved now under digest, so signatures given
+	// before its newest transition still count (a quorum raised since).
+	approved bool
+}
+
+func toolSubject(server, name string, t store.ToolRecord) subject {
+	return subject{kind: store.KindTool, tool: name, what: server + "/" + name, digest: t.ObservedDigest,
+		seq: t.LastTransitionSeq, approved: t.State == rugwatch.StateApproved && t.ApprovedDigest == t.ObservedDigest}
+}
+
+func instructionsSubject(rec store.ServerRecord) subject {
+	return subject{kind: store.KindInstructions, what: rec.Name + " instructions", digest: rec.InstructionsDigest,
+		seq:      rec.InstructionsTransitionSeq,
+		approved: rec.InstructionsState == rugwatch.StateApproved && rec.InstructionsApproved == rec.InstructionsDigest}
+}
+
+// egressSubject is the egress set of rec that approving would sign now
+// (EgressToApprove), or the pinned one when there is nothing to approve.
+// ok is false for a server with no egress recorded.
+func egressSubject(rec store.ServerRecord) (subject, bool) {
+	eg := rec.Egress
+	if eg == nil {
+		return subject{}, false
+	}
+	s := subject{kind: store.KindEgress, what: rec.Name + " egress", seq: eg.TransitionSeq}
+	set := EgressToApprove(rec)
+	if set == nil {
+		s.digest, s.approved = eg.PinnedDigest, true
+		return s, true
+	}
+	def, err := signatures.EgressDefinition(set)
+	if err != nil {
+		return subject{}, false
+	}
+	s.digest = signatures.DigestOf(def)
+	return s, true
+}
+
+// signedSoFar returns the verified signers of the current approval of s
+// if it still counts towards s as observed: same digest, and either s is
+// approved under it or every signature is bound to its newest transition.
+func (l *Ledger) signedSoFar(tx *store.Tx, server string, s subject) ([]string, bool, error) {
+	ap, ok, err := tx.Approval(server, s.kind, s.tool)
+	if err != nil || !ok || s.digest == "" || ap.Digest != s.digest {
 		return nil, false, err
 	}
 	v := l.Verified.Check(l.Verifier, ap)
 	if !v.Valid {
 		return nil, false, nil
 	}
-	approved := t.State == rugwatch.StateApproved && t.ApprovedDigest == ap.Digest
-	if seq, bound := (&signatures.Statement{Resolves: v.Resolves}).Bound(); !approved && (!bound || seq != t.LastTransitionSeq) {
+	if seq, bound := (&signatures.Statement{Resolves: v.Resolves}).Bound(); !s.approved && (!bound || seq != s.seq) {
 		return nil, false, nil
 	}
 	return v.Signers, true, nil
 }
 
-// signaturesShown is what status and diff say of a tool's signatures: ""
+// signaturesShown is what status and diff say of the signatures of s: ""
 // where one signature is all an approval needs.
-func (l *Ledger) signaturesShown(tx *store.Tx, server, name string, t store.ToolRecord) (string, error) {
-	if trivial(l.Policy.For(server)) || t.State == rugwatch.StateRemoved {
+func (l *Ledger) signaturesShown(tx *store.Tx, server string, s subject) (string, error) {
+	if trivial(l.Policy.For(server)) {
 		return "", nil
 	}
-	signers, _, err := l.signedSoFar(tx, server, name, t)
+	signers, _, err := l.signedSoFar(tx, server, s)
 	if err != nil {
 		return "", err
 	}
 	return l.Policy.Tally(server, signers).String(), nil
+}
+
+// toolSignaturesShown is signaturesShown for a tool: "" for one removed.
+func (l *Ledger) toolSignaturesShown(tx *store.Tx, server, name string, t store.ToolRecord) (string, error) {
+	if t.State == rugwatch.StateRemoved {
+		return "", nil
+	}
+	return l.signaturesShown(tx, server, toolSubject(server, name, t))
+}
+
+// showSignatures fills in sr, the report of r, how far each approval of
+// r is towards the server's quorum: every tool's, the instructions', the
+// launch identity's while it drifted, the egress set's. Nothing where one signature is all an approval needs.
+func (l *Ledger) showSignatures(tx *store.Tx, r store.ServerRecord, sr *report.ServerReport) error {
+	if trivial(l.Policy.For(r.Name)) {
+		return nil
+	}
+	var err error
+	for i, t := range sr.Tools {
+		if sr.Tools[i].Signatures, err = l.toolSignaturesShown(tx, r.Name, t.Name, r.Tools[t.Name]); err != nil {
+			return err
+		}
+	}
+	if r.InstructionsDigest != "" && r.InstructionsState != "" {
+		if sr.InstructionsSignatures, err = l.signaturesShown(tx, r.Name, instructionsSubject(r)); err != nil {
+			return err
+		}
+	}
+	if r.LaunchDrifted || r.IdentityDrifted {
+		if sr.LaunchSignatures, err = l.signaturesShown(tx, r.Name, launchSubject(r)); err != nil {
+			return err
+		}
+	}
+	if s, ok := egressSubject(r); ok && sr.Egress != nil {
+		if sr.Egress.Signatures, err = l.signaturesShown(tx, r.Name, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// verifySigned verifies one signed approval of s: a trusted key, naming
+// exactly s as observed, bound to its newest transition.
+func (l *Ledger) verifySigned(server string, s subject, sa SignedApproval) (signatures.Statement, error) {
+	st, err := l.Verifier.Verify(sa.Envelope)
+	if errors.Is(err, signatures.ErrUntrustedKey) {
+		return st, fmt.Errorf("approval of %s is signed by a key not in trusted_keys; its signature counts none: %w", s.what, err)
+	}
+	if err != nil {
+		return st, fmt.Errorf("approval of %s does not verify with a trusted key: %w", s.what, err)
+	}
+	if !st.Names(s.kind, server, s.tool, sa.Digest) {
+		return st, fmt.Errorf("approval of %s signs something else (%s)", s.what, st.Subject())
+	}
+	return st, checkBound(s.what, st, s.seq)
+}
+
+// signing is what one signature did to an approval.
+type signing struct {
+	// unchanged: the key had signed already; nothing was stored.
+	unchanged bool
+	// completes: what it signs becomes approved now (one signature is
+	// all its server needs, or this one met the quorum).
+	completes bool
+	trivial   bool
+	tally     signatures.Tally
+}
+
+// sign adds the verified signature st (envelope env) of s to its
+// approval: to the signatures that still count, or as a fresh approval of
+// its own where none do (or one signature approves alone: it replaces the
+// last). The same key twice changes nothing.
+func (l *Ledger) sign(tx *store.Tx, server string, s subject, st signatures.Statement, env []byte) (signing, error) {
+	policy := l.quorum()
+	out := signing{trivial: trivial(policy.For(server))}
+	signers, adding, err := l.signedSoFar(tx, server, s)
+	if err != nil {
+		return out, err
+	}
+	if out.trivial {
+		adding = false
+	}
+	if adding && slices.Contains(signers, st.KeyID) {
+		out.unchanged = true
+		return out, nil
+	}
+	if adding {
+		err = tx.AddCosignature(server, s.kind, s.tool, st.Digest,
+			store.Cosignature{KeyID: st.KeyID, ApprovedAt: st.ApprovedAt, Envelope: env, Note: st.Note})
+	} else {
+		signers = nil
+		err = tx.PutApproval(store.ApprovalRecord{Kind: s.kind, Server: server, Tool: s.tool, Digest: st.Digest,
+			KeyID: st.KeyID, ApprovedAt: st.ApprovedAt, Envelope: env, Note: st.Note})
+	}
+	if err != nil {
+		return out, err
+	}
+	out.tally = policy.Tally(server, append(signers, st.KeyID))
+	// A signature added to what is approved already changes nothing
+	// either: it is a cosignature, not a second approval.
+	out.completes = out.trivial || (out.tally.Met() && !s.approved)
+	return out, nil
+}
+
+// signedEvent dresses e, the approval event of its kind, for a server
+// with a quorum: it names every signer, and a signature that does not
+// complete the approval becomes the cosigned event of its kind, saying
+// what is still needed.
+func (l *Ledger) signedEvent(e *rugwatch.Event, g signing, cosigned rugwatch.EventType) {
+	if g.trivial {
+		return
+	}
+	e.Signers = g.tally.Signers
+	e.Message = strings.TrimSuffix("signed by "+l.names(l.quorum(), g.tally.Signers)+"; "+e.Message, "; ")
+	if !g.completes {
+		e.Type = cosigned
+		e.Message = "signatures: " + g.tally.String() + "; " + e.Message
+	}
 }
 
 // approveTool adds one signature to a tool's approval and makes the tool
@@ -80,65 +251,26 @@ func (l *Ledger) approveTool(tx *store.Tx, rec *store.ServerRecord, sa SignedApp
 	if !ok || cur.ObservedDigest != sa.Digest {
 		return fmt.Errorf("%s/%s changed while you were reviewing; run approve again", server, sa.Tool)
 	}
-	st, err := l.Verifier.Verify(sa.Envelope)
-	if errors.Is(err, signatures.ErrUntrustedKey) {
-		return fmt.Errorf("approval of %s/%s is signed by a key not in trusted_keys; its signature counts none: %w", server, sa.Tool, err)
-	}
-	if err != nil {
-		return fmt.Errorf("approval of %s/%s does not verify with a trusted key: %w", server, sa.Tool, err)
-	}
-	if !st.Names(store.KindTool, server, sa.Tool, sa.Digest) {
-		return fmt.Errorf("approval of %s/%s signs something else (%s)", server, sa.Tool, st.Subject())
-	}
-	if err := checkBound(server+"/"+sa.Tool, st, cur.LastTransitionSeq); err != nil {
-		return err
-	}
-	policy := l.quorum()
-	signers, adding, err := l.signedSoFar(tx, server, sa.Tool, cur)
+	s := toolSubject(server, sa.Tool, cur)
+	st, err := l.verifySigned(server, s, sa)
 	if err != nil {
 		return err
 	}
-	if trivial(policy.For(server)) {
-		adding = false // one signature approves; a new one replaces the last
-	}
-	if adding && slices.Contains(signers, st.KeyID) {
-		return nil // the same key twice counts once: nothing changes
-	}
-	if adding {
-		err = tx.AddCosignature(server, store.KindTool, sa.Tool, sa.Digest,
-			store.Cosignature{KeyID: st.KeyID, ApprovedAt: st.ApprovedAt, Envelope: sa.Envelope, Note: st.Note})
-	} else {
-		signers = nil
-		err = tx.PutApproval(store.ApprovalRecord{
-			Kind: store.KindTool, Server: server, Tool: sa.Tool, Digest: sa.Digest,
-			KeyID: st.KeyID, ApprovedAt: st.ApprovedAt, Envelope: sa.Envelope, Note: st.Note,
-		})
-	}
-	if err != nil {
+	g, err := l.sign(tx, server, s, st, sa.Envelope)
+	if err != nil || g.unchanged {
 		return err
 	}
-	signers = append(signers, st.KeyID)
-	tally := policy.Tally(server, signers)
 	e := rugwatch.Event{Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityInfo, Server: server, Tool: sa.Tool,
 		ApprovedDigest: sa.Digest, ObservedDigest: sa.Digest, KeyID: st.KeyID, OccurredAt: now, Message: st.Note}
-	if !trivial(policy.For(server)) {
-		e.Signers = tally.Signers
-		e.Message = strings.TrimSpace("signed by " + l.names(policy, tally.Signers) + "; " + st.Note)
-		e.Message = strings.TrimSuffix(e.Message, ";")
+	l.signedEvent(&e, g, rugwatch.EventToolCosigned)
+	if g.completes {
+		cur.State = rugwatch.StateApproved
+		cur.ApprovedDigest = sa.Digest
+		cur.Severity = rugwatch.SeverityInfo
+		cur.Changes = nil
+		cur.LastChanged = now
+		rec.Tools[sa.Tool] = cur
 	}
-	if !trivial(policy.For(server)) && (!tally.Met() || (cur.State == rugwatch.StateApproved && cur.ApprovedDigest == sa.Digest)) {
-		// A signature towards a quorum not yet met (or added to a tool
-		// already approved): the tool stays as it is.
-		e.Type = rugwatch.EventToolCosigned
-		e.Message = "signatures: " + tally.String() + "; " + e.Message
-		return l.appendNoted(tx, rec, &e)
-	}
-	cur.State = rugwatch.StateApproved
-	cur.ApprovedDigest = sa.Digest
-	cur.Severity = rugwatch.SeverityInfo
-	cur.Changes = nil
-	cur.LastChanged = now
-	rec.Tools[sa.Tool] = cur
 	return l.appendNoted(tx, rec, &e)
 }
 

@@ -229,8 +229,10 @@ func Replays(tx *store.Tx, v Verifier) ([]report.BadApproval, error) {
 	var out []report.BadApproval
 	for _, a := range all {
 		ap := CheckApproval(v, a)
-		if !ap.Valid || a.Kind == store.KindEgress {
-			continue // an egress pin only grows: no replay to find (egress.go)
+		if !ap.Valid || a.Kind == store.KindEgress || a.Kind == store.KindLaunch {
+			// An egress pin only grows: no replay to find (egress.go). A
+			// launch approval counts only when given (approveLaunch).
+			continue
 		}
 		rec, _, err := tx.Server(a.Server)
 		if err != nil {
@@ -593,8 +595,8 @@ func (r *Recorder) gather(tx *store.Tx, in Input, prev store.ServerRecord, found
 	var replays []rugwatch.Event
 	observed := observedDigests(l)
 	for _, a := range current {
-		if a.Kind == store.KindEgress {
-			continue // gatherEgress's
+		if a.Kind == store.KindEgress || a.Kind == store.KindLaunch {
+			continue // gatherEgress's; a launch approval is the Ledger's alone (approveLaunch)
 		}
 		ap := r.check(a)
 		subject := a.Tool
@@ -620,10 +622,14 @@ func (r *Recorder) gather(tx *store.Tx, in Input, prev store.ServerRecord, found
 				continue
 			}
 		}
-		if a.Kind == store.KindTool && ap.Valid && prev.Tools[a.Tool].State != rugwatch.StateApproved && !meets(r.Policy, server, ap.Signers) {
+		approvedNow := prev.Tools[a.Tool].State == rugwatch.StateApproved
+		if a.Kind == store.KindInstructions {
+			approvedNow = prev.InstructionsState == rugwatch.StateApproved
+		}
+		if ap.Valid && !approvedNow && !meets(r.Policy, server, ap.Signers) {
 			// Signatures towards a quorum not yet met approve nothing;
 			// a drift withdraws them all.
-			if obs, listed := observed[a.Tool]; observed != nil && (!listed || obs != a.Digest) {
+			if obs, listed := observed[subject]; observed != nil && (!listed || obs != a.Digest) {
 				if _, _, err := tx.RevokeApproval(server, a.Kind, a.Tool, "drift: observed "+string(obs), in.Now); err != nil {
 					return in, nil, fmt.Errorf("withdrawing signatures of %s/%s: %w", server, a.Tool, err)
 				}

@@ -92,10 +92,8 @@ func (l *Ledger) readChunk(part []ServerRef) ([]report.ServerReport, error) {
 				r = store.ServerRecord{Name: s.Name, Transport: s.Transport}
 			}
 			sr := report.ServerReportOf(r, s.Transport)
-			for i, t := range sr.Tools {
-				if sr.Tools[i].Signatures, err = l.signaturesShown(tx, s.Name, t.Name, r.Tools[t.Name]); err != nil {
-					return err
-				}
+			if err := l.showSignatures(tx, r, &sr); err != nil {
+				return err
 			}
 			out = append(out, sr)
 		}

@@ -61,8 +61,9 @@ const pageSource = `
 {{if .Server.NotSandboxed}}<p class="warn u">{{.Server.NotSandboxed}}</p>{{end}}
 {{template "driftblock" .Server}}
 {{template "pollerror" .Server}}
+{{if .Server.Instructions}}<p id="instructions">instructions: <span class="s-{{.Server.InstructionsState}}">{{.Server.InstructionsState}}</span>{{if .Server.InstructionsSignatures}} · <span class="sig">signatures: {{.Server.InstructionsSignatures}}</span>{{end}}</p>{{end}}
 <table><tr><th>tool</th><th>severity</th><th>state</th><th>findings</th></tr>
-{{range .Tools}}<tr><td class="u"><a href="{{.Href}}">{{.Name}}</a></td><td class="sev-{{.Severity}}">{{.Severity}}</td><td class="s-{{.State}}">{{.State}}</td><td>{{.Findings}}</td></tr>
+{{range .Tools}}<tr class="tool-row" data-tool="{{.Name}}"><td class="u"><a href="{{.Href}}">{{.Name}}</a></td><td class="sev-{{.Severity}}">{{.Severity}}</td><td><span class="s-{{.State}}">{{.State}}</span>{{if .Signatures}} <span class="sig">signatures: {{.Signatures}}</span>{{end}}</td><td>{{.Findings}}</td></tr>
 {{else}}<tr><td colspan="4">no tools seen yet</td></tr>{{end}}</table>{{template "foot"}}{{end}}
 
 {{define "events"}}{{template "head" "recent events"}}{{template "nav"}}</nav><h1>Recent events</h1>
@@ -75,7 +76,7 @@ const pageSource = `
 
 {{define "tool"}}{{template "head" .Tool}}{{template "nav"}} · <a href="{{.ServerHref}}">{{.Server}}</a></nav>
 <h1 class="u">{{.Server}} / {{.Tool}}</h1>
-<p><span class="s-{{.State}}">{{.State}}</span> · <span class="sev-{{.Severity}}">{{.Severity}}</span></p>
+<p><span class="s-{{.State}}">{{.State}}</span> · <span class="sev-{{.Severity}}">{{.Severity}}</span>{{if .Signatures}} · <span class="sig" id="signatures">signatures: {{.Signatures}}</span>{{end}}</p>
 {{template "driftblock" .}}
 <table><tr><th>approved digest</th><td class="u">{{if .ApprovedDigest}}{{.ApprovedDigest}}{{else}}never approved{{end}}</td></tr>
 <tr><th>observed digest</th><td class="u">{{.ObservedDigest}}</td></tr></table>

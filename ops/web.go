@@ -117,7 +117,11 @@ type serverRow struct {
 	NotSandboxed                          string
 	Reachable                             bool
 	Counts                                []stateCount
-	Instructions                          string
+	// Instructions is the instructions' state, with how far their
+	// approval is towards the quorum where one is needed;
+	// InstructionsState and InstructionsSignatures are the two apart.
+	Instructions                              string
+	InstructionsState, InstructionsSignatures string
 	// Severity is the worst of the server's: its tools' and their
 	// findings', its drifts', unreachable's (warning).
 	Severity string
@@ -167,7 +171,11 @@ func (wv *Web) servers(w http.ResponseWriter, r *http.Request) {
 func (wv *Web) rowOf(s report.ServerReport) serverRow {
 	row := serverRow{Name: s.Name, Transport: s.Transport, Reachable: s.Reachable,
 		Protocol: visible.Line(s.ProtocolVersion), Instructions: string(s.InstructionsState),
+		InstructionsState: string(s.InstructionsState), InstructionsSignatures: s.InstructionsSignatures,
 		NotSandboxed: visible.Line(s.NotSandboxed())}
+	if s.InstructionsSignatures != "" {
+		row.Instructions += " · signatures: " + s.InstructionsSignatures
+	}
 	row.ErrorSummary, row.ErrorDetail = foldError(s.Error)
 	if s.LastPolledAt != nil {
 		row.LastPolled = s.LastPolledAt.UTC().Format(time.RFC3339)
@@ -214,24 +222,32 @@ func toolSeverity(t report.ToolReport) rugwatch.Severity {
 // driftsOf lists the server-wide drifts of s, as `rugwatch status` shows
 // them: launch (what runs changed), identity (who answers changed),
 // egress (where it goes changed, or its pin no longer verifies).
+// Under a quorum each says how far its approval is ("signatures: 1 of 2
+// (needs role security)").
 func driftsOf(s report.ServerReport) []driftView {
 	var out []driftView
+	sigs := func(tally string) string {
+		if tally == "" {
+			return ""
+		}
+		return "; signatures: " + tally
+	}
 	if s.LaunchDrifted {
-		out = append(out, driftView{"launch", "DRIFTED", "what runs changed: no tool of this server is served until its launch is approved again"})
+		out = append(out, driftView{"launch", "DRIFTED", "what runs changed: no tool of this server is served until its launch is approved again" + sigs(s.LaunchSignatures)})
 	}
 	if s.IdentityDrifted {
-		out = append(out, driftView{"identity", "DRIFTED", "who answers changed: no tool of this server is served until its identity is approved again"})
+		out = append(out, driftView{"identity", "DRIFTED", "who answers changed: no tool of this server is served until its identity is approved again" + sigs(s.LaunchSignatures)})
 	}
 	if e := s.Egress; e != nil {
 		switch {
 		case e.PinMissing:
-			out = append(out, driftView{"egress", "INVALID", "the approved destinations are gone or no longer verify; used: " + lineList(e.Seen)})
+			out = append(out, driftView{"egress", "INVALID", "the approved destinations are gone or no longer verify; used: " + lineList(e.Seen) + sigs(e.Signatures)})
 		case len(e.Drifted) > 0:
 			d := "new destinations: " + lineList(e.Drifted)
 			if len(e.Refused) > 0 {
 				d += "; refused until approved: " + lineList(e.Refused)
 			}
-			out = append(out, driftView{"egress", "DRIFTED", d})
+			out = append(out, driftView{"egress", "DRIFTED", d + sigs(e.Signatures)})
 		}
 	}
 	return out
@@ -283,8 +299,11 @@ func foldError(e string) (summary, detail string) {
 
 type toolRow struct {
 	Name, Href, State, Severity string
-	Findings                    int
-	rank                        int
+	// Signatures is how far the tool's approval is towards its server's
+	// quorum; "" where one signature is all an approval needs.
+	Signatures string
+	Findings   int
+	rank       int
 }
 
 func (wv *Web) server(w http.ResponseWriter, r *http.Request) {
@@ -299,7 +318,7 @@ func (wv *Web) server(w http.ResponseWriter, r *http.Request) {
 	for _, t := range s.Tools {
 		sev := toolSeverity(t)
 		tools = append(tools, toolRow{Name: visible.Line(t.Name), Href: toolHref(s.Name, t.Name),
-			State: string(t.State), Severity: string(sev), Findings: len(t.Findings), rank: sev.Rank()*10 + stateRank(t.State)})
+			State: string(t.State), Severity: string(sev), Signatures: t.Signatures, Findings: len(t.Findings), rank: sev.Rank()*10 + stateRank(t.State)})
 	}
 	// The worst first: severity, then what the state asks of a person.
 	sort.SliceStable(tools, func(i, j int) bool {
@@ -389,6 +408,7 @@ type toolPage struct {
 	Server, Tool                   string
 	ServerHref                     string
 	State, Severity                string
+	Signatures                     string // as toolRow's
 	ApprovedDigest, ObservedDigest string
 	Changes                        []changeView
 	Definition                     string
@@ -437,7 +457,7 @@ func (wv *Web) tool(w http.ResponseWriter, r *http.Request) {
 	d := res.Tools[0]
 	p := toolPage{
 		Server: server, Tool: visible.Line(tool), ServerHref: "/servers/" + pathEscape(server),
-		State: string(d.State), Severity: string(d.Severity),
+		State: string(d.State), Severity: string(d.Severity), Signatures: d.Signatures,
 		ApprovedDigest: string(d.ApprovedDigest), ObservedDigest: string(d.ObservedDigest),
 		Definition:    definitionText(res.Definitions[tool]),
 		NeverApproved: d.ApprovedDigest == "",

@@ -32,6 +32,9 @@ type ServerReport struct {
 	// when the server sends no instructions.
 	InstructionsState    rugwatch.State     `json:"instructions_state,omitempty"`
 	InstructionsFindings []rugwatch.Finding `json:"instructions_findings,omitempty"`
+	// InstructionsSignatures is how far the approval of the instructions
+	// is towards the server's quorum (as ToolState.Signatures).
+	InstructionsSignatures string `json:"instructions_signatures,omitempty"`
 	// Findings are about the server rather than any tool: a stdio server
 	// writing lines on stdout that are not JSON-RPC (stdout-noise).
 	Findings []rugwatch.Finding `json:"findings,omitempty"`
@@ -39,6 +42,10 @@ type ServerReport struct {
 	// from the pinned one.
 	Launch        json.RawMessage `json:"launch,omitempty"`
 	LaunchDrifted bool            `json:"launch_drifted,omitempty"`
+	// LaunchSignatures is how far the approval of the launch and remote
+	// identity is towards the server's quorum (as ToolState.Signatures),
+	// while either drifted.
+	LaunchSignatures string `json:"launch_signatures,omitempty"`
 	// Identity is who answered an HTTP or SSE server (origin, issuing CA
 	// key, certificate names, serverInfo, revision); IdentityDrifted says
 	// it differs from the pinned one.
@@ -71,6 +78,10 @@ type EgressReport struct {
 	// PinMissing: an approval the event log holds is gone or no longer
 	// verifies; nothing counts as approved.
 	PinMissing bool `json:"pin_missing,omitempty"`
+	// Signatures is how far the approval of the set to approve (or the
+	// approved one) is towards the server's quorum (as
+	// ToolState.Signatures).
+	Signatures string `json:"signatures,omitempty"`
 }
 
 // egressReportOf is the report of a stored egress record.

@@ -25,6 +25,10 @@ const (
 	// KindEgress approves the egress destinations a server may use
 	// (behaviour pinning): its definition is EgressDefinition's.
 	KindEgress = "egress"
+	// KindLaunch approves what runs for a server (its launch identity)
+	// and who answers for it (its remote identity), after either drifted:
+	// its definition is LaunchDefinition's.
+	KindLaunch = "launch"
 )
 
 // Verification failures callers tell apart with errors.Is.
@@ -108,6 +112,13 @@ func (st *Statement) check() error {
 		}
 		if _, err := EgressDests(st.Definition); err != nil {
 			return err
+		}
+	case KindLaunch:
+		if st.Tool != "" {
+			return errors.New("kind launch takes no tool name")
+		}
+		if st.ReturnsSecrets {
+			return errors.New("returns_secrets is for a tool")
 		}
 	default:
 		return fmt.Errorf("unknown kind %q", st.Kind)

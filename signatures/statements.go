@@ -130,6 +130,36 @@ func EgressStatement(server string, dests []string, r Review) (Statement, error)
 		ApprovedAt: r.ApprovedAt, Note: r.Note, Resolves: ResolvesSeq(r.Seq)}, nil
 }
 
+// LaunchDefinition is the canonical form a launch statement carries and
+// its digest is taken over: what runs for a server (its launch identity,
+// null for a remote server) and who answers for it (its remote identity,
+// null for a stdio server), as one JSON object.
+func LaunchDefinition(launch, identity json.RawMessage) (json.RawMessage, error) {
+	orNull := func(r json.RawMessage) json.RawMessage {
+		if len(r) == 0 {
+			return json.RawMessage("null")
+		}
+		return r
+	}
+	raw, err := json.Marshal(map[string]json.RawMessage{"launch": orNull(launch), "identity": orNull(identity)})
+	if err != nil {
+		return nil, err
+	}
+	return Canonical(raw, Limits{})
+}
+
+// LaunchStatement approves the launch and remote identity of server as
+// they are now: `rugwatch approve SERVER --launch` after launch.drifted
+// or identity.drifted, where a quorum counts its signatures.
+func LaunchStatement(server string, launch, identity json.RawMessage, r Review) (Statement, error) {
+	def, err := LaunchDefinition(launch, identity)
+	if err != nil {
+		return Statement{}, fmt.Errorf("launch identity of %s: %w", server, err)
+	}
+	return Statement{Kind: KindLaunch, Server: server, Digest: DigestOf(def), Definition: def,
+		ApprovedAt: r.ApprovedAt, Note: r.Note, Resolves: ResolvesSeq(r.Seq)}, nil
+}
+
 // Names reports whether the statement approves exactly this subject:
 // kind, server, tool ("" for instructions) and digest.
 func (st *Statement) Names(kind, server, tool string, digest rugwatch.Digest) bool {
@@ -138,7 +168,7 @@ func (st *Statement) Names(kind, server, tool string, digest rugwatch.Digest) bo
 
 // Subject describes what the statement names, for messages.
 func (st *Statement) Subject() string {
-	if st.Kind == KindInstructions || st.Kind == KindEgress {
+	if st.Kind == KindInstructions || st.Kind == KindEgress || st.Kind == KindLaunch {
 		return fmt.Sprintf("%s %s %s", st.Kind, st.Server, st.Digest)
 	}
 	return fmt.Sprintf("%s %s/%s %s", st.Kind, st.Server, st.Tool, st.Digest)

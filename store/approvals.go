@@ -17,15 +17,16 @@ const (
 	KindTool         = "tool"
 	KindInstructions = "instructions"
 	KindEgress       = "egress" // a server's approved egress destinations (tool "")
+	KindLaunch       = "launch" // a server's approved launch and remote identity (tool "")
 )
 
 // ApprovalRecord is one signed approval as stored. The store never checks
 // the envelope; callers verify it against trusted keys before relying on
 // Digest.
 type ApprovalRecord struct {
-	Kind   string // KindTool, KindInstructions or KindEgress
+	Kind   string // KindTool, KindInstructions, KindEgress or KindLaunch
 	Server string
-	Tool   string // "" for KindInstructions and KindEgress
+	Tool   string // "" but for KindTool
 	Digest rugwatch.Digest
 	KeyID  string
 	// ApprovedAt is the approver's claimed time, kept as given.
@@ -84,7 +85,7 @@ func checkApprovalKey(server, kind, tool string) error {
 		if tool == "" {
 			return errors.New("approval: tool approval without a tool name")
 		}
-	case KindInstructions, KindEgress:
+	case KindInstructions, KindEgress, KindLaunch:
 		if tool != "" {
 			return fmt.Errorf("approval: %s approval names tool %q", kind, tool)
 		}

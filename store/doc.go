@@ -24,7 +24,7 @@
 //	│                             writes only its time to polled
 //	├── approvals               (current approvals; at most one per key)
 //	│   └── <server>/           bucket
-//	│       └── <kind>\x00<tool> → ApprovalRecord  (instructions: "instructions\x00", egress: "egress\x00")
+//	│       └── <kind>\x00<tool> → ApprovalRecord  (instructions: "instructions\x00", egress: "egress\x00", launch: "launch\x00")
 //	├── approval_history        (superseded and revoked approvals, append only)
 //	│   └── <server>/           bucket, its sequence numbers the keys
 //	│       └── <uint64 BE>     → ApprovalRecord

@@ -27,7 +27,7 @@ func goldenRecord() ServerRecord {
 		InstructionsFindings: []rugwatch.Finding{{Rule: "instruction-marker", Severity: rugwatch.SeverityWarning, Path: "/instructions", Message: "m"}},
 		Launch:               json.RawMessage(`{"executable":"/usr/bin/node","sha256":"bb"}`),
 		LaunchPinned:         json.RawMessage(`{"executable":"/usr/bin/node","sha256":"cc"}`),
-		LaunchDrifted:        true, InstructionsTransitionSeq: 7, InstructionsWithdrawnSeq: 5,
+		LaunchDrifted:        true, LaunchTransitionSeq: 13, InstructionsTransitionSeq: 7, InstructionsWithdrawnSeq: 5,
 		Tools: map[string]ToolRecord{"search": {
 			Name: "search", State: rugwatch.StateDrifted, Severity: rugwatch.SeverityCritical, ObservedDigest: "sha256:dd",
 			Definition:     json.RawMessage(`{"name":"search","inputSchema":{"type":"object"}}`),

@@ -39,6 +39,10 @@ type ServerRecord struct {
 	Launch        json.RawMessage `json:",omitempty"`
 	LaunchPinned  json.RawMessage `json:",omitempty"`
 	LaunchDrifted bool            `json:",omitempty"`
+	// LaunchTransitionSeq is the seq of the newest launch.drifted,
+	// identity.drifted or launch pin (tool.approved naming neither a tool
+	// nor a digest): what a signed launch approval is bound to.
+	LaunchTransitionSeq uint64 `json:",omitempty"`
 	// InstructionsTransitionSeq and InstructionsWithdrawnSeq are the
 	// instructions' counterparts of a tool's LastTransitionSeq and
 	// WithdrawnSeq.
@@ -140,6 +144,12 @@ func (tr Transition) Moves() (ok, withdraws bool) { return moves(tr.Type, tr.Too
 // event appended with the record, before PutServer.
 func (r *ServerRecord) NoteEvent(e rugwatch.Event) {
 	if e.Seq == 0 || e.Server != r.Name {
+		return
+	}
+	switch {
+	case e.Type == rugwatch.EventLaunchDrifted, e.Type == rugwatch.EventIdentityDrifted,
+		e.Type == rugwatch.EventToolApproved && e.Tool == "" && e.ApprovedDigest == "":
+		r.LaunchTransitionSeq = e.Seq
 		return
 	}
 	ok, withdraws := moves(e.Type, e.Tool, e.ApprovedDigest)

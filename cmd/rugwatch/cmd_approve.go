@@ -162,6 +162,20 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 		}
 		signed = append(signed, monitor.SignedApproval{Kind: store.KindInstructions, Digest: rec.InstructionsDigest, Envelope: env, Note: *note})
 	}
+	if launch {
+		// Bound to the launch state just shown: under a quorum each
+		// approver's signature counts towards pinning it again.
+		st, err := signatures.LaunchStatement(server, rec.Launch, rec.Identity, signatures.Review{Seq: rec.LaunchTransitionSeq, ApprovedAt: now, Note: *note})
+		if err != nil {
+			return err
+		}
+		env, err := signer.SignApproval(st)
+		if err != nil {
+			return fmt.Errorf("signing %s launch identity: %w", server, err)
+		}
+		signed = append(signed, monitor.SignedApproval{Kind: store.KindLaunch, Digest: st.Digest, Envelope: env, Note: *note})
+	}
+	var egressDigest rugwatch.Digest
 	if egress != nil {
 		// Bound to the egress state just shown, like a tool's approval.
 		st, err := signatures.EgressStatement(server, egress, signatures.Review{Seq: rec.Egress.TransitionSeq, ApprovedAt: now, Note: *note})
@@ -173,11 +187,12 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 			return fmt.Errorf("signing %s egress: %w", server, err)
 		}
 		signed = append(signed, monitor.SignedApproval{Kind: store.KindEgress, Digest: st.Digest, Envelope: env, Note: *note})
+		egressDigest = st.Digest
 	}
 	if _, err := b.Approve(ctx, server, signed, launch); err != nil {
 		return err
 	}
-	waiting, err := a.printSignatures(ctx, b, server, picked)
+	waiting, err := a.printSignatures(ctx, b, server, picked, instr, launch, egressDigest)
 	if err != nil {
 		return err
 	}
@@ -189,16 +204,43 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 	return nil
 }
 
-// printSignatures says, for each tool just signed whose server needs more
+// printSignatures says, for each tool, the instructions (instr), the
+// launch identity (launch) and the egress set (egress, "" for none) just
+// signed whose server needs more
 // than one signature, how far its approval is: "signatures: 1 of 2
 // (needs role security)". It reports whether any is still waiting.
-func (a *App) printSignatures(ctx context.Context, b control.Backend, server string, picked []store.ToolRecord) (bool, error) {
+func (a *App) printSignatures(ctx context.Context, b control.Backend, server string, picked []store.ToolRecord, instr, launch bool, egress rugwatch.Digest) (bool, error) {
 	rep, err := b.Status(ctx, []string{server})
 	if err != nil || len(rep.Servers) == 0 {
 		return false, err
 	}
 	waiting := false
-	for _, t := range rep.Servers[0].Tools {
+	s := rep.Servers[0]
+	if instr && s.InstructionsSignatures != "" {
+		note := ""
+		if s.InstructionsState != rugwatch.StateApproved {
+			waiting = true
+			note = "; stay " + string(s.InstructionsState) + " (the proxy withholds them) until the quorum is met"
+		}
+		fmt.Fprintf(a.Stdout, "%s instructions  %s  signatures: %s%s\n", server, strings.ToUpper(string(s.InstructionsState)), s.InstructionsSignatures, note)
+	}
+	if launch && s.LaunchSignatures != "" {
+		state, note := "APPROVED", ""
+		if s.LaunchDrifted || s.IdentityDrifted {
+			waiting = true
+			state, note = "DRIFTED", "; stays drifted (the proxy serves the server nothing) until the quorum is met"
+		}
+		fmt.Fprintf(a.Stdout, "%s launch identity  %s  signatures: %s%s\n", server, state, s.LaunchSignatures, note)
+	}
+	if egress != "" && s.Egress != nil && s.Egress.Signatures != "" {
+		state, note := "APPROVED", ""
+		if s.Egress.ApprovedDigest != egress {
+			waiting = true
+			state, note = "PENDING", "; the destinations stay unapproved until the quorum is met"
+		}
+		fmt.Fprintf(a.Stdout, "%s egress destinations  %s  signatures: %s%s\n", server, state, s.Egress.Signatures, note)
+	}
+	for _, t := range s.Tools {
 		if t.Signatures == "" || !slices.ContainsFunc(picked, func(p store.ToolRecord) bool { return p.Name == t.Name }) {
 			continue
 		}

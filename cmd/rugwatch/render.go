@@ -252,16 +252,27 @@ func printServer(w io.Writer, s report.ServerReport, first bool) {
 	type row struct{ name, state, severity, digest, extra string }
 	var rows []row
 	if s.InstructionsState != "" {
-		rows = append(rows, row{"(instructions)", strings.ToUpper(string(s.InstructionsState)), "", s.InstructionsDigest.Short(), ""})
+		extra := ""
+		if s.InstructionsSignatures != "" {
+			extra = "signatures: " + s.InstructionsSignatures
+		}
+		rows = append(rows, row{"(instructions)", strings.ToUpper(string(s.InstructionsState)), "", s.InstructionsDigest.Short(), extra})
+	}
+	launchSigs := ""
+	if s.LaunchSignatures != "" {
+		launchSigs = "signatures: " + s.LaunchSignatures + "  "
 	}
 	if s.LaunchDrifted {
-		rows = append(rows, row{"(launch)", "DRIFTED", "", "", "what runs changed; see history, then approve " + s.Name + " --launch"})
+		rows = append(rows, row{"(launch)", "DRIFTED", "", "", launchSigs + "what runs changed; see history, then approve " + s.Name + " --launch"})
 	}
 	if s.IdentityDrifted {
-		rows = append(rows, row{"(identity)", "DRIFTED", "", "", "who answers changed; see history, then approve " + s.Name + " --launch"})
+		rows = append(rows, row{"(identity)", "DRIFTED", "", "", launchSigs + "who answers changed; see history, then approve " + s.Name + " --launch"})
 	}
 	if s.Egress != nil {
 		state, extra := egressRow(s.Name, s.Egress)
+		if s.Egress.Signatures != "" {
+			extra = strings.TrimSpace("signatures: " + s.Egress.Signatures + "  " + extra)
+		}
 		rows = append(rows, row{"(egress)", state, "", s.Egress.ApprovedDigest.Short(), extra})
 	}
 	for _, t := range s.Tools {
