@@ -27,6 +27,7 @@ type Config struct {
 	Keys             []TrustedKey `yaml:"trusted_keys"`
 	TrustedKeys      []string     `yaml:"-"`                  // default [<data_dir>/approver.pub]
 	Approvals        Approvals    `yaml:"approvals"`          // quorum and roles an approval needs
+	ApprovalsFrom    string       `yaml:"approvals_from"`     // lock file serve takes approvals from, re-read on change and SIGHUP
 	ApproveFirstSeen bool         `yaml:"approve_first_seen"` // trust on first sight
 	Ephemeral        bool         `yaml:"ephemeral"`          // serve: fresh data dir and keys per run, beside the config (demos)
 	SigningKey       string       `yaml:"signing_key"`        // only with approve_first_seen or retention
@@ -392,6 +393,7 @@ func (c *Config) resolvePaths(base string) {
 		c.TrustedKeys[i] = abs(c.TrustedKeys[i])
 	}
 	c.SigningKey = abs(c.SigningKey)
+	c.ApprovalsFrom = abs(c.ApprovalsFrom)
 	for i := range c.Servers {
 		c.Servers[i].Cwd = abs(c.Servers[i].Cwd)
 	}

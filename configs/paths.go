@@ -44,6 +44,7 @@ func (c *Config) ReferencedPaths() []string {
 		add(k, "")
 	}
 	add(c.SigningKey, "")
+	add(c.ApprovalsFrom, "")
 	for _, s := range c.Servers {
 		addSecrets(s.Env)
 		addSecrets(s.Headers)

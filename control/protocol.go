@@ -34,6 +34,9 @@ type Backend interface {
 	// Backup writes a consistent copy of the store to w, telling size its
 	// length first; over the socket it streams (see streams).
 	Backup(ctx context.Context, w io.Writer, size func(int64)) (int64, error)
+	// ExportLock is the lock file of the named servers' current
+	// approvals (`lock export`).
+	ExportLock(ctx context.Context, servers []string) ([]byte, error)
 
 	// The proxy's: record an upstream listing and learn what may pass,
 	// learn it without recording, and report a flagged tool result.
@@ -113,6 +116,9 @@ type (
 	disabledResp struct {
 		Channels []store.DisabledChannel `json:"channels"`
 	}
+	lockResp struct {
+		Lock []byte `json:"lock"`
+	}
 	pingResp struct {
 		PID int `json:"pid"`
 	}
@@ -148,6 +154,10 @@ var methods = map[string]handler{
 	}),
 	"verify": method(func(ctx context.Context, b Backend, r verifyReq) (report.VerifyReport, error) {
 		return b.Verify(ctx, r.Head)
+	}),
+	"lock.export": method(func(ctx context.Context, b Backend, r serversReq) (lockResp, error) {
+		l, err := b.ExportLock(ctx, r.Servers)
+		return lockResp{Lock: l}, err
 	}),
 	"alerts": method(func(ctx context.Context, b Backend, r alertsReq) (report.AlertsReport, error) {
 		return b.Alerts(ctx, r.Limit)
@@ -224,6 +234,11 @@ func (c *Client) History(ctx context.Context, server string, limit int) ([]rugwa
 
 func (c *Client) Verify(ctx context.Context, head *store.Head) (report.VerifyReport, error) {
 	return call[report.VerifyReport](ctx, c, "verify", verifyReq{Head: head})
+}
+
+func (c *Client) ExportLock(ctx context.Context, servers []string) ([]byte, error) {
+	r, err := call[lockResp](ctx, c, "lock.export", serversReq{servers})
+	return r.Lock, err
 }
 
 func (c *Client) Alerts(ctx context.Context, limit int) (report.AlertsReport, error) {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/rugwatch/rugwatch/configs"
 	"github.com/rugwatch/rugwatch/demo"
@@ -45,6 +46,12 @@ type App struct {
 	ready func(*daemon)
 	// pruned, when set, hears of every retention pass of serve (tests).
 	pruned func(monitor.Pruned, error)
+	// lockPassed, when set, hears of every approvals_from pass of serve
+	// (tests).
+	lockPassed func(monitor.LockPass, error)
+	// lockEvery, when set, replaces how often serve stats approvals_from
+	// (tests: an hour, so that only SIGHUP or a poll reads it).
+	lockEvery time.Duration
 	// hashes caches executables' digests for launch identities.
 	hashes mcpclient.HashCache
 	// verified caches approval signatures that held, for the proxy's

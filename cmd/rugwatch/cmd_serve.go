@@ -117,6 +117,11 @@ type daemon struct {
 	// change what a proxy lets pass, and a proxy compares it before each
 	// call (monitor.Ledger.Generation). It starts at 1, so 0 means unknown.
 	gen atomic.Uint64
+
+	// lockWake asks the approvals_from follower for a pass (after a
+	// poll's events, or a reload, which also sets lockReread).
+	lockWake   chan struct{}
+	lockReread atomic.Bool
 }
 
 // httpToken and proxyToken resolve the listeners' bearer tokens from the
@@ -219,6 +224,7 @@ func (d *daemon) Start(ctx context.Context, cfg *configs.Config) (cleanup func()
 	}
 	d.ctx, d.cancel = context.WithCancel(ctx)
 	d.gen.Store(1)
+	d.lockWake = make(chan struct{}, 1)
 	undo = append(undo, d.cancel)
 	bi := readBuildInfo()
 	d.metrics = ops.NewMetrics(ops.StoreSource{DB: db, Watching: func() int {
@@ -258,6 +264,7 @@ func (d *daemon) Start(ctx context.Context, cfg *configs.Config) (cleanup func()
 	if err := d.startPruner(cfg); err != nil {
 		return cleanup, d.abort(err)
 	}
+	d.startLockFollower()
 	return cleanup, nil
 }
 
@@ -479,7 +486,7 @@ func (d *daemon) apply(cfg *configs.Config) error {
 	}
 	// An event of a poll may move what a proxy lets pass (a drift): the
 	// approvals generation moves with it.
-	p.OnEvent = func(e rugwatch.Event) { d.gen.Add(1); d.wake(); d.metrics.Event(e) }
+	p.OnEvent = func(e rugwatch.Event) { d.gen.Add(1); d.wake(); d.metrics.Event(e); d.wakeLockFollower(false) }
 	p.Observer = d.metrics
 	specs, err := d.app.specs(cfg, nil)
 	if err != nil {
@@ -524,6 +531,7 @@ func (d *daemon) Reload() {
 	}
 	// Trusted keys or servers may have changed what passes.
 	d.gen.Add(1)
+	d.wakeLockFollower(true)
 	log.Info("config reloaded", "config", cfg.Path, "servers", len(cfg.Servers))
 }
 

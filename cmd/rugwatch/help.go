@@ -51,6 +51,8 @@ var commands = []command{
 		examples: []string{"rugwatch scan https://mcp.example.com/mcp", "rugwatch scan -- npx -y @modelcontextprotocol/server-everything"}},
 	{name: "keys", run: (*App).runKeys, args: "generate|list|export", summary: "approver keys", subs: true,
 		examples: []string{"rugwatch keys generate --dir ./keys", "rugwatch keys list", "rugwatch keys export --key ./keys/approver.key"}},
+	{name: "lock", run: (*App).runLock, args: "export|verify|sign", summary: "approvals as a reviewed file in git (rugwatch.lock.json)", subs: true,
+		examples: []string{"rugwatch lock export --out rugwatch.lock.json", "rugwatch lock sign rugwatch.lock.json", "rugwatch lock verify rugwatch.lock.json --live"}},
 	{name: "alerts", run: (*App).runAlerts, args: "[test [CHANNEL] | retry ID | enable CHANNEL]", summary: "alert deliveries: pending, dead, delivered",
 		examples: []string{"rugwatch alerts", "rugwatch alerts test ops"}},
 	{name: "backup", run: (*App).runBackup, args: "FILE", summary: "a verified copy of the store, also while serve runs",
