@@ -61,6 +61,12 @@ type Listing struct {
 	Sandboxed   bool
 	SandboxNote string
 
+	// Partial says the listing was taken under fewer client capabilities
+	// than a poll declares (MonitorCapabilities): a proxy's for a client
+	// that cannot sample, say. The server may have kept tools from it
+	// that it shows the monitor, so a tool it lacks is not a tool removed.
+	Partial bool
+
 	// Offered is what the server's server/discover listed (each entry
 	// bounded), nil when it answered none.
 	Offered []string
@@ -222,6 +228,7 @@ func (s *Session) ListTools(ctx context.Context) (*Listing, error) {
 		ServerInfo:      s.Init.ServerInfo,
 		Instructions:    s.Init.Instructions,
 		Offered:         s.Init.Offered,
+		Partial:         partial(s.opts.capabilities()),
 	}
 	if l.Instructions != nil {
 		canon, err := signatures.InstructionsCanonical(*l.Instructions, slim)

@@ -285,10 +285,7 @@ func listText(vs []string) string {
 
 // meta is the per-request _meta of SEP-2575 for revision v.
 func (s *Session) meta(v string) json.RawMessage {
-	caps := json.RawMessage(`{}`)
-	if len(s.opts.Capabilities) > 0 {
-		caps = s.opts.Capabilities
-	}
+	caps := s.opts.capabilities()
 	ver, _ := json.Marshal(v)
 	info, _ := json.Marshal(map[string]string{"name": s.opts.ClientInfo.Name, "version": s.opts.ClientInfo.Version})
 	keys := map[string]json.RawMessage{

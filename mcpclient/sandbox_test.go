@@ -255,8 +255,19 @@ func TestEverythingSandboxed(t *testing.T) {
 	if !l.Sandboxed {
 		t.Fatalf("not sandboxed: %s", l.SandboxNote)
 	}
-	if len(l.Tools) != 13 {
-		t.Errorf("%d tools, want 13", len(l.Tools))
+	// 13 tools to any client, 4 more to one that can sample, elicit and
+	// share roots: a poll asks as that client does.
+	if _, ok := l.Tool("trigger-sampling-request"); len(l.Tools) != 17 || !ok || l.Partial {
+		t.Errorf("%d tools (trigger-sampling-request listed: %v, partial %v), want 17, listed, not partial", len(l.Tools), ok, l.Partial)
+	}
+	// A client that declares nothing (the proxy's, say) is shown fewer,
+	// and its listing says so.
+	l, err = Poll(pollCtx(t, 60*time.Second), target, DialOptions{Capabilities: []byte(`{}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Tools) != 13 || !l.Partial {
+		t.Errorf("declaring nothing: %d tools, partial %v; want 13, partial", len(l.Tools), l.Partial)
 	}
 }
 

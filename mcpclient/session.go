@@ -215,13 +215,9 @@ func dial(ctx context.Context, t Target, opts DialOptions, want era) (*Session, 
 // (nil when it listed nothing): a server that answers initialize with a
 // revision outside it answered so that the client disconnects.
 func (s *Session) initialize(ctx context.Context, offered []string) error {
-	var caps any = map[string]any{}
-	if len(s.opts.Capabilities) > 0 {
-		caps = s.opts.Capabilities
-	}
 	params := map[string]any{
 		"protocolVersion": ProtocolVersion,
-		"capabilities":    caps,
+		"capabilities":    s.opts.capabilities(),
 		"clientInfo":      map[string]any{"name": s.opts.ClientInfo.Name, "version": s.opts.ClientInfo.Version},
 	}
 	raw, err := s.call(ctx, "initialize", params)
@@ -433,14 +429,17 @@ func (s *Session) readLoop(ctx context.Context) {
 	}
 }
 
-// answer replies to a request from the server: ping is answered, anything
-// else (sampling, elicitation, roots) is refused, since a monitor must
-// never act on a server's behalf.
+// answer replies to a request from the server: ping is answered, roots
+// are none, anything else (sampling, elicitation) is refused, since a
+// monitor must never act on a server's behalf.
 func (s *Session) answer(ctx context.Context, req *jsonrpc.Request) {
 	resp := &jsonrpc.Response{ID: req.ID}
-	if req.Method == "ping" {
+	switch req.Method {
+	case "ping":
 		resp.Result = json.RawMessage("{}")
-	} else {
+	case "roots/list":
+		resp.Result = json.RawMessage(`{"roots":[]}`)
+	default:
 		resp.Error = &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "rugwatch is a monitor and does not serve " + req.Method}
 	}
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -142,8 +142,8 @@ type DialOptions struct {
 	// ping and refuses the rest.
 	Peer Peer
 	// Capabilities are the client capabilities declared to the server
-	// (default none: a monitor offers nothing). The proxy declares its
-	// client's.
+	// (default MonitorCapabilities: a poll sees what the most capable
+	// client would). The proxy declares its client's.
 	Capabilities json.RawMessage
 	// Unchanged, when set, is asked after the last tools/list page whether
 	// the listing's Fingerprint is the one recorded for this server at its

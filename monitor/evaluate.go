@@ -182,7 +182,11 @@ func Evaluate(in Input) Outcome {
 		next.Tools[t.Name] = v.rec
 	}
 	for name, old := range prev.Tools {
-		if seen[name] {
+		if seen[name] || in.Listing.Partial {
+			// A listing under fewer capabilities than a poll's may
+			// lack tools the server shows the monitor: what it lacks is
+			// not removed, or every proxy session of a client that
+			// cannot sample would flip the record against each poll.
 			continue
 		}
 		_, approved := in.Approvals[name]

@@ -56,7 +56,7 @@ func (s *Sightings) Note(server string, l *mcpclient.Listing, at time.Time) {
 }
 
 // Cloaked lists the tools whose definition in l differs from the last
-// poll's of server (or that only one of them has), when that poll was at
+// poll's of server (or that only one of them has, unless l is Partial), when that poll was at
 // the same revision within cloakWindow of now; with each, the digest the
 // poll saw ("" for a tool it did not list).
 func (s *Sightings) Cloaked(server string, l *mcpclient.Listing, now time.Time) map[string]rugwatch.Digest {
@@ -76,6 +76,13 @@ func (s *Sightings) Cloaked(server string, l *mcpclient.Listing, now time.Time) 
 		if prev.digests[t.Name] != t.Digest {
 			out[t.Name] = prev.digests[t.Name]
 		}
+	}
+	if l.Partial {
+		// Like with like: a client that cannot sample may be shown
+		// fewer tools than the poll, which asks as one that can. A
+		// tool the poll saw and the proxy was not shown says nothing;
+		// one the proxy was shown otherwise, or only, still does.
+		return out
 	}
 	for name, d := range prev.digests {
 		if !seen[name] {

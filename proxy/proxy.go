@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -72,7 +74,10 @@ type Options struct {
 	// list_changed arrives on the proxied session itself; over HTTP the
 	// notifications live on a stream of their own (the monitor's
 	// Watcher), which this hook supplies.
-	Watch func(ctx context.Context, changed func(*mcpclient.Listing))
+	// caps are the client capabilities the watcher declares upstream:
+	// the sessions' it serves, since what a server lists may depend on
+	// them.
+	Watch func(ctx context.Context, caps json.RawMessage, changed func(*mcpclient.Listing))
 
 	// noTranslation forwards what a stateless-only server lacks as it
 	// came (tests: the translation must be shown to matter).
@@ -132,6 +137,7 @@ type session struct {
 	up          atomic.Pointer[mcpclient.Session]
 	upMu        sync.Mutex      // one redial at a time
 	caps        json.RawMessage // the client's capabilities, declared upstream
+	viewKey     string          // the server and caps: what it shares a listing by (view)
 	initialized atomic.Bool
 	// relistBusy and relistAgain coalesce the server's list_changed (relay.go).
 	relistBusy, relistAgain atomic.Bool
@@ -393,10 +399,11 @@ func (s *session) initialize(ctx context.Context, req *jsonrpc.Request) *jsonrpc
 		return errorResponse(req.ID, jsonrpc.CodeInvalidParams, "initialize: "+err.Error())
 	}
 	s.caps = params.Capabilities
+	s.viewKey = viewOf(s.opts.Server, s.declared())
 	// While another session's listing of this server is fresh, its
 	// handshake answers this client too, and the upstream is dialled only
 	// when a request must go there.
-	init, ok := s.opts.shared.greeting(s.opts.Server, s.generation(ctx))
+	init, ok := s.opts.shared.greeting(s.view(), s.generation(ctx))
 	if !ok {
 		up, err := s.upstream(ctx)
 		if err != nil {
@@ -502,7 +509,7 @@ func (s *session) upstream(ctx context.Context) (*mcpclient.Session, error) {
 	}
 	dctx, cancel := context.WithTimeout(ctx, s.opts.ConnectTimeout)
 	defer cancel()
-	up, err := s.opts.Dial(dctx, s, s.caps)
+	up, err := s.opts.Dial(dctx, s, s.declared())
 	if err != nil {
 		s.up.Store(nil)
 		s.log.Warn("proxy could not reach the server", "error", err)
@@ -512,7 +519,7 @@ func (s *session) upstream(ctx context.Context) (*mcpclient.Session, error) {
 	s.ownListed = false
 	s.mu.Unlock()
 	s.up.Store(up)
-	s.opts.shared.greeted(s.opts.Server, up.Init)
+	s.opts.shared.greeted(s.view(), up.Init)
 	if up.Stateless() {
 		// A 2026-07-28 server sends list_changed only on a
 		// subscriptions/listen: the proxy holds one open for the session.
@@ -572,7 +579,7 @@ func (s *session) watch() {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.opts.Watch(life, func(*mcpclient.Listing) {
+		s.opts.Watch(life, s.declared(), func(*mcpclient.Listing) {
 			// Only a change the client would see is announced: the
 			// watcher's own first listing is not one.
 			if s.relist(life) {
@@ -593,7 +600,7 @@ func (s *session) relist(ctx context.Context) bool {
 	if changed, ok := s.installShared(ctx); ok {
 		return changed
 	}
-	return s.opts.shared.listing(s.opts.Server, func() bool {
+	return s.opts.shared.listing(s.view(), func() bool {
 		// Another session may have listed while this one waited.
 		if changed, ok := s.installShared(ctx); ok {
 			return changed
@@ -616,7 +623,7 @@ func (s *session) installShared(ctx context.Context) (changed, ok bool) {
 		return false, false
 	}
 	gen := s.generation(ctx)
-	l, ok := s.opts.shared.fresh(s.opts.Server, gen)
+	l, ok := s.opts.shared.fresh(s.view(), gen)
 	if !ok {
 		return false, false
 	}
@@ -656,7 +663,7 @@ func (s *session) listUpstream(ctx context.Context) bool {
 	if rec.at.IsZero() {
 		// Recorded by another session of this proxy_listen: the same
 		// listing needs no second record either.
-		rec = s.opts.shared.lastRecording(s.opts.Server)
+		rec = s.opts.shared.lastRecording(s.view())
 	}
 	pins := pinsOf(l)
 	// Who answers counts as much as what it lists: an upstream dialled
@@ -675,7 +682,7 @@ func (s *session) listUpstream(ctx context.Context) bool {
 			current := s.allowed
 			s.mu.Unlock()
 			if current.Version == rec.version {
-				s.opts.shared.recorded(s.opts.Server, rec, current, gen)
+				s.opts.shared.recorded(s.view(), rec, current, gen)
 				return s.install(current, live)
 			}
 		}
@@ -687,7 +694,7 @@ func (s *session) listUpstream(ctx context.Context) bool {
 		})
 		if err == nil && current.Version == rec.version {
 			s.opts.shared.put(s.opts.Server, current)
-			s.opts.shared.recorded(s.opts.Server, rec, current, gen)
+			s.opts.shared.recorded(s.view(), rec, current, gen)
 			s.gen.Store(gen)
 			return s.install(current, live)
 		}
@@ -740,7 +747,7 @@ func (s *session) shareRecorded(ctx context.Context, rec recording) {
 	if err != nil {
 		return
 	}
-	s.opts.shared.recorded(s.opts.Server, rec, allowed, gen)
+	s.opts.shared.recorded(s.view(), rec, allowed, gen)
 }
 
 // refresh re-reads the allowed set without listing upstream.
@@ -1109,4 +1116,35 @@ func declaresLogging(up *mcpclient.Session) bool {
 		} `json:"capabilities"`
 	}
 	return json.Unmarshal(up.Init.Raw, &res) == nil && len(res.Capabilities.Logging) > 0 && string(res.Capabilities.Logging) != "null"
+}
+
+// declared is what the session declares upstream: its client's
+// capabilities, none when the client declared none (never the monitor's
+// default, which would offer upstream what the client cannot do).
+func (s *session) declared() json.RawMessage {
+	if len(s.caps) == 0 || string(s.caps) == "null" {
+		return json.RawMessage(`{}`)
+	}
+	return s.caps
+}
+
+// view is the key the session shares listings by: its server and the
+// capabilities it declared there, re-encoded so that member order and
+// spacing do not split sessions that ask alike.
+func (s *session) view() string {
+	if s.viewKey == "" {
+		return viewOf(s.opts.Server, s.declared())
+	}
+	return s.viewKey
+}
+
+func viewOf(server string, caps json.RawMessage) string {
+	var v any
+	if json.Unmarshal(caps, &v) == nil {
+		if canon, err := json.Marshal(v); err == nil {
+			caps = canon
+		}
+	}
+	sum := sha256.Sum256(caps)
+	return server + "\x00" + hex.EncodeToString(sum[:8])
 }

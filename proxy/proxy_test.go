@@ -126,9 +126,9 @@ func (r *rig) options(results string) Options {
 			return mcpclient.Dial(ctx, mcpclient.Target{Name: "up", Transport: mcpclient.TransportHTTP, URL: r.up.url},
 				mcpclient.DialOptions{Peer: peer, Capabilities: caps})
 		},
-		Watch: func(ctx context.Context, changed func(*mcpclient.Listing)) {
+		Watch: func(ctx context.Context, caps json.RawMessage, changed func(*mcpclient.Listing)) {
 			t := mcpclient.Target{Name: "up", Transport: mcpclient.TransportHTTP, URL: r.up.url}
-			(&mcpclient.Watcher{Target: t, Log: slog.New(slog.DiscardHandler), ConnectTimeout: 10 * time.Second, MinInterval: time.Millisecond,
+			(&mcpclient.Watcher{Target: t, Opts: mcpclient.DialOptions{Capabilities: caps}, Log: slog.New(slog.DiscardHandler), ConnectTimeout: 10 * time.Second, MinInterval: time.Millisecond,
 				OnListing: func(_ context.Context, l *mcpclient.Listing, err error) {
 					if err == nil {
 						changed(l)

@@ -89,7 +89,7 @@ func (s *session) Notify(req *jsonrpc.Request) {
 	case "notifications/tools/list_changed":
 		// The session's own upstream changed: a listing shared from
 		// another session's no longer stands, and this one lists its own.
-		s.opts.shared.forget(s.opts.Server)
+		s.opts.shared.forget(s.view())
 		s.mu.Lock()
 		s.ownListed = false
 		s.mu.Unlock()

@@ -9,9 +9,14 @@ import (
 	"github.com/rugwatch/rugwatch/monitor"
 )
 
-// allowedCache is what the sessions of one proxy_listen share, per
-// server: readings of the allowed set, the last listing recorded, the
-// server's handshake, and one watcher of its list_changed.
+// allowedCache is what the sessions of one proxy_listen share: per
+// server, readings of the allowed set; per view of a server (the server
+// and the client capabilities declared to it, session.view), the last
+// listing recorded, the server's handshake, and one watcher of its
+// list_changed. What a server lists may depend on what its client can
+// do (server-everything lists its sampling tools only to clients that
+// sample), so sessions share a listing only with those that would have
+// been shown the same.
 //
 // Reading the allowed set checks the signature of every approved tool,
 // and a listing is an upstream round trip, a canonical digest per tool
@@ -240,8 +245,8 @@ func (c *allowedCache) greeting(server string, gen uint64) (mcpclient.Initialize
 // leave stops it. Each change ends the shared listing and has every
 // subscriber list again (the first lists, the rest share its listing).
 func (c *allowedCache) watch(s *session) (leave func()) {
-	server, run := s.opts.Server, s.opts.Watch
-	e := c.entry(server)
+	view, run := s.view(), s.opts.Watch
+	e := c.entry(view)
 	e.lmu.Lock()
 	defer e.lmu.Unlock()
 	e.subs[s] = struct{}{}
@@ -252,7 +257,7 @@ func (c *allowedCache) watch(s *session) (leave func()) {
 		go func() {
 			defer c.wg.Done()
 			started := false
-			run(ctx, func(l *mcpclient.Listing) {
+			run(ctx, s.declared(), func(l *mcpclient.Listing) {
 				first := !started
 				started = true
 				if ctx.Err() != nil {
@@ -266,10 +271,10 @@ func (c *allowedCache) watch(s *session) (leave func()) {
 					// server that never says list_changed.
 					return
 				}
-				if l != nil && c.unchanged(server, l) {
+				if l != nil && c.unchanged(view, l) {
 					return // the watcher's own first listing, or a spurious list_changed
 				}
-				c.forget(server)
+				c.forget(view)
 				e.lmu.Lock()
 				subs := make([]*session, 0, len(e.subs))
 				for sub := range e.subs {

@@ -142,8 +142,10 @@ func (a *App) proxyOptions(cfg *configs.Config, srv configs.Server, backend func
 	if srv.Transport != mcpclient.TransportStdio {
 		// Over HTTP a server's list_changed travels on a stream of its
 		// own; the monitor's watcher holds it open for the proxy.
-		opts.Watch = func(ctx context.Context, changed func(*mcpclient.Listing)) {
-			(&mcpclient.Watcher{Opts: a.dialOptions(cfg), Log: a.log, ConnectTimeout: srv.EffectiveTimeout(cfg.Defaults),
+		opts.Watch = func(ctx context.Context, caps json.RawMessage, changed func(*mcpclient.Listing)) {
+			wopts := a.dialOptions(cfg)
+			wopts.Capabilities = caps
+			(&mcpclient.Watcher{Opts: wopts, Log: a.log, ConnectTimeout: srv.EffectiveTimeout(cfg.Defaults),
 				Resolve: func() (mcpclient.Target, error) { return a.target(cfg, srv) },
 				OnListing: func(_ context.Context, l *mcpclient.Listing, err error) {
 					if err == nil {

@@ -1,0 +1,106 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/mcpclient"
+	"github.com/rugwatch/rugwatch/monitor"
+)
+
+// onlyToElicitors hides tool from the tools/list of clients that did not
+// declare elicitation, as server-everything hides its elicitation tools.
+func onlyToElicitors(tool string) mcp.Middleware {
+	return func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			res, err := next(ctx, method, req)
+			lr, ok := res.(*mcp.ListToolsResult)
+			if err != nil || !ok {
+				return res, err
+			}
+			if r, ok := req.(*mcp.ListToolsRequest); ok {
+				if caps := r.ClientCapabilities(); caps != nil && caps.Elicitation != nil {
+					return res, nil
+				}
+			}
+			lr.Tools = slices.DeleteFunc(slices.Clone(lr.Tools), func(t *mcp.Tool) bool { return t.Name == tool })
+			return lr, nil
+		}
+	}
+}
+
+// TestCapabilityViews: what a server lists may depend on what its client
+// can do. The poll asks as a client that can do everything, so it records
+// the elicitation tool too; a proxy session of a client that cannot elicit
+// is shown less, and that is neither a removal nor cloaking; and sessions
+// share listings only with sessions that declared the same, so the client
+// that elicits still sees its tool.
+func TestCapabilityViews(t *testing.T) {
+	r := newRig(t)
+	r.up.srv.AddTool(&mcp.Tool{Name: "sample", Description: "Asks the client's model to summarise.",
+		InputSchema: json.RawMessage(`{"type":"object"}`)},
+		func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "ok"}}}, nil
+		})
+	r.up.srv.AddReceivingMiddleware(onlyToElicitors("sample"))
+	var seen monitor.Sightings
+	r.ledger.Sightings = &seen
+	endpoint := sharingProxy(t, r, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	l, err := mcpclient.Poll(ctx, mcpclient.Target{Name: "up", Transport: mcpclient.TransportHTTP, URL: r.up.url}, mcpclient.DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := l.Tool("sample"); !ok || l.Partial {
+		t.Fatalf("the poll lists %d tools (partial %v), not the sampling one", len(l.Tools), l.Partial)
+	}
+	seen.Note("up", l, time.Now())
+	if _, _, err := r.ledger.Recorder.Record("up", mcpclient.TransportHTTP, l, nil); err != nil {
+		t.Fatal(err)
+	}
+	r.approve("add", "echo", "ask", "sample")
+
+	plain := connectHTTP(t, endpoint, nil)
+	sampler, err := mcp.NewClient(&mcp.Implementation{Name: "elicitor", Version: "1"}, &mcp.ClientOptions{
+		ElicitationHandler: func(context.Context, *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+			return &mcp.ElicitResult{Action: "decline"}, nil
+		}}).Connect(ctx, &mcp.StreamableClientTransport{Endpoint: endpoint, MaxRetries: -1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sampler.Close()
+	// Both kinds of session, in turns, each sharing the other's listing
+	// if they were one view.
+	for range 3 {
+		if got := toolNames(t, plain); slices.Contains(got, "sample") || len(got) != 3 {
+			t.Fatalf("the client that cannot elicit is shown %v", got)
+		}
+		if got := toolNames(t, sampler); !slices.Contains(got, "sample") {
+			t.Fatalf("the client that elicits is shown %v, not its tool", got)
+		}
+	}
+	events, err := r.ledger.History(ctx, "up", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events {
+		if e.Type == rugwatch.EventToolRemoved || e.Type == rugwatch.EventToolCloaked {
+			t.Errorf("%s %s: %s", e.Type, e.Tool, e.Message)
+		}
+	}
+	rec, err := r.ledger.Server(ctx, "up")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := rec.Tools["sample"].State; st != rugwatch.StateApproved {
+		t.Errorf("sample is %s, want approved", st)
+	}
+}
