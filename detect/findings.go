@@ -2014,7 +2014,7 @@ func CallsElsewhere(text, server string, idx *ToolIndex) []string {
 	if idx.empty() {
 		return nil
 	}
-	lower := strings.ToLower(text)
+	lower := nameLower(text)
 	seen := map[string]bool{}
 	var out []string
 	for _, v := range callVerbs {
@@ -2081,6 +2081,46 @@ func containsToken(hay, needle string) bool {
 		}
 		i = j + 1
 	}
+}
+
+// nameLower is text lowered as far as verbs and tool names can tell:
+// every letter that lowers to ASCII lowered (the Kelvin sign too, as
+// strings.ToLower does), every other character left as it is, since
+// neither a call verb nor a tool name holds one. strings.ToLower maps
+// every rune of a page with one non-ASCII letter in it; this maps the
+// few that can matter, and copies nothing when nothing changes.
+func nameLower(text string) string {
+	var b []byte
+	for i := 0; i < len(text); {
+		c := text[i]
+		if c < utf8.RuneSelf {
+			if 'A' <= c && c <= 'Z' {
+				if b == nil {
+					b = append(make([]byte, 0, len(text)), text[:i]...)
+				}
+				c += 'a' - 'A'
+			}
+			if b != nil {
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(text[i:])
+		if l := unicode.ToLower(r); l < utf8.RuneSelf {
+			if b == nil {
+				b = append(make([]byte, 0, len(text)), text[:i]...)
+			}
+			b = append(b, byte(l))
+		} else if b != nil {
+			b = append(b, text[i:i+size]...)
+		}
+		i += size
+	}
+	if b == nil {
+		return text
+	}
+	return string(b)
 }
 
 func nameByte(b byte) bool {

@@ -259,12 +259,20 @@ func BenchmarkResultScan(b *testing.B) {
 	para := "The quarterly report lists revenue by region; see https://example.com/reports/q3 for the full tables. " +
 		"Contact sales@example.com with questions. Привет from the Moscow office. Token-free text, no secrets here.\n"
 	mixed := strings.Repeat(para, 150) + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("plain words ", 40)))
-	for _, bc := range []struct{ name, text string }{{"mixed", mixed}, {"page64KiB", benchPage()}} {
+	// others is the index the proxy reads results against: other
+	// servers' tools, so cross-server-call reads the whole text too.
+	others := NewToolIndex(nil)
+	others.SetServer("github", []string{"create_issue", "delete_repo", "search_code"})
+	others.SetServer("mail", []string{"send_email", "read_inbox"})
+	for _, bc := range []struct {
+		name, text string
+		idx        *ToolIndex
+	}{{"mixed", mixed, nil}, {"page64KiB", benchPage(), nil}, {"page64KiB+others", benchPage(), others}} {
 		b.Run(bc.name, func(b *testing.B) {
 			raw := textResult(bc.text, false)
 			b.SetBytes(int64(len(bc.text)))
 			for b.Loop() {
-				ScanResult(raw, ResultScanOptions{Redact: true})
+				ScanResult(raw, ResultScanOptions{Redact: true, Server: "web", Others: bc.idx})
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/(float64(len(bc.text))/1024), "ns/KiB")
 		})
