@@ -442,6 +442,15 @@ func egressNews(rec store.EgressRecord, use *mcpclient.EgressUse) bool {
 	return false
 }
 
+// signedEgressSubject is the egress set of rec, which has egress
+// recorded, that a signature of digest approves: any set the server's
+// destinations may grow to, so the digest is the signature's own.
+func signedEgressSubject(rec store.ServerRecord, digest rugwatch.Digest) subject {
+	eg := rec.Egress
+	return subject{kind: store.KindEgress, what: rec.Name + " egress", digest: digest, seq: eg.TransitionSeq,
+		approved: eg.PinnedDigest == digest && !eg.PinMissing}
+}
+
 // approveEgress adds a signature, made by a human and bound to the
 // egress state they reviewed, to the server's egress approval, and pins
 // its destinations once the signatures meet the quorum.
@@ -450,9 +459,8 @@ func (l *Ledger) approveEgress(tx *store.Tx, rec *store.ServerRecord, sa SignedA
 		return fmt.Errorf("server %s has no egress recorded: only a sandboxed stdio server with network: egress has one", rec.Name)
 	}
 	eg := rec.Egress
-	s := subject{kind: store.KindEgress, what: rec.Name + " egress", digest: sa.Digest, seq: eg.TransitionSeq,
-		approved: eg.PinnedDigest == sa.Digest && !eg.PinMissing}
-	st, err := l.verifySigned(rec.Name, s, sa)
+	s := signedEgressSubject(*rec, sa.Digest)
+	st, err := l.verifySigned(tx, rec.Name, s, sa)
 	if err != nil {
 		return err
 	}

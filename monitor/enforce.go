@@ -25,8 +25,9 @@ type AllowedTool struct {
 	Name       string          `json:"name"`
 	Digest     rugwatch.Digest `json:"digest"`
 	Definition json.RawMessage `json:"definition"` // canonical JSON, as signed
-	// ReturnsSecrets: its signed approval says it returns secrets by
-	// design (approve --returns-secrets).
+	// ReturnsSecrets: every signature of its approval that counts says
+	// it returns secrets by design (approve --returns-secrets); one
+	// signature alone grants it only where one is all an approval needs.
 	ReturnsSecrets bool `json:"returns_secrets,omitempty"`
 }
 
@@ -300,7 +301,7 @@ func (l *Ledger) allowedTool(tx *store.Tx, server, name string, t store.ToolReco
 	// Only an approval that meets its server's quorum lets a tool pass:
 	// the state says approved, but a quorum raised since counts too.
 	if v := l.Verified.WithDefinition(l.Verifier, ap); v.Valid && len(v.Definition) > 0 && meets(l.quorum(), server, v.Signers) {
-		return AllowedTool{Name: name, Digest: ap.Digest, Definition: v.Definition, ReturnsSecrets: v.ReturnsSecrets}, true, nil
+		return AllowedTool{Name: name, Digest: ap.Digest, Definition: v.Definition, ReturnsSecrets: v.Grants.ReturnsSecrets}, true, nil
 	}
 	return AllowedTool{}, false, nil
 }
@@ -400,6 +401,5 @@ func (c *VerifiedCache) WithDefinition(v Verifier, a store.ApprovalRecord) Appro
 		return Approved{Digest: a.Digest, Problem: err.Error()}
 	}
 	out.Definition = st.Definition
-	out.ReturnsSecrets = st.ReturnsSecrets
 	return out
 }

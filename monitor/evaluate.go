@@ -12,6 +12,7 @@ import (
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/detect"
 	"github.com/rugwatch/rugwatch/mcpclient"
+	"github.com/rugwatch/rugwatch/signatures"
 	"github.com/rugwatch/rugwatch/store"
 )
 
@@ -30,9 +31,10 @@ type Approved struct {
 	// Resolves is the seq the signed statement is bound to; nil for an
 	// envelope signed before approvals were bound.
 	Resolves *uint64
-	// ReturnsSecrets is the signed allowance of a tool that returns
-	// secrets by design; set with the definition (WithDefinition).
-	ReturnsSecrets bool
+	// Grants is what the signatures that count allow together: an
+	// allowance (returns_secrets, an accepted finding) only every one of
+	// them carries (signatures.GrantsOf).
+	Grants signatures.Grants
 }
 
 // Input is everything one evaluation of one server looks at.

@@ -456,7 +456,7 @@ func (l *Ledger) approveLaunch(tx *store.Tx, rec *store.ServerRecord, sa SignedA
 	if s.digest == "" || s.digest != sa.Digest {
 		return fmt.Errorf("%s launch identity changed while you were reviewing; run approve again", rec.Name)
 	}
-	st, err := l.verifySigned(rec.Name, s, sa)
+	st, err := l.verifySigned(tx, rec.Name, s, sa)
 	if err != nil {
 		return err
 	}
@@ -499,8 +499,11 @@ func (l *Ledger) approveInstructions(tx *store.Tx, rec *store.ServerRecord, sa S
 		return fmt.Errorf("%s instructions changed while you were reviewing; run approve again", rec.Name)
 	}
 	s := instructionsSubject(*rec)
-	st, err := l.verifySigned(rec.Name, s, sa)
+	st, err := l.verifySigned(tx, rec.Name, s, sa)
 	if err != nil {
+		return err
+	}
+	if err := checkAccepted(s.what, rec.InstructionsFindings, st); err != nil {
 		return err
 	}
 	g, err := l.sign(tx, rec.Name, s, st, sa.Envelope)

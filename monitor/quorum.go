@@ -22,6 +22,12 @@ import (
 // signature with it, to the history. Signatures count only while bound to
 // the subject's newest transition (Statement.Resolves): a *.cosigned
 // event is not one, so every signature of one review binds the same seq.
+// Once the approval completes, its event is the newest transition; a
+// signature added after (a quorum raised since) may be bound to any seq
+// from the first signature's to it (verifySigned), never earlier.
+// What an approval allows beyond passing (returns_secrets, accepted
+// findings) is what every signature that counts carries
+// (signatures.GrantsOf).
 //
 // The bookkeeping of that rule — which signatures count so far, adding
 // one or starting afresh, the tally, the event — is here once (sign,
@@ -94,22 +100,33 @@ func egressSubject(rec store.ServerRecord) (subject, bool) {
 	return s, true
 }
 
-// signedSoFar returns the verified signers of the current approval of s
-// if it still counts towards s as observed: same digest, and either s is
-// approved under it or every signature is bound to its newest transition.
-func (l *Ledger) signedSoFar(tx *store.Tx, server string, s subject) ([]string, bool, error) {
+// soFar is the current approval of a subject while its signatures still
+// count towards it.
+type soFar struct {
+	signers []string // verified key ids, the first signer first
+	// first is the seq the approval's first signature is bound to (0 for
+	// one signed before approvals were bound): a signature added to it
+	// counts only if bound no earlier (cosigners).
+	first uint64
+}
+
+// signedSoFar returns the current approval of s if it still counts
+// towards s as observed: same digest, and either s is approved under it
+// or every signature is bound to its newest transition.
+func (l *Ledger) signedSoFar(tx *store.Tx, server string, s subject) (soFar, bool, error) {
 	ap, ok, err := tx.Approval(server, s.kind, s.tool)
 	if err != nil || !ok || s.digest == "" || ap.Digest != s.digest {
-		return nil, false, err
+		return soFar{}, false, err
 	}
 	v := l.Verified.Check(l.Verifier, ap)
 	if !v.Valid {
-		return nil, false, nil
+		return soFar{}, false, nil
 	}
-	if seq, bound := (&signatures.Statement{Resolves: v.Resolves}).Bound(); !s.approved && (!bound || seq != s.seq) {
-		return nil, false, nil
+	seq, bound := (&signatures.Statement{Resolves: v.Resolves}).Bound()
+	if !s.approved && (!bound || seq != s.seq) {
+		return soFar{}, false, nil
 	}
-	return v.Signers, true, nil
+	return soFar{signers: v.Signers, first: seq}, true, nil
 }
 
 // signaturesShown is what status and diff say of the signatures of s: ""
@@ -118,11 +135,11 @@ func (l *Ledger) signaturesShown(tx *store.Tx, server string, s subject) (string
 	if trivial(l.Policy.For(server)) {
 		return "", nil
 	}
-	signers, _, err := l.signedSoFar(tx, server, s)
+	so, _, err := l.signedSoFar(tx, server, s)
 	if err != nil {
 		return "", err
 	}
-	return l.Policy.Tally(server, signers).String(), nil
+	return l.Policy.Tally(server, so.signers).String(), nil
 }
 
 // toolSignaturesShown is signaturesShown for a tool: "" for one removed.
@@ -165,8 +182,13 @@ func (l *Ledger) showSignatures(tx *store.Tx, r store.ServerRecord, sr *report.S
 }
 
 // verifySigned verifies one signed approval of s: a trusted key, naming
-// exactly s as observed, bound to its newest transition.
-func (l *Ledger) verifySigned(server string, s subject, sa SignedApproval) (signatures.Statement, error) {
+// exactly s as observed, bound to its newest transition. A signature
+// added to an approval whose signatures still count (sign) may be bound
+// to any seq from that approval's first signature's to the newest: the
+// approval completing (a tool.approved event) moves the newest
+// transition, and a cosignature given after it, a quorum raised since,
+// is one more signature of the same review, not a replay.
+func (l *Ledger) verifySigned(tx *store.Tx, server string, s subject, sa SignedApproval) (signatures.Statement, error) {
 	st, err := l.Verifier.Verify(sa.Envelope)
 	if errors.Is(err, signatures.ErrUntrustedKey) {
 		return st, fmt.Errorf("approval of %s is signed by a key not in trusted_keys; its signature counts none: %w", s.what, err)
@@ -177,7 +199,33 @@ func (l *Ledger) verifySigned(server string, s subject, sa SignedApproval) (sign
 	if !st.Names(s.kind, server, s.tool, sa.Digest) {
 		return st, fmt.Errorf("approval of %s signs something else (%s)", s.what, st.Subject())
 	}
-	return st, checkBound(s.what, st, s.seq)
+	so, adding, err := l.signedSoFar(tx, server, s)
+	if err != nil {
+		return st, err
+	}
+	if !adding || trivial(l.quorum().For(server)) {
+		return st, checkBound(s.what, st, s.seq)
+	}
+	return st, checkBoundSince(s.what, st, so.first, s.seq)
+}
+
+// checkBoundSince refuses a signature added to an approval whose first
+// signature is bound to first unless it is bound to a seq from first to
+// latest, the subject's newest transition: one bound earlier was signed
+// for a state before this approval (a replay, or a review since
+// withdrawn), one bound later for a state that never was.
+func checkBoundSince(what string, st signatures.Statement, first, latest uint64) error {
+	seq, ok := st.Bound()
+	switch {
+	case !ok:
+		return checkBound(what, st, latest)
+	case seq < first:
+		return fmt.Errorf("approval of %s is bound to seq %d, older than this approval's first signature at seq %d: "+
+			"signed for an earlier state, or replayed; run approve again", what, seq, first)
+	case seq > latest:
+		return fmt.Errorf("approval of %s is bound to seq %d, but its newest transition is seq %d; run approve again", what, seq, latest)
+	}
+	return nil
 }
 
 // signing is what one signature did to an approval.
@@ -198,10 +246,11 @@ type signing struct {
 func (l *Ledger) sign(tx *store.Tx, server string, s subject, st signatures.Statement, env []byte) (signing, error) {
 	policy := l.quorum()
 	out := signing{trivial: trivial(policy.For(server))}
-	signers, adding, err := l.signedSoFar(tx, server, s)
+	so, adding, err := l.signedSoFar(tx, server, s)
 	if err != nil {
 		return out, err
 	}
+	signers := so.signers
 	if out.trivial {
 		adding = false
 	}
@@ -252,8 +301,11 @@ func (l *Ledger) approveTool(tx *store.Tx, rec *store.ServerRecord, sa SignedApp
 		return fmt.Errorf("%s/%s changed while you were reviewing; run approve again", server, sa.Tool)
 	}
 	s := toolSubject(server, sa.Tool, cur)
-	st, err := l.verifySigned(server, s, sa)
+	st, err := l.verifySigned(tx, server, s, sa)
 	if err != nil {
+		return err
+	}
+	if err := checkAccepted(s.what, cur.Findings, st); err != nil {
 		return err
 	}
 	g, err := l.sign(tx, server, s, st, sa.Envelope)
@@ -263,6 +315,11 @@ func (l *Ledger) approveTool(tx *store.Tx, rec *store.ServerRecord, sa SignedApp
 	e := rugwatch.Event{Type: rugwatch.EventToolApproved, Severity: rugwatch.SeverityInfo, Server: server, Tool: sa.Tool,
 		ApprovedDigest: sa.Digest, ObservedDigest: sa.Digest, KeyID: st.KeyID, OccurredAt: now, Message: st.Note}
 	l.signedEvent(&e, g, rugwatch.EventToolCosigned)
+	if !g.trivial {
+		if err := l.noteWithheld(tx, &e, server, sa.Tool); err != nil {
+			return err
+		}
+	}
 	if g.completes {
 		cur.State = rugwatch.StateApproved
 		cur.ApprovedDigest = sa.Digest
@@ -282,3 +339,21 @@ func (l *Ledger) names(p *signatures.Policy, ids []string) string {
 	}
 	return strings.Join(out, ", ")
 }
+
+// noteWithheld tells, in e, the approver of tool of server what its
+// approval does not grant now that a signature was added: an allowance
+// some signatures carry and others do not (signatures.GrantsOf).
+func (l *Ledger) noteWithheld(tx *store.Tx, e *rugwatch.Event, server, tool string) error {
+	ap, ok, err := tx.Approval(server, store.KindTool, tool)
+	if err != nil || !ok {
+		return err
+	}
+	if w := CheckApproval(l.Verifier, ap).Grants.Withheld; len(w) > 0 {
+		e.Message = strings.TrimSuffix(e.Message+"; "+strings.Join(w, ", ")+" "+NotGranted, "; ")
+	}
+	return nil
+}
+
+// NotGranted follows the allowances an approval's event names as not
+// granted; approve looks for it to say so.
+const NotGranted = "not granted: not every signature carries it"

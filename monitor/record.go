@@ -859,19 +859,22 @@ func CheckApproval(v Verifier, a store.ApprovalRecord) Approved {
 	out.Definition = st.Definition
 	out.KeyID = st.KeyID
 	out.Resolves = st.Resolves
-	out.Signers = append(out.Signers, st.KeyID)
-	out.Signers = append(out.Signers, cosigners(v, a, st)...)
+	counted := append([]signatures.Statement{st}, cosigners(v, a, st)...)
+	for _, c := range counted {
+		out.Signers = append(out.Signers, c.KeyID)
+	}
+	out.Grants = signatures.GrantsOf(counted)
 	out.Valid = true
 	return out
 }
 
-// cosigners returns the keys of a's further signatures that count: each
-// verifies with a trusted key, names exactly what the first does, and was
-// bound no earlier than the first (one of an older state pasted in counts
-// none). One that does not is left out, never fails the record: the first
-// signature alone still stands for what it is.
-func cosigners(v Verifier, a store.ApprovalRecord, first signatures.Statement) []string {
-	var out []string
+// cosigners returns the statements of a's further signatures that count:
+// each verifies with a trusted key, names exactly what the first does,
+// and was bound no earlier than the first (one of an older state pasted
+// in counts none). One that does not is left out, never fails the record:
+// the first signature alone still stands for what it is.
+func cosigners(v Verifier, a store.ApprovalRecord, first signatures.Statement) []signatures.Statement {
+	var out []signatures.Statement
 	for _, c := range a.Cosignatures {
 		st, err := v.Verify(c.Envelope)
 		if err != nil || !st.Names(a.Kind, a.Server, a.Tool, a.Digest) {
@@ -881,7 +884,7 @@ func cosigners(v Verifier, a store.ApprovalRecord, first signatures.Statement) [
 		if firstSeq, firstOK := first.Bound(); !ok || (firstOK && seq < firstSeq) {
 			continue
 		}
-		out = append(out, st.KeyID)
+		out = append(out, st)
 	}
 	return out
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/control"
-	"github.com/rugwatch/rugwatch/detect"
 	"github.com/rugwatch/rugwatch/monitor"
 	"github.com/rugwatch/rugwatch/signatures"
 	"github.com/rugwatch/rugwatch/store"
@@ -70,7 +69,10 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	instr := (*all || *withInstructions) && rec.InstructionsDigest != "" && rec.InstructionsState != rugwatch.StateApproved
+	// --instructions signs them whenever the server sends some: approved
+	// ones too, a cosignature a raised quorum may be waiting for (as a
+	// named tool is signed whatever its state).
+	instr := rec.InstructionsDigest != "" && (*withInstructions || *all && rec.InstructionsState != rugwatch.StateApproved)
 	launch := (*all || *withLaunch) && (rec.LaunchDrifted || rec.IdentityDrifted)
 	var egress []string // nil: no egress to approve
 	if *all || *withLaunch {
@@ -115,12 +117,16 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 	if egress != nil {
 		printEgress(a.Stdout, server, rec, egress)
 	}
+	// The Ledger refuses a signature that does not accept every critical
+	// finding (monitor.Unaccepted); --accept-findings signs them all, so
+	// without it any critical finding stops the approval here, before
+	// anything is signed.
 	var blocked []string
-	if instr && detect.MaxSeverity(rec.InstructionsFindings) == rugwatch.SeverityCritical {
+	if instr && len(monitor.Unaccepted(rec.InstructionsFindings, nil)) > 0 {
 		blocked = append(blocked, "the instructions")
 	}
 	for _, t := range picked {
-		if detect.MaxSeverity(t.Findings) == rugwatch.SeverityCritical {
+		if len(monitor.Unaccepted(t.Findings, nil)) > 0 {
 			blocked = append(blocked, visible.Line(t.Name))
 		}
 	}
@@ -189,11 +195,18 @@ func (a *App) runApprove(ctx context.Context, args []string) error {
 		signed = append(signed, monitor.SignedApproval{Kind: store.KindEgress, Digest: st.Digest, Envelope: env, Note: *note})
 		egressDigest = st.Digest
 	}
+	before, err := newestSeq(ctx, b, server)
+	if err != nil {
+		return err
+	}
 	if _, err := b.Approve(ctx, server, signed, launch); err != nil {
 		return err
 	}
 	waiting, err := a.printSignatures(ctx, b, server, picked, instr, launch, egressDigest)
 	if err != nil {
+		return err
+	}
+	if err := a.printNotGranted(ctx, b, server, picked, signer.KeyID(), before); err != nil {
 		return err
 	}
 	verb := "approved"
@@ -252,6 +265,43 @@ func (a *App) printSignatures(ctx context.Context, b control.Backend, server str
 		fmt.Fprintf(a.Stdout, "%s/%s  %s  signatures: %s%s\n", server, visible.Line(t.Name), strings.ToUpper(string(t.State)), t.Signatures, note)
 	}
 	return waiting, nil
+}
+
+// newestSeq is the seq of server's newest event, 0 for none.
+func newestSeq(ctx context.Context, b control.Backend, server string) (uint64, error) {
+	ev, err := b.History(ctx, server, 1)
+	if err != nil || len(ev) == 0 {
+		return 0, err
+	}
+	return ev[0].Seq, nil
+}
+
+// printNotGranted says, for each tool in picked whose signature by keyID
+// (an event after seq since) left an allowance ungranted because not
+// every signature of its approval carries it, which: "demo/add:
+// returns_secrets not granted: not every signature carries it".
+func (a *App) printNotGranted(ctx context.Context, b control.Backend, server string, picked []store.ToolRecord, keyID string, since uint64) error {
+	if len(picked) == 0 {
+		return nil
+	}
+	events, err := b.History(ctx, server, 4*len(picked)+16)
+	if err != nil {
+		return err
+	}
+	said := map[string]bool{}
+	for _, e := range events { // newest first
+		if e.Seq <= since || e.KeyID != keyID || said[e.Tool] || !strings.HasSuffix(e.Message, monitor.NotGranted) ||
+			!slices.ContainsFunc(picked, func(t store.ToolRecord) bool { return t.Name == e.Tool }) {
+			continue
+		}
+		said[e.Tool] = true
+		clause := e.Message
+		if i := strings.LastIndex(clause, "; "); i >= 0 {
+			clause = clause[i+len("; "):]
+		}
+		fmt.Fprintf(a.Stdout, "%s/%s: %s\n", server, visible.Line(e.Tool), visible.Line(clause))
+	}
+	return nil
 }
 
 // approvalSubject says what an approval covers: "3 tool(s)", "the
