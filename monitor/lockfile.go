@@ -42,13 +42,15 @@ func (l *Ledger) ExportLock(ctx context.Context, servers []string) ([]byte, erro
 				return err
 			}
 			for _, ap := range aps {
-				add := func(key string, env []byte) {
+				add := func(key string, env []byte, first bool) {
 					lock.Signatures = append(lock.Signatures, signatures.LockSignature{Server: ap.Server, Kind: ap.Kind,
-						Tool: ap.Tool, Digest: ap.Digest, KeyID: key, Envelope: bytes.Clone(env)})
+						Tool: ap.Tool, Digest: ap.Digest, KeyID: key, First: first, Envelope: bytes.Clone(env)})
 				}
-				add(ap.KeyID, ap.Envelope)
+				// The record's own signature is the first: the file says
+				// so, as CheckLock counts the cosignatures from it.
+				add(ap.KeyID, ap.Envelope, true)
 				for _, c := range ap.Cosignatures {
-					add(c.KeyID, c.Envelope)
+					add(c.KeyID, c.Envelope, false)
 				}
 			}
 		}
@@ -63,9 +65,9 @@ func (l *Ledger) ExportLock(ctx context.Context, servers []string) ([]byte, erro
 // CompareLive says where the servers of rep (a check of every server the
 // lock names) no longer match lock: a tool or instructions observed under
 // another digest than the one approved, a tool approved that is no longer
-// listed, a tool listed that the file does not approve, a server not
-// reached. Egress approvals are behaviour, not listings: a poll does not
-// show them, so they are left to the daemon.
+// listed, a tool listed or instructions sent that the file does not
+// approve, a server not reached. Egress approvals are behaviour, not
+// listings: a poll does not show them, so they are left to the daemon.
 func CompareLive(lock signatures.Lock, rep report.Report) []report.LockMismatch {
 	type key struct{ server, kind, tool string }
 	locked := map[key]rugwatch.Digest{}
@@ -99,9 +101,15 @@ func CompareLive(lock signatures.Lock, rep report.Report) []report.LockMismatch 
 					Observed: string(t.ObservedDigest), Problem: "the server now serves another definition"})
 			}
 		}
-		if want, ok := locked[key{srv.Name, store.KindInstructions, ""}]; ok && want != srv.InstructionsDigest {
+		switch want, ok := locked[key{srv.Name, store.KindInstructions, ""}]; {
+		case ok && want != srv.InstructionsDigest:
 			out = append(out, report.LockMismatch{Server: srv.Name, Kind: store.KindInstructions, Locked: string(want),
 				Observed: string(srv.InstructionsDigest), Problem: "the server now sends other instructions"})
+		case !ok && srv.InstructionsDigest != "":
+			// What the model reads first, unreviewed: as much a
+			// mismatch as a tool the file does not approve.
+			out = append(out, report.LockMismatch{Server: srv.Name, Kind: store.KindInstructions,
+				Observed: string(srv.InstructionsDigest), Problem: "instructions sent by the server, not approved in the file"})
 		}
 		for _, tool := range lockedTools[srv.Name] {
 			if !listed[tool] {
@@ -118,8 +126,9 @@ func CompareLive(lock signatures.Lock, rep report.Report) []report.LockMismatch 
 
 // LockFollower keeps the daemon's approvals fed from one lock file
 // (approvals_from). Each Pass offers every signature of the file to the
-// Ledger; one the store already holds is left alone, so a pass that finds
-// nothing new writes nothing. A refusal (the tool drifted since, a
+// Ledger; one that already counts towards its approval is left alone, so
+// a pass that finds nothing new writes nothing (one merely stored, of a
+// state since drifted from, is offered again). A refusal (the tool drifted since, a
 // replayed signature, an unknown server) is reported once per signature
 // and reason, not on every pass. Safe for one caller at a time.
 type LockFollower struct {
@@ -164,8 +173,8 @@ type LockPass struct {
 	Read, Changed bool
 	// Applied are the signatures the Ledger took this pass, Refused the
 	// ones it refused for a reason not reported before: "tool demo/add
-	// by KEY (line N): reason". Held counts signatures the store already
-	// had.
+	// by KEY (line N): reason". Held counts signatures that already
+	// count towards their approval (Ledger.holds).
 	Applied []string
 	Refused []string
 	Held    int
@@ -181,7 +190,7 @@ func (f *LockFollower) Pass(ctx context.Context, l *Ledger, reread bool) (LockPa
 	if st := statLock(f.Path); reread || !f.loaded || st != f.stat {
 		p.Read = true
 		f.stat, f.loaded = st, true
-		b, err := os.ReadFile(f.Path)
+		b, err := signatures.ReadLockFile(f.Path)
 		sum := sha256.Sum256(b)
 		if err != nil {
 			sum = sha256.Sum256([]byte(err.Error()))
@@ -251,9 +260,8 @@ func lockLineID(s signatures.LockSignature) [32]byte {
 }
 
 // offer hands one signature of a lock file to Approve, unless the store
-// already holds it: the current approval of its subject is of its digest
-// and carries a signature by its key. held reports that case; configured
-// says whether the config names its server.
+// already holds it (held). configured says whether the config names its
+// server.
 func (l *Ledger) offer(ctx context.Context, s signatures.LockSignature, configured bool) (held bool, err error) {
 	if !configured {
 		return false, fmt.Errorf("no server %q in %s", s.Server, l.Where)
@@ -267,16 +275,48 @@ func (l *Ledger) offer(ctx context.Context, s signatures.LockSignature, configur
 		return false, fmt.Errorf("kind %s with tool %q", s.Kind, s.Tool)
 	}
 	err = l.DB.View(func(tx *store.Tx) error {
-		ap, ok, err := tx.Approval(s.Server, s.Kind, s.Tool)
-		if err != nil || !ok || ap.Digest != s.Digest {
-			return err
-		}
-		held = ap.KeyID == s.KeyID || slices.ContainsFunc(ap.Cosignatures, func(c store.Cosignature) bool { return c.KeyID == s.KeyID })
-		return nil
+		held, err = l.holds(tx, s)
+		return err
 	})
 	if err != nil || held {
 		return held, err
 	}
 	_, err = l.Approve(ctx, s.Server, []SignedApproval{{Kind: s.Kind, Tool: s.Tool, Digest: s.Digest, Envelope: bytes.Clone(s.Envelope)}}, false)
 	return false, err
+}
+
+// holds reports whether a signature by the key of s counts now towards
+// the approval of what s signs, as it is observed (signedSoFar). A key's
+// signature merely stored is not enough: a launch approval stays in the
+// store through a drift and back, and a signature it holds of the same
+// digest, bound to the state before, counts none; a fresh one of the
+// file must then reach Approve.
+func (l *Ledger) holds(tx *store.Tx, s signatures.LockSignature) (bool, error) {
+	rec, ok, err := tx.Server(s.Server)
+	if err != nil || !ok {
+		return false, err
+	}
+	var sub subject
+	switch s.Kind {
+	case store.KindTool:
+		t, ok := rec.Tools[s.Tool]
+		if !ok {
+			return false, nil
+		}
+		sub = toolSubject(rec.Name, s.Tool, t)
+	case store.KindInstructions:
+		sub = instructionsSubject(rec)
+	case store.KindEgress:
+		if rec.Egress == nil {
+			return false, nil
+		}
+		sub = signedEgressSubject(rec, s.Digest)
+	case store.KindLaunch:
+		sub = launchSubject(rec)
+	}
+	if sub.digest != s.Digest {
+		return false, nil
+	}
+	so, counts, err := l.signedSoFar(tx, s.Server, sub)
+	return counts && slices.Contains(so.signers, s.KeyID), err
 }

@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/rugwatch/rugwatch"
@@ -57,5 +58,30 @@ func TestLockCompareLive(t *testing.T) {
 		if got[k] != w {
 			t.Errorf("%s: %q, want %q", k, got[k], w)
 		}
+	}
+}
+
+// Instructions a server sends that the file does not approve are a live
+// mismatch, as a tool it lists unapproved is; a server that sends none,
+// and one whose approved instructions are sent as approved, are not.
+func TestLockCompareLiveUnapprovedInstructions(t *testing.T) {
+	d := func(c byte) rugwatch.Digest { return rugwatch.Digest("sha256:" + strings.Repeat(string(c), 64)) }
+	sig := func(server, kind, tool string, dg rugwatch.Digest) signatures.LockSignature {
+		return signatures.LockSignature{Server: server, Kind: kind, Tool: tool, Digest: dg, KeyID: "k"}
+	}
+	lock := signatures.Lock{Signatures: []signatures.LockSignature{
+		sig("sends", store.KindTool, "t", d('1')), sig("silent", store.KindTool, "t", d('1')),
+		sig("approved", store.KindTool, "t", d('1')), sig("approved", store.KindInstructions, "", d('3')),
+	}}
+	tools := []report.ToolReport{{Name: "t", ToolState: report.ToolState{State: rugwatch.StateApproved, ObservedDigest: d('1')}}}
+	rep := report.Report{Servers: []report.ServerReport{
+		{Name: "sends", Reachable: true, InstructionsDigest: d('2'), Tools: tools},
+		{Name: "silent", Reachable: true, Tools: tools},
+		{Name: "approved", Reachable: true, InstructionsDigest: d('3'), Tools: tools},
+	}}
+	got := CompareLive(lock, rep)
+	if len(got) != 1 || got[0].Server != "sends" || got[0].Kind != store.KindInstructions ||
+		got[0].Problem != "instructions sent by the server, not approved in the file" || got[0].Observed != string(d('2')) {
+		t.Fatalf("mismatches %+v, want the unapproved instructions of sends alone", got)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/detect"
 	"github.com/rugwatch/rugwatch/monitor"
 	"github.com/rugwatch/rugwatch/report"
 	"github.com/rugwatch/rugwatch/signatures"
@@ -84,16 +87,17 @@ func writeLockFile(path string, b []byte) error {
 	return nil
 }
 
-// readLock reads and parses a lock file; a file that does not parse is
-// reported by the caller as tampered.
+// readLock reads and parses a lock file, bounded before it is read. Its
+// errors may quote the file (a member name JSON refused), so they are
+// made visible here: they are printed as they are.
 func readLock(path string) (signatures.Lock, error) {
-	b, err := os.ReadFile(path)
+	b, err := signatures.ReadLockFile(path)
 	if err != nil {
-		return signatures.Lock{}, err
+		return signatures.Lock{}, errors.New(visible.Line(err.Error()))
 	}
 	l, err := signatures.ParseLock(b)
 	if err != nil {
-		return signatures.Lock{}, fmt.Errorf("%s: %w", path, err)
+		return signatures.Lock{}, errors.New(visible.Line(path + ": " + err.Error()))
 	}
 	return l, nil
 }
@@ -121,13 +125,19 @@ func (a *App) runLockVerify(ctx context.Context, args []string) error {
 		return err
 	}
 	rep := report.LockReport{SchemaVersion: 1, File: pos[0], Approvals: []report.LockApproval{}, Live: *live, Mismatches: []report.LockMismatch{}}
-	b, err := os.ReadFile(pos[0])
+	b, err := signatures.ReadLockFile(pos[0])
 	if err != nil {
-		return err
+		return errors.New(visible.Line(err.Error()))
 	}
 	lock, perr := signatures.ParseLock(b)
-	if perr != nil {
+	switch {
+	case perr != nil:
 		rep.Approvals = append(rep.Approvals, report.LockApproval{Signers: []string{}, Problems: []string{"not a valid lock file: " + perr.Error()}})
+	case len(lock.Signatures) == 0:
+		// Nothing to verify is no verification: CI checking a file
+		// emptied by mistake (or on purpose) must fail, not pass.
+		rep.Approvals = append(rep.Approvals, report.LockApproval{Signers: []string{}, Problems: []string{
+			"the file approves nothing (a header and no signature): export the approvals with `rugwatch lock export --out " + pos[0] + "`"}})
 	}
 	policy := a.approvalPolicy(cfg)
 	var servers []string
@@ -180,7 +190,13 @@ func (a *App) runLockVerify(ctx context.Context, args []string) error {
 // problems under it, then what the servers serve that the file does not
 // approve.
 func printLockReport(w io.Writer, rep report.LockReport, sigs int) {
-	fmt.Fprintf(w, "%s: %d approvals, %d signatures\n", rep.File, len(rep.Approvals), sigs)
+	approvals := 0 // a file that does not parse is one problem, no approval
+	for _, ap := range rep.Approvals {
+		if ap.Server != "" {
+			approvals++
+		}
+	}
+	fmt.Fprintf(w, "%s: %d approvals, %d signatures\n", visible.Line(rep.File), approvals, sigs)
 	for _, ap := range rep.Approvals {
 		mark := "ok  "
 		if len(ap.Problems) > 0 {
@@ -188,9 +204,9 @@ func printLockReport(w io.Writer, rep report.LockReport, sigs int) {
 		}
 		if ap.Server != "" {
 			subject := signatures.LockSignature{Server: ap.Server, Kind: ap.Kind, Tool: ap.Tool}.Subject()
-			fmt.Fprintf(w, "%s  %s  %s  signatures %s", mark, visible.Line(subject), ap.Digest, ap.Signatures)
+			fmt.Fprintf(w, "%s  %s  %s  signatures %s", mark, visible.Line(subject), visible.Line(ap.Digest), visible.Line(ap.Signatures))
 			if len(ap.Signers) > 0 {
-				fmt.Fprintf(w, " (%s)", strings.Join(ap.Signers, ", "))
+				fmt.Fprintf(w, " (%s)", visible.Line(strings.Join(ap.Signers, ", ")))
 			}
 			fmt.Fprintln(w)
 		}
@@ -199,14 +215,17 @@ func printLockReport(w io.Writer, rep report.LockReport, sigs int) {
 		}
 	}
 	if rep.Live {
-		if len(rep.Mismatches) == 0 {
+		switch {
+		case approvals == 0:
+			fmt.Fprintln(w, "live: the file names no server to compare")
+		case len(rep.Mismatches) == 0:
 			fmt.Fprintln(w, "live: every server the file names serves what it approves")
 		}
 		for _, m := range rep.Mismatches {
 			subject := signatures.LockSignature{Server: m.Server, Kind: m.Kind, Tool: m.Tool}.Subject()
 			fmt.Fprintf(w, "LIVE  %s: %s", visible.Line(subject), visible.Line(m.Problem))
 			if m.Locked != "" || m.Observed != "" {
-				fmt.Fprintf(w, " (locked %s, observed %s)", orNone(m.Locked), orNone(m.Observed))
+				fmt.Fprintf(w, " (locked %s, observed %s)", visible.Line(orNone(m.Locked)), visible.Line(orNone(m.Observed)))
 			}
 			fmt.Fprintln(w)
 		}
@@ -234,6 +253,7 @@ func (a *App) runLockSign(ctx context.Context, args []string) error {
 	key := fs.String("key", "", "approver private key (default $RUGWATCH_KEY, else the key init wrote)")
 	yes := fs.Bool("yes", false, "do not ask")
 	note := fs.String("note", "", "note signed with the approval")
+	acceptFindings := fs.Bool("accept-findings", false, "sign even definitions with critical poisoning findings (recorded in the signed approval)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -260,6 +280,8 @@ func (a *App) runLockSign(ctx context.Context, args []string) error {
 	}
 	policy := a.approvalPolicy(cfg)
 	var picked []signatures.Statement
+	var blocked []string // subjects with critical findings
+	unheld := 0          // approvals with no signature to sign beside
 	for _, ap := range signatures.CheckLock(lock, ver, policy) {
 		if !lockPicked(ap, only) {
 			continue
@@ -267,11 +289,12 @@ func (a *App) runLockSign(ctx context.Context, args []string) error {
 		subject := visible.Line(ap.Subject())
 		switch {
 		case slices.Contains(ap.Signers, signer.KeyID()):
-			fmt.Fprintf(a.Stdout, "%s: already signed by %s\n", subject, policy.Name(signer.KeyID()))
+			fmt.Fprintf(a.Stdout, "%s: already signed by %s\n", subject, visible.Line(policy.Name(signer.KeyID())))
 			continue
 		case len(only) == 0 && ap.Tally.Met():
 			continue // nothing owed; name it to add a signature anyway
 		case len(ap.Signers) == 0:
+			unheld++
 			fmt.Fprintf(a.Stderr, "rugwatch lock sign: %s has no signature that holds to sign beside; approve it with `rugwatch approve` instead\n", subject)
 			continue
 		}
@@ -279,15 +302,33 @@ func (a *App) runLockSign(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		showStatement(a.Stdout, st, ap)
+		findings := statementFindings(st)
+		showStatement(a.Stdout, st, ap, findings)
+		// What this signature accepts: the critical findings of the
+		// definition as approve finds them, and those the other signers
+		// accepted (found against the whole fleet, which a file does not
+		// show); each is the signer's own decision, so --accept-findings.
+		st.AcceptedFindings = acceptedUnion(st.AcceptedFindings, signatures.AcceptedFindings(findings))
+		if len(st.AcceptedFindings) > 0 {
+			blocked = append(blocked, subject)
+		}
 		picked = append(picked, st)
 	}
+	if len(blocked) > 0 && !*acceptFindings {
+		fmt.Fprintf(a.Stderr, "rugwatch lock sign: %s carry critical poisoning findings (shown above); nothing signed. "+
+			"If you have read them and still trust the definitions, run again with --accept-findings; that is recorded in the signed approval.\n",
+			strings.Join(blocked, ", "))
+		return errFindings
+	}
 	if len(picked) == 0 {
-		fmt.Fprintf(a.Stdout, "nothing to sign in %s\n", path)
+		fmt.Fprintf(a.Stdout, "nothing to sign in %s\n", visible.Line(path))
+		if unheld > 0 {
+			return errFindings // asked to sign and could not
+		}
 		return nil
 	}
 	if !*yes {
-		fmt.Fprintf(a.Stdout, "Sign %d approval(s) of %s exactly as shown, with key %s? [y/N] ", len(picked), path, signer.KeyID())
+		fmt.Fprintf(a.Stdout, "Sign %d approval(s) of %s exactly as shown, with key %s? [y/N] ", len(picked), visible.Line(path), signer.KeyID())
 		line, _ := bufio.NewReader(a.Stdin).ReadString('\n')
 		if ans := strings.ToLower(strings.TrimSpace(line)); ans != "y" && ans != "yes" {
 			fmt.Fprintln(a.Stdout, "not signed")
@@ -299,19 +340,19 @@ func (a *App) runLockSign(ctx context.Context, args []string) error {
 		st.ApprovedAt, st.Note = now, *note
 		env, err := signer.SignApproval(st)
 		if err != nil {
-			return fmt.Errorf("signing %s: %w", st.Subject(), err)
+			return fmt.Errorf("signing %s: %w", visible.Line(st.Subject()), err)
 		}
 		lock.Signatures = append(lock.Signatures, signatures.LockSignature{Server: st.Server, Kind: st.Kind, Tool: st.Tool,
 			Digest: st.Digest, KeyID: signer.KeyID(), Envelope: env})
 	}
 	b, err := lock.Encode()
 	if err != nil {
-		return err
+		return errors.New(visible.Line(err.Error()))
 	}
 	if err := writeLockFile(path, b); err != nil {
 		return err
 	}
-	fmt.Fprintf(a.Stdout, "signed %d approval(s) in %s with key %s\n", len(picked), path, signer.KeyID())
+	fmt.Fprintf(a.Stdout, "signed %d approval(s) in %s with key %s\n", len(picked), visible.Line(path), signer.KeyID())
 	return nil
 }
 
@@ -342,15 +383,52 @@ func lockStatement(lock signatures.Lock, ap signatures.LockApproval, ver *signat
 			return st, nil
 		}
 	}
-	return signatures.Statement{}, errors.New("no signature of " + ap.Subject() + " to sign beside")
+	return signatures.Statement{}, errors.New("no signature of " + visible.Line(ap.Subject()) + " to sign beside")
 }
 
-// showStatement prints what a co-signature approves, exactly as signed.
-func showStatement(w io.Writer, st signatures.Statement, ap signatures.LockApproval) {
-	fmt.Fprintf(w, "── %s  %s  signatures %s\n", visible.Line(ap.Subject()), st.Digest, ap.Tally.String())
-	printDefinition(w, st.Definition, "  ")
+// statementFindings are the poisoning findings of what st approves, found
+// as the monitor finds them for approve to show: detect.Findings of a
+// tool's definition, detect.FindingsText of instructions. Launch and
+// egress statements have none (approve does not gate them either).
+func statementFindings(st signatures.Statement) []rugwatch.Finding {
+	switch st.Kind {
+	case signatures.KindTool:
+		return detect.Findings(st.Definition, detect.FindingContext{Server: st.Server})
+	case signatures.KindInstructions:
+		var text string
+		if json.Unmarshal(st.Definition, &text) == nil {
+			return detect.FindingsText(text, "/instructions")
+		}
+	}
+	return nil
+}
+
+// acceptedUnion is a, then each of b not in a.
+func acceptedUnion(a, b []string) []string {
+	out := slices.Clone(a)
+	for _, f := range b {
+		if !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// showStatement prints what a co-signature approves, exactly as signed,
+// with the findings of its definition.
+func showStatement(w io.Writer, st signatures.Statement, ap signatures.LockApproval, findings []rugwatch.Finding) {
+	fmt.Fprintf(w, "── %s  %s  signatures %s\n", visible.Line(ap.Subject()), visible.Line(string(st.Digest)), visible.Line(ap.Tally.String()))
+	var text string
+	if st.Kind == signatures.KindInstructions && json.Unmarshal(st.Definition, &text) == nil {
+		for _, line := range strings.Split(visible.Text(text), "\n") {
+			fmt.Fprintf(w, "  │ %s\n", line)
+		}
+	} else {
+		printDefinition(w, st.Definition, "  ")
+	}
+	printFindings(w, "  ", findings)
 	for _, f := range st.AcceptedFindings {
-		fmt.Fprintf(w, "  accepts critical finding: %s\n", visible.Line(f))
+		fmt.Fprintf(w, "  accepted by another signer: critical finding %s\n", visible.Line(f))
 	}
 	if st.ReturnsSecrets {
 		fmt.Fprintln(w, "  returns secrets by design")

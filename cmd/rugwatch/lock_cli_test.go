@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -148,15 +149,15 @@ func TestLockExportVerifyAndAttacks(t *testing.T) {
 	e := newLockEnv(t, "")
 	e.run(1, "check")
 	for _, who := range []string{"alice", "bob"} {
-		e.run(0, "approve", "demo", "add", "read_note", "weather", "--yes", "--key", e.keys[who])
+		e.run(0, "approve", "demo", "add", "read_note", "weather", "--instructions", "--yes", "--key", e.keys[who])
 	}
 	e.run(0, "lock", "export", "--out", e.lock)
 	good := e.read(e.lock)
 	if again := e.run(0, "lock", "export").stdout; again != string(good) {
 		t.Fatalf("two exports differ:\n%s\n---\n%s", good, again)
 	}
-	if n := strings.Count(string(good), "\n"); n != 7 || !strings.HasPrefix(string(good), signatures.LockHeader+"\n") {
-		t.Fatalf("want the header and 6 signature lines (3 tools × alice, bob):\n%s", good)
+	if n := strings.Count(string(good), "\n"); n != 9 || !strings.HasPrefix(string(good), signatures.LockHeader+"\n") {
+		t.Fatalf("want the header and 8 signature lines (3 tools and the instructions × alice, bob):\n%s", good)
 	}
 	out := e.run(0, "lock", "verify", e.lock).stdout
 	if !strings.Contains(out, "ok    tool demo/add") || !strings.Contains(out, "signatures 2 of 2 (alice, bob)") || !strings.HasSuffix(out, "OK\n") {
@@ -412,5 +413,243 @@ func TestLockApprovalsFromRereadOnSIGHUP(t *testing.T) {
 	}
 	if st := states(decodeReport(t, e.run(1, "status", "--json").stdout)); st["add"] != "approved" {
 		t.Fatalf("after SIGHUP: %v", st)
+	}
+}
+
+// addApprover makes a trusted key for who (in role) and sets the quorum
+// line of e's config to quorum.
+func (e *lockEnv) addApprover(who, role, quorum string) {
+	e.t.Helper()
+	d := filepath.Join(e.dir, who)
+	if err := os.Mkdir(d, 0o700); err != nil {
+		e.t.Fatal(err)
+	}
+	id, err := signatures.GenerateKeyPair(d, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.keys[who], e.ids[who] = filepath.Join(d, signatures.PrivateKeyFile), id
+	e.setQuorum(quorum)
+	cfg := strings.Replace(string(e.read(e.cfg)), "trusted_keys:\n",
+		"trusted_keys:\n  - {path: "+who+"/approver.pub, name: "+who+", roles: ["+role+"]}\n", 1)
+	if err := os.WriteFile(e.cfg, []byte(cfg), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// setQuorum replaces the approvals line of e's config.
+func (e *lockEnv) setQuorum(quorum string) {
+	e.t.Helper()
+	cfg := regexp.MustCompile(`(?m)^approvals: .*$`).ReplaceAllString(string(e.read(e.cfg)), "approvals: "+quorum)
+	if err := os.WriteFile(e.cfg, []byte(cfg), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// An honest export verifies: alice and bob approve add (bound to its
+// state then), the quorum is raised to 3 and carol approves it through
+// the CLI, bound to the newer transition the completed approval made.
+// The daemon counts all three; lock verify of the export must too.
+func TestLockVerifyCountsCosignatureBoundAfterTheFirst(t *testing.T) {
+	e := newLockEnv(t, "")
+	e.run(1, "check")
+	for _, who := range []string{"alice", "bob"} {
+		e.run(0, "approve", "demo", "add", "--yes", "--key", e.keys[who])
+	}
+	e.addApprover("carol", "platform", "{quorum: 3, require_roles: [security]}")
+	e.run(0, "approve", "demo", "add", "--yes", "--key", e.keys["carol"])
+	if h := e.run(1, "status", "demo", "--json").stdout; !strings.Contains(h, `"signatures": "3 of 3"`) {
+		t.Fatalf("the daemon does not count carol's signature:\n%s", h)
+	}
+	e.run(0, "lock", "export", "--out", e.lock)
+	lock := e.read(e.lock)
+	l, err := signatures.ParseLock(lock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs := map[string]uint64{}
+	for _, s := range l.Signatures {
+		st, err := signatures.StatementOf(s.Envelope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs[s.KeyID], _ = st.Bound()
+	}
+	if seqs[e.ids["carol"]] <= seqs[e.ids["alice"]] {
+		t.Fatalf("carol's signature is not bound later than alice's (%v): the test shows nothing", seqs)
+	}
+	out := e.run(0, "lock", "verify", e.lock).stdout
+	if !strings.Contains(out, "signatures 3 of 3 (alice, bob, carol)") || !strings.HasSuffix(out, "OK\n") {
+		t.Fatalf("verify of an honest export:\n%s", out)
+	}
+}
+
+// lockStatementBy is the statement the line by keyID of lock signs.
+func lockStatementBy(t *testing.T, lock []byte, keyID string) signatures.Statement {
+	t.Helper()
+	_, line := splitLine(t, lock, keyID)
+	l, err := signatures.ParseLock([]byte(signatures.LockHeader + "\n" + line + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := signatures.StatementOf(l.Signatures[0].Envelope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// lock sign is approve's gate for a co-signer: it shows the poisoning
+// findings of each definition it signs and signs one with critical
+// findings only with --accept-findings, recording them in the signature
+// as approve does. It finds them itself: a first signature that accepts
+// none (signed by something other than approve) does not let a second
+// signer pass them unseen. And it exits 1 when nothing it was asked to
+// sign holds.
+func TestLockSignGatesCriticalFindings(t *testing.T) {
+	e := newLockEnv(t, "")
+	e.turn(true) // the first listing the monitor sees is already poisoned
+	e.run(1, "check")
+	var critical []string
+	for _, tr := range decodeReport(t, e.run(1, "status", "demo", "--json").stdout).Servers[0].Tools {
+		if tr.Name == "add" {
+			critical = signatures.AcceptedFindings(tr.Findings)
+		}
+	}
+	if len(critical) == 0 {
+		t.Fatal("the poisoned add has no critical finding: the test shows nothing")
+	}
+	e.run(0, "approve", "demo", "add", "--yes", "--accept-findings", "--key", e.keys["alice"])
+	e.run(0, "lock", "export", "--out", e.lock)
+	exported := e.read(e.lock)
+
+	// Alice's signature replaced by one of the same statement that
+	// records no accepted finding.
+	st := lockStatementBy(t, exported, e.ids["alice"])
+	st.AcceptedFindings = nil
+	alice, err := signatures.LoadPrivateKey(e.keys["alice"], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := alice.SignApproval(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare, err := signatures.Lock{Signatures: []signatures.LockSignature{{Server: "demo", Kind: "tool", Tool: "add",
+		Digest: st.Digest, KeyID: alice.KeyID(), First: true, Envelope: env}}}.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for name, file := range map[string][]byte{"accepted by alice": exported, "accepted by no one": bare} {
+		t.Run(name, func(t *testing.T) {
+			e.write(e.lock, file)
+			r := e.run(1, "lock", "sign", e.lock, "--yes", "--key", e.keys["bob"])
+			if !strings.Contains(r.stdout, "! critical ") || !strings.Contains(r.stderr, "--accept-findings") {
+				t.Fatalf("lock sign without --accept-findings does not show the findings and refuse:\n%s\n%s", r.stdout, r.stderr)
+			}
+			if !bytes.Equal(e.read(e.lock), file) {
+				t.Fatal("the refused lock sign changed the file")
+			}
+			e.run(0, "lock", "sign", e.lock, "--yes", "--accept-findings", "--key", e.keys["bob"])
+			got := lockStatementBy(t, e.read(e.lock), e.ids["bob"]).AcceptedFindings
+			for _, f := range critical {
+				if !slices.Contains(got, f) {
+					t.Fatalf("bob's signature accepts %v, not the critical finding %s", got, f)
+				}
+			}
+			e.run(0, "lock", "verify", e.lock)
+		})
+	}
+
+	// Nothing holds: alice's only signature does not verify.
+	rest, line := splitLine(t, exported, e.ids["alice"])
+	line = strings.Replace(line, `"sig":"`, `"sig":"AAAA`, 1)
+	e.write(e.lock, []byte(strings.Join(append(rest, line), "\n")+"\n"))
+	if r := e.run(1, "lock", "sign", e.lock, "--yes", "--accept-findings", "--key", e.keys["bob"]); !strings.Contains(r.stderr, "no signature that holds") {
+		t.Fatalf("lock sign of a file where nothing holds:\n%s\n%s", r.stdout, r.stderr)
+	}
+}
+
+// lock verify fails a file that approves nothing, and --live fails while
+// a server sends instructions the file does not approve: each is
+// something served that no one in the file reviewed.
+func TestLockVerifyFailsWhatTheFileDoesNotApprove(t *testing.T) {
+	e := newLockEnv(t, "")
+	e.run(1, "check")
+	for _, who := range []string{"alice", "bob"} {
+		e.run(0, "approve", "demo", "add", "read_note", "weather", "--yes", "--key", e.keys[who])
+	}
+	e.run(0, "lock", "export", "--out", e.lock)
+	e.run(0, "lock", "verify", e.lock)
+	out := e.run(1, "lock", "verify", e.lock, "--live").stdout
+	if !strings.Contains(out, "LIVE  instructions demo: instructions sent by the server, not approved in the file") || !strings.HasSuffix(out, "FAILED\n") {
+		t.Fatalf("verify --live with the instructions unapproved:\n%s", out)
+	}
+
+	empty := filepath.Join(e.dir, "empty.lock.json")
+	e.write(empty, []byte(signatures.LockHeader+"\n"))
+	for _, args := range [][]string{{"lock", "verify", empty}, {"lock", "verify", empty, "--live"}} {
+		out := e.run(1, args...).stdout
+		if !strings.Contains(out, "the file approves nothing") || !strings.HasSuffix(out, "FAILED\n") {
+			t.Fatalf("rugwatch %s:\n%s", strings.Join(args, " "), out)
+		}
+	}
+}
+
+// A lock file is untrusted text: a digest that is not a digest is
+// refused, and nothing of the file reaches the terminal as control
+// characters, whichever command reads it.
+func TestLockFileTextReachesNoTerminal(t *testing.T) {
+	e := newLockEnv(t, "")
+	e.run(1, "check")
+	e.run(0, "approve", "demo", "add", "--yes", "--key", e.keys["alice"])
+	e.run(0, "lock", "export", "--out", e.lock)
+	good := e.read(e.lock)
+	const esc = `\u001b]0;owned\u0007\u001b[2J`
+	rest, line := splitLine(t, good, e.ids["alice"])
+	evil := map[string]string{
+		"digest": regexp.MustCompile(`"digest":"sha256:[0-9a-f]{64}"`).ReplaceAllString(line, `"digest":"sha256:`+esc+`"`),
+		"key id": strings.ReplaceAll(line, e.ids["alice"], esc),
+		"server": strings.Replace(line, `"server":"demo"`, `"server":"demo`+esc+`"`, 1),
+		"member": strings.Replace(line, `{"server"`, `{"`+esc+`":1,"server"`, 1),
+	}
+	for name, l := range evil {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(e.dir, strings.ReplaceAll(name, " ", "-")+".lock.json")
+			e.write(path, []byte(strings.Join(append(rest, l), "\n")+"\n"))
+			for _, r := range []binRun{
+				e.run(1, "lock", "verify", path),
+				e.run(1, "lock", "verify", path, "--live"),
+				runBin(t, e.env, "", "--config", e.cfg, "lock", "sign", path, "--yes", "--key", e.keys["bob"]),
+			} {
+				if strings.ContainsAny(r.stdout+r.stderr, "\x1b\x07") {
+					t.Fatalf("control characters of the file printed:\n%q\n%q", r.stdout, r.stderr)
+				}
+				if r.code == 0 {
+					t.Fatalf("exit 0 on a file with a bad %s:\n%s\n%s", name, r.stdout, r.stderr)
+				}
+			}
+		})
+	}
+}
+
+// What lock sign --accept-findings signs of a poisoned definition is
+// what the daemon takes: bob's co-signature in the file completes the
+// approval alice gave with --accept-findings.
+func TestLockSignAcceptedFindingsTakenByTheDaemon(t *testing.T) {
+	e := newLockEnv(t, "approvals_from: rugwatch.lock.json\n")
+	e.turn(true)
+	e.run(1, "check")
+	e.run(0, "approve", "demo", "add", "--yes", "--accept-findings", "--key", e.keys["alice"])
+	e.run(0, "lock", "export", "--out", e.lock)
+	e.run(0, "lock", "sign", e.lock, "--yes", "--accept-findings", "--key", e.keys["bob"])
+	srv := e.serve(0)
+	p := srv.wait("the first pass", func(p monitor.LockPass) bool { return p.Read })
+	if len(p.Applied) != 1 || !strings.Contains(p.Applied[0], "tool demo/add by "+e.ids["bob"]) || len(p.Refused) != 0 {
+		t.Fatalf("the daemon took %v, refused %v", p.Applied, p.Refused)
+	}
+	if st := states(decodeReport(t, e.run(1, "status", "--json").stdout)); st["add"] != "approved" {
+		t.Fatalf("after bob's co-signature: %v", st)
 	}
 }
