@@ -16,17 +16,7 @@ import (
 // refused; bob (security) signs and the tool is approved.
 func TestCLITwoPersonApproval(t *testing.T) {
 	dir := t.TempDir()
-	keys := map[string]string{}
-	for _, who := range []string{"alice", "bob", "mallory"} {
-		d := filepath.Join(dir, who)
-		if err := os.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := signatures.GenerateKeyPair(d, nil); err != nil {
-			t.Fatal(err)
-		}
-		keys[who] = filepath.Join(d, signatures.PrivateKeyFile)
-	}
+	keys := approverKeys(t, dir, "alice", "bob", "mallory")
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -51,14 +41,7 @@ servers:
 		t.Fatal(err)
 	}
 	env := append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
-	run := func(code int, args ...string) binRun {
-		t.Helper()
-		r := runBin(t, env, "", append([]string{"--config", path}, args...)...)
-		if r.code != code {
-			t.Fatalf("rugwatch %s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, code, r.stdout, r.stderr)
-		}
-		return r
-	}
+	run := cliRunner(t, env, path)
 	const waiting = "signatures: 1 of 2 (needs role security)"
 
 	run(1, "check")

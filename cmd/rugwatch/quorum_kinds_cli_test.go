@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/rugwatch/rugwatch/signatures"
 )
 
 // The quorum over a server's instructions, its launch identity and its
@@ -21,17 +19,7 @@ func TestCLIQuorumOverInstructionsAndLaunch(t *testing.T) {
 		t.Skip("end to end")
 	}
 	dir := t.TempDir()
-	keys := map[string]string{}
-	for _, who := range []string{"alice", "bob"} {
-		d := filepath.Join(dir, who)
-		if err := os.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := signatures.GenerateKeyPair(d, nil); err != nil {
-			t.Fatal(err)
-		}
-		keys[who] = filepath.Join(d, signatures.PrivateKeyFile)
-	}
+	keys := approverKeys(t, dir, "alice", "bob")
 	// The server is a copy of this test binary: changing its bytes is a
 	// launch drift.
 	server := filepath.Join(dir, "bin", "demo-server")
@@ -52,14 +40,7 @@ servers:
     mounts: [{path: "%[3]s", mode: rw}]
 `, dir, server, sharedDir(t)))
 	env := append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
-	run := func(code int, args ...string) binRun {
-		t.Helper()
-		r := runBin(t, env, "", append([]string{"--config", cfg}, args...)...)
-		if r.code != code {
-			t.Fatalf("rugwatch %s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, code, r.stdout, r.stderr)
-		}
-		return r
-	}
+	run := cliRunner(t, env, cfg)
 	const waiting = "signatures: 1 of 2 (needs role security)"
 
 	run(1, "check")

@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/rugwatch/rugwatch/signatures"
 )
 
 // quorumConfig is the demo server's config with alice (platform), bob
@@ -40,18 +38,7 @@ servers:
 // quorumKeys makes the key pairs of alice, bob and carol under dir.
 func quorumKeys(t *testing.T, dir string) map[string]string {
 	t.Helper()
-	keys := map[string]string{}
-	for _, who := range []string{"alice", "bob", "carol"} {
-		d := filepath.Join(dir, who)
-		if err := os.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := signatures.GenerateKeyPair(d, nil); err != nil {
-			t.Fatal(err)
-		}
-		keys[who] = filepath.Join(d, signatures.PrivateKeyFile)
-	}
-	return keys
+	return approverKeys(t, dir, "alice", "bob", "carol")
 }
 
 // After the quorum is raised from 2 to 3, the instructions alice and bob
@@ -64,14 +51,7 @@ func TestCLIRaisedQuorumCosignsApprovedInstructions(t *testing.T) {
 	keys := quorumKeys(t, dir)
 	cfg := quorumConfig(t, dir, 2)
 	env := append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
-	run := func(code int, args ...string) binRun {
-		t.Helper()
-		r := runBin(t, env, "", append([]string{"--config", cfg}, args...)...)
-		if r.code != code {
-			t.Fatalf("rugwatch %s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, code, r.stdout, r.stderr)
-		}
-		return r
-	}
+	run := cliRunner(t, env, cfg)
 	run(1, "check")
 	run(0, "approve", "demo", "--instructions", "--yes", "--key", keys["alice"])
 	if out := run(0, "approve", "demo", "--instructions", "--yes", "--key", keys["bob"]).stdout; !strings.Contains(out, "demo instructions  APPROVED  signatures: 2 of 2") {
@@ -98,14 +78,7 @@ func TestCLIReturnsSecretsNotGrantedByOneKey(t *testing.T) {
 	keys := quorumKeys(t, dir)
 	cfg := quorumConfig(t, dir, 2)
 	env := append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
-	run := func(code int, args ...string) binRun {
-		t.Helper()
-		r := runBin(t, env, "", append([]string{"--config", cfg}, args...)...)
-		if r.code != code {
-			t.Fatalf("rugwatch %s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, code, r.stdout, r.stderr)
-		}
-		return r
-	}
+	run := cliRunner(t, env, cfg)
 	run(1, "check")
 	if out := run(0, "approve", "demo", "add", "--returns-secrets", "--yes", "--key", keys["alice"]).stdout; strings.Contains(out, "not granted") {
 		t.Fatalf("alice alone:\n%s", out)

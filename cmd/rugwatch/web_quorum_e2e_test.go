@@ -9,8 +9,6 @@ import (
 	"testing"
 
 	"github.com/chromedp/chromedp"
-
-	"github.com/rugwatch/rugwatch/signatures"
 )
 
 // Team approvals as a person sees them in the web view, in headless
@@ -24,17 +22,7 @@ func TestWebViewShowsTheQuorumTally(t *testing.T) {
 		t.Skip("end to end")
 	}
 	dir := t.TempDir()
-	keys := map[string]string{}
-	for _, who := range []string{"alice", "bob"} {
-		d := filepath.Join(dir, who)
-		if err := os.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := signatures.GenerateKeyPair(d, nil); err != nil {
-			t.Fatal(err)
-		}
-		keys[who] = filepath.Join(d, signatures.PrivateKeyFile)
-	}
+	keys := approverKeys(t, dir, "alice", "bob")
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
