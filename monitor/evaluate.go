@@ -322,7 +322,10 @@ func evaluateTool(in Input, fc detect.FindingContext, t mcpclient.Tool, old stor
 		rec.ApprovedDigest = ""
 		rec.Severity = rugwatch.SeverityInfo
 		if !known || old.State == rugwatch.StateRemoved || old.State == rugwatch.StateApproved {
-			if in.FirstSight && !known && !hasApproval {
+			// First sight trusts what it sees, but not what the rules
+			// flag: no signature accepts a critical finding unless a
+			// human signs it (Unaccepted), the daemon's own neither.
+			if in.FirstSight && !known && !hasApproval && len(Unaccepted(rec.Findings, nil)) == 0 {
 				v.approve = true
 			}
 			if !known || old.State == rugwatch.StateRemoved {
@@ -596,7 +599,7 @@ func evaluateInstructions(in Input, prev store.ServerRecord, next *store.ServerR
 		}
 		next.InstructionsState = rugwatch.StatePending
 		next.InstructionsApproved = ""
-		if in.FirstSight && a == nil && (in.Prev == nil || prev.InstructionsState == "") {
+		if in.FirstSight && a == nil && (in.Prev == nil || prev.InstructionsState == "") && len(Unaccepted(next.InstructionsFindings, nil)) == 0 {
 			out.ApproveInstructions = true
 		}
 	}
