@@ -921,11 +921,22 @@ func mayControl(s string) bool {
 
 // --- padding ---
 
-// visiblePrefix is the length of the visible ASCII s begins with.
+// visiblePrefix is the length of the text at the start of s that padding
+// need not look at: visible ASCII, and a lone space, tab or line break
+// between visible ASCII, which starts no run that could be reported (a
+// run of one, a single line break).
 func visiblePrefix(s string) int {
 	i := 0
-	for i < len(s) && s[i] > ' ' && s[i] < utf8.RuneSelf {
-		i++
+	for i < len(s) {
+		c := s[i]
+		switch {
+		case c > ' ' && c < utf8.RuneSelf:
+			i++
+		case (c == ' ' || c == '\t' || c == '\n') && i+1 < len(s) && s[i+1] > ' ' && s[i+1] < utf8.RuneSelf:
+			i += 2
+		default:
+			return i
+		}
 	}
 	return i
 }
