@@ -76,14 +76,37 @@ func newAllowedCache(ctx context.Context) *allowedCache {
 	return &allowedCache{ctx: ctx, servers: map[string]*allowedEntry{}}
 }
 
-func (c *allowedCache) entry(server string) *allowedEntry {
+// maxCachedEntries bounds the cache: a view is keyed by whatever
+// capabilities a client declares, so without a bound a client cycling
+// through them would grow it for the life of proxy_listen.
+const maxCachedEntries = 1024
+
+// entry returns the cache's entry for key (a server, or a view of one),
+// making it. At the bound, entries no session follows are dropped (what
+// they held is read again when next asked for); if every one is followed,
+// the new entry is the caller's alone and shares nothing.
+func (c *allowedCache) entry(key string) *allowedEntry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e := c.servers[server]
-	if e == nil {
-		e = &allowedEntry{subs: map[*session]struct{}{}}
-		c.servers[server] = e
+	e := c.servers[key]
+	if e != nil {
+		return e
 	}
+	e = &allowedEntry{subs: map[*session]struct{}{}}
+	if len(c.servers) >= maxCachedEntries {
+		for k, old := range c.servers {
+			old.lmu.Lock()
+			idle := len(old.subs) == 0 && old.stop == nil
+			old.lmu.Unlock()
+			if idle {
+				delete(c.servers, k)
+			}
+		}
+		if len(c.servers) >= maxCachedEntries {
+			return e
+		}
+	}
+	c.servers[key] = e
 	return e
 }
 

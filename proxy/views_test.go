@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -102,5 +103,26 @@ func TestCapabilityViews(t *testing.T) {
 	}
 	if st := rec.Tools["sample"].State; st != rugwatch.StateApproved {
 		t.Errorf("sample is %s, want approved", st)
+	}
+}
+
+// A view is keyed by whatever capabilities a client declares: a client
+// cycling through them must not grow the cache for the life of
+// proxy_listen. Views nobody follows are dropped at the bound; a followed
+// one (a session subscribed to its watcher) stays.
+func TestViewCacheIsBounded(t *testing.T) {
+	c := newAllowedCache(context.Background())
+	followed := c.entry("up\x00followed")
+	followed.lmu.Lock()
+	followed.subs[&session{}] = struct{}{}
+	followed.lmu.Unlock()
+	for i := range 3 * maxCachedEntries {
+		c.entry(fmt.Sprintf("up\x00view-%d", i))
+	}
+	c.mu.Lock()
+	n, kept := len(c.servers), c.servers["up\x00followed"] == followed
+	c.mu.Unlock()
+	if n > maxCachedEntries || !kept {
+		t.Fatalf("%d entries (bound %d), the followed view kept: %v", n, maxCachedEntries, kept)
 	}
 }
