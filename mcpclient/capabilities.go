@@ -40,15 +40,41 @@ func capabilityNames(raw json.RawMessage) []string {
 	return out
 }
 
-// partial reports whether declared lacks a capability a poll declares:
-// the server may then keep tools from the session that it shows the
-// monitor.
+// ListingCapabilities are the names of MonitorCapabilities: the client
+// capabilities a server may list tools by, as far as a poll asks.
+func ListingCapabilities() []string {
+	return capabilityNames(json.RawMessage(MonitorCapabilities))
+}
+
+// partial reports whether declared falls short of what a poll declares
+// anywhere (MonitorCapabilities, member by member, down to elicitation's
+// form and url): the server may then keep tools from the session that it
+// shows the monitor. A member declared as anything but an object (false,
+// 0, "") declares nothing.
 func partial(declared json.RawMessage) bool {
-	names := capabilityNames(declared)
-	for _, c := range capabilityNames(json.RawMessage(MonitorCapabilities)) {
-		if !slices.Contains(names, c) {
-			return true
+	var want map[string]any
+	var got any
+	if json.Unmarshal(json.RawMessage(MonitorCapabilities), &want) != nil || json.Unmarshal(declared, &got) != nil {
+		return true
+	}
+	return !covers(got, want)
+}
+
+// covers reports whether got, an object, holds every object member of
+// want, each covering want's in turn. Flags (roots.listChanged) are not
+// capabilities a server lists by, and are not asked for.
+func covers(got, want any) bool {
+	g, ok := got.(map[string]any)
+	if !ok {
+		return false
+	}
+	for k, wv := range want.(map[string]any) {
+		if _, isObject := wv.(map[string]any); !isObject {
+			continue
+		}
+		if gv, ok := g[k]; !ok || !covers(gv, wv) {
+			return false
 		}
 	}
-	return false
+	return true
 }

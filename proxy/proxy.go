@@ -134,8 +134,12 @@ type session struct {
 	client mcp.Connection
 	log    *slog.Logger
 
-	up          atomic.Pointer[mcpclient.Session]
-	upMu        sync.Mutex      // one redial at a time
+	up   atomic.Pointer[mcpclient.Session]
+	upMu sync.Mutex // one redial at a time
+	// initMu is held through an initialize: a second one sent at once
+	// waits and is refused, and caps and viewKey are written once, before
+	// initialized says they may be read.
+	initMu      sync.Mutex
 	caps        json.RawMessage // the client's capabilities, declared upstream
 	viewKey     string          // the server and caps: what it shares a listing by (view)
 	initialized atomic.Bool
@@ -388,6 +392,8 @@ func (s *session) handle(ctx context.Context, req *jsonrpc.Request) *jsonrpc.Res
 // with the server's result, its instructions replaced by the approved ones
 // and tools.listChanged declared (the proxy sends it when approvals move).
 func (s *session) initialize(ctx context.Context, req *jsonrpc.Request) *jsonrpc.Response {
+	s.initMu.Lock()
+	defer s.initMu.Unlock()
 	if s.initialized.Load() {
 		return errorResponse(req.ID, jsonrpc.CodeInvalidRequest, "rugwatch proxy: already initialized")
 	}
@@ -1129,8 +1135,7 @@ func (s *session) declared() json.RawMessage {
 }
 
 // view is the key the session shares listings by: its server and the
-// capabilities it declared there, re-encoded so that member order and
-// spacing do not split sessions that ask alike.
+// capabilities it declared there that a server may list by (viewOf).
 func (s *session) view() string {
 	if s.viewKey == "" {
 		return viewOf(s.opts.Server, s.declared())
@@ -1138,13 +1143,22 @@ func (s *session) view() string {
 	return s.viewKey
 }
 
+// viewOf keys a listing by server and by the declared capabilities a poll
+// declares too (mcpclient.ListingCapabilities: roots, sampling,
+// elicitation), re-encoded so that member order and spacing do not split
+// sessions that ask alike. experimental, extensions and names no revision
+// defines are left out: a client varying them would otherwise make a view
+// of each session, sharing nothing and recording every listing.
 func viewOf(server string, caps json.RawMessage) string {
-	var v any
-	if json.Unmarshal(caps, &v) == nil {
-		if canon, err := json.Marshal(v); err == nil {
-			caps = canon
+	var m map[string]any
+	_ = json.Unmarshal(caps, &m)
+	kept := map[string]any{}
+	for _, name := range mcpclient.ListingCapabilities() {
+		if v, ok := m[name]; ok {
+			kept[name] = v
 		}
 	}
-	sum := sha256.Sum256(caps)
+	canon, _ := json.Marshal(kept) // map keys sorted
+	sum := sha256.Sum256(canon)
 	return server + "\x00" + hex.EncodeToString(sum[:8])
 }

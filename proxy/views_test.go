@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/rugwatch/rugwatch"
@@ -124,5 +127,138 @@ func TestViewCacheIsBounded(t *testing.T) {
 	c.mu.Unlock()
 	if n > maxCachedEntries || !kept {
 		t.Fatalf("%d entries (bound %d), the followed view kept: %v", n, maxCachedEntries, kept)
+	}
+}
+
+// onlyToURLElicitors hides tool from clients that cannot elicit by URL.
+func onlyToURLElicitors(tool string) mcp.Middleware {
+	return func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			res, err := next(ctx, method, req)
+			lr, ok := res.(*mcp.ListToolsResult)
+			if err != nil || !ok {
+				return res, err
+			}
+			if r, ok := req.(*mcp.ListToolsRequest); ok {
+				if caps := r.ClientCapabilities(); caps != nil && caps.Elicitation != nil && caps.Elicitation.URL != nil {
+					return res, nil
+				}
+			}
+			lr.Tools = slices.DeleteFunc(slices.Clone(lr.Tools), func(t *mcp.Tool) bool { return t.Name == tool })
+			return lr, nil
+		}
+	}
+}
+
+// A client that declares every capability a poll does but a narrower one
+// beneath (elicitation by form, not by URL) is shown less too: its listing
+// is Partial, so a tool the server keeps for URL elicitation is neither
+// removed nor cloaking, and stays approved for everyone.
+func TestSubCapabilityShortfallIsPartial(t *testing.T) {
+	r := newRig(t)
+	r.up.srv.AddTool(&mcp.Tool{Name: "urlask", Description: "Asks through a URL the user opens.",
+		InputSchema: json.RawMessage(`{"type":"object"}`)},
+		func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "ok"}}}, nil
+		})
+	r.up.srv.AddReceivingMiddleware(onlyToURLElicitors("urlask"))
+	var seen monitor.Sightings
+	r.ledger.Sightings = &seen
+	endpoint := sharingProxy(t, r, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	l, err := mcpclient.Poll(ctx, mcpclient.Target{Name: "up", Transport: mcpclient.TransportHTTP, URL: r.up.url}, mcpclient.DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := l.Tool("urlask"); !ok {
+		t.Fatal("the poll is not shown urlask")
+	}
+	seen.Note("up", l, time.Now())
+	if _, _, err := r.ledger.Recorder.Record("up", mcpclient.TransportHTTP, l, nil); err != nil {
+		t.Fatal(err)
+	}
+	r.approve("add", "echo", "ask", "urlask")
+	//lint:ignore SA1019 sampling is deprecated in the newest revision, yet a client may still declare it: the test needs every capability a poll declares.
+	caps := &mcp.ClientCapabilities{Sampling: &mcp.SamplingCapabilities{}, RootsV2: &mcp.RootCapabilities{ListChanged: true},
+		Elicitation: &mcp.ElicitationCapabilities{Form: &mcp.FormElicitationCapabilities{}}}
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "form-only", Version: "1"}, &mcp.ClientOptions{Capabilities: caps}).
+		Connect(ctx, &mcp.StreamableClientTransport{Endpoint: endpoint, MaxRetries: -1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	if got := toolNames(t, cs); slices.Contains(got, "urlask") {
+		t.Fatalf("the form-only client is shown %v", got)
+	}
+	events, err := r.ledger.History(ctx, "up", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events {
+		if e.Type == rugwatch.EventToolRemoved || e.Type == rugwatch.EventToolCloaked {
+			t.Errorf("%s %s: %s", e.Type, e.Tool, e.Message)
+		}
+	}
+	if rec, _ := r.ledger.Server(ctx, "up"); rec.Tools["urlask"].State != rugwatch.StateApproved {
+		t.Errorf("urlask is %s, want approved", rec.Tools["urlask"].State)
+	}
+}
+
+// A view is keyed by what a server may list by, nothing else: clients
+// that differ only in experimental, extensions or names no revision
+// defines share one; a different elicitation does not.
+func TestViewIgnoresWhatNoListingDependsOn(t *testing.T) {
+	base := viewOf("up", json.RawMessage(`{"elicitation":{"form":{}},"roots":{}}`))
+	for _, caps := range []string{
+		`{"roots":{},"elicitation":{"form":{}},"experimental":{"n":1}}`,
+		`{"elicitation":{"form":{}},"roots":{},"extensions":{"x":{"y":2}}}`,
+		`{ "roots" : {} , "elicitation" : { "form" : {} }, "whatever": 3 }`,
+	} {
+		if got := viewOf("up", json.RawMessage(caps)); got != base {
+			t.Errorf("%s: its own view", caps)
+		}
+	}
+	if viewOf("up", json.RawMessage(`{"elicitation":{"form":{},"url":{}},"roots":{}}`)) == base {
+		t.Error("elicitation by URL shares the form-only view")
+	}
+	if viewOf("other", json.RawMessage(`{"elicitation":{"form":{}},"roots":{}}`)) == base {
+		t.Error("two servers share a view")
+	}
+}
+
+// Two initialize requests sent at once (each is served off the read
+// loop) make one session: the first initializes, the second is refused,
+// and the capabilities are written once (the race detector watches).
+func TestConcurrentInitializeIsRefused(t *testing.T) {
+	r := newRig(t)
+	opts := r.options(ResultsFlag)
+	opts.shared = newAllowedCache(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := &session{opts: opts, log: opts.Log, schemas: map[string]*schemaCheck{}, life: ctx}
+	defer func() {
+		cancel()
+		s.wg.Wait()
+		if up := s.up.Load(); up != nil {
+			up.Close()
+		}
+	}()
+	var wg sync.WaitGroup
+	refused := make(chan bool, 2)
+	for i, caps := range []string{`{}`, `{"roots":{},"elicitation":{}}`} {
+		wg.Go(func() {
+			id, _ := jsonrpc.MakeID(float64(i + 1))
+			params, _ := json.Marshal(map[string]any{"protocolVersion": "2025-06-18", "capabilities": json.RawMessage(caps)})
+			resp := s.initialize(ctx, &jsonrpc.Request{ID: id, Method: "initialize", Params: params})
+			refused <- resp.Error != nil && strings.Contains(resp.Error.Error(), "already initialized")
+		})
+	}
+	wg.Wait()
+	if a, b := <-refused, <-refused; a == b {
+		t.Fatalf("refused: %v and %v, want exactly one", a, b)
+	}
+	if s.viewKey != viewOf("up", s.declared()) {
+		t.Errorf("the view %q is not the declared capabilities' %s", s.viewKey, s.caps)
 	}
 }
