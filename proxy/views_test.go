@@ -18,9 +18,10 @@ import (
 	"github.com/rugwatch/rugwatch/monitor"
 )
 
-// onlyToElicitors hides tool from the tools/list of clients that did not
-// declare elicitation, as server-everything hides its elicitation tools.
-func onlyToElicitors(tool string) mcp.Middleware {
+// onlyTo hides tool from the tools/list of clients whose capabilities
+// shows refuses, as server-everything hides its elicitation and sampling
+// tools.
+func onlyTo(tool string, shows func(*mcp.ClientCapabilities) bool) mcp.Middleware {
 	return func(next mcp.MethodHandler) mcp.MethodHandler {
 		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 			res, err := next(ctx, method, req)
@@ -29,13 +30,67 @@ func onlyToElicitors(tool string) mcp.Middleware {
 				return res, err
 			}
 			if r, ok := req.(*mcp.ListToolsRequest); ok {
-				if caps := r.ClientCapabilities(); caps != nil && caps.Elicitation != nil {
+				if caps := r.ClientCapabilities(); caps != nil && shows(caps) {
 					return res, nil
 				}
 			}
 			lr.Tools = slices.DeleteFunc(slices.Clone(lr.Tools), func(t *mcp.Tool) bool { return t.Name == tool })
 			return lr, nil
 		}
+	}
+}
+
+// viewRig is a rig whose upstream lists tool only to clients shows
+// accepts, behind proxy_listen, after a poll (which the daemon's
+// Sightings remember) recorded it and every tool was approved.
+func viewRig(t *testing.T, tool string, shows func(*mcp.ClientCapabilities) bool) (r *rig, endpoint string, ctx context.Context) {
+	t.Helper()
+	r = newRig(t)
+	r.up.srv.AddTool(&mcp.Tool{Name: tool, Description: "Asks the client for something.",
+		InputSchema: json.RawMessage(`{"type":"object"}`)},
+		func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "ok"}}}, nil
+		})
+	r.up.srv.AddReceivingMiddleware(onlyTo(tool, shows))
+	var seen monitor.Sightings
+	r.ledger.Sightings = &seen
+	endpoint = sharingProxy(t, r, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	l, err := mcpclient.Poll(ctx, mcpclient.Target{Name: "up", Transport: mcpclient.TransportHTTP, URL: r.up.url}, mcpclient.DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := l.Tool(tool); !ok || l.Partial {
+		t.Fatalf("the poll lists %d tools (partial %v), not %s", len(l.Tools), l.Partial, tool)
+	}
+	seen.Note("up", l, time.Now())
+	if _, _, err := r.ledger.Recorder.Record("up", mcpclient.TransportHTTP, l, nil); err != nil {
+		t.Fatal(err)
+	}
+	r.approve("add", "echo", "ask", tool)
+	return r, endpoint, ctx
+}
+
+// stillApproved fails the test if tool was recorded removed or cloaking,
+// or is not approved: what a less capable client is shown says neither.
+func stillApproved(t *testing.T, ctx context.Context, r *rig, tool string) {
+	t.Helper()
+	events, err := r.ledger.History(ctx, "up", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events {
+		if e.Type == rugwatch.EventToolRemoved || e.Type == rugwatch.EventToolCloaked {
+			t.Errorf("%s %s: %s", e.Type, e.Tool, e.Message)
+		}
+	}
+	rec, err := r.ledger.Server(ctx, "up")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := rec.Tools[tool].State; st != rugwatch.StateApproved {
+		t.Errorf("%s is %s, want approved", tool, st)
 	}
 }
 
@@ -46,32 +101,7 @@ func onlyToElicitors(tool string) mcp.Middleware {
 // share listings only with sessions that declared the same, so the client
 // that elicits still sees its tool.
 func TestCapabilityViews(t *testing.T) {
-	r := newRig(t)
-	r.up.srv.AddTool(&mcp.Tool{Name: "sample", Description: "Asks the client's model to summarise.",
-		InputSchema: json.RawMessage(`{"type":"object"}`)},
-		func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "ok"}}}, nil
-		})
-	r.up.srv.AddReceivingMiddleware(onlyToElicitors("sample"))
-	var seen monitor.Sightings
-	r.ledger.Sightings = &seen
-	endpoint := sharingProxy(t, r, true)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-
-	l, err := mcpclient.Poll(ctx, mcpclient.Target{Name: "up", Transport: mcpclient.TransportHTTP, URL: r.up.url}, mcpclient.DialOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := l.Tool("sample"); !ok || l.Partial {
-		t.Fatalf("the poll lists %d tools (partial %v), not the sampling one", len(l.Tools), l.Partial)
-	}
-	seen.Note("up", l, time.Now())
-	if _, _, err := r.ledger.Recorder.Record("up", mcpclient.TransportHTTP, l, nil); err != nil {
-		t.Fatal(err)
-	}
-	r.approve("add", "echo", "ask", "sample")
-
+	r, endpoint, ctx := viewRig(t, "sample", func(c *mcp.ClientCapabilities) bool { return c.Elicitation != nil })
 	plain := connectHTTP(t, endpoint, nil)
 	sampler, err := mcp.NewClient(&mcp.Implementation{Name: "elicitor", Version: "1"}, &mcp.ClientOptions{
 		ElicitationHandler: func(context.Context, *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
@@ -91,22 +121,7 @@ func TestCapabilityViews(t *testing.T) {
 			t.Fatalf("the client that elicits is shown %v, not its tool", got)
 		}
 	}
-	events, err := r.ledger.History(ctx, "up", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range events {
-		if e.Type == rugwatch.EventToolRemoved || e.Type == rugwatch.EventToolCloaked {
-			t.Errorf("%s %s: %s", e.Type, e.Tool, e.Message)
-		}
-	}
-	rec, err := r.ledger.Server(ctx, "up")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st := rec.Tools["sample"].State; st != rugwatch.StateApproved {
-		t.Errorf("sample is %s, want approved", st)
-	}
+	stillApproved(t, ctx, r, "sample")
 }
 
 // A view is keyed by whatever capabilities a client declares: a client
@@ -130,55 +145,14 @@ func TestViewCacheIsBounded(t *testing.T) {
 	}
 }
 
-// onlyToURLElicitors hides tool from clients that cannot elicit by URL.
-func onlyToURLElicitors(tool string) mcp.Middleware {
-	return func(next mcp.MethodHandler) mcp.MethodHandler {
-		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
-			res, err := next(ctx, method, req)
-			lr, ok := res.(*mcp.ListToolsResult)
-			if err != nil || !ok {
-				return res, err
-			}
-			if r, ok := req.(*mcp.ListToolsRequest); ok {
-				if caps := r.ClientCapabilities(); caps != nil && caps.Elicitation != nil && caps.Elicitation.URL != nil {
-					return res, nil
-				}
-			}
-			lr.Tools = slices.DeleteFunc(slices.Clone(lr.Tools), func(t *mcp.Tool) bool { return t.Name == tool })
-			return lr, nil
-		}
-	}
-}
-
 // A client that declares every capability a poll does but a narrower one
 // beneath (elicitation by form, not by URL) is shown less too: its listing
 // is Partial, so a tool the server keeps for URL elicitation is neither
 // removed nor cloaking, and stays approved for everyone.
 func TestSubCapabilityShortfallIsPartial(t *testing.T) {
-	r := newRig(t)
-	r.up.srv.AddTool(&mcp.Tool{Name: "urlask", Description: "Asks through a URL the user opens.",
-		InputSchema: json.RawMessage(`{"type":"object"}`)},
-		func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "ok"}}}, nil
-		})
-	r.up.srv.AddReceivingMiddleware(onlyToURLElicitors("urlask"))
-	var seen monitor.Sightings
-	r.ledger.Sightings = &seen
-	endpoint := sharingProxy(t, r, true)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	l, err := mcpclient.Poll(ctx, mcpclient.Target{Name: "up", Transport: mcpclient.TransportHTTP, URL: r.up.url}, mcpclient.DialOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := l.Tool("urlask"); !ok {
-		t.Fatal("the poll is not shown urlask")
-	}
-	seen.Note("up", l, time.Now())
-	if _, _, err := r.ledger.Recorder.Record("up", mcpclient.TransportHTTP, l, nil); err != nil {
-		t.Fatal(err)
-	}
-	r.approve("add", "echo", "ask", "urlask")
+	r, endpoint, ctx := viewRig(t, "urlask", func(c *mcp.ClientCapabilities) bool {
+		return c.Elicitation != nil && c.Elicitation.URL != nil
+	})
 	//lint:ignore SA1019 sampling is deprecated in the newest revision, yet a client may still declare it: the test needs every capability a poll declares.
 	caps := &mcp.ClientCapabilities{Sampling: &mcp.SamplingCapabilities{}, RootsV2: &mcp.RootCapabilities{ListChanged: true},
 		Elicitation: &mcp.ElicitationCapabilities{Form: &mcp.FormElicitationCapabilities{}}}
@@ -191,18 +165,7 @@ func TestSubCapabilityShortfallIsPartial(t *testing.T) {
 	if got := toolNames(t, cs); slices.Contains(got, "urlask") {
 		t.Fatalf("the form-only client is shown %v", got)
 	}
-	events, err := r.ledger.History(ctx, "up", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range events {
-		if e.Type == rugwatch.EventToolRemoved || e.Type == rugwatch.EventToolCloaked {
-			t.Errorf("%s %s: %s", e.Type, e.Tool, e.Message)
-		}
-	}
-	if rec, _ := r.ledger.Server(ctx, "up"); rec.Tools["urlask"].State != rugwatch.StateApproved {
-		t.Errorf("urlask is %s, want approved", rec.Tools["urlask"].State)
-	}
+	stillApproved(t, ctx, r, "urlask")
 }
 
 // A view is keyed by what a server may list by, nothing else: clients
