@@ -177,16 +177,11 @@ func (g *gateway) write(ctx context.Context, msg jsonrpc.Message) {
 
 // handle serves one client request.
 func (g *gateway) handle(ctx context.Context, req *jsonrpc.Request) *jsonrpc.Response {
-	switch req.Method {
-	case "initialize":
+	if req.Method == "initialize" {
 		return g.initialize(ctx, req)
-	case "server/discover":
-		return errorResponse(req.ID, jsonrpc.CodeMethodNotFound, "server/discover is not supported by this proxy; use initialize")
-	case "ping":
-		return &jsonrpc.Response{ID: req.ID, Result: json.RawMessage("{}")}
 	}
-	if !g.initialized.Load() {
-		return errorResponse(req.ID, jsonrpc.CodeInvalidRequest, "rugwatch gateway: initialize first")
+	if resp, answered := beforeHandshake(req, "rugwatch gateway", g.initialized.Load()); answered {
+		return resp
 	}
 	if k, ok := kindByList[req.Method]; ok {
 		return g.list(ctx, req, k)

@@ -336,20 +336,31 @@ const (
 	codeUpstream    = -32002 // the server could not be reached
 )
 
+// beforeHandshake answers, for a proxied session and the gateway alike,
+// what a client may send before or instead of the handshake-era
+// initialize they speak: ping; server/discover, refused, on which the
+// 2026-07-28 SDKs fall back to initialize; and anything else before
+// initialize, refused. answered is false for a request the caller
+// serves. who prefixes the refusal.
+func beforeHandshake(req *jsonrpc.Request, who string, initialized bool) (resp *jsonrpc.Response, answered bool) {
+	switch {
+	case req.Method == "server/discover":
+		return errorResponse(req.ID, jsonrpc.CodeMethodNotFound, "server/discover is not supported by this proxy; use initialize"), true
+	case req.Method == "ping":
+		return &jsonrpc.Response{ID: req.ID, Result: json.RawMessage("{}")}, true
+	case !initialized:
+		return errorResponse(req.ID, jsonrpc.CodeInvalidRequest, who+": initialize first"), true
+	}
+	return nil, false
+}
+
 // handle serves one client request.
 func (s *session) handle(ctx context.Context, req *jsonrpc.Request) *jsonrpc.Response {
-	switch req.Method {
-	case "initialize":
+	if req.Method == "initialize" {
 		return s.initialize(ctx, req)
-	case "server/discover":
-		// This proxy speaks the handshake era to its client; the SDKs fall
-		// back to initialize on this answer.
-		return errorResponse(req.ID, jsonrpc.CodeMethodNotFound, "server/discover is not supported by this proxy; use initialize")
-	case "ping":
-		return &jsonrpc.Response{ID: req.ID, Result: json.RawMessage("{}")}
 	}
-	if !s.initialized.Load() {
-		return errorResponse(req.ID, jsonrpc.CodeInvalidRequest, "rugwatch proxy: initialize first")
+	if resp, answered := beforeHandshake(req, "rugwatch proxy", s.initialized.Load()); answered {
+		return resp
 	}
 	switch req.Method {
 	case "tools/list":
