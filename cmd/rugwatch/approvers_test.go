@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,4 +40,32 @@ func cliRunner(t *testing.T, env []string, cfg string) func(code int, args ...st
 		}
 		return r
 	}
+}
+
+// teamConfig writes dir/rugwatch.yaml for the demo server (command: the
+// test binary or a copy of it, honest for 1000 listings) under a quorum
+// of n needing role security, trusting the keys approverKeys made for
+// approvers: bob holds role security, everyone else platform. head holds
+// further top-level lines (listeners, defaults).
+func teamConfig(t *testing.T, dir, command string, n int, head string, approvers ...string) string {
+	t.Helper()
+	var keys strings.Builder
+	for _, who := range approvers {
+		role := "platform"
+		if who == "bob" {
+			role = "security"
+		}
+		fmt.Fprintf(&keys, "  - {path: %[1]s/approver.pub, name: %[1]s, roles: [%[2]s]}\n", who, role)
+	}
+	return writeConfig(t, dir, fmt.Sprintf(`data_dir: %[1]s/data
+%[5]strusted_keys:
+%[4]sapprovals: {quorum: %[6]d, require_roles: [security]}
+servers:
+  - name: demo
+    command: %[2]s
+    args: ["-test.run=^$"]
+    env:
+      RUGWATCH_TEST_DEMO: "--after 1000 --state %[3]s/demo.state"
+    mounts: [{path: "%[3]s", mode: rw}]
+`, dir, command, sharedDir(t), keys.String(), head, n))
 }

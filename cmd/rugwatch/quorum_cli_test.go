@@ -21,25 +21,7 @@ func TestCLITwoPersonApproval(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := fmt.Sprintf(`data_dir: %[1]s/data
-trusted_keys:
-  - {path: alice/approver.pub, name: alice, roles: [platform]}
-  - {path: bob/approver.pub, name: bob, roles: [security]}
-approvals: {quorum: 2, require_roles: [security]}
-defaults:
-  timeout: 20s
-servers:
-  - name: demo
-    command: %[2]s
-    args: ["-test.run=^$"]
-    env:
-      RUGWATCH_TEST_DEMO: "--after 1000 --state %[3]s/demo.state"
-    mounts: [{path: "%[3]s", mode: rw}]
-`, dir, exe, sharedDir(t))
-	path := filepath.Join(dir, "rugwatch.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := teamConfig(t, dir, exe, 2, "defaults: {timeout: 20s}\n", "alice", "bob")
 	env := append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
 	run := cliRunner(t, env, path)
 	const waiting = "signatures: 1 of 2 (needs role security)"

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,21 +23,7 @@ func TestCLIQuorumOverInstructionsAndLaunch(t *testing.T) {
 	// launch drift.
 	server := filepath.Join(dir, "bin", "demo-server")
 	copyExecutable(t, server)
-	cfg := writeConfig(t, dir, fmt.Sprintf(`data_dir: %[1]s/data
-trusted_keys:
-  - {path: alice/approver.pub, name: alice, roles: [platform]}
-  - {path: bob/approver.pub, name: bob, roles: [security]}
-approvals: {quorum: 2, require_roles: [security]}
-defaults:
-  timeout: 20s
-servers:
-  - name: demo
-    command: %[2]s
-    args: ["-test.run=^$"]
-    env:
-      RUGWATCH_TEST_DEMO: "--after 1000 --state %[3]s/demo.state"
-    mounts: [{path: "%[3]s", mode: rw}]
-`, dir, server, sharedDir(t)))
+	cfg := teamConfig(t, dir, server, 2, "defaults: {timeout: 20s}\n", "alice", "bob")
 	env := append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
 	run := cliRunner(t, env, cfg)
 	const waiting = "signatures: 1 of 2 (needs role security)"

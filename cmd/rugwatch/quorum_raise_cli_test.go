@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,22 +16,7 @@ func quorumConfig(t *testing.T, dir string, n int) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return writeConfig(t, dir, fmt.Sprintf(`data_dir: %[1]s/data
-trusted_keys:
-  - {path: alice/approver.pub, name: alice, roles: [platform]}
-  - {path: bob/approver.pub, name: bob, roles: [security]}
-  - {path: carol/approver.pub, name: carol, roles: [platform]}
-approvals: {quorum: %[4]d, require_roles: [security]}
-defaults:
-  timeout: 20s
-servers:
-  - name: demo
-    command: %[2]s
-    args: ["-test.run=^$"]
-    env:
-      RUGWATCH_TEST_DEMO: "--after 1000 --state %[3]s/demo.state"
-    mounts: [{path: "%[3]s", mode: rw}]
-`, dir, exe, sharedDir(t), n))
+	return teamConfig(t, dir, exe, n, "defaults: {timeout: 20s}\n", "alice", "bob", "carol")
 }
 
 // quorumKeys makes the key pairs of alice, bob and carol under dir.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,23 +26,7 @@ func TestWebViewShowsTheQuorumTally(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	shared := sharedDir(t)
-	cfg := writeConfig(t, dir, fmt.Sprintf(`data_dir: %[1]s/data
-http_listen: 127.0.0.1:0
-http_token: ${env:TOK}
-trusted_keys:
-  - {path: alice/approver.pub, name: alice, roles: [platform]}
-  - {path: bob/approver.pub, name: bob, roles: [security]}
-approvals: {quorum: 2, require_roles: [security]}
-defaults: { schedule: "@every 1h", timeout: 20s }
-servers:
-  - name: demo
-    command: %[2]s
-    args: ["-test.run=^$"]
-    env:
-      RUGWATCH_TEST_DEMO: "--after 1000 --state %[3]s/demo.state"
-    mounts: [{path: "%[3]s", mode: rw}]
-`, dir, exe, shared))
+	cfg := teamConfig(t, dir, exe, 2, "http_listen: 127.0.0.1:0\nhttp_token: ${env:TOK}\ndefaults: { schedule: \"@every 1h\", timeout: 20s }\n", "alice", "bob")
 	p := serveInProcess(t, cfg, map[string]string{"XDG_CONFIG_HOME": filepath.Join(dir, "config"), "TOK": "quorum-view-token-0123456789abcdef"})
 	c := p.client(t)
 	ctx := context.Background()
