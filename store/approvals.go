@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/rugwatch/rugwatch"
 )
 
@@ -110,7 +108,7 @@ func (t *Tx) Approval(server, kind, tool string) (ApprovalRecord, bool, error) {
 
 // current reads the current approval for (server, kind, tool) and the
 // server's bucket it lives in; false if there is none.
-func (t *Tx) current(server, kind, tool string) (ApprovalRecord, *bolt.Bucket, bool, error) {
+func (t *Tx) current(server, kind, tool string) (ApprovalRecord, kvBucket, bool, error) {
 	b, err := t.bucket(bucketApprovals)
 	if err != nil {
 		return ApprovalRecord{}, nil, false, err
@@ -141,7 +139,7 @@ func (t *Tx) Approvals(server string) ([]ApprovalRecord, error) {
 		return nil, err
 	}
 	var out []ApprovalRecord
-	collect := func(name []byte, sb *bolt.Bucket) error {
+	collect := func(name []byte, sb kvBucket) error {
 		return sb.ForEach(func(k, v []byte) error {
 			a, err := decodeApproval(v)
 			if err != nil {
@@ -196,6 +194,7 @@ func (t *Tx) PutApproval(a ApprovalRecord) error {
 	if err := sb.Put(key, v); err != nil {
 		return fmt.Errorf("put approval %s/%s %q: %w", a.Server, a.Kind, a.Tool, err)
 	}
+	t.changed(a.Server)
 	return nil
 }
 
@@ -218,6 +217,7 @@ func (t *Tx) RevokeApproval(server, kind, tool, reason string, at time.Time) (Ap
 	if err := sb.Delete(approvalKey(kind, tool)); err != nil {
 		return ApprovalRecord{}, false, fmt.Errorf("delete approval %s/%s %q: %w", server, kind, tool, err)
 	}
+	t.changed(server)
 	return a, true, nil
 }
 
@@ -296,5 +296,6 @@ func (t *Tx) AddCosignature(server, kind, tool string, digest rugwatch.Digest, c
 	if err := sb.Put(approvalKey(kind, tool), v); err != nil {
 		return fmt.Errorf("put approval %s/%s %q: %w", server, kind, tool, err)
 	}
+	t.changed(server)
 	return nil
 }

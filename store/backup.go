@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"io"
 
@@ -14,6 +15,9 @@ import (
 // an error at the other end, not a shorter file). The copy is a complete
 // bbolt file at this binary's schema.
 func (db *DB) Backup(w io.Writer, size func(int64)) (int64, error) {
+	if db.bolt == nil {
+		return 0, errors.New("copy store: a PostgreSQL store is backed up with the database's own tools (pg_dump), not by rugwatch")
+	}
 	var n int64
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		if size != nil {

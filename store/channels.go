@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"sort"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // DisabledChannel is an alert channel the dispatcher stopped sending to
@@ -29,7 +27,7 @@ var bucketDisabled = []byte("disabled")
 
 // disabledBucket returns outbox/disabled; with create false (read
 // transactions) a missing one comes back nil, meaning none disabled.
-func (t *Tx) disabledBucket(create bool) (*bolt.Bucket, error) {
+func (t *Tx) disabledBucket(create bool) (kvBucket, error) {
 	root, err := t.bucket(bucketOutbox)
 	if err != nil {
 		return nil, err

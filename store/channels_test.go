@@ -4,13 +4,11 @@ import (
 	"os"
 	"testing"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // v4 → v5 through Open: outbox/disabled appears, queued deliveries stay.
 func TestMigration5DisabledChannels(t *testing.T) {
-	path := buildAt(t, 4, func(tx *bolt.Tx) error {
+	path := buildAt(t, 4, func(tx kvTx) error {
 		return tx.Bucket(bucketOutbox).Bucket(bucketDeliveries).Put([]byte("dlv_x_log"), []byte(`{"id":"dlv_x_log","event_id":"x","event_seq":1,"channel":"log","state":"dead"}`))
 	})
 	db, err := Open(path, Options{})
@@ -21,7 +19,7 @@ func TestMigration5DisabledChannels(t *testing.T) {
 	if v := fileVersion(t, db); v != SchemaVersion() || v < 5 {
 		t.Fatalf("version %d, want %d (>= 5)", v, SchemaVersion())
 	}
-	_ = db.bolt.View(func(tx *bolt.Tx) error {
+	_ = db.kv.view(func(tx kvTx) error {
 		if tx.Bucket(bucketOutbox).Bucket(bucketDisabled) == nil {
 			t.Error("outbox/disabled missing after migration")
 		}

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/rugwatch/rugwatch"
 )
 
@@ -39,7 +37,7 @@ type CheckpointRecord struct {
 func (c CheckpointRecord) ChainHead() Head { return Head{Seq: c.Seq, Digest: c.Head} }
 
 // readCheckpoint decodes meta's checkpoint; false when there is none.
-func readCheckpoint(meta *bolt.Bucket) (CheckpointRecord, bool, error) {
+func readCheckpoint(meta kvBucket) (CheckpointRecord, bool, error) {
 	v := meta.Get(keyCheckpoint)
 	if v == nil {
 		return CheckpointRecord{}, false, nil

@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/rugwatch/rugwatch"
 )
 
@@ -18,7 +16,7 @@ func TestMigration6MovesDefinitions(t *testing.T) {
 	server := `{"Name":"alpha","Transport":"stdio","Future":{"kept":true},"Tools":{` +
 		`"echo":{"Name":"echo","State":"pending","Definition":` + def + `,"FutureTool":[1,2]},` +
 		`"gone":{"Name":"gone","State":"removed","Definition":null}}}`
-	path := buildAt(t, 5, func(tx *bolt.Tx) error {
+	path := buildAt(t, 5, func(tx kvTx) error {
 		if err := tx.Bucket(bucketServers).Put([]byte("alpha"), []byte(server)); err != nil {
 			return err
 		}

@@ -14,8 +14,6 @@ import (
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/rugwatch/rugwatch"
 )
 
@@ -60,7 +58,7 @@ func (t *Tx) AppendEvent(e *rugwatch.Event) error {
 	}
 	// Keys only ever grow: pages split full rather than half full (bbolt's
 	// default), or the log takes twice the disk it needs.
-	b.FillPercent = 1.0
+	b.fillPercent(1.0)
 	seq, err := b.NextSequence()
 	if err != nil {
 		return fmt.Errorf("append event: next sequence: %w", err)
@@ -345,7 +343,7 @@ func (db *DB) verifyFrom(from Head) (last Head, checked int, err error) {
 	return last, checked, err
 }
 
-func walkChain(b, meta *bolt.Bucket, from Head) (Head, int, error) {
+func walkChain(b, meta kvBucket, from Head) (Head, int, error) {
 	from, anchored, err := fromCheckpoint(b, meta, from)
 	if err != nil {
 		return Head{}, 0, err
@@ -446,7 +444,7 @@ func walkChain(b, meta *bolt.Bucket, from Head) (Head, int, error) {
 // was cut at or past from: the chain continues from the checkpoint's head
 // (anchored). A record verified before that is still there must still
 // hash as it did.
-func fromCheckpoint(b, meta *bolt.Bucket, from Head) (Head, bool, error) {
+func fromCheckpoint(b, meta kvBucket, from Head) (Head, bool, error) {
 	cp, ok, err := readCheckpoint(meta)
 	if err != nil {
 		return Head{}, false, &ChainError{Seq: from.Seq + 1, Reason: err.Error()}

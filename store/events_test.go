@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/rugwatch/rugwatch"
 )
 
@@ -173,22 +171,17 @@ func TestVerifyChainOK(t *testing.T) {
 		t.Fatalf("VerifyChain = %d, %v", n, err)
 	}
 	// Survives close and reopen.
-	path := db.Path()
 	db.Close()
-	db, err := Open(path, Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db = reopenBackend(t, db, Options{ReadOnly: true})
 	if n, err := db.VerifyChain(); n != 15 || err != nil {
 		t.Fatalf("after reopen: %d, %v", n, err)
 	}
 }
 
 // tamper edits the raw file behind the store's back.
-func tamper(t *testing.T, db *DB, fn func(events, meta *bolt.Bucket) error) {
+func tamper(t *testing.T, db *DB, fn func(events, meta kvBucket) error) {
 	t.Helper()
-	if err := db.bolt.Update(func(tx *bolt.Tx) error {
+	if err := db.kv.update(func(tx kvTx) error {
 		return fn(tx.Bucket(bucketEvents), tx.Bucket(bucketMeta))
 	}); err != nil {
 		t.Fatal(err)
@@ -215,7 +208,7 @@ func chainErr(t *testing.T, db *DB, wantSeq uint64, wantChecked int) *ChainError
 	return ce
 }
 
-func flipByte(t *testing.T, b *bolt.Bucket, seq uint64, find string) {
+func flipByte(t *testing.T, b kvBucket, seq uint64, find string) {
 	t.Helper()
 	v := bytes.Clone(b.Get(u64(seq)))
 	i := bytes.Index(v, []byte(find))
@@ -233,7 +226,7 @@ func TestVerifyChainDetectsEditedByte(t *testing.T) {
 		t.Run(fmt.Sprint(seq), func(t *testing.T) {
 			db := openTest(t)
 			appendN(t, db, 5)
-			tamper(t, db, func(ev, _ *bolt.Bucket) error {
+			tamper(t, db, func(ev, _ kvBucket) error {
 				flipByte(t, ev, seq, fmt.Sprintf("message-%d", seq))
 				return nil
 			})
@@ -247,7 +240,7 @@ func TestVerifyChainDetectsEditedByte(t *testing.T) {
 func TestVerifyChainDetectsEditedSeq(t *testing.T) {
 	db := openTest(t)
 	appendN(t, db, 3)
-	tamper(t, db, func(ev, _ *bolt.Bucket) error {
+	tamper(t, db, func(ev, _ kvBucket) error {
 		v := bytes.Replace(ev.Get(u64(2)), []byte(`"seq":2`), []byte(`"seq":7`), 1)
 		return ev.Put(u64(2), v)
 	})
@@ -257,7 +250,7 @@ func TestVerifyChainDetectsEditedSeq(t *testing.T) {
 func TestVerifyChainDetectsDeletedLast(t *testing.T) {
 	db := openTest(t)
 	appendN(t, db, 5)
-	tamper(t, db, func(ev, _ *bolt.Bucket) error { return ev.Delete(u64(5)) })
+	tamper(t, db, func(ev, _ kvBucket) error { return ev.Delete(u64(5)) })
 	ce := chainErr(t, db, 5, 4)
 	if !strings.Contains(ce.Reason, "missing") {
 		t.Errorf("reason %q", ce.Reason)
@@ -265,7 +258,7 @@ func TestVerifyChainDetectsDeletedLast(t *testing.T) {
 
 	// Hiding the gap in the bucket sequence still leaves the head pointing
 	// at the dropped record.
-	tamper(t, db, func(ev, _ *bolt.Bucket) error { return ev.SetSequence(4) })
+	tamper(t, db, func(ev, _ kvBucket) error { return ev.SetSequence(4) })
 	ce = chainErr(t, db, 4, 4)
 	if !strings.Contains(ce.Reason, "head") {
 		t.Errorf("reason %q", ce.Reason)
@@ -280,25 +273,25 @@ func TestVerifyChainDetectsDeletedLast(t *testing.T) {
 func TestVerifyChainDetectsDeletedMiddle(t *testing.T) {
 	db := openTest(t)
 	appendN(t, db, 5)
-	tamper(t, db, func(ev, _ *bolt.Bucket) error { return ev.Delete(u64(3)) })
+	tamper(t, db, func(ev, _ kvBucket) error { return ev.Delete(u64(3)) })
 	chainErr(t, db, 3, 2)
 }
 
 func TestVerifyChainDetectsEditedHead(t *testing.T) {
 	db := openTest(t)
 	appendN(t, db, 2)
-	tamper(t, db, func(_, meta *bolt.Bucket) error { return meta.Put(keyHead, []byte(digestOf("forged"))) })
+	tamper(t, db, func(_, meta kvBucket) error { return meta.Put(keyHead, []byte(digestOf("forged"))) })
 	chainErr(t, db, 2, 2)
 
 	db2 := openTest(t)
-	tamper(t, db2, func(_, meta *bolt.Bucket) error { return meta.Put(keyHead, []byte(digestOf("forged"))) })
+	tamper(t, db2, func(_, meta kvBucket) error { return meta.Put(keyHead, []byte(digestOf("forged"))) })
 	chainErr(t, db2, 1, 0)
 }
 
 func TestVerifyChainDetectsGarbage(t *testing.T) {
 	db := openTest(t)
 	appendN(t, db, 3)
-	tamper(t, db, func(ev, _ *bolt.Bucket) error { return ev.Put(u64(2), []byte("{not json")) })
+	tamper(t, db, func(ev, _ kvBucket) error { return ev.Put(u64(2), []byte("{not json")) })
 	chainErr(t, db, 2, 1)
 }
 

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/rugwatch/rugwatch"
 )
 
@@ -84,7 +82,7 @@ func TestChainHeadIsDerivedNotRead(t *testing.T) {
 	db := openTest(t)
 	evs := appendN(t, db, 1)
 	forged := digestOf("forged")
-	tamper(t, db, func(ev, _ *bolt.Bucket) error {
+	tamper(t, db, func(ev, _ kvBucket) error {
 		v := ev.Get(u64(1))
 		return ev.Put(u64(1), []byte(strings.Replace(string(v), `{"id"`, `{"chain_head":"`+string(forged)+`","id"`, 1)))
 	})
@@ -193,7 +191,7 @@ func TestHoldsHeadCatchesRollback(t *testing.T) {
 // the head to the record before it: the edit that passes VerifyChain.
 func cut(t *testing.T, db *DB, from uint64) {
 	t.Helper()
-	tamper(t, db, func(ev, meta *bolt.Bucket) error {
+	tamper(t, db, func(ev, meta kvBucket) error {
 		for s := from; s <= ev.Sequence(); s++ {
 			if err := ev.Delete(u64(s)); err != nil {
 				return err
@@ -251,7 +249,7 @@ func TestChainTrackerIncremental(t *testing.T) {
 
 	// An edit among the new records is caught by the incremental walk.
 	appendN(t, db, 2)
-	tamper(t, db, func(ev, _ *bolt.Bucket) error {
+	tamper(t, db, func(ev, _ kvBucket) error {
 		flipByte(t, ev, 8, "message-1")
 		return nil
 	})

@@ -19,7 +19,7 @@ var bucketListings = []byte("listings")
 
 // ListingState returns what PutListingState stored for server.
 func (t *Tx) ListingState(server string) (fingerprint, state [32]byte, ok bool) {
-	if t.tx.DB() == nil {
+	if t.tx.ended() {
 		return fingerprint, state, false
 	}
 	b := t.tx.Bucket(bucketListings)
@@ -38,7 +38,7 @@ func (t *Tx) ListingState(server string) (fingerprint, state [32]byte, ok bool) 
 // PutListingState stores the fingerprint of server's recorded listing and
 // the digest of the state it left.
 func (t *Tx) PutListingState(server string, fingerprint, state [32]byte) error {
-	if t.tx.DB() == nil {
+	if t.tx.ended() {
 		return ErrTxClosed
 	}
 	if server == "" {
@@ -48,7 +48,7 @@ func (t *Tx) PutListingState(server string, fingerprint, state [32]byte) error {
 	if err != nil {
 		return fmt.Errorf("create listings bucket: %w", err)
 	}
-	b.FillPercent = 0.9 // rewritten in place, never grows per poll
+	b.fillPercent(0.9) // rewritten in place, never grows per poll
 	v := make([]byte, 0, 64)
 	v = append(append(v, fingerprint[:]...), state[:]...)
 	if err := b.Put([]byte(server), v); err != nil {

@@ -16,6 +16,9 @@ import (
 // the end. It runs inside a read transaction, which holds bbolt's mmap
 // lock, so the mapping cannot move while the range is given up.
 func (db *DB) ReleaseMapped() error {
+	if db.bolt == nil {
+		return nil // PostgreSQL: nothing of the database is mapped here
+	}
 	return db.bolt.View(func(tx *bolt.Tx) error { return release(db, tx) })
 }
 
@@ -26,10 +29,14 @@ func (db *DB) ReleaseMapped() error {
 // second read transaction opened inside this one could wait forever on a
 // writer queued for the mmap lock.)
 func (t *Tx) ReleaseMapped() error {
-	if t.tx.DB() == nil {
+	if t.tx.ended() {
 		return ErrTxClosed // bbolt's Size would read the ended tx's nil meta
 	}
-	return release(t.db, t.tx)
+	btx, ok := t.tx.(boltTx)
+	if !ok {
+		return nil
+	}
+	return release(t.db, btx.tx)
 }
 
 func release(db *DB, tx *bolt.Tx) error {

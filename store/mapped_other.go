@@ -8,7 +8,7 @@ func (db *DB) ReleaseMapped() error { return nil }
 
 // ReleaseMapped is a no-op here too, but for an ended transaction.
 func (t *Tx) ReleaseMapped() error {
-	if t.tx.DB() == nil {
+	if t.tx.ended() {
 		return ErrTxClosed
 	}
 	return nil

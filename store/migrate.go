@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Top-level bucket names and meta keys; see the tree in doc.go.
@@ -28,19 +26,19 @@ var (
 type migration struct {
 	version uint64
 	name    string
-	apply   func(*bolt.Tx) error
+	apply   func(kvTx) error
 }
 
 // migrations is append only: never edit or reorder a released entry, add a
 // new version instead.
 var migrations = []migration{
-	{version: 1, name: "create buckets", apply: func(tx *bolt.Tx) error {
+	{version: 1, name: "create buckets", apply: func(tx kvTx) error {
 		return createBuckets(tx, bucketMeta, bucketServers, bucketApprovals, bucketApprovalHistory, bucketEvents)
 	}},
-	{version: 2, name: "create outbox", apply: func(tx *bolt.Tx) error {
+	{version: 2, name: "create outbox", apply: func(tx kvTx) error {
 		return createBuckets(tx, bucketOutbox)
 	}},
-	{version: 3, name: "create outbox indexes", apply: func(tx *bolt.Tx) error {
+	{version: 3, name: "create outbox indexes", apply: func(tx kvTx) error {
 		// deliveries, due and order; a v2 file that already queued
 		// deliveries has them and keeps its contents.
 		root := tx.Bucket(bucketOutbox)
@@ -52,7 +50,7 @@ var migrations = []migration{
 		return nil
 	}},
 	{version: 4, name: "backfill transition seqs", apply: backfillTransitions},
-	{version: 5, name: "create outbox disabled channels", apply: func(tx *bolt.Tx) error {
+	{version: 5, name: "create outbox disabled channels", apply: func(tx kvTx) error {
 		// Channels a 410 Gone disabled, kept until `alerts enable`.
 		if _, err := tx.Bucket(bucketOutbox).CreateBucketIfNotExists(bucketDisabled); err != nil {
 			return fmt.Errorf("create outbox bucket %q: %w", bucketDisabled, err)
@@ -64,7 +62,7 @@ var migrations = []migration{
 
 // moveDefinitions takes every tool's Definition out of its server's
 // record into definitions/<server> (see bucketDefinitions).
-func moveDefinitions(tx *bolt.Tx) error {
+func moveDefinitions(tx kvTx) error {
 	defs, err := tx.CreateBucketIfNotExists(bucketDefinitions)
 	if err != nil {
 		return fmt.Errorf("create bucket %q: %w", bucketDefinitions, err)
@@ -98,7 +96,7 @@ func moveDefinitions(tx *bolt.Tx) error {
 // the record's name, its members and its tools' members (nil when it has
 // none) and says whether it changed them. Changed records are written
 // back after the walk, as bbolt forbids writing the bucket it iterates.
-func editRecords(tx *bolt.Tx, edit func(name []byte, rec map[string]json.RawMessage, tools map[string]map[string]json.RawMessage) (bool, error)) error {
+func editRecords(tx kvTx, edit func(name []byte, rec map[string]json.RawMessage, tools map[string]map[string]json.RawMessage) (bool, error)) error {
 	servers := tx.Bucket(bucketServers)
 	updated := map[string][]byte{}
 	err := servers.ForEach(func(k, v []byte) error {
@@ -146,7 +144,7 @@ func editRecords(tx *bolt.Tx, edit func(name []byte, rec map[string]json.RawMess
 // approval signed against a v3 store's state, and the replay check, see
 // the same seqs a v4 store would have kept. Records are edited as raw JSON
 // objects so fields this migration does not know keep their exact bytes.
-func backfillTransitions(tx *bolt.Tx) error {
+func backfillTransitions(tx kvTx) error {
 	type seqs struct{ last, withdrawn uint64 }
 	per := map[string]map[string]*seqs{} // server → tool ("" instructions)
 	c := tx.Bucket(bucketEvents).Cursor()
@@ -209,7 +207,7 @@ func latestVersion(ms []migration) uint64 {
 	return ms[len(ms)-1].version
 }
 
-func createBuckets(tx *bolt.Tx, names ...[]byte) error {
+func createBuckets(tx kvTx, names ...[]byte) error {
 	for _, n := range names {
 		if _, err := tx.CreateBucketIfNotExists(n); err != nil {
 			return fmt.Errorf("create bucket %q: %w", n, err)
@@ -219,7 +217,7 @@ func createBuckets(tx *bolt.Tx, names ...[]byte) error {
 }
 
 // schemaVersion reads meta "schema"; a file without a meta bucket is at 0.
-func schemaVersion(tx *bolt.Tx) (uint64, error) {
+func schemaVersion(tx kvTx) (uint64, error) {
 	meta := tx.Bucket(bucketMeta)
 	if meta == nil {
 		return 0, nil
@@ -234,7 +232,7 @@ func schemaVersion(tx *bolt.Tx) (uint64, error) {
 	return binary.BigEndian.Uint64(v), nil
 }
 
-func putSchemaVersion(tx *bolt.Tx, v uint64) error {
+func putSchemaVersion(tx kvTx, v uint64) error {
 	meta := tx.Bucket(bucketMeta)
 	if meta == nil {
 		return fmt.Errorf("bucket %q missing", bucketMeta)
@@ -244,14 +242,14 @@ func putSchemaVersion(tx *bolt.Tx, v uint64) error {
 
 // checkVersion refuses files this binary cannot read and files that are not
 // rugwatch stores at all.
-func checkVersion(tx *bolt.Tx, cur uint64, ms []migration) error {
+func checkVersion(tx kvTx, cur uint64, ms []migration) error {
 	latest := latestVersion(ms)
 	if cur > latest {
 		return fmt.Errorf("store schema is v%d but this rugwatch knows only up to v%d; upgrade rugwatch", cur, latest)
 	}
 	if cur == 0 {
 		var foreign []byte
-		_ = tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+		_ = tx.ForEach(func(name []byte, _ kvBucket) error {
 			foreign = name
 			return nil
 		})
@@ -264,7 +262,7 @@ func checkVersion(tx *bolt.Tx, cur uint64, ms []migration) error {
 
 // migrate applies every migration newer than the file's version, in order,
 // in tx.
-func migrate(tx *bolt.Tx, ms []migration) error {
+func migrate(tx kvTx, ms []migration) error {
 	cur, err := schemaVersion(tx)
 	if err != nil {
 		return err
@@ -292,7 +290,7 @@ func migrate(tx *bolt.Tx, ms []migration) error {
 
 // checkSchema is the read-only counterpart of migrate: the file must already
 // be exactly at the latest version.
-func checkSchema(tx *bolt.Tx, ms []migration) error {
+func checkSchema(tx kvTx, ms []migration) error {
 	cur, err := schemaVersion(tx)
 	if err != nil {
 		return err

@@ -12,7 +12,7 @@ import (
 
 // buildAt makes a raw bbolt file migrated with only the first n migrations,
 // after running seed (if any) in the same kind of transaction.
-func buildAt(t *testing.T, n int, seed func(*bolt.Tx) error) string {
+func buildAt(t *testing.T, n int, seed func(kvTx) error) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "rugwatch.db")
 	bdb, err := bolt.Open(path, 0o600, nil)
@@ -20,7 +20,7 @@ func buildAt(t *testing.T, n int, seed func(*bolt.Tx) error) string {
 		t.Fatal(err)
 	}
 	defer bdb.Close()
-	if err := bdb.Update(func(tx *bolt.Tx) error {
+	if err := (boltDB{bdb}).update(func(tx kvTx) error {
 		if err := migrate(tx, migrations[:n]); err != nil {
 			return err
 		}
@@ -37,7 +37,7 @@ func buildAt(t *testing.T, n int, seed func(*bolt.Tx) error) string {
 func fileVersion(t *testing.T, db *DB) uint64 {
 	t.Helper()
 	var v uint64
-	if err := db.bolt.View(func(tx *bolt.Tx) error {
+	if err := db.kv.view(func(tx kvTx) error {
 		var err error
 		v, err = schemaVersion(tx)
 		return err
@@ -49,7 +49,7 @@ func fileVersion(t *testing.T, db *DB) uint64 {
 
 func hasBuckets(t *testing.T, db *DB, names ...[]byte) {
 	t.Helper()
-	_ = db.bolt.View(func(tx *bolt.Tx) error {
+	_ = db.kv.view(func(tx kvTx) error {
 		for _, n := range names {
 			if tx.Bucket(n) == nil {
 				t.Errorf("bucket %q missing", n)
@@ -80,16 +80,16 @@ func TestMigration1CreateBuckets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := bdb.Update(func(tx *bolt.Tx) error { return migrate(tx, migrations[:1]) }); err != nil {
+	if err := (boltDB{bdb}).update(func(tx kvTx) error { return migrate(tx, migrations[:1]) }); err != nil {
 		t.Fatal(err)
 	}
-	db := &DB{bolt: bdb, path: path}
+	db := &DB{kv: boltDB{bdb}, bolt: bdb, path: path}
 	defer db.Close()
 	if v := fileVersion(t, db); v != 1 {
 		t.Fatalf("version %d, want 1", v)
 	}
 	hasBuckets(t, db, bucketMeta, bucketServers, bucketApprovals, bucketApprovalHistory, bucketEvents)
-	_ = bdb.View(func(tx *bolt.Tx) error {
+	_ = (boltDB{bdb}).view(func(tx kvTx) error {
 		if tx.Bucket(bucketOutbox) != nil {
 			t.Error("v1 created the v2 outbox")
 		}
@@ -99,7 +99,7 @@ func TestMigration1CreateBuckets(t *testing.T) {
 
 // v1 → v2 through Open: the outbox appears, v1 data survives.
 func TestMigration2Outbox(t *testing.T) {
-	path := buildAt(t, 1, func(tx *bolt.Tx) error {
+	path := buildAt(t, 1, func(tx kvTx) error {
 		return tx.Bucket(bucketServers).Put([]byte("s"), []byte(`{"Name":"s","Transport":"stdio"}`))
 	})
 	db, err := Open(path, Options{})
@@ -125,7 +125,7 @@ func TestMigration2Outbox(t *testing.T) {
 // v2 → v3: the outbox indexes appear; a delivery queued at v2 (which made
 // its sub-buckets on first use) survives.
 func TestMigration3OutboxIndexes(t *testing.T) {
-	path := buildAt(t, 2, func(tx *bolt.Tx) error {
+	path := buildAt(t, 2, func(tx kvTx) error {
 		d, err := tx.Bucket(bucketOutbox).CreateBucket(bucketDeliveries)
 		if err != nil {
 			return err
@@ -185,12 +185,12 @@ func TestFailedMigrationRollsBack(t *testing.T) {
 	defer bdb.Close()
 	boom := errors.New("boom")
 	next := SchemaVersion() + 1
-	ms := append(append([]migration(nil), migrations...), migration{version: next, name: "explode", apply: func(*bolt.Tx) error { return boom }})
-	err = bdb.Update(func(tx *bolt.Tx) error { return migrate(tx, ms) })
+	ms := append(append([]migration(nil), migrations...), migration{version: next, name: "explode", apply: func(kvTx) error { return boom }})
+	err = (boltDB{bdb}).update(func(tx kvTx) error { return migrate(tx, ms) })
 	if !errors.Is(err, boom) || !strings.Contains(err.Error(), fmt.Sprintf("v%d (explode)", next)) {
 		t.Fatalf("migrate = %v", err)
 	}
-	_ = bdb.View(func(tx *bolt.Tx) error {
+	_ = (boltDB{bdb}).view(func(tx kvTx) error {
 		if v, _ := schemaVersion(tx); v != 1 {
 			t.Errorf("version %d after failed migration, want 1", v)
 		}
@@ -202,7 +202,7 @@ func TestFailedMigrationRollsBack(t *testing.T) {
 }
 
 func TestNewerSchemaRefused(t *testing.T) {
-	path := buildAt(t, len(migrations), func(tx *bolt.Tx) error {
+	path := buildAt(t, len(migrations), func(tx kvTx) error {
 		return putSchemaVersion(tx, SchemaVersion()+1)
 	})
 	for _, ro := range []bool{false, true} {
@@ -225,7 +225,7 @@ func TestReadOnlyRefusesOlderSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer bdb.Close()
-	_ = bdb.View(func(tx *bolt.Tx) error {
+	_ = (boltDB{bdb}).view(func(tx kvTx) error {
 		if v, _ := schemaVersion(tx); v != 1 {
 			t.Errorf("version %d", v)
 		}

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/rugwatch/rugwatch"
 )
 
@@ -54,12 +52,12 @@ func DeliveryID(eventID, channel string) string {
 
 // outbox returns the outbox sub-buckets; with create false (read
 // transactions) a missing one comes back nil, meaning empty.
-func (t *Tx) outbox(create bool) (deliveries, due, order *bolt.Bucket, err error) {
+func (t *Tx) outbox(create bool) (deliveries, due, order kvBucket, err error) {
 	root, err := t.bucket(bucketOutbox)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	get := func(name []byte) (*bolt.Bucket, error) {
+	get := func(name []byte) (kvBucket, error) {
 		if !create {
 			return root.Bucket(name), nil
 		}
@@ -189,7 +187,7 @@ func (t *Tx) ModifyDelivery(id string, fn func(d *Delivery) bool) (ok bool, err 
 
 // replaceDelivery stores d over old (the same id, read in this
 // transaction) and keeps the due index in step.
-func replaceDelivery(deliveries, due *bolt.Bucket, old, d Delivery) error {
+func replaceDelivery(deliveries, due kvBucket, old, d Delivery) error {
 	if old.EventID != d.EventID || old.EventSeq != d.EventSeq || old.Channel != d.Channel {
 		return fmt.Errorf("update delivery %s: event and channel cannot change", d.ID)
 	}
@@ -313,7 +311,7 @@ func (t *Tx) Event(seq uint64) (rugwatch.Event, bool, error) {
 // (a due time or an event seq), then the delivery id. The indexes are
 // written in the same transaction as the deliveries, so a key naming none
 // means a corrupt outbox, reported as such rather than skipped.
-func indexedDelivery(deliveries *bolt.Bucket, index string, k []byte) (Delivery, error) {
+func indexedDelivery(deliveries kvBucket, index string, k []byte) (Delivery, error) {
 	id := string(k[8:])
 	d, ok, err := getDelivery(deliveries, id)
 	if err != nil {
@@ -333,7 +331,7 @@ func checkDeliveryState(s string) error {
 	return fmt.Errorf("unknown delivery state %q", s)
 }
 
-func putDelivery(b *bolt.Bucket, d Delivery) error {
+func putDelivery(b kvBucket, d Delivery) error {
 	v, err := encode(d)
 	if err != nil {
 		return fmt.Errorf("encode delivery %s: %w", d.ID, err)
@@ -344,6 +342,6 @@ func putDelivery(b *bolt.Bucket, d Delivery) error {
 	return nil
 }
 
-func getDelivery(b *bolt.Bucket, id string) (Delivery, bool, error) {
+func getDelivery(b kvBucket, id string) (Delivery, bool, error) {
 	return getJSON[Delivery](b, []byte(id), "delivery "+id)
 }

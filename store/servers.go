@@ -358,6 +358,7 @@ func (t *Tx) PutServer(r ServerRecord) error {
 	if err := b.Put([]byte(r.Name), v); err != nil {
 		return fmt.Errorf("put server %q: %w", r.Name, err)
 	}
+	t.changed(r.Name)
 	return t.putDefinitions(r)
 }
 
@@ -395,6 +396,7 @@ func (t *Tx) DeleteServer(name string) (bool, error) {
 			return false, fmt.Errorf("delete definitions of %q: %w", name, err)
 		}
 	}
+	t.changed(name)
 	return true, nil
 }
 
@@ -409,7 +411,7 @@ var bucketPolled = []byte("polled")
 // MarkPolled records that server was polled at t, without touching its
 // record.
 func (t *Tx) MarkPolled(server string, at time.Time) error {
-	if t.tx.DB() == nil {
+	if t.tx.ended() {
 		return ErrTxClosed
 	}
 	if server == "" {
@@ -419,7 +421,7 @@ func (t *Tx) MarkPolled(server string, at time.Time) error {
 	if err != nil {
 		return fmt.Errorf("create polled bucket: %w", err)
 	}
-	b.FillPercent = 0.9 // keys are few and small; rewritten in place
+	b.fillPercent(0.9) // keys are few and small; rewritten in place
 	if err := b.Put([]byte(server), u64(uint64(at.UnixNano()))); err != nil {
 		return fmt.Errorf("mark %q polled: %w", server, err)
 	}
@@ -430,7 +432,7 @@ func (t *Tx) MarkPolled(server string, at time.Time) error {
 // if never. Tx.Server folds it into LastPolledAt already; it is for
 // readers that decode records themselves (summaries).
 func (t *Tx) LastPolled(server string) (time.Time, bool) {
-	if t.tx.DB() == nil {
+	if t.tx.ended() {
 		return time.Time{}, false
 	}
 	b := t.tx.Bucket(bucketPolled)

@@ -41,7 +41,13 @@ type Options struct {
 
 // DB is an open store file.
 type DB struct {
+	kv kvDB
+	// bolt is the embedded file, nil for PostgreSQL: backups and page
+	// release are the file's own business.
 	bolt *bolt.DB
+	// pg is the PostgreSQL backend, nil for bbolt: leases, claims and
+	// notifications are the cluster's business.
+	pg   *pgDB
 	path string
 	now  func() time.Time
 	ids  idSource
@@ -70,24 +76,14 @@ func Open(path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	db := &DB{bolt: bdb, path: path, now: opts.Now}
+	db := &DB{kv: boltDB{bdb}, bolt: bdb, path: path, now: opts.Now}
 	if opts.ReadOnly {
-		err = bdb.View(func(tx *bolt.Tx) error { return checkSchema(tx, migrations) })
+		err = db.kv.view(func(tx kvTx) error { return checkSchema(tx, migrations) })
 	} else {
 		// A write transaction commits and fsyncs even when it changes
 		// nothing; most opens (every CLI command, a proxy's twice-a-second
 		// read) find the schema current, so look first.
-		var pending bool
-		err = bdb.View(func(tx *bolt.Tx) error {
-			cur, err := schemaVersion(tx)
-			pending = err != nil || cur < latestVersion(migrations)
-			return nil
-		})
-		if err == nil && pending {
-			err = bdb.Update(func(tx *bolt.Tx) error { return migrate(tx, migrations) })
-		} else if err == nil {
-			err = bdb.View(func(tx *bolt.Tx) error { return checkSchema(tx, migrations) })
-		}
+		err = db.bringUpToDate()
 	}
 	if err != nil {
 		_ = bdb.Close()
@@ -96,42 +92,63 @@ func Open(path string, opts Options) (*DB, error) {
 	return db, nil
 }
 
-// Close releases the file and its lock. Calling it again returns the first
-// call's result.
+// bringUpToDate applies the migrations this store still needs. A write
+// transaction commits and fsyncs even when it changes nothing; most opens
+// (every CLI command, a proxy's twice-a-second read) find the schema
+// current, so look first.
+func (db *DB) bringUpToDate() error {
+	var pending bool
+	err := db.kv.view(func(tx kvTx) error {
+		cur, err := schemaVersion(tx)
+		pending = err != nil || cur < latestVersion(migrations)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if pending {
+		return db.kv.update(func(tx kvTx) error { return migrate(tx, migrations) })
+	}
+	return db.kv.view(func(tx kvTx) error { return checkSchema(tx, migrations) })
+}
+
+// Close releases the store (the file and its lock, or the database's
+// connections). Calling it again returns the first call's result.
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
-		if err := db.bolt.Close(); err != nil {
+		if err := db.kv.close(); err != nil {
 			db.closeErr = fmt.Errorf("close store %s: %w", db.path, err)
 		}
 	})
 	return db.closeErr
 }
 
-// Path is the file the store was opened from.
+// Path is the file the store was opened from, or the PostgreSQL
+// database it is in (host and name, never a password).
 func (db *DB) Path() string { return db.path }
 
 // View runs fn in a read-only transaction.
 func (db *DB) View(fn func(*Tx) error) error {
-	return db.bolt.View(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, db: db}) })
+	return db.kv.view(func(ktx kvTx) error { return fn(&Tx{tx: ktx, db: db}) })
 }
 
 // Update runs fn in a read-write transaction, committed if fn returns nil
 // and rolled back otherwise. Writers are serialised.
 func (db *DB) Update(fn func(*Tx) error) error {
-	return db.bolt.Update(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, db: db}) })
+	return db.kv.update(func(ktx kvTx) error { return fn(&Tx{tx: ktx, db: db}) })
 }
 
 // Tx is one transaction. Everything it returns is copied out of the file, so
 // it stays valid after the transaction ends; the Tx itself does not.
 type Tx struct {
-	tx *bolt.Tx
+	tx kvTx
 	db *DB
 }
 
 // bucket returns a top-level bucket, failing if the Tx has ended or the
 // schema lacks it.
-func (t *Tx) bucket(name []byte) (*bolt.Bucket, error) {
-	if t.tx.DB() == nil {
+func (t *Tx) bucket(name []byte) (kvBucket, error) {
+	if t.tx.ended() {
 		return nil, ErrTxClosed
 	}
 	b := t.tx.Bucket(name)
@@ -161,7 +178,7 @@ func encode(v any) ([]byte, error) {
 // again without it), so it must not leave anything outside the
 // transaction changed by a run that did not commit.
 func (db *DB) Batch(fn func(*Tx) error) error {
-	return db.bolt.Batch(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, db: db}) })
+	return db.kv.batch(func(ktx kvTx) error { return fn(&Tx{tx: ktx, db: db}) })
 }
 
 // OnCommit runs fn after the transaction committed, for caches outside

@@ -28,12 +28,7 @@ func fixedClock() func() time.Time {
 
 func openTest(t testing.TB) *DB {
 	t.Helper()
-	db, err := Open(filepath.Join(t.TempDir(), "rugwatch.db"), Options{Now: fixedClock()})
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return db
+	return openBackend(t, Options{Now: fixedClock()})
 }
 
 func digestOf(s string) rugwatch.Digest { return recordDigest([]byte(s)) }
@@ -386,7 +381,7 @@ func TestForeignBoltFileRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := bdb.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("widgets")); return err }); err != nil {
+	if err := (boltDB{bdb}).update(func(tx kvTx) error { _, err := tx.CreateBucket([]byte("widgets")); return err }); err != nil {
 		t.Fatal(err)
 	}
 	bdb.Close()

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"testing"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/rugwatch/rugwatch"
 )
 
@@ -64,7 +62,7 @@ func TestMigration4BackfillTransitions(t *testing.T) {
 	server := `{"Name":"alpha","Transport":"stdio","Future":{"kept":true},"Tools":{` +
 		`"echo":{"Name":"echo","State":"drifted","Definition":` + def + `,"FutureTool":[1,2]},` +
 		`"other":{"Name":"other","State":"removed"},"never":{"Name":"never","State":"pending"}}}`
-	path := buildAt(t, 3, func(tx *bolt.Tx) error {
+	path := buildAt(t, 3, func(tx kvTx) error {
 		ev := tx.Bucket(bucketEvents)
 		for _, e := range transitionLog() {
 			v, err := json.Marshal(e)

@@ -1,0 +1,687 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// The PostgreSQL backend keeps bbolt's bucket tree in two tables, so the
+// records, the chain and the migrations above it are the embedded
+// backend's own code (see kv.go):
+//
+//	rugwatch_buckets (id, parent, name, seq)  one row per bucket; parent 0
+//	                                          is the root; seq is the
+//	                                          bucket's sequence
+//	rugwatch_kv (bucket, key, value)          one row per key; a nested
+//	                                          bucket is a row whose value
+//	                                          is NULL (a nil value, as in
+//	                                          bbolt)
+//
+// bytea sorts byte by byte, as bbolt's keys do, so cursors walk the same
+// order. Buckets are never deleted, so a bucket's id, once committed, is
+// cached for the life of the process.
+//
+// Writers are serialised across every replica by one transaction-scoped
+// advisory lock taken first in each write transaction: the event chain
+// is one chain (each append reads the head the last one left), and every
+// read-modify-write of a record sees the last committed write, as bbolt's
+// single writer does. Readers take a repeatable-read snapshot and never
+// wait.
+
+// pgWriterLock is the advisory lock key every write transaction holds.
+const pgWriterLock = 0x7275_6777_6174_6368 // "rugwatch"
+
+// pgTxTimeout bounds one transaction, so a database that stops
+// answering fails the operation instead of hanging the daemon.
+const pgTxTimeout = 2 * time.Minute
+
+// pgMaxBatch bounds how many concurrent Batch calls share a transaction.
+const pgMaxBatch = 500
+
+// pgCursorPage is how many rows a cursor reads per round trip.
+const pgCursorPage = 256
+
+// pgSchema is the backend's own DDL, ordered like the store's migrations:
+// version i+1 is pgSchema[i]. The store's migrations then run on top, as
+// they do in a new bbolt file.
+var pgSchema = []string{
+	`CREATE TABLE rugwatch_buckets (
+		id     bigserial PRIMARY KEY,
+		parent bigint NOT NULL,
+		name   bytea  NOT NULL,
+		seq    bigint NOT NULL DEFAULT 0,
+		UNIQUE (parent, name)
+	);
+	CREATE TABLE rugwatch_kv (
+		bucket bigint NOT NULL,
+		key    bytea  NOT NULL,
+		value  bytea,
+		PRIMARY KEY (bucket, key)
+	)`,
+}
+
+// OpenPostgres opens the store in the PostgreSQL database dsn (a
+// postgres:// URL or key=value string), creating its tables and applying
+// migrations as Open does for a file. Every replica of a cluster opens
+// the same database.
+func OpenPostgres(dsn string, opts Options) (*DB, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgx's message can quote the DSN, password and all.
+		return nil, errors.New("open store: the PostgreSQL DSN does not parse (want postgres://user@host/db or key=value pairs)")
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
+	}
+	if cfg.MaxConns < 8 {
+		cfg.MaxConns = 8
+	}
+	where := fmt.Sprintf("postgres://%s/%s", cfg.ConnConfig.Host, cfg.ConnConfig.Database)
+	ctx, cancel := context.WithTimeout(context.Background(), pgTxTimeout)
+	defer cancel()
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", where, err)
+	}
+	p := &pgDB{pool: pool}
+	if err := p.createSchema(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open store %s: %w", where, err)
+	}
+	db := &DB{kv: p, pg: p, path: where, now: opts.Now}
+	if opts.ReadOnly {
+		err = db.kv.view(func(tx kvTx) error { return checkSchema(tx, migrations) })
+	} else {
+		err = db.bringUpToDate()
+	}
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open store %s: %w", where, err)
+	}
+	return db, nil
+}
+
+// pgDB is an open PostgreSQL store.
+type pgDB struct {
+	pool *pgxpool.Pool
+	// ids caches committed bucket ids by parent and name.
+	ids sync.Map // pgBucketName → int64
+
+	bmu     sync.Mutex
+	pending []pgCall
+	running bool
+}
+
+type pgBucketName struct {
+	parent int64
+	name   string
+}
+
+type pgCall struct {
+	fn  func(kvTx) error
+	err chan error
+}
+
+// createSchema applies the backend's DDL under the writer lock, so
+// replicas starting together do not race to create the tables.
+func (p *pgDB) createSchema(ctx context.Context) error {
+	tx, err := p.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(pgWriterLock)); err != nil {
+		return fmt.Errorf("take the writer lock: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS rugwatch_schema (version int NOT NULL)`); err != nil {
+		return fmt.Errorf("create schema table: %w", err)
+	}
+	var cur int
+	err = tx.QueryRow(ctx, `SELECT version FROM rugwatch_schema`).Scan(&cur)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		if _, err := tx.Exec(ctx, `INSERT INTO rugwatch_schema VALUES (0)`); err != nil {
+			return fmt.Errorf("record schema version: %w", err)
+		}
+	case err != nil:
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if cur > len(pgSchema) {
+		return fmt.Errorf("database schema is v%d but this rugwatch knows only up to v%d; upgrade rugwatch", cur, len(pgSchema))
+	}
+	for v := cur + 1; v <= len(pgSchema); v++ {
+		if _, err := tx.Exec(ctx, pgSchema[v-1]); err != nil {
+			return fmt.Errorf("create tables (v%d): %w", v, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE rugwatch_schema SET version = $1`, len(pgSchema)); err != nil {
+		return fmt.Errorf("record schema version: %w", err)
+	}
+	return tx.Commit(ctx)
+}
+
+func (p *pgDB) close() error {
+	p.pool.Close()
+	return nil
+}
+
+func (p *pgDB) view(fn func(kvTx) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), pgTxTimeout)
+	defer cancel()
+	tx, err := p.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return fmt.Errorf("read from PostgreSQL: %w", err)
+	}
+	t := &pgTx{db: p, tx: tx, ctx: ctx}
+	err = fn(t)
+	t.done = true
+	if err == nil && t.err != nil {
+		err = fmt.Errorf("read from PostgreSQL: %w", t.err)
+	}
+	_ = tx.Rollback(context.WithoutCancel(ctx))
+	return err
+}
+
+func (p *pgDB) update(fn func(kvTx) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), pgTxTimeout)
+	defer cancel()
+	tx, err := p.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("write to PostgreSQL: %w", err)
+	}
+	rollback := func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(pgWriterLock)); err != nil {
+		rollback()
+		return fmt.Errorf("write to PostgreSQL: take the writer lock: %w", err)
+	}
+	t := &pgTx{db: p, tx: tx, ctx: ctx, writable: true}
+	err = fn(t)
+	if err == nil && t.err != nil {
+		err = fmt.Errorf("write to PostgreSQL: %w", t.err)
+	}
+	if err == nil {
+		err = t.sendNotices()
+	}
+	if err != nil {
+		t.done = true
+		rollback()
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.done = true
+		return fmt.Errorf("write to PostgreSQL: commit: %w", err)
+	}
+	t.done = true
+	for k, id := range t.created {
+		p.ids.Store(k, id)
+	}
+	for _, f := range t.onCommit {
+		f()
+	}
+	return nil
+}
+
+// errTrySolo tells a Batch caller its function failed inside a shared
+// transaction and must run again alone, so that its error is its own.
+var errTrySolo = errors.New("batch function returned an error and should be re-run solo")
+
+// batch groups the functions of concurrent callers into one write
+// transaction: while one batch commits, the next gathers. Each caller's
+// function commits with the others or not at all, as DB.Batch promises.
+func (p *pgDB) batch(fn func(kvTx) error) error {
+	c := pgCall{fn: fn, err: make(chan error, 1)}
+	p.bmu.Lock()
+	p.pending = append(p.pending, c)
+	if !p.running {
+		p.running = true
+		go p.runBatches()
+	}
+	p.bmu.Unlock()
+	err := <-c.err
+	if errors.Is(err, errTrySolo) {
+		err = p.update(fn)
+	}
+	return err
+}
+
+func (p *pgDB) runBatches() {
+	for {
+		p.bmu.Lock()
+		calls := p.pending
+		if len(calls) > pgMaxBatch {
+			calls, p.pending = calls[:pgMaxBatch], calls[pgMaxBatch:]
+		} else {
+			p.pending = nil
+		}
+		if len(calls) == 0 {
+			p.running = false
+			p.bmu.Unlock()
+			return
+		}
+		p.bmu.Unlock()
+		p.runBatch(calls)
+	}
+}
+
+// runBatch commits calls together; a call that fails is sent back to run
+// alone and the rest are tried again without it.
+func (p *pgDB) runBatch(calls []pgCall) {
+	for len(calls) > 0 {
+		failed := -1
+		err := p.update(func(tx kvTx) error {
+			for i, c := range calls {
+				if err := safely(c.fn, tx); err != nil {
+					failed = i
+					return err
+				}
+			}
+			return nil
+		})
+		if failed >= 0 {
+			calls[failed].err <- errTrySolo
+			calls = append(calls[:failed:failed], calls[failed+1:]...)
+			continue
+		}
+		for _, c := range calls {
+			c.err <- err
+		}
+		return
+	}
+}
+
+// safely runs fn, turning a panic into an error so one caller's bug does
+// not take the batch's goroutine (and every other caller) down with it.
+func safely(fn func(kvTx) error, tx kvTx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic in store transaction: %v", r)
+		}
+	}()
+	return fn(tx)
+}
+
+// pgTx is one PostgreSQL transaction seen as a bucket tree.
+type pgTx struct {
+	db       *pgDB
+	tx       pgx.Tx
+	ctx      context.Context
+	writable bool
+	done     bool
+	// err is the first error a read met; the transaction fails with it.
+	err error
+	// gen moves on every write, so open cursors re-read past their page.
+	gen      uint64
+	created  map[pgBucketName]int64
+	onCommit []func()
+	notices  map[string]map[string]bool // channel → payloads
+}
+
+func (t *pgTx) fail(err error) {
+	if t.err == nil {
+		t.err = err
+	}
+}
+
+func (t *pgTx) ended() bool       { return t.done }
+func (t *pgTx) OnCommit(f func()) { t.onCommit = append(t.onCommit, f) }
+
+// notice queues a NOTIFY on channel, sent with the commit (PostgreSQL
+// delivers notifications only when, and if, the transaction commits).
+func (t *pgTx) notice(channel, payload string) {
+	if t.notices == nil {
+		t.notices = map[string]map[string]bool{}
+	}
+	if t.notices[channel] == nil {
+		t.notices[channel] = map[string]bool{}
+	}
+	t.notices[channel][payload] = true
+}
+
+func (t *pgTx) sendNotices() error {
+	for ch, payloads := range t.notices {
+		for pl := range payloads {
+			if _, err := t.tx.Exec(t.ctx, `SELECT pg_notify($1, $2)`, ch, pl); err != nil {
+				return fmt.Errorf("write to PostgreSQL: notify %s: %w", ch, err)
+			}
+		}
+	}
+	return nil
+}
+
+// lookup is the id of the bucket name under parent, false if none.
+func (t *pgTx) lookup(parent int64, name []byte) (int64, bool) {
+	k := pgBucketName{parent, string(name)}
+	if id, ok := t.created[k]; ok {
+		return id, true
+	}
+	if id, ok := t.db.ids.Load(k); ok {
+		return id.(int64), true
+	}
+	if t.done {
+		t.fail(ErrTxClosed)
+		return 0, false
+	}
+	var id int64
+	err := t.tx.QueryRow(t.ctx, `SELECT id FROM rugwatch_buckets WHERE parent = $1 AND name = $2`, parent, name).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false
+	}
+	if err != nil {
+		t.fail(fmt.Errorf("look up bucket %q: %w", name, err))
+		return 0, false
+	}
+	// Found outside t.created, so committed: ids never change.
+	t.db.ids.Store(k, id)
+	return id, true
+}
+
+func (t *pgTx) bucketAt(parent int64, name []byte) kvBucket {
+	id, ok := t.lookup(parent, name)
+	if !ok {
+		return nil
+	}
+	return &pgBucket{tx: t, id: id}
+}
+
+func (t *pgTx) create(parent int64, name []byte, exist bool) (kvBucket, error) {
+	if t.done {
+		return nil, ErrTxClosed
+	}
+	if !t.writable {
+		return nil, bolterrors.ErrTxNotWritable
+	}
+	if len(name) == 0 {
+		return nil, bolterrors.ErrBucketNameRequired
+	}
+	if id, ok := t.lookup(parent, name); ok {
+		if !exist {
+			return nil, bolterrors.ErrBucketExists
+		}
+		return &pgBucket{tx: t, id: id}, nil
+	}
+	if t.err != nil {
+		return nil, t.err
+	}
+	var id int64
+	if err := t.tx.QueryRow(t.ctx, `INSERT INTO rugwatch_buckets (parent, name) VALUES ($1, $2) RETURNING id`, parent, name).Scan(&id); err != nil {
+		return nil, fmt.Errorf("create bucket %q: %w", name, err)
+	}
+	if _, err := t.tx.Exec(t.ctx, `INSERT INTO rugwatch_kv (bucket, key, value) VALUES ($1, $2, NULL)`, parent, name); err != nil {
+		return nil, fmt.Errorf("create bucket %q: %w", name, err)
+	}
+	t.gen++
+	if t.created == nil {
+		t.created = map[pgBucketName]int64{}
+	}
+	t.created[pgBucketName{parent, string(name)}] = id
+	return &pgBucket{tx: t, id: id}, nil
+}
+
+func (t *pgTx) Bucket(name []byte) kvBucket { return t.bucketAt(0, name) }
+
+func (t *pgTx) CreateBucket(name []byte) (kvBucket, error) { return t.create(0, name, false) }
+
+func (t *pgTx) CreateBucketIfNotExists(name []byte) (kvBucket, error) {
+	return t.create(0, name, true)
+}
+
+func (t *pgTx) ForEach(fn func(name []byte, b kvBucket) error) error {
+	root := &pgBucket{tx: t, id: 0}
+	return root.ForEachBucket(func(name []byte) error { return fn(name, t.Bucket(name)) })
+}
+
+// pgBucket is one bucket of a pgTx.
+type pgBucket struct {
+	tx *pgTx
+	id int64
+}
+
+func (b *pgBucket) usable(write bool) error {
+	switch {
+	case b.tx.done:
+		return ErrTxClosed
+	case write && !b.tx.writable:
+		return bolterrors.ErrTxNotWritable
+	}
+	return b.tx.err
+}
+
+func (b *pgBucket) Get(key []byte) []byte {
+	if b.usable(false) != nil {
+		return nil
+	}
+	var v []byte
+	err := b.tx.tx.QueryRow(b.tx.ctx, `SELECT value FROM rugwatch_kv WHERE bucket = $1 AND key = $2`, b.id, key).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		b.tx.fail(fmt.Errorf("get %q: %w", key, err))
+		return nil
+	}
+	return v
+}
+
+func (b *pgBucket) Put(key, value []byte) error {
+	if err := b.usable(true); err != nil {
+		return err
+	}
+	if len(key) == 0 {
+		return bolterrors.ErrKeyRequired
+	}
+	if value == nil {
+		value = []byte{} // NULL is a nested bucket's mark
+	}
+	tag, err := b.tx.tx.Exec(b.tx.ctx, `INSERT INTO rugwatch_kv (bucket, key, value) VALUES ($1, $2, $3)
+		ON CONFLICT (bucket, key) DO UPDATE SET value = EXCLUDED.value WHERE rugwatch_kv.value IS NOT NULL`, b.id, key, value)
+	if err != nil {
+		return fmt.Errorf("put %q: %w", key, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return bolterrors.ErrIncompatibleValue
+	}
+	b.tx.gen++
+	return nil
+}
+
+func (b *pgBucket) Delete(key []byte) error {
+	if err := b.usable(true); err != nil {
+		return err
+	}
+	if _, err := b.tx.tx.Exec(b.tx.ctx, `DELETE FROM rugwatch_kv WHERE bucket = $1 AND key = $2 AND value IS NOT NULL`, b.id, key); err != nil {
+		return fmt.Errorf("delete %q: %w", key, err)
+	}
+	b.tx.gen++
+	return nil
+}
+
+func (b *pgBucket) Cursor() kvCursor { return &pgCursor{b: b} }
+
+func (b *pgBucket) ForEach(fn func(k, v []byte) error) error {
+	c := b.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if err := fn(k, v); err != nil {
+			return err
+		}
+	}
+	return b.tx.err
+}
+
+func (b *pgBucket) ForEachBucket(fn func(k []byte) error) error {
+	return b.ForEach(func(k, v []byte) error {
+		if v != nil {
+			return nil
+		}
+		return fn(k)
+	})
+}
+
+func (b *pgBucket) Bucket(name []byte) kvBucket { return b.tx.bucketAt(b.id, name) }
+
+func (b *pgBucket) CreateBucket(name []byte) (kvBucket, error) {
+	return b.tx.create(b.id, name, false)
+}
+
+func (b *pgBucket) CreateBucketIfNotExists(name []byte) (kvBucket, error) {
+	return b.tx.create(b.id, name, true)
+}
+
+func (b *pgBucket) Sequence() uint64 {
+	if b.usable(false) != nil {
+		return 0
+	}
+	var seq int64
+	if err := b.tx.tx.QueryRow(b.tx.ctx, `SELECT seq FROM rugwatch_buckets WHERE id = $1`, b.id).Scan(&seq); err != nil {
+		b.tx.fail(fmt.Errorf("read bucket sequence: %w", err))
+		return 0
+	}
+	return uint64(seq)
+}
+
+func (b *pgBucket) SetSequence(v uint64) error {
+	if err := b.usable(true); err != nil {
+		return err
+	}
+	if _, err := b.tx.tx.Exec(b.tx.ctx, `UPDATE rugwatch_buckets SET seq = $2 WHERE id = $1`, b.id, int64(v)); err != nil {
+		return fmt.Errorf("set bucket sequence: %w", err)
+	}
+	return nil
+}
+
+func (b *pgBucket) NextSequence() (uint64, error) {
+	if err := b.usable(true); err != nil {
+		return 0, err
+	}
+	var seq int64
+	if err := b.tx.tx.QueryRow(b.tx.ctx, `UPDATE rugwatch_buckets SET seq = seq + 1 WHERE id = $1 RETURNING seq`, b.id).Scan(&seq); err != nil {
+		return 0, fmt.Errorf("next bucket sequence: %w", err)
+	}
+	return uint64(seq), nil
+}
+
+func (b *pgBucket) fillPercent(float64) {}
+
+// pgCursor walks a bucket a page of rows at a time. A write through the
+// same transaction makes it read again from where it stands, so it never
+// hands out a value older than the transaction's own writes.
+type pgCursor struct {
+	b    *pgBucket
+	rows []pgRow
+	i    int
+	// asc says which way the page was read; more says the page was full,
+	// so rows may lie beyond it.
+	asc  bool
+	more bool
+	gen  uint64
+}
+
+type pgRow struct{ k, v []byte }
+
+func (c *pgCursor) load(cond string, arg []byte, asc bool) (key, value []byte) {
+	c.rows, c.i, c.asc, c.more = nil, 0, asc, false
+	if c.b.usable(false) != nil {
+		return nil, nil
+	}
+	order := "ASC"
+	if !asc {
+		order = "DESC"
+	}
+	q := `SELECT key, value FROM rugwatch_kv WHERE bucket = $1` + cond + ` ORDER BY key ` + order + ` LIMIT ` + fmt.Sprint(pgCursorPage)
+	args := []any{c.b.id}
+	if cond != "" {
+		args = append(args, arg)
+	}
+	rows, err := c.b.tx.tx.Query(c.b.tx.ctx, q, args...)
+	if err != nil {
+		c.b.tx.fail(fmt.Errorf("walk bucket: %w", err))
+		return nil, nil
+	}
+	for rows.Next() {
+		var r pgRow
+		if err := rows.Scan(&r.k, &r.v); err != nil {
+			rows.Close()
+			c.b.tx.fail(fmt.Errorf("walk bucket: %w", err))
+			c.rows = nil
+			return nil, nil
+		}
+		c.rows = append(c.rows, r)
+	}
+	if err := rows.Err(); err != nil {
+		c.b.tx.fail(fmt.Errorf("walk bucket: %w", err))
+		c.rows = nil
+		return nil, nil
+	}
+	c.more = len(c.rows) == pgCursorPage
+	c.gen = c.b.tx.gen
+	return c.at()
+}
+
+func (c *pgCursor) at() (key, value []byte) {
+	if c.i < 0 || c.i >= len(c.rows) {
+		return nil, nil
+	}
+	r := c.rows[c.i]
+	return r.k, r.v
+}
+
+func (c *pgCursor) current() []byte {
+	if c.i < 0 || c.i >= len(c.rows) {
+		return nil
+	}
+	return c.rows[c.i].k
+}
+
+func (c *pgCursor) First() (key, value []byte) { return c.load("", nil, true) }
+func (c *pgCursor) Last() (key, value []byte)  { return c.load("", nil, false) }
+
+func (c *pgCursor) Seek(seek []byte) (key, value []byte) {
+	return c.load(" AND key >= $2", seek, true)
+}
+
+func (c *pgCursor) Next() (key, value []byte) { return c.step(true) }
+func (c *pgCursor) Prev() (key, value []byte) { return c.step(false) }
+
+func (c *pgCursor) step(asc bool) (key, value []byte) {
+	cur := c.current()
+	if cur == nil {
+		return nil, nil
+	}
+	if asc == c.asc && c.gen == c.b.tx.gen {
+		c.i++
+		if c.i < len(c.rows) || !c.more {
+			return c.at()
+		}
+	}
+	cur = bytes.Clone(cur)
+	if asc {
+		return c.load(" AND key > $2", cur, true)
+	}
+	return c.load(" AND key < $2", cur, false)
+}
+
+func (c *pgCursor) Delete() error {
+	k := c.current()
+	if k == nil {
+		return nil
+	}
+	gen := c.b.tx.gen
+	if err := c.b.Delete(k); err != nil {
+		return err
+	}
+	// The rows read are still the walk's: the deleted key is behind it.
+	if c.gen == gen {
+		c.gen = c.b.tx.gen
+	}
+	return nil
+}
