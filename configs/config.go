@@ -22,6 +22,11 @@ import (
 type Config struct {
 	Path    string `yaml:"-"`        // file it was loaded from, as given
 	DataDir string `yaml:"data_dir"` // default "./data"
+	// Store, when set, is the PostgreSQL database (a postgres:// URL, or
+	// a reference to one) the store lives in, shared by every replica
+	// that names it; absent, the store is bbolt in data_dir.
+	Store   Secret  `yaml:"store"`
+	Cluster Cluster `yaml:"cluster"`
 	// Keys is trusted_keys as written: plain paths or {path, name,
 	// roles}. TrustedKeys is their paths, the form every key loader reads.
 	Keys             []TrustedKey `yaml:"trusted_keys"`
@@ -425,6 +430,7 @@ func (c *Config) setSecretDirs(base string) {
 	}
 	c.HTTPToken.dir = base
 	c.Proxy.Token.dir = base
+	c.Store.dir = base
 }
 
 // has reports whether the key at path was written in the file.
@@ -442,6 +448,7 @@ func (c *Config) ApplyDefaults() {
 		c.DataDir = defaultDataDir
 	}
 	c.applyApprovalDefaults()
+	c.applyClusterDefaults()
 	if len(c.TrustedKeys) == 0 {
 		c.TrustedKeys = []string{filepath.Join(c.DataDir, "approver.pub")}
 	}

@@ -61,6 +61,7 @@ func (c *Config) ReferencedPaths() []string {
 	}
 	addSecret(c.HTTPToken)
 	addSecret(c.Proxy.Token)
+	addSecret(c.Store)
 	out := make([]string, 0, len(seen))
 	for p := range seen {
 		out = append(out, p)

@@ -17,6 +17,11 @@ type Proxy struct {
 	// MaxSessionsPerClient bounds the sessions one client (address, and
 	// bearer once checked) holds open on proxy_listen; default 16.
 	MaxSessionsPerClient int `yaml:"max_sessions_per_client"`
+	// MaxStaleness is how long a proxy on a shared (PostgreSQL) store
+	// serves the approved set it last confirmed: past it, with the
+	// database unreachable, it serves no tools until it can read them
+	// again. Default 5s.
+	MaxStaleness Duration `yaml:"max_staleness"`
 }
 
 // validateProxy checks proxy and proxy_listen.

@@ -84,6 +84,7 @@ func (c *Config) validate() []fieldError {
 		v.fail("signing_key", "only allowed with approve_first_seen: true (the daemon holds no private key otherwise), or with retention, whose checkpoints it signs")
 	}
 	v.httpListen(c)
+	v.validateStore(c)
 	v.validateProxy(c)
 	v.validateGateway(c)
 	v.validateClassifier(c)
@@ -579,6 +580,7 @@ func (c *Config) CheckReferences(r Resolver) error {
 	}
 	check("http_token", c.HTTPToken)
 	check("proxy.token", c.Proxy.Token)
+	check("store", c.Store)
 	if len(errs) > 0 {
 		return c.joinErrors(errs)
 	}

@@ -204,7 +204,7 @@ func (l *Ledger) Allowed(ctx context.Context, server string) (Allowed, error) {
 		return Allowed{}, usagef("no server %q in %s (configured: %s)", server, l.Where, l.serverNames())
 	}
 	out := Allowed{Server: server, Tools: []AllowedTool{}}
-	err := l.DB.View(func(tx *store.Tx) error {
+	err := l.DB.ViewContext(ctx, func(tx *store.Tx) error {
 		rec, ok, err := tx.Server(server)
 		if err != nil || !ok {
 			return err

@@ -11,6 +11,7 @@ import (
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/mcpclient"
 	"github.com/rugwatch/rugwatch/report"
+	"github.com/rugwatch/rugwatch/store"
 	"github.com/rugwatch/rugwatch/visible"
 )
 
@@ -204,6 +205,15 @@ type Fleet struct {
 	poller   *Poller
 	wmu      sync.Mutex
 	watchers map[string]*watchHandle
+
+	// smu guards what Apply and SetOwned last gave: every configured
+	// server, and the share of them this replica holds (nil: all; a
+	// cluster's replica polls and watches only what it holds a lease
+	// on). It serialises the two, so a reload and a handover never
+	// schedule from each other's half-made state.
+	smu   sync.Mutex
+	specs []ServerSpec
+	owned map[string]bool
 }
 
 type watchHandle struct {
@@ -224,18 +234,67 @@ func (f *Fleet) current() *Poller {
 	return f.poller
 }
 
-// Apply schedules every server of specs, recording through p from now on,
-// and reconciles the watch sessions.
+// Apply schedules every server of specs this replica holds (all, unless
+// Shared was called), recording through p from now on, and reconciles
+// the watch sessions.
 func (f *Fleet) Apply(ctx context.Context, specs []ServerSpec, p *Poller) error {
 	f.pmu.Lock()
 	f.poller = p
 	f.pmu.Unlock()
+	f.smu.Lock()
+	defer f.smu.Unlock()
+	f.specs = specs
+	return f.schedule(ctx)
+}
+
+// Shared makes this fleet one replica of a cluster: from now on it polls
+// and watches only the servers SetOwned last gave, none until then.
+func (f *Fleet) Shared() {
+	f.smu.Lock()
+	defer f.smu.Unlock()
+	if f.owned == nil {
+		f.owned = map[string]bool{}
+	}
+}
+
+// SetOwned gives the servers this replica holds now (a cluster's leases)
+// and schedules and watches exactly those. A server it newly holds is
+// first polled when its schedule falls due after its last poll by
+// whichever replica held it.
+func (f *Fleet) SetOwned(ctx context.Context, servers []string) error {
+	f.smu.Lock()
+	defer f.smu.Unlock()
+	f.owned = make(map[string]bool, len(servers))
+	for _, s := range servers {
+		f.owned[s] = true
+	}
+	return f.schedule(ctx)
+}
+
+// schedule makes the scheduler and the watch sessions match specs and
+// owned. Called with smu held.
+func (f *Fleet) schedule(ctx context.Context) error {
+	specs := f.specs
+	var last func(string) time.Time
+	if f.owned != nil {
+		specs = make([]ServerSpec, 0, len(f.owned))
+		for _, s := range f.specs {
+			if f.owned[s.Name] {
+				specs = append(specs, s)
+			}
+		}
+		last = f.lastPolled(specs)
+	}
 	jobs := make([]Job, 0, len(specs))
 	for _, s := range specs {
-		jobs = append(jobs, Job{
+		j := Job{
 			Name: s.Name, Schedule: s.Schedule, Key: s.Key,
 			Poll: func(ctx context.Context) error { return f.current().PollOne(ctx, s) },
-		})
+		}
+		if last != nil {
+			j.LastPolled = last(s.Name)
+		}
+		jobs = append(jobs, j)
 	}
 	added, removed, changed, err := f.sched.Set(jobs)
 	if err != nil {
@@ -246,6 +305,28 @@ func (f *Fleet) Apply(ctx context.Context, specs []ServerSpec, p *Poller) error 
 	}
 	f.reconcileWatchers(ctx, specs)
 	return nil
+}
+
+// lastPolled reads when each of specs was last polled, by any replica.
+func (f *Fleet) lastPolled(specs []ServerSpec) func(string) time.Time {
+	p := f.current()
+	if p == nil || p.Recorder == nil || p.Recorder.DB == nil {
+		return nil
+	}
+	at := make(map[string]time.Time, len(specs))
+	err := p.Recorder.DB.View(func(tx *store.Tx) error {
+		for _, s := range specs {
+			if t, ok := tx.LastPolled(s.Name); ok {
+				at[s.Name] = t
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		// Unknown: poll at once rather than skip a cycle.
+		f.log.Warn("reading when servers were last polled", "error", err)
+	}
+	return func(name string) time.Time { return at[name] }
 }
 
 // PollNow polls the named servers at once through the scheduler, so a

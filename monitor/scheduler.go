@@ -22,6 +22,12 @@ type Job struct {
 	// changed and leaves an unchanged one running.
 	Key  string
 	Poll func(ctx context.Context) error
+	// LastPolled, when set, is when the server was last polled by
+	// anyone (a cluster replica that held it before): the first poll
+	// waits for the next one its schedule gives after that, instead of
+	// running at once, so a handover does not poll a server twice in a
+	// cycle.
+	LastPolled time.Time
 }
 
 // ParseSchedule parses a cron spec (five fields) or a descriptor such as
@@ -155,6 +161,10 @@ func (s *Scheduler) start(j Job, sc cron.Schedule, spread bool) {
 		done: make(chan struct{}), trigger: make(chan chan error)}
 	if spread {
 		e.first = firstPollAt(j.Name, sc, s.now())
+	}
+	if !j.LastPolled.IsZero() {
+		// Overdue (or never polled in its interval): at once.
+		e.first = max(sc.Next(j.LastPolled).Add(e.jitter).Sub(s.now()), 0)
 	}
 	s.jobs[j.Name] = e
 	s.wg.Add(1)

@@ -32,6 +32,11 @@ func (l *Ledger) StatusEach(ctx context.Context, names []string, fn func(report.
 	if err != nil {
 		return err
 	}
+	// Who polls each server, on a shared store (none on bbolt).
+	owners, err := l.DB.Owners(ctx)
+	if err != nil {
+		return err
+	}
 	type chunk struct {
 		reports []report.ServerReport
 		err     error
@@ -58,7 +63,7 @@ func (l *Ledger) StatusEach(ctx context.Context, names []string, fn func(report.
 			wg.Go(func() {
 				c := chunk{err: ctx.Err()}
 				if c.err == nil {
-					c.reports, c.err = l.readChunk(part)
+					c.reports, c.err = l.readChunk(part, owners)
 				}
 				result <- c
 			})
@@ -80,7 +85,7 @@ func (l *Ledger) StatusEach(ctx context.Context, names []string, fn func(report.
 }
 
 // readChunk reads the reports of part in one read transaction.
-func (l *Ledger) readChunk(part []ServerRef) ([]report.ServerReport, error) {
+func (l *Ledger) readChunk(part []ServerRef, owners map[string]string) ([]report.ServerReport, error) {
 	out := make([]report.ServerReport, 0, len(part))
 	err := l.DB.View(func(tx *store.Tx) error {
 		for _, s := range part {
@@ -92,6 +97,7 @@ func (l *Ledger) readChunk(part []ServerRef) ([]report.ServerReport, error) {
 				r = store.ServerRecord{Name: s.Name, Transport: s.Transport}
 			}
 			sr := report.ServerReportOf(r, s.Transport)
+			sr.Owner = owners[s.Name]
 			if err := l.showSignatures(tx, r, &sr); err != nil {
 				return err
 			}

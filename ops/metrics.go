@@ -38,6 +38,7 @@ type Metrics struct {
 	events       *prometheus.CounterVec
 	deliveries   *prometheus.CounterVec
 	proxy        *Proxy
+	cluster      *cluster
 
 	mu      sync.Mutex
 	servers map[string]bool      // server labels handed out, at most MaxServers
@@ -80,6 +81,8 @@ func NewMetrics(src StoreSource, build BuildInfo) *Metrics {
 		}, []string{"channel", "outcome"}),
 	}
 	m.proxy = newProxy(m)
+	m.cluster = newCluster()
+	m.reg.MustRegister(m.cluster.collectors()...)
 	m.reg.MustRegister(m.polls, m.pollDuration, m.events, m.deliveries,
 		m.proxy.sessions, m.proxy.refused,
 		collectors.NewGoCollector(),

@@ -39,6 +39,7 @@ func (s *session) refuseUnapproved(req *jsonrpc.Request) *jsonrpc.Response {
 func (s *session) whyNot(name string) (reason, msg string) {
 	server, shown := s.opts.Server, visible.Line(name)
 	s.mu.Lock()
+	s.expireStale()
 	drifted, unreadable := s.allowed.Drifted, s.unreadable
 	_, live := s.live[name]
 	state, recorded := s.allowed.Withheld[name]

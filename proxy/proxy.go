@@ -57,6 +57,12 @@ type Options struct {
 	// Refresh is how often the allowed set is re-read (default 500ms):
 	// approvals and revocations reach the client within about that.
 	Refresh time.Duration
+	// MaxStaleness, when set, is how long the allowed set last read is
+	// served without being read again: past it (a shared store that
+	// stopped answering, or answers too slowly) the session serves no
+	// tools and refuses every call until a read succeeds. Zero: no bound,
+	// for a store on this host, whose reads fail rather than hang.
+	MaxStaleness time.Duration
 	// ConnectTimeout bounds the upstream connect and each listing.
 	ConnectTimeout time.Duration
 	// Observe, when set, is told of this session and of every call it
@@ -158,7 +164,9 @@ type session struct {
 	// unreadable says the allowed set is empty because approvals could
 	// not be read (fail closed), not because nothing is approved.
 	unreadable bool
-	schemas    map[string]*schemaCheck // by digest
+	// confirmed is when the allowed set was last read (see MaxStaleness).
+	confirmed time.Time
+	schemas   map[string]*schemaCheck // by digest
 	// taint is what this session's results carried (arguments.go): the
 	// session's own, or its gateway session's, shared by every server
 	// that session reaches.
@@ -823,6 +831,13 @@ func (s *session) generation(ctx context.Context) uint64 {
 // refreshAt reads the allowed set, at approvals generation gen (0:
 // unknown), and installs it.
 func (s *session) refreshAt(ctx context.Context, gen uint64) bool {
+	if s.opts.MaxStaleness > 0 {
+		// A read that hangs must not hold the last set in force past
+		// the bound: it fails, and the session fails closed.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.opts.MaxStaleness)
+		defer cancel()
+	}
 	allowed, err := s.opts.shared.read(s.opts.Server, s.opts.Refresh/2, gen, func() (monitor.Allowed, error) {
 		var allowed monitor.Allowed
 		err := s.withBackend(ctx, func(b Backend) error {
@@ -869,7 +884,25 @@ func (s *session) installAs(allowed monitor.Allowed, live map[string]rugwatch.Di
 	defer s.mu.Unlock()
 	changed := allowed.Version != s.allowed.Version || !sameDigests(live, s.live) || unreadable != s.unreadable
 	s.allowed, s.live, s.unreadable = allowed, live, unreadable
+	if !unreadable {
+		s.confirmed = time.Now()
+	}
 	return changed
+}
+
+// expireStale fails the session closed when its allowed set was last
+// read longer than MaxStaleness ago, and reports whether it did just now
+// (s.mu held). Every reader of the allowed set calls it first, so no
+// tool passes on a set older than the bound, whatever a read in flight
+// is waiting for.
+func (s *session) expireStale() bool {
+	if s.opts.MaxStaleness <= 0 || s.unreadable || s.confirmed.IsZero() || time.Since(s.confirmed) <= s.opts.MaxStaleness {
+		return false
+	}
+	s.log.Error("proxy could not confirm its approved tools within proxy.max_staleness; serving no tools until it can (fail closed)",
+		"max_staleness", s.opts.MaxStaleness.String(), "confirmed", s.confirmed.UTC().Format(time.RFC3339Nano))
+	s.allowed, s.unreadable = monitor.Allowed{Server: s.opts.Server}, true
+	return true
 }
 
 // pinsOf is what a listing says of the launch and remote identity, for
@@ -905,7 +938,10 @@ func (s *session) watchApprovals(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if s.refresh(ctx) {
+		s.mu.Lock()
+		expired := s.expireStale()
+		s.mu.Unlock()
+		if s.refresh(ctx) || expired {
 			s.toolsChanged(ctx)
 		}
 	}
@@ -926,6 +962,7 @@ func (s *session) toolsChanged(ctx context.Context) {
 func (s *session) passes(name string) (monitor.AllowedTool, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.expireStale()
 	t, ok := s.allowed.Tool(name)
 	if !ok || s.live[name] != t.Digest {
 		return monitor.AllowedTool{}, false
@@ -939,6 +976,7 @@ func (s *session) listTools(ctx context.Context, req *jsonrpc.Request) *jsonrpc.
 	s.relist(ctx)
 	s.mu.Lock()
 	s.listed = true
+	s.expireStale()
 	tools := make([]json.RawMessage, 0, len(s.allowed.Tools))
 	for _, t := range s.allowed.Tools {
 		if s.live[t.Name] == t.Digest {

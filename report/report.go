@@ -21,11 +21,15 @@ type Report struct {
 
 // ServerReport is one server in a Report.
 type ServerReport struct {
-	Name               string          `json:"name"`
-	Transport          string          `json:"transport"`
-	ProtocolVersion    string          `json:"protocol_version"` // the revision the last good poll negotiated
-	Reachable          bool            `json:"reachable"`
-	LastPolledAt       *time.Time      `json:"last_polled_at"`
+	Name            string     `json:"name"`
+	Transport       string     `json:"transport"`
+	ProtocolVersion string     `json:"protocol_version"` // the revision the last good poll negotiated
+	Reachable       bool       `json:"reachable"`
+	LastPolledAt    *time.Time `json:"last_polled_at"`
+	// Owner is the cluster replica that holds the server's lease and
+	// polls it, on a shared (PostgreSQL) store; empty on bbolt, and
+	// while no live replica holds it.
+	Owner              string          `json:"owner,omitempty"`
 	Error              string          `json:"error"`
 	InstructionsDigest rugwatch.Digest `json:"instructions_digest"`
 	// InstructionsState is approved, pending, drifted or revoked; empty

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"context"
+
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -20,6 +22,9 @@ import (
 // kvDB is an open backend.
 type kvDB interface {
 	view(fn func(kvTx) error) error
+	// viewContext is view ended early when ctx is (a read of a shared
+	// store a caller cannot wait long for); bbolt's reads do not wait.
+	viewContext(ctx context.Context, fn func(kvTx) error) error
 	update(fn func(kvTx) error) error
 	// batch is update for one of many concurrent callers; fn may run
 	// more than once (see DB.Batch).
@@ -78,6 +83,8 @@ type boltDB struct{ db *bolt.DB }
 func (b boltDB) view(fn func(kvTx) error) error {
 	return b.db.View(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
 }
+
+func (b boltDB) viewContext(_ context.Context, fn func(kvTx) error) error { return b.view(fn) }
 
 func (b boltDB) update(fn func(kvTx) error) error {
 	return b.db.Update(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })

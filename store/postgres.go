@@ -66,6 +66,18 @@ var pgSchema = []string{
 		value  bytea,
 		PRIMARY KEY (bucket, key)
 	)`,
+	// v2: the cluster (cluster.go). Times are the database's own clock,
+	// so replicas' clocks never have to agree.
+	`CREATE TABLE rugwatch_replicas (
+		name      text PRIMARY KEY,
+		started   timestamptz NOT NULL,
+		heartbeat timestamptz NOT NULL
+	);
+	CREATE TABLE rugwatch_leases (
+		server  text PRIMARY KEY,
+		owner   text NOT NULL,
+		expires timestamptz NOT NULL
+	)`,
 }
 
 // OpenPostgres opens the store in the PostgreSQL database dsn (a
@@ -176,8 +188,10 @@ func (p *pgDB) close() error {
 	return nil
 }
 
-func (p *pgDB) view(fn func(kvTx) error) error {
-	ctx, cancel := context.WithTimeout(context.Background(), pgTxTimeout)
+func (p *pgDB) view(fn func(kvTx) error) error { return p.viewContext(context.Background(), fn) }
+
+func (p *pgDB) viewContext(ctx context.Context, fn func(kvTx) error) error {
+	ctx, cancel := context.WithTimeout(ctx, pgTxTimeout)
 	defer cancel()
 	tx, err := p.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -130,6 +131,12 @@ func (db *DB) Path() string { return db.path }
 // View runs fn in a read-only transaction.
 func (db *DB) View(fn func(*Tx) error) error {
 	return db.kv.view(func(ktx kvTx) error { return fn(&Tx{tx: ktx, db: db}) })
+}
+
+// ViewContext is View for a caller that cannot wait past ctx: on a
+// shared (PostgreSQL) store, the read fails when ctx ends.
+func (db *DB) ViewContext(ctx context.Context, fn func(*Tx) error) error {
+	return db.kv.viewContext(ctx, func(ktx kvTx) error { return fn(&Tx{tx: ktx, db: db}) })
 }
 
 // Update runs fn in a read-write transaction, committed if fn returns nil

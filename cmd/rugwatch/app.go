@@ -221,9 +221,22 @@ func (a *App) configFile() string {
 	return "rugwatch.yaml"
 }
 
-// openStore opens the store of cfg; a store held by `serve` fails at once
-// with ErrLocked rather than hang.
+// openStore opens the store of cfg: its PostgreSQL database when it
+// names one (store:), else the bbolt file in data_dir, where a store held
+// by `serve` fails at once with ErrLocked rather than hang. The DSN is
+// resolved here, for the open, and kept nowhere.
 func (a *App) openStore(cfg *configs.Config) (*store.DB, error) {
+	if cfg.Shared() {
+		dsn, err := cfg.Store.Resolve(a.resolver())
+		if err != nil {
+			return nil, fmt.Errorf("opening store: %s: store: %w", cfg.Path, err)
+		}
+		db, err := store.OpenPostgres(dsn, store.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("opening store: %w", err)
+		}
+		return db, nil
+	}
 	db, err := store.Open(filepath.Join(cfg.DataDir, "rugwatch.db"), store.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("opening store: %w", err)

@@ -134,6 +134,11 @@ func (a *App) proxyOptions(cfg *configs.Config, srv configs.Server, backend func
 			return mcpclient.Dial(ctx, t, opts)
 		},
 	}
+	if cfg.Shared() {
+		// Approvals live in a database other hosts write and that may
+		// stop answering: the set in force is bounded in age.
+		opts.MaxStaleness = time.Duration(cfg.Proxy.MaxStaleness)
+	}
 	if cl := a.classifier(cfg); cl != nil {
 		opts.Classify = func(ctx context.Context, tool, text string) []rugwatch.Finding {
 			return cl.Classify(ctx, monitor.ClassifyRequest{Kind: "result", Server: srv.Name, Tool: tool, Path: "/content", Text: text})

@@ -118,6 +118,9 @@ type daemon struct {
 	// call (monitor.Ledger.Generation). It starts at 1, so 0 means unknown.
 	gen atomic.Uint64
 
+	// replica is this process's name in a cluster (serve_cluster.go).
+	replica string
+
 	// lockWake asks the approvals_from follower for a pass (after a
 	// poll's events, or a reload, which also sets lockReread).
 	lockWake   chan struct{}
@@ -233,8 +236,12 @@ func (d *daemon) Start(ctx context.Context, cfg *configs.Config) (cleanup func()
 		}
 		return d.fleet.Watching()
 	}}, ops.BuildInfo{Version: bi.Version, Revision: bi.Revision, GoVersion: bi.Go})
+	d.replica = replicaName(cfg)
 	d.startDispatcher()
 	d.fleet = monitor.NewFleet(d.ctx, cfg.Concurrency, d.app.log)
+	if db.Shared() {
+		d.fleet.Shared() // polls nothing until the first lease round
+	}
 
 	d.ctlPath = socketPath(cfg)
 	ln, err := control.Listen(d.ctlPath, control.Peers{UIDs: cfg.Control.AllowUIDs, GIDs: cfg.Control.AllowGIDs}, d.app.log)
@@ -261,6 +268,7 @@ func (d *daemon) Start(ctx context.Context, cfg *configs.Config) (cleanup func()
 	if err := d.apply(cfg); err != nil {
 		return cleanup, d.abort(err)
 	}
+	d.startCluster(cfg)
 	if err := d.startPruner(cfg); err != nil {
 		return cleanup, d.abort(err)
 	}

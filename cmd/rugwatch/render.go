@@ -241,7 +241,11 @@ func printServer(w io.Writer, s report.ServerReport, first bool) {
 	if !s.Reachable {
 		reach = "UNREACHABLE"
 	}
-	fmt.Fprintf(w, "%s (%s)  %s  polled %s\n", s.Name, s.Transport, reach, when)
+	owner := ""
+	if s.Owner != "" {
+		owner = "  by " + visible.Line(s.Owner)
+	}
+	fmt.Fprintf(w, "%s (%s)  %s  polled %s%s\n", s.Name, s.Transport, reach, when, owner)
 	if mark := s.NotSandboxed(); mark != "" {
 		fmt.Fprintf(w, "  %s\n", visible.Line(mark))
 	}
