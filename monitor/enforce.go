@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/detect"
@@ -57,6 +58,10 @@ type Allowed struct {
 	// EgressPin is the server's verified egress approval, for the sandbox
 	// of the proxy's upstream (egress.go); nil while none was approved.
 	EgressPin *mcpclient.EgressPin `json:"egress_pin,omitempty"`
+	// ReadAt is when the set was read from the store: a proxy bounding
+	// how stale a set it serves may be (proxy.max_staleness) counts from
+	// here, however many caches the set went through since.
+	ReadAt time.Time `json:"read_at,omitzero"`
 }
 
 // Tool returns the allowed tool called name.
@@ -203,7 +208,7 @@ func (l *Ledger) Allowed(ctx context.Context, server string) (Allowed, error) {
 	if _, ok := l.server(server); !ok {
 		return Allowed{}, usagef("no server %q in %s (configured: %s)", server, l.Where, l.serverNames())
 	}
-	out := Allowed{Server: server, Tools: []AllowedTool{}}
+	out := Allowed{Server: server, Tools: []AllowedTool{}, ReadAt: time.Now()}
 	err := l.DB.ViewContext(ctx, func(tx *store.Tx) error {
 		rec, ok, err := tx.Server(server)
 		if err != nil || !ok {

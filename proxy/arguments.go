@@ -93,7 +93,9 @@ func (s *session) checkArguments(ctx context.Context, id jsonrpc.ID, check *sche
 	// Under block, what is refused is what is critical: a browser tool
 	// opening localhost (a warning) is a developer's everyday.
 	refused := chain || s.opts.Results == ResultsBlock && detect.MaxSeverity(findings) == rugwatch.SeverityCritical
-	if err := s.withBackend(ctx, func(b Backend) error { return b.FlagResult(ctx, s.opts.Server, name, findings, refused) }); err != nil {
+	if err := s.withBackend(ctx, func(ctx context.Context, b Backend) error {
+		return b.FlagResult(ctx, s.opts.Server, name, findings, refused)
+	}); err != nil {
 		s.log.Error("recording flagged arguments failed", "tool", visible.Line(name), "error", err)
 	}
 	if !refused {

@@ -120,7 +120,9 @@ func (s *session) callTool(ctx context.Context, up *mcpclient.Session, req *json
 	}
 	if findings := scan.Findings; len(findings) > 0 {
 		blocked := s.opts.Results == ResultsBlock && detect.MaxSeverity(findings) == rugwatch.SeverityCritical
-		err := s.withBackend(ctx, func(b Backend) error { return b.FlagResult(ctx, s.opts.Server, params.Name, findings, blocked) })
+		err := s.withBackend(ctx, func(ctx context.Context, b Backend) error {
+			return b.FlagResult(ctx, s.opts.Server, params.Name, findings, blocked)
+		})
 		if err != nil {
 			s.log.Error("recording a flagged result failed", "tool", visible.Line(params.Name), "error", err)
 		}
@@ -161,7 +163,7 @@ func (o *otherTools) index(ctx context.Context, s *session) *detect.ToolIndex {
 		return o.idx
 	}
 	var names map[string][]string
-	err := s.withBackend(ctx, func(b Backend) error {
+	err := s.withBackend(ctx, func(ctx context.Context, b Backend) error {
 		tn, ok := b.(toolNamer)
 		if !ok {
 			return nil

@@ -652,6 +652,15 @@ func (s *session) installShared(ctx context.Context) (changed, ok bool) {
 	if !ok {
 		return false, false
 	}
+	s.mu.Lock()
+	// Under MaxStaleness a shared listing's allowed set is no fresher
+	// than when it was read: it must not lift a fail-closed session
+	// (only a read that succeeds does) nor outlive the bound.
+	stale := s.opts.MaxStaleness > 0 && (s.unreadable || time.Since(l.at) >= s.opts.MaxStaleness)
+	s.mu.Unlock()
+	if stale {
+		return false, false
+	}
 	s.gen.Store(gen)
 	return s.install(l.allowed, l.rec.tools), true
 }
@@ -712,7 +721,7 @@ func (s *session) listUpstream(ctx context.Context) bool {
 			}
 		}
 		var current monitor.Allowed
-		err := s.withBackend(ctx, func(b Backend) error {
+		err := s.withBackend(ctx, func(ctx context.Context, b Backend) error {
 			var err error
 			current, err = b.Allowed(ctx, s.opts.Server)
 			return err
@@ -725,7 +734,7 @@ func (s *session) listUpstream(ctx context.Context) bool {
 		}
 	}
 	var allowed monitor.Allowed
-	err = s.withBackend(ctx, func(b Backend) error {
+	err = s.withBackend(ctx, func(ctx context.Context, b Backend) error {
 		var err error
 		allowed, err = b.Enforce(ctx, s.opts.Server, l)
 		return err
@@ -764,7 +773,7 @@ func (s *session) shareRecorded(ctx context.Context, rec recording) {
 		return
 	}
 	var allowed monitor.Allowed
-	err := s.withBackend(ctx, func(b Backend) error {
+	err := s.withBackend(ctx, func(ctx context.Context, b Backend) error {
 		var err error
 		allowed, err = b.Allowed(ctx, s.opts.Server)
 		return err
@@ -810,7 +819,7 @@ func (s *session) generation(ctx context.Context) uint64 {
 		return 0
 	}
 	var g uint64
-	err := s.withBackend(ctx, func(b Backend) error {
+	err := s.withBackend(ctx, func(ctx context.Context, b Backend) error {
 		gb, ok := b.(generationOf)
 		if !ok {
 			return monitor.ErrNoGeneration
@@ -831,16 +840,9 @@ func (s *session) generation(ctx context.Context) uint64 {
 // refreshAt reads the allowed set, at approvals generation gen (0:
 // unknown), and installs it.
 func (s *session) refreshAt(ctx context.Context, gen uint64) bool {
-	if s.opts.MaxStaleness > 0 {
-		// A read that hangs must not hold the last set in force past
-		// the bound: it fails, and the session fails closed.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.opts.MaxStaleness)
-		defer cancel()
-	}
 	allowed, err := s.opts.shared.read(s.opts.Server, s.opts.Refresh/2, gen, func() (monitor.Allowed, error) {
 		var allowed monitor.Allowed
-		err := s.withBackend(ctx, func(b Backend) error {
+		err := s.withBackend(ctx, func(ctx context.Context, b Backend) error {
 			var err error
 			allowed, err = b.Allowed(ctx, s.opts.Server)
 			return err
@@ -859,13 +861,23 @@ func (s *session) refreshAt(ctx context.Context, gen uint64) bool {
 	return s.install(allowed, live)
 }
 
-func (s *session) withBackend(ctx context.Context, fn func(Backend) error) error {
+// withBackend runs fn with a backend, and with the context its reads and
+// writes must use: under MaxStaleness, one bounded by it.
+func (s *session) withBackend(ctx context.Context, fn func(context.Context, Backend) error) error {
+	if s.opts.MaxStaleness > 0 {
+		// A read that hangs must not hold the last set in force, or a
+		// listing, past the bound: it fails, and the session fails
+		// closed until one succeeds.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.opts.MaxStaleness)
+		defer cancel()
+	}
 	b, release, err := s.opts.Backend(ctx)
 	if err != nil {
 		return err
 	}
 	defer release()
-	return fn(b)
+	return fn(ctx, b)
 }
 
 // install makes allowed and live current and reports a change.
@@ -884,8 +896,14 @@ func (s *session) installAs(allowed monitor.Allowed, live map[string]rugwatch.Di
 	defer s.mu.Unlock()
 	changed := allowed.Version != s.allowed.Version || !sameDigests(live, s.live) || unreadable != s.unreadable
 	s.allowed, s.live, s.unreadable = allowed, live, unreadable
-	if !unreadable {
-		s.confirmed = time.Now()
+	switch {
+	case unreadable:
+	case !allowed.ReadAt.IsZero():
+		// Counted from the read itself, not from when a cache (the
+		// shared one, or the listing's own) handed the set on.
+		s.confirmed = allowed.ReadAt
+	case allowed.Version != "":
+		s.confirmed = time.Now() // a backend that does not stamp its reads
 	}
 	return changed
 }
