@@ -23,9 +23,22 @@ const (
 	DefaultGiveUpAfter  = 24 * time.Hour
 	DefaultPoll         = 30 * time.Second
 	minAttemptsToGiveUp = 3
-	batchSize           = 1000 // deliveries read, and settled in one transaction, per pass
+	batchSize           = 1000 // deliveries claimed, and settled in one transaction, per pass
 	maxLastError        = 512
 	errorPause          = 5 * time.Second
+)
+
+// Claim defaults.
+const (
+	// DefaultLease is how long a claim keeps a delivery from the other
+	// replicas. It is four times WebhookTimeout: a batch starts no send
+	// in the last half of its lease, so one bounded send ends before the
+	// lease does, and a replica that dies delays its claimed deliveries
+	// by at most this much.
+	DefaultLease = 4 * WebhookTimeout
+	// DefaultOwner names the claims of a dispatcher given no Owner: a
+	// process alone on its store, such as a one-shot command.
+	DefaultOwner = "local"
 )
 
 // Backoff schedules retries: step n waits Base·2^(n-1) capped at Max, with
@@ -72,8 +85,18 @@ type Dispatcher struct {
 	Backoff  Backoff
 	Now      func() time.Time // nil means time.Now
 	Poll     time.Duration    // longest sleep between checks; 0 means DefaultPoll
-	// Observer, if set, sees the outcome of every attempt (metrics).
+	// Observer, if set, sees the outcome of every attempt (metrics), and
+	// the claims of every pass if it is also a ClaimObserver.
 	Observer DeliveryObserver
+	// Owner names this dispatcher's claims on the outbox: the replica's
+	// name when several share one store; "" means DefaultOwner. Claims,
+	// not names, keep two dispatchers from sending a delivery at once, so
+	// two owners of one name are safe, only harder to tell apart.
+	Owner string
+	// Lease is how long a claim lasts; 0 means DefaultLease. A claim a
+	// dispatcher leaves (it died, or stopped mid-send) runs out after
+	// Lease, and then any dispatcher sends the delivery again.
+	Lease time.Duration
 
 	wakeOnce sync.Once
 	wake     chan struct{}
@@ -84,6 +107,27 @@ type Dispatcher struct {
 // block.
 type DeliveryObserver interface {
 	Attempted(channel, outcome string)
+}
+
+// ClaimObserver is the optional side of a DeliveryObserver that counts
+// claims: n deliveries claimed by owner in one pass, told after the claim
+// committed. It must not block.
+type ClaimObserver interface {
+	Claimed(owner string, n int)
+}
+
+func (d *Dispatcher) owner() string {
+	if d.Owner == "" {
+		return DefaultOwner
+	}
+	return d.Owner
+}
+
+func (d *Dispatcher) lease() time.Duration {
+	if d.Lease <= 0 {
+		return DefaultLease
+	}
+	return d.Lease
 }
 
 func (d *Dispatcher) wakeCh() chan struct{} {
@@ -172,18 +216,16 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 }
 
-// DeliverDue makes one pass over the deliveries due now (at most 100):
-// channels in parallel, each channel's deliveries in order. Run calls it
-// in a loop; a one-shot command (check) calls it once after recording,
-// leaving whatever must be retried pending for the daemon.
+// DeliverDue makes one pass over the deliveries due now (at most
+// batchSize): it claims them, so no other dispatcher on the store sends
+// them meanwhile, then sends channels in parallel, each channel's
+// deliveries in order. Run calls it in a loop; a one-shot command (check)
+// calls it once after recording, leaving whatever must be retried pending
+// for the daemon.
 func (d *Dispatcher) DeliverDue(ctx context.Context) error {
-	var due []store.Delivery
-	if err := d.DB.View(func(tx *store.Tx) error {
-		var err error
-		due, err = tx.DueDeliveries(d.now(), batchSize)
+	due, err := d.claim()
+	if err != nil {
 		return err
-	}); err != nil {
-		return fmt.Errorf("read due deliveries: %w", err)
 	}
 	byChannel := map[string][]store.Delivery{}
 	for _, dl := range due {
@@ -207,6 +249,38 @@ func (d *Dispatcher) DeliverDue(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// claim claims the deliveries due now for this dispatcher. A read
+// transaction looks first, so that a pass with nothing due writes
+// nothing: on bbolt every write transaction is an fsync, on PostgreSQL
+// a turn at the cluster-wide writer lock.
+func (d *Dispatcher) claim() ([]store.Delivery, error) {
+	now := d.now()
+	var first []store.Delivery
+	if err := d.DB.View(func(tx *store.Tx) error {
+		var err error
+		first, err = tx.DueDeliveries(now, 1)
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("read due deliveries: %w", err)
+	}
+	if len(first) == 0 {
+		return nil, nil
+	}
+	owner := d.owner()
+	var due []store.Delivery
+	if err := d.DB.Update(func(tx *store.Tx) error {
+		var err error
+		due, err = tx.ClaimDue(now, batchSize, owner, d.lease())
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("claim due deliveries: %w", err)
+	}
+	if co, ok := d.Observer.(ClaimObserver); ok && len(due) > 0 {
+		co.Claimed(owner, len(due))
+	}
+	return due, nil
+}
+
 // outcome is what one attempt decided.
 type outcome struct {
 	state   string
@@ -223,13 +297,17 @@ type attempted struct {
 	o  outcome
 }
 
-// deliverBatch sends one channel's due deliveries in order and records
-// their outcomes in one write transaction: a transaction (and an fsync)
-// per delivery held the log channel to about 1,400 a second. Each
+// deliverBatch sends one channel's claimed deliveries in order and
+// records their outcomes in one write transaction: a transaction (and an
+// fsync) per delivery held the log channel to about 1,400 a second. Each
 // outcome is still recorded only after its send returned, so a crash
-// before the commit sends the batch again, deduplicated by event id as
-// any retry (at least once). Everything read for the batch (the
-// channel's disabled state, the events) comes from one read transaction.
+// before the commit leaves the batch claimed until the lease runs out,
+// then sent again, deduplicated by event id as any retry (at least
+// once). No send starts in the last half of the lease, when another
+// replica could take the delivery over before it ends; the batch stops
+// there and releases what it did not send. Everything read for the batch
+// (the channel's disabled state, the events) comes from one read
+// transaction.
 // releaseEvery is how many events a batch reads between releases of the
 // store's mapped pages.
 const releaseEvery = 64
@@ -264,10 +342,11 @@ func (d *Dispatcher) deliverBatch(ctx context.Context, list []store.Delivery) er
 			return err
 		}
 	}
+	sendBy := list[0].ClaimedUntil.Add(-d.lease() / 2)
 	done := make([]attempted, 0, len(list))
 	for i, dl := range list {
-		if ctx.Err() != nil {
-			break
+		if ctx.Err() != nil || d.now().After(sendBy) {
+			return d.recordAll(done, list[i:])
 		}
 		var o outcome
 		ev := events[i]
@@ -283,9 +362,11 @@ func (d *Dispatcher) deliverBatch(ctx context.Context, list []store.Delivery) er
 			// must not hold the store's one writer.
 			retry, err := n.Notify(ctx, ev)
 			if err != nil && ctx.Err() != nil {
-				// Interrupted by shutdown: leave it pending and due, to
-				// be sent again by the next run.
-				return d.recordAll(done)
+				// Interrupted by shutdown: it may have reached the
+				// receiver, so record nothing; its claim runs out and
+				// whoever finds it due then sends it again. The rest
+				// were never sent: release them at once.
+				return d.recordAll(done, list[i+1:])
 			}
 			o = d.judge(dl, retry, err)
 			// A 410 disables the channel for the rest of the batch too,
@@ -294,7 +375,7 @@ func (d *Dispatcher) deliverBatch(ctx context.Context, list []store.Delivery) er
 		}
 		done = append(done, attempted{dl: dl, ev: ev, o: o})
 	}
-	return d.recordAll(done)
+	return d.recordAll(done, nil)
 }
 
 // judge turns a send's result into the delivery's next state.
@@ -324,9 +405,10 @@ func (d *Dispatcher) judge(dl store.Delivery, retry bool, err error) outcome {
 
 // recordAll stores the outcomes of a batch in one transaction, and for a
 // dead or disabled channel appends the report event and queues it to
-// every other channel, in the same transaction.
-func (d *Dispatcher) recordAll(done []attempted) error {
-	if len(done) == 0 {
+// every other channel, in the same transaction. It releases the claims
+// of unsent, in the same transaction too.
+func (d *Dispatcher) recordAll(done []attempted, unsent []store.Delivery) error {
+	if len(done) == 0 && len(unsent) == 0 {
 		return nil
 	}
 	now := d.now().UTC()
@@ -340,6 +422,11 @@ func (d *Dispatcher) recordAll(done []attempted) error {
 			}
 			reported = reported || r
 		}
+		for _, dl := range unsent {
+			if err := release(tx, dl); err != nil {
+				return fmt.Errorf("release delivery %s: %w", dl.ID, err)
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -348,13 +435,43 @@ func (d *Dispatcher) recordAll(done []attempted) error {
 	for _, a := range done {
 		d.logOutcome(a.dl, a.o)
 	}
-	if reported {
+	if len(unsent) > 0 {
+		d.Log.LogAttrs(context.Background(), slog.LevelDebug, "alert claims released unsent",
+			slog.String("channel", unsent[0].Channel), slog.Int("deliveries", len(unsent)))
+	}
+	if reported || len(unsent) > 0 {
 		d.Wake()
 	}
 	return nil
 }
 
-// recordTx stores one outcome in tx; true when it queued a report.
+// release hands back a claimed delivery that was never sent: due at once
+// (the zero time; it was due when claimed), for anyone. A claim that is
+// no longer dl's (it ran out and another dispatcher took it) is left.
+func release(tx *store.Tx, dl store.Delivery) error {
+	_, err := tx.ModifyDelivery(dl.ID, func(cur *store.Delivery) bool {
+		if cur.State != store.DeliveryPending || !sameClaim(*cur, dl) {
+			return false
+		}
+		cur.NextAttempt, cur.ClaimedBy, cur.ClaimedUntil = time.Time{}, "", time.Time{}
+		return true
+	})
+	return err
+}
+
+// sameClaim reports whether cur still carries the claim dl was given.
+// Owner names may repeat (every one-shot command is DefaultOwner); the
+// end of the lease, to the nanosecond, tells two claims apart.
+func sameClaim(cur, dl store.Delivery) bool {
+	return cur.ClaimedBy == dl.ClaimedBy && cur.ClaimedUntil.Equal(dl.ClaimedUntil)
+}
+
+// recordTx stores one outcome in tx, ending the claim; true when it
+// queued a report. It records even when the claim ran out and another
+// dispatcher took the delivery over: the send happened. But a delivery
+// already settled (the other one delivered it) stays as it is, and a
+// retry leaves a live claim of another's in place, for its owner to
+// record its own send.
 func (d *Dispatcher) recordTx(tx *store.Tx, dl store.Delivery, ev rugwatch.Event, o outcome, now time.Time) (bool, error) {
 	var (
 		cur     store.Delivery
@@ -364,14 +481,23 @@ func (d *Dispatcher) recordTx(tx *store.Tx, dl store.Delivery, ev rugwatch.Event
 		if d.State != store.DeliveryPending {
 			return false // someone else settled it meanwhile
 		}
+		takenOver := !sameClaim(*d, dl) && d.ClaimedUntil.After(now)
 		d.Attempts++
 		d.State = o.state
 		d.LastError = o.lastErr
-		switch o.state {
-		case store.DeliveryDelivered:
-			d.DeliveredAt = now
-		case store.DeliveryPending:
+		switch {
+		case o.state != store.DeliveryPending:
+			if o.state == store.DeliveryDelivered {
+				d.DeliveredAt = now
+			}
+			// The store drops the claim of a settled delivery; its
+			// lease's end is no attempt to show either.
+			if d.NextAttempt.After(now) {
+				d.NextAttempt = now
+			}
+		case !takenOver:
 			d.NextAttempt = now.Add(o.retryIn)
+			d.ClaimedBy, d.ClaimedUntil = "", time.Time{}
 		}
 		cur, settled = *d, true
 		return true

@@ -35,6 +35,12 @@
 //	    │   └── <delivery id>   → Delivery; id "dlv_<event id>_<channel>"
 //	    ├── due                 (index: pending deliveries only)
 //	    │   └── <next attempt unix ns, uint64 BE><delivery id> → empty
+//	    │                         A claim (ClaimDue, in one write transaction)
+//	    │                         moves the key and NextAttempt to the lease's
+//	    │                         end and sets ClaimedBy/ClaimedUntil, so no
+//	    │                         other replica finds it due meanwhile; the
+//	    │                         recorded outcome clears the claim, and one
+//	    │                         never recorded runs out: due again for all
 //	    ├── order               (index: every delivery, for newest-first lists)
 //	    │   └── <event seq uint64 BE><delivery id> → empty
 //	    └── disabled            (schema v5: channels a 410 Gone disabled)

@@ -34,6 +34,13 @@ type Delivery struct {
 	LastError   string    `json:"last_error,omitempty"`
 	CreatedAt   time.Time `json:"created_at"`
 	DeliveredAt time.Time `json:"delivered_at,omitzero"`
+	// ClaimedBy names the dispatcher (replica) that ClaimDue gave this
+	// pending delivery to, until ClaimedUntil; NextAttempt is
+	// ClaimedUntil meanwhile, so nobody else finds it due. Recording the
+	// outcome clears both; a claim that runs out uncleared (its claimer
+	// died) makes the delivery due again for anyone.
+	ClaimedBy    string    `json:"claimed_by,omitempty"`
+	ClaimedUntil time.Time `json:"claimed_until,omitzero"`
 }
 
 // Sub-buckets of outbox; see the tree in doc.go. Migration 3 creates them;
@@ -186,10 +193,14 @@ func (t *Tx) ModifyDelivery(id string, fn func(d *Delivery) bool) (ok bool, err 
 }
 
 // replaceDelivery stores d over old (the same id, read in this
-// transaction) and keeps the due index in step.
+// transaction) and keeps the due index in step. Only a pending delivery
+// can be claimed: a settled one loses its claim here, whoever settled it.
 func replaceDelivery(deliveries, due kvBucket, old, d Delivery) error {
 	if old.EventID != d.EventID || old.EventSeq != d.EventSeq || old.Channel != d.Channel {
 		return fmt.Errorf("update delivery %s: event and channel cannot change", d.ID)
+	}
+	if d.State != DeliveryPending {
+		d.ClaimedBy, d.ClaimedUntil = "", time.Time{}
 	}
 	if old.State == DeliveryPending {
 		if err := due.Delete(dueKey(old.NextAttempt, old.ID)); err != nil {
@@ -218,7 +229,8 @@ func (t *Tx) Delivery(id string) (Delivery, bool, error) {
 
 // DueDeliveries returns up to limit (all if limit <= 0) pending deliveries
 // whose NextAttempt is not after now, the earliest first. It reads only the
-// due index, not the whole outbox.
+// due index, not the whole outbox. It claims nothing: a dispatcher that
+// will send what it finds uses ClaimDue.
 func (t *Tx) DueDeliveries(now time.Time, limit int) ([]Delivery, error) {
 	deliveries, due, _, err := t.outbox(false)
 	if err != nil || due == nil {
@@ -241,6 +253,43 @@ func (t *Tx) DueDeliveries(now time.Time, limit int) ([]Delivery, error) {
 		out = append(out, d)
 	}
 	return out, nil
+}
+
+// ClaimDue takes up to limit (all if limit <= 0) of the deliveries
+// DueDeliveries would return and claims each for owner until now+lease:
+// its NextAttempt, and so its key in the due index, moves to then, so no
+// other ClaimDue finds it due before the lease runs out. Run it in
+// Update: the read and the move commit together, and write transactions
+// are serialised (across replicas on PostgreSQL), so two owners never
+// claim the same delivery at once. A claim changes nothing else: not
+// Attempts, so a claimer that dies costs the delivery no attempt, and the
+// next owner to find it due sends it (at least once). The claimer records
+// the outcome with ModifyDelivery or UpdateDelivery, clearing the claim.
+func (t *Tx) ClaimDue(now time.Time, limit int, owner string, lease time.Duration) ([]Delivery, error) {
+	switch {
+	case owner == "":
+		return nil, errors.New("claim deliveries: empty owner")
+	case lease <= 0:
+		return nil, fmt.Errorf("claim deliveries for %s: lease %v is not positive", owner, lease)
+	}
+	due, err := t.DueDeliveries(now, limit)
+	if err != nil || len(due) == 0 {
+		return nil, err
+	}
+	deliveries, index, _, err := t.outbox(true)
+	if err != nil {
+		return nil, err
+	}
+	until := now.Add(lease).UTC()
+	for i, old := range due {
+		d := old
+		d.NextAttempt, d.ClaimedBy, d.ClaimedUntil = until, owner, until
+		if err := replaceDelivery(deliveries, index, old, d); err != nil {
+			return nil, fmt.Errorf("claim delivery %s: %w", d.ID, err)
+		}
+		due[i] = d
+	}
+	return due, nil
 }
 
 // NextDue is the earliest NextAttempt among pending deliveries; false if

@@ -434,6 +434,9 @@ func (d *daemon) startDispatcher() {
 	_, _, al := d.current()
 	disp := al.Dispatcher(d.db)
 	disp.Observer = d.metrics
+	// Deliveries are claimed in this replica's name: on a shared store
+	// the others leave them alone until the claim runs out.
+	disp.Owner = d.replica
 	dctx, cancel := context.WithCancel(d.ctx)
 	done := make(chan struct{})
 	go func() {
