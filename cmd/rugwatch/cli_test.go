@@ -14,6 +14,7 @@ import (
 	"github.com/rugwatch/rugwatch/demo"
 	"github.com/rugwatch/rugwatch/report"
 	"github.com/rugwatch/rugwatch/sandbox"
+	"github.com/rugwatch/rugwatch/testkit/pgtest"
 	"github.com/rugwatch/rugwatch/testkit/testservers"
 )
 
@@ -28,7 +29,7 @@ func TestMain(m *testing.M) {
 		args := strings.Fields(os.Getenv("RUGWATCH_TEST_DEMO"))
 		os.Exit(demo.Run(context.Background(), args, os.Stdin, os.Stdout, os.Stderr))
 	}
-	os.Exit(m.Run())
+	os.Exit(pgtest.RunMain(m))
 }
 
 // cli runs the App in-process.

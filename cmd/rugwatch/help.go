@@ -57,6 +57,8 @@ var commands = []command{
 		examples: []string{"rugwatch alerts", "rugwatch alerts test ops"}},
 	{name: "backup", run: (*App).runBackup, args: "FILE", summary: "a verified copy of the store, also while serve runs",
 		examples: []string{"rugwatch backup /var/backups/rugwatch.db"}},
+	{name: "store", run: (*App).runStore, args: "migrate", summary: "move the bbolt store into PostgreSQL, verified (migrate --to DSN)", subs: true,
+		examples: []string{`rugwatch store migrate --to '${file:/run/secrets/rugwatch_dsn}'`, "rugwatch store migrate --to postgres://rugwatch@db.internal/rugwatch"}},
 	{name: "discover", run: (*App).runDiscover, summary: "print your MCP clients' servers as servers: YAML (--install CLIENT)",
 		examples: []string{"rugwatch discover", "rugwatch discover --install claude-desktop"}},
 	{name: "proxy", run: (*App).runProxy, args: "SERVER | --all", summary: "stdio MCP proxy: only approved tools reach the client; --all is the gateway of every server",
