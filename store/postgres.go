@@ -225,6 +225,11 @@ func (p *pgDB) update(fn func(kvTx) error) error {
 		err = fmt.Errorf("write to PostgreSQL: %w", t.err)
 	}
 	if err == nil {
+		if ferr := t.flush(); ferr != nil {
+			err = fmt.Errorf("write to PostgreSQL: %w", ferr)
+		}
+	}
+	if err == nil {
 		err = t.sendNotices()
 	}
 	if err != nil {
@@ -339,6 +344,64 @@ type pgTx struct {
 	created  map[pgBucketName]int64
 	onCommit []func()
 	notices  map[string]map[string]bool // channel → payloads
+
+	// absent caches bucket lookups that found nothing: nobody else
+	// creates one while this transaction holds the writer lock (or, for
+	// a reader, within its snapshot).
+	absent map[pgBucketName]bool
+	// values caches what this transaction read or wrote, key by key
+	// (ok false: no such key), for the same reason; writes wait in
+	// pending, in order, and go to the database in one pipelined batch
+	// before anything that reads a range of rows, and at commit. A
+	// first sight of a server reads and writes some sixty keys: one
+	// round trip each was most of the time a fleet's first cycle took.
+	values  map[pgKey]pgValue
+	pending []pgWrite
+	// seqs holds bucket sequences read or moved here; dirty ones are
+	// written with the pending writes.
+	seqs     map[int64]int64
+	seqDirty map[int64]bool
+}
+
+type pgKey struct {
+	bucket int64
+	key    string
+}
+
+type pgValue struct {
+	v  []byte
+	ok bool
+}
+
+type pgWrite struct {
+	bucket int64
+	key    []byte
+	value  []byte // nil: delete
+}
+
+// flush sends the writes waiting in pending, and the moved sequences,
+// in one round trip.
+func (t *pgTx) flush() error {
+	if len(t.pending) == 0 && len(t.seqDirty) == 0 {
+		return nil
+	}
+	var batch pgx.Batch
+	for _, w := range t.pending {
+		if w.value == nil {
+			batch.Queue(`DELETE FROM rugwatch_kv WHERE bucket = $1 AND key = $2 AND value IS NOT NULL`, w.bucket, w.key)
+			continue
+		}
+		batch.Queue(`INSERT INTO rugwatch_kv (bucket, key, value) VALUES ($1, $2, $3)
+			ON CONFLICT (bucket, key) DO UPDATE SET value = EXCLUDED.value WHERE rugwatch_kv.value IS NOT NULL`, w.bucket, w.key, w.value)
+	}
+	for id := range t.seqDirty {
+		batch.Queue(`UPDATE rugwatch_buckets SET seq = $2 WHERE id = $1`, id, t.seqs[id])
+	}
+	t.pending, t.seqDirty = t.pending[:0], nil
+	if err := t.tx.SendBatch(t.ctx, &batch).Close(); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	return nil
 }
 
 func (t *pgTx) fail(err error) {
@@ -363,12 +426,17 @@ func (t *pgTx) notice(channel, payload string) {
 }
 
 func (t *pgTx) sendNotices() error {
+	if len(t.notices) == 0 {
+		return nil
+	}
+	var batch pgx.Batch
 	for ch, payloads := range t.notices {
 		for pl := range payloads {
-			if _, err := t.tx.Exec(t.ctx, `SELECT pg_notify($1, $2)`, ch, pl); err != nil {
-				return fmt.Errorf("write to PostgreSQL: notify %s: %w", ch, err)
-			}
+			batch.Queue(`SELECT pg_notify($1, $2)`, ch, pl)
 		}
+	}
+	if err := t.tx.SendBatch(t.ctx, &batch).Close(); err != nil {
+		return fmt.Errorf("write to PostgreSQL: notify: %w", err)
 	}
 	return nil
 }
@@ -386,9 +454,16 @@ func (t *pgTx) lookup(parent int64, name []byte) (int64, bool) {
 		t.fail(ErrTxClosed)
 		return 0, false
 	}
+	if t.absent[k] {
+		return 0, false
+	}
 	var id int64
 	err := t.tx.QueryRow(t.ctx, `SELECT id FROM rugwatch_buckets WHERE parent = $1 AND name = $2`, parent, name).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
+		if t.absent == nil {
+			t.absent = map[pgBucketName]bool{}
+		}
+		t.absent[k] = true
 		return 0, false
 	}
 	if err != nil {
@@ -439,6 +514,10 @@ func (t *pgTx) create(parent int64, name []byte, exist bool) (kvBucket, error) {
 		t.created = map[pgBucketName]int64{}
 	}
 	t.created[pgBucketName{parent, string(name)}] = id
+	delete(t.absent, pgBucketName{parent, string(name)})
+	// The parent's row for it is written: a cached read of that key
+	// must say so.
+	t.remember(parent, name, pgValue{})
 	return &pgBucket{tx: t, id: id}, nil
 }
 
@@ -475,16 +554,29 @@ func (b *pgBucket) Get(key []byte) []byte {
 	if b.usable(false) != nil {
 		return nil
 	}
+	if v, ok := b.tx.values[pgKey{b.id, string(key)}]; ok {
+		return v.v
+	}
 	var v []byte
 	err := b.tx.tx.QueryRow(b.tx.ctx, `SELECT value FROM rugwatch_kv WHERE bucket = $1 AND key = $2`, b.id, key).Scan(&v)
 	if errors.Is(err, pgx.ErrNoRows) {
+		b.tx.remember(b.id, key, pgValue{})
 		return nil
 	}
 	if err != nil {
 		b.tx.fail(fmt.Errorf("get %q: %w", key, err))
 		return nil
 	}
+	b.tx.remember(b.id, key, pgValue{v: v, ok: v != nil})
 	return v
+}
+
+// remember caches what key of bucket holds in this transaction.
+func (t *pgTx) remember(bucket int64, key []byte, v pgValue) {
+	if t.values == nil {
+		t.values = map[pgKey]pgValue{}
+	}
+	t.values[pgKey{bucket, string(key)}] = v
 }
 
 func (b *pgBucket) Put(key, value []byte) error {
@@ -494,17 +586,14 @@ func (b *pgBucket) Put(key, value []byte) error {
 	if len(key) == 0 {
 		return bolterrors.ErrKeyRequired
 	}
-	if value == nil {
-		value = []byte{} // NULL is a nested bucket's mark
-	}
-	tag, err := b.tx.tx.Exec(b.tx.ctx, `INSERT INTO rugwatch_kv (bucket, key, value) VALUES ($1, $2, $3)
-		ON CONFLICT (bucket, key) DO UPDATE SET value = EXCLUDED.value WHERE rugwatch_kv.value IS NOT NULL`, b.id, key, value)
-	if err != nil {
-		return fmt.Errorf("put %q: %w", key, err)
-	}
-	if tag.RowsAffected() == 0 {
+	if _, ok := b.tx.created[pgBucketName{b.id, string(key)}]; ok {
 		return bolterrors.ErrIncompatibleValue
 	}
+	// Copied: the caller may reuse its slices once Put returns, as
+	// bbolt allows.
+	v := append([]byte{}, value...) // never nil: NULL is a nested bucket's mark
+	b.tx.pending = append(b.tx.pending, pgWrite{bucket: b.id, key: bytes.Clone(key), value: v})
+	b.tx.remember(b.id, key, pgValue{v: v, ok: true})
 	b.tx.gen++
 	return nil
 }
@@ -513,9 +602,8 @@ func (b *pgBucket) Delete(key []byte) error {
 	if err := b.usable(true); err != nil {
 		return err
 	}
-	if _, err := b.tx.tx.Exec(b.tx.ctx, `DELETE FROM rugwatch_kv WHERE bucket = $1 AND key = $2 AND value IS NOT NULL`, b.id, key); err != nil {
-		return fmt.Errorf("delete %q: %w", key, err)
-	}
+	b.tx.pending = append(b.tx.pending, pgWrite{bucket: b.id, key: bytes.Clone(key)})
+	b.tx.remember(b.id, key, pgValue{})
 	b.tx.gen++
 	return nil
 }
@@ -555,21 +643,45 @@ func (b *pgBucket) Sequence() uint64 {
 	if b.usable(false) != nil {
 		return 0
 	}
-	var seq int64
-	if err := b.tx.tx.QueryRow(b.tx.ctx, `SELECT seq FROM rugwatch_buckets WHERE id = $1`, b.id).Scan(&seq); err != nil {
-		b.tx.fail(fmt.Errorf("read bucket sequence: %w", err))
+	seq, err := b.tx.sequence(b.id)
+	if err != nil {
+		b.tx.fail(err)
 		return 0
 	}
 	return uint64(seq)
+}
+
+// sequence is bucket id's sequence as this transaction sees it.
+func (t *pgTx) sequence(id int64) (int64, error) {
+	if seq, ok := t.seqs[id]; ok {
+		return seq, nil
+	}
+	var seq int64
+	if err := t.tx.QueryRow(t.ctx, `SELECT seq FROM rugwatch_buckets WHERE id = $1`, id).Scan(&seq); err != nil {
+		return 0, fmt.Errorf("read bucket sequence: %w", err)
+	}
+	if t.seqs == nil {
+		t.seqs = map[int64]int64{}
+	}
+	t.seqs[id] = seq
+	return seq, nil
+}
+
+func (t *pgTx) setSequence(id, seq int64) {
+	if t.seqs == nil {
+		t.seqs = map[int64]int64{}
+	}
+	if t.seqDirty == nil {
+		t.seqDirty = map[int64]bool{}
+	}
+	t.seqs[id], t.seqDirty[id] = seq, true
 }
 
 func (b *pgBucket) SetSequence(v uint64) error {
 	if err := b.usable(true); err != nil {
 		return err
 	}
-	if _, err := b.tx.tx.Exec(b.tx.ctx, `UPDATE rugwatch_buckets SET seq = $2 WHERE id = $1`, b.id, int64(v)); err != nil {
-		return fmt.Errorf("set bucket sequence: %w", err)
-	}
+	b.tx.setSequence(b.id, int64(v))
 	return nil
 }
 
@@ -577,11 +689,12 @@ func (b *pgBucket) NextSequence() (uint64, error) {
 	if err := b.usable(true); err != nil {
 		return 0, err
 	}
-	var seq int64
-	if err := b.tx.tx.QueryRow(b.tx.ctx, `UPDATE rugwatch_buckets SET seq = seq + 1 WHERE id = $1 RETURNING seq`, b.id).Scan(&seq); err != nil {
-		return 0, fmt.Errorf("next bucket sequence: %w", err)
+	seq, err := b.tx.sequence(b.id)
+	if err != nil {
+		return 0, err
 	}
-	return uint64(seq), nil
+	b.tx.setSequence(b.id, seq+1)
+	return uint64(seq + 1), nil
 }
 
 func (b *pgBucket) fillPercent(float64) {}
@@ -605,6 +718,11 @@ type pgRow struct{ k, v []byte }
 func (c *pgCursor) load(cond string, arg []byte, asc bool) (key, value []byte) {
 	c.rows, c.i, c.asc, c.more = nil, 0, asc, false
 	if c.b.usable(false) != nil {
+		return nil, nil
+	}
+	// Rows are read from the table: what waits in pending goes first.
+	if err := c.b.tx.flush(); err != nil {
+		c.b.tx.fail(err)
 		return nil, nil
 	}
 	order := "ASC"

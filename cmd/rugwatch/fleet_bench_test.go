@@ -252,6 +252,16 @@ type childRun struct {
 }
 
 func runChild(b *testing.B, bin string, env []string, args ...string) childRun {
+	r, err := runChildErr(bin, env, args...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return r
+}
+
+// runChildErr is runChild for a caller off the benchmark's goroutine
+// (replicas run side by side), which must not call b.Fatal.
+func runChildErr(bin string, env []string, args ...string) (childRun, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
 	var out bytes.Buffer
@@ -259,7 +269,7 @@ func runChild(b *testing.B, bin string, env []string, args ...string) childRun {
 	cmd.Stdout, cmd.Stderr = &out, errb
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		b.Fatalf("starting rugwatch %v: %v", args, err)
+		return childRun{}, fmt.Errorf("starting rugwatch %v: %w", args[:min(len(args), 2)], err)
 	}
 	var anon, file, hwm int64
 	done := make(chan struct{})
@@ -288,12 +298,12 @@ func runChild(b *testing.B, bin string, env []string, args ...string) childRun {
 	if ee, ok := err.(*exec.ExitError); ok {
 		r.code = ee.ExitCode()
 	} else if err != nil {
-		b.Fatalf("running rugwatch %v: %v", args, err)
+		return r, fmt.Errorf("running rugwatch %v: %w", args[:min(len(args), 2)], err)
 	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		r.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
-	return r
+	return r, nil
 }
 
 // rssOf reads RssAnon, RssFile and VmHWM (bytes) from a /proc/<pid>/status.
