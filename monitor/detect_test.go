@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"context"
 	"time"
 
 	"encoding/json"
@@ -195,7 +196,7 @@ func TestShadowingFirstPolledTogether(t *testing.T) {
 			pre[s] = h.rec.findingsFor(s, listingOf(t, twin).Tools)
 		}
 		for _, s := range order {
-			if _, _, err := h.rec.record(s, mcpclient.TransportStdio, listingOf(t, twin), nil, time.Now(), pre[s], true); err != nil {
+			if _, _, err := h.rec.record(context.Background(), s, mcpclient.TransportStdio, listingOf(t, twin), nil, time.Now(), pre[s], true); err != nil {
 				t.Fatal(err)
 			}
 		}

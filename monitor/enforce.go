@@ -142,12 +142,12 @@ func (l *Ledger) enforce(ctx context.Context, server string, listing *mcpclient.
 		listing.InstructionsDigest = d
 	}
 	sort.Slice(listing.Tools, func(i, j int) bool { return listing.Tools[i].Name < listing.Tools[j].Name })
-	cloaked, err := l.cloaking(server, listing)
+	cloaked, err := l.cloaking(ctx, server, listing)
 	if err != nil {
 		return Allowed{}, err
 	}
 	tell(onEvent, cloaked)
-	_, events, err := l.Recorder.Record(server, ref.Transport, listing, nil)
+	_, events, err := l.Recorder.RecordContext(ctx, server, ref.Transport, listing, nil)
 	if err != nil {
 		return Allowed{}, fmt.Errorf("recording the proxy's listing of %s: %w", server, err)
 	}
@@ -163,13 +163,13 @@ func (l *Ledger) enforce(ctx context.Context, server string, listing *mcpclient.
 // minute: the revision says a tool list must not vary per connection, and
 // a server that shows its watcher one thing and the model another is
 // hiding a rug pull from the watcher.
-func (l *Ledger) cloaking(server string, listing *mcpclient.Listing) ([]rugwatch.Event, error) {
+func (l *Ledger) cloaking(ctx context.Context, server string, listing *mcpclient.Listing) ([]rugwatch.Event, error) {
 	diff := l.Sightings.Cloaked(server, listing, l.now())
 	if len(diff) == 0 {
 		return nil, nil
 	}
 	var events []rugwatch.Event
-	err := l.DB.Update(func(tx *store.Tx) error {
+	err := l.DB.UpdateContext(ctx, func(tx *store.Tx) error {
 		events = events[:0]
 		for _, name := range slices.Sorted(maps.Keys(diff)) {
 			var shown rugwatch.Digest
@@ -327,7 +327,7 @@ func (l *Ledger) flagResult(ctx context.Context, server, tool string, findings [
 	}
 	e := rugwatch.Event{Type: rugwatch.EventResultFlagged, Severity: detect.MaxSeverity(findings), Server: server, Tool: tool,
 		Findings: findings, OccurredAt: l.now(), Message: msg}
-	err := l.DB.Update(func(tx *store.Tx) error { return l.appendEvent(tx, &e) })
+	err := l.DB.UpdateContext(ctx, func(tx *store.Tx) error { return l.appendEvent(tx, &e) })
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"log/slog"
@@ -335,6 +336,16 @@ func toolNames(r store.ServerRecord) []string {
 // returns the stored record and the events, with their ids and sequence
 // numbers.
 func (r *Recorder) Record(server, transport string, l *mcpclient.Listing, pollErr error) (store.ServerRecord, []rugwatch.Event, error) {
+	return r.RecordContext(context.Background(), server, transport, l, pollErr)
+}
+
+// RecordContext is Record for a caller that cannot wait past ctx (a
+// proxy bounding how long it serves a set it cannot confirm): on a
+// shared store whose database stops answering, the reads and the write
+// end with ctx, the write rolled back. With a deadline, the write is a
+// transaction of its own rather than one of a group commit, which no one
+// caller may cut short.
+func (r *Recorder) RecordContext(ctx context.Context, server, transport string, l *mcpclient.Listing, pollErr error) (store.ServerRecord, []rugwatch.Event, error) {
 	now := time.Now().UTC()
 	if r.Now != nil {
 		now = r.Now().UTC()
@@ -349,7 +360,7 @@ func (r *Recorder) Record(server, transport string, l *mcpclient.Listing, pollEr
 		// a poll that has some does not take the write lock only to learn
 		// it must first compute their findings.
 		var prev store.ServerRecord
-		if err := r.DB.View(func(tx *store.Tx) error {
+		if err := r.DB.ViewContext(ctx, func(tx *store.Tx) error {
 			var err error
 			prev, _, err = tx.ServerStates(server)
 			return err
@@ -364,7 +375,7 @@ func (r *Recorder) Record(server, transport string, l *mcpclient.Listing, pollEr
 		var err error
 		// Asked again inside the write only if nothing was computed: a
 		// definition may have changed since (another poll of the server).
-		out, need, err = r.record(server, transport, l, pollErr, now, pre, attempt == 0)
+		out, need, err = r.record(ctx, server, transport, l, pollErr, now, pre, attempt == 0)
 		if err != nil {
 			return store.ServerRecord{}, nil, err
 		}
@@ -438,7 +449,7 @@ func (r *Recorder) findingsFor(server string, tools []mcpclient.Tool) map[string
 // decide (Evaluate, a pure function of that), apply the decision (revoke,
 // emit, sign first-sight approvals, queue alerts), and persist the
 // record.
-func (r *Recorder) record(server, transport string, l *mcpclient.Listing, pollErr error, now time.Time,
+func (r *Recorder) record(ctx context.Context, server, transport string, l *mcpclient.Listing, pollErr error, now time.Time,
 	pre map[string]Precomputed, ask bool) (Outcome, []mcpclient.Tool, error) {
 	var (
 		out   Outcome
@@ -448,7 +459,11 @@ func (r *Recorder) record(server, transport string, l *mcpclient.Listing, pollEr
 	// One group commit holds this poll's record, its events and their
 	// deliveries with those of the polls recorded beside it: all of them
 	// reach the file, or none.
-	err := r.DB.Batch(func(tx *store.Tx) (err error) {
+	write := r.DB.Batch
+	if _, bounded := ctx.Deadline(); bounded {
+		write = func(fn func(*store.Tx) error) error { return r.DB.UpdateContext(ctx, fn) }
+	}
+	err := write(func(tx *store.Tx) (err error) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		defer func() {

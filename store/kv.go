@@ -26,6 +26,8 @@ type kvDB interface {
 	// store a caller cannot wait long for); bbolt's reads do not wait.
 	viewContext(ctx context.Context, fn func(kvTx) error) error
 	update(fn func(kvTx) error) error
+	// updateContext is update ended, rolled back, when ctx is.
+	updateContext(ctx context.Context, fn func(kvTx) error) error
 	// batch is update for one of many concurrent callers; fn may run
 	// more than once (see DB.Batch).
 	batch(fn func(kvTx) error) error
@@ -89,6 +91,8 @@ func (b boltDB) viewContext(_ context.Context, fn func(kvTx) error) error { retu
 func (b boltDB) update(fn func(kvTx) error) error {
 	return b.db.Update(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
 }
+
+func (b boltDB) updateContext(_ context.Context, fn func(kvTx) error) error { return b.update(fn) }
 
 func (b boltDB) batch(fn func(kvTx) error) error {
 	return b.db.Batch(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })

@@ -207,8 +207,10 @@ func (p *pgDB) viewContext(ctx context.Context, fn func(kvTx) error) error {
 	return err
 }
 
-func (p *pgDB) update(fn func(kvTx) error) error {
-	ctx, cancel := context.WithTimeout(context.Background(), pgTxTimeout)
+func (p *pgDB) update(fn func(kvTx) error) error { return p.updateContext(context.Background(), fn) }
+
+func (p *pgDB) updateContext(ctx context.Context, fn func(kvTx) error) error {
+	ctx, cancel := context.WithTimeout(ctx, pgTxTimeout)
 	defer cancel()
 	tx, err := p.pool.Begin(ctx)
 	if err != nil {

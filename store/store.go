@@ -177,6 +177,13 @@ func encode(v any) ([]byte, error) {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
+// UpdateContext is Update for a caller that cannot wait past ctx: on a
+// shared (PostgreSQL) store the transaction rolls back and fails when ctx
+// ends; fn has returned by then, as with Update.
+func (db *DB) UpdateContext(ctx context.Context, fn func(*Tx) error) error {
+	return db.kv.updateContext(ctx, func(ktx kvTx) error { return fn(&Tx{tx: ktx, db: db}) })
+}
+
 // Batch is Update for a caller among many concurrent ones: bbolt groups
 // the functions of concurrent callers into one write transaction (and one
 // fsync), so a fleet's polls do not each wait for the disk. Each fn

@@ -583,7 +583,11 @@ func (d *daemon) healthHandler() http.Handler {
 			http.Error(w, "scheduler not running", http.StatusServiceUnavailable)
 			return
 		}
-		if err := d.db.View(func(*store.Tx) error { return nil }); err != nil {
+		// Bounded: a shared store that stopped answering must fail the
+		// probe, not hold it.
+		rctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := d.db.ViewContext(rctx, func(*store.Tx) error { return nil }); err != nil {
 			http.Error(w, "store: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}

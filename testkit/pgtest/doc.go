@@ -29,4 +29,9 @@
 // a binary that died before RunMain returned (a test timeout, a kill)
 // lives in os.TempDir()/rugwatch-pgtest-*, and the next binary that
 // starts a cluster stops and removes it.
+//
+// Private is for a test that must see the database go away: a cluster
+// of that test's own (never the shared server RUGWATCH_TEST_PG names),
+// which it may Stop and Start, or Freeze and Thaw (every server process
+// stopped with SIGSTOP: connections open, nothing answering).
 package pgtest

@@ -274,6 +274,11 @@ func (c *cluster) start() error {
 		"-E", "UTF8", "--locale=C", "--no-sync"); err != nil {
 		return fmt.Errorf("initdb: %w\n%s", err, out)
 	}
+	return c.serve()
+}
+
+// serve starts the server of an initialised cluster.
+func (c *cluster) serve() error {
 	// -w waits until the server accepts connections, so no sleep.
 	// fsync=off: a crash loses nothing a test needs.
 	opts := "-k '" + c.dir + "' -c listen_addresses='' -c fsync=off -c max_connections=200"

@@ -99,3 +99,44 @@ func TestDSNDroppedAfterTest(t *testing.T) {
 		t.Errorf("database %s still exists after its test ended", name)
 	}
 }
+
+// A private cluster stops and starts with its data kept, and while frozen
+// it accepts no query, which ends only at the client's own deadline.
+func TestPrivateStopStartFreeze(t *testing.T) {
+	p := pgtest.Private(t)
+	conn := connect(t, p.DSN())
+	if _, err := conn.Exec(context.Background(), "CREATE TABLE kept (n int); INSERT INTO kept VALUES (7)"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(context.Background())
+
+	p.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if c, err := pgx.Connect(ctx, p.DSN()); err == nil {
+		c.Close(context.Background())
+		t.Fatal("connected to a stopped cluster")
+	}
+	p.Start()
+	conn = connect(t, p.DSN())
+	defer conn.Close(context.Background())
+	if n := queryInt(t, conn, "SELECT n FROM kept"); n != 7 {
+		t.Fatalf("after a restart: %d", n)
+	}
+
+	p.Freeze()
+	qctx, qcancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer qcancel()
+	var n int
+	err := conn.QueryRow(qctx, "SELECT 1").Scan(&n)
+	p.Thaw()
+	if err == nil || qctx.Err() == nil {
+		t.Fatalf("a query to a frozen cluster: %v, %v (want it to wait until its deadline)", err, qctx.Err())
+	}
+	// The connection the deadline cut is gone; a new one answers.
+	conn2 := connect(t, p.DSN())
+	defer conn2.Close(context.Background())
+	if n := queryInt(t, conn2, "SELECT 1"); n != 1 {
+		t.Fatal(n)
+	}
+}
