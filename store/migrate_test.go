@@ -163,13 +163,8 @@ func TestOpenMigratesFreshFileToLatest(t *testing.T) {
 		t.Fatalf("version %d, want %d", v, SchemaVersion())
 	}
 	// Reopening is a no-op.
-	path := db.Path()
 	db.Close()
-	db, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db = reopenBackend(t, db, Options{})
 	if v := fileVersion(t, db); v != SchemaVersion() {
 		t.Fatalf("version after reopen %d", v)
 	}

@@ -198,6 +198,7 @@ func (p *pgDB) viewContext(ctx context.Context, fn func(kvTx) error) error {
 		return fmt.Errorf("read from PostgreSQL: %w", err)
 	}
 	t := &pgTx{db: p, tx: tx, ctx: ctx}
+	defer rollbackOnPanic(ctx, t, tx)
 	err = fn(t)
 	t.done = true
 	if err == nil && t.err != nil {
@@ -222,6 +223,7 @@ func (p *pgDB) updateContext(ctx context.Context, fn func(kvTx) error) error {
 		return fmt.Errorf("write to PostgreSQL: take the writer lock: %w", err)
 	}
 	t := &pgTx{db: p, tx: tx, ctx: ctx, writable: true}
+	defer rollbackOnPanic(ctx, t, tx)
 	err = fn(t)
 	if err == nil && t.err != nil {
 		err = fmt.Errorf("write to PostgreSQL: %w", t.err)
@@ -251,6 +253,17 @@ func (p *pgDB) updateContext(ctx context.Context, fn func(kvTx) error) error {
 		f()
 	}
 	return nil
+}
+
+// rollbackOnPanic ends tx when fn panics, as bbolt does, and panics on:
+// a transaction left open would hold its connection, and a writer's the
+// writer lock of every replica, until its context ran out.
+func rollbackOnPanic(ctx context.Context, t *pgTx, tx pgx.Tx) {
+	if r := recover(); r != nil {
+		t.done = true
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		panic(r)
+	}
 }
 
 // errTrySolo tells a Batch caller its function failed inside a shared
@@ -399,8 +412,23 @@ func (t *pgTx) flush() error {
 	for id := range t.seqDirty {
 		batch.Queue(`UPDATE rugwatch_buckets SET seq = $2 WHERE id = $1`, id, t.seqs[id])
 	}
-	t.pending, t.seqDirty = t.pending[:0], nil
-	if err := t.tx.SendBatch(t.ctx, &batch).Close(); err != nil {
+	writes := t.pending
+	t.pending, t.seqDirty = nil, nil
+	br := t.tx.SendBatch(t.ctx, &batch)
+	for _, w := range writes {
+		tag, err := br.Exec()
+		if err != nil {
+			_ = br.Close()
+			return fmt.Errorf("write %q: %w", w.key, err)
+		}
+		// An upsert that touched no row met a nested bucket's row
+		// (bbolt refuses that Put at once; here it is known now).
+		if w.value != nil && tag.RowsAffected() == 0 {
+			_ = br.Close()
+			return fmt.Errorf("put %q: %w", w.key, bolterrors.ErrIncompatibleValue)
+		}
+	}
+	if err := br.Close(); err != nil {
 		return fmt.Errorf("write: %w", err)
 	}
 	return nil
@@ -504,12 +532,30 @@ func (t *pgTx) create(parent int64, name []byte, exist bool) (kvBucket, error) {
 	if t.err != nil {
 		return nil, t.err
 	}
+	// A value under the name refuses the bucket, as in bbolt; what
+	// waits in pending (a Put or a Delete of it) is in the table first.
+	if err := t.flush(); err != nil {
+		t.fail(err)
+		return nil, err
+	}
+	var taken bool
+	err := t.tx.QueryRow(t.ctx, `SELECT EXISTS (SELECT 1 FROM rugwatch_kv WHERE bucket = $1 AND key = $2)`, parent, name).Scan(&taken)
+	if err != nil {
+		t.fail(fmt.Errorf("create bucket %q: %w", name, err))
+		return nil, t.err
+	}
+	if taken {
+		return nil, bolterrors.ErrIncompatibleValue
+	}
 	var id int64
 	if err := t.tx.QueryRow(t.ctx, `INSERT INTO rugwatch_buckets (parent, name) VALUES ($1, $2) RETURNING id`, parent, name).Scan(&id); err != nil {
-		return nil, fmt.Errorf("create bucket %q: %w", name, err)
+		// The SQL transaction is aborted: nothing after may commit.
+		t.fail(fmt.Errorf("create bucket %q: %w", name, err))
+		return nil, t.err
 	}
 	if _, err := t.tx.Exec(t.ctx, `INSERT INTO rugwatch_kv (bucket, key, value) VALUES ($1, $2, NULL)`, parent, name); err != nil {
-		return nil, fmt.Errorf("create bucket %q: %w", name, err)
+		t.fail(fmt.Errorf("create bucket %q: %w", name, err))
+		return nil, t.err
 	}
 	t.gen++
 	if t.created == nil {
@@ -808,6 +854,9 @@ func (c *pgCursor) Delete() error {
 	k := c.current()
 	if k == nil {
 		return nil
+	}
+	if c.rows[c.i].v == nil {
+		return bolterrors.ErrIncompatibleValue // a nested bucket
 	}
 	gen := c.b.tx.gen
 	if err := c.b.Delete(k); err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,6 +60,10 @@ type DB struct {
 
 // Open opens or creates the store at path and brings its schema up to date.
 func Open(path string, opts Options) (*DB, error) {
+	if strings.HasPrefix(path, "postgres://") || strings.HasPrefix(path, "postgresql://") {
+		// A file of that name would be made in a directory "postgres:".
+		return nil, fmt.Errorf("open store %s: a PostgreSQL URL, not a file (OpenPostgres opens it)", path)
+	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
 	}
