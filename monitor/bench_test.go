@@ -18,6 +18,7 @@ import (
 	"github.com/rugwatch/rugwatch/signatures"
 	"github.com/rugwatch/rugwatch/store"
 	"github.com/rugwatch/rugwatch/testkit"
+	"github.com/rugwatch/rugwatch/testkit/storetest"
 	"github.com/rugwatch/rugwatch/testkit/testservers"
 )
 
@@ -38,11 +39,7 @@ func benchRecorder(b *testing.B) *Recorder {
 	if err != nil {
 		b.Fatal(err)
 	}
-	db, err := store.Open(filepath.Join(dir, "rugwatch.db"), store.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { db.Close() })
+	db := storetest.Open(b, dir, store.Options{})
 	signer, err := signatures.LoadPrivateKey(filepath.Join(dir, "approver.key"), nil)
 	if err != nil {
 		b.Fatal(err)
@@ -54,7 +51,7 @@ func benchRecorder(b *testing.B) *Recorder {
 
 // BenchmarkCheckCycle200x50 is one full check cycle: 200 in-process
 // Streamable HTTP servers of 50 tools each, polled 16 at a time and
-// recorded in a real bbolt file.
+// recorded in a real store (bbolt, or PostgreSQL: see testkit/storetest).
 func BenchmarkCheckCycle200x50(b *testing.B) {
 	const servers, tools, concurrency = 200, 50, 16
 	targets := make([]mcpclient.Target, servers)

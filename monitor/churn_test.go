@@ -45,7 +45,7 @@ func TestChurningServerIsSummarisedAndDriftStillCaught(t *testing.T) {
 
 func churnFlood(t *testing.T, protected bool) {
 	const perPoll, floods = 2000, 6
-	h := newHarness(t)
+	h := newBoltHarness(t) // storeBytes measures the bbolt file
 	if !protected {
 		h.rec.MaxNewToolsPerHour = math.MaxInt32
 	}

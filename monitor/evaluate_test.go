@@ -15,6 +15,7 @@ import (
 	"github.com/rugwatch/rugwatch/mcpclient"
 	"github.com/rugwatch/rugwatch/signatures"
 	"github.com/rugwatch/rugwatch/store"
+	"github.com/rugwatch/rugwatch/testkit/storetest"
 )
 
 type toolCases struct {
@@ -41,7 +42,8 @@ func loadCases(t *testing.T) toolCases {
 	return c
 }
 
-// harness is a Recorder over a real bbolt file with a real approver key.
+// harness is a Recorder over a real store (a bbolt file, or PostgreSQL
+// when RUGWATCH_TEST_STORE=postgres) with a real approver key.
 type harness struct {
 	t      *testing.T
 	db     *store.DB
@@ -52,6 +54,27 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
+	return newHarnessOn(t, func(dir string) *store.DB { return storetest.Open(t, dir, store.Options{}) })
+}
+
+// newBoltHarness is newHarness over a bbolt file whatever the
+// environment picks, for a test that edits that file itself.
+func newBoltHarness(t *testing.T) *harness {
+	t.Helper()
+	return newHarnessOn(t, func(dir string) *store.DB {
+		db, err := store.Open(filepath.Join(dir, "rugwatch.db"), store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	})
+}
+
+// newHarnessOn is a harness over the store open makes in a directory of
+// the test's own, which holds the approver key as well.
+func newHarnessOn(t *testing.T, open func(dir string) *store.DB) *harness {
+	t.Helper()
 	dir := t.TempDir()
 	if _, err := signatures.GenerateKeyPair(dir, nil); err != nil {
 		t.Fatal(err)
@@ -60,11 +83,7 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := store.Open(filepath.Join(dir, "rugwatch.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := open(dir)
 	h := &harness{t: t, db: db, signer: signer, now: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)}
 	h.rec = &Recorder{DB: db, Verifier: signatures.NewVerifier([]signatures.PublicKey{signer.PublicKey()}), UnreachableAfter: 3,
 		Now: func() time.Time { h.now = h.now.Add(time.Minute); return h.now }}

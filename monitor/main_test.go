@@ -8,18 +8,22 @@ import (
 
 	"github.com/rugwatch/rugwatch/mcpclient"
 	"github.com/rugwatch/rugwatch/sandbox"
+	"github.com/rugwatch/rugwatch/testkit/pgtest"
 	"github.com/rugwatch/rugwatch/testkit/testservers"
 )
 
 // The test binary doubles as a stdio MCP server: re-executed with
 // RUGWATCH_TEST_SERVER set, it serves instead of testing, so stdio tests
-// run a real child process with real pipes and process groups.
+// run a real child process with real pipes and process groups. pgtest
+// runs the tests so that they may reach a PostgreSQL it starts (when
+// RUGWATCH_TEST_STORE=postgres puts their stores there, see
+// testkit/storetest), and stops it after.
 func TestMain(m *testing.M) {
 	sandbox.Init()
 	if testservers.Child() {
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	os.Exit(pgtest.RunMain(m))
 }
 
 // selfTarget is a stdio target that re-executes this test binary in mode.

@@ -27,7 +27,18 @@ const ninetyDays = 90 * 24 * time.Hour
 // events 1 (an alert of the cut events) and 5 (the first kept one).
 func retentionFixture(t *testing.T) (h *harness, old, kept store.Head) {
 	t.Helper()
-	h = newHarness(t)
+	return retentionFixtureOn(t, newHarness(t))
+}
+
+// boltRetentionFixture is retentionFixture on a bbolt file, for the tests
+// that tamper with that file (see tamper).
+func boltRetentionFixture(t *testing.T) (h *harness, old, kept store.Head) {
+	t.Helper()
+	return retentionFixtureOn(t, newBoltHarness(t))
+}
+
+func retentionFixtureOn(t *testing.T, h *harness) (_ *harness, old, kept store.Head) {
+	t.Helper()
 	_, ev := h.record(listingOf(t, replayBase), nil)
 	old = store.Head{Seq: ev[0].Seq, Digest: ev[0].ChainHead}
 	h.approveBound("add")
@@ -170,7 +181,8 @@ func replayAfterRetention(t *testing.T, protected bool) {
 }
 
 // tamper edits the store file as someone with write access to it would,
-// and reopens it.
+// and reopens it. It edits the bbolt file itself, so the harness must be
+// a newBoltHarness (boltRetentionFixture) whatever the environment picks.
 func (h *harness) tamper(edit func(tx *bolt.Tx) error) {
 	h.t.Helper()
 	path := h.db.Path()
@@ -224,7 +236,7 @@ func TestTamperedCheckpointOrKeptEventFailsVerify(t *testing.T) {
 	}
 	for _, protected := range []bool{true, false} {
 		t.Run(fmt.Sprintf("moved checkpoint, protected=%v", protected), func(t *testing.T) {
-			h, _, _ := retentionFixture(t)
+			h, _, _ := boltRetentionFixture(t)
 			h.tamper(moveCheckpoint(h, func(store.CheckpointRecord) []byte { return nil }))
 			l := h.ledger()
 			l.checkpointCheckOff = !protected
@@ -241,7 +253,7 @@ func TestTamperedCheckpointOrKeptEventFailsVerify(t *testing.T) {
 		})
 	}
 	t.Run("checkpoint signed by an untrusted key", func(t *testing.T) {
-		h, _, _ := retentionFixture(t)
+		h, _, _ := boltRetentionFixture(t)
 		dir := t.TempDir()
 		if _, err := signatures.GenerateKeyPair(dir, nil); err != nil {
 			t.Fatal(err)
@@ -270,7 +282,7 @@ func TestTamperedCheckpointOrKeptEventFailsVerify(t *testing.T) {
 		}
 	})
 	t.Run("kept event edited", func(t *testing.T) {
-		h, _, _ := retentionFixture(t)
+		h, _, _ := boltRetentionFixture(t)
 		h.tamper(func(tx *bolt.Tx) error {
 			events := tx.Bucket([]byte("events"))
 			v := append([]byte(nil), events.Get(seqKey(5))...)
@@ -281,7 +293,7 @@ func TestTamperedCheckpointOrKeptEventFailsVerify(t *testing.T) {
 		}
 	})
 	t.Run("checkpoint head edited", func(t *testing.T) {
-		h, _, _ := retentionFixture(t)
+		h, _, _ := boltRetentionFixture(t)
 		h.tamper(func(tx *bolt.Tx) error {
 			meta := tx.Bucket([]byte("meta"))
 			var cp store.CheckpointRecord
@@ -317,7 +329,7 @@ func (h *harness) headAt(seq uint64) rugwatch.Digest {
 // counts as none) instead of forgetting every drift the cut took, which
 // is what ignoring the checkpoint would do (the seed switched off).
 func TestReplayCaughtWhenTheCheckpointIsForged(t *testing.T) {
-	h, _, _ := retentionFixture(t)
+	h, _, _ := boltRetentionFixture(t)
 	h.putBackStaleApproval("add")
 	h.tamper(func(tx *bolt.Tx) error {
 		meta := tx.Bucket([]byte("meta"))

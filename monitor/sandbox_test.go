@@ -3,7 +3,6 @@ package monitor
 import (
 	"encoding/json"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,17 +13,14 @@ import (
 	"github.com/rugwatch/rugwatch/sandbox"
 	"github.com/rugwatch/rugwatch/store"
 	"github.com/rugwatch/rugwatch/testkit/hostile"
+	"github.com/rugwatch/rugwatch/testkit/storetest"
 )
 
 // TestRecorderKeepsSandboxNote: the record says whether the last poll ran
 // sandboxed and why not, and the warning is logged once per server, not
 // on every poll.
 func TestRecorderKeepsSandboxNote(t *testing.T) {
-	db, err := store.Open(filepath.Join(t.TempDir(), "rugwatch.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := storetest.Open(t, t.TempDir(), store.Options{})
 	var logs strings.Builder
 	r := &Recorder{DB: db, Log: slog.New(slog.NewTextHandler(&logs, nil))}
 	note := "not sandboxed (sandbox: auto): sandbox unavailable: creating namespaces: operation not permitted"

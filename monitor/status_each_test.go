@@ -5,26 +5,22 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"path/filepath"
 	"testing"
 
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/report"
 	"github.com/rugwatch/rugwatch/store"
+	"github.com/rugwatch/rugwatch/testkit/storetest"
 )
 
 // TestStatusEachOrderAndStop: the chunks decoded ahead, several at once,
 // reach fn in config order, servers never recorded included; an error
 // from fn ends the walk with that error.
 func TestStatusEachOrderAndStop(t *testing.T) {
-	db, err := store.Open(filepath.Join(t.TempDir(), "rugwatch.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := storetest.Open(t, t.TempDir(), store.Options{})
 	const n = 5*statusChunk + 17
 	var refs []ServerRef
-	err = db.Update(func(tx *store.Tx) error {
+	err := db.Update(func(tx *store.Tx) error {
 		for i := range n {
 			name := fmt.Sprintf("s%04d", i)
 			refs = append(refs, ServerRef{Name: name, Transport: "http"})

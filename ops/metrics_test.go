@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/store"
+	"github.com/rugwatch/rugwatch/testkit/storetest"
 )
 
 // scrape serves m on /metrics and parses what a Prometheus server would.
@@ -67,13 +67,9 @@ next:
 }
 
 func TestMetricsCountAndReadTheStore(t *testing.T) {
-	db, err := store.Open(filepath.Join(t.TempDir(), "rugwatch.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := storetest.Open(t, t.TempDir(), store.Options{})
 	polled := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
-	err = db.Update(func(tx *store.Tx) error {
+	err := db.Update(func(tx *store.Tx) error {
 		if err := tx.PutServer(store.ServerRecord{Name: "a", Reachable: true, LastPolledAt: polled, Tools: map[string]store.ToolRecord{
 			"evil\u202ename": {State: rugwatch.StateDrifted}, "ok": {State: rugwatch.StateApproved}, "ok2": {State: rugwatch.StateApproved}}}); err != nil {
 			return err
@@ -162,11 +158,7 @@ func TestServerLabelsStopAtTheBound(t *testing.T) {
 // only records written since (here, 1 in 20: a 5-minute schedule
 // scraped every 15 s).
 func BenchmarkScrape10kServers50Tools(b *testing.B) {
-	db, err := store.Open(filepath.Join(b.TempDir(), "rugwatch.db"), store.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
+	db := storetest.Open(b, b.TempDir(), store.Options{})
 	def, _ := json.Marshal(map[string]any{"name": "add", "description": strings.Repeat("Adds two numbers together. ", 8),
 		"inputSchema": map[string]any{"type": "object", "properties": map[string]any{"a": map[string]any{"type": "number"}, "b": map[string]any{"type": "number"}}}})
 	digest := rugwatch.Digest("sha256:" + strings.Repeat("0", 64))

@@ -13,6 +13,7 @@ import (
 	"github.com/rugwatch/rugwatch/report"
 	"github.com/rugwatch/rugwatch/signatures"
 	"github.com/rugwatch/rugwatch/store"
+	"github.com/rugwatch/rugwatch/testkit/storetest"
 )
 
 // quorumView is a real Ledger and Recorder over a real store, with two
@@ -28,11 +29,7 @@ type quorumView struct {
 func newQuorumView(t *testing.T) *quorumView {
 	t.Helper()
 	dir := t.TempDir()
-	db, err := store.Open(filepath.Join(dir, "rugwatch.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.Open(t, dir, store.Options{})
 	key := func() *signatures.Signer {
 		kd := t.TempDir()
 		if _, err := signatures.GenerateKeyPair(kd, nil); err != nil {

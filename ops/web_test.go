@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	texttemplate "text/template"
@@ -18,6 +17,7 @@ import (
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/monitor"
 	"github.com/rugwatch/rugwatch/store"
+	"github.com/rugwatch/rugwatch/testkit/storetest"
 )
 
 // payload is a tool description that attacks the page it is shown on: a
@@ -30,14 +30,10 @@ const payload = "Adds numbers.<script>document.title='pwned'</script><img src=x 
 // one pending tool whose description is payload.
 func ledgerWith(t *testing.T, toolName string) *monitor.Ledger {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "rugwatch.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.Open(t, t.TempDir(), store.Options{})
 	def, _ := json.Marshal(map[string]any{"name": toolName, "description": payload, "inputSchema": map[string]any{"type": "object"}})
 	now := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
-	err = db.Update(func(tx *store.Tx) error {
+	err := db.Update(func(tx *store.Tx) error {
 		e := rugwatch.Event{Type: rugwatch.EventToolNew, Severity: rugwatch.SeverityWarning, Server: "demo", Tool: toolName,
 			ObservedDigest: rugwatch.Digest("sha256:" + strings.Repeat("ab", 32)), OccurredAt: now, Message: payload}
 		if err := tx.AppendEvent(&e); err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/rugwatch/rugwatch/monitor"
 	"github.com/rugwatch/rugwatch/signatures"
 	"github.com/rugwatch/rugwatch/store"
+	"github.com/rugwatch/rugwatch/testkit/storetest"
 )
 
 // upstream is a real go-sdk server over Streamable HTTP whose tools the
@@ -106,11 +107,7 @@ func newRigWith(t testing.TB, up *upstream) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := store.Open(filepath.Join(dir, "rugwatch.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.Open(t, dir, store.Options{})
 	ver := signatures.NewVerifier([]signatures.PublicKey{pub})
 	r := &rig{t: t, db: db, ver: ver, signer: signer, up: up}
 	r.ledger = &monitor.Ledger{DB: db, Verifier: ver, Servers: []monitor.ServerRef{{Name: "up", Transport: mcpclient.TransportHTTP}}, Verified: &monitor.VerifiedCache{},
