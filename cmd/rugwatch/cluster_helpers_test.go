@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -13,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -220,20 +217,4 @@ func readyz(t *testing.T, addr string) (int, string) {
 	n, _ := resp.Body.Read(buf)
 	b.Write(buf[:n])
 	return resp.StatusCode, strings.TrimSpace(b.String())
-}
-
-// callWithin is tools/call bounded by timeout: the JSON-RPC error's code
-// and message (0, "" on success), or err when no answer came.
-func callWithin(g *goClient, name string, args map[string]any, timeout time.Duration) (int64, string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	_, err := g.cs.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: args})
-	if err == nil {
-		return 0, "", nil
-	}
-	var we *jsonrpc.Error
-	if errors.As(err, &we) {
-		return we.Code, we.Message, nil
-	}
-	return -1, "", err
 }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -29,10 +28,7 @@ import (
 // steady one (nothing changed). Three replicas' cycle is the slowest
 // replica's; CPU per poll is all three's over the fleet.
 func BenchmarkFleetShared(b *testing.B) {
-	n := 1000
-	if v, err := strconv.Atoi(os.Getenv("RUGWATCH_FLEET_N")); err == nil && v > 0 {
-		n = v
-	}
+	n := fleetSize()
 	const concurrency = 64
 	bin := rugwatchBinB(b)
 	base := startFleet(b, n)

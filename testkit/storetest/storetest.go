@@ -37,3 +37,16 @@ func Open(t testing.TB, dir string, opts store.Options) *store.DB {
 	t.Cleanup(func() { _ = db.Close() })
 	return db
 }
+
+// OpenPostgres opens a store in a fresh PostgreSQL database whatever the
+// environment picks (what several replicas share), closed when the test
+// ends.
+func OpenPostgres(t testing.TB, opts store.Options) *store.DB {
+	t.Helper()
+	db, err := store.OpenPostgres(pgtest.DSN(t), opts)
+	if err != nil {
+		t.Fatalf("open the test store in PostgreSQL: %v", err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
