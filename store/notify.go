@@ -40,12 +40,19 @@ func (db *DB) Listen(ctx context.Context, fn func(server string), lost func(erro
 		return
 	}
 	first := true
+	// Tried again after a second, doubling to five while the database
+	// stays away: one line a second for a whole outage would bury what
+	// else the log says, and much longer would leave the proxies on
+	// their half-second re-read alone for that long after it returns.
+	const least, most = time.Second, 5 * time.Second
+	wait := least
 	for ctx.Err() == nil {
 		err := db.pg.listen(ctx, ChannelChanged, func() {
 			if !first {
 				fn("")
 			}
 			first = false
+			wait = least
 		}, fn)
 		if ctx.Err() != nil {
 			return
@@ -56,8 +63,9 @@ func (db *DB) Listen(ctx context.Context, fn func(server string), lost func(erro
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(time.Second):
+		case <-time.After(wait):
 		}
+		wait = min(2*wait, most)
 	}
 }
 
