@@ -158,6 +158,14 @@ type dsnRef struct {
 // accepts the config takes too.
 func dsnReference(to string) (dsnRef, error) {
 	const want = "--to takes a postgres:// URL, or ${env:NAME} or ${file:PATH} holding one"
+	if p, ok := strings.CutPrefix(to, "${file:"); ok && strings.HasSuffix(p, "}") && !filepath.IsAbs(strings.TrimSuffix(p, "}")) {
+		// Relative to where migrate runs; the config resolves its own
+		// relative to the config's directory, so the line it is told to
+		// add names the file whole.
+		if abs, err := filepath.Abs(strings.TrimSuffix(p, "}")); err == nil {
+			to = "${file:" + abs + "}"
+		}
+	}
 	s, err := configs.NewSecret(to)
 	if err != nil {
 		return dsnRef{}, usagef("%s: %v", want, err)

@@ -133,7 +133,11 @@ func printCommandHelp(w io.Writer, c command, fs *flag.FlagSet) {
 	}
 	fmt.Fprintf(w, "Usage: rugwatch %s [FLAGS]\n\n%s\n", strings.TrimSpace(name+" "+args), c.summary)
 	if c.subs && name == c.name {
-		fmt.Fprintf(w, "\nEach of %s has flags of its own: rugwatch %s SUBCOMMAND --help\n", c.args, c.name)
+		if strings.ContainsAny(c.args, " |") {
+			fmt.Fprintf(w, "\nEach of %s has flags of its own: rugwatch %s SUBCOMMAND --help\n", c.args, c.name)
+		} else {
+			fmt.Fprintf(w, "\n%s has flags of its own: rugwatch %s %s --help\n", c.args, c.name, c.args)
+		}
 	}
 	if lines := ownFlags(fs); len(lines) > 0 {
 		fmt.Fprintf(w, "\nFlags:\n%s", strings.Join(lines, ""))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -224,4 +225,22 @@ func serverStates(t *testing.T, s string) string {
 		}
 	}
 	return b.String()
+}
+
+// A relative ${file:} in --to names a file from where migrate runs; the
+// config line migrate suggests names it whole, since the config would
+// resolve a relative one against its own directory.
+func TestStoreMigrateRelativeFileReference(t *testing.T) {
+	t.Chdir(t.TempDir())
+	r, err := dsnReference("${file:secrets/dsn}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wd, _ := os.Getwd()
+	if got, want := r.configValue(), "${file:"+filepath.Join(wd, "secrets/dsn")+"}"; got != want {
+		t.Fatalf("config line %q, want %q", got, want)
+	}
+	if r, err = dsnReference("${file:/run/secrets/dsn}"); err != nil || r.configValue() != "${file:/run/secrets/dsn}" {
+		t.Fatalf("absolute: %q, %v", r.configValue(), err)
+	}
 }
