@@ -15,6 +15,9 @@ import (
 // which one process holds alone.
 var ErrNotShared = errors.New("the store is not shared (no store: in the config), so there is no cluster")
 
+// ErrReplicaNameTaken says another live process uses this replica's name.
+var ErrReplicaNameTaken = errors.New("replica name in use")
+
 // Replicas and leases live in PostgreSQL's own tables, outside the
 // bucket tree and outside the writer lock: a heartbeat must not wait
 // behind a long write, and a lease is a row another replica takes with a
@@ -32,9 +35,18 @@ func (db *DB) Heartbeat(ctx context.Context, replica string, lease time.Duration
 	}
 	var live []string
 	err := pgx.BeginFunc(ctx, db.pg.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO rugwatch_replicas (name, started, heartbeat) VALUES ($1, now(), now())
-			ON CONFLICT (name) DO UPDATE SET heartbeat = now()`, replica); err != nil {
+		// A name another live process heartbeats under is not taken
+		// over: two replicas sharing one name (a config copied between
+		// hosts) would both hold its leases and poll its servers twice.
+		tag, err := tx.Exec(ctx, `INSERT INTO rugwatch_replicas (name, started, heartbeat, instance) VALUES ($1, now(), now(), $2)
+			ON CONFLICT (name) DO UPDATE SET heartbeat = now(), instance = EXCLUDED.instance
+			WHERE rugwatch_replicas.instance = EXCLUDED.instance OR rugwatch_replicas.heartbeat < now() - $3::interval`,
+			replica, db.pg.instance, lease)
+		if err != nil {
 			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("%w: another live process heartbeats as %q; give each replica its own cluster.replica", ErrReplicaNameTaken, replica)
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM rugwatch_replicas WHERE heartbeat < now() - $1::interval * 10`, lease); err != nil {
 			return err
@@ -123,11 +135,18 @@ func (db *DB) Release(ctx context.Context, replica string) error {
 	if db.pg == nil {
 		return ErrNotShared
 	}
+	// Only the process that holds the name gives its leases up: one
+	// refused for a name another process uses must not release that
+	// one's servers on its way out.
+	tag, err := db.pg.pool.Exec(ctx, `DELETE FROM rugwatch_replicas WHERE name = $1 AND instance = $2`, replica, db.pg.instance)
+	if err != nil {
+		return fmt.Errorf("release replica %s: %w", replica, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return nil
+	}
 	if _, err := db.pg.pool.Exec(ctx, `DELETE FROM rugwatch_leases WHERE owner = $1`, replica); err != nil {
 		return fmt.Errorf("release leases of replica %s: %w", replica, err)
-	}
-	if _, err := db.pg.pool.Exec(ctx, `DELETE FROM rugwatch_replicas WHERE name = $1`, replica); err != nil {
-		return fmt.Errorf("release replica %s: %w", replica, err)
 	}
 	return nil
 }

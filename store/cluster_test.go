@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -149,5 +150,37 @@ func TestClusterMethodsRefuseBbolt(t *testing.T) {
 	}
 	if o, err := db.Owners(context.Background()); o != nil || err != nil {
 		t.Fatalf("Owners on bbolt: %v, %v", o, err)
+	}
+}
+
+// Two processes given the same replica name (a config copied between
+// hosts): the second is refused while the first heartbeats, takes no
+// lease, and its stop releases nothing of the first's.
+func TestReplicaNameHeldByOneProcess(t *testing.T) {
+	first := openPostgres(t, Options{})
+	second := reopenBackend(t, first, Options{})
+	ctx := context.Background()
+	const lease = time.Minute
+	servers := []string{"s1", "s2", "s3"}
+	live, err := first.Heartbeat(ctx, "a", lease)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held, err := first.Shard(ctx, "a", servers, live, lease); err != nil || len(held) != 3 {
+		t.Fatalf("first holds %v, %v", held, err)
+	}
+	if _, err := second.Heartbeat(ctx, "a", lease); !errors.Is(err, ErrReplicaNameTaken) {
+		t.Fatalf("second heartbeat under the same name: %v, want ErrReplicaNameTaken", err)
+	}
+	if err := second.Release(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	owners, err := first.Owners(ctx)
+	if err != nil || len(owners) != 3 {
+		t.Fatalf("after the refused one stopped: owners %v, %v", owners, err)
+	}
+	// Its own heartbeat still goes through.
+	if _, err := first.Heartbeat(ctx, "a", lease); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"sync"
@@ -78,6 +79,9 @@ var pgSchema = []string{
 		owner   text NOT NULL,
 		expires timestamptz NOT NULL
 	)`,
+	// v3: which process holds a replica name, so that two processes
+	// given the same cluster.replica cannot both hold its leases.
+	`ALTER TABLE rugwatch_replicas ADD COLUMN instance text NOT NULL DEFAULT ''`,
 }
 
 // OpenPostgres opens the store in the PostgreSQL database dsn (a
@@ -106,7 +110,7 @@ func OpenPostgres(dsn string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", where, err)
 	}
-	p := &pgDB{pool: pool}
+	p := &pgDB{pool: pool, instance: rand.Text()}
 	if err := p.createSchema(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("open store %s: %w", where, err)
@@ -127,6 +131,9 @@ func OpenPostgres(dsn string, opts Options) (*DB, error) {
 // pgDB is an open PostgreSQL store.
 type pgDB struct {
 	pool *pgxpool.Pool
+	// instance tells this process's heartbeats from another's that
+	// uses the same replica name.
+	instance string
 	// ids caches committed bucket ids by parent and name.
 	ids sync.Map // pgBucketName → int64
 
