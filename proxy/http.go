@@ -25,8 +25,9 @@ import (
 )
 
 // HTTP serves proxied sessions as Streamable HTTP at /mcp/<server> (and
-// /<server>/mcp), and the gateway at /mcp: serve's proxy_listen. Each MCP session is one Serve of
-// its own, so each holds an upstream session (for a stdio server, its
+// /<server>/mcp), and the gateway at /mcp: serve's proxy_listen. Each MCP
+// session is one Serve (or ServeGateway) of its own over an httpConn
+// (streamable.go), so each holds an upstream session (for a stdio server, its
 // process tree): every way a client could make one grow or linger is
 // bounded here — the body of each request (MaxBody, BodyTimeout), the
 // sessions one client holds (MaxSessionsPerClient) and all of them
@@ -102,11 +103,11 @@ type HTTP struct {
 const maxInitialize = 1 << 20
 
 type httpSession struct {
-	id        string
-	server    string
-	client    string // clientKey
-	transport *mcp.StreamableServerTransport
-	cancel    context.CancelFunc
+	id     string
+	server string
+	client string // clientKey
+	conn   *httpConn
+	cancel context.CancelFunc
 
 	// Guarded by HTTP.mu.
 	active  int       // requests being served, open GET streams among them
@@ -192,8 +193,7 @@ func (h *HTTP) SessionsByServer() map[string]int {
 }
 
 func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	// Whatever reads a body below (this handler, the SDK's transport), it
-	// reads at most MaxBody of it.
+	// Whatever reads a body below, it reads at most MaxBody of it.
 	r.Body = http.MaxBytesReader(w, r.Body, h.MaxBody)
 	verified, ok := h.authorize(w, r)
 	if !ok {
@@ -242,10 +242,9 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeRPCError(w, status, requestID(body), "rugwatch proxy: "+err.Error())
 			return
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	if id != "" {
-		h.serveSession(w, r, id, server)
+		h.serveSession(w, r, body, id, server)
 		return
 	}
 	if r.Method != http.MethodPost {
@@ -310,19 +309,25 @@ func (h *HTTP) authorize(w http.ResponseWriter, r *http.Request) (verified strin
 }
 
 // serveSession serves a request in an open session of server.
-func (h *HTTP) serveSession(w http.ResponseWriter, r *http.Request, id, server string) {
+func (h *HTTP) serveSession(w http.ResponseWriter, r *http.Request, body []byte, id, server string) {
 	s := h.acquire(id, server)
 	if s == nil {
 		http.Error(w, "rugwatch proxy: unknown session", http.StatusNotFound)
 		return
 	}
 	defer h.release(s)
-	if r.Method == http.MethodDelete {
+	switch r.Method {
+	case http.MethodDelete:
 		h.end(s)
 		w.WriteHeader(http.StatusNoContent)
-		return
+	case http.MethodPost:
+		s.conn.post(w, r, body)
+	case http.MethodGet:
+		s.conn.get(w, r)
+	default:
+		w.Header().Set("Allow", "GET, POST, DELETE")
+		http.Error(w, "rugwatch proxy: method not allowed", http.StatusMethodNotAllowed)
 	}
-	s.transport.ServeHTTP(w, r)
 }
 
 // serveFirst serves a request outside any session: only an initialize
@@ -343,7 +348,7 @@ func (h *HTTP) serveFirst(w http.ResponseWriter, r *http.Request, body []byte, s
 		return
 	}
 	defer h.release(s)
-	s.transport.ServeHTTP(w, r)
+	s.conn.post(w, r, body)
 }
 
 // serverOf returns the server a request path names: /mcp/<server>, or
@@ -363,11 +368,11 @@ func serverOf(path string) (string, bool) {
 }
 
 // readBody reads a POST's body whole: at most limit bytes, within
-// BodyTimeout. The SDK's transport would read it too, but with no bound in
-// time, and it answers an oversized body in plain text, which the go-sdk
-// client takes for the end of its session; here the refusal is a JSON-RPC
-// error (status says which HTTP status) that fails only the one request.
-// On error, the bytes read so far are returned with it.
+// BodyTimeout. A refusal is a JSON-RPC error (status says which HTTP
+// status) that fails only the one request: an oversized body answered in
+// plain text, as the go-sdk's transport does, is taken by the go-sdk
+// client for the end of its session. On error, the bytes read so far are
+// returned with it.
 func (h *HTTP) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, int, error) {
 	rc := http.NewResponseController(w)
 	// (An error means the writer cannot set deadlines, a test's recorder:
@@ -508,14 +513,9 @@ func (h *HTTP) open(server string, serve func(context.Context, mcp.Connection) e
 		return nil, http.StatusInternalServerError, err
 	}
 	id := hex.EncodeToString(b[:])
-	t := &mcp.StreamableServerTransport{SessionID: id}
+	conn := newHTTPConn(id)
 	ctx, cancel := context.WithCancel(h.ctx)
-	conn, err := t.Connect(ctx)
-	if err != nil {
-		cancel()
-		return nil, http.StatusServiceUnavailable, err
-	}
-	s := &httpSession{id: id, server: server, client: client, transport: t, cancel: cancel, active: 1, last: h.now()}
+	s := &httpSession{id: id, server: server, client: client, conn: conn, cancel: cancel, active: 1, last: h.now()}
 	h.mu.Lock()
 	status, err := h.admit(client)
 	if err != nil {

@@ -1,0 +1,419 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+
+	"github.com/rugwatch/rugwatch/signatures"
+)
+
+// httpConn is a proxied session's client leg on proxy_listen: the
+// server side of Streamable HTTP in the handshake-era revisions
+// (2025-03-26 to 2025-11-25), as the mcp.Connection Serve and
+// ServeGateway read from and write to.
+//
+// It is rugwatch's own rather than the go-sdk's StreamableServerTransport
+// for two reasons. The proxy parses what a client sends once, strictly
+// (a duplicate or case-duplicate member anywhere in the message is
+// refused, the envelope included), with nothing else reading the bytes
+// another way. And it is on the path of every call: the SDK's transport
+// decodes each message twice more with a decoder that allocates 32 KiB
+// per message, which a client of the proxy pays in garbage collection on
+// every call.
+//
+// A POST carrying a request is answered with the response alone
+// (application/json) unless something related comes first — the
+// server's progress on that request — in which case the answer becomes an
+// event stream carrying those messages and then the response. A POST of a
+// notification or a response is answered 202. The GET stream carries what
+// relates to no request in flight (list_changed, logging, the server's
+// own requests); a newer GET replaces an older one, so a client that
+// reconnects is never locked out by a stream the network dropped
+// unnoticed. Without a GET stream such messages are refused with the
+// code the SDK's transport uses, which writeClientRequest retries.
+//
+// Batches (2025-03-26 only, removed after) are refused; no SDK sends them.
+type httpConn struct {
+	id       string
+	incoming chan jsonrpc.Message
+	done     chan struct{}
+	close    sync.Once
+
+	mu sync.Mutex
+	// calls are the requests in flight, each with the stream its POST is
+	// waiting on; progress maps a request's progressToken to the same.
+	calls    map[jsonrpc.ID]*httpStream
+	progress map[string]*httpStream
+	listen   *httpStream // the open GET stream, if any
+}
+
+// httpStream is where the messages for one waiting HTTP response go.
+type httpStream struct {
+	out chan frame
+	// gone is closed when the HTTP response has ended: nothing more can
+	// be delivered to it.
+	gone chan struct{}
+	// stop is closed to end a GET stream a newer one replaced.
+	stop chan struct{}
+}
+
+// frame is one encoded message for a stream; last ends a POST's stream.
+type frame struct {
+	data []byte
+	last bool
+}
+
+func newHTTPConn(id string) *httpConn {
+	return &httpConn{
+		id: id, incoming: make(chan jsonrpc.Message), done: make(chan struct{}),
+		calls: map[jsonrpc.ID]*httpStream{}, progress: map[string]*httpStream{},
+	}
+}
+
+func newStream(size int) *httpStream {
+	return &httpStream{out: make(chan frame, size), gone: make(chan struct{}), stop: make(chan struct{})}
+}
+
+// errSessionClosed is returned once the session has ended.
+var errSessionClosed = errors.New("the client session has ended")
+
+// rejected is the error for a message there is no stream to carry: the
+// go-sdk transport's code, which callers treat as "not now" (see
+// writeClientRequest) rather than a broken session.
+func rejected(why string) error {
+	return &jsonrpc.Error{Code: codeRejected, Message: "rejected by transport: " + why}
+}
+
+// Read returns the client's next message.
+func (c *httpConn) Read(ctx context.Context) (jsonrpc.Message, error) {
+	select {
+	case m := <-c.incoming:
+		return m, nil
+	case <-c.done:
+		return nil, errSessionClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Write sends a message to the client: a response on the stream of its
+// request, server progress on the stream of the request it reports on,
+// anything else on the GET stream.
+func (c *httpConn) Write(ctx context.Context, msg jsonrpc.Message) error {
+	data, err := jsonrpc.EncodeMessage(msg)
+	if err != nil {
+		return fmt.Errorf("encoding a message for the client: %w", err)
+	}
+	var st *httpStream
+	last := false
+	c.mu.Lock()
+	switch m := msg.(type) {
+	case *jsonrpc.Response:
+		st, last = c.calls[m.ID], true
+		c.forgetLocked(m.ID, st)
+	case *jsonrpc.Request:
+		if m.Method == "notifications/progress" && !m.IsCall() {
+			st = c.progress[progressToken(m.Params)]
+		}
+		if st == nil {
+			st = c.listen
+		}
+	}
+	c.mu.Unlock()
+	if st == nil {
+		select {
+		case <-c.done:
+			return errSessionClosed
+		default:
+		}
+		if last {
+			return rejected("the request's HTTP response has ended")
+		}
+		return rejected("no stream open to carry it (the client has no GET stream)")
+	}
+	select {
+	case st.out <- frame{data, last}:
+		return nil
+	case <-st.gone:
+		return rejected("the stream ended")
+	case <-c.done:
+		return errSessionClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// forgetLocked ends the tracking of request id, answered or abandoned, if
+// st is still its stream. c.mu must be held.
+func (c *httpConn) forgetLocked(id jsonrpc.ID, st *httpStream) {
+	if st == nil || c.calls[id] != st {
+		return
+	}
+	delete(c.calls, id)
+	for tok, s := range c.progress {
+		if s == st {
+			delete(c.progress, tok)
+		}
+	}
+}
+
+// Close ends the session: waiting responses and the GET stream end.
+func (c *httpConn) Close() error {
+	c.close.Do(func() { close(c.done) })
+	return nil
+}
+
+// SessionID is the Mcp-Session-Id of the session.
+func (c *httpConn) SessionID() string { return c.id }
+
+// post serves a POST whose body has been read whole.
+func (c *httpConn) post(w http.ResponseWriter, r *http.Request, body []byte) {
+	if len(r.Header.Values("Last-Event-ID")) > 0 {
+		writeRPCError(w, http.StatusBadRequest, requestID(body), "rugwatch proxy: Last-Event-ID is not for a POST")
+		return
+	}
+	msg, err := decodeClientMessage(body)
+	if err != nil {
+		writeRPCError(w, http.StatusBadRequest, requestID(body), "rugwatch proxy: "+err.Error())
+		return
+	}
+	req, ok := msg.(*jsonrpc.Request)
+	if !ok || !req.IsCall() {
+		if !c.deliver(r.Context(), msg) {
+			http.Error(w, "rugwatch proxy: the session has ended", http.StatusNotFound)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	st := newStream(16)
+	c.mu.Lock()
+	if _, dup := c.calls[req.ID]; dup {
+		c.mu.Unlock()
+		writeRPCError(w, http.StatusBadRequest, requestID(body), "rugwatch proxy: a request with this id is already in flight")
+		return
+	}
+	c.calls[req.ID] = st
+	if tok := progressToken(req.Params); tok != "" {
+		c.progress[tok] = st
+	}
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.forgetLocked(req.ID, st)
+		c.mu.Unlock()
+		close(st.gone)
+	}()
+	if !c.deliver(r.Context(), req) {
+		http.Error(w, "rugwatch proxy: the session has ended", http.StatusNotFound)
+		return
+	}
+	h := w.Header()
+	h.Set("Cache-Control", "no-cache, no-transform")
+	if req.Method == "initialize" {
+		h.Set("Mcp-Session-Id", c.id)
+	}
+	events := false
+	rc := http.NewResponseController(w)
+	for {
+		select {
+		case f := <-st.out:
+			if f.last && !events {
+				h.Set("Content-Type", "application/json")
+				_, _ = w.Write(f.data)
+				return
+			}
+			if !events {
+				events = true
+				h.Set("Content-Type", "text/event-stream")
+				w.WriteHeader(http.StatusOK)
+			}
+			if writeEvent(w, rc, f.data) != nil || f.last {
+				return
+			}
+		case <-r.Context().Done():
+			return // the client left; the answer, when it comes, is refused
+		case <-c.done:
+			if !events {
+				http.Error(w, "rugwatch proxy: the session has ended", http.StatusNotFound)
+			}
+			return
+		}
+	}
+}
+
+// get serves the GET stream until the client leaves, a newer GET replaces
+// it, or the session ends.
+func (c *httpConn) get(w http.ResponseWriter, r *http.Request) {
+	st := newStream(64)
+	c.mu.Lock()
+	old := c.listen
+	c.listen = st
+	c.mu.Unlock()
+	if old != nil {
+		close(old.stop) // its handler returns
+	}
+	defer func() {
+		c.mu.Lock()
+		if c.listen == st {
+			c.listen = nil
+		}
+		c.mu.Unlock()
+		close(st.gone)
+	}()
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache, no-transform")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	if rc.Flush() != nil {
+		return
+	}
+	for {
+		select {
+		case f := <-st.out:
+			if writeEvent(w, rc, f.data) != nil {
+				return
+			}
+		case <-st.stop:
+			return
+		case <-r.Context().Done():
+			return
+		case <-c.done:
+			return
+		}
+	}
+}
+
+// deliver hands a client message to Read, unless the session or the
+// request ends first.
+func (c *httpConn) deliver(ctx context.Context, msg jsonrpc.Message) bool {
+	select {
+	case c.incoming <- msg:
+		return true
+	case <-c.done:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// writeEvent writes one server-sent event and flushes it.
+func writeEvent(w http.ResponseWriter, rc *http.ResponseController, data []byte) error {
+	// An encoded message is one line: encoding/json escapes every control
+	// character, so the data cannot end the event early.
+	if _, err := fmt.Fprintf(w, "event: message\ndata: %s\n\n", data); err != nil {
+		return err
+	}
+	return rc.Flush()
+}
+
+// decodeClientMessage parses one JSON-RPC message from a client strictly:
+// a duplicate or case-duplicate member anywhere is refused (see
+// strictJSON), members are read by their exact names, and the id is a
+// string or an integer. What it returns is all the proxy reads of the
+// bytes; the params and result are checked again by readClient.
+func decodeClientMessage(body []byte) (jsonrpc.Message, error) {
+	body = bytes.TrimSpace(body)
+	if len(body) > 0 && body[0] == '[' {
+		return nil, errors.New("JSON-RPC batches are not supported; send one message per request")
+	}
+	if err := signatures.CheckMembers(body, signatures.Limits{MaxBytes: maxParamsBytes, MaxStringBytes: maxParamsBytes}); err != nil {
+		return nil, fmt.Errorf("hostile request: %w", err)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil || m == nil {
+		return nil, errors.New("the body is not a JSON-RPC message (a JSON object)")
+	}
+	var version string
+	if json.Unmarshal(m["jsonrpc"], &version) != nil || version != "2.0" {
+		return nil, errors.New(`the message lacks "jsonrpc": "2.0"`)
+	}
+	id, err := messageID(m["id"])
+	if err != nil {
+		return nil, err
+	}
+	if raw, ok := m["method"]; ok {
+		var method string
+		if json.Unmarshal(raw, &method) != nil || method == "" {
+			return nil, errors.New("the method must be a non-empty string")
+		}
+		return &jsonrpc.Request{ID: id, Method: method, Params: m["params"]}, nil
+	}
+	if !id.IsValid() {
+		return nil, errors.New("a message with no method must be a response, with an id")
+	}
+	resp := &jsonrpc.Response{ID: id, Result: m["result"]}
+	if raw, ok := m["error"]; ok {
+		var e jsonrpc.Error
+		if err := json.Unmarshal(raw, &e); err != nil {
+			return nil, errors.New("the error of a response must be an object")
+		}
+		resp.Error, resp.Result = &e, nil
+	} else if len(resp.Result) == 0 {
+		return nil, errors.New("a response must carry a result or an error")
+	}
+	return resp, nil
+}
+
+// messageID reads a JSON-RPC id: absent or null (a notification), a
+// string, or an integer.
+func messageID(raw json.RawMessage) (jsonrpc.ID, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return jsonrpc.ID{}, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if dec.Decode(&v) != nil {
+		return jsonrpc.ID{}, errors.New("unreadable id")
+	}
+	switch v := v.(type) {
+	case string:
+		return jsonrpc.MakeID(v)
+	case json.Number:
+		// Ids travel as float64 inside the SDK's ID: an integer beyond
+		// 2^53 would come back as another number, answering no request.
+		n, err := v.Int64()
+		if err != nil || n > 1<<53 || n < -(1<<53) {
+			return jsonrpc.ID{}, errors.New("the id must be a string or an integer within ±2^53")
+		}
+		return jsonrpc.MakeID(float64(n))
+	}
+	return jsonrpc.ID{}, errors.New("the id must be a string or an integer")
+}
+
+// progressToken is a request's or a progress notification's progress
+// token, keyed as idKey keys ids ("" for none): where it sits differs,
+// params._meta.progressToken in a request and params.progressToken in a
+// notification, so both are looked for.
+func progressToken(params json.RawMessage) string {
+	if !bytes.Contains(params, []byte(`"progressToken"`)) {
+		return ""
+	}
+	var p struct {
+		Meta struct {
+			Token any `json:"progressToken"`
+		} `json:"_meta"`
+		Token any `json:"progressToken"`
+	}
+	if json.Unmarshal(params, &p) != nil {
+		return ""
+	}
+	tok := p.Token
+	if tok == nil {
+		tok = p.Meta.Token
+	}
+	switch tok.(type) {
+	case string, float64:
+		return fmt.Sprintf("%T:%v", tok, tok)
+	}
+	return ""
+}

@@ -1,0 +1,164 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// hostileEnvelopes are JSON-RPC messages whose envelope two readers can
+// read two ways, or that no client of this transport may send.
+var hostileEnvelopes = []struct{ name, body, want string }{
+	{"duplicate method", `{"jsonrpc":"2.0","id":7,"method":"ping","method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}`, "hostile request"},
+	{"case-duplicate method", `{"jsonrpc":"2.0","id":7,"method":"ping","METHOD":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}`, "hostile request"},
+	{"case-duplicate id", `{"jsonrpc":"2.0","id":7,"ID":8,"method":"ping"}`, "hostile request"},
+	{"case-duplicate params", `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo"},"Params":{"name":"get-env"}}`, "hostile request"},
+	{"batch", `[{"jsonrpc":"2.0","id":7,"method":"ping"}]`, "batches are not supported"},
+	{"no version", `{"id":7,"method":"ping"}`, "lacks"},
+	{"id beyond 2^53", `{"jsonrpc":"2.0","id":9007199254740993,"method":"ping"}`, "within ±2^53"},
+	{"fractional id", `{"jsonrpc":"2.0","id":7.5,"method":"ping"}`, "string or an integer"},
+	{"object id", `{"jsonrpc":"2.0","id":{"a":1},"method":"ping"}`, "string or an integer"},
+	{"response without result", `{"jsonrpc":"2.0","id":7}`, "result or an error"},
+}
+
+// The transport reads each envelope one way or refuses it. The go-sdk's
+// own decoder (what served proxy_listen before) takes the same bytes as a
+// message, so the refusal is this transport's doing.
+func TestClientEnvelopeParsedStrictly(t *testing.T) {
+	for _, tc := range hostileEnvelopes {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := decodeClientMessage([]byte(tc.body))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("decodeClientMessage(%s) = %v, want an error with %q", tc.body, err, tc.want)
+			}
+		})
+	}
+	for _, body := range []string{hostileEnvelopes[0].body, hostileEnvelopes[1].body} {
+		if _, err := jsonrpc.DecodeMessage([]byte(body)); err != nil {
+			t.Errorf("the SDK's decoder refused %s too (%v): the test no longer shows what the strict parse adds", body, err)
+		}
+	}
+	m, err := decodeClientMessage([]byte(`{"jsonrpc":"2.0","id":"a-1","method":"tools/call","params":{"name":"echo"}}`))
+	if req, ok := m.(*jsonrpc.Request); err != nil || !ok || req.Method != "tools/call" || req.ID.Raw() != "a-1" {
+		t.Fatalf("an honest request: %#v %v", m, err)
+	}
+}
+
+// Over HTTP a hostile envelope is answered 400 with the request's id, the
+// session goes on, and nothing reached the server.
+func TestHTTPRefusesHostileEnvelopes(t *testing.T) {
+	r := newRig(t)
+	srv, _ := r.proxyHTTP("")
+	url := srv.URL + "/mcp/up"
+	session := rawSession(t, nil, url)
+	for _, tc := range hostileEnvelopes {
+		code, body, err := raw(nil, http.MethodPost, url, session, strings.NewReader(tc.body))
+		if err != nil || code != http.StatusBadRequest || !strings.Contains(body, tc.want) || !strings.Contains(body, `"error"`) {
+			t.Errorf("%s: %d %s %v, want 400 naming %q", tc.name, code, body, err, tc.want)
+		}
+	}
+	ping(t, url, session)
+}
+
+// A server's progress on a call reaches the client on that call's own
+// response, which turns into an event stream for it: a client with no
+// GET stream still sees it. A call with nothing before its answer is
+// answered as plain JSON.
+func TestHTTPProgressRidesItsCall(t *testing.T) {
+	up := newUpstream(t)
+	up.srv.AddTool(&mcp.Tool{Name: "slow", Description: "Reports progress, then answers.", InputSchema: json.RawMessage(`{"type":"object"}`)},
+		func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			for i := range 3 {
+				if err := req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{
+					ProgressToken: req.Params.GetProgressToken(), Progress: float64(i + 1), Total: 3}); err != nil {
+					return nil, err
+				}
+			}
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "done"}}}, nil
+		})
+	r := newRigWith(t, up)
+	srv, _ := r.proxyHTTP("")
+	url := srv.URL + "/mcp/up"
+	session := rawSession(t, nil, url)
+	if code, body, err := raw(nil, http.MethodPost, url, session, strings.NewReader(`{"jsonrpc":"2.0","id":2,"method":"tools/list"}`)); err != nil || code != http.StatusOK {
+		t.Fatalf("list: %d %s %v", code, body, err)
+	}
+	r.approve("slow", "echo")
+	// A listing reads the approvals again.
+	if code, body, err := raw(nil, http.MethodPost, url, session, strings.NewReader(`{"jsonrpc":"2.0","id":5,"method":"tools/list"}`)); err != nil || !strings.Contains(body, `"slow"`) {
+		t.Fatalf("list after approval: %d %s %v", code, body, err)
+	}
+
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(
+		`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"slow","arguments":{},"_meta":{"progressToken":"p-1"}}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Session-Id", session)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("a call with progress is answered as %q (%s), want an event stream", ct, b)
+	}
+	var events []string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			events = append(events, data)
+		}
+	}
+	if len(events) != 4 {
+		t.Fatalf("events on the call's stream: %q, want 3 progress and the result", events)
+	}
+	for i, e := range events[:3] {
+		if !strings.Contains(e, `"notifications/progress"`) || !strings.Contains(e, `"progressToken":"p-1"`) {
+			t.Errorf("event %d: %s, want progress for p-1", i, e)
+		}
+	}
+	if !strings.Contains(events[3], `"id":3`) || !strings.Contains(events[3], `"done"`) {
+		t.Errorf("last event: %s, want the call's result", events[3])
+	}
+
+	code, body, err := raw(nil, http.MethodPost, url, session, strings.NewReader(
+		`{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}`))
+	if err != nil || code != http.StatusOK || !strings.HasPrefix(body, `{"jsonrpc":"2.0","id":4,"result":`) {
+		t.Fatalf("a plain call: %d %s %v, want the response alone as JSON", code, body, err)
+	}
+}
+
+// A client that opens a new GET stream (it reconnected; the old one may be
+// dead without the proxy knowing) gets it, and the old one ends.
+func TestHTTPNewerGETStreamReplacesOlder(t *testing.T) {
+	r := newRig(t)
+	srv, _ := r.proxyHTTP("")
+	url := srv.URL + "/mcp/up"
+	session := rawSession(t, nil, url)
+	open := func() *http.Response {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		req.Header.Set("Accept", "text/event-stream")
+		req.Header.Set("Mcp-Session-Id", session)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET stream: %v %v", resp, err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	older := open()
+	_ = open()
+	// The older stream's body ends: the read returns rather than block.
+	if n, err := older.Body.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("the older stream carried %d bytes and stays open", n)
+	}
+	ping(t, url, session)
+}
