@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -107,7 +108,7 @@ func (c *httpConn) Read(ctx context.Context) (jsonrpc.Message, error) {
 // request, server progress on the stream of the request it reports on,
 // anything else on the GET stream.
 func (c *httpConn) Write(ctx context.Context, msg jsonrpc.Message) error {
-	data, err := jsonrpc.EncodeMessage(msg)
+	data, err := encodeMessage(msg)
 	if err != nil {
 		return fmt.Errorf("encoding a message for the client: %w", err)
 	}
@@ -148,6 +149,37 @@ func (c *httpConn) Write(ctx context.Context, msg jsonrpc.Message) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// encodeMessage is jsonrpc.EncodeMessage, but writes a result as it is
+// held rather than compacting it again (a 64 KiB page result costs a
+// second full scan there). Every result the proxy holds is valid JSON: a
+// server's was parsed whole by the upstream transport, the proxy's own
+// were marshalled.
+func encodeMessage(msg jsonrpc.Message) ([]byte, error) {
+	resp, ok := msg.(*jsonrpc.Response)
+	if !ok || resp.Error != nil || len(resp.Result) == 0 || !resp.ID.IsValid() {
+		return jsonrpc.EncodeMessage(msg)
+	}
+	var id []byte
+	switch v := resp.ID.Raw().(type) {
+	case int64:
+		id = strconv.AppendInt(nil, v, 10)
+	default:
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false) // as the SDK writes it
+		if err := enc.Encode(v); err != nil {
+			return nil, err
+		}
+		id = bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	}
+	b := make([]byte, 0, len(`{"jsonrpc":"2.0","id":,"result":}`)+len(id)+len(resp.Result))
+	b = append(b, `{"jsonrpc":"2.0","id":`...)
+	b = append(b, id...)
+	b = append(b, `,"result":`...)
+	b = append(b, resp.Result...)
+	return append(b, '}'), nil
 }
 
 // forgetLocked ends the tracking of request id, answered or abandoned, if
@@ -368,6 +400,9 @@ func decodeClientMessage(body []byte) (jsonrpc.Message, error) {
 func messageID(raw json.RawMessage) (jsonrpc.ID, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return jsonrpc.ID{}, nil
+	}
+	if n, err := strconv.ParseInt(string(raw), 10, 64); err == nil && n <= 1<<53 && n >= -(1<<53) {
+		return jsonrpc.MakeID(float64(n)) // the common case, read without a decoder
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()

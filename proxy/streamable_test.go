@@ -162,3 +162,23 @@ func TestHTTPNewerGETStreamReplacesOlder(t *testing.T) {
 	}
 	ping(t, url, session)
 }
+
+// encodeMessage writes what jsonrpc.EncodeMessage writes, for every kind
+// of message and id.
+func TestEncodeMessageAsTheSDK(t *testing.T) {
+	sid, _ := jsonrpc.MakeID("a\"<b>")
+	nid, _ := jsonrpc.MakeID(float64(42))
+	for _, msg := range []jsonrpc.Message{
+		&jsonrpc.Response{ID: nid, Result: json.RawMessage(`{"content":[{"type":"text","text":"<b>&</b>"}]}`)},
+		&jsonrpc.Response{ID: sid, Result: json.RawMessage(`{}`)},
+		&jsonrpc.Response{ID: nid, Error: &jsonrpc.Error{Code: -32001, Message: "no"}},
+		&jsonrpc.Request{Method: "notifications/progress", Params: json.RawMessage(`{"progressToken":"p","progress":1}`)},
+		&jsonrpc.Request{ID: sid, Method: "sampling/createMessage", Params: json.RawMessage(`{}`)},
+	} {
+		got, err := encodeMessage(msg)
+		want, werr := jsonrpc.EncodeMessage(msg)
+		if err != nil || werr != nil || string(got) != string(want) {
+			t.Errorf("encodeMessage = %s %v, want %s %v", got, err, want, werr)
+		}
+	}
+}
