@@ -2,8 +2,10 @@ package detect
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"regexp"
 	"sort"
@@ -507,41 +509,64 @@ func textFindings(s string, kind textKind, what string, noPrefilter bool) []text
 // environment dump) and a loopback URL a page the tool itself serves,
 // while a secret's contents stay critical (secret-in-result).
 func textFindingsOf(s string, m *textMatch, what string, inResult bool) []textFinding {
+	return textFindingsSkipping(s, m, what, inResult, nil)
+}
+
+// textFindingsSkipping is textFindingsOf without the rules skip reports
+// (nil: none): a collector that holds a rule's finding for the path
+// already keeps no other, so the rule need not run.
+func textFindingsSkipping(s string, m *textMatch, what string, inResult bool, skip func(rule string) bool) []textFinding {
 	var out []textFinding
 	add := func(rule, msg string) { out = append(out, textFinding{rule, msg, SeverityOf(rule)}) }
 	addSev := func(rule, msg string, sev rugwatch.Severity) { out = append(out, textFinding{rule, msg, sev}) }
-	if msg, at := hiddenUnicode(s); msg != "" {
-		add(RuleHiddenUnicode, fmt.Sprintf("%s in %s%s", msg, what, visible.Excerpt(s, at)))
+	runs := func(rule string) bool { return skip == nil || !skip(rule) }
+	if runs(RuleHiddenUnicode) {
+		if msg, at := hiddenUnicode(s); msg != "" {
+			add(RuleHiddenUnicode, fmt.Sprintf("%s in %s%s", msg, what, visible.Excerpt(s, at)))
+		}
 	}
-	if msg, at := controlChars(s); msg != "" {
-		add(RuleControlChars, fmt.Sprintf("%s in %s%s", msg, what, visible.Excerpt(s, at)))
+	if runs(RuleControlChars) {
+		if msg, at := controlChars(s); msg != "" {
+			add(RuleControlChars, fmt.Sprintf("%s in %s%s", msg, what, visible.Excerpt(s, at)))
+		}
 	}
-	if msg, at := padding(s); msg != "" {
-		add(RuleWhitespacePadding, fmt.Sprintf("%s in %s%s", msg, what, visible.Excerpt(s, at)))
+	if runs(RuleWhitespacePadding) {
+		if msg, at := padding(s); msg != "" {
+			add(RuleWhitespacePadding, fmt.Sprintf("%s in %s%s", msg, what, visible.Excerpt(s, at)))
+		}
 	}
 	if m == nil {
 		return out
 	}
-	if loc, sev := m.instruction(); loc != nil {
-		if sev == rugwatch.SeverityCritical {
-			add(RuleInstructionMarker, fmt.Sprintf("%stext addressed to the model: %s", what, visible.Quote(s[loc[0]:loc[1]])))
-		} else {
-			addSev(RuleInstructionMarker, fmt.Sprintf("%san order to the model to call or pass something (tool chaining; nothing secret, hidden or sent away in it): %s", what, visible.Quote(s[loc[0]:loc[1]])), sev)
+	if runs(RuleInstructionMarker) {
+		if loc, sev := m.instruction(); loc != nil {
+			if sev == rugwatch.SeverityCritical {
+				add(RuleInstructionMarker, fmt.Sprintf("%stext addressed to the model: %s", what, visible.Quote(s[loc[0]:loc[1]])))
+			} else {
+				addSev(RuleInstructionMarker, fmt.Sprintf("%san order to the model to call or pass something (tool chaining; nothing secret, hidden or sent away in it): %s", what, visible.Quote(s[loc[0]:loc[1]])), sev)
+			}
 		}
 	}
-	if loc := m.firstOf(textExprs.roleSwitch); loc != nil {
-		add(RuleRoleSwitch, fmt.Sprintf("%stext that speaks as the system or tells the model who it now is: %s", what, visible.Quote(strings.TrimSpace(s[loc[0]:loc[1]]))))
-	}
-	if sens := m.sensitive(); sens.found() {
-		switch {
-		case sens.key, sens.sentence != "" && !inResult, sens.ordered && !inResult:
-			add(RuleSensitivePath, fmt.Sprintf("%snames a secret or credential file: %s", what, sens.quoted()))
-		default:
-			// A name in passing ("paths such as ~/.ssh are rejected", an
-			// environment dump in a result) is worth a look, not an
-			// alarm; an order to read or send it is.
-			addSev(RuleSensitivePath, fmt.Sprintf("%smentions a secret or credential file: %s", what, sens.quoted()), rugwatch.SeverityWarning)
+	if runs(RuleRoleSwitch) {
+		if loc := m.firstOf(textExprs.roleSwitch); loc != nil {
+			add(RuleRoleSwitch, fmt.Sprintf("%stext that speaks as the system or tells the model who it now is: %s", what, visible.Quote(strings.TrimSpace(s[loc[0]:loc[1]]))))
 		}
+	}
+	if runs(RuleSensitivePath) {
+		if sens := m.sensitive(); sens.found() {
+			switch {
+			case sens.key, sens.sentence != "" && !inResult, sens.ordered && !inResult:
+				add(RuleSensitivePath, fmt.Sprintf("%snames a secret or credential file: %s", what, sens.quoted()))
+			default:
+				// A name in passing ("paths such as ~/.ssh are rejected", an
+				// environment dump in a result) is worth a look, not an
+				// alarm; an order to read or send it is.
+				addSev(RuleSensitivePath, fmt.Sprintf("%smentions a secret or credential file: %s", what, sens.quoted()), rugwatch.SeverityWarning)
+			}
+		}
+	}
+	if !runs(RuleExfilURL) {
+		return out
 	}
 	urlLoc := m.first(textExprs.url, 0)
 	for urlLoc != nil && inResult && loopbackURL(s[urlLoc[0]:urlLoc[1]]) && sendOrder(s, urlLoc) == "" {
@@ -604,6 +629,15 @@ func loopbackURL(u string) bool {
 // query string sent to https://…" gives the model an errand.
 var sendOrderRE = regexp.MustCompile(`(?i)(^|[^\w'])(send|append|forward|post|upload|include|attach|bcc|cc|copy|report|transmit|leak|exfiltrate|submit|add|put|mail|email)\b[^.!?\n]{0,120}?\b(user'?s?|your|their|home|address|conversation|chat|history|contents?|prompt|messages?|credentials?|secrets?|tokens?|keys?|passwords?|files?|everything|all\s+(the\s+)?(data|files|messages|text|information|results?)|personal|location|e-?mail|phone)\b`)
 
+// sendOrderGated is sendOrderRE with the words every match holds: a verb
+// of its first group and an object of its last ("e-?mail" holds "mail",
+// "all\s+…" "all"). Its expression costs a hundred microseconds a
+// sentence.
+var sendOrderGated = gatedRE{re: sendOrderRE, groups: [][]string{
+	{"send", "append", "forward", "post", "upload", "include", "attach", "cc", "copy", "report", "transmit", "leak", "exfiltrate", "submit", "add", "put", "mail"},
+	{"user", "your", "their", "home", "address", "conversation", "chat", "history", "content", "prompt", "message", "credential", "secret", "token", "key", "password", "file", "everything", "all", "personal", "location", "mail", "phone"},
+}}
+
 // sendOrder returns the sentence around loc of s when it orders data sent
 // (the URL or address being where to), or "".
 func sendOrder(s string, loc []int) string {
@@ -622,7 +656,7 @@ func sendOrder(s string, loc []int) string {
 	// The URL itself is no order's object ("…/collect?key=").
 	u0, u1 := loc[0]-(start+1), loc[1]-(start+1)
 	masked := sent[:u0] + strings.Repeat(" ", u1-u0) + sent[u1:]
-	if sendOrderRE.MatchString(masked) {
+	if sendOrderGated.match(masked, foldASCII(masked), false) {
 		return strings.TrimSpace(sent)
 	}
 	return ""
@@ -668,13 +702,36 @@ func containsAny(s string, needles []string) bool {
 
 // --- hidden Unicode and control characters ---
 
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
+func isASCII(s string) bool { return asciiPrefix(s) == len(s) }
+
+// The byte rules read text eight bytes at a time: word8 is s[i:i+8] as a
+// little-endian word, and the masks below test all its bytes at once.
+func word8(s string, i int) uint64 {
+	s = s[i : i+8]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+const (
+	bytes01 = 0x0101010101010101
+	bytes7f = 0x7f7f7f7f7f7f7f7f
+	bytes80 = 0x8080808080808080
+)
+
+// bytesLess is nonzero when a byte of x is below n (n ≤ 0x80); it may
+// mark a byte above such a byte too, so it says only whether one is.
+func bytesLess(x uint64, n byte) uint64 { return (x - bytes01*uint64(n)) &^ x & bytes80 }
+
+// anyEqual reports whether a byte of x is c.
+func anyEqual(x uint64, c byte) bool {
+	y := x ^ bytes01*uint64(c)
+	return (y-bytes01)&^y&bytes80 != 0
+}
+
+// bytesEqual has the top bit set in exactly the bytes of x equal to c.
+func bytesEqual(x uint64, c byte) uint64 {
+	y := x ^ bytes01*uint64(c)
+	return ^((y&bytes7f + bytes7f) | y | bytes7f)
 }
 
 func isTag(r rune) bool { return r >= 0xe0000 && r <= 0xe007f }
@@ -819,8 +876,13 @@ func indexRune(s string, is func(rune) bool) int {
 // at a time.
 func asciiPrefix(s string) int {
 	i := 0
+	for ; i+16 <= len(s); i += 16 {
+		if (word8(s, i)|word8(s, i+8))&bytes80 != 0 {
+			break
+		}
+	}
 	for ; i+8 <= len(s); i += 8 {
-		if (s[i]|s[i+1]|s[i+2]|s[i+3]|s[i+4]|s[i+5]|s[i+6]|s[i+7])&0x80 != 0 {
+		if word8(s, i)&bytes80 != 0 {
 			break
 		}
 	}
@@ -911,12 +973,24 @@ func controlRunes(s string) (string, int) {
 // mayControl reports whether s holds a byte of a character controlChars
 // reports: below space but tab and newline, DEL, or C2 80–9F (C1).
 func mayControl(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 && c != '\n' && c != '\t' || c == 0x7f || c == 0xc2 && i+1 < len(s) && s[i+1] <= 0x9f {
-			return true
+	i := 0
+	for {
+		// Words of no byte below space, no DEL and no C2 at once.
+		for ; i+8 <= len(s); i += 8 {
+			if x := word8(s, i); bytesLess(x, 0x20) != 0 || anyEqual(x, 0x7f) || anyEqual(x, 0xc2) {
+				break
+			}
+		}
+		end := min(i+8, len(s))
+		for ; i < end; i++ {
+			if c := s[i]; c < 0x20 && c != '\n' && c != '\t' || c == 0x7f || c == 0xc2 && i+1 < len(s) && s[i+1] <= 0x9f {
+				return true
+			}
+		}
+		if i == len(s) {
+			return false
 		}
 	}
-	return false
 }
 
 // --- padding ---
@@ -928,6 +1002,22 @@ func mayControl(s string) bool {
 func visiblePrefix(s string) int {
 	i := 0
 	for i < len(s) {
+		// Eight bytes at once: visible ASCII and spaces, no two spaces
+		// together, and the byte after a last space visible, are
+		// walked over as the loop below would (a space then steps two,
+		// to a byte the loop walks on from as this does).
+		for i+9 <= len(s) {
+			x := word8(s, i)
+			sp := bytesEqual(x, ' ')
+			if bytesLess(x, 0x20)|x&bytes80|sp&(sp>>8) != 0 ||
+				s[i+7] == ' ' && (s[i+8] <= ' ' || s[i+8] >= utf8.RuneSelf) {
+				break
+			}
+			i += 8
+		}
+		if i >= len(s) {
+			break
+		}
 		c := s[i]
 		switch {
 		case c > ' ' && c < utf8.RuneSelf:
@@ -2025,50 +2115,104 @@ func CallsElsewhere(text, server string, idx *ToolIndex) []string {
 	if idx.empty() {
 		return nil
 	}
-	lower := nameLower(text)
 	seen := map[string]bool{}
 	var out []string
-	for _, v := range callVerbs {
-		for at := 0; ; {
-			i := strings.Index(lower[at:], v)
-			if i < 0 {
-				break
+	// look reads the name after a call verb, in rest: the 200 bytes of
+	// the lowered text after it.
+	look := func(rest string) {
+		rest = strings.TrimLeft(rest, " \t`'\"")
+		rest = strings.TrimLeft(strings.TrimPrefix(rest, "the "), " \t`'\"")
+		j := 0
+		for j < len(rest) && (nameByte(rest[j]) || rest[j] == '.' || rest[j] == '/') {
+			j++
+		}
+		word := strings.TrimRight(rest[:j], "./")
+		if word == "" || seen[word] {
+			return
+		}
+		seen[word] = true
+		for _, o := range idx.appendNamed(nil, word) {
+			if o.Server != server {
+				out = append(out, o.Server+"/"+o.Tool)
 			}
-			i += at
-			at = i + len(v)
-			if i > 0 && nameByte(lower[i-1]) || at >= len(lower) || nameByte(lower[at]) {
+		}
+		// "server.tool", "server/tool" and the gateway's prefixed
+		// "server__tool" name the server too.
+		for _, sep := range []string{".", "/", "__"} {
+			k := strings.Index(word, sep)
+			if k <= 0 {
 				continue
 			}
-			rest := strings.TrimLeft(lower[at:min(at+200, len(lower))], " \t`'\"")
-			rest = strings.TrimLeft(strings.TrimPrefix(rest, "the "), " \t`'\"")
-			j := 0
-			for j < len(rest) && (nameByte(rest[j]) || rest[j] == '.' || rest[j] == '/') {
-				j++
-			}
-			word := strings.TrimRight(rest[:j], "./")
-			if word == "" || seen[word] {
-				continue
-			}
-			seen[word] = true
-			for _, o := range idx.appendNamed(nil, word) {
-				if o.Server != server {
+			for _, o := range idx.appendNamed(nil, word[k+len(sep):]) {
+				if o.Server != server && strings.EqualFold(o.Server, word[:k]) {
 					out = append(out, o.Server+"/"+o.Tool)
 				}
 			}
-			// "server.tool", "server/tool" and the gateway's prefixed
-			// "server__tool" name the server too.
-			for _, sep := range []string{".", "/", "__"} {
-				k := strings.Index(word, sep)
-				if k <= 0 {
+		}
+	}
+	if strings.Contains(text, "\u212a") || strings.Contains(text, "\u0130") {
+		// K and İ lower to one ASCII byte from several: the lowered text
+		// is not the text's bytes lowered in place.
+		lower := nameLower(text)
+		for _, v := range callVerbs {
+			for at := 0; ; {
+				i := strings.Index(lower[at:], v)
+				if i < 0 {
+					break
+				}
+				i += at
+				at = i + len(v)
+				if i > 0 && nameByte(lower[i-1]) || at >= len(lower) || nameByte(lower[at]) {
 					continue
 				}
-				for _, o := range idx.appendNamed(nil, word[k+len(sep):]) {
-					if o.Server != server && strings.EqualFold(o.Server, word[:k]) {
-						out = append(out, o.Server+"/"+o.Tool)
-					}
-				}
+				look(lower[at:min(at+200, len(lower))])
 			}
 		}
+	} else {
+		// The lowered text is the text with its ASCII capitals lowered,
+		// byte for byte: a verb there is a run of name bytes that is
+		// one, in any case, and only the bytes after it are lowered.
+		// The names are looked up in another order than verb by verb;
+		// the answer is sorted and a set, so it is the same.
+		// The runs are found eight bytes at a time: where a byte is a
+		// name byte and the one before is not a run starts, and where
+		// it is not and the one before is, the run ends.
+		start, in := 0, false
+		ended := func(j int) {
+			if j-start >= 3 && j-start <= 7 && isCallVerb(text[start:j]) {
+				look(nameLower(text[j:min(j+200, len(text))]))
+			}
+		}
+		i := 0
+		for ; i+8 <= len(text); i += 8 {
+			name := nameByteMask(word8(text, i))
+			var before uint64
+			if in {
+				before = 0x80
+			}
+			edges := name ^ (name<<8 | before)
+			for edges != 0 {
+				k := bits.TrailingZeros64(edges) / 8
+				edges &= edges - 1
+				if in {
+					ended(i + k)
+				} else {
+					start = i + k
+				}
+				in = !in
+			}
+		}
+		for ; i < len(text); i++ {
+			if nameBytes[text[i]] != in {
+				if in {
+					ended(i)
+				} else {
+					start = i
+				}
+				in = !in
+			}
+		}
+		// A run at the end of the text is followed by nothing to call.
 	}
 	sort.Strings(out)
 	out = slicesCompact(out)
@@ -2077,6 +2221,53 @@ func CallsElsewhere(text, server string, idx *ToolIndex) []string {
 	}
 	return out
 }
+
+// isCallVerb reports whether w, of name bytes, is a call verb in any
+// case.
+func isCallVerb(w string) bool {
+	switch len(w) {
+	case 3:
+		return foldsTo(w, "use") || foldsTo(w, "run")
+	case 4:
+		return foldsTo(w, "call")
+	case 6:
+		return foldsTo(w, "invoke")
+	case 7:
+		return foldsTo(w, "execute") || foldsTo(w, "trigger")
+	}
+	return false
+}
+
+// foldsTo reports whether w, of name bytes, is v, lower-case letters of
+// the same length, in any case: of the name bytes only a letter's two
+// cases set bit 0x20 to a lower-case letter.
+func foldsTo(w, v string) bool {
+	for i := 0; i < len(v); i++ {
+		if w[i]|0x20 != v[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// nameByteMask has the top bit set in exactly the bytes of x that are
+// name bytes (nameByte).
+func nameByteMask(x uint64) uint64 {
+	low := x &^ bytes80 // each byte's low seven bits: the sums below carry into no other byte
+	atLeast := func(y uint64, c byte) uint64 { return (y + bytes01*uint64(0x80-c)) & bytes80 }
+	lower := low | bytes01*0x20
+	letter := atLeast(lower, 'a') &^ atLeast(lower, 'z'+1)
+	digit := atLeast(low, '0') &^ atLeast(low, '9'+1)
+	return (letter | digit | bytesEqual(x, '_') | bytesEqual(x, '-')) &^ x & bytes80 // &^ x: no byte past ASCII
+}
+
+// nameBytes is nameByte as a table.
+var nameBytes = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = nameByte(byte(c))
+	}
+	return t
+}()
 
 // containsToken reports needle in hay with no name character on either side.
 func containsToken(hay, needle string) bool {
@@ -2103,6 +2294,20 @@ func containsToken(hay, needle string) bool {
 func nameLower(text string) string {
 	var b []byte
 	for i := 0; i < len(text); {
+		if i+8 <= len(text) {
+			// Eight ASCII bytes at once, their capitals lowered.
+			if x := word8(text, i); x&bytes80 == 0 {
+				upper := (x + bytes01*(0x80-'A')) &^ (x + bytes01*(0x80-'Z'-1)) & bytes80
+				if upper != 0 && b == nil {
+					b = append(make([]byte, 0, len(text)), text[:i]...)
+				}
+				if b != nil {
+					b = binary.LittleEndian.AppendUint64(b, x|upper>>2)
+				}
+				i += 8
+				continue
+			}
+		}
 		c := text[i]
 		if c < utf8.RuneSelf {
 			if 'A' <= c && c <= 'Z' {

@@ -64,6 +64,10 @@ type needleAutomaton struct {
 	// row, with hasOut set when needles end at it.
 	next []uint32
 	out  [][]uint16 // per state, the needles ending there
+	// onlySeen is, per state whose needles are all of any spelling and
+	// keep no hits, the set of them: reporting them is marking them
+	// seen. Prose hits such needles ("on", "it") every few bytes.
+	onlySeen []*idSet
 }
 
 const hasOut = 1 << 31
@@ -154,6 +158,17 @@ func (a *needleAutomaton) complete(trie []uint32, cols int) {
 		}
 	}
 	a.next = trie
+	a.onlySeen = make([]*idSet, len(a.out))
+	for st, out := range a.out {
+		if len(out) == 0 || slices.ContainsFunc(out, func(id uint16) bool { return a.placed[id] || a.needles[id].exact != "" }) {
+			continue
+		}
+		set := new(idSet)
+		for _, id := range out {
+			set.add(id)
+		}
+		a.onlySeen[st] = set
+	}
 }
 
 // scan adds to m every needle in m.s: seen, and its hit when placed.
@@ -162,6 +177,18 @@ func (a *needleAutomaton) scan(m *textMatch) {
 	// The table reads bytes; the rare ſ and K are fed as s and k between
 	// runs of it.
 	folds := foldsIn(s)
+	if folds == nil && len(s) >= minStreamed {
+		a.scanStreams(m)
+	} else {
+		a.scanOnePass(m, folds)
+	}
+	// Hits come out by their end; windows are cut by their start.
+	slices.SortStableFunc(m.hits, func(x, y needleHit) int { return cmp.Compare(x.start, y.start) })
+}
+
+// scanOnePass is scan reading the text in one pass; folds are foldsIn(m.s).
+func (a *needleAutomaton) scanOnePass(m *textMatch, folds []int) {
+	s := m.s
 	var row uint32
 	at := 0
 	for _, f := range folds {
@@ -171,8 +198,6 @@ func (a *needleAutomaton) scan(m *textMatch) {
 		row = a.step(m, row, c, at, true)
 	}
 	a.run(m, row, at, len(s), folds != nil)
-	// Hits come out by their end; windows are cut by their start.
-	slices.SortStableFunc(m.hits, func(x, y needleHit) int { return cmp.Compare(x.start, y.start) })
 }
 
 // run feeds s[from:to] to the automaton from row and returns the row it
@@ -265,4 +290,121 @@ func foldedStart(s string, end, n int) int {
 		}
 	}
 	return end
+}
+
+// Reading a text is a chain of table look-ups, each waiting on the one
+// before: the processor idles between them. A long text is read as four
+// stretches at once instead, cut after bytes of no needle (after which
+// the automaton is at its root whatever came before), so that each
+// stretch starts where one pass would be. The hits of each stretch are
+// kept apart and joined in order: what one pass gives
+// (TestStreamedScanIsOnePass).
+
+// minStreamed is the shortest text read in stretches.
+const minStreamed = 2048
+
+const streams = 4
+
+// scanStreams is scan of a text without ſ or K, read in stretches.
+func (a *needleAutomaton) scanStreams(m *textMatch) {
+	s := m.s
+	// Stretch k is s[cut[k]:cut[k+1]].
+	var cut [streams + 1]int
+	cut[streams] = len(s)
+	for k := 1; k < streams; k++ {
+		p := max(len(s)*k/streams, cut[k-1])
+		for p < len(s) && a.col[s[p]] != 0 {
+			p++
+		}
+		cut[k] = min(p+1, len(s))
+	}
+	var hits [streams][]needleHit
+	var over [streams]bool
+	next, col := a.next, &a.col
+	p0, p1, p2, p3 := cut[0], cut[1], cut[2], cut[3]
+	var r0, r1, r2, r3 uint32
+	n := min(cut[1]-p0, cut[2]-p1, cut[3]-p2, cut[4]-p3)
+	for ; n > 0; n-- {
+		r0 = next[r0+uint32(col[s[p0]])]
+		r1 = next[r1+uint32(col[s[p1]])]
+		r2 = next[r2+uint32(col[s[p2]])]
+		r3 = next[r3+uint32(col[s[p3]])]
+		p0, p1, p2, p3 = p0+1, p1+1, p2+1, p3+1
+		if (r0|r1|r2|r3)&hasOut != 0 {
+			if r0&hasOut != 0 {
+				r0 &^= hasOut
+				hits[0], over[0] = a.reportTo(m, hits[0], over[0], p0, int(r0>>a.shift))
+			}
+			if r1&hasOut != 0 {
+				r1 &^= hasOut
+				hits[1], over[1] = a.reportTo(m, hits[1], over[1], p1, int(r1>>a.shift))
+			}
+			if r2&hasOut != 0 {
+				r2 &^= hasOut
+				hits[2], over[2] = a.reportTo(m, hits[2], over[2], p2, int(r2>>a.shift))
+			}
+			if r3&hasOut != 0 {
+				r3 &^= hasOut
+				hits[3], over[3] = a.reportTo(m, hits[3], over[3], p3, int(r3>>a.shift))
+			}
+		}
+	}
+	pos := [streams]int{p0, p1, p2, p3}
+	rows := [streams]uint32{r0, r1, r2, r3}
+	for k := range streams {
+		row := rows[k]
+		for i := pos[k]; i < cut[k+1]; i++ {
+			row = next[row+uint32(col[s[i]])]
+			if row&hasOut != 0 {
+				row &^= hasOut
+				hits[k], over[k] = a.reportTo(m, hits[k], over[k], i+1, int(row>>a.shift))
+			}
+		}
+	}
+	// Joined in order, the first maxHits kept, as one pass keeps them.
+	total := 0
+	for k := range streams {
+		total += len(hits[k])
+	}
+	m.hits = slices.Grow(m.hits, min(total, maxHits))
+	for k := range streams {
+		if over[k] {
+			m.overflow = true
+		}
+		for _, h := range hits[k] {
+			if len(m.hits) >= maxHits {
+				m.overflow = true
+				break
+			}
+			m.hits = append(m.hits, h)
+		}
+	}
+}
+
+// reportTo is report for a stretch of a text without ſ or K: the hits
+// go to hits, at most maxHits of them (over says more came).
+func (a *needleAutomaton) reportTo(m *textMatch, hits []needleHit, over bool, end, st int) ([]needleHit, bool) {
+	if set := a.onlySeen[st]; set != nil {
+		for i := range set {
+			m.seen[i] |= set[i]
+		}
+		return hits, over
+	}
+	for _, id := range a.out[st] {
+		n := a.needles[id]
+		start := end - len(n.word)
+		if n.exact != "" && m.s[start:end] != n.exact {
+			continue
+		}
+		m.seen.add(id)
+		if !a.placed[id] {
+			continue
+		}
+		if len(hits) >= maxHits {
+			over = true
+			continue
+		}
+		hits = append(hits, needleHit{start, end, id})
+	}
+	return hits, over
 }

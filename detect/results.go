@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -74,10 +75,17 @@ func ScanResult(raw json.RawMessage, opts ResultScanOptions) ResultScan {
 	if opts.MaxDepth <= 0 {
 		opts.MaxDepth = 2
 	}
+	if texts, isErr, ok := readResult(raw); ok {
+		return scanTexts(raw, texts, isErr, opts)
+	}
+	return scanDecoded(raw, opts)
+}
+
+// scanDecoded is ScanResult of a result decoded whole: what readResult
+// does not read (structured content, anything it is not sure of).
+func scanDecoded(raw json.RawMessage, opts ResultScanOptions) ResultScan {
 	var res map[string]any
-	d := json.NewDecoder(bytes.NewReader(raw))
-	d.UseNumber()
-	if d.Decode(&res) != nil {
+	if decodeResult(raw, &res) != nil {
 		return ResultScan{}
 	}
 	isErr, _ := res["isError"].(bool)
@@ -116,6 +124,50 @@ func ScanResult(raw json.RawMessage, opts ResultScanOptions) ResultScan {
 		if b, err := json.Marshal(res); err == nil {
 			out.Redacted = b
 		}
+	}
+	return out
+}
+
+// decodeResult decodes raw as ScanResult reads it.
+func decodeResult(raw json.RawMessage, res *map[string]any) error {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	return d.Decode(res)
+}
+
+// scanTexts is ScanResult of a result read by readResult: its texts
+// scanned in order, and, when a secret was masked and Redact is set, the
+// result decoded and written again with the masked texts in their places.
+func scanTexts(raw json.RawMessage, texts []resultText, isErr bool, opts ResultScanOptions) ResultScan {
+	s := &resultScanner{opts: opts, c: &collector{noPrefilter: opts.noPrefilter}, budget: opts.MaxBytes, decoded: opts.MaxDecoded, isError: isErr}
+	type edit struct {
+		at  resultText
+		out string
+	}
+	var edits []edit
+	for _, t := range texts {
+		if out, m := s.scanString(t.text, t.path); m {
+			edits = append(edits, edit{t, out})
+		}
+	}
+	out := ResultScan{Findings: s.c.sorted(), Secrets: s.secrets, Sensitive: s.sensitive}
+	if !opts.Redact || len(edits) == 0 {
+		return out
+	}
+	var res map[string]any
+	if decodeResult(raw, &res) != nil {
+		return ResultScan{} // readResult read what the decoder does not: cannot be
+	}
+	content, _ := res["content"].([]any)
+	for _, e := range edits {
+		item, _ := content[e.at.item].(map[string]any)
+		if e.at.resource {
+			item, _ = item["resource"].(map[string]any)
+		}
+		item["text"] = e.out
+	}
+	if b, err := json.Marshal(res); err == nil {
+		out.Redacted = b
 	}
 	return out
 }
@@ -184,15 +236,15 @@ func (s *resultScanner) scan(text, path string, depth int, how string) [][2]int 
 	// Character rules read the text as it came: the hidden characters
 	// are the finding.
 	mt := newTextMatch(text, s.opts.noPrefilter)
-	s.textRules(mt, path, how)
+	s.textRules(mt, path, how, false)
 	// The rules read again only the lines normalisation changed: a page
 	// of Cyrillic prose is not scanned twice over.
 	ms := []*textMatch{mt}
 	if !s.opts.Raw {
-		if changed, undone := normalizeLines(text); len(undone) > 0 {
+		if changed, undone, lookalikes := normalizeLinesOf(text); len(undone) > 0 {
 			mc := newTextMatch(changed, s.opts.noPrefilter)
 			ms = append(ms, mc)
-			s.textRules(mc, path, how+"(after undoing "+strings.Join(undone, ", ")+") ")
+			s.textRules(mc, path, how+"(after undoing "+strings.Join(undone, ", ")+") ", lookalikes)
 		}
 	}
 	for _, m := range ms {
@@ -258,8 +310,21 @@ func (s *resultScanner) scan(text, path string, depth int, how string) [][2]int 
 
 // textRules is textRules for a result's text, read through m (which the
 // result rules read again; results keep no memo).
-func (s *resultScanner) textRules(m *textMatch, path, what string) {
-	for _, f := range textFindingsOf(m.s, m, what, true) {
+//
+// Rules the collector holds a finding of for path already are not run:
+// it keeps no second. lookalikes says m reads lines of the text read
+// before with look-alike letters mapped and nothing else changed
+// (normalizeLinesOf): the character rules then find nothing they did
+// not find in the text as it came, which is a finding already when
+// they did, and they are not run again either.
+func (s *resultScanner) textRules(m *textMatch, path, what string, lookalikes bool) {
+	seen := func(rule string) bool {
+		if lookalikes && (rule == RuleHiddenUnicode || rule == RuleControlChars || rule == RuleWhitespacePadding) {
+			return true
+		}
+		return s.c.seen[[2]string{path, rule}]
+	}
+	for _, f := range textFindingsSkipping(m.s, m, what, true, seen) {
 		s.c.addSev(f.rule, path, false, f.msg, f.sev)
 	}
 }
@@ -301,28 +366,133 @@ func mask(s string, spans [][2]int) string {
 // normalizeLines is normalizeText line by line; it returns the lines it
 // changed, joined, and what it undid.
 func normalizeLines(s string) (string, []string) {
+	n, u, _ := normalizeLinesOf(s)
+	return n, u
+}
+
+// normalizeLinesOf is normalizeLines, and whether every line it changed
+// is of lineKind lineLookalikes: lines of the text with letters of
+// inert2 mapped to ASCII letters, nothing else. The character rules
+// (hidden characters, control characters, padding) find nothing in such
+// lines that the text itself does not hold: the runes they report are
+// not inert, the mapped letters are letters, and a changed line holds a
+// letter, so no blank lines run together.
+func normalizeLinesOf(s string) (string, []string, bool) {
 	var (
-		b      strings.Builder
-		undone []string
-		seen   = map[string]bool{}
+		b          strings.Builder
+		undone     []string
+		lookalikes = true
 	)
 	for line := range strings.SplitSeq(s, "\n") {
+		switch lineKind(line) {
+		case lineUnchanged:
+			continue
+		case lineLookalikes:
+			// normalizeText would only map look-alike letters.
+			if b.Len() > 0 {
+				b.WriteByte('\n')
+			}
+			writeSkeleton(&b, line)
+			if !slices.Contains(undone, undoneLookalikes) {
+				undone = append(undone, undoneLookalikes)
+			}
+			continue
+		}
 		n, u := normalizeText(line)
 		if len(u) == 0 {
 			continue
 		}
+		lookalikes = false
 		if b.Len() > 0 {
 			b.WriteByte('\n')
 		}
 		b.WriteString(n)
 		for _, x := range u {
-			if !seen[x] {
-				seen[x] = true
+			if !slices.Contains(undone, x) {
 				undone = append(undone, x)
 			}
 		}
 	}
-	return b.String(), undone
+	return b.String(), undone, lookalikes
+}
+
+const undoneLookalikes = "look-alike letters"
+
+// Most lines of most results are ASCII with a few letters of another
+// alphabet (a name, a greeting in Cyrillic or Greek): two-byte runes that
+// no step of normalizeText but the skeleton touches. lineKind tells such
+// a line from the rest without normalizeText's passes over it.
+const (
+	lineUnchanged  = iota // normalizeText leaves it as it is
+	lineLookalikes        // normalizeText maps look-alike letters only, skeleton does it
+	lineOther             // normalizeText decides
+)
+
+// twoByteRunes classifies the runes of two UTF-8 bytes (U+0080–U+07FF):
+// inert2 the runes normalizeText leaves alone but for the skeleton: no
+// format character, no NFKC decomposition, starters that combine with
+// nothing before them (as ASCII): in a string of them and of ASCII no
+// rune combines with the one before, so it is NFKC
+// (TestInertRunesAreNFKC); skel2 the skeleton's letter for
+// each, 0 for none.
+var inert2, skel2 = func() (inert [0x800]bool, skel [0x800]byte) {
+	for r := rune(0x80); r < 0x800; r++ {
+		p := norm.NFKC.PropertiesString(string(r))
+		inert[r] = !unicode.Is(unicode.Cf, r) && !isVariationSelector(r) && !isHiddenOrBad(r) && !mayHide(r) && !visible.Blank(r) &&
+			p.BoundaryBefore() && len(p.Decomposition()) == 0 && p.CCC() == 0 &&
+			p.LeadCCC() == 0 && p.TrailCCC() == 0 && norm.NFKC.IsNormalString(string(r))
+		if a, ok := skeletonTable[r]; ok {
+			if !('a' <= a && a <= 'z' || 'A' <= a && a <= 'Z') {
+				panic("skeleton letter not an ASCII letter")
+			}
+			skel[r] = byte(a)
+		}
+	}
+	return inert, skel
+}()
+
+// lineKind is what normalizeText does to line, when it is
+// lineUnchanged or lineLookalikes; lineOther otherwise.
+func lineKind(line string) int {
+	kind := lineUnchanged
+	for i := 0; ; {
+		i += asciiPrefix(line[i:])
+		if i == len(line) {
+			return kind
+		}
+		c := line[i]
+		if c < 0xc2 || c > 0xdf || i+1 == len(line) || line[i+1]&0xc0 != 0x80 {
+			return lineOther
+		}
+		r := rune(c&0x1f)<<6 | rune(line[i+1]&0x3f)
+		if !inert2[r] {
+			return lineOther
+		}
+		if skel2[r] != 0 {
+			kind = lineLookalikes
+		}
+		i += 2
+	}
+}
+
+// writeSkeleton writes skeleton(line) for a line of lineKind
+// lineLookalikes.
+func writeSkeleton(b *strings.Builder, line string) {
+	b.Grow(len(line))
+	for i := 0; ; {
+		j := i + asciiPrefix(line[i:])
+		b.WriteString(line[i:j])
+		if j == len(line) {
+			return
+		}
+		r := rune(line[j]&0x1f)<<6 | rune(line[j+1]&0x3f)
+		if a := skel2[r]; a != 0 {
+			b.WriteByte(a)
+		} else {
+			b.WriteString(line[j : j+2])
+		}
+		i = j + 2
+	}
 }
 
 // normalizeText undoes what makes text read one way to a model and
@@ -481,31 +651,40 @@ func findBlobs(s string) []blob {
 	}
 	// Runs of the base64 alphabet, found by hand: a regular expression
 	// with no literal to anchor on walks every byte through its NFA.
-	for i := 0; i < len(s) && len(out) < 32; {
-		if !isBase64Byte(s[i]) {
-			i++
+	// Only runs of 24 bytes or more count, and one holds every 24th
+	// byte: the byte 23 past where a run may start is read first, and
+	// when it is none of the alphabet no run that counts starts before
+	// it. Prose is read a few bytes in 24.
+	for p := 0; p+24 <= len(s) && len(out) < 32; {
+		// s[p-1], when there is one, is none of the alphabet.
+		if !isBase64Byte(s[p+23]) {
+			p += 24
 			continue
 		}
-		j, allHex := i, true
+		i := p + 23
+		for i > p && isBase64Byte(s[i-1]) {
+			i--
+		}
+		j := p + 24
 		for j < len(s) && isBase64Byte(s[j]) {
-			allHex = allHex && isHex(s[j])
 			j++
 		}
-		end := j
-		for end < len(s) && end-j < 2 && s[end] == '=' {
-			end++
-		}
 		if j-i >= 24 && (i == 0 || !isWordByte(s[i-1])) {
+			allHex := true
+			for k := i; k < j && allHex; k++ {
+				allHex = isHex(s[k])
+			}
+			end := j
+			for end < len(s) && end-j < 2 && s[end] == '=' {
+				end++
+			}
 			if allHex && (j-i)%2 == 0 {
 				out = append(out, blob{i, j, "hex", decodeHex})
 			} else {
 				out = append(out, blob{i, end, "base64", decodeBase64})
 			}
 		}
-		i = end
-		if i == j {
-			i++
-		}
+		p = j + 1
 	}
 	if strings.Contains(s, "%") {
 		for _, loc := range pctRE.FindAllStringIndex(s, 16) {
