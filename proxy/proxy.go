@@ -295,6 +295,7 @@ func readClient(ctx context.Context, client mcp.Connection, log *slog.Logger, wh
 	answered func(*jsonrpc.Response),
 	notified func(context.Context, *jsonrpc.Request),
 	call func(context.Context, *jsonrpc.Request)) {
+	_, checked := client.(membersChecked)
 	for {
 		msg, err := client.Read(ctx)
 		if err != nil {
@@ -302,13 +303,13 @@ func readClient(ctx context.Context, client mcp.Connection, log *slog.Logger, wh
 		}
 		switch m := msg.(type) {
 		case *jsonrpc.Response:
-			if m.Result, err = strictJSON(m.Result); err != nil {
+			if m.Result, err = strictJSON(m.Result, checked); err != nil {
 				m.Result, m.Error = nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: who + ": the client's answer was refused: " + err.Error()}
 				log.Warn("refused a client answer", "error", err)
 			}
 			answered(m)
 		case *jsonrpc.Request:
-			if m.Params, err = strictJSON(m.Params); err != nil {
+			if m.Params, err = strictJSON(m.Params, checked); err != nil {
 				log.Warn("refused a client request", "method", visible.Line(m.Method), "error", err)
 				if m.IsCall() {
 					write(ctx, errorResponse(m.ID, jsonrpc.CodeInvalidParams, who+": "+err.Error()))

@@ -11,8 +11,6 @@ import (
 	"sync"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
-
-	"github.com/rugwatch/rugwatch/signatures"
 )
 
 // httpConn is a proxied session's client leg on proxy_listen: the
@@ -202,6 +200,9 @@ func (c *httpConn) Close() error {
 	return nil
 }
 
+// membersChecked: decodeClientMessage has checked every message whole.
+func (c *httpConn) membersChecked() {}
+
 // SessionID is the Mcp-Session-Id of the session.
 func (c *httpConn) SessionID() string { return c.id }
 
@@ -357,8 +358,8 @@ func decodeClientMessage(body []byte) (jsonrpc.Message, error) {
 	if len(body) > 0 && body[0] == '[' {
 		return nil, errors.New("JSON-RPC batches are not supported; send one message per request")
 	}
-	if err := signatures.CheckMembers(body, signatures.Limits{MaxBytes: maxParamsBytes, MaxStringBytes: maxParamsBytes}); err != nil {
-		return nil, fmt.Errorf("hostile request: %w", err)
+	if err := checkMembers(body); err != nil {
+		return nil, err
 	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(body, &m); err != nil || m == nil {

@@ -20,6 +20,10 @@ var hostileEnvelopes = []struct{ name, body, want string }{
 	{"case-duplicate method", `{"jsonrpc":"2.0","id":7,"method":"ping","METHOD":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}`, "hostile request"},
 	{"case-duplicate id", `{"jsonrpc":"2.0","id":7,"ID":8,"method":"ping"}`, "hostile request"},
 	{"case-duplicate params", `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo"},"Params":{"name":"get-env"}}`, "hostile request"},
+	// Inside params: what readClient's strictJSON would refuse, refused
+	// here once for the whole message (readClient does not walk again).
+	{"case-duplicate name in params", `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"add","NAME":"echo","arguments":{"a":1,"b":2}}}`, "hostile request"},
+	{"case-duplicate argument", `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"text":"a","TEXT":"b"}}}`, "hostile request"},
 	{"batch", `[{"jsonrpc":"2.0","id":7,"method":"ping"}]`, "batches are not supported"},
 	{"no version", `{"id":7,"method":"ping"}`, "lacks"},
 	{"id beyond 2^53", `{"jsonrpc":"2.0","id":9007199254740993,"method":"ping"}`, "within ±2^53"},

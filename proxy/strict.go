@@ -17,12 +17,17 @@ const maxParamsBytes = 16 << 20
 // the server the other: `{"name":"get-env","NAME":"echo"}` checked as echo
 // and run as get-env), and what goes on upstream is what was checked,
 // decoded and encoded again, never the bytes as they came.
-func strictJSON(raw json.RawMessage) (json.RawMessage, error) {
+//
+// checked says the whole message raw came in was checked for members
+// already (a membersChecked connection): the walk is not run again.
+func strictJSON(raw json.RawMessage, checked bool) (json.RawMessage, error) {
 	if len(raw) == 0 {
 		return raw, nil
 	}
-	if err := signatures.CheckMembers(raw, signatures.Limits{MaxBytes: maxParamsBytes, MaxStringBytes: maxParamsBytes}); err != nil {
-		return nil, fmt.Errorf("hostile request: %w", err)
+	if !checked {
+		if err := checkMembers(raw); err != nil {
+			return nil, err
+		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber() // numbers travel as written: no float64 rounding
@@ -38,6 +43,19 @@ func strictJSON(raw json.RawMessage) (json.RawMessage, error) {
 	}
 	return bytes.TrimSuffix(out.Bytes(), []byte("\n")), nil
 }
+
+// checkMembers is the member check of strictJSON, for a whole message.
+func checkMembers(raw []byte) error {
+	if err := signatures.CheckMembers(raw, signatures.Limits{MaxBytes: maxParamsBytes, MaxStringBytes: maxParamsBytes}); err != nil {
+		return fmt.Errorf("hostile request: %w", err)
+	}
+	return nil
+}
+
+// membersChecked is a client connection that runs checkMembers over each
+// message whole before handing it on (httpConn): its params and results
+// are not walked again, only decoded and encoded again.
+type membersChecked interface{ membersChecked() }
 
 // callParams reads tools/call params by their exact member names, as the
 // server will (encoding/json into a struct would match "NAME" too).

@@ -152,7 +152,7 @@ func postMCP(t *testing.T, url, body, session string) *http.Response {
 
 // The re-encoded params keep numbers as written and every exact member.
 func TestStrictJSONReencodes(t *testing.T) {
-	out, err := strictJSON(json.RawMessage(`{"b": 12345678901234567890, "a" : "<x>\u0041", "n": 1.50}`))
+	out, err := strictJSON(json.RawMessage(`{"b": 12345678901234567890, "a" : "<x>\u0041", "n": 1.50}`), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func TestStrictJSONReencodes(t *testing.T) {
 		t.Errorf("re-encoded %s", got)
 	}
 	for _, bad := range []string{`{"a":1,"a":2}`, `{"a":1,"A":2}`, `{"\u212a":1,"k":2}`, `[{"x":{"y":1,"Y":1}}]`, "{\"a\":\"\xff\"}"} {
-		if _, err := strictJSON(json.RawMessage(bad)); err == nil {
+		if _, err := strictJSON(json.RawMessage(bad), false); err == nil {
 			t.Errorf("%q passed", bad)
 		}
 	}
