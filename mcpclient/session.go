@@ -326,6 +326,11 @@ func (s *Session) callUntil(ctx context.Context, n int64, method string, p json.
 		s.mu.Unlock()
 	}()
 	if err := s.conn.Write(ctx, &jsonrpc.Request{ID: id, Method: method, Params: p}); err != nil {
+		// Over Streamable HTTP the write lasts until the server starts its
+		// answer, which a go-sdk server does only when it has something to
+		// send: a call cancelled while the server works on it ends here,
+		// and the server must hear of it as below.
+		s.cancelUpstream(ctx, method, id)
 		return nil, fmt.Errorf("sending %s: %w", method, err)
 	}
 	select {
@@ -343,18 +348,24 @@ func (s *Session) callUntil(ctx context.Context, n int64, method string, p json.
 		// A timeout, not a cancellation: nothing is sent (see below).
 		return nil, fmt.Errorf("waiting for %s: %w", method, context.DeadlineExceeded)
 	case <-ctx.Done():
-		if method != "initialize" && errors.Is(ctx.Err(), context.Canceled) {
-			// Cancelled, not timed out (a poll past its deadline tears the
-			// session down anyway): tell the server, so a proxied call the
-			// client gave up on stops upstream too. initialize must never
-			// be cancelled.
-			cp, _ := json.Marshal(map[string]any{"requestId": id.Raw(), "reason": "cancelled by the client"})
-			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 200*time.Millisecond)
-			_ = s.conn.Write(wctx, &jsonrpc.Request{Method: "notifications/cancelled", Params: cp})
-			cancel()
-		}
+		s.cancelUpstream(ctx, method, id)
 		return nil, fmt.Errorf("waiting for %s: %w", method, ctx.Err())
 	}
+}
+
+// cancelUpstream tells the server that request id, which ctx ended, is
+// cancelled, when ctx was cancelled rather than timed out (a poll past
+// its deadline tears the session down anyway): a proxied call the client
+// gave up on stops upstream too. initialize must never be cancelled. A
+// server that never got the request ignores the notice.
+func (s *Session) cancelUpstream(ctx context.Context, method string, id jsonrpc.ID) {
+	if method == "initialize" || !errors.Is(ctx.Err(), context.Canceled) {
+		return
+	}
+	cp, _ := json.Marshal(map[string]any{"requestId": id.Raw(), "reason": "cancelled by the client"})
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 200*time.Millisecond)
+	_ = s.conn.Write(wctx, &jsonrpc.Request{Method: "notifications/cancelled", Params: cp})
+	cancel()
 }
 
 func (s *Session) notify(ctx context.Context, method string, params any) error {

@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -321,7 +322,9 @@ func (h *HTTP) serveSession(w http.ResponseWriter, r *http.Request, body []byte,
 		h.end(s)
 		w.WriteHeader(http.StatusNoContent)
 	case http.MethodPost:
-		s.conn.post(w, r, body)
+		if msg, ok := readPOST(w, r, body); ok {
+			s.conn.post(w, r, msg, body)
+		}
 	case http.MethodGet:
 		s.conn.get(w, r)
 	default:
@@ -334,11 +337,17 @@ func (h *HTTP) serveSession(w http.ResponseWriter, r *http.Request, body []byte,
 // opens one. Anything else (a 2026-07-28 client's server/discover, or its
 // stateless requests) is answered "method not found", which sends the
 // SDKs back to the handshake this proxy speaks, and leaves nothing behind.
+//
+// The message is read (strictly, as in a session) before a session is
+// opened for it: one opened for a message that then fails, or that is
+// not an initialize call, would hold an upstream no client has the id of
+// until it idled out, counted against the caps.
 func (h *HTTP) serveFirst(w http.ResponseWriter, r *http.Request, body []byte, server string, serve func(context.Context, mcp.Connection) error, client string) {
-	var first struct {
-		Method string `json:"method"`
+	msg, ok := readPOST(w, r, body)
+	if !ok {
+		return
 	}
-	if json.Unmarshal(body, &first) != nil || first.Method != "initialize" {
+	if req, ok := msg.(*jsonrpc.Request); !ok || !req.IsCall() || req.Method != "initialize" {
 		writeRPCError(w, http.StatusOK, requestID(body), "rugwatch proxy: start the session with initialize")
 		return
 	}
@@ -348,7 +357,7 @@ func (h *HTTP) serveFirst(w http.ResponseWriter, r *http.Request, body []byte, s
 		return
 	}
 	defer h.release(s)
-	s.conn.post(w, r, body)
+	s.conn.post(w, r, msg, body)
 }
 
 // serverOf returns the server a request path names: /mcp/<server>, or

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 )
@@ -30,13 +31,18 @@ import (
 // A POST carrying a request is answered with the response alone
 // (application/json) unless something related comes first — the
 // server's progress on that request — in which case the answer becomes an
-// event stream carrying those messages and then the response. A POST of a
+// event stream carrying those messages and then the response; a request
+// the client cancels ends its stream with no answer (the TypeScript SDK
+// would otherwise hold the POST open for the session's life). A POST of a
 // notification or a response is answered 202. The GET stream carries what
 // relates to no request in flight (list_changed, logging, the server's
-// own requests); a newer GET replaces an older one, so a client that
-// reconnects is never locked out by a stream the network dropped
-// unnoticed. Without a GET stream such messages are refused with the
-// code the SDK's transport uses, which writeClientRequest retries.
+// own requests) from a queue of the session's: a newer GET replaces an
+// older one, so a client that reconnects is never locked out by a stream
+// the network dropped unnoticed, and what was queued for the older one
+// goes out on the newer. Without a GET stream such messages are refused
+// with the code the SDK's transport uses, which writeClientRequest
+// retries. Every write to a client has a deadline, so one that stops
+// reading frees its handler.
 //
 // Batches (2025-03-26 only, removed after) are refused; no SDK sends them.
 type httpConn struct {
@@ -51,6 +57,9 @@ type httpConn struct {
 	calls    map[jsonrpc.ID]*httpStream
 	progress map[string]*httpStream
 	listen   *httpStream // the open GET stream, if any
+	// listenOut is the GET stream's queue: the session's, not one
+	// stream's, so a newer GET takes up what an older one left.
+	listenOut chan frame
 }
 
 // httpStream is where the messages for one waiting HTTP response go.
@@ -59,7 +68,8 @@ type httpStream struct {
 	// gone is closed when the HTTP response has ended: nothing more can
 	// be delivered to it.
 	gone chan struct{}
-	// stop is closed to end a GET stream a newer one replaced.
+	// stop is closed to end a GET stream a newer one replaced, or a
+	// POST whose request the client cancelled.
 	stop chan struct{}
 }
 
@@ -73,6 +83,7 @@ func newHTTPConn(id string) *httpConn {
 	return &httpConn{
 		id: id, incoming: make(chan jsonrpc.Message), done: make(chan struct{}),
 		calls: map[jsonrpc.ID]*httpStream{}, progress: map[string]*httpStream{},
+		listenOut: make(chan frame, 64),
 	}
 }
 
@@ -111,7 +122,7 @@ func (c *httpConn) Write(ctx context.Context, msg jsonrpc.Message) error {
 		return fmt.Errorf("encoding a message for the client: %w", err)
 	}
 	var st *httpStream
-	last := false
+	last, listening := false, false
 	c.mu.Lock()
 	switch m := msg.(type) {
 	case *jsonrpc.Response:
@@ -119,28 +130,29 @@ func (c *httpConn) Write(ctx context.Context, msg jsonrpc.Message) error {
 		c.forgetLocked(m.ID, st)
 	case *jsonrpc.Request:
 		if m.Method == "notifications/progress" && !m.IsCall() {
-			st = c.progress[progressToken(m.Params)]
+			st = c.progress[progressToken(m.Params, false)]
 		}
-		if st == nil {
-			st = c.listen
-		}
+		listening = st == nil && c.listen != nil
 	}
 	c.mu.Unlock()
-	if st == nil {
-		select {
-		case <-c.done:
-			return errSessionClosed
-		default:
-		}
-		if last {
-			return rejected("the request's HTTP response has ended")
-		}
+	select {
+	case <-c.done:
+		return errSessionClosed
+	default:
+	}
+	out, gone := c.listenOut, (<-chan struct{})(nil)
+	switch {
+	case st != nil:
+		out, gone = st.out, st.gone
+	case last:
+		return rejected("the request's HTTP response has ended")
+	case !listening:
 		return rejected("no stream open to carry it (the client has no GET stream)")
 	}
 	select {
-	case st.out <- frame{data, last}:
+	case out <- frame{data: data, last: last}:
 		return nil
-	case <-st.gone:
+	case <-gone:
 		return rejected("the stream ended")
 	case <-c.done:
 		return errSessionClosed
@@ -154,9 +166,14 @@ func (c *httpConn) Write(ctx context.Context, msg jsonrpc.Message) error {
 // second full scan there). Every result the proxy holds is valid JSON: a
 // server's was parsed whole by the upstream transport, the proxy's own
 // were marshalled.
+//
+// A result a server sent spread over lines (pretty-printed JSON, or SSE
+// data lines the transport joined) is compacted as the SDK would: an
+// event's data must be one line, and in valid JSON every CR or LF is
+// whitespace between tokens.
 func encodeMessage(msg jsonrpc.Message) ([]byte, error) {
 	resp, ok := msg.(*jsonrpc.Response)
-	if !ok || resp.Error != nil || len(resp.Result) == 0 || !resp.ID.IsValid() {
+	if !ok || resp.Error != nil || len(resp.Result) == 0 || !resp.ID.IsValid() || bytes.ContainsAny(resp.Result, "\r\n") {
 		return jsonrpc.EncodeMessage(msg)
 	}
 	var id []byte
@@ -206,41 +223,57 @@ func (c *httpConn) membersChecked() {}
 // SessionID is the Mcp-Session-Id of the session.
 func (c *httpConn) SessionID() string { return c.id }
 
-// post serves a POST whose body has been read whole.
-func (c *httpConn) post(w http.ResponseWriter, r *http.Request, body []byte) {
+// readPOST reads the message of a POST whose body has been read whole,
+// or answers the POST with why not (false).
+func readPOST(w http.ResponseWriter, r *http.Request, body []byte) (jsonrpc.Message, bool) {
 	if len(r.Header.Values("Last-Event-ID")) > 0 {
 		writeRPCError(w, http.StatusBadRequest, requestID(body), "rugwatch proxy: Last-Event-ID is not for a POST")
-		return
+		return nil, false
 	}
 	msg, err := decodeClientMessage(body)
 	if err != nil {
 		writeRPCError(w, http.StatusBadRequest, requestID(body), "rugwatch proxy: "+err.Error())
-		return
+		return nil, false
 	}
+	return msg, true
+}
+
+// post serves a POST of msg (read by readPOST from body).
+func (c *httpConn) post(w http.ResponseWriter, r *http.Request, msg jsonrpc.Message, body []byte) {
+	// Once delivered, msg is its reader's (readClient re-encodes its
+	// params in place): what is needed of it here is read before.
 	req, ok := msg.(*jsonrpc.Request)
 	if !ok || !req.IsCall() {
+		var cancelled json.RawMessage
+		if ok && req.Method == "notifications/cancelled" {
+			cancelled = req.Params
+		}
 		if !c.deliver(r.Context(), msg) {
 			http.Error(w, "rugwatch proxy: the session has ended", http.StatusNotFound)
 			return
 		}
+		if cancelled != nil {
+			c.cancelled(cancelled)
+		}
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
+	id, initialize := req.ID, req.Method == "initialize"
 	st := newStream(16)
 	c.mu.Lock()
-	if _, dup := c.calls[req.ID]; dup {
+	if _, dup := c.calls[id]; dup {
 		c.mu.Unlock()
 		writeRPCError(w, http.StatusBadRequest, requestID(body), "rugwatch proxy: a request with this id is already in flight")
 		return
 	}
-	c.calls[req.ID] = st
-	if tok := progressToken(req.Params); tok != "" {
+	c.calls[id] = st
+	if tok := progressToken(req.Params, true); tok != "" {
 		c.progress[tok] = st
 	}
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
-		c.forgetLocked(req.ID, st)
+		c.forgetLocked(id, st)
 		c.mu.Unlock()
 		close(st.gone)
 	}()
@@ -250,42 +283,77 @@ func (c *httpConn) post(w http.ResponseWriter, r *http.Request, body []byte) {
 	}
 	h := w.Header()
 	h.Set("Cache-Control", "no-cache, no-transform")
-	if req.Method == "initialize" {
+	if initialize {
 		h.Set("Mcp-Session-Id", c.id)
 	}
 	events := false
 	rc := http.NewResponseController(w)
+	startEvents := func() {
+		if !events {
+			events = true
+			h.Set("Content-Type", "text/event-stream")
+			w.WriteHeader(http.StatusOK)
+		}
+	}
 	for {
+		var f frame
 		select {
-		case f := <-st.out:
-			if f.last && !events {
-				h.Set("Content-Type", "application/json")
-				_, _ = w.Write(f.data)
-				return
-			}
-			if !events {
-				events = true
-				h.Set("Content-Type", "text/event-stream")
-				w.WriteHeader(http.StatusOK)
-			}
-			if writeEvent(w, rc, f.data) != nil || f.last {
-				return
-			}
+		case f = <-st.out:
+		case <-st.stop:
+			// Cancelled by the client: no answer is due. An event stream
+			// with none ends it (an empty JSON body would be taken by the
+			// go-sdk client for a broken session).
+			startEvents()
+			_ = rc.Flush()
+			return
 		case <-r.Context().Done():
 			return // the client left; the answer, when it comes, is refused
 		case <-c.done:
-			if !events {
-				http.Error(w, "rugwatch proxy: the session has ended", http.StatusNotFound)
+			select {
+			case f = <-st.out: // an answer that came as the session ended
+			default:
+				if !events {
+					http.Error(w, "rugwatch proxy: the session has ended", http.StatusNotFound)
+				}
+				return
 			}
+		}
+		if f.last && !events {
+			h.Set("Content-Type", "application/json")
+			_ = writeBounded(w, rc, f.data)
 			return
 		}
+		startEvents()
+		if writeEvent(w, rc, f.data) != nil || f.last {
+			return
+		}
+	}
+}
+
+// cancelled ends the stream of the request a client's
+// notifications/cancelled names, if it is in flight: its answer is not
+// due any more.
+func (c *httpConn) cancelled(params json.RawMessage) {
+	var p map[string]json.RawMessage
+	if json.Unmarshal(params, &p) != nil {
+		return
+	}
+	id, err := messageID(p["requestId"])
+	if err != nil || !id.IsValid() {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st := c.calls[id]; st != nil {
+		c.forgetLocked(id, st)
+		close(st.stop) // once: no longer in calls, no one finds it again
 	}
 }
 
 // get serves the GET stream until the client leaves, a newer GET replaces
 // it, or the session ends.
 func (c *httpConn) get(w http.ResponseWriter, r *http.Request) {
-	st := newStream(64)
+	st := newStream(0) // its frames queue on c.listenOut
 	c.mu.Lock()
 	old := c.listen
 	c.listen = st
@@ -310,8 +378,14 @@ func (c *httpConn) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for {
+		// A replaced stream leaves the queue to the newer one at once.
 		select {
-		case f := <-st.out:
+		case <-st.stop:
+			return
+		default:
+		}
+		select {
+		case f := <-c.listenOut:
 			if writeEvent(w, rc, f.data) != nil {
 				return
 			}
@@ -338,11 +412,28 @@ func (c *httpConn) deliver(ctx context.Context, msg jsonrpc.Message) bool {
 	}
 }
 
-// writeEvent writes one server-sent event and flushes it.
+// writeTimeout bounds each write to a client: one that stops reading
+// frees the handler (and its session can idle out) rather than pin it.
+const writeTimeout = 30 * time.Second
+
+// writeEvent writes one server-sent event and flushes it, within
+// writeTimeout.
 func writeEvent(w http.ResponseWriter, rc *http.ResponseController, data []byte) error {
-	// An encoded message is one line: encoding/json escapes every control
-	// character, so the data cannot end the event early.
-	if _, err := fmt.Fprintf(w, "event: message\ndata: %s\n\n", data); err != nil {
+	// An encoded message is one line (see encodeMessage), so the data
+	// cannot end the event early.
+	ev := make([]byte, 0, len(data)+len("event: message\ndata: \n\n"))
+	ev = append(ev, "event: message\ndata: "...)
+	ev = append(ev, data...)
+	return writeBounded(w, rc, append(ev, "\n\n"...))
+}
+
+// writeBounded writes b and flushes it within writeTimeout.
+func writeBounded(w http.ResponseWriter, rc *http.ResponseController, b []byte) error {
+	// (An error means the writer has no deadline to set, a test's
+	// recorder: there is no connection to hold.)
+	_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
+	if _, err := w.Write(b); err != nil {
 		return err
 	}
 	return rc.Flush()
@@ -384,7 +475,7 @@ func decodeClientMessage(body []byte) (jsonrpc.Message, error) {
 		return nil, errors.New("a message with no method must be a response, with an id")
 	}
 	resp := &jsonrpc.Response{ID: id, Result: m["result"]}
-	if raw, ok := m["error"]; ok {
+	if raw, ok := m["error"]; ok && string(raw) != "null" { // null: none, as the SDK reads it
 		var e jsonrpc.Error
 		if err := json.Unmarshal(raw, &e); err != nil {
 			return nil, errors.New("the error of a response must be an object")
@@ -415,10 +506,14 @@ func messageID(raw json.RawMessage) (jsonrpc.ID, error) {
 	case string:
 		return jsonrpc.MakeID(v)
 	case json.Number:
-		// Ids travel as float64 inside the SDK's ID: an integer beyond
-		// 2^53 would come back as another number, answering no request.
 		n, err := v.Int64()
-		if err != nil || n > 1<<53 || n < -(1<<53) {
+		if err != nil {
+			return jsonrpc.ID{}, errors.New("the id must be a string or an integer")
+		}
+		// jsonrpc.MakeID takes an integer id as a float64 (as a decoder
+		// gives it): beyond 2^53 it would come back as another number,
+		// answering no request.
+		if n > 1<<53 || n < -(1<<53) {
 			return jsonrpc.ID{}, errors.New("the id must be a string or an integer within ±2^53")
 		}
 		return jsonrpc.MakeID(float64(n))
@@ -426,26 +521,28 @@ func messageID(raw json.RawMessage) (jsonrpc.ID, error) {
 	return jsonrpc.ID{}, errors.New("the id must be a string or an integer")
 }
 
-// progressToken is a request's or a progress notification's progress
-// token, keyed as idKey keys ids ("" for none): where it sits differs,
-// params._meta.progressToken in a request and params.progressToken in a
-// notification, so both are looked for.
-func progressToken(params json.RawMessage) string {
+// progressToken is the progress token of a request (inMeta: at
+// params._meta.progressToken) or of a progress notification (at
+// params.progressToken), read by exact member names and keyed as idKey
+// keys ids; "" for none.
+func progressToken(params json.RawMessage, inMeta bool) string {
 	if !bytes.Contains(params, []byte(`"progressToken"`)) {
 		return ""
 	}
-	var p struct {
-		Meta struct {
-			Token any `json:"progressToken"`
-		} `json:"_meta"`
-		Token any `json:"progressToken"`
-	}
+	var p map[string]json.RawMessage
 	if json.Unmarshal(params, &p) != nil {
 		return ""
 	}
-	tok := p.Token
-	if tok == nil {
-		tok = p.Meta.Token
+	if inMeta {
+		var meta map[string]json.RawMessage
+		if json.Unmarshal(p["_meta"], &meta) != nil {
+			return ""
+		}
+		p = meta
+	}
+	var tok any
+	if json.Unmarshal(p["progressToken"], &tok) != nil {
+		return ""
 	}
 	switch tok.(type) {
 	case string, float64:
