@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -697,7 +698,25 @@ func withBearer(t *testing.T, target, token string) string {
 			r.Out.Header.Set("Origin", "http://"+u.Host)
 		}
 	}, FlushInterval: -1}
-	hs := httptest.NewUnstartedServer(rp)
+	// The body is read whole before it is forwarded. Streamed, it races the
+	// answer: net/http closes a request's body once the response is
+	// flushed (HTTP/1.1 is not full duplex by default), and a proxy that
+	// answers before the front's transport has read the body's end makes
+	// that transport's write fail, which closes the connection the answer
+	// is being read from ("use of closed network connection"), and the
+	// client sees its answer cut off ("terminated").
+	buffered := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil && r.Body != http.NoBody {
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		}
+		rp.ServeHTTP(w, r)
+	})
+	hs := httptest.NewUnstartedServer(buffered)
 	self = hs.Listener.Addr().String() // before any request reads it
 	hs.Start()
 	t.Cleanup(hs.Close)
