@@ -66,19 +66,24 @@ type ResultScan struct {
 // embedded resource text and every string of structured content. isError
 // results are read with false-error-escalation too.
 func ScanResult(raw json.RawMessage, opts ResultScanOptions) ResultScan {
-	if opts.MaxBytes <= 0 {
-		opts.MaxBytes = 4 << 20
-	}
-	if opts.MaxDecoded <= 0 {
-		opts.MaxDecoded = 256 << 10
-	}
-	if opts.MaxDepth <= 0 {
-		opts.MaxDepth = 2
-	}
+	opts = opts.withDefaults()
 	if texts, isErr, ok := readResult(raw); ok {
 		return scanTexts(raw, texts, isErr, opts)
 	}
 	return scanDecoded(raw, opts)
+}
+
+func (o ResultScanOptions) withDefaults() ResultScanOptions {
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = 4 << 20
+	}
+	if o.MaxDecoded <= 0 {
+		o.MaxDecoded = 256 << 10
+	}
+	if o.MaxDepth <= 0 {
+		o.MaxDepth = 2
+	}
+	return o
 }
 
 // scanDecoded is ScanResult of a result decoded whole: what readResult

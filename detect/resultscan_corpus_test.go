@@ -410,18 +410,7 @@ func TestFastReaderScansAsTheFullDecode(t *testing.T) {
 			fast++
 		}
 		got := normalizedScan(ScanResult(c.Raw, opts), c.Unordered)
-		// ScanResult's defaults, as scanDecoded is called after them.
-		full := opts
-		if full.MaxBytes <= 0 {
-			full.MaxBytes = 4 << 20
-		}
-		if full.MaxDecoded <= 0 {
-			full.MaxDecoded = 256 << 10
-		}
-		if full.MaxDepth <= 0 {
-			full.MaxDepth = 2
-		}
-		want := normalizedScan(scanDecoded(c.Raw, full), c.Unordered)
+		want := normalizedScan(scanDecoded(c.Raw, opts.withDefaults()), c.Unordered)
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("case %d (%+v) %.200q:\n fast %+v\n full %+v", i, c.Opts, c.Raw, got, want)
 		}

@@ -415,7 +415,6 @@ func (h *HTTP) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]
 func requestID(prefix []byte) json.RawMessage {
 	null := json.RawMessage("null")
 	d := json.NewDecoder(bytes.NewReader(prefix))
-	d.UseNumber()
 	if t, err := d.Token(); err != nil || t != json.Delim('{') {
 		return null
 	}
@@ -432,20 +431,15 @@ func requestID(prefix []byte) json.RawMessage {
 			}
 			continue
 		}
-		var id any
-		if d.Decode(&id) != nil {
+		var raw json.RawMessage
+		if d.Decode(&raw) != nil {
 			return null
 		}
-		switch v := id.(type) {
-		case string:
-		case json.Number:
-			if _, err := v.Int64(); err != nil {
-				return null
-			}
-		default:
+		id, err := messageID(raw) // the ids a message may carry, read as the transport reads them
+		if err != nil || !id.IsValid() {
 			return null
 		}
-		b, _ := json.Marshal(id)
+		b, _ := json.Marshal(id.Raw())
 		return b
 	}
 	return null

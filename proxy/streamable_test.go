@@ -405,3 +405,21 @@ func TestHTTPCancelledCallEndsItsPOST(t *testing.T) {
 		t.Fatal("the server's tool was never told of the cancellation")
 	}
 }
+
+// requestID, which answers a refused body (perhaps cut off at the cap),
+// echoes the id as the transport would read it, or null.
+func TestRequestIDOfARefusedBody(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"x":"cut off`: `7`,
+		`{"jsonrpc":"2.0","id":"a<b>","method":"ping"}`:                        `"a\u003cb\u003e"`,
+		`{"id":7.5,"method":"ping"}`:                                           `null`,
+		`{"id":9007199254740993,"method":"ping"}`:                              `null`,
+		`{"id":{"a":1}}`:    `null`,
+		`{"method":"ping"}`: `null`,
+		`[{"id":1}]`:        `null`,
+	} {
+		if got := string(requestID([]byte(body))); got != want {
+			t.Errorf("requestID(%s) = %s, want %s", body, got, want)
+		}
+	}
+}
