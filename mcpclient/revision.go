@@ -112,6 +112,7 @@ func (s *Session) negotiate(ctx context.Context, want era) error {
 		return errRedial
 	default:
 	}
+	s.headerVersion("") // initialize carries none: the revision is what it settles
 	return s.initialize(ctx, offered)
 }
 
@@ -142,6 +143,7 @@ func (s *Session) discover(ctx context.Context) (*discovery, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.headerVersion(StatelessVersion)
 	raw, err := s.askDiscover(ctx, p)
 	if err != nil {
 		return nil, err

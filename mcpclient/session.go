@@ -163,14 +163,9 @@ func dial(ctx context.Context, t Target, opts DialOptions, want era) (*Session, 
 		}
 		s.http = hc
 		if t.Transport == TransportHTTP {
-			tr = &mcp.StreamableClientTransport{
-				Endpoint: t.URL, HTTPClient: hc, MaxRetries: -1,
-				MaxEventSize: int(opts.Limits.MaxResponseBytes),
-				// rugwatch has no session hook into the SDK's connection, so
-				// the standalone stream would never start; watch mode opens
-				// its own (see watch.go).
-				DisableStandaloneSSE: true,
-			}
+			// rugwatch's own (streamable.go); watch mode opens its GET
+			// stream through the SDK (see watch.go).
+			tr = streamableTransport{newStreamableConn(t.URL, hc, int(opts.Limits.MaxResponseBytes))}
 		} else {
 			tr = &mcp.SSEClientTransport{Endpoint: t.URL, HTTPClient: hc, MaxEventSize: int(opts.Limits.MaxResponseBytes)}
 		}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/rugwatch/rugwatch/mcpclient"
 )
 
 // HTTP serves proxied sessions as Streamable HTTP at /mcp/<server> (and
@@ -435,7 +436,7 @@ func requestID(prefix []byte) json.RawMessage {
 		if d.Decode(&raw) != nil {
 			return null
 		}
-		id, err := messageID(raw) // the ids a message may carry, read as the transport reads them
+		id, err := mcpclient.MessageID(raw) // the ids a message may carry, read as the transport reads them
 		if err != nil || !id.IsValid() {
 			return null
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/rugwatch/rugwatch/mcpclient"
 )
 
 // httpConn is a proxied session's client leg on proxy_listen: the
@@ -338,7 +339,7 @@ func (c *httpConn) cancelled(params json.RawMessage) {
 	if json.Unmarshal(params, &p) != nil {
 		return
 	}
-	id, err := messageID(p["requestId"])
+	id, err := mcpclient.MessageID(p["requestId"])
 	if err != nil || !id.IsValid() {
 		return
 	}
@@ -452,73 +453,7 @@ func decodeClientMessage(body []byte) (jsonrpc.Message, error) {
 	if err := checkMembers(body); err != nil {
 		return nil, err
 	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(body, &m); err != nil || m == nil {
-		return nil, errors.New("the body is not a JSON-RPC message (a JSON object)")
-	}
-	var version string
-	if json.Unmarshal(m["jsonrpc"], &version) != nil || version != "2.0" {
-		return nil, errors.New(`the message lacks "jsonrpc": "2.0"`)
-	}
-	id, err := messageID(m["id"])
-	if err != nil {
-		return nil, err
-	}
-	if raw, ok := m["method"]; ok {
-		var method string
-		if json.Unmarshal(raw, &method) != nil || method == "" {
-			return nil, errors.New("the method must be a non-empty string")
-		}
-		return &jsonrpc.Request{ID: id, Method: method, Params: m["params"]}, nil
-	}
-	if !id.IsValid() {
-		return nil, errors.New("a message with no method must be a response, with an id")
-	}
-	resp := &jsonrpc.Response{ID: id, Result: m["result"]}
-	if raw, ok := m["error"]; ok && string(raw) != "null" { // null: none, as the SDK reads it
-		var e jsonrpc.Error
-		if err := json.Unmarshal(raw, &e); err != nil {
-			return nil, errors.New("the error of a response must be an object")
-		}
-		resp.Error, resp.Result = &e, nil
-	} else if len(resp.Result) == 0 {
-		return nil, errors.New("a response must carry a result or an error")
-	}
-	return resp, nil
-}
-
-// messageID reads a JSON-RPC id: absent or null (a notification), a
-// string, or an integer.
-func messageID(raw json.RawMessage) (jsonrpc.ID, error) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return jsonrpc.ID{}, nil
-	}
-	if n, err := strconv.ParseInt(string(raw), 10, 64); err == nil && n <= 1<<53 && n >= -(1<<53) {
-		return jsonrpc.MakeID(float64(n)) // the common case, read without a decoder
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if dec.Decode(&v) != nil {
-		return jsonrpc.ID{}, errors.New("unreadable id")
-	}
-	switch v := v.(type) {
-	case string:
-		return jsonrpc.MakeID(v)
-	case json.Number:
-		n, err := v.Int64()
-		if err != nil {
-			return jsonrpc.ID{}, errors.New("the id must be a string or an integer")
-		}
-		// jsonrpc.MakeID takes an integer id as a float64 (as a decoder
-		// gives it): beyond 2^53 it would come back as another number,
-		// answering no request.
-		if n > 1<<53 || n < -(1<<53) {
-			return jsonrpc.ID{}, errors.New("the id must be a string or an integer within ±2^53")
-		}
-		return jsonrpc.MakeID(float64(n))
-	}
-	return jsonrpc.ID{}, errors.New("the id must be a string or an integer")
+	return mcpclient.DecodeMessage(body)
 }
 
 // progressToken is the progress token of a request (inMeta: at
