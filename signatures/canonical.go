@@ -210,7 +210,121 @@ func (f *frame) childPath() string {
 // surrogates; input over the limits. What passes reads the same to every
 // parser that matches names exactly, and to those that fold case.
 func CheckMembers(raw []byte, lim Limits) error {
+	// The proxy checks every message a client sends: the tokenizer walk
+	// costs some 150 allocations on a small request, most of a proxied
+	// call's garbage. Input the byte scan of membersFast vouches for
+	// needs no walk; anything it is unsure of takes the walk, which is
+	// the authority and names the reason. FuzzCheckMembers checks that
+	// the scan never passes what the walk refuses.
+	if membersFast(raw, lim) {
+		return nil
+	}
 	return walk(raw, lim, true)
+}
+
+// membersFast reports, without allocating, that CheckMembers' walk would
+// pass raw: valid JSON and UTF-8 within the limits, no \uD800-\uDFFF escape
+// anywhere (it cannot tell a pair from a lone half), member names of plain
+// ASCII with no escapes and none equal to another of its object once case
+// is folded, at most maxFastKeys members an object, and numbers with no
+// exponent and short enough that they cannot leave a double's range.
+// False means "not sure", never "hostile".
+func membersFast(raw []byte, lim Limits) bool {
+	lim = lim.withDefaults()
+	if len(raw) > lim.MaxBytes || !utf8.Valid(raw) || !json.Valid(raw) {
+		return false
+	}
+	var keyBuf [4 * maxFastKeys]span
+	var frameBuf [64]int
+	keys, frames := keyBuf[:0], frameBuf[:0] // frames: where each open container's keys start
+	for i := 0; i < len(raw); i++ {
+		switch c := raw[i]; c {
+		case '{', '[':
+			if len(frames) >= lim.MaxDepth {
+				return false
+			}
+			frames = append(frames, len(keys))
+		case '}':
+			from := frames[len(frames)-1]
+			frames = frames[:len(frames)-1]
+			if !distinctFolded(raw, keys[from:]) {
+				return false
+			}
+			keys = keys[:from]
+		case ']':
+			frames = frames[:len(frames)-1]
+		case '"':
+			start := i + 1
+			escaped := false
+			for i = start; raw[i] != '"'; i++ {
+				if raw[i] == '\\' {
+					escaped = true
+					i++
+					if raw[i] == 'u' && (raw[i+1] == 'd' || raw[i+1] == 'D') {
+						return false // a surrogate half: the walk pairs them
+					}
+				}
+			}
+			if i-start > lim.MaxStringBytes {
+				return false
+			}
+			// A string followed by ':' is a member name (json.Valid vouched
+			// for the grammar).
+			k := i + 1
+			for k < len(raw) && (raw[k] == ' ' || raw[k] == '\t' || raw[k] == '\n' || raw[k] == '\r') {
+				k++
+			}
+			if k < len(raw) && raw[k] == ':' {
+				if escaped || !plainASCII(raw[start:i]) || len(keys)-frames[len(frames)-1] >= maxFastKeys {
+					return false
+				}
+				keys = append(keys, span{start, i})
+			}
+		case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+			start := i
+			for i < len(raw) && strings.IndexByte("+-.0123456789eE", raw[i]) >= 0 {
+				if raw[i] == 'e' || raw[i] == 'E' {
+					return false // may overflow a double: the walk parses it
+				}
+				i++
+			}
+			if i-start > min(lim.MaxStringBytes, 300) {
+				return false
+			}
+			i--
+		}
+	}
+	return true
+}
+
+// maxFastKeys bounds the members of one object membersFast compares pair
+// by pair; a larger object takes the walk.
+const maxFastKeys = 32
+
+// span is a member name's bytes in raw, quotes excluded.
+type span struct{ from, to int }
+
+func plainASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// distinctFolded reports whether no two names are equal with ASCII case
+// folded (foldName on plain ASCII).
+func distinctFolded(raw []byte, keys []span) bool {
+	for a := 0; a < len(keys); a++ {
+		ka := raw[keys[a].from:keys[a].to]
+		for b := a + 1; b < len(keys); b++ {
+			if kb := raw[keys[b].from:keys[b].to]; len(ka) == len(kb) && bytes.EqualFold(ka, kb) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // validate is CheckMembers with exact member names only.
