@@ -38,8 +38,21 @@ func readPage(raw []byte) (pageFields, error) {
 	if bytes.HasPrefix(raw[i:], []byte("null")) && skipSpace(raw, i+4) == len(raw) {
 		return p, nil // as encoding/json: nothing set
 	}
+	err := Members(raw, func(name, v []byte) error { return p.set(string(name), v) })
+	return p, err
+}
+
+// Members calls visit with each member of the JSON object raw: its name,
+// unescaped, and its value's bytes, which alias raw. It reads without a
+// decoder, checking only the structure it walks (strings, nesting,
+// commas, nothing after the object), not every byte of a value: the
+// caller has checked raw is JSON, or reads only what it must. A member
+// repeated is visited twice, so a reader that keeps the last reads as
+// encoding/json reads into a map.
+func Members(raw []byte, visit func(name, value []byte) error) error {
+	i := skipSpace(raw, 0)
 	if i >= len(raw) || raw[i] != '{' {
-		return p, errors.New("not an object")
+		return errors.New("not an object")
 	}
 	i = skipSpace(raw, i+1)
 	if i < len(raw) && raw[i] == '}' {
@@ -47,26 +60,26 @@ func readPage(raw []byte) (pageFields, error) {
 	} else {
 		for {
 			if i >= len(raw) || raw[i] != '"' {
-				return p, errors.New("an object member has no string name")
+				return errors.New("an object member has no string name")
 			}
 			end, err := skipString(raw, i)
 			if err != nil {
-				return p, err
+				return err
 			}
 			name, err := memberName(raw[i:end])
 			if err != nil {
-				return p, err
+				return err
 			}
 			i = skipSpace(raw, end)
 			if i >= len(raw) || raw[i] != ':' {
-				return p, errors.New("a member name is not followed by ':'")
+				return errors.New("a member name is not followed by ':'")
 			}
 			start := skipSpace(raw, i+1)
 			if end, err = skipValue(raw, start); err != nil {
-				return p, err
+				return err
 			}
-			if err := p.set(name, raw[start:end]); err != nil {
-				return p, err
+			if err := visit(name, raw[start:end]); err != nil {
+				return err
 			}
 			i = skipSpace(raw, end)
 			if i < len(raw) && raw[i] == ',' {
@@ -77,13 +90,13 @@ func readPage(raw []byte) (pageFields, error) {
 				i++
 				break
 			}
-			return p, errors.New("object members are not separated by ','")
+			return errors.New("object members are not separated by ','")
 		}
 	}
 	if skipSpace(raw, i) != len(raw) {
-		return p, errors.New("text after the result object")
+		return errors.New("text after the object")
 	}
-	return p, nil
+	return nil
 }
 
 // set assigns the member name (decoded) its value's bytes, as
@@ -114,15 +127,15 @@ func (p *pageFields) set(name string, v []byte) error {
 
 // memberName decodes a quoted member name; only one with escapes costs
 // a decode.
-func memberName(q []byte) (string, error) {
+func memberName(q []byte) ([]byte, error) {
 	if bytes.IndexByte(q, '\\') < 0 {
-		return string(q[1 : len(q)-1]), nil
+		return q[1 : len(q)-1], nil
 	}
 	var s string
 	if err := json.Unmarshal(q, &s); err != nil {
-		return "", fmt.Errorf("member name: %w", err)
+		return nil, fmt.Errorf("member name: %w", err)
 	}
-	return s, nil
+	return []byte(s), nil
 }
 
 // splitArray returns the elements of the JSON array v, each its exact

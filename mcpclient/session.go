@@ -7,7 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sort"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,7 +44,7 @@ type Session struct {
 
 	nextID  atomic.Int64
 	mu      sync.Mutex
-	pending map[string]chan *jsonrpc.Response
+	pending map[int64]chan *jsonrpc.Response // by request id: rugwatch sends integer ids only
 	readErr error
 
 	changed chan struct{}        // notifications/tools/list_changed, coalesced
@@ -124,7 +125,7 @@ func dial(ctx context.Context, t Target, opts DialOptions, want era) (*Session, 
 	s := &Session{
 		target:  t,
 		opts:    opts,
-		pending: make(map[string]chan *jsonrpc.Response),
+		pending: make(map[int64]chan *jsonrpc.Response),
 		changed: make(chan struct{}, 1),
 		acks:    make(chan json.RawMessage, 1),
 		done:    make(chan struct{}),
@@ -306,18 +307,17 @@ func (s *Session) callUntil(ctx context.Context, n int64, method string, p json.
 	}
 	id, _ := jsonrpc.MakeID(float64(n))
 	ch := make(chan *jsonrpc.Response, 1)
-	key := fmt.Sprint(id.Raw())
 	s.mu.Lock()
 	if s.readErr != nil {
 		err := s.readErr
 		s.mu.Unlock()
 		return nil, err
 	}
-	s.pending[key] = ch
+	s.pending[n] = ch
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
-		delete(s.pending, key)
+		delete(s.pending, n)
 		s.mu.Unlock()
 	}()
 	if err := s.conn.Write(ctx, &jsonrpc.Request{ID: id, Method: method, Params: p}); err != nil {
@@ -385,9 +385,9 @@ func (s *Session) readLoop(ctx context.Context) {
 		}
 		switch m := msg.(type) {
 		case *jsonrpc.Response:
-			key := fmt.Sprint(m.ID.Raw())
+			n, _ := m.ID.Raw().(int64) // a string id answers none of rugwatch's
 			s.mu.Lock()
-			ch := s.pending[key]
+			ch := s.pending[n]
 			if ch == nil && !s.issued(m.ID) {
 				// An answer to a request never sent is not late, it is
 				// wrong; waiting on would report a timeout and hide it.
@@ -626,10 +626,14 @@ func (s *Session) pendingIDs() string {
 	if len(s.pending) == 0 {
 		return "no response"
 	}
-	ids := make([]string, 0, len(s.pending))
-	for k := range s.pending {
-		ids = append(ids, k)
+	ns := make([]int64, 0, len(s.pending))
+	for n := range s.pending {
+		ns = append(ns, n)
 	}
-	sort.Strings(ids)
+	slices.Sort(ns)
+	ids := make([]string, len(ns))
+	for i, n := range ns {
+		ids[i] = strconv.FormatInt(n, 10)
+	}
 	return "id " + strings.Join(ids, ", ")
 }

@@ -446,9 +446,17 @@ func requestName(method string, params json.RawMessage) (string, bool) {
 	default:
 		return "", false
 	}
-	var p map[string]json.RawMessage
+	var raw []byte
+	if Members(params, func(member, v []byte) error {
+		if string(member) == key {
+			raw = v
+		}
+		return nil
+	}) != nil {
+		return "", false
+	}
 	var name string
-	if json.Unmarshal(params, &p) != nil || json.Unmarshal(p[key], &name) != nil {
+	if json.Unmarshal(raw, &name) != nil {
 		return "", false
 	}
 	return name, true

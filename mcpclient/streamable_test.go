@@ -339,3 +339,43 @@ func TestEventReader(t *testing.T) {
 // bufioReader reads s through the smallest buffer bufio allows, so that
 // lines longer than it take the long path.
 func bufioReader(s string) *bufio.Reader { return bufio.NewReaderSize(strings.NewReader(s), 16) }
+
+// Members reads names as a decoder does (escapes undone) and visits a
+// repeated member each time, so the last one read is the one kept, as
+// encoding/json keeps it in a map.
+func TestMembers(t *testing.T) {
+	var got []string
+	err := Members([]byte(` { "a" : 1 , "b\u0022c":{"x":[1,"}"]}, "a":"2" } `), func(name, v []byte) error {
+		got = append(got, string(name)+"="+string(v))
+		return nil
+	})
+	if err != nil || strings.Join(got, " ") != `a=1 b"c={"x":[1,"}"]} a="2"` {
+		t.Fatalf("members %q, %v", got, err)
+	}
+	for _, bad := range []string{`[]`, `{"a":1} x`, `{"a" 1}`, `{"a":1 "b":2}`, `{a:1}`, `{"a":"1`, `{"a":{`} {
+		if err := Members([]byte(bad), func(_, _ []byte) error { return nil }); err == nil {
+			t.Errorf("Members(%s) read it", bad)
+		}
+	}
+	// The envelope: an escaped name is that name, the last of a repeated
+	// member is the one read.
+	m, err := DecodeMessage([]byte(`{"jsonrpc":"2.0","id":3,"met\u0068od":"ping","method":"tools/list"}`))
+	if r, ok := m.(*jsonrpc.Request); err != nil || !ok || r.Method != "tools/list" {
+		t.Fatalf("envelope: %#v %v", m, err)
+	}
+}
+
+// rugwatch's requests carry integer ids: an answer under the same digits
+// as a string answers none of them (it matched before, the pending calls
+// being keyed by the id's text).
+func TestStringIDAnswersNoRequest(t *testing.T) {
+	srv := handServer(t, func(w http.ResponseWriter, r *http.Request, m handMessage) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":"%s","result":{}}`, m.ID)
+	})
+	s := handDial(t, srv.URL, DialOptions{})
+	_, _, err := s.Forward(pollCtx(t, 10*time.Second), "tools/call", json.RawMessage(echoParams))
+	if err == nil || !strings.Contains(err.Error(), "which no request had") {
+		t.Fatalf("answer with a string id: %v", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/rugwatch/rugwatch/mcpclient"
 	"github.com/rugwatch/rugwatch/signatures"
 )
 
@@ -59,13 +60,25 @@ type membersChecked interface{ membersChecked() }
 
 // callParams reads tools/call params by their exact member names, as the
 // server will (encoding/json into a struct would match "NAME" too).
+//
+// raw has passed strictJSON, so it is JSON: its members are sliced out,
+// not decoded into a map.
 func callParams(raw json.RawMessage) (name string, args json.RawMessage, err error) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &m); err != nil {
+	var nameRaw []byte
+	err = mcpclient.Members(raw, func(member, v []byte) error {
+		switch string(member) {
+		case "name":
+			nameRaw = v
+		case "arguments":
+			args = v
+		}
+		return nil
+	})
+	if err != nil {
 		return "", nil, fmt.Errorf("params must be an object: %w", err)
 	}
-	if err := json.Unmarshal(m["name"], &name); err != nil || name == "" {
+	if err := json.Unmarshal(nameRaw, &name); err != nil || name == "" {
 		return "", nil, fmt.Errorf("params.name must be a non-empty string")
 	}
-	return name, m["arguments"], nil
+	return name, args, nil
 }
