@@ -18,14 +18,16 @@ import (
 )
 
 // The benchmarks measure what the proxy adds on loopback Streamable HTTP:
-// each has a direct and a proxied sub-benchmark over the same upstream in
-// the same run, so benchstat (or a glance) shows them side by side.
+// each runs the same operations direct, through a floor (a bare reverse
+// proxy) and proxied, taking turns within one run (benchPaths), and
+// reports all three side by side.
 //
-//	go test -run '^$' -bench . -benchtime 3s -count 6 ./proxy/ | tee new.txt
+//	go test -run '^$' -bench . -benchtime 2s -count 3 ./proxy/ | tee new.txt
 //
-// p50-ms and p99-ms are per-call latencies; calls/s is the throughput of
-// parallel clients; ns/op is the mean. The client, the proxy and the
-// upstream share the machine's cores, as on a developer's laptop.
+// p50-ms and p99-ms are per-operation latencies; calls/s is the
+// throughput of parallel clients; ns/op is the mean of a round (one
+// operation on each path). The client, the proxy and the upstream share
+// the machine's cores, as on a developer's laptop.
 
 // benchTools is the size of the upstream's tool list: the 50.
 const benchTools = 50
@@ -138,148 +140,192 @@ func benchConnect(b *testing.B, url string) *mcp.ClientSession {
 	return cs
 }
 
-// latencies records each operation's duration and reports p50 and p99.
+// latencies records each operation's duration.
 type latencies []time.Duration
 
-func (l latencies) report(b *testing.B) {
+// pct is the p-th quantile in milliseconds.
+func (l latencies) pct(p float64) float64 {
 	if len(l) == 0 {
-		return
+		return 0
 	}
-	slices.Sort(l)
-	pct := func(p float64) float64 {
-		return float64(l[min(len(l)-1, int(float64(len(l))*p))]) / float64(time.Millisecond)
-	}
-	b.ReportMetric(pct(0.50), "p50-ms")
-	b.ReportMetric(pct(0.99), "p99-ms")
+	s := slices.Clone(l)
+	slices.Sort(s)
+	return float64(s[min(len(s)-1, int(float64(len(s))*p))]) / float64(time.Millisecond)
 }
 
-func benchEach(b *testing.B, fn func(b *testing.B, url string)) {
+// paths are the three ways to the upstream every benchmark compares.
+var paths = [3]string{"direct", "floor", "proxied"}
+
+func (p benchPair) urls() [3]string { return [3]string{p.direct, p.floor, p.proxied} }
+
+// benchPaths runs one operation on the three paths in turn, round after
+// round, so that a machine that slows down or speeds up does so for all
+// three alike: the VM these run on swings by half within minutes, and
+// sub-benchmarks run one after another measured its swings as often as
+// the proxy. setup makes a path's operation; a round is one operation on
+// each path, in an order that rotates. It reports each path's p50 and
+// p99 and the proxy's p50 against direct, added and as a ratio.
+func benchPaths(b *testing.B, setup func(b *testing.B, url string) func() error) {
 	p := newBenchPair(b)
-	b.Run("direct", func(b *testing.B) { fn(b, p.direct) })
-	b.Run("floor", func(b *testing.B) { fn(b, p.floor) })
-	b.Run("proxied", func(b *testing.B) { fn(b, p.proxied) })
+	var ops [3]func() error
+	for k, url := range p.urls() {
+		ops[k] = setup(b, url)
+	}
+	var lat [3]latencies
+	b.ResetTimer()
+	for i := range b.N {
+		for j := range 3 {
+			k := (i + j) % 3
+			start := time.Now()
+			err := ops[k]()
+			lat[k] = append(lat[k], time.Since(start))
+			if err != nil {
+				b.Fatalf("%s: %v", paths[k], err)
+			}
+		}
+	}
+	b.StopTimer()
+	for k, name := range paths {
+		b.ReportMetric(lat[k].pct(0.50), name+"-p50-ms")
+		b.ReportMetric(lat[k].pct(0.99), name+"-p99-ms")
+	}
+	b.ReportMetric(lat[2].pct(0.50)-lat[0].pct(0.50), "added-p50-ms")
+	b.ReportMetric(lat[2].pct(0.50)/lat[0].pct(0.50), "proxied/direct")
+}
+
+// callOp is one tools/call on a session of its own, closed with the
+// benchmark.
+func callOp(b *testing.B, url string, params *mcp.CallToolParams, want func(*mcp.CallToolResult) bool) func() error {
+	cs := benchConnect(b, url)
+	b.Cleanup(func() { cs.Close() })
+	return func() error {
+		res, err := cs.CallTool(context.Background(), params)
+		if err == nil && !want(res) {
+			err = fmt.Errorf("unexpected result %+v", res)
+		}
+		return err
+	}
 }
 
 // BenchmarkToolsCall: one client calling echo, one call at a time.
 func BenchmarkToolsCall(b *testing.B) {
-	benchEach(b, func(b *testing.B, url string) {
-		cs := benchConnect(b, url)
-		defer cs.Close()
-		ctx := context.Background()
-		params := &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "the quick brown fox"}}
-		lat := make(latencies, 0, b.N)
-		b.ResetTimer()
-		for range b.N {
-			start := time.Now()
-			res, err := cs.CallTool(ctx, params)
-			lat = append(lat, time.Since(start))
-			if err != nil || res.IsError {
-				b.Fatalf("call: %+v %v", res, err)
-			}
-		}
-		b.StopTimer()
-		lat.report(b)
+	params := &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "the quick brown fox"}}
+	benchPaths(b, func(b *testing.B, url string) func() error {
+		return callOp(b, url, params, func(r *mcp.CallToolResult) bool { return !r.IsError })
 	})
 }
 
 // BenchmarkToolsCallParallel: 16 clients (one session each) calling echo
-// at once through one proxy; calls/s is the throughput.
+// at once through one proxy; calls/s is the throughput. The paths take
+// turns in 200 ms phases (the same machine-drift argument as benchPaths):
+// each path's rate is its calls over the time of its own phases.
 func BenchmarkToolsCallParallel(b *testing.B) {
-	const clients = 16
-	benchEach(b, func(b *testing.B, url string) {
-		sessions := make([]*mcp.ClientSession, clients)
-		for i := range sessions {
-			sessions[i] = benchConnect(b, url)
+	const clients, phase = 16, 200 * time.Millisecond
+	p := newBenchPair(b)
+	var sessions [3][clients]*mcp.ClientSession
+	for k, url := range p.urls() {
+		for i := range clients {
+			sessions[k][i] = benchConnect(b, url)
+			b.Cleanup(func() { sessions[k][i].Close() })
 		}
-		defer func() {
-			for _, cs := range sessions {
-				cs.Close()
-			}
-		}()
-		var next atomic.Int64
-		params := &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "the quick brown fox"}}
-		b.SetParallelism((clients + 1) / 2) // 2 cores: 16 goroutines
+	}
+	params := &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "the quick brown fox"}}
+	var (
+		current   atomic.Int32 // the path whose phase it is
+		calls     [3]atomic.Int64
+		elapsed   [3]time.Duration
+		next      atomic.Int64
+		remaining atomic.Int64
+	)
+	remaining.Store(int64(b.N))
+	stop := make(chan struct{})
+	phases := make(chan struct{})
+	go func() {
+		// The clock: each phase's time goes to its path.
+		defer close(phases)
+		t := time.NewTicker(phase)
+		defer t.Stop()
 		start := time.Now()
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			cs := sessions[int(next.Add(1)-1)%clients]
-			for pb.Next() {
-				res, err := cs.CallTool(context.Background(), params)
-				if err != nil || res.IsError {
-					b.Errorf("call: %+v %v", res, err)
-					return
-				}
+		for {
+			select {
+			case <-stop:
+				elapsed[current.Load()] += time.Since(start)
+				return
+			case now := <-t.C:
+				k := current.Load()
+				elapsed[k] += now.Sub(start)
+				start = now
+				current.Store((k + 1) % 3)
 			}
-		})
-		b.StopTimer()
-		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
+		}
+	}()
+	b.SetParallelism((clients + 1) / 2) // 2 cores: 16 goroutines
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(next.Add(1)-1) % clients
+		for pb.Next() {
+			k := current.Load()
+			res, err := sessions[k][i].CallTool(context.Background(), params)
+			if err != nil || res.IsError {
+				b.Errorf("%s call: %+v %v", paths[k], res, err)
+				return
+			}
+			calls[k].Add(1)
+		}
 	})
+	b.StopTimer()
+	close(stop)
+	<-phases
+	var rate [3]float64
+	for k, name := range paths {
+		if elapsed[k] > 0 {
+			rate[k] = float64(calls[k].Load()) / elapsed[k].Seconds()
+		}
+		b.ReportMetric(rate[k], name+"-calls/s")
+	}
+	if rate[0] > 0 {
+		b.ReportMetric(100*rate[1]/rate[0], "floor-%-of-direct")
+		b.ReportMetric(100*rate[2]/rate[0], "proxied-%-of-direct")
+	}
 }
 
 // BenchmarkToolsList50: tools/list of 50 approved tools. Through the proxy
 // every listing is a full upstream listing, recorded, then filtered.
 func BenchmarkToolsList50(b *testing.B) {
-	benchEach(b, func(b *testing.B, url string) {
+	benchPaths(b, func(b *testing.B, url string) func() error {
 		cs := benchConnect(b, url)
-		defer cs.Close()
-		ctx := context.Background()
-		lat := make(latencies, 0, b.N)
-		b.ResetTimer()
-		for range b.N {
-			start := time.Now()
-			res, err := cs.ListTools(ctx, nil)
-			lat = append(lat, time.Since(start))
-			if err != nil || len(res.Tools) != benchTools+1 {
-				b.Fatalf("list: %d tools, %v", len(res.Tools), err)
+		b.Cleanup(func() { cs.Close() })
+		return func() error {
+			res, err := cs.ListTools(context.Background(), nil)
+			if err == nil && len(res.Tools) != benchTools+1 {
+				err = fmt.Errorf("%d tools", len(res.Tools))
 			}
+			return err
 		}
-		b.StopTimer()
-		lat.report(b)
 	})
 }
 
 // BenchmarkToolsCall64KiB: one client calling page, whose result is 64 KiB
 // of text that the proxy's result rules read in full.
 func BenchmarkToolsCall64KiB(b *testing.B) {
-	benchEach(b, func(b *testing.B, url string) {
-		cs := benchConnect(b, url)
-		defer cs.Close()
-		ctx := context.Background()
-		params := &mcp.CallToolParams{Name: "page", Arguments: map[string]any{}}
-		lat := make(latencies, 0, b.N)
-		b.SetBytes(64 * 1024)
-		b.ResetTimer()
-		for range b.N {
-			start := time.Now()
-			res, err := cs.CallTool(ctx, params)
-			lat = append(lat, time.Since(start))
-			if err != nil || res.IsError || len(res.Content) != 1 {
-				b.Fatalf("call: %+v %v", res, err)
-			}
-		}
-		b.StopTimer()
-		lat.report(b)
+	params := &mcp.CallToolParams{Name: "page", Arguments: map[string]any{}}
+	benchPaths(b, func(b *testing.B, url string) func() error {
+		return callOp(b, url, params, func(r *mcp.CallToolResult) bool { return !r.IsError && len(r.Content) == 1 })
 	})
 }
 
 // BenchmarkSessionStart: a client connects (initialize, initialized),
 // lists the tools once and leaves, as an agent does on start.
 func BenchmarkSessionStart(b *testing.B) {
-	benchEach(b, func(b *testing.B, url string) {
-		ctx := context.Background()
-		lat := make(latencies, 0, b.N)
-		b.ResetTimer()
-		for range b.N {
-			start := time.Now()
+	benchPaths(b, func(b *testing.B, url string) func() error {
+		return func() error {
 			cs := benchConnect(b, url)
-			res, err := cs.ListTools(ctx, nil)
-			lat = append(lat, time.Since(start))
-			if err != nil || len(res.Tools) != benchTools+1 {
-				b.Fatalf("list: %v", err)
+			defer cs.Close()
+			res, err := cs.ListTools(context.Background(), nil)
+			if err == nil && len(res.Tools) != benchTools+1 {
+				err = fmt.Errorf("%d tools", len(res.Tools))
 			}
-			cs.Close()
+			return err
 		}
-		b.StopTimer()
-		lat.report(b)
 	})
 }
