@@ -108,7 +108,7 @@ func TestMembersFastPassesHonestMessages(t *testing.T) {
 		t.Errorf("membersFast refuses a listing of 50 tools")
 	}
 	call := []byte(membersSeeds[0])
-	if n := testing.AllocsPerRun(100, func() { _ = CheckMembers(call, Limits{}) }); n > 0 {
+	if n := testing.AllocsPerRun(100, func() { _ = CheckMembers(call, Limits{}) }); n > 0 && !raceBuild {
 		t.Errorf("CheckMembers of a tools/call allocates %.0f times", n)
 	}
 }

@@ -70,7 +70,9 @@ func demoServers(n int) string {
 }
 
 // turnDemoServers makes every demoServers server list malicious tools
-// from its next poll on.
+// from its next poll on, unless a poll in flight writes its older count
+// back (see TestClusterKillOneReplica, which turns them again while it
+// waits).
 func (r *clusterRig) turnDemoServers(n int) {
 	r.t.Helper()
 	for i := range n {
