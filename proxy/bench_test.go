@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -107,6 +110,10 @@ func newBenchPair(b *testing.B) benchPair {
 	target, _ := url.Parse(r.up.url)
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.FlushInterval = -1 // stream SSE at once, as an MCP relay must
+	// A client closing its GET stream makes the floor log the cut copy
+	// on the default logger, in the middle of a benchmark's result line
+	// (which benchstat then cannot read); a real failure fails a call.
+	rp.ErrorLog = log.New(io.Discard, "", 0)
 	floor := httptest.NewServer(rp)
 	b.Cleanup(floor.Close)
 	p := benchPair{direct: r.up.url, floor: floor.URL, proxied: srv.URL + "/mcp/up"}
@@ -218,7 +225,11 @@ func BenchmarkToolsCall(b *testing.B) {
 // BenchmarkToolsCallParallel: 16 clients (one session each) calling echo
 // at once through one proxy; calls/s is the throughput. The paths take
 // turns in 200 ms phases (the same machine-drift argument as benchPaths):
-// each path's rate is its calls over the time of its own phases.
+// each path's rate is its calls over the time of its own phases. A phase
+// ends only once the calls started in it have ended (turn is a
+// read-write lock the calls hold for reading), so no call's time is
+// spent in another path's phase: a call still running on one path would
+// otherwise be counted for it while delaying the next.
 func BenchmarkToolsCallParallel(b *testing.B) {
 	const clients, phase = 16, 200 * time.Millisecond
 	p := newBenchPair(b)
@@ -231,31 +242,29 @@ func BenchmarkToolsCallParallel(b *testing.B) {
 	}
 	params := &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "the quick brown fox"}}
 	var (
-		current   atomic.Int32 // the path whose phase it is
-		calls     [3]atomic.Int64
-		elapsed   [3]time.Duration
-		next      atomic.Int64
-		remaining atomic.Int64
+		turn    sync.RWMutex // held for reading by each call, for writing to change phase
+		current int          // the path whose phase it is; guarded by turn
+		calls   [3]atomic.Int64
+		elapsed [3]time.Duration // written by the clock only
+		next    atomic.Int64
 	)
-	remaining.Store(int64(b.N))
-	stop := make(chan struct{})
-	phases := make(chan struct{})
+	stop, clockDone := make(chan struct{}), make(chan struct{})
+	start := time.Now()
 	go func() {
-		// The clock: each phase's time goes to its path.
-		defer close(phases)
+		defer close(clockDone)
 		t := time.NewTicker(phase)
 		defer t.Stop()
-		start := time.Now()
 		for {
 			select {
 			case <-stop:
-				elapsed[current.Load()] += time.Since(start)
+				elapsed[current] += time.Since(start) // every call has ended
 				return
-			case now := <-t.C:
-				k := current.Load()
-				elapsed[k] += now.Sub(start)
-				start = now
-				current.Store((k + 1) % 3)
+			case <-t.C:
+				turn.Lock() // waits out the phase's calls, holds new ones
+				now := time.Now()
+				elapsed[current] += now.Sub(start)
+				current, start = (current+1)%3, now
+				turn.Unlock()
 			}
 		}
 	}()
@@ -264,8 +273,10 @@ func BenchmarkToolsCallParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		i := int(next.Add(1)-1) % clients
 		for pb.Next() {
-			k := current.Load()
+			turn.RLock()
+			k := current
 			res, err := sessions[k][i].CallTool(context.Background(), params)
+			turn.RUnlock()
 			if err != nil || res.IsError {
 				b.Errorf("%s call: %+v %v", paths[k], res, err)
 				return
@@ -275,7 +286,7 @@ func BenchmarkToolsCallParallel(b *testing.B) {
 	})
 	b.StopTimer()
 	close(stop)
-	<-phases
+	<-clockDone
 	var rate [3]float64
 	for k, name := range paths {
 		if elapsed[k] > 0 {
