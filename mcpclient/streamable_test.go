@@ -334,6 +334,13 @@ func TestEventReader(t *testing.T) {
 	if _, err := (&eventReader{r: bufioReader("nofield\n\n"), max: 1 << 10}).next(); !errors.Is(err, errMalformedEvent) {
 		t.Fatalf("a line with no field: %v", err)
 	}
+	// An event's lines are bounded together, by the reader itself (the
+	// body's own cap is max_response_bytes for the whole stream).
+	var le *LimitError
+	long := "data: 1\n" + strings.Repeat("data: 22\n", 20) + "\n"
+	if _, err := (&eventReader{r: bufioReader(long), max: 100}).next(); !errors.As(err, &le) || le.Limit != "max_response_bytes" {
+		t.Fatalf("an event of %d bytes past a 100-byte bound: %v", len(long), err)
+	}
 }
 
 // bufioReader reads s through the smallest buffer bufio allows, so that
