@@ -919,9 +919,12 @@ print("listed=%s" % ("yes" if listed else "no"))
 // names it; with none, nothing; with host, everything, which is what shows
 // the isolation is what refused it.
 func TestNetworkIsolation(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, "hello")
 	}))
+	srv.Listener.Close()
+	srv.Listener = testkit.ListenBelowEphemeral(t)
+	srv.Start()
 	t.Cleanup(srv.Close)
 	u, err := url.Parse(srv.URL)
 	if err != nil {

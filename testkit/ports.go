@@ -3,12 +3,46 @@ package testkit
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"testing"
+	"time"
 )
+
+// ListenBelowEphemeral listens on a loopback port below the kernel's
+// ephemeral range (ip_local_port_range), for a host listener a sandboxed
+// program must not reach. The sandbox's own loopback carries its egress
+// forwarder on a port the kernel picks from that range; were the host's
+// listener on the same number, the program would reach its own forwarder
+// and a test would report an escape that is not one (CI saw it once). A
+// port the kernel never picks on its own cannot collide.
+func ListenBelowEphemeral(t testing.TB) net.Listener {
+	t.Helper()
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var lo, hi int
+		if _, err := fmt.Sscan(string(b), &lo, &hi); err == nil && lo > 2048 {
+			low = lo
+		}
+	}
+	span := low - 1024
+	start := int(time.Now().UnixNano() % int64(span))
+	for i := range 64 {
+		port := 1024 + (start+i*7919)%span
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err == nil {
+			t.Cleanup(func() { ln.Close() })
+			return ln
+		}
+		// Taken: try another.
+	}
+	t.Fatalf("no free loopback port below %d", low)
+	return nil
+}
 
 // ListeningPorts returns the TCP ports (IPv4 and IPv6) on which process
 // pid has a socket in the LISTEN state, sorted. It reads /proc: the

@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -73,4 +74,20 @@ func TestWaitGone(t *testing.T) {
 	WaitGone(t, cmd.Process.Pid, 30*time.Second)
 	_ = cmd.Wait()
 	WaitGone(t, cmd.Process.Pid, 30*time.Second) // reaped: ESRCH
+}
+
+func TestListenBelowEphemeral(t *testing.T) {
+	ln := ListenBelowEphemeral(t)
+	port := ln.Addr().(*net.TCPAddr).Port
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lo, hi int
+	if _, err := fmt.Sscan(string(b), &lo, &hi); err != nil {
+		t.Fatal(err)
+	}
+	if port < 1024 || port >= lo {
+		t.Errorf("port %d, want 1024 ≤ port < %d", port, lo)
+	}
 }

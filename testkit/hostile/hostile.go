@@ -26,36 +26,6 @@ type Fixture struct {
 	SandboxHome  string   // the server's own HOME under the data dir
 }
 
-// listenBelowEphemeral listens on a host loopback port below the kernel's
-// ephemeral range. The sandbox's own loopback carries the egress
-// forwarder, on a port the kernel picks from that range; were the host's
-// port the same, the server would reach its own forwarder, and both the
-// connect and the /proc/net/tcp check would report an escape that is not
-// one (CI saw it once). A port the kernel never picks on its own cannot
-// collide.
-func listenBelowEphemeral(t testing.TB) net.Listener {
-	t.Helper()
-	low := 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		var lo, hi int
-		if _, err := fmt.Sscan(string(b), &lo, &hi); err == nil && lo > 2048 {
-			low = lo
-		}
-	}
-	span := low - 1024
-	start := int(time.Now().UnixNano() % int64(span))
-	for i := range 64 {
-		port := 1024 + (start+i*7919)%span
-		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err == nil {
-			return ln
-		}
-		// Taken: try another.
-	}
-	t.Fatalf("no free loopback port below %d", low)
-	return nil
-}
-
 // Forks is how many processes the hostile server tries to start: more
 // than the sandbox's default pids limit.
 const Forks = 400
@@ -138,7 +108,7 @@ func New(t *testing.T, script string, env map[string]string) Fixture {
 	listen("unix", filepath.Join(dir, "bus"))
 	abstract := fmt.Sprintf("rugwatch-test-%d-%s", os.Getpid(), t.Name())
 	listen("unix", "@"+abstract)
-	loop := serve(listenBelowEphemeral(t))
+	loop := serve(testkit.ListenBelowEphemeral(t))
 	marker := fmt.Sprintf("rugwatch-hostile-%d-%d", os.Getpid(), time.Now().UnixNano())
 	t.Cleanup(func() { os.Remove(filepath.Join("/var/tmp", marker)) })
 	e := map[string]string{
