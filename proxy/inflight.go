@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 )
@@ -12,14 +14,29 @@ import (
 // inflight is what a client session (a proxied one, or a gateway's) has
 // in flight: at most maxInFlight requests, each handled off the read loop
 // and cancellable by the client's notifications/cancelled.
+//
+// Requests are handled by workers that stay for the next one. Handling a
+// call (decoding its arguments, validating them against the approved
+// schema) needs a deeper stack than a goroutine starts with: a goroutine
+// per request grew and copied its stack on every call, a quarter of the
+// proxy's own CPU per call. A worker keeps its stack from one request to
+// the next, and ends after idle without one, or with the session.
 type inflight struct {
 	slots   chan struct{}
+	jobs    chan func() // unbuffered: a send succeeds only to an idle worker
+	idle    time.Duration
+	started atomic.Int64 // workers started, for tests
 	mu      sync.Mutex
 	cancels map[string]context.CancelFunc
 }
 
+// workerIdle is how long a worker waits for another request before it
+// ends: long enough to span an agent's pause between calls.
+const workerIdle = 5 * time.Second
+
 func newInflight() inflight {
-	return inflight{slots: make(chan struct{}, maxInFlight), cancels: map[string]context.CancelFunc{}}
+	return inflight{slots: make(chan struct{}, maxInFlight), jobs: make(chan func()), idle: workerIdle,
+		cancels: map[string]context.CancelFunc{}}
 }
 
 // serve answers m with handle on a goroutine of wg, and writes the answer
@@ -38,7 +55,7 @@ func (f *inflight) serve(ctx context.Context, m *jsonrpc.Request, wg *sync.WaitG
 	f.mu.Lock()
 	f.cancels[key] = rcancel
 	f.mu.Unlock()
-	wg.Go(func() {
+	f.run(ctx, wg, func() {
 		defer func() { <-f.slots }()
 		defer func() {
 			f.mu.Lock()
@@ -52,6 +69,33 @@ func (f *inflight) serve(ctx context.Context, m *jsonrpc.Request, wg *sync.WaitG
 		}
 		if resp != nil {
 			write(ctx, resp)
+		}
+	})
+}
+
+// run hands job to an idle worker, or starts one on wg; a worker ends
+// after f.idle without work, or when ctx (the session's) ends.
+func (f *inflight) run(ctx context.Context, wg *sync.WaitGroup, job func()) {
+	select {
+	case f.jobs <- job:
+		return
+	default:
+	}
+	f.started.Add(1)
+	wg.Go(func() {
+		job()
+		idle := time.NewTimer(f.idle)
+		defer idle.Stop()
+		for {
+			select {
+			case job := <-f.jobs:
+				job()
+				idle.Reset(f.idle)
+			case <-idle.C:
+				return
+			case <-ctx.Done():
+				return
+			}
 		}
 	})
 }

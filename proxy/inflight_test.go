@@ -1,0 +1,76 @@
+package proxy
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+)
+
+// TestInflightWorkersStay: requests one after another are handled by the
+// one worker the first started, which keeps its grown stack; requests at
+// once each get one; idle workers end on their own, and with the session.
+func TestInflightWorkersStay(t *testing.T) {
+	f := newInflight()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	answered := make(chan *jsonrpc.Response, maxInFlight)
+	write := func(_ context.Context, m jsonrpc.Message) { answered <- m.(*jsonrpc.Response) }
+	echo := func(_ context.Context, r *jsonrpc.Request) *jsonrpc.Response {
+		return &jsonrpc.Response{ID: r.ID, Result: []byte(`{}`)}
+	}
+	request := func(i int64) *jsonrpc.Request {
+		id, _ := jsonrpc.MakeID(float64(i))
+		return &jsonrpc.Request{ID: id, Method: "ping"}
+	}
+	for i := range int64(100) {
+		f.serve(ctx, request(i), &wg, "test", write, echo)
+		if got := <-answered; got.ID != request(i).ID {
+			t.Fatalf("answer %v for request %d", got.ID, i)
+		}
+	}
+	// Usually one; a request can come before the worker that answered
+	// the last one is back waiting, and start a second. A goroutine per
+	// request would be 100.
+	seq := f.started.Load()
+	if seq > 10 {
+		t.Errorf("100 requests one after another started %d workers, want a few", seq)
+	}
+
+	// Eight at once, each held until all eight are in: the idle workers
+	// take some and new ones the rest, so all eight run at once.
+	hold := make(chan struct{})
+	var in sync.WaitGroup
+	in.Add(8)
+	held := func(_ context.Context, r *jsonrpc.Request) *jsonrpc.Response {
+		in.Done()
+		<-hold
+		return &jsonrpc.Response{ID: r.ID, Result: []byte(`{}`)}
+	}
+	for i := range int64(8) {
+		f.serve(ctx, request(100+i), &wg, "test", write, held)
+	}
+	in.Wait()
+	close(hold)
+	for range 8 {
+		<-answered
+	}
+	if n := f.started.Load(); n < 8 {
+		t.Errorf("8 requests at once: %d workers in all, want at least 8", n)
+	}
+
+	// With the session's end every worker ends.
+	cancel()
+	wg.Wait()
+
+	// Idle workers end on their own.
+	g := newInflight()
+	g.idle = time.Millisecond
+	var wg2 sync.WaitGroup
+	g.serve(context.Background(), request(1), &wg2, "test", write, echo)
+	<-answered
+	wg2.Wait()
+}
