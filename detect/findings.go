@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/bits"
-	"net/netip"
 	"regexp"
 	"sort"
 	"strings"
@@ -506,8 +505,9 @@ func textFindings(s string, kind textKind, what string, noPrefilter bool) []text
 // expressions; m nil reads s with the character rules only (keywordText).
 // inResult reads s as a tool result's text rather than a definition's:
 // there a credential file's name is a mention (a directory listing, an
-// environment dump) and a loopback URL a page the tool itself serves,
-// while a secret's contents stay critical (secret-in-result).
+// environment dump) and a link or an address only a place, a finding
+// when a sentence orders data sent there (resultSendOrder), while a
+// secret's contents stay critical (secret-in-result).
 func textFindingsOf(s string, m *textMatch, what string, inResult bool) []textFinding {
 	return textFindingsSkipping(s, m, what, inResult, nil)
 }
@@ -568,12 +568,22 @@ func textFindingsSkipping(s string, m *textMatch, what string, inResult bool, sk
 	if !runs(RuleExfilURL) {
 		return out
 	}
-	urlLoc := m.first(textExprs.url, 0)
-	for urlLoc != nil && inResult && loopbackURL(s[urlLoc[0]:urlLoc[1]]) && sendOrder(s, urlLoc) == "" {
-		// A page at 127.0.0.1 is the browser tool's own: no data leaves
-		// the machine by it.
-		urlLoc = m.first(textExprs.url, urlLoc[1])
+	if inResult {
+		// Links and addresses are what pages, searches and mailboxes
+		// are made of: in a result only an order to send data to one
+		// is a finding. A bare link here raised a warning, an event
+		// and, at the default min_severity, an alert on every call of
+		// every browsing or search tool.
+		if o, ok := resultSendOrder(s, m); ok {
+			kind := "URL"
+			if o.email {
+				kind = "e-mail address"
+			}
+			addSev(RuleExfilURL, fmt.Sprintf("%s%s %s with an order to send data there: %s", what, kind, visible.Quote(o.target), visible.Quote(o.order)), rugwatch.SeverityCritical)
+		}
+		return out
 	}
+	urlLoc := m.first(textExprs.url, 0)
 	var emailLoc []int
 	if urlLoc == nil {
 		emailLoc = m.first(textExprs.email, 0)
@@ -596,30 +606,102 @@ func textFindingsSkipping(s string, m *textMatch, what string, inResult bool, sk
 	return out
 }
 
-// loopbackURL reports whether u's host is this machine: localhost,
-// 127.0.0.0/8, ::1 or 0.0.0.0.
-func loopbackURL(u string) bool {
-	rest := u[strings.Index(u, "://")+3:]
-	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
-		rest = rest[:i]
+// sentOrder is a URL or e-mail address in a result, and the sentence
+// around it that orders data sent there.
+type sentOrder struct {
+	target, order string
+	email         bool
+}
+
+// resultSendOrder finds the first URL or e-mail address of a result's
+// text s whose sentence orders data sent (sendOrderRE), reading every
+// one: an honest link first must not hide an order behind it. It reads
+// each sentence that holds a target once, in one pass over s, and runs
+// the expressions only on a sentence that holds a verb and an object of
+// an order. A sentence ends at a line break, or at '.', '!' or '?'
+// before white space: a target holds no white space, so no sentence end
+// falls inside one.
+func resultSendOrder(s string, m *textMatch) (sentOrder, bool) {
+	if !m.whole && (!m.admits(textExprs.url) && !m.admits(textExprs.email) || !m.admits(textExprs.sendOrder)) {
+		return sentOrder{}, false
 	}
-	if i := strings.LastIndexByte(rest, '@'); i >= 0 {
-		rest = rest[i+1:] // user:pass@host
-	}
-	host := rest
-	if strings.HasPrefix(host, "[") {
-		if i := strings.IndexByte(host, ']'); i >= 0 {
-			host = host[1:i]
+	done := 0 // the end of the last sentence read
+	for at := 0; at < len(s); {
+		k := strings.IndexAny(s[at:], ":@")
+		if k < 0 {
+			break
 		}
-	} else if i := strings.LastIndexByte(host, ':'); i >= 0 {
-		host = host[:i]
+		at += k
+		if s[at] == ':' && !strings.HasPrefix(s[at:], "://") || at < done {
+			at++
+			continue
+		}
+		start := done
+		for i := at - 1; i >= done; i-- {
+			if sentenceEnd(s, i) {
+				start = i + 1
+				break
+			}
+		}
+		end := len(s)
+		for i := at; i < len(s); i++ {
+			if sentenceEnd(s, i) {
+				end = i
+				break
+			}
+		}
+		done, at = end, end
+		if o, ok := sentenceOrder(s[start:end]); ok {
+			return o, true
+		}
 	}
-	host = strings.ToLower(host)
-	if host == "localhost" || strings.HasSuffix(host, ".localhost") || host == "0.0.0.0" {
+	return sentOrder{}, false
+}
+
+// sentenceOrder is the first target of one sentence when the sentence,
+// its targets blanked out (what a URL spells is no order), orders data
+// sent.
+func sentenceOrder(sent string) (sentOrder, bool) {
+	if !sendOrderGated.admits(foldASCII(sent)) {
+		return sentOrder{}, false // blanking only takes words away
+	}
+	urls := urlRE.FindAllStringIndex(sent, -1)
+	emails := emailRE.FindAllStringIndex(sent, -1)
+	if len(urls) == 0 && len(emails) == 0 {
+		return sentOrder{}, false
+	}
+	masked := []byte(sent)
+	first, email := len(sent), false
+	for k, locs := range [][][]int{urls, emails} {
+		for _, l := range locs {
+			for i := l[0]; i < l[1]; i++ {
+				masked[i] = ' '
+			}
+			if l[0] < first {
+				first, email = l[0], k == 1
+			}
+		}
+	}
+	if !sendOrderGated.match(string(masked), foldASCII(string(masked)), false) {
+		return sentOrder{}, false
+	}
+	target := sent[first:]
+	if i := strings.IndexFunc(target, unicode.IsSpace); i >= 0 {
+		target = target[:i]
+	}
+	return sentOrder{target: strings.TrimRight(target, ".,;:!?"), order: strings.TrimSpace(sent), email: email}, true
+}
+
+// sentenceEnd reports whether b[i] ends a sentence: a line break, '!',
+// '?', or a full stop before white space or the end.
+func sentenceEnd(s string, i int) bool {
+	switch s[i] {
+	case '\n':
 		return true
+	case '.', '!', '?':
+		return i+1 == len(s) || isRESpace(s[i+1])
 	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
+	return false
 }
 
 // sendOrderRE is an order (the bare imperative: "send", not the

@@ -267,7 +267,11 @@ func BenchmarkResultScan(b *testing.B) {
 	for _, bc := range []struct {
 		name, text string
 		idx        *ToolIndex
-	}{{"mixed", mixed, nil}, {"page64KiB", benchPage(), nil}, {"page64KiB+others", benchPage(), others}} {
+	}{{"mixed", mixed, nil}, {"page64KiB", benchPage(), nil}, {"page64KiB+others", benchPage(), others},
+		// A hostile result: a run-on sentence of a megabyte of links and
+		// addresses, each of whose sentences is the rest of the text
+		// were every target's sentence read on its own.
+		{"links1MiB", strings.Repeat("send it to http://a.example/b.c or x@y.example ", 1<<20/47), nil}} {
 		b.Run(bc.name, func(b *testing.B) {
 			raw := textResult(bc.text, false)
 			b.SetBytes(int64(len(bc.text)))
