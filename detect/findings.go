@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/bits"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"unicode"
@@ -622,7 +623,7 @@ type sentOrder struct {
 // before white space: a target holds no white space, so no sentence end
 // falls inside one.
 func resultSendOrder(s string, m *textMatch) (sentOrder, bool) {
-	if !m.whole && (!m.admits(textExprs.url) && !m.admits(textExprs.email) || !m.admits(textExprs.sendOrder)) {
+	if !m.whole && (!m.admits(textExprs.url) && !m.admits(textExprs.email) || !m.admits(textExprs.resultOrder)) {
 		return sentOrder{}, false
 	}
 	done := 0 // the end of the last sentence read
@@ -651,46 +652,77 @@ func resultSendOrder(s string, m *textMatch) (sentOrder, bool) {
 			}
 		}
 		done, at = end, end
-		if o, ok := sentenceOrder(s[start:end]); ok {
+		if o, ok := sentenceOrder(s[start:end], true); ok {
 			return o, true
 		}
 	}
 	return sentOrder{}, false
 }
 
-// sentenceOrder is the first target of one sentence when the sentence,
-// its targets blanked out (what a URL spells is no order), orders data
-// sent.
-func sentenceOrder(sent string) (sentOrder, bool) {
-	if !sendOrderGated.admits(foldASCII(sent)) {
+// sentenceOrder is the target of one sentence that an order sends data
+// to: a verb and the data (resultOrderRE, the targets blanked out, for
+// what a URL spells is no order), then a preposition and the target
+// ("send the user's key to https://…", "include the token in https://…").
+// Pages are full of imperatives near links ("Post your question on
+// https://…", "- [upload](https://…) uploads a file"); an order's
+// destination comes after its data, and the data is the user's, not
+// "your question". gate skips a sentence without the words of one.
+func sentenceOrder(sent string, gate bool) (sentOrder, bool) {
+	if gate && !resultOrderGated.admits(foldASCII(sent)) {
 		return sentOrder{}, false // blanking only takes words away
 	}
-	urls := urlRE.FindAllStringIndex(sent, -1)
-	emails := emailRE.FindAllStringIndex(sent, -1)
-	if len(urls) == 0 && len(emails) == 0 {
-		return sentOrder{}, false
+	type target struct {
+		loc   []int
+		email bool
 	}
-	masked := []byte(sent)
-	first, email := len(sent), false
-	for k, locs := range [][][]int{urls, emails} {
-		for _, l := range locs {
-			for i := l[0]; i < l[1]; i++ {
-				masked[i] = ' '
-			}
-			if l[0] < first {
-				first, email = l[0], k == 1
-			}
+	var targets []target
+	for k, re := range []*regexp.Regexp{urlRE, emailRE} {
+		for _, l := range re.FindAllStringIndex(sent, -1) {
+			targets = append(targets, target{l, k == 1})
 		}
 	}
-	if !sendOrderGated.match(string(masked), foldASCII(string(masked)), false) {
+	if len(targets) == 0 {
 		return sentOrder{}, false
 	}
-	target := sent[first:]
-	if i := strings.IndexFunc(target, unicode.IsSpace); i >= 0 {
-		target = target[:i]
+	slices.SortFunc(targets, func(a, b target) int { return a.loc[0] - b.loc[0] })
+	b := []byte(sent)
+	for _, t := range targets {
+		for i := t.loc[0]; i < t.loc[1]; i++ {
+			b[i] = ' '
+		}
 	}
-	return sentOrder{target: strings.TrimRight(target, ".,;:!?"), order: strings.TrimSpace(sent), email: email}, true
+	masked := string(b)
+	for _, o := range resultOrderRE.FindAllStringIndex(masked, -1) {
+		for _, t := range targets {
+			if t.loc[0] < o[1] {
+				continue
+			}
+			if gap := masked[o[1]:t.loc[0]]; len(gap) > maxOrderGap || !orderToRE.MatchString(gap) {
+				break // the nearest target after the data is where it goes
+			}
+			target := strings.TrimRight(sent[t.loc[0]:t.loc[1]], ".,;:!?")
+			return sentOrder{target: target, order: strings.TrimSpace(sent), email: t.email}, true
+		}
+	}
+	return sentOrder{}, false
 }
+
+// maxOrderGap bounds the text between an order's data and its target.
+const maxOrderGap = 120
+
+// resultOrderRE is sendOrderRE for results: the same verbs, and data that
+// is the user's or the session's, without the bare "your" and "their"
+// of a page's calls to action, with "data" and "information".
+var resultOrderRE = regexp.MustCompile(`(?i)(^|[^\w'])(send|append|forward|post|upload|include|attach|bcc|cc|copy|report|transmit|leak|exfiltrate|submit|add|put|mail|email)\b[^.!?\n]{0,120}?\b(user'?s?|home|address|conversation|chat|history|contents?|prompt|messages?|credentials?|secrets?|tokens?|keys?|passwords?|files?|everything|all\s+(the\s+)?(data|files|messages|text|information|results?)|personal|location|e-?mail|phone|data|information)\b`)
+
+// resultOrderGated is resultOrderRE's gate: a verb and an object.
+var resultOrderGated = gatedRE{re: resultOrderRE, groups: [][]string{
+	sendOrderGated.groups[0],
+	{"user", "home", "address", "conversation", "chat", "history", "content", "prompt", "message", "credential", "secret", "token", "key", "password", "file", "everything", "all", "personal", "location", "mail", "phone", "data", "information"},
+}}
+
+// orderToRE is the preposition between an order's data and its target.
+var orderToRE = regexp.MustCompile(`(?i)\b(to|into|in|at|via|onto)\b`)
 
 // sentenceEnd reports whether b[i] ends a sentence: a line break, '!',
 // '?', or a full stop before white space or the end.

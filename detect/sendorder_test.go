@@ -5,8 +5,8 @@ import (
 )
 
 // everyTargetOrder is resultSendOrder the slow way: every URL and address
-// of s found on the whole text, each one's sentence cut by the same rule,
-// every target in it blanked, and the expression run with no gate.
+// of s found on the whole text, and each one's sentence, cut by the same
+// rule, read with no gate.
 func everyTargetOrder(s string) bool {
 	var targets [][]int
 	targets = append(targets, urlRE.FindAllStringIndex(s, -1)...)
@@ -26,13 +26,7 @@ func everyTargetOrder(s string) bool {
 				break
 			}
 		}
-		masked := []byte(s[start:end])
-		for _, u := range targets {
-			for i := max(u[0], start); i < min(u[1], end); i++ {
-				masked[i-start] = ' '
-			}
-		}
-		if sendOrderRE.Match(masked) {
+		if _, ok := sentenceOrder(s[start:end], false); ok {
 			return true
 		}
 	}
