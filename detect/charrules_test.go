@@ -151,7 +151,7 @@ func TestCharRulesAnswerAsBefore(t *testing.T) {
 		for _, c := range []struct {
 			name      string
 			got, want func(string) (string, int)
-		}{{"padding", padding, paddingBefore}, {"hiddenUnicode", hiddenUnicode, hiddenRunes}, {"controlChars", controlChars, controlRunes}} {
+		}{{"padding", func(s string) (string, int) { return padding(s, false) }, paddingBefore}, {"hiddenUnicode", hiddenUnicode, hiddenRunes}, {"controlChars", controlChars, controlRunes}} {
 			got, at := c.got(s)
 			if want, wantAt := c.want(s); got != want || at != wantAt {
 				rt.Fatalf("%s(%q) = %q %d, want %q %d", c.name, s, got, at, want, wantAt)

@@ -247,7 +247,7 @@ func TestLookalikeLinesAddNoCharacterFinding(t *testing.T) {
 			continue
 		}
 		checked++
-		for _, rule := range []func(string) (string, int){hiddenUnicode, controlChars, padding} {
+		for _, rule := range []func(string) (string, int){hiddenUnicode, controlChars, func(s string) (string, int) { return padding(s, true) }} {
 			if msg, _ := rule(mc); msg != "" {
 				if was, _ := rule(s); was == "" {
 					t.Fatalf("%q: the changed lines %q give %q, the text nothing", s, mc, msg)

@@ -532,7 +532,7 @@ func textFindingsSkipping(s string, m *textMatch, what string, inResult bool, sk
 		}
 	}
 	if runs(RuleWhitespacePadding) {
-		if msg, at := padding(s); msg != "" {
+		if msg, at := padding(s, inResult); msg != "" {
 			add(RuleWhitespacePadding, fmt.Sprintf("%s in %s%s", msg, what, visible.Excerpt(s, at)))
 		}
 	}
@@ -1053,6 +1053,10 @@ func controlRunes(s string) (string, int) {
 		switch {
 		case r == '\n' || r == '\t':
 			continue
+		case r == '\r' && (i+1 == len(s) || s[i+1] == '\n'):
+			// A CRLF line end (Windows's, and the web's), or a CR with
+			// nothing after it to overwrite.
+			continue
 		case r == 0x1b:
 			kind = "ESC (terminal escape sequence)"
 		case r == 0x9b:
@@ -1151,8 +1155,12 @@ const (
 )
 
 // padding reports a run of whitespace long enough to push the text after it
-// off-screen. Trailing whitespace hides nothing and is not reported.
-func padding(s string) (string, int) {
+// off-screen. Trailing whitespace hides nothing and is not reported. With
+// tables (a result's text), a run that pads a cell of a Markdown table (a
+// line that begins with '|', the run ending at one) is a column's width:
+// 12 of 357 real READMEs, read as a fetched page, were critical for it.
+// Whatever the cell holds is read by every other rule.
+func padding(s string, tables bool) (string, int) {
 	run, runStart, blank := 0, 0, false
 	lines, lineStart := 0, 0
 	for at := 0; at < len(s); {
@@ -1190,6 +1198,10 @@ func padding(s string) (string, int) {
 			continue
 		}
 		// r is visible text: did a long run come before it?
+		if run >= padSpaces && tables && r == '|' && tableRow(s, runStart) {
+			run, lines, blank = 0, 0, false
+			continue
+		}
 		if run >= padSpaces {
 			what := "spaces"
 			if blank {
@@ -1203,6 +1215,13 @@ func padding(s string) (string, int) {
 		run, lines, blank = 0, 0, false
 	}
 	return "", 0
+}
+
+// tableRow reports whether the line holding s[at] begins, after white
+// space, with '|': a row of a Markdown table.
+func tableRow(s string, at int) bool {
+	line := s[strings.LastIndexByte(s[:at], '\n')+1 : at]
+	return strings.HasPrefix(strings.TrimLeft(line, " \t"), "|")
 }
 
 // --- instructions, secrets, URLs ---
