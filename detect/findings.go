@@ -615,8 +615,8 @@ type sentOrder struct {
 }
 
 // resultSendOrder finds the first URL or e-mail address of a result's
-// text s whose sentence orders data sent (sendOrderRE), reading every
-// one: an honest link first must not hide an order behind it. It reads
+// text s that a sentence orders data sent to (sentenceOrder), reading
+// every one: an honest link first must not hide an order behind it. It reads
 // each sentence that holds a target once, in one pass over s, and runs
 // the expressions only on a sentence that holds a verb and an object of
 // an order. A sentence ends at a line break, or at '.', '!' or '?'
@@ -724,7 +724,7 @@ var resultOrderGated = gatedRE{re: resultOrderRE, groups: [][]string{
 // orderToRE is the preposition between an order's data and its target.
 var orderToRE = regexp.MustCompile(`(?i)\b(to|into|in|at|via|onto)\b`)
 
-// sentenceEnd reports whether b[i] ends a sentence: a line break, '!',
+// sentenceEnd reports whether s[i] ends a sentence: a line break, '!',
 // '?', or a full stop before white space or the end.
 func sentenceEnd(s string, i int) bool {
 	switch s[i] {
@@ -1158,7 +1158,7 @@ const (
 // off-screen. Trailing whitespace hides nothing and is not reported. With
 // tables (a result's text), a run that pads a cell of a Markdown table (a
 // line that begins with '|', the run ending at one) is a column's width:
-// 12 of 357 real READMEs, read as a fetched page, were critical for it.
+// 18 of 357 real READMEs, read as fetched pages, were critical for it.
 // Whatever the cell holds is read by every other rule.
 func padding(s string, tables bool) (string, int) {
 	run, runStart, blank := 0, 0, false
