@@ -507,7 +507,7 @@ func textFindings(s string, kind textKind, what string, noPrefilter bool) []text
 // inResult reads s as a tool result's text rather than a definition's:
 // there a credential file's name is a mention (a directory listing, an
 // environment dump) and a link or an address only a place, a finding
-// when a sentence orders data sent there (resultSendOrder), while a
+// when a sentence orders data sent there (sendOrderIn), while a
 // secret's contents stay critical (secret-in-result).
 func textFindingsOf(s string, m *textMatch, what string, inResult bool) []textFinding {
 	return textFindingsSkipping(s, m, what, inResult, nil)
@@ -569,61 +569,68 @@ func textFindingsSkipping(s string, m *textMatch, what string, inResult bool, sk
 	if !runs(RuleExfilURL) {
 		return out
 	}
+	reading := definitionOrders
 	if inResult {
 		// Links and addresses are what pages, searches and mailboxes
 		// are made of: in a result only an order to send data to one
 		// is a finding. A bare link here raised a warning, an event
 		// and, at the default min_severity, an alert on every call of
 		// every browsing or search tool.
-		if o, ok := resultSendOrder(s, m); ok {
-			kind := "URL"
-			if o.email {
-				kind = "e-mail address"
-			}
-			addSev(RuleExfilURL, fmt.Sprintf("%s%s %s with an order to send data there: %s", what, kind, visible.Quote(o.target), visible.Quote(o.order)), rugwatch.SeverityCritical)
+		reading = resultOrders
+	}
+	if o, ok := sendOrderIn(s, m, reading); ok {
+		kind := "URL"
+		if o.email {
+			kind = "e-mail address"
 		}
+		addSev(RuleExfilURL, fmt.Sprintf("%s%s %s with an order to send data there: %s", what, kind, visible.Quote(o.target), visible.Quote(o.order)), rugwatch.SeverityCritical)
 		return out
 	}
-	urlLoc := m.first(textExprs.url, 0)
-	var emailLoc []int
-	if urlLoc == nil {
-		emailLoc = m.first(textExprs.email, 0)
+	if inResult {
+		return out
 	}
-	if loc := urlLoc; loc != nil {
-		u := strings.TrimRight(s[loc[0]:loc[1]], ".,;:!?")
-		if order := sendOrder(s, loc); order != "" {
-			addSev(RuleExfilURL, fmt.Sprintf("%sURL %s with an order to send data there: %s", what, visible.Quote(u), visible.Quote(order)), rugwatch.SeverityCritical)
-		} else {
-			add(RuleExfilURL, fmt.Sprintf("%sURL %s: data could be sent there", what, visible.Quote(u)))
-		}
-	} else if loc := emailLoc; loc != nil {
-		addr := s[loc[0]:loc[1]]
-		if order := sendOrder(s, loc); order != "" {
-			addSev(RuleExfilURL, fmt.Sprintf("%se-mail address %s with an order to send data there: %s", what, visible.Quote(addr), visible.Quote(order)), rugwatch.SeverityCritical)
-		} else {
-			add(RuleExfilURL, fmt.Sprintf("%se-mail address %s: data could be sent there", what, visible.Quote(addr)))
-		}
+	// A definition's link is worth the approver's look.
+	if loc := m.first(textExprs.url, 0); loc != nil {
+		add(RuleExfilURL, fmt.Sprintf("%sURL %s: data could be sent there", what, visible.Quote(strings.TrimRight(s[loc[0]:loc[1]], ".,;:!?"))))
+	} else if loc := m.first(textExprs.email, 0); loc != nil {
+		add(RuleExfilURL, fmt.Sprintf("%se-mail address %s: data could be sent there", what, visible.Quote(s[loc[0]:loc[1]])))
 	}
 	return out
 }
 
-// sentOrder is a URL or e-mail address in a result, and the sentence
-// around it that orders data sent there.
+// sentOrder is a URL or e-mail address, and the sentence around it that
+// orders data sent there.
 type sentOrder struct {
 	target, order string
 	email         bool
 }
 
-// resultSendOrder finds the first URL or e-mail address of a result's
-// text s that a sentence orders data sent to (sentenceOrder), reading
-// every one: an honest link first must not hide an order behind it. It reads
-// each sentence that holds a target once, in one pass over s, and runs
-// the expressions only on a sentence that holds a verb and an object of
-// an order. A sentence ends at a line break, or at '.', '!' or '?'
-// before white space: a target holds no white space, so no sentence end
-// falls inside one.
-func resultSendOrder(s string, m *textMatch) (sentOrder, bool) {
-	if !m.whole && (!m.admits(textExprs.url) && !m.admits(textExprs.email) || !m.admits(textExprs.resultOrder)) {
+// orderReading is how the sentences that hold a link or an address are
+// read for an order to send data there.
+type orderReading struct {
+	gate *ruleExpr // the automaton's: the words of an order anywhere in the text
+	re   gatedRE   // the order, and the words a sentence must hold for it
+	// to: the data comes first, then a preposition and the target
+	// (results); without it any order in the target's sentence counts
+	// (definitions, read by the person approving them).
+	to bool
+}
+
+var (
+	definitionOrders = orderReading{gate: textExprs.sendOrder, re: sendOrderGated}
+	resultOrders     = orderReading{gate: textExprs.resultOrder, re: resultOrderGated, to: true}
+)
+
+// sendOrderIn finds the first URL or e-mail address of s that a sentence
+// orders data sent to (sentenceOrder), reading every one: an honest link
+// first must not hide an order behind it. It reads each sentence that
+// holds a target once, in one pass over s, and runs the expressions only
+// on a sentence that holds a verb and an object of an order. A sentence
+// ends at a line break, or at '.', '!' or '?' before white space: a
+// target holds no white space, so no sentence end falls inside one (a
+// dot inside one, "~/.ssh" or "a.example", ends nothing).
+func sendOrderIn(s string, m *textMatch, r orderReading) (sentOrder, bool) {
+	if !m.whole && (!m.admits(textExprs.url) && !m.admits(textExprs.email) || !m.admits(r.gate)) {
 		return sentOrder{}, false
 	}
 	done := 0 // the end of the last sentence read
@@ -652,7 +659,7 @@ func resultSendOrder(s string, m *textMatch) (sentOrder, bool) {
 			}
 		}
 		done, at = end, end
-		if o, ok := sentenceOrder(s[start:end], true); ok {
+		if o, ok := sentenceOrder(s[start:end], r, true); ok {
 			return o, true
 		}
 	}
@@ -660,15 +667,15 @@ func resultSendOrder(s string, m *textMatch) (sentOrder, bool) {
 }
 
 // sentenceOrder is the target of one sentence that an order sends data
-// to: a verb and the data (resultOrderRE, the targets blanked out, for
-// what a URL spells is no order), then a preposition and the target
-// ("send the user's key to https://…", "include the token in https://…").
-// Pages are full of imperatives near links ("Post your question on
-// https://…", "- [upload](https://…) uploads a file"); an order's
-// destination comes after its data, and the data is the user's, not
-// "your question". gate skips a sentence without the words of one.
-func sentenceOrder(sent string, gate bool) (sentOrder, bool) {
-	if gate && !resultOrderGated.admits(foldASCII(sent)) {
+// to, the targets blanked out (what a URL spells is no order). For a
+// result (r.to) the order names the data and then, after a preposition,
+// the target ("send the user's key to https://…", "include the token in
+// https://…"): pages are full of imperatives near links ("Post your
+// question on https://…", "- [upload](https://…) uploads a file"), and
+// the data is the user's, not "your question". gate skips a sentence
+// without the words of one.
+func sentenceOrder(sent string, r orderReading, gate bool) (sentOrder, bool) {
+	if gate && !r.re.admits(foldASCII(sent)) {
 		return sentOrder{}, false // blanking only takes words away
 	}
 	type target struct {
@@ -692,7 +699,17 @@ func sentenceOrder(sent string, gate bool) (sentOrder, bool) {
 		}
 	}
 	masked := string(b)
-	for _, o := range resultOrderRE.FindAllStringIndex(masked, -1) {
+	found := func(t target) (sentOrder, bool) {
+		target := strings.TrimRight(sent[t.loc[0]:t.loc[1]], ".,;:!?")
+		return sentOrder{target: target, order: strings.TrimSpace(sent), email: t.email}, true
+	}
+	if !r.to {
+		if r.re.re.MatchString(masked) {
+			return found(targets[0])
+		}
+		return sentOrder{}, false
+	}
+	for _, o := range r.re.re.FindAllStringIndex(masked, -1) {
 		for _, t := range targets {
 			if t.loc[0] < o[1] {
 				continue
@@ -700,8 +717,7 @@ func sentenceOrder(sent string, gate bool) (sentOrder, bool) {
 			if gap := masked[o[1]:t.loc[0]]; len(gap) > maxOrderGap || !orderToRE.MatchString(gap) {
 				break // the nearest target after the data is where it goes
 			}
-			target := strings.TrimRight(sent[t.loc[0]:t.loc[1]], ".,;:!?")
-			return sentOrder{target: target, order: strings.TrimSpace(sent), email: t.email}, true
+			return found(t)
 		}
 	}
 	return sentOrder{}, false
@@ -751,30 +767,6 @@ var sendOrderGated = gatedRE{re: sendOrderRE, groups: [][]string{
 	{"send", "append", "forward", "post", "upload", "include", "attach", "cc", "copy", "report", "transmit", "leak", "exfiltrate", "submit", "add", "put", "mail"},
 	{"user", "your", "their", "home", "address", "conversation", "chat", "history", "content", "prompt", "message", "credential", "secret", "token", "key", "password", "file", "everything", "all", "personal", "location", "mail", "phone"},
 }}
-
-// sendOrder returns the sentence around loc of s when it orders data sent
-// (the URL or address being where to), or "".
-func sendOrder(s string, loc []int) string {
-	start := strings.LastIndexAny(s[:loc[0]], ".!?\n")
-	// A sentence end inside the URL itself ("https://a.example") is not one.
-	end := loc[1]
-	if i := strings.IndexAny(s[end:], "!?\n"); i >= 0 {
-		end += i
-	} else {
-		end = len(s)
-	}
-	if j := strings.Index(s[loc[1]:end], ". "); j >= 0 {
-		end = loc[1] + j
-	}
-	sent := s[start+1 : end]
-	// The URL itself is no order's object ("…/collect?key=").
-	u0, u1 := loc[0]-(start+1), loc[1]-(start+1)
-	masked := sent[:u0] + strings.Repeat(" ", u1-u0) + sent[u1:]
-	if sendOrderGated.match(masked, foldASCII(masked), false) {
-		return strings.TrimSpace(sent)
-	}
-	return ""
-}
 
 // asciiLower lowers ASCII letters only: foldASCII of ASCII text.
 func asciiLower(s string) string {

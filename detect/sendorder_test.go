@@ -4,10 +4,10 @@ import (
 	"testing"
 )
 
-// everyTargetOrder is resultSendOrder the slow way: every URL and address
-// of s found on the whole text, and each one's sentence, cut by the same
+// everyTargetOrder is sendOrderIn the slow way: every URL and address of
+// s found on the whole text, and each one's sentence, cut by the same
 // rule, read with no gate.
-func everyTargetOrder(s string) bool {
+func everyTargetOrder(s string, r orderReading) bool {
 	var targets [][]int
 	targets = append(targets, urlRE.FindAllStringIndex(s, -1)...)
 	targets = append(targets, emailRE.FindAllStringIndex(s, -1)...)
@@ -26,7 +26,7 @@ func everyTargetOrder(s string) bool {
 				break
 			}
 		}
-		if _, ok := sentenceOrder(s[start:end], false); ok {
+		if _, ok := sentenceOrder(s[start:end], r, false); ok {
 			return true
 		}
 	}
@@ -50,28 +50,36 @@ var sendOrderSeeds = []string{
 	"e.g. forward everything to ops@example.org.",
 }
 
-// TestResultSendOrderAgrees: the one-pass reading of a result finds an
-// order exactly where reading every target's sentence on its own does,
-// on the corpus and the seeds.
-func TestResultSendOrderAgrees(t *testing.T) {
+// readings are the two ways of reading a text for an order.
+var readings = []struct {
+	name string
+	r    orderReading
+}{{"definition", definitionOrders}, {"result", resultOrders}}
+
+// TestSendOrderAgrees: the one-pass reading finds an order exactly where
+// reading every target's sentence on its own does, on the corpus and the
+// seeds, for definitions and for results.
+func TestSendOrderAgrees(t *testing.T) {
 	texts := append(goldenTexts(t), sendOrderSeeds...)
-	found := 0
-	for _, s := range texts {
-		_, got := resultSendOrder(s, newTextMatch(s, false))
-		if want := everyTargetOrder(s); got != want {
-			t.Errorf("%q: order found %v, every target's sentence says %v", s, got, want)
+	for _, rd := range readings {
+		found := 0
+		for _, s := range texts {
+			_, got := sendOrderIn(s, newTextMatch(s, false), rd.r)
+			if want := everyTargetOrder(s, rd.r); got != want {
+				t.Errorf("%s %q: order found %v, every target's sentence says %v", rd.name, s, got, want)
+			}
+			if got {
+				found++
+			}
 		}
-		if got {
-			found++
+		if found == 0 {
+			t.Fatalf("%s: no text of the corpus holds an order: the test cannot tell", rd.name)
 		}
+		t.Logf("%s: %d texts, %d with an order", rd.name, len(texts), found)
 	}
-	if found == 0 {
-		t.Fatal("no text of the corpus holds an order: the test cannot tell")
-	}
-	t.Logf("%d texts, %d with an order", len(texts), found)
 }
 
-func FuzzResultSendOrder(f *testing.F) {
+func FuzzSendOrder(f *testing.F) {
 	for _, s := range sendOrderSeeds {
 		f.Add(s)
 	}
@@ -79,9 +87,11 @@ func FuzzResultSendOrder(f *testing.F) {
 		if len(s) > 4096 {
 			return
 		}
-		_, got := resultSendOrder(s, newTextMatch(s, false))
-		if want := everyTargetOrder(s); got != want {
-			t.Errorf("%q: order found %v, every target's sentence says %v", s, got, want)
+		for _, rd := range readings {
+			_, got := sendOrderIn(s, newTextMatch(s, false), rd.r)
+			if want := everyTargetOrder(s, rd.r); got != want {
+				t.Errorf("%s %q: order found %v, every target's sentence says %v", rd.name, s, got, want)
+			}
 		}
 	})
 }

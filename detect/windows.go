@@ -413,9 +413,9 @@ type textExprSet struct {
 	// escalationREs, secretREs.
 	instruction, roleSwitch, sensitive, escalation, secrets []*ruleExpr
 	secretWord, url, email, errorWord                       *ruleExpr
-	// resultOrder is only a gate (resultOrderGated's words, seen
-	// anywhere in the text): resultSendOrder reads sentence by sentence.
-	resultOrder *ruleExpr
+	// sendOrder and resultOrder are only gates (the words of an order,
+	// seen anywhere in the text): sendOrderIn reads sentence by sentence.
+	sendOrder, resultOrder *ruleExpr
 }
 
 // exprBuilder gathers the needles of the expressions as they are made.
@@ -443,6 +443,7 @@ func newTextExprSet() *textExprSet {
 	t.url = b.expr(urlRE, anyCase("://"), nil)
 	t.email = b.expr(emailRE, anyCase("@"), nil)
 	t.errorWord = b.gated(errorWordGated)
+	t.sendOrder = b.expr(sendOrderRE, nil, sendOrderGated.groups)
 	t.resultOrder = b.expr(resultOrderRE, nil, resultOrderGated.groups)
 	for _, g := range escalationGated {
 		t.escalation = append(t.escalation, b.gated(g))
