@@ -176,17 +176,16 @@ func dial(ctx context.Context, t Target, opts DialOptions, want era) (*Session, 
 	}
 
 	// The SSE transport ties its event stream to the context given to
-	// Connect, so it gets the session's, bounded here by the caller's.
-	connectDone := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-			cancel()
-		case <-connectDone:
-		}
-	}()
+	// Connect, so it gets the session's, bounded here by the caller's
+	// while Connect runs, and only then. (A goroutine that selected on
+	// the caller's context and "connected" chose at random once both were
+	// ready: scheduled late, after Dial had returned and its caller had
+	// cancelled the dial's context, it cancelled the live session, whose
+	// next call failed with a bare "context canceled". CI saw it once,
+	// proxying, where the dial's context ends as the dial returns.)
+	stop := context.AfterFunc(ctx, cancel)
 	conn, err := tr.Connect(sctx)
-	close(connectDone)
+	stop()
 	if err != nil {
 		s.teardown()
 		return nil, s.wrapErr("connecting", err)
