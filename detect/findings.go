@@ -709,14 +709,20 @@ func sentenceOrder(sent string, r orderReading, gate bool) (sentOrder, bool) {
 		}
 		return sentOrder{}, false
 	}
+	// Orders and targets both come in order: one pass over each, so a
+	// hostile sentence of thousands of both costs their sum, not their
+	// product.
+	next := 0
 	for _, o := range r.re.re.FindAllStringIndex(masked, -1) {
-		for _, t := range targets {
-			if t.loc[0] < o[1] {
-				continue
-			}
-			if gap := masked[o[1]:t.loc[0]]; len(gap) > maxOrderGap || !orderToRE.MatchString(gap) {
-				break // the nearest target after the data is where it goes
-			}
+		for next < len(targets) && targets[next].loc[0] < o[1] {
+			next++
+		}
+		if next == len(targets) {
+			break
+		}
+		// The nearest target after the data is where it goes.
+		t := targets[next]
+		if gap := masked[o[1]:t.loc[0]]; len(gap) <= maxOrderGap && orderToRE.MatchString(gap) {
 			return found(t)
 		}
 	}
@@ -1155,6 +1161,7 @@ const (
 func padding(s string, tables bool) (string, int) {
 	run, runStart, blank := 0, 0, false
 	lines, lineStart := 0, 0
+	var rows tableRows
 	for at := 0; at < len(s); {
 		if run == 0 && lines == 0 {
 			// Text after text: nothing to count to the next space.
@@ -1190,7 +1197,7 @@ func padding(s string, tables bool) (string, int) {
 			continue
 		}
 		// r is visible text: did a long run come before it?
-		if run >= padSpaces && tables && r == '|' && tableRow(s, runStart) {
+		if run >= padSpaces && tables && r == '|' && rows.at(s, runStart) {
 			run, lines, blank = 0, 0, false
 			continue
 		}
@@ -1209,11 +1216,26 @@ func padding(s string, tables bool) (string, int) {
 	return "", 0
 }
 
-// tableRow reports whether the line holding s[at] begins, after white
-// space, with '|': a row of a Markdown table.
-func tableRow(s string, at int) bool {
-	line := s[strings.LastIndexByte(s[:at], '\n')+1 : at]
-	return strings.HasPrefix(strings.TrimLeft(line, " \t"), "|")
+// tableRows reports whether the line holding s[at] begins, after white
+// space, with '|': a row of a Markdown table. Asked of positions that only
+// move forward, it reads each byte of s once and each line's start once:
+// a hostile line of a hundred thousand padded cells must not be read back
+// to its start for each one.
+type tableRows struct {
+	from, line int // read up to from; the line at from starts at line
+	known, row bool
+}
+
+func (t *tableRows) at(s string, at int) bool {
+	if i := strings.LastIndexByte(s[t.from:at], '\n'); i >= 0 {
+		t.line, t.known = t.from+i+1, false
+	}
+	t.from = at
+	if !t.known {
+		t.row = strings.HasPrefix(strings.TrimLeft(s[t.line:at], " \t"), "|")
+		t.known = true
+	}
+	return t.row
 }
 
 // --- instructions, secrets, URLs ---
