@@ -1,16 +1,21 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,27 +23,57 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"golang.org/x/sync/errgroup"
 )
 
 // The benchmarks measure what the proxy adds on loopback Streamable HTTP:
 // each runs the same operations direct, through a floor (a bare reverse
-// proxy) and proxied, taking turns within one run (benchPaths), and
-// reports all three side by side.
+// proxy) and proxied, taking turns within one run, and reports all three
+// side by side.
 //
 //	go test -run '^$' -bench . -benchtime 2s -count 3 ./proxy/ | tee new.txt
 //
+// The three parties are processes of their own, as deployed: the upstream
+// and the clients are this test binary re-executed (benchChild), and this
+// process holds the proxy and the floor. So each collects its own garbage
+// (the go-sdk's clients and servers allocate about a quarter of a
+// megabyte a call, which in one process set the pace of the collector
+// the proxy ran under), and this process's CPU is the proxy's and the
+// floor's alone. They still share the machine's cores, as on a
+// developer's laptop.
+//
 // p50-ms and p99-ms are per-operation latencies; calls/s is the
 // throughput of parallel clients; ns/op is the mean of a round (one
-// operation on each path). The client, the proxy and the upstream share
-// the machine's cores, as on a developer's laptop.
+// operation on each path).
 
 // benchTools is the size of the upstream's tool list: the issue's 50.
 const benchTools = 50
 
-// newBenchUpstream is a go-sdk server over Streamable HTTP with echo and
-// 49 more tools of realistic size.
-func newBenchUpstream(tb testing.TB) *upstream {
-	tb.Helper()
+// benchRole, set in a re-executed test binary's environment, makes it a
+// party to a benchmark instead of running tests: "upstream" or "driver".
+const benchRole = "RUGWATCH_PROXY_BENCH"
+
+// benchChild runs the party benchRole names and returns its exit code.
+func benchChild(role string) int {
+	var err error
+	switch role {
+	case "upstream":
+		err = serveBenchUpstream()
+	case "driver":
+		err = runBenchDriver()
+	default:
+		err = fmt.Errorf("unknown role %q", role)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench %s: %v\n", role, err)
+		return 1
+	}
+	return 0
+}
+
+// newBenchServer is a go-sdk server with echo and 49 more tools of
+// realistic size, and page.
+func newBenchServer() *mcp.Server {
 	srv := mcp.NewServer(&mcp.Implementation{Name: "bench", Version: "1.0.0"}, nil)
 	echo := func(_ context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		var args struct {
@@ -65,9 +100,24 @@ func newBenchUpstream(tb testing.TB) *upstream {
 		func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: page}}}, nil
 		})
-	hs := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil))
-	tb.Cleanup(hs.Close)
-	return &upstream{srv: srv, url: hs.URL}
+	return srv
+}
+
+// serveBenchUpstream serves newBenchServer over Streamable HTTP on a
+// loopback port, prints its URL and serves until its standard input
+// closes, which it does when the benchmark ends or dies.
+func serveBenchUpstream() error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := newBenchServer()
+	hs := &http.Server{Handler: mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil),
+		ReadHeaderTimeout: time.Minute}
+	go hs.Serve(ln) //nolint:errcheck // ends with the process
+	fmt.Printf("http://%s\n", ln.Addr())
+	_, err = io.Copy(io.Discard, os.Stdin)
+	return err
 }
 
 // benchPage is 64 KiB of honest page text: prose, links, an address, a
@@ -78,15 +128,65 @@ func benchPage() string {
 	return strings.Repeat(para, 64*1024/len(para)+1)[:64*1024]
 }
 
+// benchProc is a re-executed party: its standard input, and its standard
+// output read a line at a time.
+type benchProc struct {
+	in  io.WriteCloser
+	out *bufio.Scanner
+}
+
+// startBench re-executes this test binary as role, with env added, and
+// stops it when the benchmark ends: closing its standard input ends the
+// upstream, and a driver that has not finished is killed.
+func startBench(b *testing.B, role string, env ...string) benchProc {
+	b.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), benchRole+"="+role), env...)
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		in.Close()
+		t := time.AfterFunc(10*time.Second, func() { cmd.Process.Kill() })
+		defer t.Stop()
+		cmd.Wait() //nolint:errcheck // a failure was reported on stderr
+	})
+	sc := bufio.NewScanner(out)
+	sc.Buffer(nil, 64<<20)
+	return benchProc{in: in, out: sc}
+}
+
+// line is the party's next line of output.
+func (p benchProc) line(b *testing.B) string {
+	b.Helper()
+	if !p.out.Scan() {
+		b.Fatalf("a benchmark party ended early (%v); its error is above", p.out.Err())
+	}
+	return p.out.Text()
+}
+
 // benchPair is one upstream with every tool approved, and the URLs of it
-// directly and through proxy_listen.
+// directly, through the floor and through proxy_listen.
 type benchPair struct {
 	direct, floor, proxied string
 }
 
 func newBenchPair(b *testing.B) benchPair {
 	b.Helper()
-	r := newRigWith(b, newBenchUpstream(b))
+	r := newRigWith(b, &upstream{url: startBench(b, "upstream").line(b)})
 	// As in serve: the daemon keeps an approvals generation that moves
 	// with every write, and the proxy asks it before each call.
 	var gen atomic.Uint64
@@ -121,14 +221,28 @@ func newBenchPair(b *testing.B) benchPair {
 	// on the default logger, in the middle of a benchmark's result line
 	// (which benchstat then cannot read); a real failure fails a call.
 	rp.ErrorLog = log.New(io.Discard, "", 0)
-	floor := httptest.NewServer(rp)
+	// Go's HTTP/1 server ends a request body's reads once the response
+	// has begun, and the transport's last read of it (the one that finds
+	// its end) can come after the upstream's response headers, which the
+	// floor then passes on at once: the transport fails the request and
+	// cuts the response. Full duplex lets the body be read to its end.
+	floor := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := http.NewResponseController(w).EnableFullDuplex(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
 	b.Cleanup(floor.Close)
 	p := benchPair{direct: r.up.url, floor: floor.URL, proxied: srv.URL + "/mcp/up"}
 
 	// The first listing through the proxy records every tool (pending);
 	// approve them all, as `rugwatch approve up --all` would.
-	cs := benchConnect(b, p.proxied)
-	defer cs.Close()
+	cs, closeCS, err := benchConnect(p.proxied)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer closeCS()
 	if _, err := cs.ListTools(context.Background(), nil); err != nil {
 		b.Fatal(err)
 	}
@@ -149,23 +263,207 @@ func newBenchPair(b *testing.B) benchPair {
 // transport, which keeps two idle connections per host, made 16 parallel
 // clients open a new connection for about every fourth call, on every
 // path, and the benchmark measured connection set-up as much as the hop.
-func benchConnect(b *testing.B, url string) *mcp.ClientSession {
-	b.Helper()
-	hc := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
-	b.Cleanup(hc.CloseIdleConnections)
+func benchConnect(url string) (*mcp.ClientSession, func(), error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
 	cs, err := mcp.NewClient(&mcp.Implementation{Name: "bench", Version: "1"}, nil).Connect(context.Background(),
-		&mcp.StreamableClientTransport{Endpoint: url, MaxRetries: -1, HTTPClient: hc}, nil)
+		&mcp.StreamableClientTransport{Endpoint: url, MaxRetries: -1, HTTPClient: &http.Client{Transport: tr}}, nil)
 	if err != nil {
-		b.Fatalf("connecting to %s: %v", url, err)
+		return nil, nil, fmt.Errorf("connecting to %s: %w", url, err)
 	}
-	return cs
+	return cs, func() { cs.Close(); tr.CloseIdleConnections() }, nil
 }
 
-// latencies records each operation's duration.
-type latencies []time.Duration
+// paths are the three ways to the upstream every benchmark compares.
+var paths = [3]string{"direct", "floor", "proxied"}
 
-// pct is the p-th quantile in milliseconds.
-func (l latencies) pct(p float64) float64 {
+// driverRun is what the driver measured: each round's operation on each
+// path, or for "parallel" each path's calls and the time of its phases.
+type driverRun struct {
+	Lat     [3][]time.Duration `json:"lat,omitempty"`
+	Calls   [3]int64           `json:"calls,omitempty"`
+	Seconds [3]float64         `json:"seconds,omitempty"`
+	Err     string             `json:"err,omitempty"`
+}
+
+// drive runs b.N rounds of op (see driverOps) on the three paths in a
+// driver process and returns what it measured. The timer runs only while
+// the driver measures, not while it starts and connects.
+func drive(b *testing.B, p benchPair, op string) driverRun {
+	b.Helper()
+	d := startBench(b, "driver", benchRole+"_OP="+op, benchRole+"_N="+strconv.Itoa(b.N),
+		benchRole+"_URLS="+strings.Join([]string{p.direct, p.floor, p.proxied}, " "))
+	if l := d.line(b); l != "ready" {
+		b.Fatalf("driver: %s", l)
+	}
+	b.ResetTimer()
+	if _, err := io.WriteString(d.in, "go\n"); err != nil {
+		b.Fatal(err)
+	}
+	l := d.line(b)
+	b.StopTimer()
+	var run driverRun
+	if err := json.Unmarshal([]byte(l), &run); err != nil {
+		b.Fatalf("driver: %v: %s", err, l)
+	}
+	if run.Err != "" {
+		b.Fatalf("driver: %s", run.Err)
+	}
+	return run
+}
+
+// runBenchDriver is the clients' process: it connects to the three paths,
+// says ready, waits for go, measures and prints a driverRun.
+func runBenchDriver() error {
+	op := os.Getenv(benchRole + "_OP")
+	n, err := strconv.Atoi(os.Getenv(benchRole + "_N"))
+	if err != nil {
+		return fmt.Errorf("%s_N: %w", benchRole, err)
+	}
+	var urls [3]string
+	if f := strings.Fields(os.Getenv(benchRole + "_URLS")); len(f) == 3 {
+		copy(urls[:], f)
+	} else {
+		return fmt.Errorf("%s_URLS: want three URLs, have %q", benchRole, f)
+	}
+	var closers []func()
+	defer func() {
+		for _, c := range closers {
+			c()
+		}
+	}()
+	var measure func() (driverRun, error)
+	if op == "parallel" {
+		measure, err = parallelCalls(urls, n, &closers)
+	} else {
+		measure, err = rounds(op, urls, n, &closers)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		return err
+	}
+	run, err := measure()
+	if err != nil {
+		run = driverRun{Err: err.Error()}
+	}
+	return json.NewEncoder(os.Stdout).Encode(run)
+}
+
+// driverOps are the operations a round can time, each made for one URL;
+// what they open is added to closers.
+var driverOps = map[string]func(url string, closers *[]func()) (func() error, error){
+	// One client calling echo, one call at a time.
+	"call": func(url string, closers *[]func()) (func() error, error) {
+		return callOp(url, closers, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "the quick brown fox"}},
+			func(r *mcp.CallToolResult) bool { return !r.IsError })
+	},
+	// One client calling page, whose result is 64 KiB of text that the
+	// proxy's result rules read in full.
+	"page": func(url string, closers *[]func()) (func() error, error) {
+		return callOp(url, closers, &mcp.CallToolParams{Name: "page", Arguments: map[string]any{}},
+			func(r *mcp.CallToolResult) bool { return !r.IsError && len(r.Content) == 1 })
+	},
+	// tools/list of 50 approved tools. Through the proxy every listing is
+	// a full upstream listing, recorded, then filtered.
+	"list": func(url string, closers *[]func()) (func() error, error) {
+		cs, closeCS, err := benchConnect(url)
+		if err != nil {
+			return nil, err
+		}
+		*closers = append(*closers, closeCS)
+		return func() error { return listAll(cs) }, nil
+	},
+	// A client connects (initialize, initialized), lists the tools once
+	// and leaves, as an agent does on start.
+	"start": func(url string, _ *[]func()) (func() error, error) {
+		return func() error {
+			cs, closeCS, err := benchConnect(url)
+			if err != nil {
+				return err
+			}
+			defer closeCS()
+			return listAll(cs)
+		}, nil
+	},
+}
+
+// listAll lists the tools and checks that all of them came.
+func listAll(cs *mcp.ClientSession) error {
+	res, err := cs.ListTools(context.Background(), nil)
+	if err == nil && len(res.Tools) != benchTools+1 {
+		err = fmt.Errorf("%d tools", len(res.Tools))
+	}
+	return err
+}
+
+// callOp is one tools/call on a session of its own.
+func callOp(url string, closers *[]func(), params *mcp.CallToolParams, want func(*mcp.CallToolResult) bool) (func() error, error) {
+	cs, closeCS, err := benchConnect(url)
+	if err != nil {
+		return nil, err
+	}
+	*closers = append(*closers, closeCS)
+	return func() error {
+		res, err := cs.CallTool(context.Background(), params)
+		if err == nil && !want(res) {
+			err = fmt.Errorf("unexpected result %+v", res)
+		}
+		return err
+	}, nil
+}
+
+// rounds times n rounds of op, one operation on each path per round in an
+// order that rotates, so that a machine that slows down or speeds up does
+// so for all three alike: the VM these run on swings by half within
+// minutes, and sub-benchmarks run one after another measured its swings
+// as often as the proxy.
+func rounds(op string, urls [3]string, n int, closers *[]func()) (func() (driverRun, error), error) {
+	setup, ok := driverOps[op]
+	if !ok {
+		return nil, fmt.Errorf("unknown operation %q", op)
+	}
+	var ops [3]func() error
+	for k, url := range urls {
+		var err error
+		if ops[k], err = setup(url, closers); err != nil {
+			return nil, err
+		}
+	}
+	return func() (driverRun, error) {
+		var run driverRun
+		for i := range n {
+			for j := range 3 {
+				k := (i + j) % 3
+				start := time.Now()
+				err := ops[k]()
+				run.Lat[k] = append(run.Lat[k], time.Since(start))
+				if err != nil {
+					return run, fmt.Errorf("%s: %w", paths[k], err)
+				}
+			}
+		}
+		return run, nil
+	}, nil
+}
+
+// benchRounds runs op's rounds and reports each path's p50 and p99 and
+// the proxy's p50 against direct, added and as a ratio.
+func benchRounds(b *testing.B, op string) {
+	run := drive(b, newBenchPair(b), op)
+	var p50 [3]float64
+	for k, name := range paths {
+		p50[k] = pct(run.Lat[k], 0.50)
+		b.ReportMetric(p50[k], name+"-p50-ms")
+		b.ReportMetric(pct(run.Lat[k], 0.99), name+"-p99-ms")
+	}
+	b.ReportMetric(p50[2]-p50[0], "added-p50-ms")
+	b.ReportMetric(p50[2]/p50[0], "proxied/direct")
+}
+
+// pct is the p-th quantile of l in milliseconds.
+func pct(l []time.Duration, p float64) float64 {
 	if len(l) == 0 {
 		return 0
 	}
@@ -174,137 +472,103 @@ func (l latencies) pct(p float64) float64 {
 	return float64(s[min(len(s)-1, int(float64(len(s))*p))]) / float64(time.Millisecond)
 }
 
-// paths are the three ways to the upstream every benchmark compares.
-var paths = [3]string{"direct", "floor", "proxied"}
-
-func (p benchPair) urls() [3]string { return [3]string{p.direct, p.floor, p.proxied} }
-
-// benchPaths runs one operation on the three paths in turn, round after
-// round, so that a machine that slows down or speeds up does so for all
-// three alike: the VM these run on swings by half within minutes, and
-// sub-benchmarks run one after another measured its swings as often as
-// the proxy. setup makes a path's operation; a round is one operation on
-// each path, in an order that rotates. It reports each path's p50 and
-// p99 and the proxy's p50 against direct, added and as a ratio.
-func benchPaths(b *testing.B, setup func(b *testing.B, url string) func() error) {
-	p := newBenchPair(b)
-	var ops [3]func() error
-	for k, url := range p.urls() {
-		ops[k] = setup(b, url)
-	}
-	var lat [3]latencies
-	b.ResetTimer()
-	for i := range b.N {
-		for j := range 3 {
-			k := (i + j) % 3
-			start := time.Now()
-			err := ops[k]()
-			lat[k] = append(lat[k], time.Since(start))
-			if err != nil {
-				b.Fatalf("%s: %v", paths[k], err)
-			}
-		}
-	}
-	b.StopTimer()
-	for k, name := range paths {
-		b.ReportMetric(lat[k].pct(0.50), name+"-p50-ms")
-		b.ReportMetric(lat[k].pct(0.99), name+"-p99-ms")
-	}
-	b.ReportMetric(lat[2].pct(0.50)-lat[0].pct(0.50), "added-p50-ms")
-	b.ReportMetric(lat[2].pct(0.50)/lat[0].pct(0.50), "proxied/direct")
-}
-
-// callOp is one tools/call on a session of its own, closed with the
-// benchmark.
-func callOp(b *testing.B, url string, params *mcp.CallToolParams, want func(*mcp.CallToolResult) bool) func() error {
-	cs := benchConnect(b, url)
-	b.Cleanup(func() { cs.Close() })
-	return func() error {
-		res, err := cs.CallTool(context.Background(), params)
-		if err == nil && !want(res) {
-			err = fmt.Errorf("unexpected result %+v", res)
-		}
-		return err
-	}
-}
-
 // BenchmarkToolsCall: one client calling echo, one call at a time.
-func BenchmarkToolsCall(b *testing.B) {
-	params := &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "the quick brown fox"}}
-	benchPaths(b, func(b *testing.B, url string) func() error {
-		return callOp(b, url, params, func(r *mcp.CallToolResult) bool { return !r.IsError })
-	})
-}
+func BenchmarkToolsCall(b *testing.B) { benchRounds(b, "call") }
 
-// BenchmarkToolsCallParallel: 16 clients (one session each) calling echo
-// at once through one proxy; calls/s is the throughput. The paths take
-// turns in 200 ms phases (the same machine-drift argument as benchPaths):
-// each path's rate is its calls over the time of its own phases. A phase
-// ends only once the calls started in it have ended (turn is a
-// read-write lock the calls hold for reading), so no call's time is
-// spent in another path's phase: a call still running on one path would
+// BenchmarkToolsList50: tools/list of 50 approved tools.
+func BenchmarkToolsList50(b *testing.B) { benchRounds(b, "list") }
+
+// BenchmarkToolsCall64KiB: a tools/call whose result is 64 KiB of text.
+func BenchmarkToolsCall64KiB(b *testing.B) { benchRounds(b, "page") }
+
+// BenchmarkSessionStart: connect, list once, leave.
+func BenchmarkSessionStart(b *testing.B) { benchRounds(b, "start") }
+
+// parallelClients is how many clients call at once, a session each.
+const parallelClients = 16
+
+// parallelCalls makes n echo calls from 16 clients (one session each) on
+// each path in turn, in 200 ms phases (the same machine-drift argument as
+// rounds): each path's rate is its calls over the time of its own phases.
+// A phase ends only once the calls started in it have ended (turn is a
+// read-write lock the calls hold for reading), so no call's time is spent
+// in another path's phase: a call still running on one path would
 // otherwise be counted for it while delaying the next.
-func BenchmarkToolsCallParallel(b *testing.B) {
-	const clients, phase = 16, 200 * time.Millisecond
-	p := newBenchPair(b)
-	var sessions [3][clients]*mcp.ClientSession
-	for k, url := range p.urls() {
-		for i := range clients {
-			sessions[k][i] = benchConnect(b, url)
-			b.Cleanup(func() { sessions[k][i].Close() })
+func parallelCalls(urls [3]string, n int, closers *[]func()) (func() (driverRun, error), error) {
+	const phase = 200 * time.Millisecond
+	var calls [3][parallelClients]func() error
+	for k, url := range urls {
+		for i := range parallelClients {
+			var err error
+			if calls[k][i], err = driverOps["call"](url, closers); err != nil {
+				return nil, err
+			}
 		}
 	}
-	params := &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "the quick brown fox"}}
-	var (
-		turn    sync.RWMutex // held for reading by each call, for writing to change phase
-		current int          // the path whose phase it is; guarded by turn
-		calls   [3]atomic.Int64
-		elapsed [3]time.Duration // written by the clock only
-		next    atomic.Int64
-	)
-	stop, clockDone := make(chan struct{}), make(chan struct{})
-	start := time.Now()
-	go func() {
-		defer close(clockDone)
-		t := time.NewTicker(phase)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				elapsed[current] += time.Since(start) // every call has ended
-				return
-			case <-t.C:
-				turn.Lock() // waits out the phase's calls, holds new ones
-				now := time.Now()
-				elapsed[current] += now.Sub(start)
-				current, start = (current+1)%3, now
-				turn.Unlock()
+	return func() (driverRun, error) {
+		var (
+			turn    sync.RWMutex // held for reading by each call, for writing to change phase
+			current int          // the path whose phase it is; guarded by turn
+			count   [3]atomic.Int64
+			elapsed [3]time.Duration // written by the clock only
+			left    atomic.Int64
+			g       errgroup.Group
+		)
+		left.Store(int64(n))
+		stop, clockDone := make(chan struct{}), make(chan struct{})
+		start := time.Now()
+		go func() {
+			defer close(clockDone)
+			t := time.NewTicker(phase)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					elapsed[current] += time.Since(start) // every call has ended
+					return
+				case <-t.C:
+					turn.Lock() // waits out the phase's calls, holds new ones
+					now := time.Now()
+					elapsed[current] += now.Sub(start)
+					current, start = (current+1)%3, now
+					turn.Unlock()
+				}
 			}
+		}()
+		for i := range parallelClients {
+			g.Go(func() error {
+				for left.Add(-1) >= 0 {
+					turn.RLock()
+					k := current
+					err := calls[k][i]()
+					turn.RUnlock()
+					if err != nil {
+						return fmt.Errorf("%s call: %w", paths[k], err)
+					}
+					count[k].Add(1)
+				}
+				return nil
+			})
 		}
-	}()
-	b.SetParallelism((clients + 1) / 2) // 2 cores: 16 goroutines
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		i := int(next.Add(1)-1) % clients
-		for pb.Next() {
-			turn.RLock()
-			k := current
-			res, err := sessions[k][i].CallTool(context.Background(), params)
-			turn.RUnlock()
-			if err != nil || res.IsError {
-				b.Errorf("%s call: %+v %v", paths[k], res, err)
-				return
-			}
-			calls[k].Add(1)
+		err := g.Wait()
+		close(stop)
+		<-clockDone
+		var run driverRun
+		for k := range paths {
+			run.Calls[k], run.Seconds[k] = count[k].Load(), elapsed[k].Seconds()
 		}
-	})
-	b.StopTimer()
-	close(stop)
-	<-clockDone
+		return run, err
+	}, nil
+}
+
+// BenchmarkToolsCallParallel: 16 clients calling echo at once through one
+// proxy; calls/s is each path's throughput.
+func BenchmarkToolsCallParallel(b *testing.B) {
+	run := drive(b, newBenchPair(b), "parallel")
 	var rate [3]float64
 	for k, name := range paths {
-		if elapsed[k] > 0 {
-			rate[k] = float64(calls[k].Load()) / elapsed[k].Seconds()
+		if run.Seconds[k] > 0 {
+			rate[k] = float64(run.Calls[k]) / run.Seconds[k]
 		}
 		b.ReportMetric(rate[k], name+"-calls/s")
 	}
@@ -312,45 +576,4 @@ func BenchmarkToolsCallParallel(b *testing.B) {
 		b.ReportMetric(100*rate[1]/rate[0], "floor-%-of-direct")
 		b.ReportMetric(100*rate[2]/rate[0], "proxied-%-of-direct")
 	}
-}
-
-// BenchmarkToolsList50: tools/list of 50 approved tools. Through the proxy
-// every listing is a full upstream listing, recorded, then filtered.
-func BenchmarkToolsList50(b *testing.B) {
-	benchPaths(b, func(b *testing.B, url string) func() error {
-		cs := benchConnect(b, url)
-		b.Cleanup(func() { cs.Close() })
-		return func() error {
-			res, err := cs.ListTools(context.Background(), nil)
-			if err == nil && len(res.Tools) != benchTools+1 {
-				err = fmt.Errorf("%d tools", len(res.Tools))
-			}
-			return err
-		}
-	})
-}
-
-// BenchmarkToolsCall64KiB: one client calling page, whose result is 64 KiB
-// of text that the proxy's result rules read in full.
-func BenchmarkToolsCall64KiB(b *testing.B) {
-	params := &mcp.CallToolParams{Name: "page", Arguments: map[string]any{}}
-	benchPaths(b, func(b *testing.B, url string) func() error {
-		return callOp(b, url, params, func(r *mcp.CallToolResult) bool { return !r.IsError && len(r.Content) == 1 })
-	})
-}
-
-// BenchmarkSessionStart: a client connects (initialize, initialized),
-// lists the tools once and leaves, as an agent does on start.
-func BenchmarkSessionStart(b *testing.B) {
-	benchPaths(b, func(b *testing.B, url string) func() error {
-		return func() error {
-			cs := benchConnect(b, url)
-			defer cs.Close()
-			res, err := cs.ListTools(context.Background(), nil)
-			if err == nil && len(res.Tools) != benchTools+1 {
-				err = fmt.Errorf("%d tools", len(res.Tools))
-			}
-			return err
-		}
-	})
 }
