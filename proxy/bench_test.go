@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -128,16 +129,19 @@ func benchPage() string {
 	return strings.Repeat(para, 64*1024/len(para)+1)[:64*1024]
 }
 
-// benchProc is a re-executed party: its standard input, and its standard
-// output read a line at a time.
+// benchProc is a re-executed party: its standard input, its standard
+// output read a line at a time, and stop.
 type benchProc struct {
-	in  io.WriteCloser
-	out *bufio.Scanner
+	in   io.WriteCloser
+	out  *bufio.Scanner
+	stop func() time.Duration
 }
 
-// startBench re-executes this test binary as role, with env added, and
-// stops it when the benchmark ends: closing its standard input ends the
-// upstream, and a driver that has not finished is killed.
+// startBench re-executes this test binary as role, with env added. Its
+// stop, called by the benchmark or when it ends, closes the party's
+// standard input (which ends the upstream; a driver ends by itself),
+// kills one that has not ended 10 s later, and returns the CPU time the
+// party used.
 func startBench(b *testing.B, role string, env ...string) benchProc {
 	b.Helper()
 	exe, err := os.Executable()
@@ -158,15 +162,17 @@ func startBench(b *testing.B, role string, env ...string) benchProc {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() {
+	stop := sync.OnceValue(func() time.Duration {
 		in.Close()
 		t := time.AfterFunc(10*time.Second, func() { cmd.Process.Kill() })
 		defer t.Stop()
 		cmd.Wait() //nolint:errcheck // a failure was reported on stderr
+		return cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	})
+	b.Cleanup(func() { stop() })
 	sc := bufio.NewScanner(out)
 	sc.Buffer(nil, 64<<20)
-	return benchProc{in: in, out: sc}
+	return benchProc{in: in, out: sc, stop: stop}
 }
 
 // line is the party's next line of output.
@@ -182,11 +188,13 @@ func (p benchProc) line(b *testing.B) string {
 // directly, through the floor and through proxy_listen.
 type benchPair struct {
 	direct, floor, proxied string
+	up                     benchProc
 }
 
 func newBenchPair(b *testing.B) benchPair {
 	b.Helper()
-	r := newRigWith(b, &upstream{url: startBench(b, "upstream").line(b)})
+	up := startBench(b, "upstream")
+	r := newRigWith(b, &upstream{url: up.line(b)})
 	// As in serve: the daemon keeps an approvals generation that moves
 	// with every write, and the proxy asks it before each call.
 	var gen atomic.Uint64
@@ -234,7 +242,7 @@ func newBenchPair(b *testing.B) benchPair {
 		rp.ServeHTTP(w, r)
 	}))
 	b.Cleanup(floor.Close)
-	p := benchPair{direct: r.up.url, floor: floor.URL, proxied: srv.URL + "/mcp/up"}
+	p := benchPair{direct: r.up.url, floor: floor.URL, proxied: srv.URL + "/mcp/up", up: up}
 
 	// The first listing through the proxy records every tool (pending);
 	// approve them all, as `rugwatch approve up --all` would.
@@ -276,6 +284,8 @@ func benchConnect(url string) (*mcp.ClientSession, func(), error) {
 // paths are the three ways to the upstream every benchmark compares.
 var paths = [3]string{"direct", "floor", "proxied"}
 
+func (p benchPair) urls() []string { return []string{p.direct, p.floor, p.proxied} }
+
 // driverRun is what the driver measured: each round's operation on each
 // path, or for "parallel" each path's calls and the time of its phases.
 type driverRun struct {
@@ -285,17 +295,18 @@ type driverRun struct {
 	Err     string             `json:"err,omitempty"`
 }
 
-// drive runs b.N rounds of op (see driverOps) on the three paths in a
-// driver process and returns what it measured. The timer runs only while
-// the driver measures, not while it starts and connects.
-func drive(b *testing.B, p benchPair, op string) driverRun {
+// drive runs b.N rounds of op (see driverOps) on the paths urls names (in
+// the order of paths) in a driver process, and returns what it measured
+// and the driver's CPU time. The timer, stopped by the caller, runs only
+// while the driver measures, not while it starts and connects.
+func drive(b *testing.B, urls []string, op string) (driverRun, time.Duration) {
 	b.Helper()
 	d := startBench(b, "driver", benchRole+"_OP="+op, benchRole+"_N="+strconv.Itoa(b.N),
-		benchRole+"_URLS="+strings.Join([]string{p.direct, p.floor, p.proxied}, " "))
+		benchRole+"_URLS="+strings.Join(urls, " "))
 	if l := d.line(b); l != "ready" {
 		b.Fatalf("driver: %s", l)
 	}
-	b.ResetTimer()
+	b.StartTimer()
 	if _, err := io.WriteString(d.in, "go\n"); err != nil {
 		b.Fatal(err)
 	}
@@ -308,22 +319,20 @@ func drive(b *testing.B, p benchPair, op string) driverRun {
 	if run.Err != "" {
 		b.Fatalf("driver: %s", run.Err)
 	}
-	return run
+	return run, d.stop()
 }
 
-// runBenchDriver is the clients' process: it connects to the three paths,
-// says ready, waits for go, measures and prints a driverRun.
+// runBenchDriver is the clients' process: it connects to the paths, says
+// ready, waits for go, measures and prints a driverRun.
 func runBenchDriver() error {
 	op := os.Getenv(benchRole + "_OP")
 	n, err := strconv.Atoi(os.Getenv(benchRole + "_N"))
 	if err != nil {
 		return fmt.Errorf("%s_N: %w", benchRole, err)
 	}
-	var urls [3]string
-	if f := strings.Fields(os.Getenv(benchRole + "_URLS")); len(f) == 3 {
-		copy(urls[:], f)
-	} else {
-		return fmt.Errorf("%s_URLS: want three URLs, have %q", benchRole, f)
+	urls := strings.Fields(os.Getenv(benchRole + "_URLS"))
+	if len(urls) == 0 || len(urls) > len(paths) {
+		return fmt.Errorf("%s_URLS: want one to three URLs, have %q", benchRole, urls)
 	}
 	var closers []func()
 	defer func() {
@@ -419,12 +428,12 @@ func callOp(url string, closers *[]func(), params *mcp.CallToolParams, want func
 // so for all three alike: the VM these run on swings by half within
 // minutes, and sub-benchmarks run one after another measured its swings
 // as often as the proxy.
-func rounds(op string, urls [3]string, n int, closers *[]func()) (func() (driverRun, error), error) {
+func rounds(op string, urls []string, n int, closers *[]func()) (func() (driverRun, error), error) {
 	setup, ok := driverOps[op]
 	if !ok {
 		return nil, fmt.Errorf("unknown operation %q", op)
 	}
-	var ops [3]func() error
+	ops := make([]func() error, len(urls))
 	for k, url := range urls {
 		var err error
 		if ops[k], err = setup(url, closers); err != nil {
@@ -434,13 +443,13 @@ func rounds(op string, urls [3]string, n int, closers *[]func()) (func() (driver
 	return func() (driverRun, error) {
 		var run driverRun
 		for i := range n {
-			for j := range 3 {
-				k := (i + j) % 3
+			for j := range ops {
+				k := (i + j) % len(ops)
 				start := time.Now()
 				err := ops[k]()
 				run.Lat[k] = append(run.Lat[k], time.Since(start))
 				if err != nil {
-					return run, fmt.Errorf("%s: %w", paths[k], err)
+					return run, fmt.Errorf("%s: %w", urls[k], err)
 				}
 			}
 		}
@@ -451,7 +460,8 @@ func rounds(op string, urls [3]string, n int, closers *[]func()) (func() (driver
 // benchRounds runs op's rounds and reports each path's p50 and p99 and
 // the proxy's p50 against direct, added and as a ratio.
 func benchRounds(b *testing.B, op string) {
-	run := drive(b, newBenchPair(b), op)
+	b.StopTimer()
+	run, _ := drive(b, newBenchPair(b).urls(), op)
 	var p50 [3]float64
 	for k, name := range paths {
 		p50[k] = pct(run.Lat[k], 0.50)
@@ -494,9 +504,9 @@ const parallelClients = 16
 // read-write lock the calls hold for reading), so no call's time is spent
 // in another path's phase: a call still running on one path would
 // otherwise be counted for it while delaying the next.
-func parallelCalls(urls [3]string, n int, closers *[]func()) (func() (driverRun, error), error) {
+func parallelCalls(urls []string, n int, closers *[]func()) (func() (driverRun, error), error) {
 	const phase = 200 * time.Millisecond
-	var calls [3][parallelClients]func() error
+	calls := make([][parallelClients]func() error, len(urls))
 	for k, url := range urls {
 		for i := range parallelClients {
 			var err error
@@ -530,7 +540,7 @@ func parallelCalls(urls [3]string, n int, closers *[]func()) (func() (driverRun,
 					turn.Lock() // waits out the phase's calls, holds new ones
 					now := time.Now()
 					elapsed[current] += now.Sub(start)
-					current, start = (current+1)%3, now
+					current, start = (current+1)%len(urls), now
 					turn.Unlock()
 				}
 			}
@@ -543,7 +553,7 @@ func parallelCalls(urls [3]string, n int, closers *[]func()) (func() (driverRun,
 					err := calls[k][i]()
 					turn.RUnlock()
 					if err != nil {
-						return fmt.Errorf("%s call: %w", paths[k], err)
+						return fmt.Errorf("%s call: %w", urls[k], err)
 					}
 					count[k].Add(1)
 				}
@@ -554,7 +564,7 @@ func parallelCalls(urls [3]string, n int, closers *[]func()) (func() (driverRun,
 		close(stop)
 		<-clockDone
 		var run driverRun
-		for k := range paths {
+		for k := range urls {
 			run.Calls[k], run.Seconds[k] = count[k].Load(), elapsed[k].Seconds()
 		}
 		return run, err
@@ -564,7 +574,8 @@ func parallelCalls(urls [3]string, n int, closers *[]func()) (func() (driverRun,
 // BenchmarkToolsCallParallel: 16 clients calling echo at once through one
 // proxy; calls/s is each path's throughput.
 func BenchmarkToolsCallParallel(b *testing.B) {
-	run := drive(b, newBenchPair(b), "parallel")
+	b.StopTimer()
+	run, _ := drive(b, newBenchPair(b).urls(), "parallel")
 	var rate [3]float64
 	for k, name := range paths {
 		if run.Seconds[k] > 0 {
@@ -576,4 +587,40 @@ func BenchmarkToolsCallParallel(b *testing.B) {
 		b.ReportMetric(100*rate[1]/rate[0], "floor-%-of-direct")
 		b.ReportMetric(100*rate[2]/rate[0], "proxied-%-of-direct")
 	}
+}
+
+// BenchmarkToolsCallCPU: the CPU time a call costs on each path, 16 clients
+// calling echo as in BenchmarkToolsCallParallel, each path alone with its
+// own upstream so that each process's time is that path's: the clients',
+// the upstream's and, on the floor and proxied paths, the time of the
+// process in between (this one, whose time for the direct path, where it
+// only waits, is the measurement's floor). On a machine the three share,
+// busy to the last core, calls/s go as the inverse of the total:
+// direct/proxied-% is the share of direct's calls/s the proxy can reach
+// there, and direct/floor-% the share any HTTP hop can.
+func BenchmarkToolsCallCPU(b *testing.B) {
+	b.StopTimer()
+	var total [3]float64
+	for k, name := range paths {
+		p := newBenchPair(b)
+		before := selfCPU(b)
+		_, client := drive(b, p.urls()[k:k+1], "parallel")
+		middle := selfCPU(b) - before
+		up := p.up.stop()
+		perCall := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(b.N) }
+		total[k] = perCall(client + up + middle)
+		b.ReportMetric(total[k], name+"-cpu-µs/call")
+		b.ReportMetric(perCall(middle), name+"-hop-µs/call")
+	}
+	b.ReportMetric(100*total[0]/total[1], "direct/floor-%")
+	b.ReportMetric(100*total[0]/total[2], "direct/proxied-%")
+}
+
+// selfCPU is the CPU time this process has used.
+func selfCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
