@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -106,7 +107,9 @@ func newBenchServer() *mcp.Server {
 
 // serveBenchUpstream serves newBenchServer over Streamable HTTP on a
 // loopback port, prints its URL and serves until its standard input
-// closes, which it does when the benchmark ends or dies.
+// closes, which it does when the benchmark ends or dies. Each line "cpu"
+// on its standard input it answers with the CPU time it has used, in
+// nanoseconds.
 func serveBenchUpstream() error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -117,8 +120,18 @@ func serveBenchUpstream() error {
 		ReadHeaderTimeout: time.Minute}
 	go hs.Serve(ln) //nolint:errcheck // ends with the process
 	fmt.Printf("http://%s\n", ln.Addr())
-	_, err = io.Copy(io.Discard, os.Stdin)
-	return err
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		if in.Text() != "cpu" {
+			return fmt.Errorf("unknown request %q", in.Text())
+		}
+		t, err := cpuTime()
+		if err != nil {
+			return err
+		}
+		fmt.Println(int64(t))
+	}
+	return in.Err()
 }
 
 // benchPage is 64 KiB of honest page text: prose, links, an address, a
@@ -134,14 +147,13 @@ func benchPage() string {
 type benchProc struct {
 	in   io.WriteCloser
 	out  *bufio.Scanner
-	stop func() time.Duration
+	stop func()
 }
 
 // startBench re-executes this test binary as role, with env added. Its
 // stop, called by the benchmark or when it ends, closes the party's
-// standard input (which ends the upstream; a driver ends by itself),
-// kills one that has not ended 10 s later, and returns the CPU time the
-// party used.
+// standard input (which ends the upstream; a driver ends by itself) and
+// kills one that has not ended 10 s later.
 func startBench(b *testing.B, role string, env ...string) benchProc {
 	b.Helper()
 	exe, err := os.Executable()
@@ -162,17 +174,29 @@ func startBench(b *testing.B, role string, env ...string) benchProc {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	stop := sync.OnceValue(func() time.Duration {
+	stop := sync.OnceFunc(func() {
 		in.Close()
 		t := time.AfterFunc(10*time.Second, func() { cmd.Process.Kill() })
 		defer t.Stop()
 		cmd.Wait() //nolint:errcheck // a failure was reported on stderr
-		return cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	})
-	b.Cleanup(func() { stop() })
+	b.Cleanup(stop)
 	sc := bufio.NewScanner(out)
 	sc.Buffer(nil, 64<<20)
 	return benchProc{in: in, out: sc, stop: stop}
+}
+
+// cpu is the CPU time the upstream party has used so far.
+func (p benchProc) cpu(b *testing.B) time.Duration {
+	b.Helper()
+	if _, err := io.WriteString(p.in, "cpu\n"); err != nil {
+		b.Fatal(err)
+	}
+	n, err := strconv.ParseInt(p.line(b), 10, 64)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(n)
 }
 
 // line is the party's next line of output.
@@ -292,16 +316,17 @@ type driverRun struct {
 	Lat     [3][]time.Duration `json:"lat,omitempty"`
 	Calls   [3]int64           `json:"calls,omitempty"`
 	Seconds [3]float64         `json:"seconds,omitempty"`
+	CPU     time.Duration      `json:"cpu"` // the driver's, while it measured
 	Err     string             `json:"err,omitempty"`
 }
 
-// drive runs b.N rounds of op (see driverOps) on the paths urls names (in
-// the order of paths) in a driver process, and returns what it measured
-// and the driver's CPU time. The timer, stopped by the caller, runs only
-// while the driver measures, not while it starts and connects.
-func drive(b *testing.B, urls []string, op string) (driverRun, time.Duration) {
+// drive runs n rounds of op (see driverOps) on the paths urls names (in
+// the order of paths) in a driver process, and returns what it measured.
+// The timer, stopped by the caller, runs only while the driver measures,
+// not while it starts and connects.
+func drive(b *testing.B, urls []string, op string, n int) driverRun {
 	b.Helper()
-	d := startBench(b, "driver", benchRole+"_OP="+op, benchRole+"_N="+strconv.Itoa(b.N),
+	d := startBench(b, "driver", benchRole+"_OP="+op, benchRole+"_N="+strconv.Itoa(n),
 		benchRole+"_URLS="+strings.Join(urls, " "))
 	if l := d.line(b); l != "ready" {
 		b.Fatalf("driver: %s", l)
@@ -319,7 +344,8 @@ func drive(b *testing.B, urls []string, op string) (driverRun, time.Duration) {
 	if run.Err != "" {
 		b.Fatalf("driver: %s", run.Err)
 	}
-	return run, d.stop()
+	d.stop()
+	return run
 }
 
 // runBenchDriver is the clients' process: it connects to the paths, says
@@ -353,8 +379,14 @@ func runBenchDriver() error {
 	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
 		return err
 	}
-	run, err := measure()
+	before, err := cpuTime()
 	if err != nil {
+		return err
+	}
+	run, err := measure()
+	after, cerr := cpuTime()
+	run.CPU = after - before
+	if err = errors.Join(err, cerr); err != nil {
 		run = driverRun{Err: err.Error()}
 	}
 	return json.NewEncoder(os.Stdout).Encode(run)
@@ -461,7 +493,7 @@ func rounds(op string, urls []string, n int, closers *[]func()) (func() (driverR
 // the proxy's p50 against direct, added and as a ratio.
 func benchRounds(b *testing.B, op string) {
 	b.StopTimer()
-	run, _ := drive(b, newBenchPair(b).urls(), op)
+	run := drive(b, newBenchPair(b).urls(), op, b.N)
 	var p50 [3]float64
 	for k, name := range paths {
 		p50[k] = pct(run.Lat[k], 0.50)
@@ -575,7 +607,7 @@ func parallelCalls(urls []string, n int, closers *[]func()) (func() (driverRun, 
 // proxy; calls/s is each path's throughput.
 func BenchmarkToolsCallParallel(b *testing.B) {
 	b.StopTimer()
-	run, _ := drive(b, newBenchPair(b).urls(), "parallel")
+	run := drive(b, newBenchPair(b).urls(), "parallel", b.N)
 	var rate [3]float64
 	for k, name := range paths {
 		if run.Seconds[k] > 0 {
@@ -594,33 +626,63 @@ func BenchmarkToolsCallParallel(b *testing.B) {
 // own upstream so that each process's time is that path's: the clients',
 // the upstream's and, on the floor and proxied paths, the time of the
 // process in between (this one, whose time for the direct path, where it
-// only waits, is the measurement's floor). On a machine the three share,
-// busy to the last core, calls/s go as the inverse of the total:
-// direct/proxied-% is the share of direct's calls/s the proxy can reach
-// there, and direct/floor-% the share any HTTP hop can.
+// only waits, is the measurement's floor). The paths take turns in five
+// chunks, for the machine-drift argument of rounds. On a machine the
+// three share, busy to the last core, calls/s go as the inverse of the
+// total: direct/proxied-% is the share of direct's calls/s the proxy can
+// reach there, and direct/floor-% the share any HTTP hop can.
 func BenchmarkToolsCallCPU(b *testing.B) {
+	const chunks = 5
 	b.StopTimer()
-	var total [3]float64
-	for k, name := range paths {
-		p := newBenchPair(b)
-		before := selfCPU(b)
-		_, client := drive(b, p.urls()[k:k+1], "parallel")
-		middle := selfCPU(b) - before
-		up := p.up.stop()
-		perCall := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(b.N) }
-		total[k] = perCall(client + up + middle)
-		b.ReportMetric(total[k], name+"-cpu-µs/call")
-		b.ReportMetric(perCall(middle), name+"-hop-µs/call")
+	var (
+		pairs [3]benchPair
+		total [3]time.Duration
+		hop   [3]time.Duration
+	)
+	for k := range paths {
+		pairs[k] = newBenchPair(b)
 	}
-	b.ReportMetric(100*total[0]/total[1], "direct/floor-%")
-	b.ReportMetric(100*total[0]/total[2], "direct/proxied-%")
+	for c := range chunks {
+		n := b.N / chunks
+		if c == chunks-1 {
+			n = b.N - n*(chunks-1)
+		}
+		if n == 0 {
+			continue
+		}
+		for j := range paths {
+			k := (c + j) % len(paths)
+			up, self := pairs[k].up.cpu(b), selfCPU(b)
+			run := drive(b, pairs[k].urls()[k:k+1], "parallel", n)
+			self = selfCPU(b) - self
+			up = pairs[k].up.cpu(b) - up
+			total[k] += run.CPU + up + self
+			hop[k] += self
+		}
+	}
+	perCall := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 / float64(b.N) }
+	for k, name := range paths {
+		b.ReportMetric(perCall(total[k]), name+"-cpu-µs/call")
+		b.ReportMetric(perCall(hop[k]), name+"-hop-µs/call")
+	}
+	b.ReportMetric(100*float64(total[0])/float64(total[1]), "direct/floor-%")
+	b.ReportMetric(100*float64(total[0])/float64(total[2]), "direct/proxied-%")
 }
 
 // selfCPU is the CPU time this process has used.
 func selfCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+	t, err := cpuTime()
+	if err != nil {
 		b.Fatal(err)
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return t
+}
+
+// cpuTime is the CPU time this process has used, user and system.
+func cpuTime() (time.Duration, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, err
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
