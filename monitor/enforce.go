@@ -321,6 +321,9 @@ func (l *Ledger) flagResult(ctx context.Context, server, tool string, findings [
 	if _, ok := l.server(server); !ok {
 		return usagef("no server %q in %s (configured: %s)", server, l.Where, l.serverNames())
 	}
+	if !l.Notices.first(server, tool, findings, l.now()) {
+		return nil // recorded within the hour: the event said it then
+	}
 	msg := "a tool result carried text the poisoning rules flag; it reached the model"
 	if blocked {
 		msg = "a tool result carried text the poisoning rules flag; the proxy withheld it"

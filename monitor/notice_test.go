@@ -2,7 +2,9 @@ package monitor
 
 import (
 	"context"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/mcpclient"
@@ -30,5 +32,62 @@ func TestFlaggedResultDoesNotMoveTheGeneration(t *testing.T) {
 	}
 	if writes != 1 {
 		t.Fatalf("without AfterNotice, AfterWrite ran %d times, want 1", writes)
+	}
+}
+
+// A warning on a tool's results is one event an hour for the process,
+// whatever the number of sessions that see it: each proxy_listen session
+// (or stdio proxy reaching the daemon) saw it first and wrote it again.
+// Critical findings are recorded every time, and a warning of other rules
+// or from another tool is news. Without Notices every flag is an event,
+// which is what the test tells apart.
+func TestAWarningIsRecordedOnceAnHour(t *testing.T) {
+	h := newHarness(t)
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	l := &Ledger{DB: h.db, Servers: []ServerRef{{Name: "s", Transport: mcpclient.TransportHTTP}}, Now: func() time.Time { return now }}
+	warn := []rugwatch.Finding{{Rule: "sensitive-path", Severity: rugwatch.SeverityWarning, Path: "/content/0/text", Message: "m"},
+		{Rule: "exfiltration-url", Severity: rugwatch.SeverityWarning, Path: "/content/0/text", Message: "m"}}
+	crit := []rugwatch.Finding{{Rule: "instruction-marker", Severity: rugwatch.SeverityCritical, Path: "/content/0/text", Message: "m"}}
+	events := func() int {
+		t.Helper()
+		es, err := l.History(context.Background(), "s", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, e := range es {
+			if e.Type == rugwatch.EventResultFlagged {
+				n++
+			}
+		}
+		return n
+	}
+	flag := func(tool string, f []rugwatch.Finding) {
+		t.Helper()
+		if err := l.FlagResult(context.Background(), "s", tool, f, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flag("page", warn)
+	flag("page", warn)
+	if n := events(); n != 2 {
+		t.Fatalf("without Notices: %d events for two flags, want 2", n)
+	}
+	l.Notices = &Notices{}
+	reversed := slices.Clone(warn)
+	slices.Reverse(reversed)
+	flag("page", warn)
+	flag("page", reversed) // the same rules in another order
+	flag("page", warn[:1]) // fewer rules: news
+	flag("other", warn)    // another tool: news
+	flag("page", crit)
+	flag("page", crit)
+	if n := events(); n != 7 {
+		t.Fatalf("with Notices: %d events, want 7 (the 2 before; the warning once, its subset, the other tool's, both criticals)", n)
+	}
+	now = now.Add(time.Hour)
+	flag("page", warn)
+	if n := events(); n != 8 {
+		t.Fatalf("an hour later the warning is not recorded again (%d events, want 8)", n)
 	}
 }

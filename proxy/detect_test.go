@@ -13,6 +13,7 @@ import (
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/detect"
 	"github.com/rugwatch/rugwatch/mcpclient"
+	"github.com/rugwatch/rugwatch/monitor"
 	"github.com/rugwatch/rugwatch/signatures"
 )
 
@@ -367,5 +368,19 @@ func TestProxyRecordsAWarningOncePerSession(t *testing.T) {
 	}
 	if n := count(detect.RuleSensitivePath); n != 2 {
 		t.Errorf("a second session: %d warning events in all, want 2", n)
+	}
+	// A backend that keeps Notices (serve's, for every session it serves
+	// and every stdio proxy that reaches it) records it once an hour,
+	// however many sessions see it.
+	r.ledger.Notices = &monitor.Notices{}
+	for range 3 {
+		cs, _ := r.connect(r.options(ResultsFlag), nil)
+		toolNames(t, cs)
+		if _, err := callText(t, cs, "echo", "text", listing); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count(detect.RuleSensitivePath); n != 3 {
+		t.Errorf("three more sessions, with Notices: %d warning events in all, want 3", n)
 	}
 }

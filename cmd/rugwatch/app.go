@@ -66,6 +66,9 @@ type App struct {
 	// sightings is what this process's polls saw, for the proxy's
 	// cloaking check (serve's proxy_listen shares it with the fleet).
 	sightings monitor.Sightings
+	// notices is the warnings on tool results recorded in the last hour:
+	// one daemon records each once an hour for all the sessions it serves.
+	notices monitor.Notices
 }
 
 // usagef is a mistake in how rugwatch was called; it says what to type.

@@ -108,7 +108,7 @@ func (a *App) ledger(cfg *configs.Config, db *store.DB, ver monitor.Verifier, al
 	for i, s := range cfg.Servers {
 		refs[i] = monitor.ServerRef{Name: s.Name, Transport: s.Transport}
 	}
-	return &monitor.Ledger{DB: db, Verifier: ver, Policy: a.approvalPolicy(cfg), Servers: refs, Where: cfg.Path, InTx: al.InTx, TestChannels: al.TestChannels, Verified: &a.verified, Sightings: &a.sightings}
+	return &monitor.Ledger{DB: db, Verifier: ver, Policy: a.approvalPolicy(cfg), Servers: refs, Where: cfg.Path, InTx: al.InTx, TestChannels: al.TestChannels, Verified: &a.verified, Sightings: &a.sightings, Notices: &a.notices}
 }
 
 // recorder is the state machine's poll side over db, for cfg. With

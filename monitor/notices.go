@@ -1,0 +1,72 @@
+package monitor
+
+import (
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rugwatch/rugwatch"
+	"github.com/rugwatch/rugwatch/detect"
+)
+
+// noticeWindow is how long a warning on a tool's results, once recorded,
+// is not recorded again for the same tool and rules.
+const noticeWindow = time.Hour
+
+// maxNotices bounds what Notices remembers. Full of unexpired entries,
+// it remembers nothing new, and every further warning is recorded: a
+// bound on memory must never become a reason to stay silent.
+const maxNotices = 4096
+
+// Notices remembers the warnings on tool results this process recorded
+// in the last hour, so that the same warning from the same tool is one
+// event an hour, however many sessions see it: a client that opens a
+// session per conversation through proxy_listen, or stdio proxies that
+// reach the daemon, each saw it first and each wrote an event and sent
+// an alert. A session of the proxy remembers its own too (proxy
+// firstNotice), which spares it asking the daemon. Critical findings
+// are never held back. It lives as long as the process; the zero value
+// is ready and a nil one remembers nothing. Safe for concurrent use.
+type Notices struct {
+	mu sync.Mutex
+	m  map[string]time.Time // when a key was last recorded
+}
+
+// first reports whether a result's warnings (no critical finding) from
+// server's tool are to be recorded at now, and if so remembers them.
+func (n *Notices) first(server, tool string, findings []rugwatch.Finding, now time.Time) bool {
+	if n == nil || detect.MaxSeverity(findings) == rugwatch.SeverityCritical {
+		return true
+	}
+	key := server + "\x00" + tool + "\x00" + rulesOf(findings)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if at, ok := n.m[key]; ok && now.Sub(at) < noticeWindow {
+		return false
+	}
+	if n.m == nil {
+		n.m = map[string]time.Time{}
+	}
+	if len(n.m) >= maxNotices {
+		for k, at := range n.m {
+			if now.Sub(at) >= noticeWindow {
+				delete(n.m, k)
+			}
+		}
+	}
+	if len(n.m) < maxNotices {
+		n.m[key] = now
+	}
+	return true
+}
+
+// rulesOf is the set of rules findings name, sorted and joined.
+func rulesOf(findings []rugwatch.Finding) string {
+	rules := make([]string, 0, len(findings))
+	for _, f := range findings {
+		rules = append(rules, f.Rule)
+	}
+	slices.Sort(rules)
+	return strings.Join(slices.Compact(rules), ",")
+}
