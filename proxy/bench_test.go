@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -58,6 +59,16 @@ const benchRole = "RUGWATCH_PROXY_BENCH"
 // benchChild runs the party benchRole names and returns its exit code.
 func benchChild(role string) int {
 	var err error
+	if cpu := os.Getenv(benchRole + "_CPU"); cpu != "" {
+		var n int
+		if n, err = strconv.Atoi(cpu); err == nil {
+			_, err = pinProcess(n)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench %s: pinning to CPU %s: %v\n", role, cpu, err)
+			return 1
+		}
+	}
 	switch role {
 	case "upstream":
 		err = serveBenchUpstream()
@@ -215,9 +226,10 @@ type benchPair struct {
 	up                     benchProc
 }
 
-func newBenchPair(b *testing.B) benchPair {
+// newBenchPair starts the upstream with env added to its environment.
+func newBenchPair(b *testing.B, env ...string) benchPair {
 	b.Helper()
-	up := startBench(b, "upstream")
+	up := startBench(b, "upstream", env...)
 	r := newRigWith(b, &upstream{url: up.line(b)})
 	// As in serve: the daemon keeps an approvals generation that moves
 	// with every write, and the proxy asks it before each call.
@@ -321,13 +333,14 @@ type driverRun struct {
 }
 
 // drive runs n rounds of op (see driverOps) on the paths urls names (in
-// the order of paths) in a driver process, and returns what it measured.
-// The timer, stopped by the caller, runs only while the driver measures,
-// not while it starts and connects.
-func drive(b *testing.B, urls []string, op string, n int) driverRun {
+// the order of paths) in a driver process with env added to its
+// environment, and returns what it measured. The timer, stopped by the
+// caller, runs only while the driver measures, not while it starts and
+// connects.
+func drive(b *testing.B, urls []string, op string, n int, env ...string) driverRun {
 	b.Helper()
-	d := startBench(b, "driver", benchRole+"_OP="+op, benchRole+"_N="+strconv.Itoa(n),
-		benchRole+"_URLS="+strings.Join(urls, " "))
+	d := startBench(b, "driver", append([]string{benchRole + "_OP=" + op, benchRole + "_N=" + strconv.Itoa(n),
+		benchRole + "_URLS=" + strings.Join(urls, " ")}, env...)...)
 	if l := d.line(b); l != "ready" {
 		b.Fatalf("driver: %s", l)
 	}
@@ -607,7 +620,36 @@ func parallelCalls(urls []string, n int, closers *[]func()) (func() (driverRun, 
 // proxy; calls/s is each path's throughput.
 func BenchmarkToolsCallParallel(b *testing.B) {
 	b.StopTimer()
-	run := drive(b, newBenchPair(b).urls(), "parallel", b.N)
+	reportRates(b, drive(b, newBenchPair(b).urls(), "parallel", b.N))
+}
+
+// BenchmarkToolsCallParallelPinned is BenchmarkToolsCallParallel with the
+// proxy (and the floor) on a core of their own: the clients and the
+// upstream run on CPU 0, this process on CPU 1, so the direct path has
+// one core and the others one core and a hop. It answers what the shared
+// benchmark cannot: whether the proxy's own throughput holds the calls
+// back when it does not take its cycles from the agents and the servers.
+func BenchmarkToolsCallParallelPinned(b *testing.B) {
+	if runtime.NumCPU() < 2 {
+		b.Skip("needs two cores")
+	}
+	b.StopTimer()
+	restore, err := pinProcess(1)
+	if err != nil {
+		b.Skipf("cannot pin this process to CPU 1: %v", err)
+	}
+	b.Cleanup(func() {
+		if err := restore(); err != nil {
+			b.Error(err)
+		}
+	})
+	cpu0 := benchRole + "_CPU=0"
+	reportRates(b, drive(b, newBenchPair(b, cpu0).urls(), "parallel", b.N, cpu0))
+}
+
+// reportRates reports the calls/s of a parallel run, each path's and the
+// floor's and the proxy's as a share of direct's.
+func reportRates(b *testing.B, run driverRun) {
 	var rate [3]float64
 	for k, name := range paths {
 		if run.Seconds[k] > 0 {
