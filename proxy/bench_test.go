@@ -334,21 +334,36 @@ type driverRun struct {
 
 // drive runs n rounds of op (see driverOps) on the paths urls names (in
 // the order of paths) in a driver process with env added to its
-// environment, and returns what it measured. The timer, stopped by the
-// caller, runs only while the driver measures, not while it starts and
-// connects.
+// environment, and returns what it measured.
 func drive(b *testing.B, urls []string, op string, n int, env ...string) driverRun {
+	b.Helper()
+	return startDriver(b, urls, op, n, env...).run(b)
+}
+
+// driver is a driver process that has connected and is ready to measure.
+type driver struct{ p benchProc }
+
+// startDriver starts the driver of drive and waits until it is ready.
+func startDriver(b *testing.B, urls []string, op string, n int, env ...string) driver {
 	b.Helper()
 	d := startBench(b, "driver", append([]string{benchRole + "_OP=" + op, benchRole + "_N=" + strconv.Itoa(n),
 		benchRole + "_URLS=" + strings.Join(urls, " ")}, env...)...)
 	if l := d.line(b); l != "ready" {
 		b.Fatalf("driver: %s", l)
 	}
+	return driver{d}
+}
+
+// run has the driver measure and returns what it measured. The timer,
+// stopped by the caller, runs only while the driver measures, not while
+// it starts and connects.
+func (d driver) run(b *testing.B) driverRun {
+	b.Helper()
 	b.StartTimer()
-	if _, err := io.WriteString(d.in, "go\n"); err != nil {
+	if _, err := io.WriteString(d.p.in, "go\n"); err != nil {
 		b.Fatal(err)
 	}
-	l := d.line(b)
+	l := d.p.line(b)
 	b.StopTimer()
 	var run driverRun
 	if err := json.Unmarshal([]byte(l), &run); err != nil {
@@ -357,7 +372,7 @@ func drive(b *testing.B, urls []string, op string, n int, env ...string) driverR
 	if run.Err != "" {
 		b.Fatalf("driver: %s", run.Err)
 	}
-	d.stop()
+	d.p.stop()
 	return run
 }
 
@@ -484,6 +499,11 @@ func rounds(op string, urls []string, n int, closers *[]func()) (func() (driverR
 		if ops[k], err = setup(url, closers); err != nil {
 			return nil, err
 		}
+		// One before the clock: what only a first operation pays (a
+		// connection, the proxy's lazily dialled upstream) is no round's.
+		if err := ops[k](); err != nil {
+			return nil, fmt.Errorf("%s: %w", url, err)
+		}
 	}
 	return func() (driverRun, error) {
 		var run driverRun
@@ -557,6 +577,9 @@ func parallelCalls(urls []string, n int, closers *[]func()) (func() (driverRun, 
 			var err error
 			if calls[k][i], err = driverOps["call"](url, closers); err != nil {
 				return nil, err
+			}
+			if err := calls[k][i](); err != nil { // before the clock, as in rounds
+				return nil, fmt.Errorf("%s: %w", url, err)
 			}
 		}
 	}
@@ -694,8 +717,9 @@ func BenchmarkToolsCallCPU(b *testing.B) {
 		}
 		for j := range paths {
 			k := (c + j) % len(paths)
+			d := startDriver(b, pairs[k].urls()[k:k+1], "parallel", n)
 			up, self := pairs[k].up.cpu(b), selfCPU(b)
-			run := drive(b, pairs[k].urls()[k:k+1], "parallel", n)
+			run := d.run(b)
 			self = selfCPU(b) - self
 			up = pairs[k].up.cpu(b) - up
 			total[k] += run.CPU + up + self
