@@ -82,8 +82,9 @@ type Ledger struct {
 	// Sightings, when set, is what this process's polls saw, for Enforce's
 	// cloaking check.
 	Sightings *Sightings
-	// Notices, when set, is the warnings on results this process recorded
-	// in the last hour: FlagResult records the same one once an hour.
+	// Notices, when set, is the warnings on results and arguments this
+	// process recorded in the last hour: FlagResult records the same one
+	// once an hour.
 	Notices *Notices
 	// InTx sees every event the Ledger appends, inside its transaction:
 	// the alert outbox queues deliveries there.

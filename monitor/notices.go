@@ -10,8 +10,8 @@ import (
 	"github.com/rugwatch/rugwatch/detect"
 )
 
-// noticeWindow is how long a warning on a tool's results, once recorded,
-// is not recorded again for the same tool and rules.
+// noticeWindow is how long a warning on a tool's results or arguments,
+// once recorded, is not recorded again for the same tool and rules.
 const noticeWindow = time.Hour
 
 // maxNotices bounds what Notices remembers. Full of unexpired entries,
@@ -19,22 +19,25 @@ const noticeWindow = time.Hour
 // bound on memory must never become a reason to stay silent.
 const maxNotices = 4096
 
-// Notices remembers the warnings on tool results this process recorded
-// in the last hour, so that the same warning from the same tool is one
-// event an hour, however many sessions see it: a client that opens a
-// session per conversation through proxy_listen, or stdio proxies that
-// reach the daemon, each saw it first and each wrote an event and sent
-// an alert. A session of the proxy remembers its own too (proxy
-// firstNotice), which spares it asking the daemon. Critical findings
-// are never held back. It lives as long as the process; the zero value
+// Notices remembers the warnings on tool results and arguments (both
+// FlagResult) this process recorded in the last hour, so that the same
+// warning from the same tool is one event an hour, however many calls or
+// sessions see it: a client that opens a session per conversation
+// through proxy_listen, or stdio proxies that reach the daemon, each saw
+// it first and each wrote an event and sent an alert, and a browser tool
+// opening localhost did on every call. A session of the proxy remembers
+// its results' warnings too (proxy firstNotice), which spares it asking
+// the daemon. Critical findings, and so every refused call, are never
+// held back. It lives as long as the process; the zero value
 // is ready and a nil one remembers nothing. Safe for concurrent use.
 type Notices struct {
 	mu sync.Mutex
 	m  map[string]time.Time // when a key was last recorded
 }
 
-// first reports whether a result's warnings (no critical finding) from
-// server's tool are to be recorded at now, and if so remembers them.
+// first reports whether findings (warnings only, no critical one) on a
+// call of server's tool are to be recorded at now, and if so remembers
+// them.
 func (n *Notices) first(server, tool string, findings []rugwatch.Finding, now time.Time) bool {
 	if n == nil || detect.MaxSeverity(findings) == rugwatch.SeverityCritical {
 		return true
