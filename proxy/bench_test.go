@@ -337,7 +337,9 @@ type driverRun struct {
 // environment, and returns what it measured.
 func drive(b *testing.B, urls []string, op string, n int, env ...string) driverRun {
 	b.Helper()
-	return startDriver(b, urls, op, n, env...).run(b)
+	d := startDriver(b, urls, op, n, env...)
+	defer d.p.stop()
+	return d.run(b)
 }
 
 // driver is a driver process that has connected and is ready to measure.
@@ -354,9 +356,9 @@ func startDriver(b *testing.B, urls []string, op string, n int, env ...string) d
 	return driver{d}
 }
 
-// run has the driver measure and returns what it measured. The timer,
-// stopped by the caller, runs only while the driver measures, not while
-// it starts and connects.
+// run has the driver measure and returns what it measured; the driver
+// keeps its sessions until d.p.stop. The timer, stopped by the caller,
+// runs only while the driver measures, not while it starts and connects.
 func (d driver) run(b *testing.B) driverRun {
 	b.Helper()
 	b.StartTimer()
@@ -372,12 +374,13 @@ func (d driver) run(b *testing.B) driverRun {
 	if run.Err != "" {
 		b.Fatalf("driver: %s", run.Err)
 	}
-	d.p.stop()
 	return run
 }
 
 // runBenchDriver is the clients' process: it connects to the paths, says
-// ready, waits for go, measures and prints a driverRun.
+// ready, waits for go, measures and prints a driverRun, and closes its
+// sessions only when its standard input closes, so that their ending is
+// no part of what the benchmark samples.
 func runBenchDriver() error {
 	op := os.Getenv(benchRole + "_OP")
 	n, err := strconv.Atoi(os.Getenv(benchRole + "_N"))
@@ -404,7 +407,8 @@ func runBenchDriver() error {
 		return err
 	}
 	fmt.Println("ready")
-	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+	in := bufio.NewReader(os.Stdin)
+	if _, err := in.ReadString('\n'); err != nil {
 		return err
 	}
 	before, err := cpuTime()
@@ -417,7 +421,11 @@ func runBenchDriver() error {
 	if err = errors.Join(err, cerr); err != nil {
 		run = driverRun{Err: err.Error()}
 	}
-	return json.NewEncoder(os.Stdout).Encode(run)
+	if err := json.NewEncoder(os.Stdout).Encode(run); err != nil {
+		return err
+	}
+	_, err = io.Copy(io.Discard, in)
+	return err
 }
 
 // driverOps are the operations a round can time, each made for one URL;
@@ -722,6 +730,7 @@ func BenchmarkToolsCallCPU(b *testing.B) {
 			run := d.run(b)
 			self = selfCPU(b) - self
 			up = pairs[k].up.cpu(b) - up
+			d.p.stop()
 			total[k] += run.CPU + up + self
 			hop[k] += self
 		}
