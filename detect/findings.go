@@ -307,6 +307,18 @@ func findingsText(s string, path string, noPrefilter bool) []rugwatch.Finding {
 	return c.sorted()
 }
 
+// RuleSet is the set of rules fs name, sorted and joined by ", ": how a
+// refusal names them, and what tells one warning from another when a
+// repeat is held back.
+func RuleSet(fs []rugwatch.Finding) string {
+	rules := make([]string, 0, len(fs))
+	for _, f := range fs {
+		rules = append(rules, f.Rule)
+	}
+	slices.Sort(rules)
+	return strings.Join(slices.Compact(rules), ", ")
+}
+
 // MaxSeverity is the highest severity among fs, "" when fs is empty.
 func MaxSeverity(fs []rugwatch.Finding) rugwatch.Severity {
 	var max rugwatch.Severity

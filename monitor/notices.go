@@ -1,8 +1,6 @@
 package monitor
 
 import (
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -42,7 +40,7 @@ func (n *Notices) first(server, tool string, findings []rugwatch.Finding, now ti
 	if n == nil || detect.MaxSeverity(findings) == rugwatch.SeverityCritical {
 		return true
 	}
-	key := server + "\x00" + tool + "\x00" + rulesOf(findings)
+	key := server + "\x00" + tool + "\x00" + detect.RuleSet(findings)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if at, ok := n.m[key]; ok && now.Sub(at) < noticeWindow {
@@ -62,14 +60,4 @@ func (n *Notices) first(server, tool string, findings []rugwatch.Finding, now ti
 		n.m[key] = now
 	}
 	return true
-}
-
-// rulesOf is the set of rules findings name, sorted and joined.
-func rulesOf(findings []rugwatch.Finding) string {
-	rules := make([]string, 0, len(findings))
-	for _, f := range findings {
-		rules = append(rules, f.Rule)
-	}
-	slices.Sort(rules)
-	return strings.Join(slices.Compact(rules), ",")
 }

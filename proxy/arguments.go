@@ -105,5 +105,5 @@ func (s *session) checkArguments(ctx context.Context, id jsonrpc.ID, check *sche
 	if chain {
 		what = RefusedExfiltration
 	}
-	return s.refuse(id, what, fmt.Sprintf("tool %q: the call was refused (%s)", visible.Line(name), findingRules(findings)))
+	return s.refuse(id, what, fmt.Sprintf("tool %q: the call was refused (%s)", visible.Line(name), detect.RuleSet(findings)))
 }

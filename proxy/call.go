@@ -130,7 +130,7 @@ func (s *session) callTool(ctx context.Context, up *mcpclient.Session, req *json
 		}
 		if blocked {
 			return s.refuse(req.ID, RefusedBlockedResult, fmt.Sprintf("tool %q returned text the poisoning rules flag (%s); the result was withheld",
-				visible.Line(params.Name), findingRules(findings)))
+				visible.Line(params.Name), detect.RuleSet(findings)))
 		}
 		if scan.Redacted != nil {
 			res = scan.Redacted
@@ -153,7 +153,7 @@ func (s *session) firstNotice(tool string, findings []rugwatch.Finding) bool {
 	if detect.MaxSeverity(findings) == rugwatch.SeverityCritical {
 		return true
 	}
-	key := tool + "\x00" + findingRules(findings)
+	key := tool + "\x00" + detect.RuleSet(findings)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.noticed[key] {
@@ -229,19 +229,6 @@ func withoutRule(fs []rugwatch.Finding, rule string) []rugwatch.Finding {
 // ResultsRedact masks secrets (secret-in-result) in a result and passes
 // the rest on; other findings are recorded as with flag.
 const ResultsRedact = "redact"
-
-func findingRules(fs []rugwatch.Finding) string {
-	seen := map[string]bool{}
-	var out []string
-	for _, f := range fs {
-		if !seen[f.Rule] {
-			seen[f.Rule] = true
-			out = append(out, f.Rule)
-		}
-	}
-	sort.Strings(out)
-	return strings.Join(out, ", ")
-}
 
 // schemaCheck validates arguments against one approved input schema.
 type schemaCheck struct {
