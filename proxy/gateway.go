@@ -69,8 +69,10 @@ type gateway struct {
 
 	mu     sync.Mutex
 	params json.RawMessage // the client's initialize params, for servers initialized later
-	// views are the last merged list of each kind (by list method).
-	views map[string]*view
+	// views are the last merged list of each kind (by list method), and
+	// merges counts the merges begun, which orders them (merge).
+	views  map[string]*view
+	merges uint64
 	// listed says the client has listed tools (list_changed is owed);
 	// toldShadowed is the collision set it was last told of.
 	listed       bool

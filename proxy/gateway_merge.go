@@ -49,6 +49,8 @@ type view struct {
 	// templates are, for resource templates, every one listed (those
 	// served by neither too), compiled to route URIs by.
 	templates []uriTemplate
+	// seq orders the merges by when they began listing.
+	seq uint64
 }
 
 // route is where a name the client sees goes: a server's session and the
@@ -88,6 +90,10 @@ func (g *gateway) merge(ctx context.Context, k kind) *view {
 		items []json.RawMessage
 		names []string
 	}
+	g.mu.Lock()
+	g.merges++
+	seq := g.merges
+	g.mu.Unlock()
 	got := make([]listing, len(g.inners))
 	var wg sync.WaitGroup
 	for i, in := range g.inners {
@@ -112,7 +118,7 @@ func (g *gateway) merge(ctx context.Context, k kind) *view {
 			}
 		}
 	}
-	v := &view{routes: map[string]route{}, shadowed: map[string][]string{}}
+	v := &view{routes: map[string]route{}, shadowed: map[string][]string{}, seq: seq}
 	for i := range got {
 		for j, item := range got[i].items {
 			n := got[i].names[j]
@@ -139,8 +145,15 @@ func (g *gateway) merge(ctx context.Context, k kind) *view {
 			v.templates = append(v.templates, g.compileTemplates(g.inners[i], got[i].names)...)
 		}
 	}
+	// Merges run at once (a client's listing, a list_changed), and one
+	// that began before an approval can end after a merge that began
+	// after it: stored last, its older view routed a name the client had
+	// just been shown withheld (a shadowed tool's call went to one of
+	// its servers). The view of the latest begun merge stays.
 	g.mu.Lock()
-	g.views[k.list] = v
+	if old := g.views[k.list]; old == nil || old.seq < v.seq {
+		g.views[k.list] = v
+	}
 	g.mu.Unlock()
 	if k == kindTools {
 		for _, name := range slices.Sorted(maps.Keys(v.shadowed)) {
