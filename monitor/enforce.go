@@ -321,7 +321,7 @@ func (l *Ledger) flagResult(ctx context.Context, server, tool string, findings [
 	if _, ok := l.server(server); !ok {
 		return usagef("no server %q in %s (configured: %s)", server, l.Where, l.serverNames())
 	}
-	if !l.Notices.first(server, tool, findings, l.now()) {
+	if !l.Notices.First(server, tool, findings, l.now()) {
 		return nil // recorded within the hour: the event said it then
 	}
 	msg := "a tool result carried text the poisoning rules flag; it reached the model"
@@ -332,6 +332,7 @@ func (l *Ledger) flagResult(ctx context.Context, server, tool string, findings [
 		Findings: findings, OccurredAt: l.now(), Message: msg}
 	err := l.DB.UpdateContext(ctx, func(tx *store.Tx) error { return l.appendEvent(tx, &e) })
 	if err != nil {
+		l.Notices.Forget(server, tool, findings)
 		return err
 	}
 	tell(onEvent, []rugwatch.Event{e})

@@ -2,12 +2,14 @@ package monitor
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/rugwatch/rugwatch"
 	"github.com/rugwatch/rugwatch/mcpclient"
+	"github.com/rugwatch/rugwatch/store"
 )
 
 // A flagged result changes no approval: the daemon hears of it (its
@@ -89,5 +91,41 @@ func TestAWarningIsRecordedOnceAnHour(t *testing.T) {
 	flag("page", warn)
 	if n := events(); n != 8 {
 		t.Fatalf("an hour later the warning is not recorded again (%d events, want 8)", n)
+	}
+}
+
+// A warning whose event could not be written is not held back: the next
+// one is the first the store sees. (Held back for the hour, the outage
+// would have lost it.) Without Forget the second flag writes nothing.
+func TestAWarningNotWrittenIsNotHeldBack(t *testing.T) {
+	h := newHarness(t)
+	failing := true
+	l := &Ledger{DB: h.db, Servers: []ServerRef{{Name: "s", Transport: mcpclient.TransportHTTP}}, Notices: &Notices{},
+		InTx: func(*store.Tx, rugwatch.Event) error {
+			if failing {
+				return errors.New("the outbox is unwritable")
+			}
+			return nil
+		}}
+	warn := []rugwatch.Finding{{Rule: "sensitive-path", Severity: rugwatch.SeverityWarning, Path: "/content/0/text", Message: "m"}}
+	if err := l.FlagResult(context.Background(), "s", "page", warn, false); err == nil {
+		t.Fatal("the write failed, FlagResult did not say so")
+	}
+	failing = false
+	if err := l.FlagResult(context.Background(), "s", "page", warn, false); err != nil {
+		t.Fatal(err)
+	}
+	es, err := l.History(context.Background(), "s", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range es {
+		if e.Type == rugwatch.EventResultFlagged {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("after a failed write, the same warning again: %d events, want 1", n)
 	}
 }

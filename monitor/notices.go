@@ -23,24 +23,26 @@ const maxNotices = 4096
 // sessions see it: a client that opens a session per conversation
 // through proxy_listen, or stdio proxies that reach the daemon, each saw
 // it first and each wrote an event and sent an alert, and a browser tool
-// opening localhost did on every call. A session of the proxy remembers
-// its results' warnings too (proxy firstNotice), which spares it asking
-// the daemon. Critical findings, and so every refused call, are never
-// held back. It lives as long as the process; the zero value
-// is ready and a nil one remembers nothing. Safe for concurrent use.
+// opening localhost did on every call. A session of the proxy keeps one
+// of its own for its results' warnings, which spares it asking the
+// daemon. Critical findings, and so every refused call, are never held
+// back. A warning is remembered when First lets it through; one whose
+// event was then not written is forgotten (Forget), or an outage would
+// lose it for the hour. It lives as long as its owner; the zero value is
+// ready and a nil one remembers nothing. Safe for concurrent use.
 type Notices struct {
 	mu sync.Mutex
 	m  map[string]time.Time // when a key was last recorded
 }
 
-// first reports whether findings (warnings only, no critical one) on a
+// First reports whether findings (warnings only, no critical one) on a
 // call of server's tool are to be recorded at now, and if so remembers
 // them.
-func (n *Notices) first(server, tool string, findings []rugwatch.Finding, now time.Time) bool {
+func (n *Notices) First(server, tool string, findings []rugwatch.Finding, now time.Time) bool {
 	if n == nil || detect.MaxSeverity(findings) == rugwatch.SeverityCritical {
 		return true
 	}
-	key := server + "\x00" + tool + "\x00" + detect.RuleSet(findings)
+	key := noticeKey(server, tool, findings)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if at, ok := n.m[key]; ok && now.Sub(at) < noticeWindow {
@@ -60,4 +62,18 @@ func (n *Notices) first(server, tool string, findings []rugwatch.Finding, now ti
 		n.m[key] = now
 	}
 	return true
+}
+
+// Forget undoes First for findings whose event was not written.
+func (n *Notices) Forget(server, tool string, findings []rugwatch.Finding) {
+	if n == nil {
+		return
+	}
+	n.mu.Lock()
+	delete(n.m, noticeKey(server, tool, findings))
+	n.mu.Unlock()
+}
+
+func noticeKey(server, tool string, findings []rugwatch.Finding) string {
+	return server + "\x00" + tool + "\x00" + detect.RuleSet(findings)
 }

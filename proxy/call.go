@@ -120,11 +120,17 @@ func (s *session) callTool(ctx context.Context, up *mcpclient.Session, req *json
 	}
 	if findings := scan.Findings; len(findings) > 0 {
 		blocked := s.opts.Results == ResultsBlock && detect.MaxSeverity(findings) == rugwatch.SeverityCritical
-		if s.firstNotice(params.Name, findings) {
+		// Warnings (a credential file's name in a directory listing, an
+		// order to call another tool) are recorded once an hour per tool
+		// and rules, criticals always: a tool that lists a project's .env
+		// wrote an event, and sent an alert at the default min_severity,
+		// on every call; the first says all the rest would.
+		if s.noticed.First(s.opts.Server, params.Name, findings, time.Now()) {
 			err := s.withBackend(ctx, func(ctx context.Context, b Backend) error {
 				return b.FlagResult(ctx, s.opts.Server, params.Name, findings, blocked)
 			})
 			if err != nil {
+				s.noticed.Forget(s.opts.Server, params.Name, findings)
 				s.log.Error("recording a flagged result failed", "tool", visible.Line(params.Name), "error", err)
 			}
 		}
@@ -137,35 +143,6 @@ func (s *session) callTool(ctx context.Context, up *mcpclient.Session, req *json
 		}
 	}
 	return &jsonrpc.Response{ID: req.ID, Result: res}
-}
-
-// maxNoticed bounds what a session remembers of the warnings it
-// recorded; past it, every warning is recorded again.
-const maxNoticed = 1024
-
-// firstNotice reports whether a result's findings are to be recorded: a
-// critical one always; warnings (a credential file's name in a directory
-// listing, an order to call another tool) once per session for each tool
-// and set of rules. A tool that lists a project's .env on every call
-// wrote an event to the store, and sent an alert at the default
-// min_severity, on every call; the first says all the rest would.
-func (s *session) firstNotice(tool string, findings []rugwatch.Finding) bool {
-	if detect.MaxSeverity(findings) == rugwatch.SeverityCritical {
-		return true
-	}
-	key := tool + "\x00" + detect.RuleSet(findings)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.noticed[key] {
-		return false
-	}
-	if s.noticed == nil {
-		s.noticed = map[string]bool{}
-	}
-	if len(s.noticed) < maxNoticed {
-		s.noticed[key] = true
-	}
-	return true
 }
 
 // toolNamer is a backend that knows every recorded server's tool names

@@ -384,3 +384,38 @@ func TestProxyRecordsAWarningOncePerSession(t *testing.T) {
 		t.Errorf("three more sessions, with Notices: %d warning events in all, want 3", n)
 	}
 }
+
+// A warning the backend could not record is not held back for the
+// session: the next call that carries it records it. (The session
+// marked it recorded before asking, and an unreachable store lost it for
+// the session's life.)
+func TestProxyRecordsAWarningTheBackendMissed(t *testing.T) {
+	r := newRig(t)
+	listing := `{"NPM_CONFIG_USERCONFIG": "/home/u/.npmrc", "HOME": "/home/u"}`
+	cs := approvedSession(t, r, ResultsFlag, "echo")
+	r.mu.Lock()
+	r.broken = true
+	r.mu.Unlock()
+	if got, err := callText(t, cs, "echo", "text", listing); err != nil || got != listing {
+		t.Fatalf("warning result while the store is down: %q %v", got, err)
+	}
+	r.mu.Lock()
+	r.broken = false
+	r.mu.Unlock()
+	if _, err := callText(t, cs, "echo", "text", listing); err != nil {
+		t.Fatal(err)
+	}
+	events, err := r.ledger.History(context.Background(), "up", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range events {
+		if e.Type == rugwatch.EventResultFlagged && e.Tool == "echo" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("the warning again once the store is back: %d events, want 1", n)
+	}
+}

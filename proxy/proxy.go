@@ -172,9 +172,9 @@ type session struct {
 	// that session reaches.
 	taint  *taint
 	others otherTools // every server's tool names, for results (call.go)
-	// noticed is the warning-level findings on results this session has
-	// recorded, by tool and rules (call.go): each is recorded once.
-	noticed map[string]bool
+	// noticed is the warnings on results this session recorded in the
+	// last hour (call.go).
+	noticed monitor.Notices
 	// told is the withheld set the client was last told of
 	// (withheldNotice), so that it hears of each change once, not on
 	// every listing; level is the log level the client set ("" for none).
