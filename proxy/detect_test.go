@@ -394,13 +394,13 @@ func TestProxyRecordsAWarningTheBackendMissed(t *testing.T) {
 	listing := `{"NPM_CONFIG_USERCONFIG": "/home/u/.npmrc", "HOME": "/home/u"}`
 	cs := approvedSession(t, r, ResultsFlag, "echo")
 	r.mu.Lock()
-	r.broken = true
+	r.flagsLost = true
 	r.mu.Unlock()
 	if got, err := callText(t, cs, "echo", "text", listing); err != nil || got != listing {
 		t.Fatalf("warning result while the store is down: %q %v", got, err)
 	}
 	r.mu.Lock()
-	r.broken = false
+	r.flagsLost = false
 	r.mu.Unlock()
 	if _, err := callText(t, cs, "echo", "text", listing); err != nil {
 		t.Fatal(err)

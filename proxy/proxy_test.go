@@ -85,9 +85,28 @@ type rig struct {
 	signer *signatures.Signer
 	up     *upstream
 	ledger *monitor.Ledger
-	// broken makes the backend fail, to show the proxy fails closed.
 	mu     sync.Mutex
+	// broken makes the backend fail, to show the proxy fails closed.
 	broken bool
+	// flagsLost makes only FlagResult fail: a write lost while approvals
+	// still read (the refresh does not race an outage of the whole store).
+	flagsLost bool
+}
+
+// lossyFlags is the rig's ledger with FlagResult failing while flagsLost.
+type lossyFlags struct {
+	*monitor.Ledger
+	r *rig
+}
+
+func (l lossyFlags) FlagResult(ctx context.Context, server, tool string, findings []rugwatch.Finding, blocked bool) error {
+	l.r.mu.Lock()
+	lost := l.r.flagsLost
+	l.r.mu.Unlock()
+	if lost {
+		return errors.New("store unwritable")
+	}
+	return l.Ledger.FlagResult(ctx, server, tool, findings, blocked)
 }
 
 func newRig(t testing.TB) *rig { return newRigWith(t, newUpstream(t)) }
@@ -138,7 +157,7 @@ func (r *rig) options(results string) Options {
 			if r.broken {
 				return nil, nil, errors.New("store unreadable")
 			}
-			return r.ledger, func() {}, nil
+			return lossyFlags{r.ledger, r}, func() {}, nil
 		},
 	}
 }
