@@ -183,6 +183,13 @@ func TestWordDiff(t *testing.T) {
 	if _, ok := WordDiff(strings.Repeat("a ", 5000), "b"); ok {
 		t.Fatal("a 10,000-piece text was diffed")
 	}
+	// Nothing in common: the diff would repeat the old and new lines.
+	if got, ok := WordDiff("sha256:3dfa8d3e", "sha256:994aeccb"); ok {
+		t.Fatalf("two digests diffed word by word: %q", got)
+	}
+	if got, ok := WordDiff("read only", " write all"); ok {
+		t.Fatalf("texts sharing only a space diffed: %q", got)
+	}
 }
 
 func TestMessage(t *testing.T) {

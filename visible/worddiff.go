@@ -1,6 +1,7 @@
 package visible
 
 import (
+	"slices"
 	"strings"
 )
 
@@ -88,10 +89,12 @@ func maxInt(a, b int32) int32 {
 // WordDiff renders the change from old to new word by word, with removed
 // words in [-…-] and inserted words in {+…+}, every word made visible by
 // Line. It is what a reviewer needs for a long description that gained one
-// hidden sentence. ok is false when the texts are too long to diff.
+// hidden sentence. ok is false when the texts are too long to diff, and
+// when they share no word: then it would only repeat the old and new lines
+// (two digests, one after the other).
 func WordDiff(old, new string) (out string, ok bool) {
 	segs, ok := WordSegments(old, new, 0)
-	if !ok {
+	if !ok || !slices.ContainsFunc(segs, sharedWord) {
 		return "", false
 	}
 	var sb strings.Builder
@@ -106,6 +109,11 @@ func WordDiff(old, new string) (out string, ok bool) {
 		}
 	}
 	return sb.String(), true
+}
+
+// sharedWord is an unchanged segment with more than space in it.
+func sharedWord(s Segment) bool {
+	return s.Op == "same" && strings.TrimSpace(s.Text) != ""
 }
 
 // words splits s into words and the runs of space between them, keeping
