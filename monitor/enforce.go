@@ -62,6 +62,12 @@ type Allowed struct {
 	// how stale a set it serves may be (proxy.max_staleness) counts from
 	// here, however many caches the set went through since.
 	ReadAt time.Time `json:"read_at,omitzero"`
+	// Seq is the event log's last seq in the snapshot the set was read
+	// from. Every approval, revocation and drift appends an event, so of
+	// two readings the one with the lower Seq may predate a change the
+	// other shows: a proxy holding a reading never installs an older one
+	// that finished after it (a read in flight across a revocation).
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 // Tool returns the allowed tool called name.
@@ -210,6 +216,10 @@ func (l *Ledger) Allowed(ctx context.Context, server string) (Allowed, error) {
 	}
 	out := Allowed{Server: server, Tools: []AllowedTool{}, ReadAt: time.Now()}
 	err := l.DB.ViewContext(ctx, func(tx *store.Tx) error {
+		var err error
+		if out.Seq, err = tx.LastSeq(); err != nil {
+			return err
+		}
 		rec, ok, err := tx.Server(server)
 		if err != nil || !ok {
 			return err

@@ -506,3 +506,93 @@ func TestRelistRecordsANewUpstreamAtOnce(t *testing.T) {
 		t.Fatal("the redialled upstream's identity was not recorded")
 	}
 }
+
+// TestProxyKeepsTheNewerApprovals: a re-read of the approvals that was in
+// flight across an approval or a revocation (its snapshot from before it,
+// its answer after a reading that shows it) does not replace the newer
+// reading. Installed, the old reading undid the change for the session
+// until its next read: CI saw "not approved as it is now (pending)" right
+// after the tool was served, and after a revocation the revoked tool ran.
+func TestProxyKeepsTheNewerApprovals(t *testing.T) {
+	for _, change := range []string{"approve", "revoke"} {
+		t.Run(change, func(t *testing.T) {
+			r := newRig(t)
+			cs, changed := r.connect(r.options(ResultsFlag), nil)
+			toolNames(t, cs)
+			want := "echo"
+			if change == "revoke" {
+				r.approve("echo")
+				awaitTools(t, cs, changed, "echo")
+				want = ""
+			}
+			inFlight, err := r.ledger.Allowed(context.Background(), "up")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if change == "approve" {
+				r.approve("echo")
+			} else if _, err := r.ledger.Revoke(context.Background(), "up", []string{"echo"}, false, "test"); err != nil {
+				t.Fatal(err)
+			}
+			awaitTools(t, cs, changed, want)
+
+			// The next read answers with the old reading; the one after
+			// it holds the session's re-reads (which run one at a time)
+			// until the test ends, so the call below meets what the old
+			// reading left.
+			var reads atomic.Int32
+			settled, release := make(chan struct{}), make(chan struct{})
+			t.Cleanup(func() { close(release) })
+			r.mu.Lock()
+			r.readHook = func(ctx context.Context) (monitor.Allowed, bool) {
+				switch reads.Add(1) {
+				case 1:
+					return inFlight, true
+				case 2:
+					close(settled)
+					select {
+					case <-release:
+					case <-ctx.Done():
+					}
+				}
+				return monitor.Allowed{}, false
+			}
+			r.mu.Unlock()
+			select {
+			case <-settled:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the session did not read its approvals again")
+			}
+			err = callErr(cs, "echo", map[string]any{"text": "x"})
+			switch {
+			case change == "approve" && err != nil:
+				t.Fatalf("approved call after an older reading finished: %v", err)
+			case change == "revoke" && err == nil:
+				t.Fatal("a revoked tool ran after an older reading finished")
+			}
+		})
+	}
+}
+
+// TestOlderReadingWindow: a lower Seq is an old reading only near the
+// newer one; well after it, the event log went back (a store restored
+// from a backup) and the lower reading is the store's truth.
+func TestOlderReadingWindow(t *testing.T) {
+	at := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		seq   uint64
+		after time.Duration
+		older bool
+	}{
+		{4, -time.Millisecond, true},            // began before the newer reading
+		{4, time.Second, true},                  // finished after it
+		{4, reorderWindow + time.Second, false}, // the log went back
+		{5, 0, false},                           // the same snapshot's seq
+		{6, -time.Second, false},                // newer
+	} {
+		a := monitor.Allowed{Seq: c.seq, ReadAt: at.Add(c.after)}
+		if got := older(a, 5, at); got != c.older {
+			t.Errorf("seq %d read %v after seq 5: older %v, want %v", c.seq, c.after, got, c.older)
+		}
+	}
+}

@@ -166,6 +166,11 @@ type session struct {
 	unreadable bool
 	// confirmed is when the allowed set was last read (see MaxStaleness).
 	confirmed time.Time
+	// newestSeq and newestAt are the Seq and ReadAt of the newest store
+	// reading installed, which an older one finishing after it does not
+	// replace (older).
+	newestSeq uint64
+	newestAt  time.Time
 	schemas   map[string]*schemaCheck // by digest
 	// taint is what this session's results carried (arguments.go): the
 	// session's own, or its gateway session's, shared by every server
@@ -898,6 +903,12 @@ func (s *session) failClosed(live map[string]rugwatch.Digest) bool {
 func (s *session) installAs(allowed monitor.Allowed, live map[string]rugwatch.Digest, unreadable bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !unreadable && !allowed.ReadAt.IsZero() {
+		if older(allowed, s.newestSeq, s.newestAt) {
+			return false
+		}
+		s.newestSeq, s.newestAt = allowed.Seq, allowed.ReadAt
+	}
 	changed := allowed.Version != s.allowed.Version || !sameDigests(live, s.live) || unreadable != s.unreadable
 	s.allowed, s.live, s.unreadable = allowed, live, unreadable
 	switch {
@@ -910,6 +921,23 @@ func (s *session) installAs(allowed monitor.Allowed, live map[string]rugwatch.Di
 		s.confirmed = time.Now() // a backend that does not stamp its reads
 	}
 	return changed
+}
+
+// reorderWindow is how long after a reading an older one (a lower Seq) is
+// taken for a read that was in flight across a write, and not installed.
+// A read takes milliseconds; past the window a lower Seq means the event
+// log itself went back (the store restored from a backup), and that
+// reading is the truth now.
+const reorderWindow = 10 * time.Second
+
+// older says reading a was taken from an older snapshot of the store than
+// the reading at seq, read at at, and within reorderWindow of it: a
+// periodic re-read that began before an approval or a revocation and
+// ended after a reading that shows it. Installed, it would undo the
+// change until the next read (a revoked tool passing again, or an
+// approved one refused).
+func older(a monitor.Allowed, seq uint64, at time.Time) bool {
+	return a.Seq < seq && a.ReadAt.Before(at.Add(reorderWindow))
 }
 
 // expireStale fails the session closed when its allowed set was last

@@ -91,22 +91,36 @@ type rig struct {
 	// flagsLost makes only FlagResult fail: a write lost while approvals
 	// still read (the refresh does not race an outage of the whole store).
 	flagsLost bool
+	// readHook, when set, may answer an Allowed in the ledger's place (ok).
+	readHook func(ctx context.Context) (a monitor.Allowed, ok bool)
 }
 
-// lossyFlags is the rig's ledger with FlagResult failing while flagsLost.
-type lossyFlags struct {
+// rigBackend is the rig's ledger with the faults a test sets on the rig.
+type rigBackend struct {
 	*monitor.Ledger
 	r *rig
 }
 
-func (l lossyFlags) FlagResult(ctx context.Context, server, tool string, findings []rugwatch.Finding, blocked bool) error {
-	l.r.mu.Lock()
-	lost := l.r.flagsLost
-	l.r.mu.Unlock()
+func (b rigBackend) FlagResult(ctx context.Context, server, tool string, findings []rugwatch.Finding, blocked bool) error {
+	b.r.mu.Lock()
+	lost := b.r.flagsLost
+	b.r.mu.Unlock()
 	if lost {
 		return errors.New("store unwritable")
 	}
-	return l.Ledger.FlagResult(ctx, server, tool, findings, blocked)
+	return b.Ledger.FlagResult(ctx, server, tool, findings, blocked)
+}
+
+func (b rigBackend) Allowed(ctx context.Context, server string) (monitor.Allowed, error) {
+	b.r.mu.Lock()
+	hook := b.r.readHook
+	b.r.mu.Unlock()
+	if hook != nil {
+		if a, ok := hook(ctx); ok {
+			return a, nil
+		}
+	}
+	return b.Ledger.Allowed(ctx, server)
 }
 
 func newRig(t testing.TB) *rig { return newRigWith(t, newUpstream(t)) }
@@ -157,7 +171,7 @@ func (r *rig) options(results string) Options {
 			if r.broken {
 				return nil, nil, errors.New("store unreadable")
 			}
-			return lossyFlags{r.ledger, r}, func() {}, nil
+			return rigBackend{r.ledger, r}, func() {}, nil
 		},
 	}
 }

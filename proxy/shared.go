@@ -140,8 +140,11 @@ func (c *allowedCache) put(server string, a monitor.Allowed) {
 	}
 	e := c.entry(server)
 	e.mu.Lock()
+	defer e.mu.Unlock()
+	if older(a, e.allowed.Seq, e.allowed.ReadAt) {
+		return // a reading that shows more was stored meanwhile
+	}
 	e.allowed, e.at, e.gen = a, time.Now(), 0
-	e.mu.Unlock()
 }
 
 // recorded keeps the listing a session just took, as recorded in rec,
