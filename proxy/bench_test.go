@@ -30,19 +30,19 @@ import (
 )
 
 // The benchmarks measure what the proxy adds on loopback Streamable HTTP:
-// each runs the same operations direct, through a floor (a bare reverse
-// proxy) and proxied, taking turns within one run, and reports all three
-// side by side.
+// each runs the same operations direct, through a relay (a byte copier),
+// through a floor (a bare reverse proxy) and proxied, taking turns within
+// one run, and reports them side by side.
 //
 //	go test -run '^$' -bench . -benchtime 2s -count 3 ./proxy/ | tee new.txt
 //
 // The three parties are processes of their own, as deployed: the upstream
 // and the clients are this test binary re-executed (benchChild), and this
-// process holds the proxy and the floor. So each collects its own garbage
+// process holds the proxy, the relay and the floor. So each collects its own garbage
 // (the go-sdk's clients and servers allocate about a quarter of a
 // megabyte a call, which in one process set the pace of the collector
 // the proxy ran under), and this process's CPU is the proxy's and the
-// floor's alone. They still share the machine's cores, as on a
+// relay's and floor's alone. They still share the machine's cores, as on a
 // developer's laptop.
 //
 // p50-ms and p99-ms are per-operation latencies; calls/s is the
@@ -220,10 +220,10 @@ func (p benchProc) line(b *testing.B) string {
 }
 
 // benchPair is one upstream with every tool approved, and the URLs of it
-// directly, through the floor and through proxy_listen.
+// directly, through the relay, through the floor and through proxy_listen.
 type benchPair struct {
-	direct, floor, proxied string
-	up                     benchProc
+	direct, relay, floor, proxied string
+	up                            benchProc
 }
 
 // newBenchPair starts the upstream with env added to its environment.
@@ -278,7 +278,7 @@ func newBenchPair(b *testing.B, env ...string) benchPair {
 		rp.ServeHTTP(w, r)
 	}))
 	b.Cleanup(floor.Close)
-	p := benchPair{direct: r.up.url, floor: floor.URL, proxied: srv.URL + "/mcp/up", up: up}
+	p := benchPair{direct: r.up.url, relay: startRelay(b, r.up.url), floor: floor.URL, proxied: srv.URL + "/mcp/up", up: up}
 
 	// The first listing through the proxy records every tool (pending);
 	// approve them all, as `rugwatch approve up --all` would.
@@ -302,6 +302,70 @@ func newBenchPair(b *testing.B, env ...string) benchPair {
 	return p
 }
 
+// startRelay starts the relay in front of the upstream at url and returns
+// the relay's URL: a process in the path that copies bytes both ways and
+// knows nothing of HTTP, the least any party in between can cost. The
+// floor's and the proxy's distance from it is what HTTP and MCP cost
+// them; its own distance from direct is the machine's (loopback TCP and
+// waking one more process), which no proxy can win back.
+func startRelay(b *testing.B, upURL string) string {
+	b.Helper()
+	u, err := url.Parse(upURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var (
+		mu     sync.Mutex
+		conns  []net.Conn
+		closed bool
+		wg     sync.WaitGroup
+	)
+	// track keeps c to close at cleanup, or closes it now if that began.
+	track := func(c net.Conn) {
+		mu.Lock()
+		defer mu.Unlock()
+		if closed {
+			c.Close()
+			return
+		}
+		conns = append(conns, c)
+	}
+	b.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		closed = true
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			track(c)
+			up, err := net.Dial("tcp", u.Host)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			track(up)
+			// Each direction ends by closing both, so neither copy
+			// outlives its peer.
+			wg.Go(func() { _, _ = io.Copy(up, c); up.Close(); c.Close() })
+			wg.Go(func() { _, _ = io.Copy(c, up); up.Close(); c.Close() })
+		}
+	})
+	return "http://" + ln.Addr().String() + u.Path
+}
+
 // benchConnect connects one client with an HTTP transport of its own, as
 // each agent is a process of its own. Sessions sharing the default
 // transport, which keeps two idle connections per host, made 16 parallel
@@ -317,19 +381,27 @@ func benchConnect(url string) (*mcp.ClientSession, func(), error) {
 	return cs, func() { cs.Close(); tr.CloseIdleConnections() }, nil
 }
 
-// paths are the three ways to the upstream every benchmark compares.
-var paths = [3]string{"direct", "floor", "proxied"}
+// paths are the ways to the upstream every benchmark compares, in the
+// order of urls and of a driverRun's arrays.
+var paths = [...]string{pathDirect: "direct", pathRelay: "relay", pathFloor: "floor", pathProxied: "proxied"}
 
-func (p benchPair) urls() []string { return []string{p.direct, p.floor, p.proxied} }
+const (
+	pathDirect = iota
+	pathRelay
+	pathFloor
+	pathProxied
+)
+
+func (p benchPair) urls() []string { return []string{p.direct, p.relay, p.floor, p.proxied} }
 
 // driverRun is what the driver measured: each round's operation on each
 // path, or for "parallel" each path's calls and the time of its phases.
 type driverRun struct {
-	Lat     [3][]time.Duration `json:"lat,omitempty"`
-	Calls   [3]int64           `json:"calls,omitempty"`
-	Seconds [3]float64         `json:"seconds,omitempty"`
-	CPU     time.Duration      `json:"cpu"` // the driver's, while it measured
-	Err     string             `json:"err,omitempty"`
+	Lat     [len(paths)][]time.Duration `json:"lat,omitempty"`
+	Calls   [len(paths)]int64           `json:"calls,omitempty"`
+	Seconds [len(paths)]float64         `json:"seconds,omitempty"`
+	CPU     time.Duration               `json:"cpu"` // the driver's, while it measured
+	Err     string                      `json:"err,omitempty"`
 }
 
 // drive runs n rounds of op (see driverOps) on the paths urls names (in
@@ -389,7 +461,7 @@ func runBenchDriver() error {
 	}
 	urls := strings.Fields(os.Getenv(benchRole + "_URLS"))
 	if len(urls) == 0 || len(urls) > len(paths) {
-		return fmt.Errorf("%s_URLS: want one to three URLs, have %q", benchRole, urls)
+		return fmt.Errorf("%s_URLS: want one to %d URLs, have %q", benchRole, len(paths), urls)
 	}
 	var closers []func()
 	defer func() {
@@ -493,7 +565,7 @@ func callOp(url string, closers *[]func(), params *mcp.CallToolParams, want func
 
 // rounds times n rounds of op, one operation on each path per round in an
 // order that rotates, so that a machine that slows down or speeds up does
-// so for all three alike: the VM these run on swings by half within
+// so for all paths alike: the VM these run on swings by half within
 // minutes, and sub-benchmarks run one after another measured its swings
 // as often as the proxy.
 func rounds(op string, urls []string, n int, closers *[]func()) (func() (driverRun, error), error) {
@@ -535,14 +607,15 @@ func rounds(op string, urls []string, n int, closers *[]func()) (func() (driverR
 func benchRounds(b *testing.B, op string) {
 	b.StopTimer()
 	run := drive(b, newBenchPair(b).urls(), op, b.N)
-	var p50 [3]float64
+	var p50 [len(paths)]float64
 	for k, name := range paths {
 		p50[k] = pct(run.Lat[k], 0.50)
 		b.ReportMetric(p50[k], name+"-p50-ms")
 		b.ReportMetric(pct(run.Lat[k], 0.99), name+"-p99-ms")
 	}
-	b.ReportMetric(p50[2]-p50[0], "added-p50-ms")
-	b.ReportMetric(p50[2]/p50[0], "proxied/direct")
+	b.ReportMetric(p50[pathProxied]-p50[pathDirect], "added-p50-ms")
+	b.ReportMetric(p50[pathRelay]-p50[pathDirect], "relay-added-p50-ms")
+	b.ReportMetric(p50[pathProxied]/p50[pathDirect], "proxied/direct")
 }
 
 // pct is the p-th quantile of l in milliseconds.
@@ -595,8 +668,8 @@ func parallelCalls(urls []string, n int, closers *[]func()) (func() (driverRun, 
 		var (
 			turn    sync.RWMutex // held for reading by each call, for writing to change phase
 			current int          // the path whose phase it is; guarded by turn
-			count   [3]atomic.Int64
-			elapsed [3]time.Duration // written by the clock only
+			count   [len(paths)]atomic.Int64
+			elapsed [len(paths)]time.Duration // written by the clock only
 			left    atomic.Int64
 			g       errgroup.Group
 		)
@@ -655,7 +728,7 @@ func BenchmarkToolsCallParallel(b *testing.B) {
 }
 
 // BenchmarkToolsCallParallelPinned is BenchmarkToolsCallParallel with the
-// proxy (and the floor) on a core of their own: the clients and the
+// proxy (and the relay and the floor) on a core of their own: the clients and the
 // upstream run on CPU 0, this process on CPU 1, so the direct path has
 // one core and the others one core and a hop. It answers what the shared
 // benchmark cannot: whether the proxy's own throughput holds the calls
@@ -681,36 +754,38 @@ func BenchmarkToolsCallParallelPinned(b *testing.B) {
 // reportRates reports the calls/s of a parallel run, each path's and the
 // floor's and the proxy's as a share of direct's.
 func reportRates(b *testing.B, run driverRun) {
-	var rate [3]float64
+	var rate [len(paths)]float64
 	for k, name := range paths {
 		if run.Seconds[k] > 0 {
 			rate[k] = float64(run.Calls[k]) / run.Seconds[k]
 		}
 		b.ReportMetric(rate[k], name+"-calls/s")
 	}
-	if rate[0] > 0 {
-		b.ReportMetric(100*rate[1]/rate[0], "floor-%-of-direct")
-		b.ReportMetric(100*rate[2]/rate[0], "proxied-%-of-direct")
+	if direct := rate[pathDirect]; direct > 0 {
+		for _, k := range []int{pathRelay, pathFloor, pathProxied} {
+			b.ReportMetric(100*rate[k]/direct, paths[k]+"-%-of-direct")
+		}
 	}
 }
 
 // BenchmarkToolsCallCPU: the CPU time a call costs on each path, 16 clients
 // calling echo as in BenchmarkToolsCallParallel, each path alone with its
 // own upstream so that each process's time is that path's: the clients',
-// the upstream's and, on the floor and proxied paths, the time of the
-// process in between (this one, whose time for the direct path, where it
+// the upstream's and, on the relay, floor and proxied paths, the time of
+// the process in between (this one, whose time for the direct path, where it
 // only waits, is the measurement's floor). The paths take turns in five
 // chunks, for the machine-drift argument of rounds. On a machine the
 // three share, busy to the last core, calls/s go as the inverse of the
 // total: direct/proxied-% is the share of direct's calls/s the proxy can
-// reach there, and direct/floor-% the share any HTTP hop can.
+// reach there, direct/floor-% the share any HTTP hop can, and
+// direct/relay-% the share any process in between can.
 func BenchmarkToolsCallCPU(b *testing.B) {
 	const chunks = 5
 	b.StopTimer()
 	var (
-		pairs [3]benchPair
-		total [3]time.Duration
-		hop   [3]time.Duration
+		pairs [len(paths)]benchPair
+		total [len(paths)]time.Duration
+		hop   [len(paths)]time.Duration
 	)
 	for k := range paths {
 		pairs[k] = newBenchPair(b)
@@ -740,8 +815,9 @@ func BenchmarkToolsCallCPU(b *testing.B) {
 		b.ReportMetric(perCall(total[k]), name+"-cpu-µs/call")
 		b.ReportMetric(perCall(hop[k]), name+"-hop-µs/call")
 	}
-	b.ReportMetric(100*float64(total[0])/float64(total[1]), "direct/floor-%")
-	b.ReportMetric(100*float64(total[0])/float64(total[2]), "direct/proxied-%")
+	for _, k := range []int{pathRelay, pathFloor, pathProxied} {
+		b.ReportMetric(100*float64(total[pathDirect])/float64(total[k]), "direct/"+paths[k]+"-%")
+	}
 }
 
 // selfCPU is the CPU time this process has used.
