@@ -905,9 +905,12 @@ func (s *session) installAs(allowed monitor.Allowed, live map[string]rugwatch.Di
 	defer s.mu.Unlock()
 	if !unreadable && !allowed.ReadAt.IsZero() {
 		if older(allowed, s.newestSeq, s.newestAt) {
-			return false
+			// The newer reading stays; what the upstream lists (live) is
+			// its own news and is taken all the same.
+			allowed, unreadable = s.allowed, s.unreadable
+		} else {
+			s.newestSeq, s.newestAt = allowed.Seq, allowed.ReadAt
 		}
-		s.newestSeq, s.newestAt = allowed.Seq, allowed.ReadAt
 	}
 	changed := allowed.Version != s.allowed.Version || !sameDigests(live, s.live) || unreadable != s.unreadable
 	s.allowed, s.live, s.unreadable = allowed, live, unreadable
