@@ -50,20 +50,7 @@ func TestAWarningIsRecordedOnceAnHour(t *testing.T) {
 	warn := []rugwatch.Finding{{Rule: "sensitive-path", Severity: rugwatch.SeverityWarning, Path: "/content/0/text", Message: "m"},
 		{Rule: "exfiltration-url", Severity: rugwatch.SeverityWarning, Path: "/content/0/text", Message: "m"}}
 	crit := []rugwatch.Finding{{Rule: "instruction-marker", Severity: rugwatch.SeverityCritical, Path: "/content/0/text", Message: "m"}}
-	events := func() int {
-		t.Helper()
-		es, err := l.History(context.Background(), "s", 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for _, e := range es {
-			if e.Type == rugwatch.EventResultFlagged {
-				n++
-			}
-		}
-		return n
-	}
+	events := func() int { t.Helper(); return flaggedEvents(t, l) }
 	flag := func(tool string, f []rugwatch.Finding) {
 		t.Helper()
 		if err := l.FlagResult(context.Background(), "s", tool, f, false); err != nil {
@@ -115,6 +102,14 @@ func TestAWarningNotWrittenIsNotHeldBack(t *testing.T) {
 	if err := l.FlagResult(context.Background(), "s", "page", warn, false); err != nil {
 		t.Fatal(err)
 	}
+	if n := flaggedEvents(t, l); n != 1 {
+		t.Fatalf("after a failed write, the same warning again: %d events, want 1", n)
+	}
+}
+
+// flaggedEvents counts the result.flagged events of server s.
+func flaggedEvents(t *testing.T, l *Ledger) int {
+	t.Helper()
 	es, err := l.History(context.Background(), "s", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +120,5 @@ func TestAWarningNotWrittenIsNotHeldBack(t *testing.T) {
 			n++
 		}
 	}
-	if n != 1 {
-		t.Fatalf("after a failed write, the same warning again: %d events, want 1", n)
-	}
+	return n
 }

@@ -328,20 +328,7 @@ func TestProxyLinksInResults(t *testing.T) {
 // every call; a critical finding is recorded every time.
 func TestProxyRecordsAWarningOncePerSession(t *testing.T) {
 	r := newRig(t)
-	count := func(rule string) int {
-		t.Helper()
-		events, err := r.ledger.History(context.Background(), "up", 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for _, e := range events {
-			if e.Type == rugwatch.EventResultFlagged && e.Tool == "echo" && len(e.Findings) > 0 && e.Findings[0].Rule == rule {
-				n++
-			}
-		}
-		return n
-	}
+	count := r.flagged
 	listing := `{"NPM_CONFIG_USERCONFIG": "/home/u/.npmrc", "HOME": "/home/u"}`
 	cs := approvedSession(t, r, ResultsFlag, "echo")
 	for range 5 {
@@ -405,17 +392,24 @@ func TestProxyRecordsAWarningTheBackendMissed(t *testing.T) {
 	if _, err := callText(t, cs, "echo", "text", listing); err != nil {
 		t.Fatal(err)
 	}
+	if n := r.flagged(detect.RuleSensitivePath); n != 1 {
+		t.Errorf("the warning again once the store is back: %d events, want 1", n)
+	}
+}
+
+// flagged counts the result.flagged events of echo whose first finding is
+// rule's.
+func (r *rig) flagged(rule string) int {
+	r.t.Helper()
 	events, err := r.ledger.History(context.Background(), "up", 0)
 	if err != nil {
-		t.Fatal(err)
+		r.t.Fatal(err)
 	}
 	n := 0
 	for _, e := range events {
-		if e.Type == rugwatch.EventResultFlagged && e.Tool == "echo" {
+		if e.Type == rugwatch.EventResultFlagged && e.Tool == "echo" && len(e.Findings) > 0 && e.Findings[0].Rule == rule {
 			n++
 		}
 	}
-	if n != 1 {
-		t.Errorf("the warning again once the store is back: %d events, want 1", n)
-	}
+	return n
 }
