@@ -3,6 +3,7 @@ package monitor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -121,4 +122,31 @@ func flaggedEvents(t *testing.T, l *Ledger) int {
 		}
 	}
 	return n
+}
+
+// TestNoticesFullRecordsEverything: full of unexpired warnings, Notices
+// lets every new one through (a memory bound is never a reason to stay
+// silent); once they expire, a sweep makes room and repeats are held back
+// again.
+func TestNoticesFullRecordsEverything(t *testing.T) {
+	var n Notices
+	warn := []rugwatch.Finding{{Rule: "sensitive-path", Severity: rugwatch.SeverityWarning}}
+	t0 := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	for i := range maxNotices {
+		if !n.First("s", fmt.Sprintf("tool_%d", i), warn, t0) {
+			t.Fatalf("tool_%d held back on its first warning", i)
+		}
+	}
+	for range 2 {
+		if !n.First("s", "late", warn, t0.Add(time.Minute)) {
+			t.Fatal("a full Notices held back a warning it had no room to remember")
+		}
+	}
+	later := t0.Add(noticeWindow + time.Minute)
+	if !n.First("s", "late", warn, later) {
+		t.Fatal("the first warning after the others expired was held back")
+	}
+	if n.First("s", "late", warn, later) {
+		t.Fatal("after the sweep, the same warning again within the hour was recorded")
+	}
 }

@@ -33,7 +33,14 @@ const maxNotices = 4096
 type Notices struct {
 	mu sync.Mutex
 	m  map[string]time.Time // when a key was last recorded
+	// swept is when a full m was last cleared of expired keys: at most
+	// once a minute, so that a fleet that fills it does not pay a sweep
+	// of every key on every warning.
+	swept time.Time
 }
+
+// sweepEvery is how often a full Notices looks for expired keys.
+const sweepEvery = time.Minute
 
 // First reports whether findings (warnings only, no critical one) on a
 // call of server's tool are to be recorded at now, and if so remembers
@@ -51,7 +58,8 @@ func (n *Notices) First(server, tool string, findings []rugwatch.Finding, now ti
 	if n.m == nil {
 		n.m = map[string]time.Time{}
 	}
-	if len(n.m) >= maxNotices {
+	if len(n.m) >= maxNotices && now.Sub(n.swept) >= sweepEvery {
+		n.swept = now
 		for k, at := range n.m {
 			if now.Sub(at) >= noticeWindow {
 				delete(n.m, k)
