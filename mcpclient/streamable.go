@@ -171,11 +171,20 @@ func (c *streamableConn) Write(ctx context.Context, msg jsonrpc.Message) error {
 	}
 	// The request's own context: cancelled when this message is done
 	// with, and by readStream to stop attending to a server that holds a
-	// stream open after it answered.
-	rctx, rcancel := context.WithCancel(ctx)
+	// stream open after it answered. The caller's context ends it only
+	// until the call is answered (detach): a caller done with the answer
+	// cancels its context, as the proxy does every call's, and that cut
+	// the stream's last bytes, without which the transport cannot use the
+	// connection again; the proxy dialled its upstream anew on one call in
+	// five.
+	rctx, rcancelCause := context.WithCancelCause(context.WithoutCancel(ctx))
+	rcancel := func() { rcancelCause(nil) }
+	// With the caller's cause: a deadline that passed is still one.
+	detach := context.AfterFunc(ctx, func() { rcancelCause(context.Cause(ctx)) })
 	streaming := false
 	defer func() {
 		if !streaming {
+			detach()
 			rcancel()
 		}
 	}()
@@ -226,7 +235,7 @@ func (c *streamableConn) Write(ctx context.Context, msg jsonrpc.Message) error {
 		return c.readJSON(resp, what)
 	case "text/event-stream":
 		streaming = true
-		go c.readStream(rctx, rcancel, resp, call, what)
+		go c.readStream(rctx, rcancel, detach, resp, call, what)
 		return nil
 	default:
 		resp.Body.Close()
@@ -359,9 +368,11 @@ func (c *streamableConn) readJSON(resp *http.Response, what string) error {
 // readStream reads a call's event stream, handing on each message, until
 // the call's answer. A stream that ends before it answers the call with
 // an error; one that breaks the bounds or the format fails the
-// connection.
-func (c *streamableConn) readStream(ctx context.Context, cancel context.CancelFunc, resp *http.Response, call *jsonrpc.Request, what string) {
+// connection. Once the call is answered, detach ends the caller's hold
+// on ctx (see Write).
+func (c *streamableConn) readStream(ctx context.Context, cancel context.CancelFunc, detach func() bool, resp *http.Response, call *jsonrpc.Request, what string) {
 	defer cancel()
+	defer detach()
 	defer resp.Body.Close()
 	// Close ends the stream too: the call's context may outlive the
 	// connection.
@@ -399,7 +410,8 @@ func (c *streamableConn) readStream(ctx context.Context, cancel context.CancelFu
 			// Answered. The server ends the stream now; reading to its end
 			// lets the connection be used again, but a server that holds
 			// it open gets no more than maxDrain bytes and drainWait of
-			// attention.
+			// attention, whatever the caller does with its context now.
+			detach()
 			stop := time.AfterFunc(drainWait, cancel)
 			_, _ = io.CopyN(io.Discard, events.r, maxDrain)
 			stop.Stop()

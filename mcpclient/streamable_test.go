@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -204,6 +205,37 @@ func TestStreamableHeldStreamIsLetGo(t *testing.T) {
 	case <-released:
 	case <-time.After(10 * drainWait):
 		t.Fatal("the held stream was never let go")
+	}
+}
+
+// A caller done with a call's answer may cancel its context at once, as
+// the proxy does every call's: the rest of the call's event stream is
+// still read, so the connection goes back to the pool rather than being
+// cut (the proxy dialled its upstream anew on one call in five).
+func TestStreamableAnsweredCallKeepsItsConnection(t *testing.T) {
+	finish := make(chan struct{})
+	srv := handServer(t, func(w http.ResponseWriter, r *http.Request, m handMessage) {
+		sse(w, testservers.Result(m.ID, `{"content":[]}`))
+		<-finish // the stream ends only once the caller has cancelled
+	})
+	s := handDial(t, srv.URL, DialOptions{})
+	pooled := make(chan error, 1)
+	ctx, cancel := context.WithCancel(httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+		PutIdleConn: func(err error) { pooled <- err },
+	}))
+	res, rpcErr, err := s.Forward(ctx, "tools/call", json.RawMessage(echoParams))
+	if err != nil || rpcErr != nil || string(res) != `{"content":[]}` {
+		t.Fatalf("call: %s %+v %v", res, rpcErr, err)
+	}
+	cancel()
+	close(finish)
+	select {
+	case err := <-pooled:
+		if err != nil {
+			t.Fatalf("the call's connection was not pooled: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call's connection was closed: cancelling the answered call cut its stream")
 	}
 }
 
