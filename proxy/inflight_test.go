@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+	"encoding/json"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -73,4 +75,61 @@ func TestInflightWorkersStay(t *testing.T) {
 	g.serve(context.Background(), request(1), &wg2, "test", write, echo)
 	<-answered
 	wg2.Wait()
+}
+
+// TestInflightAnswerIsServeInline: answer, which handles a request on the
+// caller's goroutine, keeps serve's rules: a slot each, past maxInFlight a
+// refusal at once, and no answer for a request the client cancelled.
+func TestInflightAnswerIsServeInline(t *testing.T) {
+	f := newInflight()
+	ctx := context.Background()
+	request := func(i int64) *jsonrpc.Request {
+		id, _ := jsonrpc.MakeID(float64(i))
+		return &jsonrpc.Request{ID: id, Method: "tools/call"}
+	}
+	hold := make(chan struct{})
+	var in, out sync.WaitGroup
+	held := func(ctx context.Context, r *jsonrpc.Request) *jsonrpc.Response {
+		in.Done()
+		select {
+		case <-hold:
+			return &jsonrpc.Response{ID: r.ID, Result: []byte(`{}`)}
+		case <-ctx.Done():
+			return errorResponse(r.ID, jsonrpc.CodeInternalError, ctx.Err().Error())
+		}
+	}
+	in.Add(maxInFlight)
+	answers := make(chan *jsonrpc.Response, maxInFlight)
+	for i := range int64(maxInFlight) {
+		out.Go(func() { answers <- f.answer(ctx, request(i), "test", held) })
+	}
+	in.Wait()
+	refused := f.answer(ctx, request(maxInFlight), "test", held)
+	if refused == nil || refused.Error == nil || !strings.Contains(refused.Error.Error(), "requests in flight") {
+		t.Fatalf("a request past %d in flight: %+v, want refused at once", maxInFlight, refused)
+	}
+	// The client cancels request 0: no answer is due for it.
+	f.cancelled(json.RawMessage(`{"requestId":0}`))
+	if got := <-answers; got != nil {
+		t.Fatalf("a cancelled request was answered: %+v", got)
+	}
+	close(hold)
+	out.Wait()
+	close(answers)
+	n := 0
+	for a := range answers {
+		if a == nil || a.Error != nil {
+			t.Fatalf("a held request's answer: %+v", a)
+		}
+		n++
+	}
+	if n != maxInFlight-1 {
+		t.Fatalf("%d answers, want %d", n, maxInFlight-1)
+	}
+	// The slots came back.
+	if got := f.answer(ctx, request(1000), "test", func(_ context.Context, r *jsonrpc.Request) *jsonrpc.Response {
+		return &jsonrpc.Response{ID: r.ID, Result: []byte(`{}`)}
+	}); got == nil || got.Error != nil {
+		t.Fatalf("after the others ended: %+v", got)
+	}
 }

@@ -284,8 +284,43 @@ func Serve(ctx context.Context, client mcp.Connection, opts Options) error {
 		defer s.wg.Done()
 		s.watchApprovals(ctx)
 	}()
+	if c, ok := client.(inlineCalls); ok {
+		c.answerInline(s.answerNow)
+	}
 	readClient(ctx, client, s.log, "rugwatch proxy", s.write, s.clientAnswered, s.clientNotified, s.serveCall)
 	return nil
+}
+
+// answerNow answers a client call on the goroutine that received it,
+// for a connection that can (inlineCalls): the call is read as readClient
+// reads it and handled as serveCall handles it. It returns nil when no
+// answer is due (the client cancelled the call), and false once the
+// session is ending, when nothing more may start.
+func (s *session) answerNow(m *jsonrpc.Request) (*jsonrpc.Response, bool) {
+	// Counted in wg like the session's own goroutines, so Serve does not
+	// close the upstream under a call still using it.
+	s.endMu.Lock()
+	if s.ending {
+		s.endMu.Unlock()
+		return nil, false
+	}
+	s.wg.Add(1)
+	s.endMu.Unlock()
+	defer s.wg.Done()
+	_, checked := s.client.(membersChecked)
+	if refusal, ok := strictRequest(m, checked, s.log, "rugwatch proxy"); !ok {
+		return refusal, true
+	}
+	return s.calls.answer(s.life, m, "rugwatch proxy", s.handle), true
+}
+
+// inlineCalls is a client connection whose calls can be answered on the
+// goroutine that received them (httpConn: a POST's handler waits for its
+// answer anyway). Serve hands it answerNow; the connection still delivers
+// through Read what must keep its order (notifications, answers) and the
+// calls it cannot answer so (see httpConn.post).
+type inlineCalls interface {
+	answerInline(func(*jsonrpc.Request) (*jsonrpc.Response, bool))
 }
 
 // serveCall answers one client call off the read loop.
@@ -317,10 +352,9 @@ func readClient(ctx context.Context, client mcp.Connection, log *slog.Logger, wh
 			}
 			answered(m)
 		case *jsonrpc.Request:
-			if m.Params, err = strictJSON(m.Params, checked); err != nil {
-				log.Warn("refused a client request", "method", visible.Line(m.Method), "error", err)
-				if m.IsCall() {
-					write(ctx, errorResponse(m.ID, jsonrpc.CodeInvalidParams, who+": "+err.Error()))
+			if refusal, ok := strictRequest(m, checked, log, who); !ok {
+				if refusal != nil {
+					write(ctx, refusal)
 				}
 				continue
 			}
@@ -331,6 +365,22 @@ func readClient(ctx context.Context, client mcp.Connection, log *slog.Logger, wh
 			call(ctx, m)
 		}
 	}
+}
+
+// strictRequest passes m's params through strictJSON in place, or says
+// why not: the refusal a call is answered with (nil for a notification,
+// which is dropped). checked is strictJSON's.
+func strictRequest(m *jsonrpc.Request, checked bool, log *slog.Logger, who string) (refusal *jsonrpc.Response, ok bool) {
+	params, err := strictJSON(m.Params, checked)
+	if err != nil {
+		log.Warn("refused a client request", "method", visible.Line(m.Method), "error", err)
+		if m.IsCall() {
+			refusal = errorResponse(m.ID, jsonrpc.CodeInvalidParams, who+": "+err.Error())
+		}
+		return refusal, false
+	}
+	m.Params = params
+	return nil, true
 }
 
 func idKey(id jsonrpc.ID) string { return fmt.Sprintf("%T:%v", id.Raw(), id.Raw()) }

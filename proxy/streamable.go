@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -61,6 +62,10 @@ type httpConn struct {
 	// listenOut is the GET stream's queue: the session's, not one
 	// stream's, so a newer GET takes up what an older one left.
 	listenOut chan frame
+
+	// inline answers a call on its POST's goroutine, once the session has
+	// set it (answerInline).
+	inline atomic.Pointer[func(*jsonrpc.Request) (*jsonrpc.Response, bool)]
 }
 
 // httpStream is where the messages for one waiting HTTP response go.
@@ -218,6 +223,11 @@ func (c *httpConn) Close() error {
 	return nil
 }
 
+// answerInline: see inlineCalls.
+func (c *httpConn) answerInline(answer func(*jsonrpc.Request) (*jsonrpc.Response, bool)) {
+	c.inline.Store(&answer)
+}
+
 // membersChecked: decodeClientMessage has checked every message whole.
 func (c *httpConn) membersChecked() {}
 
@@ -260,6 +270,7 @@ func (c *httpConn) post(w http.ResponseWriter, r *http.Request, msg jsonrpc.Mess
 		return
 	}
 	id, initialize := req.ID, req.Method == "initialize"
+	tok := progressToken(req.Params, true)
 	st := newStream(16)
 	c.mu.Lock()
 	if _, dup := c.calls[id]; dup {
@@ -267,8 +278,10 @@ func (c *httpConn) post(w http.ResponseWriter, r *http.Request, msg jsonrpc.Mess
 		writeRPCError(w, http.StatusBadRequest, requestID(body), "rugwatch proxy: a request with this id is already in flight")
 		return
 	}
+	// Tracked on either path: a duplicate id is refused, and a
+	// cancellation finds it.
 	c.calls[id] = st
-	if tok := progressToken(req.Params, true); tok != "" {
+	if tok != "" {
 		c.progress[tok] = st
 	}
 	c.mu.Unlock()
@@ -278,17 +291,25 @@ func (c *httpConn) post(w http.ResponseWriter, r *http.Request, msg jsonrpc.Mess
 		c.mu.Unlock()
 		close(st.gone)
 	}()
+	h := w.Header()
+	h.Set("Cache-Control", "no-cache, no-transform")
+	rc := http.NewResponseController(w)
+	// A call that asks for no progress has nothing but its answer to come
+	// on this stream (Write puts only progress and the answer on a POST's),
+	// so it is answered here. initialize stays on the read loop, in order
+	// with what follows it.
+	if answer := c.inline.Load(); answer != nil && tok == "" && !initialize {
+		c.answerHere(w, rc, req, requestID(body), *answer)
+		return
+	}
 	if !c.deliver(r.Context(), req) {
 		http.Error(w, "rugwatch proxy: the session has ended", http.StatusNotFound)
 		return
 	}
-	h := w.Header()
-	h.Set("Cache-Control", "no-cache, no-transform")
 	if initialize {
 		h.Set("Mcp-Session-Id", c.id)
 	}
 	events := false
-	rc := http.NewResponseController(w)
 	startEvents := func() {
 		if !events {
 			events = true
@@ -320,12 +341,7 @@ func (c *httpConn) post(w http.ResponseWriter, r *http.Request, msg jsonrpc.Mess
 			}
 		}
 		if f.last && !events {
-			// With its length known the answer is one write, head and
-			// body; chunked, the terminating chunk took a second, which
-			// the client waited for.
-			h.Set("Content-Type", "application/json")
-			h.Set("Content-Length", strconv.Itoa(len(f.data)))
-			_ = writeBounded(w, rc, f.data)
+			writeAnswer(w, rc, f.data)
 			return
 		}
 		startEvents()
@@ -333,6 +349,40 @@ func (c *httpConn) post(w http.ResponseWriter, r *http.Request, msg jsonrpc.Mess
 			return
 		}
 	}
+}
+
+// answerHere serves a POST of call with the session's answer, handled on
+// this goroutine (inlineCalls), rawID the call's id as it came: the answer alone as JSON, or, for a call
+// the client cancelled, an event stream with none (as post ends one).
+func (c *httpConn) answerHere(w http.ResponseWriter, rc *http.ResponseController, call *jsonrpc.Request, rawID json.RawMessage,
+	answer func(*jsonrpc.Request) (*jsonrpc.Response, bool)) {
+	resp, ok := answer(call)
+	if !ok {
+		http.Error(w, "rugwatch proxy: the session has ended", http.StatusNotFound)
+		return
+	}
+	if resp == nil {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		_ = rc.Flush()
+		return
+	}
+	data, err := encodeMessage(resp)
+	if err != nil {
+		writeRPCError(w, http.StatusInternalServerError, rawID, "rugwatch proxy: encoding the answer: "+err.Error())
+		return
+	}
+	writeAnswer(w, rc, data)
+}
+
+// writeAnswer writes a POST's answer, data, as JSON. With its length
+// known the answer is one write, head and body; chunked, the terminating
+// chunk took a second, which the client waited for.
+func writeAnswer(w http.ResponseWriter, rc *http.ResponseController, data []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(data)))
+	_ = writeBounded(w, rc, data)
 }
 
 // cancelled ends the stream of the request a client's
