@@ -351,9 +351,10 @@ func (c *httpConn) post(w http.ResponseWriter, r *http.Request, msg jsonrpc.Mess
 	}
 }
 
-// answerHere serves a POST of call with the session's answer, handled on
-// this goroutine (inlineCalls), rawID the call's id as it came: the answer alone as JSON, or, for a call
-// the client cancelled, an event stream with none (as post ends one).
+// answerHere serves a POST of call (rawID its id as it came) with the
+// session's answer, handled on this goroutine (inlineCalls): the answer
+// alone as JSON, or, for a call the client cancelled, an event stream
+// with none (as post ends one).
 func (c *httpConn) answerHere(w http.ResponseWriter, rc *http.ResponseController, call *jsonrpc.Request, rawID json.RawMessage,
 	answer func(*jsonrpc.Request) (*jsonrpc.Response, bool)) {
 	resp, ok := answer(call)
