@@ -92,6 +92,11 @@ type gateway struct {
 
 	calls inflight // the client's requests in flight (inflight.go)
 	wg    sync.WaitGroup
+	// ending is set, under endMu, before ServeGateway waits for wg: a call
+	// answered on its POST's goroutine (answerNow) checks it first, so
+	// none is added to wg while or after ServeGateway waits.
+	endMu  sync.Mutex
+	ending bool
 }
 
 type relayed struct {
@@ -124,6 +129,9 @@ func ServeGateway(ctx context.Context, client mcp.Connection, opts GatewayOption
 		calls: newInflight(),
 	}
 	defer func() {
+		g.endMu.Lock()
+		g.ending = true
+		g.endMu.Unlock()
 		cancel()
 		for _, in := range g.inners {
 			in.conn.Close()
@@ -160,8 +168,25 @@ func ServeGateway(ctx context.Context, client mcp.Connection, opts GatewayOption
 		g.wg.Go(sessions[i])
 		g.wg.Go(func() { in.readLoop(ctx, g) })
 	}
+	if c, ok := client.(inlineCalls); ok {
+		c.answerInline(g.answerNow)
+	}
 	readClient(ctx, client, g.log, "rugwatch gateway", g.write, g.clientAnswered, g.clientNotified, g.serveRequest)
 	return nil
+}
+
+// answerNow is session.answerNow for the gateway: a client call answered
+// on the goroutine that received it.
+func (g *gateway) answerNow(m *jsonrpc.Request) (*jsonrpc.Response, bool) {
+	g.endMu.Lock()
+	if g.ending {
+		g.endMu.Unlock()
+		return nil, false
+	}
+	g.wg.Add(1)
+	g.endMu.Unlock()
+	defer g.wg.Done()
+	return g.calls.answerStrict(g.life, g.client, m, g.log, "rugwatch gateway", g.handle), true
 }
 
 // serveRequest answers one client request off the read loop.

@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // inflight is what a client session (a proxied one, or a gateway's) has
@@ -70,6 +72,18 @@ func (f *inflight) answer(ctx context.Context, m *jsonrpc.Request, who string,
 	}
 	defer end()
 	return due(ctx, rctx, handle(rctx, m))
+}
+
+// answerStrict is answer for a call a connection's own goroutine received
+// from client rather than readClient: its params pass strictRequest first,
+// as readClient's do, and a refusal is the answer.
+func (f *inflight) answerStrict(ctx context.Context, client mcp.Connection, m *jsonrpc.Request, log *slog.Logger, who string,
+	handle func(context.Context, *jsonrpc.Request) *jsonrpc.Response) *jsonrpc.Response {
+	_, checked := client.(membersChecked)
+	if refusal, ok := strictRequest(m, checked, log, who); !ok {
+		return refusal
+	}
+	return f.answer(ctx, m, who, handle)
 }
 
 // begin takes a slot for m and makes it cancellable by the client's

@@ -307,18 +307,15 @@ func (s *session) answerNow(m *jsonrpc.Request) (*jsonrpc.Response, bool) {
 	s.wg.Add(1)
 	s.endMu.Unlock()
 	defer s.wg.Done()
-	_, checked := s.client.(membersChecked)
-	if refusal, ok := strictRequest(m, checked, s.log, "rugwatch proxy"); !ok {
-		return refusal, true
-	}
-	return s.calls.answer(s.life, m, "rugwatch proxy", s.handle), true
+	return s.calls.answerStrict(s.life, s.client, m, s.log, "rugwatch proxy", s.handle), true
 }
 
 // inlineCalls is a client connection whose calls can be answered on the
 // goroutine that received them (httpConn: a POST's handler waits for its
-// answer anyway). Serve hands it answerNow; the connection still delivers
-// through Read what must keep its order (notifications, answers) and the
-// calls it cannot answer so (see httpConn.post).
+// answer anyway). Serve and ServeGateway hand it their answerNow; the
+// connection still delivers through Read what must keep its order
+// (notifications, answers) and the calls it cannot answer so (see
+// httpConn.post).
 type inlineCalls interface {
 	answerInline(func(*jsonrpc.Request) (*jsonrpc.Response, bool))
 }

@@ -351,8 +351,15 @@ func TestHTTPNewerGETTakesUpTheQueue(t *testing.T) {
 // for the session's end (the TypeScript SDK does not abort it), and the
 // server is told, so the tool's work stops (a go-sdk server starts its
 // answer only when it has one, so the proxy's request was still being
-// written when it was cancelled).
+// written when it was cancelled). Both kinds of client session answer such
+// a call on its POST's goroutine (inlineCalls).
 func TestHTTPCancelledCallEndsItsPOST(t *testing.T) {
+	for _, path := range []string{"/mcp/up", "/mcp"} { // one server's session, and the gateway's
+		t.Run(path, func(t *testing.T) { cancelledCallEndsItsPOST(t, path) })
+	}
+}
+
+func cancelledCallEndsItsPOST(t *testing.T, path string) {
 	up := newUpstream(t)
 	entered, release, upCancelled := make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 	up.srv.AddTool(&mcp.Tool{Name: "block", Description: "Waits.", InputSchema: json.RawMessage(`{"type":"object"}`)},
@@ -366,9 +373,10 @@ func TestHTTPCancelledCallEndsItsPOST(t *testing.T) {
 			return nil, errors.New("released")
 		})
 	r := newRigWith(t, up)
-	srv, _ := r.proxyHTTP("")
+	srv, h := r.proxyHTTP("")
+	h.Gateway = func() (GatewayOptions, bool) { return GatewayOptions{Servers: []Options{r.options(ResultsFlag)}}, true }
 	t.Cleanup(func() { close(release) }) // first: the upstream's DELETE waits on the tool
-	url := srv.URL + "/mcp/up"
+	url := srv.URL + path
 	session := rawSession(t, nil, url)
 	raw(nil, http.MethodPost, url, session, strings.NewReader(`{"jsonrpc":"2.0","id":2,"method":"tools/list"}`))
 	r.approve("block")
