@@ -170,13 +170,20 @@ func TestHashTreeHostile(t *testing.T) {
 	if err := syscall.Mkfifo(filepath.Join(dir, "pipe"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	before, err := hashTree(ctx, nil, dir, ".")
+	// Each walk has a guard of its own, which only turns a hang (a walk
+	// that opened the fifo) into a failure: one shared by the whole test
+	// also timed the making of 20,001 files, and ran out under -race on
+	// a loaded machine.
+	guard := func() context.Context {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	before, err := hashTree(guard(), nil, dir, ".")
 	if err != nil {
 		t.Fatal(err)
 	}
-	entries, err := readTree(ctx, nil, dir, ".", nil)
+	entries, err := readTree(guard(), nil, dir, ".", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +195,7 @@ func TestHashTreeHostile(t *testing.T) {
 		t.Fatalf("entries %v, want %v", rels, want)
 	}
 	testservers.WriteFiles(t, outside, map[string]string{"secret": "two", "dir/file": "two", "dir/new": "x"})
-	if after, err := hashTree(ctx, nil, dir, "."); err != nil || after != before {
+	if after, err := hashTree(guard(), nil, dir, "."); err != nil || after != before {
 		t.Fatalf("a change outside the tree changed it: %s → %s (%v)", before, after, err)
 	}
 
@@ -198,7 +205,7 @@ func TestHashTreeHostile(t *testing.T) {
 	if err := os.Truncate(filepath.Join(big, "a.js"), maxTreeBytes+1); err != nil {
 		t.Fatal(err)
 	}
-	_, err = hashTree(ctx, nil, big, ".")
+	_, err = hashTree(guard(), nil, big, ".")
 	var over *treeLimitError
 	if !errors.As(err, &over) || over.mark() != "over-limit:1 entries, 268435457 bytes" {
 		t.Fatalf("content over the bound: %v", err)
@@ -213,7 +220,7 @@ func TestHashTreeHostile(t *testing.T) {
 		}
 		f.Close()
 	}
-	if _, err := hashTree(ctx, nil, many, "."); !errors.As(err, &over) || !strings.HasPrefix(over.mark(), "over-limit:more than 20000") {
+	if _, err := hashTree(guard(), nil, many, "."); !errors.As(err, &over) || !strings.HasPrefix(over.mark(), "over-limit:more than 20000") {
 		t.Fatalf("entries over the bound: %v", err)
 	}
 
