@@ -31,18 +31,19 @@ import (
 
 // The benchmarks measure what the proxy adds on loopback Streamable HTTP:
 // each runs the same operations direct, through a relay (a byte copier),
-// through a floor (a bare reverse proxy) and proxied, taking turns within
-// one run, and reports them side by side.
+// through a floor (a bare reverse proxy), proxied (/mcp/<server>) and
+// through the gateway (/mcp, the one endpoint for every server), taking
+// turns within one run, and reports them side by side.
 //
 //	go test -run '^$' -bench . -benchtime 2s -count 3 ./proxy/ | tee new.txt
 //
 // The three parties are processes of their own, as deployed: the upstream
 // and the clients are this test binary re-executed (benchChild), and this
-// process holds the proxy, the relay and the floor. So each collects its own garbage
-// (the go-sdk's clients and servers allocate about a quarter of a
-// megabyte a call, which in one process set the pace of the collector
-// the proxy ran under), and this process's CPU is the proxy's and the
-// relay's and floor's alone. They still share the machine's cores, as on a
+// process holds the proxy (both endpoints), the relay and the floor. So
+// each collects its own garbage (the go-sdk's clients and servers allocate
+// about a quarter of a megabyte a call, which in one process set the pace
+// of the collector the proxy ran under), and this process's CPU is the
+// proxy's and the relay's and floor's alone. They still share the machine's cores, as on a
 // developer's laptop.
 //
 // p50-ms and p99-ms are per-operation latencies; calls/s is the
@@ -220,10 +221,11 @@ func (p benchProc) line(b *testing.B) string {
 }
 
 // benchPair is one upstream with every tool approved, and the URLs of it
-// directly, through the relay, through the floor and through proxy_listen.
+// directly, through the relay, through the floor and through proxy_listen,
+// as its server's endpoint and as the gateway's only server.
 type benchPair struct {
-	direct, relay, floor, proxied string
-	up                            benchProc
+	direct, relay, floor, proxied, gateway string
+	up                                     benchProc
 }
 
 // newBenchPair starts the upstream with env added to its environment.
@@ -238,13 +240,21 @@ func newBenchPair(b *testing.B, env ...string) benchPair {
 	r.ledger.Gen = gen.Load
 	r.ledger.AfterWrite = func(context.Context) error { gen.Add(1); return nil }
 	r.ledger.AfterNotice = func(context.Context) error { return nil }
-	h := &HTTP{Options: func(server string) (Options, bool) {
+	options := func() Options {
 		o := r.options(ResultsFlag)
 		// As configured in production: the rig's 20ms re-read would
 		// spend the benchmark's CPU verifying 50 signatures.
 		o.Refresh = 500 * time.Millisecond
-		return o, server == "up"
-	}}
+		return o
+	}
+	h := &HTTP{
+		Options: func(server string) (Options, bool) { return options(), server == "up" },
+		Gateway: func() (GatewayOptions, bool) { return GatewayOptions{Servers: []Options{options()}}, true },
+		// The 16 clients are 16 agents, each a client of its own (with a
+		// token of its own, in production); here they share one address,
+		// and hold a session at each endpoint.
+		MaxSessionsPerClient: 4 * parallelClients,
+	}
 	srv := httptest.NewServer(h)
 	h.Hosts = LoopbackHosts(srv.Listener.Addr())
 	h.Start(context.Background())
@@ -278,7 +288,8 @@ func newBenchPair(b *testing.B, env ...string) benchPair {
 		rp.ServeHTTP(w, r)
 	}))
 	b.Cleanup(floor.Close)
-	p := benchPair{direct: r.up.url, relay: startRelay(b, r.up.url), floor: floor.URL, proxied: srv.URL + "/mcp/up", up: up}
+	p := benchPair{direct: r.up.url, relay: startRelay(b, r.up.url), floor: floor.URL, proxied: srv.URL + "/mcp/up",
+		gateway: srv.URL + gatewayPath, up: up}
 
 	// The first listing through the proxy records every tool (pending);
 	// approve them all, as `rugwatch approve up --all` would.
@@ -383,16 +394,17 @@ func benchConnect(url string) (*mcp.ClientSession, func(), error) {
 
 // paths are the ways to the upstream every benchmark compares, in the
 // order of urls and of a driverRun's arrays.
-var paths = [...]string{pathDirect: "direct", pathRelay: "relay", pathFloor: "floor", pathProxied: "proxied"}
+var paths = [...]string{pathDirect: "direct", pathRelay: "relay", pathFloor: "floor", pathProxied: "proxied", pathGateway: "gateway"}
 
 const (
 	pathDirect = iota
 	pathRelay
 	pathFloor
 	pathProxied
+	pathGateway
 )
 
-func (p benchPair) urls() []string { return []string{p.direct, p.relay, p.floor, p.proxied} }
+func (p benchPair) urls() []string { return []string{p.direct, p.relay, p.floor, p.proxied, p.gateway} }
 
 // driverRun is what the driver measured: each round's operation on each
 // path, or for "parallel" each path's calls and the time of its phases.
@@ -616,6 +628,7 @@ func benchRounds(b *testing.B, op string) {
 	b.ReportMetric(p50[pathProxied]-p50[pathDirect], "added-p50-ms")
 	b.ReportMetric(p50[pathRelay]-p50[pathDirect], "relay-added-p50-ms")
 	b.ReportMetric(p50[pathProxied]/p50[pathDirect], "proxied/direct")
+	b.ReportMetric(p50[pathGateway]/p50[pathDirect], "gateway/direct")
 }
 
 // pct is the p-th quantile of l in milliseconds.
@@ -762,7 +775,7 @@ func reportRates(b *testing.B, run driverRun) {
 		b.ReportMetric(rate[k], name+"-calls/s")
 	}
 	if direct := rate[pathDirect]; direct > 0 {
-		for _, k := range []int{pathRelay, pathFloor, pathProxied} {
+		for _, k := range []int{pathRelay, pathFloor, pathProxied, pathGateway} {
 			b.ReportMetric(100*rate[k]/direct, paths[k]+"-%-of-direct")
 		}
 	}
@@ -771,7 +784,7 @@ func reportRates(b *testing.B, run driverRun) {
 // BenchmarkToolsCallCPU: the CPU time a call costs on each path, 16 clients
 // calling echo as in BenchmarkToolsCallParallel, each path alone with its
 // own upstream so that each process's time is that path's: the clients',
-// the upstream's and, on the relay, floor and proxied paths, the time of
+// the upstream's and, on the other paths, the time of
 // the process in between (this one, whose time for the direct path, where it
 // only waits, is the measurement's floor). The paths take turns in five
 // chunks, for the machine-drift argument of rounds. On a machine the
@@ -815,7 +828,7 @@ func BenchmarkToolsCallCPU(b *testing.B) {
 		b.ReportMetric(perCall(total[k]), name+"-cpu-µs/call")
 		b.ReportMetric(perCall(hop[k]), name+"-hop-µs/call")
 	}
-	for _, k := range []int{pathRelay, pathFloor, pathProxied} {
+	for _, k := range []int{pathRelay, pathFloor, pathProxied, pathGateway} {
 		b.ReportMetric(100*float64(total[pathDirect])/float64(total[k]), "direct/"+paths[k]+"-%")
 	}
 }
