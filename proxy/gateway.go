@@ -142,16 +142,7 @@ func ServeGateway(ctx context.Context, client mcp.Connection, opts GatewayOption
 	shared := &taint{}
 	var sessions []func()
 	for _, o := range opts.Servers {
-		ct, st := mcp.NewInMemoryTransports()
-		sconn, err := st.Connect(ctx)
-		if err != nil {
-			return fmt.Errorf("connecting to %s's session: %w", o.Server, err)
-		}
-		cconn, err := ct.Connect(ctx)
-		if err != nil {
-			sconn.Close()
-			return fmt.Errorf("connecting to %s's session: %w", o.Server, err)
-		}
+		cconn, sconn := newPipe()
 		if !opts.noSharedTaint {
 			o.taint = shared
 		}
