@@ -25,7 +25,11 @@ import (
 // templates of two servers cover, is served by neither, under names:
 // prefixed as well; a URI one server lists goes to it even when another
 // server's template covers it too, so no server's catch-all template can
-// take (or block) another's listed resources.
+// take (or block) another's listed resources. A gateway of one server
+// sends it every URI, as its own endpoint does: a server may serve a
+// resource it never lists (server-everything's watched resource, which
+// the conformance suite subscribes to), and with one server there is no
+// one else's it could be.
 
 // maxSubscribed bounds the subscriptions a gateway session remembers the
 // server of; past it an unsubscribe is routed as a read is.
@@ -86,10 +90,12 @@ func (g *gateway) routeURI(ctx context.Context, uri string) (*inner, string) {
 			shown, strings.Join(servers, " and "))
 	}
 	ins := g.covering(ctx, uri)
-	switch len(ins) {
-	case 1:
+	switch {
+	case len(ins) == 1:
 		return ins[0], ""
-	case 0:
+	case len(g.inners) == 1:
+		return g.inners[0], ""
+	case len(ins) == 0:
 		return nil, fmt.Sprintf("resource %q is not served by this gateway: no server lists it or has a resource template (RFC 6570 level 1) that covers it", shown)
 	}
 	var servers []string

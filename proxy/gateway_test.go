@@ -532,6 +532,29 @@ func gatewayResources(t *testing.T, handshake bool) {
 
 }
 
+// TestGatewayOfOneServerRoutesEveryURI: a URI no server lists and no
+// template covers is refused by a gateway of two servers (whose could it
+// be?), and sent to the server by a gateway of one, as its own endpoint
+// sends it.
+func TestGatewayOfOneServerRoutesEveryURI(t *testing.T) {
+	r := newGatewayRig(t)
+	both := r.gatewayOptionsEra(NamesPlain, true)
+	cs, _ := r.connectGateway(t, both)
+	ctx := context.Background()
+	if err := cs.Subscribe(ctx, &mcp.SubscribeParams{URI: "watch://unlisted"}); err == nil || !strings.Contains(err.Error(), "not served by this gateway") {
+		t.Fatalf("two servers, an unlisted URI: %v, want refused", err)
+	}
+	one := both
+	one.Servers = both.Servers[:1]
+	cs, _ = r.connectGateway(t, one)
+	if err := cs.Subscribe(ctx, &mcp.SubscribeParams{URI: "watch://unlisted"}); err != nil {
+		t.Fatalf("one server, an unlisted URI: %v", err)
+	}
+	if got := <-r.subscribed; got != one.Servers[0].Server {
+		t.Fatalf("the subscription reached %s, want %s", got, one.Servers[0].Server)
+	}
+}
+
 // TestGatewayLevelOneTemplates: a template routes the URIs its level 1
 // expansion gives, and none beyond; other levels route nothing.
 func TestGatewayLevelOneTemplates(t *testing.T) {
