@@ -849,8 +849,9 @@ func TestProxyConformanceGoSDK(t *testing.T) {
 }
 
 // compareConformance runs the suite against direct, through proxy_listen
-// and through the stdio `rugwatch proxy` (the suite speaks HTTP only: a
-// stdioBridge in front starts one `rugwatch proxy` per session), every
+// (the server's endpoint, and the gateway's at /mcp, the server its only
+// one) and through the stdio `rugwatch proxy` (the suite speaks HTTP only:
+// a stdioBridge in front starts one `rugwatch proxy` per session), every
 // tool approved on first sight. Every scenario that passes directly must
 // pass both ways through the proxy, but for a call the proxy refuses by
 // contract (a tool the server never listed).
@@ -881,7 +882,8 @@ servers:
 	// The suite takes no headers: a reverse proxy in front holds the
 	// token for it, as a client configured with it would.
 	tok := readToken(t, filepath.Join(dir, ".config", "rugwatch", "token"))
-	listen := withBearer(t, "http://"+l.str("proxy_listen"), tok) + "/mcp/everything"
+	front := withBearer(t, "http://"+l.str("proxy_listen"), tok)
+	listen := front + "/mcp/everything"
 	bridge := startStdioBridge(t, env, rugwatchBin(t), "--config", cfg, "--log-level", "warn", "proxy", "everything")
 
 	dres := conformanceRun(t, direct)
@@ -891,6 +893,7 @@ servers:
 	}{
 		{"proxy_listen", conformanceRun(t, listen)},
 		{"stdio proxy", conformanceRun(t, bridge.URL)},
+		{"gateway", conformanceRun(t, front+"/mcp")},
 	}
 	listed := map[string]bool{}
 	for _, c := range dres["tools-list"] {
@@ -940,11 +943,11 @@ servers:
 		t.Logf("the stdio proxies' stderr:\n%s", bridge.Stderr.String())
 		t.Logf("the daemon's log (proxy_listen):\n%s", d.dump())
 	}
-	t.Logf("conformance (active suite, %d scenarios): %d pass directly, %d through proxy_listen, %d through the stdio rugwatch proxy (%d sessions, one child each); by-contract refusals of a never-listed tool: %d and %d",
-		len(names), dPass, pass[0], pass[1], bridge.Opened(), refused[0], refused[1])
+	t.Logf("conformance (active suite, %d scenarios): %d pass directly, %d through proxy_listen, %d through the stdio rugwatch proxy (%d sessions, one child each), %d through the gateway; by-contract refusals of a never-listed tool: %d, %d and %d",
+		len(names), dPass, pass[0], pass[1], bridge.Opened(), pass[2], refused[0], refused[1], refused[2])
 	// (dns-rebinding-protection tests the HTTP front: in the stdio column
 	// that is the bridge's Host check, made as proxy_listen makes it.)
-	t.Logf("  %-32s %-7s %-13s %s", "scenario", "direct", "proxy_listen", "stdio proxy")
+	t.Logf("  %-32s %-7s %-13s %-12s %s", "scenario", "direct", "proxy_listen", "stdio proxy", "gateway")
 	mark := func(ok bool) string {
 		if ok {
 			return "pass"
@@ -952,7 +955,8 @@ servers:
 		return "FAIL"
 	}
 	for _, n := range names {
-		t.Logf("  %-32s %-7s %-13s %s", n, mark(conformancePassed(dres[n])), mark(conformancePassed(routes[0].res[n])), mark(conformancePassed(routes[1].res[n])))
+		t.Logf("  %-32s %-7s %-13s %-12s %s", n, mark(conformancePassed(dres[n])), mark(conformancePassed(routes[0].res[n])), mark(conformancePassed(routes[1].res[n])),
+			mark(conformancePassed(routes[2].res[n])))
 	}
 }
 
@@ -982,7 +986,9 @@ func refusedNeverListed(direct, proxied []conformanceCheck, listed map[string]bo
 		_ = json.Unmarshal(c.Details, &det)
 		directNotFound = directNotFound || det.Result.IsError && len(det.Result.Content) > 0 && strings.Contains(det.Result.Content[0].Text, "not found")
 	}
-	return tool != "" && !listed[tool] && strings.Contains(why, "is not approved as it is now") && directNotFound
+	refused := strings.Contains(why, "is not approved as it is now") || // a server's endpoint
+		strings.Contains(why, "is not served by this gateway: no server serves it approved now") // the gateway
+	return tool != "" && !listed[tool] && refused && directNotFound
 }
 
 // TestRevokeInForceWhenItReturns: with serve running, a revocation made from
