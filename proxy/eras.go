@@ -123,14 +123,10 @@ func (s *session) relisten(up *mcpclient.Session) <-chan struct{} {
 	s.listen.acked = acked
 	s.listen.mu.Unlock()
 
-	s.endMu.Lock()
-	if s.ending {
-		s.endMu.Unlock()
+	if !s.ending.join(&s.wg) {
 		cancel()
 		return acked
 	}
-	s.wg.Add(1)
-	s.endMu.Unlock()
 	go func() {
 		defer s.wg.Done()
 		_, rpcErr, err := up.Forward(ctx, "subscriptions/listen", params)

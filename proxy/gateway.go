@@ -92,11 +92,9 @@ type gateway struct {
 
 	calls inflight // the client's requests in flight (inflight.go)
 	wg    sync.WaitGroup
-	// ending is set, under endMu, before ServeGateway waits for wg: a call
-	// answered on its POST's goroutine (answerNow) checks it first, so
-	// none is added to wg while or after ServeGateway waits.
-	endMu  sync.Mutex
-	ending bool
+	// ending is begun before ServeGateway waits for wg: a call answered
+	// on its POST's goroutine (answerNow) joins wg through it.
+	ending endGuard
 }
 
 type relayed struct {
@@ -129,9 +127,7 @@ func ServeGateway(ctx context.Context, client mcp.Connection, opts GatewayOption
 		calls: newInflight(),
 	}
 	defer func() {
-		g.endMu.Lock()
-		g.ending = true
-		g.endMu.Unlock()
+		g.ending.end()
 		cancel()
 		for _, in := range g.inners {
 			in.conn.Close()
@@ -169,13 +165,9 @@ func ServeGateway(ctx context.Context, client mcp.Connection, opts GatewayOption
 // answerNow is session.answerNow for the gateway: a client call answered
 // on the goroutine that received it.
 func (g *gateway) answerNow(m *jsonrpc.Request) (*jsonrpc.Response, bool) {
-	g.endMu.Lock()
-	if g.ending {
-		g.endMu.Unlock()
+	if !g.ending.join(&g.wg) {
 		return nil, false
 	}
-	g.wg.Add(1)
-	g.endMu.Unlock()
 	defer g.wg.Done()
 	return g.calls.answerStrict(g.life, g.client, m, g.log, "rugwatch gateway", g.handle), true
 }

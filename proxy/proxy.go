@@ -210,12 +210,10 @@ type session struct {
 	// calls are the client's requests in flight (inflight.go).
 	calls inflight
 	wg    sync.WaitGroup
-	// ending is set, under endMu, before Serve waits for wg: a goroutine
-	// started from outside the session's own (the upstream's read loop
-	// announcing list_changed) checks it first, so none is added to wg
-	// while or after Serve waits.
-	endMu  sync.Mutex
-	ending bool
+	// ending is begun before Serve waits for wg: a goroutine started
+	// from outside the session's own (the upstream's read loop announcing
+	// list_changed, a POST's handler answering a call) joins wg through it.
+	ending endGuard
 	// life is the context of the whole session (a request's own ends
 	// with it): what initialize starts runs under it.
 	life context.Context
@@ -265,9 +263,7 @@ func Serve(ctx context.Context, client mcp.Connection, opts Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	s.life = ctx
 	defer func() {
-		s.endMu.Lock()
-		s.ending = true
-		s.endMu.Unlock()
+		s.ending.end()
 		cancel()
 		s.wg.Wait()
 		if up := s.up.Load(); up != nil {
@@ -299,13 +295,9 @@ func Serve(ctx context.Context, client mcp.Connection, opts Options) error {
 func (s *session) answerNow(m *jsonrpc.Request) (*jsonrpc.Response, bool) {
 	// Counted in wg like the session's own goroutines, so Serve does not
 	// close the upstream under a call still using it.
-	s.endMu.Lock()
-	if s.ending {
-		s.endMu.Unlock()
+	if !s.ending.join(&s.wg) {
 		return nil, false
 	}
-	s.wg.Add(1)
-	s.endMu.Unlock()
 	defer s.wg.Done()
 	return s.calls.answerStrict(s.life, s.client, m, s.log, "rugwatch proxy", s.handle), true
 }

@@ -170,13 +170,9 @@ func (s *session) relistSoon(ctx context.Context) {
 	}
 	// Called from the upstream's read loop, not one of the session's own
 	// goroutines: it may still deliver while Serve ends.
-	s.endMu.Lock()
-	if s.ending {
-		s.endMu.Unlock()
+	if !s.ending.join(&s.wg) {
 		return
 	}
-	s.wg.Add(1)
-	s.endMu.Unlock()
 	go func() {
 		defer s.wg.Done()
 		for {
