@@ -318,10 +318,12 @@ func (s *session) serveCall(ctx context.Context, m *jsonrpc.Request) {
 }
 
 // readClient reads a client's messages until it goes away or ctx ends,
-// and hands each on parsed strictly (strict.go), the one place a proxy
-// or a gateway takes what its client sends: an answer whose result fails
-// becomes an error answer, a request whose params fail is refused (a
-// call) or dropped (a notification). who prefixes the refusals.
+// and hands each on parsed strictly (strict.go): an answer whose result
+// fails becomes an error answer, a request whose params fail is refused
+// (a call) or dropped (a notification). who prefixes the refusals. It
+// and inflight.answerStrict, for calls a connection answers inline, are
+// the two places a proxy or a gateway takes what its client sends, and
+// both pass a request through strictRequest.
 func readClient(ctx context.Context, client mcp.Connection, log *slog.Logger, who string,
 	write func(context.Context, jsonrpc.Message),
 	answered func(*jsonrpc.Response),
