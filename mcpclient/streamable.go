@@ -38,6 +38,11 @@ type streamableConn struct {
 	client   *http.Client
 	maxEvent int // bytes of one event's lines
 
+	// drains holds a place for each answered stream being read to its
+	// end (readStream), drainWait the longest each is read.
+	drains    chan struct{}
+	drainWait time.Duration
+
 	ctx       context.Context // the connection's own; Close cancels it
 	cancel    context.CancelFunc
 	incoming  chan jsonrpc.Message
@@ -60,6 +65,7 @@ const (
 	maxErrorBody  = 64 << 10        // bytes of an error status's body read for a JSON-RPC error
 	maxDrain      = 64 << 10        // bytes read past a call's answer to reuse the connection
 	drainWait     = 2 * time.Second // to read a stream's end after the call's answer
+	maxDrains     = 8               // answered streams read to their end at once
 	deleteTimeout = 5 * time.Second // the DELETE that ends a session, best effort
 )
 
@@ -73,6 +79,7 @@ func newStreamableConn(url string, client *http.Client, maxEvent int) *streamabl
 	ctx, cancel := context.WithCancel(context.Background())
 	return &streamableConn{
 		url: url, client: client, maxEvent: maxEvent,
+		drains: make(chan struct{}, maxDrains), drainWait: drainWait,
 		ctx: ctx, cancel: cancel,
 		incoming: make(chan jsonrpc.Message, 10),
 		done:     make(chan struct{}),
@@ -410,11 +417,21 @@ func (c *streamableConn) readStream(ctx context.Context, cancel context.CancelFu
 			// Answered. The server ends the stream now; reading to its end
 			// lets the connection be used again, but a server that holds
 			// it open gets no more than maxDrain bytes and drainWait of
-			// attention, whatever the caller does with its context now.
+			// attention, whatever the caller does with its context now,
+			// and no more than maxDrains such streams at once: past them
+			// the stream is let go at once, connection and all, as a
+			// hostile server holding every answered stream would
+			// otherwise hold a connection per call for drainWait.
 			detach()
-			stop := time.AfterFunc(drainWait, cancel)
+			select {
+			case c.drains <- struct{}{}:
+			default:
+				return
+			}
+			stop := time.AfterFunc(c.drainWait, cancel)
 			_, _ = io.CopyN(io.Discard, events.r, maxDrain)
 			stop.Stop()
+			<-c.drains
 			return
 		}
 	}

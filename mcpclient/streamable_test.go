@@ -208,6 +208,39 @@ func TestStreamableHeldStreamIsLetGo(t *testing.T) {
 	}
 }
 
+// A server that holds every answered stream open holds no more than
+// maxDrains of them: past those an answered stream is let go at once,
+// connection and all, rather than each call holding a connection for
+// drainWait.
+func TestStreamableHeldStreamsAreBounded(t *testing.T) {
+	released := make(chan struct{}, 64)
+	srv := handServer(t, func(w http.ResponseWriter, r *http.Request, m handMessage) {
+		sse(w, testservers.Result(m.ID, `{"content":[]}`))
+		<-r.Context().Done()
+		released <- struct{}{}
+	})
+	s := handDial(t, srv.URL, DialOptions{})
+	s.conn.(*streamableConn).drainWait = time.Hour // only the bound lets go
+	const calls = maxDrains + 3
+	for i := range calls {
+		if res, rpcErr, err := s.Forward(context.Background(), "tools/call", json.RawMessage(echoParams)); err != nil || rpcErr != nil || string(res) != `{"content":[]}` {
+			t.Fatalf("call %d: %s %+v %v", i, res, rpcErr, err)
+		}
+	}
+	for i := range calls - maxDrains {
+		select {
+		case <-released:
+		case <-time.After(30 * time.Second): // a guard: they go at once
+			t.Fatalf("%d of the %d answered streams past the bound were let go; the server holds the rest", i, calls-maxDrains)
+		}
+	}
+	select {
+	case <-released:
+		t.Fatal("a stream within the bound was let go before its drainWait")
+	default:
+	}
+}
+
 // A caller done with a call's answer may cancel its context at once, as
 // the proxy does every call's: the rest of the call's event stream is
 // still read, so the connection goes back to the pool rather than being
