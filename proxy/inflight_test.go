@@ -104,14 +104,32 @@ func TestInflightAnswerIsServeInline(t *testing.T) {
 		out.Go(func() { answers <- f.answer(ctx, request(i), "test", held) })
 	}
 	in.Wait()
-	refused := f.answer(ctx, request(maxInFlight), "test", held)
+	// Each wait below has a guard: without the rule it checks, the wait
+	// would never end, and the test would hang rather than fail.
+	extra := make(chan *jsonrpc.Response, 1)
+	go func() {
+		extra <- f.answer(ctx, request(maxInFlight), "test", func(_ context.Context, r *jsonrpc.Request) *jsonrpc.Response {
+			return &jsonrpc.Response{ID: r.ID, Result: []byte(`{}`)}
+		})
+	}()
+	var refused *jsonrpc.Response
+	select {
+	case refused = <-extra:
+	case <-time.After(time.Minute):
+		t.Fatal("a request past the cap waited for a slot")
+	}
 	if refused == nil || refused.Error == nil || !strings.Contains(refused.Error.Error(), "requests in flight") {
 		t.Fatalf("a request past %d in flight: %+v, want refused at once", maxInFlight, refused)
 	}
 	// The client cancels request 0: no answer is due for it.
 	f.cancelled(json.RawMessage(`{"requestId":0}`))
-	if got := <-answers; got != nil {
-		t.Fatalf("a cancelled request was answered: %+v", got)
+	select {
+	case got := <-answers:
+		if got != nil {
+			t.Fatalf("a cancelled request was answered: %+v", got)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the cancelled request was never ended")
 	}
 	close(hold)
 	out.Wait()
